@@ -1,0 +1,383 @@
+package shardstore
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/recoverd/recoverd/internal/fsutil"
+	"github.com/recoverd/recoverd/seqno"
+)
+
+// The op log is a directory of generation files oplog/<gen>.log. A record
+// is u32 payload length, u32 CRC32C of the payload, payload (an Op encoded
+// as in segments). A new generation starts at every flush so that old ones
+// can be dropped whole once retention no longer needs them.
+//
+// Durability uses group commit: appenders write into a buffer and then wait
+// in sync for an fsync that covers their records; one fsync covers every
+// record appended before it started.
+
+const (
+	oplogDir      = "oplog"
+	oplogSuffix   = ".log"
+	recHeaderLen  = 8
+	maxRecordSize = 2*maxField + 64
+)
+
+var zeroHeader [recHeaderLen]byte
+
+type opLoc struct {
+	seq seqno.SeqNo
+	off int64
+}
+
+type oplogGen struct {
+	gen            uint64
+	path           string
+	locs           []opLoc
+	minSeq, maxSeq seqno.SeqNo
+	size           int64
+}
+
+func (g *oplogGen) add(seq seqno.SeqNo, off int64) {
+	if len(g.locs) == 0 || seq < g.minSeq {
+		g.minSeq = seq
+	}
+	if len(g.locs) == 0 || seq > g.maxSeq {
+		g.maxSeq = seq
+	}
+	g.locs = append(g.locs, opLoc{seq, off})
+}
+
+type opLog struct {
+	dir       string
+	failpoint func(string)
+
+	syncMu sync.Mutex // held by the one goroutine running an fsync; taken before mu
+	mu     sync.Mutex
+	gens   []*oplogGen // ascending; the last one is open for appends
+	f      *os.File
+	w      *bufio.Writer
+	buf    []byte
+	// appended counts records written to w; synced counts those made durable.
+	appended, synced uint64
+}
+
+func genFileName(gen uint64) string { return fmt.Sprintf("%016d%s", gen, oplogSuffix) }
+
+// openOpLog opens the log in dir, deleting generations below startGen,
+// truncating a torn record at the tail of the newest generation, and calling
+// replay for every record in order of appearance.
+func openOpLog(dir string, startGen uint64, failpoint func(string), replay func(*Op)) (*opLog, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("shardstore: create op log dir: %w", err)
+	}
+	if _, err := fsutil.RemoveTemps(dir); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("shardstore: list op log: %w", err)
+	}
+	var gens []uint64
+	for _, e := range entries {
+		name := e.Name()
+		g, err := strconv.ParseUint(strings.TrimSuffix(name, oplogSuffix), 10, 64)
+		if !strings.HasSuffix(name, oplogSuffix) || err != nil {
+			continue
+		}
+		if g < startGen {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return nil, fmt.Errorf("shardstore: drop op log generation %d: %w", g, err)
+			}
+			continue
+		}
+		gens = append(gens, g)
+	}
+	slices.Sort(gens)
+	l := &opLog{dir: dir, failpoint: failpoint}
+	for i, g := range gens {
+		og, err := scanGen(filepath.Join(dir, genFileName(g)), g, i == len(gens)-1, replay)
+		if err != nil {
+			return nil, err
+		}
+		l.gens = append(l.gens, og)
+	}
+	if len(l.gens) == 0 {
+		if err := l.createGen(startGen); err != nil {
+			return nil, err
+		}
+	} else {
+		last := l.gens[len(l.gens)-1]
+		f, err := os.OpenFile(last.path, os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("shardstore: open op log: %w", err)
+		}
+		l.f, l.w = f, bufio.NewWriterSize(f, 256<<10)
+	}
+	return l, fsutil.SyncDir(dir)
+}
+
+// scanGen reads one generation. A damaged record in the newest generation
+// is a torn write from a crash: the file is truncated there. In an older
+// generation (fsynced before the next one started) it is corruption.
+func scanGen(path string, gen uint64, newest bool, replay func(*Op)) (*oplogGen, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("shardstore: open op log %s: %w", filepath.Base(path), err)
+	}
+	defer f.Close()
+	og := &oplogGen{gen: gen, path: path}
+	r := bufio.NewReaderSize(f, 1<<20)
+	var off int64
+	var op Op
+	for {
+		n, err := readRecord(r, &op)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if !newest {
+				return nil, fmt.Errorf("op log %s at offset %d: %w", filepath.Base(path), off, err)
+			}
+			if err := f.Truncate(off); err != nil {
+				return nil, fmt.Errorf("shardstore: truncate torn op log: %w", err)
+			}
+			if err := f.Sync(); err != nil {
+				return nil, fmt.Errorf("shardstore: fsync op log: %w", err)
+			}
+			break
+		}
+		og.add(op.SeqNo, off)
+		replay(&op)
+		off += int64(n)
+	}
+	og.size = off
+	return og, nil
+}
+
+// readRecord decodes one record; io.EOF means a clean end, any other error
+// a damaged or torn record.
+func readRecord(r *bufio.Reader, op *Op) (int, error) {
+	var hdr [recHeaderLen]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if err == io.EOF {
+			return 0, io.EOF
+		}
+		return 0, fmt.Errorf("%w: torn record header", ErrCorrupt)
+	}
+	n := binary.LittleEndian.Uint32(hdr[0:])
+	if n == 0 || n > maxRecordSize {
+		return 0, fmt.Errorf("%w: record length %d", ErrCorrupt, n)
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return 0, fmt.Errorf("%w: torn record", ErrCorrupt)
+	}
+	if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(hdr[4:]) {
+		return 0, fmt.Errorf("%w: record checksum", ErrCorrupt)
+	}
+	if err := decodeOp(payload, op); err != nil {
+		return 0, err
+	}
+	return recHeaderLen + int(n), nil
+}
+
+func decodeOp(payload []byte, op *Op) error {
+	br := bufio.NewReaderSize(bytes.NewReader(payload), 16)
+	if err := readEntry(br, op); err != nil {
+		return fmt.Errorf("%w: record payload: %v", ErrCorrupt, err)
+	}
+	if br.Buffered() != 0 {
+		return fmt.Errorf("%w: record payload has trailing bytes", ErrCorrupt)
+	}
+	return nil
+}
+
+func (l *opLog) createGen(gen uint64) error {
+	path := filepath.Join(l.dir, genFileName(gen))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("shardstore: create op log generation: %w", err)
+	}
+	l.gens = append(l.gens, &oplogGen{gen: gen, path: path})
+	l.f, l.w = f, bufio.NewWriterSize(f, 256<<10)
+	return nil
+}
+
+func (l *opLog) current() *oplogGen { return l.gens[len(l.gens)-1] }
+
+// append buffers ops and returns the ticket to pass to sync.
+func (l *opLog) append(ops []Op) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cur := l.current()
+	for i := range ops {
+		l.buf = appendEntry(append(l.buf[:0], zeroHeader[:]...), &ops[i])
+		payload := l.buf[recHeaderLen:]
+		binary.LittleEndian.PutUint32(l.buf[0:], uint32(len(payload)))
+		binary.LittleEndian.PutUint32(l.buf[4:], crc32.Checksum(payload, castagnoli))
+		if _, err := l.w.Write(l.buf); err != nil {
+			return 0, fmt.Errorf("shardstore: append op log: %w", err)
+		}
+		cur.add(ops[i].SeqNo, cur.size)
+		cur.size += int64(len(l.buf))
+		l.appended++
+	}
+	return l.appended, nil
+}
+
+// sync returns once every record up to ticket is durable.
+func (l *opLog) sync(ticket uint64) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	if l.synced >= ticket {
+		return nil
+	}
+	l.mu.Lock()
+	err := l.w.Flush()
+	target, f := l.appended, l.f
+	l.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("shardstore: write op log: %w", err)
+	}
+	l.failpoint("oplog.before-fsync")
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("shardstore: fsync op log: %w", err)
+	}
+	l.synced = target
+	return nil
+}
+
+// roll makes everything durable and starts generation gen (which must be
+// above the current one).
+func (l *opLog) roll(gen uint64) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.w.Flush(); err != nil {
+		return fmt.Errorf("shardstore: write op log: %w", err)
+	}
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("shardstore: fsync op log: %w", err)
+	}
+	l.synced = l.appended
+	if err := l.f.Close(); err != nil {
+		return err
+	}
+	if err := l.createGen(gen); err != nil {
+		return err
+	}
+	return fsutil.SyncDir(l.dir)
+}
+
+func (l *opLog) nextGen() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.current().gen + 1
+}
+
+// dropGens deletes every generation, but the open one, for which drop
+// returns true.
+func (l *opLog) dropGens(drop func(*oplogGen) bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	keep := l.gens[:0]
+	var errs []error
+	for i, g := range l.gens {
+		if i < len(l.gens)-1 && drop(g) {
+			if err := os.Remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+				keep = append(keep, g)
+			}
+			continue
+		}
+		keep = append(keep, g)
+	}
+	clear(l.gens[len(keep):])
+	l.gens = keep
+	return errors.Join(errs...)
+}
+
+// read calls fn for every logged op with a seqno in r, in seqno order, each
+// seqno once.
+func (l *opLog) read(r seqno.Range, fn func(*Op) error) error {
+	type src struct {
+		path string
+		off  int64
+		seq  seqno.SeqNo
+	}
+	l.mu.Lock()
+	if err := l.w.Flush(); err != nil {
+		l.mu.Unlock()
+		return fmt.Errorf("shardstore: write op log: %w", err)
+	}
+	var locs []src
+	for _, g := range l.gens {
+		if len(g.locs) == 0 || g.maxSeq < r.From || g.minSeq > r.To {
+			continue
+		}
+		for _, lc := range g.locs {
+			if r.Contains(lc.seq) {
+				locs = append(locs, src{g.path, lc.off, lc.seq})
+			}
+		}
+	}
+	l.mu.Unlock()
+	sort.SliceStable(locs, func(i, j int) bool { return locs[i].seq < locs[j].seq })
+	files := map[string]*os.File{}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	var op Op
+	last := seqno.Unassigned
+	for _, lc := range locs {
+		if lc.seq == last {
+			continue
+		}
+		f := files[lc.path]
+		if f == nil {
+			var err error
+			if f, err = os.Open(lc.path); err != nil {
+				return fmt.Errorf("shardstore: read op log: %w", err)
+			}
+			files[lc.path] = f
+		}
+		br := bufio.NewReaderSize(io.NewSectionReader(f, lc.off, maxRecordSize+recHeaderLen), 4<<10)
+		if _, err := readRecord(br, &op); err != nil {
+			return fmt.Errorf("op log %s at %d: %w", filepath.Base(lc.path), lc.off, err)
+		}
+		last = lc.seq
+		if err := fn(&op); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *opLog) close() error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err := l.w.Flush()
+	if err == nil {
+		err = l.f.Sync()
+	}
+	return errors.Join(err, l.f.Close())
+}

@@ -1,0 +1,1007 @@
+package shardstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/recoverd/recoverd/internal/fsutil"
+	"github.com/recoverd/recoverd/seqno"
+)
+
+// ErrClosed is returned by calls on a closed shard.
+var ErrClosed = errors.New("shardstore: shard is closed")
+
+// ErrNotFound is returned when a shard does not exist on disk.
+var ErrNotFound = errors.New("shardstore: shard not found")
+
+const (
+	leasesFile = "leases"
+	lockFile   = "LOCK"
+	stagingDir = "staging"
+)
+
+// Options configure a shard.
+type Options struct {
+	// Create makes an empty shard with a new history when none exists.
+	Create bool
+	// RetainOps keeps at least this many ops below the local checkpoint in
+	// the op log (beyond what retention leases ask for), so a copy that was
+	// briefly away can catch up with ops alone.
+	RetainOps int64
+	// LeaseTTL is how long a retention lease lives without renewal
+	// (default 5 minutes).
+	LeaseTTL time.Duration
+	// Now is the clock for leases; nil means time.Now.
+	Now func() time.Time
+	// MaxSegmentBytes bounds the segments a merge writes (default 256 MiB).
+	MaxSegmentBytes int64
+	// Failpoint, when set, is called at named points of writes so crash
+	// tests can stop the process exactly there.
+	Failpoint func(name string)
+	Logger    *slog.Logger
+}
+
+// Shard is one shard copy on disk, opened by one process at a time.
+type Shard struct {
+	id   ShardID
+	dir  string
+	opts Options
+	lock *os.File
+	log  *slog.Logger
+
+	// mu guards everything below and serialises flush, merge and publish
+	// against each other and against op application.
+	mu       sync.RWMutex
+	closed   bool
+	commit   *commitPoint
+	segments []*segment
+	memtable map[string]*Op
+	memBytes int64
+	tracker  *seqno.CheckpointTracker
+	term     uint64
+	history  string
+	globalCP    seqno.SeqNo
+	nextSegment uint64
+	oplog       *opLog
+	leases      *seqno.Leases
+	// pins counts, per file name, the commit references held by readers
+	// (snapshot uploads, peer transfers) so their files outlive newer commits.
+	pins     map[string]int
+	stagings map[string]*Staging
+}
+
+// Dir returns the directory of a shard under a data directory.
+func Dir(dataDir string, id ShardID) string {
+	return filepath.Join(dataDir, "shards", id.Index, strconv.Itoa(id.Shard))
+}
+
+// Exists reports whether a shard directory with a commit point exists.
+func Exists(dataDir string, id ShardID) bool {
+	gens, err := commitGens(Dir(dataDir, id))
+	return err == nil && len(gens) > 0
+}
+
+// List returns the shards present under a data directory.
+func List(dataDir string) ([]ShardID, error) {
+	root := filepath.Join(dataDir, "shards")
+	indices, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []ShardID
+	for _, ix := range indices {
+		if !ix.IsDir() || ValidateName(ix.Name()) != nil {
+			continue
+		}
+		shards, err := os.ReadDir(filepath.Join(root, ix.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range shards {
+			n, err := strconv.Atoi(s.Name())
+			id := ShardID{Index: ix.Name(), Shard: n}
+			if err == nil && s.IsDir() && Exists(dataDir, id) {
+				out = append(out, id)
+			}
+		}
+	}
+	return out, nil
+}
+
+// ReadMetadata reads the newest valid commit of a shard without opening it
+// (no lock, no cleanup), for offline tools.
+func ReadMetadata(dataDir string, id ShardID) (Metadata, error) {
+	if err := id.Validate(); err != nil {
+		return Metadata{}, err
+	}
+	c, _, err := loadNewestCommit(Dir(dataDir, id))
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, ErrNoCommit) {
+		return Metadata{}, fmt.Errorf("%w: %s in %s", ErrNotFound, id, dataDir)
+	}
+	if err != nil {
+		return Metadata{}, err
+	}
+	return c.metadata(), nil
+}
+
+func (o *Options) defaults() {
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 5 * time.Minute
+	}
+	if o.MaxSegmentBytes <= 0 {
+		o.MaxSegmentBytes = 256 << 20
+	}
+	if o.Failpoint == nil {
+		o.Failpoint = func(string) {}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Open opens (or with Options.Create, creates) a shard. It cleans what a
+// crash left: staging directories, temp files, files no commit references
+// and older commit points; then it replays the op log above the commit's
+// local checkpoint.
+func Open(dataDir string, id ShardID, opts Options) (*Shard, error) {
+	if err := id.Validate(); err != nil {
+		return nil, err
+	}
+	opts.defaults()
+	dir := Dir(dataDir, id)
+	if !opts.Create && !Exists(dataDir, id) {
+		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, dataDir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("shardstore: create shard dir: %w", err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Shard{id: id, dir: dir, opts: opts, lock: lock, log: opts.Logger.With("shard", id.String()),
+		memtable: map[string]*Op{}, pins: map[string]int{}, stagings: map[string]*Staging{}}
+	if err := s.open(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("shardstore: lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("shardstore: shard %s is open in another process: %w", dir, err)
+	}
+	return f, nil
+}
+
+func (s *Shard) open() error {
+	if err := os.RemoveAll(filepath.Join(s.dir, stagingDir)); err != nil {
+		return fmt.Errorf("shardstore: remove staging left by a crash: %w", err)
+	}
+	if removed, err := fsutil.RemoveTemps(s.dir); err != nil {
+		return err
+	} else if len(removed) > 0 {
+		s.log.Info("removed temp files left by a crash", "files", removed)
+	}
+	c, highest, err := loadNewestCommit(s.dir)
+	if errors.Is(err, ErrNoCommit) {
+		c = &commitPoint{Generation: 1, OplogStartGen: 1, Data: CommitData{
+			HistoryUUID: uuid.NewString(), MaxSeqNo: seqno.NoOpsPerformed, LocalCheckpoint: seqno.NoOpsPerformed,
+			GlobalCheckpoint: seqno.NoOpsPerformed, MinRetainedSeqNo: 0, PrimaryTerm: 1,
+			WriterVersion: WriterVersion, FormatVersion: FormatVersion,
+		}}
+		if err := writeCommit(s.dir, c); err != nil {
+			return err
+		}
+		highest = c.Generation
+	} else if err != nil {
+		return err
+	}
+	for _, f := range c.Files {
+		seg, err := openSegment(filepath.Join(s.dir, f.Name), f)
+		if err != nil {
+			return err
+		}
+		s.segments = append(s.segments, seg)
+	}
+	s.commit = c
+	s.commit.Generation = max(c.Generation, highest)
+	s.term = c.Data.PrimaryTerm
+	s.history = c.Data.HistoryUUID
+	s.globalCP = c.Data.GlobalCheckpoint
+	s.tracker = seqno.NewCheckpointTracker(c.Data.MaxSeqNo, c.Data.LocalCheckpoint)
+	if err := s.removeUnreferenced(); err != nil {
+		return err
+	}
+	s.oplog, err = openOpLog(filepath.Join(s.dir, oplogDir), c.OplogStartGen, s.opts.Failpoint, func(op *Op) {
+		if op.SeqNo > c.Data.LocalCheckpoint {
+			s.applyMemLocked(op)
+			s.tracker.MarkProcessed(op.SeqNo)
+		} else {
+			s.tracker.AdvanceMaxSeqNo(op.SeqNo)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	s.leases, err = seqno.OpenLeases(filepath.Join(s.dir, leasesFile), seqno.LeaseOptions{
+		TTL: s.opts.LeaseTTL, Now: s.opts.Now, Floor: c.Data.MinRetainedSeqNo,
+	})
+	if err != nil {
+		s.oplog.close()
+		return err
+	}
+	return nil
+}
+
+// removeUnreferenced deletes segment files and commit points that neither
+// the current commit nor a pin references. Unknown files are left alone.
+func (s *Shard) removeUnreferenced() error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("shardstore: list shard dir: %w", err)
+	}
+	live := make(map[string]bool, len(s.commit.Files))
+	for _, f := range s.commit.Files {
+		live[f.Name] = true
+	}
+	var removed []string
+	for _, e := range entries {
+		name := e.Name()
+		g, isCommit := parseCommitName(name)
+		stale := isCommit && g < s.commit.Generation ||
+			strings.HasPrefix(name, segNamePrefix) && !live[name] && s.pins[name] == 0
+		if !stale {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("shardstore: remove %s: %w", name, err)
+		}
+		removed = append(removed, name)
+	}
+	if len(removed) > 0 {
+		s.log.Debug("removed unreferenced files", "files", removed)
+	}
+	return nil
+}
+
+// ID returns the shard's id.
+func (s *Shard) ID() ShardID { return s.id }
+
+// Path returns the shard's directory.
+func (s *Shard) Path() string { return s.dir }
+
+// Leases returns the shard's retention leases.
+func (s *Shard) Leases() *seqno.Leases { return s.leases }
+
+// Close flushes the op log and releases the shard; it does not flush the
+// memtable (the op log holds its ops).
+func (s *Shard) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	for _, st := range s.stagings {
+		os.RemoveAll(st.dir)
+	}
+	err := s.oplog.close()
+	return errors.Join(err, s.lock.Close())
+}
+
+// applyMemLocked puts op into the memtable unless it holds a newer version.
+func (s *Shard) applyMemLocked(op *Op) {
+	if cur, ok := s.memtable[op.Key]; ok {
+		if !op.newer(cur) {
+			return
+		}
+		s.memBytes -= int64(len(cur.Key) + len(cur.Value))
+	}
+	cp := *op
+	s.memtable[op.Key] = &cp
+	s.memBytes += int64(len(op.Key) + len(op.Value))
+}
+
+// Doc is a document to index.
+type Doc struct {
+	Key   string
+	Value []byte
+}
+
+// IndexBatch indexes docs as the primary: each gets the next seqno under the
+// current primary term. It returns once the ops are durable (one fsync for
+// the batch, shared with concurrent callers).
+func (s *Shard) IndexBatch(ctx context.Context, docs []Doc) ([]Op, error) {
+	ops := make([]Op, len(docs))
+	for i, d := range docs {
+		if err := validateKey(d.Key); err != nil {
+			return nil, err
+		}
+		ops[i] = Op{Key: d.Key, Value: d.Value, Kind: OpIndex}
+	}
+	return s.write(ctx, ops, true)
+}
+
+// Index indexes one document as the primary.
+func (s *Shard) Index(ctx context.Context, key string, value []byte) (Op, error) {
+	ops, err := s.IndexBatch(ctx, []Doc{{key, value}})
+	if err != nil {
+		return Op{}, err
+	}
+	return ops[0], nil
+}
+
+// Delete deletes one document as the primary.
+func (s *Shard) Delete(ctx context.Context, key string) (Op, error) {
+	if err := validateKey(key); err != nil {
+		return Op{}, err
+	}
+	ops, err := s.write(ctx, []Op{{Key: key, Kind: OpDelete}}, true)
+	if err != nil {
+		return Op{}, err
+	}
+	return ops[0], nil
+}
+
+// Apply applies ops generated by a primary (as a replica, or when replaying
+// a recovery), in any order; ops already processed are skipped. It returns
+// once they are durable.
+func (s *Shard) Apply(ctx context.Context, ops []Op) error {
+	for i := range ops {
+		if err := validateKey(ops[i].Key); err != nil {
+			return err
+		}
+		if ops[i].SeqNo < 0 || ops[i].Kind > OpDelete {
+			return fmt.Errorf("shardstore: op %d has seqno %v or kind %d", i, ops[i].SeqNo, ops[i].Kind)
+		}
+	}
+	_, err := s.write(ctx, ops, false)
+	return err
+}
+
+func validateKey(k string) error {
+	if k == "" || len(k) > 4096 {
+		return fmt.Errorf("shardstore: document key must be 1 to 4096 bytes, got %d", len(k))
+	}
+	return nil
+}
+
+func (s *Shard) write(ctx context.Context, ops []Op, primary bool) ([]Op, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	todo := ops[:0:0]
+	for i := range ops {
+		if primary {
+			ops[i].SeqNo = s.tracker.Generate()
+			ops[i].PrimaryTerm = s.term
+		} else if s.tracker.IsProcessed(ops[i].SeqNo) {
+			continue
+		}
+		todo = append(todo, ops[i])
+	}
+	ticket, err := s.oplog.append(todo)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	for i := range todo {
+		s.applyMemLocked(&todo[i])
+		if !primary {
+			s.tracker.AdvanceMaxSeqNo(todo[i].SeqNo)
+			s.term = max(s.term, todo[i].PrimaryTerm)
+		}
+	}
+	tracker := s.tracker // a publish may replace it once we unlock
+	s.mu.Unlock()
+	if err := s.oplog.sync(ticket); err != nil {
+		return nil, err
+	}
+	for i := range todo {
+		tracker.MarkProcessed(todo[i].SeqNo)
+	}
+	return ops, nil
+}
+
+// Get returns the live value of key.
+func (s *Shard) Get(key string) (value []byte, seq seqno.SeqNo, found bool, err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var best *Op
+	if op, ok := s.memtable[key]; ok {
+		best = op
+	}
+	for _, seg := range s.segments {
+		e, ok, err := seg.get(key)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		if ok && (best == nil || e.newer(best)) {
+			best = &e
+		}
+	}
+	if best == nil || best.Kind == OpDelete {
+		return nil, seqno.Unassigned, false, nil
+	}
+	return best.Value, best.SeqNo, true, nil
+}
+
+// Scan calls fn for every live document in key order with its seqno.
+func (s *Shard) Scan(fn func(key string, value []byte, seq seqno.SeqNo) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.scanLocked(fn)
+}
+
+// winner locates the newest version of a key found so far.
+type winner struct {
+	seq     seqno.SeqNo
+	seg     int32 // index into segments, -1 for the memtable
+	deleted bool
+	off     int64
+}
+
+// scanLocked resolves the newest version of every key one segment at a time
+// (so at most one segment file is open: a shard may hold more segments than
+// the process may open files), then reads the live values in key order.
+func (s *Shard) scanLocked(fn func(key string, value []byte, seq seqno.SeqNo) error) error {
+	wins := make(map[string]winner, len(s.memtable))
+	for i, seg := range s.segments {
+		err := seg.iterate(64<<10, func(e *Op, off int64) error {
+			if w, ok := wins[e.Key]; !ok || e.SeqNo > w.seq {
+				wins[e.Key] = winner{seq: e.SeqNo, seg: int32(i), deleted: e.Kind == OpDelete, off: off}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for k, op := range s.memtable {
+		if w, ok := wins[k]; !ok || op.SeqNo > w.seq {
+			wins[k] = winner{seq: op.SeqNo, seg: -1, deleted: op.Kind == OpDelete}
+		}
+	}
+	keys := make([]string, 0, len(wins))
+	for k, w := range wins {
+		if !w.deleted {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	files := make(map[int32]*os.File)
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	var e Op
+	for _, k := range keys {
+		w := wins[k]
+		if w.seg < 0 {
+			if err := fn(k, s.memtable[k].Value, w.seq); err != nil {
+				return err
+			}
+			continue
+		}
+		f := files[w.seg]
+		if f == nil {
+			if len(files) >= 256 {
+				for i, of := range files {
+					of.Close()
+					delete(files, i)
+				}
+			}
+			var err error
+			if f, err = os.Open(s.segments[w.seg].path); err != nil {
+				return fmt.Errorf("shardstore: scan: %w", err)
+			}
+			files[w.seg] = f
+		}
+		if err := readEntryAt(f, w.off, &e); err != nil {
+			return fmt.Errorf("%w: segment %s at %d: %v", ErrCorrupt, s.segments[w.seg].meta.Name, w.off, err)
+		}
+		if err := fn(k, e.Value, w.seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Digest is a SHA-256 over every live document (key, seqno, value) in key
+// order: two copies with the same logical content have the same digest,
+// whatever their physical files.
+func (s *Shard) Digest() (string, error) {
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	put := func(b []byte) {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
+		h.Write(b)
+	}
+	err := s.Scan(func(key string, value []byte, seq seqno.SeqNo) error {
+		put([]byte(key))
+		h.Write(n[:binary.PutVarint(n[:], int64(seq))])
+		put(value)
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Stats are a shard's live numbers.
+type Stats struct {
+	ID               ShardID     `json:"id"`
+	HistoryUUID      string      `json:"history_uuid"`
+	PrimaryTerm      uint64      `json:"primary_term"`
+	Seq              seqno.Stats `json:"seqno"`
+	MinRetainedSeqNo seqno.SeqNo `json:"min_retained_seqno"`
+	Generation       uint64      `json:"generation"`
+	Segments         int         `json:"segments"`
+	SegmentBytes     int64       `json:"segment_bytes"`
+	MemtableDocs     int         `json:"memtable_docs"`
+	Leases           int         `json:"leases"`
+}
+
+// Stats returns the shard's live numbers (seqnos include ops not yet flushed).
+func (s *Shard) Stats() Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var bytes int64
+	for _, seg := range s.segments {
+		bytes += seg.meta.Length
+	}
+	return Stats{
+		ID: s.id, HistoryUUID: s.history, PrimaryTerm: s.term,
+		Seq:              seqno.Stats{MaxSeqNo: s.tracker.MaxSeqNo(), LocalCheckpoint: s.tracker.Checkpoint(), GlobalCheckpoint: s.globalCP},
+		MinRetainedSeqNo: s.leases.Floor(), Generation: s.commit.Generation, Segments: len(s.segments),
+		SegmentBytes: bytes, MemtableDocs: len(s.memtable), Leases: len(s.leases.List()),
+	}
+}
+
+// Metadata returns the current commit's files and user data.
+func (s *Shard) Metadata() Metadata {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.commit.metadata()
+}
+
+// RetainedOps is the range of ops the op log can still serve: from the
+// retention floor to the max seqno.
+func (s *Shard) RetainedOps() seqno.Range {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return seqno.Range{From: s.leases.Floor(), To: s.tracker.MaxSeqNo()}
+}
+
+// SetGlobalCheckpoint records the global checkpoint the primary computed; it
+// is persisted with the next commit and never moves back.
+func (s *Shard) SetGlobalCheckpoint(cp seqno.SeqNo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.globalCP = max(s.globalCP, min(cp, s.tracker.Checkpoint()))
+}
+
+// ReadOps calls fn for every op with a seqno in r, in seqno order. It fails
+// with seqno.ErrCompacted when r starts below what the op log retains.
+// Seqnos in r that were never processed (gaps above the checkpoint) are
+// simply absent.
+func (s *Shard) ReadOps(r seqno.Range, fn func(Op) error) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	if r.Empty() {
+		return nil
+	}
+	s.mu.RLock()
+	floor, maxSeq, closed := s.leases.Floor(), s.tracker.MaxSeqNo(), s.closed
+	s.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	if r.From < floor {
+		return fmt.Errorf("%w: ops from %v asked, %s retains from %v", seqno.ErrCompacted, r.From, s.id, floor)
+	}
+	if r.To > maxSeq {
+		return fmt.Errorf("shardstore: ops up to %v asked, %s has seen only up to %v", r.To, s.id, maxSeq)
+	}
+	return s.oplog.read(r, func(op *Op) error { return fn(*op) })
+}
+
+// Promote makes this copy the primary of a new term: the history UUID stays,
+// the primary term is bumped and persisted with a commit.
+func (s *Shard) Promote() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.term++
+	return s.flushLocked()
+}
+
+// Flush writes the memtable into a new segment and publishes a commit point
+// holding the file list and the seqno user data.
+func (s *Shard) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flushLocked()
+}
+
+func (s *Shard) segmentPath() (string, error) {
+	for {
+		s.nextSegment++
+		name := fmt.Sprintf("%s%08d_%s", segNamePrefix, s.commit.Generation+s.nextSegment, strings.ReplaceAll(uuid.NewString()[:13], "-", ""))
+		p := filepath.Join(s.dir, name)
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			return p, nil
+		}
+	}
+}
+
+func (s *Shard) flushLocked() error {
+	if s.closed {
+		return ErrClosed
+	}
+	// Rolling the op log makes every appended op durable first, so the
+	// segment never holds an op the log could lose.
+	nextGen := s.oplog.nextGen()
+	if err := s.oplog.roll(nextGen); err != nil {
+		return err
+	}
+	checkpoint := s.tracker.Checkpoint()
+	files := append([]FileMeta(nil), s.commit.Files...)
+	var newSeg *segment
+	if len(s.memtable) > 0 {
+		keys := make([]string, 0, len(s.memtable))
+		for k := range s.memtable {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		path, err := s.segmentPath()
+		if err != nil {
+			return err
+		}
+		sw, err := createSegment(path)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := sw.add(s.memtable[k]); err != nil {
+				sw.abort()
+				return err
+			}
+		}
+		meta, err := sw.finish()
+		if err != nil {
+			sw.abort()
+			return err
+		}
+		if newSeg, err = openSegment(path, meta); err != nil {
+			return err
+		}
+		files = append(files, meta)
+		s.opts.Failpoint("flush.segment-written")
+	}
+	if err := fsutil.SyncDir(s.dir); err != nil {
+		return err
+	}
+	// Ops below the lowest live lease and below checkpoint+1-RetainOps may
+	// go; never ops above the checkpoint (they rebuild the memtable).
+	floor := s.leases.AdvanceFloor(checkpoint + 1 - seqno.SeqNo(s.opts.RetainOps))
+	next := &commitPoint{
+		Generation:    s.commit.Generation + 1,
+		Files:         files,
+		Data:          s.commitDataLocked(checkpoint, floor),
+		OplogStartGen: s.commit.OplogStartGen,
+	}
+	s.opts.Failpoint("flush.before-commit")
+	if err := writeCommit(s.dir, next); err != nil {
+		return err
+	}
+	s.opts.Failpoint("flush.after-commit")
+	s.commit = next
+	if newSeg != nil {
+		s.segments = append(s.segments, newSeg)
+	}
+	clear(s.memtable)
+	s.memBytes = 0
+	return s.afterCommitLocked()
+}
+
+func (s *Shard) commitDataLocked(checkpoint, floor seqno.SeqNo) CommitData {
+	return CommitData{
+		HistoryUUID: s.history, MaxSeqNo: s.tracker.MaxSeqNo(), LocalCheckpoint: checkpoint,
+		GlobalCheckpoint: min(s.globalCP, checkpoint), MinRetainedSeqNo: floor, PrimaryTerm: s.term,
+		WriterVersion: WriterVersion, FormatVersion: FormatVersion,
+	}
+}
+
+// afterCommitLocked deletes what the new commit no longer needs: old commit
+// points, unreferenced segments, op log generations below the floor.
+func (s *Shard) afterCommitLocked() error {
+	err := s.removeUnreferenced()
+	cp, floor := s.commit.Data.LocalCheckpoint, s.commit.Data.MinRetainedSeqNo
+	return errors.Join(err, s.oplog.dropGens(func(g *oplogGen) bool {
+		return g.gen < s.commit.OplogStartGen || len(g.locs) == 0 || g.maxSeq < floor && g.maxSeq <= cp
+	}))
+}
+
+// Merge rewrites every segment, and the memtable, into new segments with the
+// same logical content: the newest version of each key, tombstones dropped
+// when no older version can still arrive (at or below the local checkpoint).
+func (s *Shard) Merge() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.flushLocked(); err != nil {
+		return err
+	}
+	if len(s.segments) == 0 {
+		return nil
+	}
+	checkpoint := s.commit.Data.LocalCheckpoint
+	out, err := s.mergeSegments(s.segments, func(e *Op) bool {
+		return e.Kind == OpDelete && e.SeqNo <= checkpoint
+	})
+	if err != nil {
+		return err
+	}
+	if err := fsutil.SyncDir(s.dir); err != nil {
+		return err
+	}
+	files := make([]FileMeta, len(out))
+	for i, seg := range out {
+		files[i] = seg.meta
+	}
+	next := &commitPoint{
+		Generation: s.commit.Generation + 1, Files: files,
+		Data: s.commit.Data, OplogStartGen: s.commit.OplogStartGen,
+	}
+	s.opts.Failpoint("merge.before-commit")
+	if err := writeCommit(s.dir, next); err != nil {
+		return err
+	}
+	s.commit = next
+	s.segments = out
+	return s.afterCommitLocked()
+}
+
+// mergeFanIn bounds the files a merge pass holds open at once.
+const mergeFanIn = 128
+
+// mergeSegments merges segs into new segments of at most MaxSegmentBytes,
+// keeping the newest version of each key and dropping it when drop says so.
+// More than mergeFanIn inputs are merged in passes (tombstones are dropped
+// only in the last pass, which sees every version).
+func (s *Shard) mergeSegments(segs []*segment, drop func(*Op) bool) ([]*segment, error) {
+	var created []*segment
+	fail := func(err error) ([]*segment, error) {
+		for _, seg := range created {
+			os.Remove(seg.path)
+		}
+		return nil, err
+	}
+	for len(segs) > mergeFanIn {
+		var next []*segment
+		for i := 0; i < len(segs); i += mergeFanIn {
+			group := segs[i:min(i+mergeFanIn, len(segs))]
+			out, err := s.mergePass(group, func(*Op) bool { return false }, 1<<62)
+			if err != nil {
+				return fail(err)
+			}
+			created = append(created, out...)
+			next = append(next, out...)
+		}
+		segs = next
+	}
+	out, err := s.mergePass(segs, drop, s.opts.MaxSegmentBytes)
+	if err != nil {
+		return fail(err)
+	}
+	s.opts.Failpoint("merge.outputs-written")
+	for _, seg := range created { // intermediate outputs
+		os.Remove(seg.path)
+	}
+	return out, nil
+}
+
+func (s *Shard) mergePass(segs []*segment, drop func(*Op) bool, maxBytes int64) (out []*segment, err error) {
+	var sw *segmentWriter
+	defer func() {
+		if err != nil {
+			if sw != nil {
+				sw.abort()
+			}
+			for _, seg := range out {
+				os.Remove(seg.path)
+			}
+		}
+	}()
+	finish := func() error {
+		path := sw.f.Name()
+		meta, err := sw.finish()
+		sw = nil
+		if err != nil {
+			os.Remove(path)
+			return err
+		}
+		seg, err := openSegment(path, meta)
+		if err != nil {
+			return err
+		}
+		out = append(out, seg)
+		return nil
+	}
+	bufSize := max(4<<10, min(1<<20, (32<<20)/len(segs)))
+	err = mergeIterate(segs, bufSize, func(e *Op) error {
+		if drop(e) {
+			return nil
+		}
+		if sw == nil {
+			path, err := s.segmentPath()
+			if err != nil {
+				return err
+			}
+			if sw, err = createSegment(path); err != nil {
+				return err
+			}
+		}
+		if err := sw.add(e); err != nil {
+			return err
+		}
+		if int64(sw.size()) >= maxBytes {
+			return finish()
+		}
+		return nil
+	})
+	if err == nil && sw != nil {
+		err = finish()
+	}
+	return out, err
+}
+
+// mergeIterate calls fn with the newest version of every key across segs,
+// in key order.
+func mergeIterate(segs []*segment, bufSize int, fn func(*Op) error) error {
+	its := make([]*segmentIter, 0, len(segs))
+	for _, seg := range segs {
+		f, err := os.Open(seg.path)
+		if err != nil {
+			return fmt.Errorf("shardstore: merge: %w", err)
+		}
+		defer f.Close()
+		it := newSegmentIter(f, seg, bufSize)
+		if it.next() {
+			its = append(its, it)
+		} else if it.err != nil {
+			return it.err
+		}
+	}
+	for len(its) > 0 {
+		sort.Slice(its, func(i, j int) bool { return its[i].cur.Key < its[j].cur.Key })
+		key := its[0].cur.Key
+		best := its[0].cur
+		keep := its[:0]
+		for _, it := range its {
+			if it.cur.Key == key {
+				if it.cur.newer(&best) {
+					best = it.cur
+				}
+				if !it.next() {
+					if it.err != nil {
+						return it.err
+					}
+					continue
+				}
+			}
+			keep = append(keep, it)
+		}
+		its = keep
+		if err := fn(&best); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CommitRef pins one commit's files: they stay on disk, even after newer
+// commits, until Release.
+type CommitRef struct {
+	s    *Shard
+	meta Metadata
+	once sync.Once
+}
+
+// AcquireCommit flushes nothing and pins the current commit.
+func (s *Shard) AcquireCommit() (*CommitRef, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	meta := s.commit.metadata()
+	for _, f := range meta.Files {
+		s.pins[f.Name]++
+	}
+	return &CommitRef{s: s, meta: meta}, nil
+}
+
+// Metadata returns the pinned commit's files and user data.
+func (r *CommitRef) Metadata() Metadata { return r.meta }
+
+// Open opens one file of the pinned commit for reading.
+func (r *CommitRef) Open(name string) (*os.File, FileMeta, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, FileMeta{}, err
+	}
+	fm, ok := r.meta.Lookup(name)
+	if !ok {
+		return nil, FileMeta{}, fmt.Errorf("%w: file %s is not in commit %d of %s", ErrNotFound, name, r.meta.Generation, r.s.id)
+	}
+	f, err := os.Open(filepath.Join(r.s.dir, name))
+	if err != nil {
+		return nil, FileMeta{}, fmt.Errorf("shardstore: open %s: %w", name, err)
+	}
+	return f, fm, nil
+}
+
+// Release unpins the commit; files no commit needs any more are deleted.
+func (r *CommitRef) Release() error {
+	var err error
+	r.once.Do(func() {
+		s := r.s
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, f := range r.meta.Files {
+			if s.pins[f.Name]--; s.pins[f.Name] <= 0 {
+				delete(s.pins, f.Name)
+			}
+		}
+		if !s.closed {
+			err = s.removeUnreferenced()
+		}
+	})
+	return err
+}
+
+// Pinned reports whether a file is held by a CommitRef (for cleanup).
+func (s *Shard) Pinned(name string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.pins[name] > 0
+}
+
+var _ io.Closer = (*Shard)(nil)

@@ -1,0 +1,287 @@
+package shardstore
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/recoverd/recoverd/internal/fsutil"
+	"github.com/recoverd/recoverd/seqno"
+)
+
+var (
+	// ErrStagingExists is returned when a recovery id already stages files.
+	ErrStagingExists = errors.New("shardstore: staging already exists")
+	// ErrConflict is returned when publishing would replace a file the
+	// current commit references with different content.
+	ErrConflict = errors.New("shardstore: file conflicts with the current commit")
+)
+
+// Staging holds the files of one in-flight recovery under
+// staging/<recovery-id>/. Nothing in it is read as data until Publish moves
+// the whole set into place with one commit point.
+type Staging struct {
+	s   *Shard
+	id  string
+	dir string
+
+	mu    sync.Mutex
+	files map[string]*stagedState
+	done  bool
+}
+
+type stagedState struct {
+	meta     FileMeta
+	verified bool
+}
+
+// StartStaging creates staging/<recoveryID>/ for a recovery.
+func (s *Shard) StartStaging(recoveryID string) (*Staging, error) {
+	if err := ValidateName(recoveryID); err != nil {
+		return nil, fmt.Errorf("recovery id: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if _, ok := s.stagings[recoveryID]; ok {
+		return nil, fmt.Errorf("%w: %s", ErrStagingExists, recoveryID)
+	}
+	dir := filepath.Join(s.dir, stagingDir, recoveryID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("shardstore: create staging: %w", err)
+	}
+	st := &Staging{s: s, id: recoveryID, dir: dir, files: map[string]*stagedState{}}
+	s.stagings[recoveryID] = st
+	return st, nil
+}
+
+// Stagings lists the recovery ids staging files in this process.
+func (s *Shard) Stagings() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.stagings))
+	for id := range s.stagings {
+		out = append(out, id)
+	}
+	return out
+}
+
+// Dir is the staging directory.
+func (st *Staging) Dir() string { return st.dir }
+
+// StagedFile is one incoming file being written at offsets.
+type StagedFile struct {
+	st   *Staging
+	f    *os.File
+	meta FileMeta
+}
+
+// CreateFile opens a staged file for meta, creating it or, when a previous
+// attempt of this recovery left part of it, keeping what is there so the
+// transfer can resume.
+func (st *Staging) CreateFile(meta FileMeta) (*StagedFile, error) {
+	if err := ValidateName(meta.Name); err != nil {
+		return nil, err
+	}
+	if meta.Length < 4 {
+		return nil, fmt.Errorf("shardstore: staged file %s has length %d, too short for a checksum", meta.Name, meta.Length)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.done {
+		return nil, fmt.Errorf("shardstore: staging %s is finished", st.id)
+	}
+	if old, ok := st.files[meta.Name]; ok && old.meta != meta {
+		return nil, fmt.Errorf("shardstore: staged file %s already exists with other metadata", meta.Name)
+	}
+	f, err := os.OpenFile(filepath.Join(st.dir, meta.Name), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("shardstore: create staged file: %w", err)
+	}
+	st.files[meta.Name] = &stagedState{meta: meta}
+	return &StagedFile{st: st, f: f, meta: meta}, nil
+}
+
+// Meta is the metadata the file must match.
+func (sf *StagedFile) Meta() FileMeta { return sf.meta }
+
+// WriteAt writes p at off; writes beyond the expected length are refused.
+func (sf *StagedFile) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > sf.meta.Length {
+		return 0, fmt.Errorf("shardstore: write of %d bytes at %d is outside %s (%d bytes)", len(p), off, sf.meta.Name, sf.meta.Length)
+	}
+	return sf.f.WriteAt(p, off)
+}
+
+// Size is the number of bytes present (a resumed transfer continues from
+// its last verified offset, which the caller tracks).
+func (sf *StagedFile) Size() (int64, error) {
+	st, err := sf.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+// Truncate cuts the file to n bytes (discarding unverified bytes on resume).
+func (sf *StagedFile) Truncate(n int64) error { return sf.f.Truncate(n) }
+
+// Verify fsyncs the file and checks its length and CRC32C; a verified file
+// may be published.
+func (sf *StagedFile) Verify() error {
+	if err := sf.f.Sync(); err != nil {
+		return fmt.Errorf("shardstore: fsync staged %s: %w", sf.meta.Name, err)
+	}
+	if err := verifyFile(sf.f.Name(), sf.meta); err != nil {
+		return err
+	}
+	sf.st.mu.Lock()
+	defer sf.st.mu.Unlock()
+	if s, ok := sf.st.files[sf.meta.Name]; ok {
+		s.verified = true
+	}
+	return nil
+}
+
+// Close closes the file; it stays staged.
+func (sf *StagedFile) Close() error { return sf.f.Close() }
+
+// RemoveFile deletes one staged file (a download that failed, to be fetched
+// from elsewhere).
+func (st *Staging) RemoveFile(name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	delete(st.files, name)
+	if err := os.Remove(filepath.Join(st.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Files lists the staged files.
+func (st *Staging) Files() []FileMeta {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out := make([]FileMeta, 0, len(st.files))
+	for _, f := range st.files {
+		out = append(out, f.meta)
+	}
+	return out
+}
+
+// Abandon deletes the staging directory and everything in it.
+func (st *Staging) Abandon() error {
+	st.mu.Lock()
+	st.done = true
+	st.mu.Unlock()
+	st.s.mu.Lock()
+	delete(st.s.stagings, st.id)
+	st.s.mu.Unlock()
+	if err := os.RemoveAll(st.dir); err != nil {
+		return fmt.Errorf("shardstore: remove staging %s: %w", st.id, err)
+	}
+	return nil
+}
+
+// Publish makes files (the complete new file set: staged files plus files
+// of the current commit to keep) the shard's content with data as its
+// commit user data, in one atomic commit point. The op log starts afresh at
+// data's local checkpoint: ops above it are replayed by the recovery.
+// On error the shard is left at its previous commit.
+func (st *Staging) Publish(files []FileMeta, data CommitData) error {
+	if data.HistoryUUID == "" || data.LocalCheckpoint > data.MaxSeqNo || data.LocalCheckpoint < seqno.NoOpsPerformed {
+		return fmt.Errorf("shardstore: publish with invalid commit data %+v", data)
+	}
+	if data.FormatVersion > FormatVersion {
+		return fmt.Errorf("shardstore: cannot publish format %d, this build reads up to %d", data.FormatVersion, FormatVersion)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.done {
+		return fmt.Errorf("shardstore: staging %s is finished", st.id)
+	}
+	s := st.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	cur := s.commit.metadata()
+	var moves []FileMeta
+	seen := map[string]bool{}
+	for _, f := range files {
+		if seen[f.Name] {
+			return fmt.Errorf("shardstore: publish lists %s twice", f.Name)
+		}
+		seen[f.Name] = true
+		if staged, ok := st.files[f.Name]; ok {
+			if staged.meta != f {
+				return fmt.Errorf("shardstore: staged %s does not match the published metadata", f.Name)
+			}
+			if !staged.verified {
+				if err := verifyFile(filepath.Join(st.dir, f.Name), f); err != nil {
+					return err
+				}
+				staged.verified = true
+			}
+			if old, ok := cur.Lookup(f.Name); ok && !old.SameAs(f) {
+				return fmt.Errorf("%w: %s", ErrConflict, f.Name)
+			}
+			moves = append(moves, f)
+			continue
+		}
+		old, ok := cur.Lookup(f.Name)
+		if !ok || !old.SameAs(f) {
+			return fmt.Errorf("shardstore: %s is neither staged nor the same in the current commit", f.Name)
+		}
+	}
+	s.opts.Failpoint("publish.before-rename")
+	for _, f := range moves {
+		if err := os.Rename(filepath.Join(st.dir, f.Name), filepath.Join(s.dir, f.Name)); err != nil {
+			return fmt.Errorf("shardstore: move staged %s into place: %w", f.Name, err)
+		}
+	}
+	if err := fsutil.SyncDir(s.dir); err != nil {
+		return err
+	}
+	s.opts.Failpoint("publish.files-moved")
+	segs := make([]*segment, 0, len(files))
+	for _, f := range files {
+		seg, err := openSegment(filepath.Join(s.dir, f.Name), f)
+		if err != nil {
+			return err
+		}
+		segs = append(segs, seg)
+	}
+	oplogGen := s.oplog.nextGen()
+	if err := s.oplog.roll(oplogGen); err != nil {
+		return err
+	}
+	data.MinRetainedSeqNo = data.LocalCheckpoint + 1
+	next := &commitPoint{Generation: s.commit.Generation + 1, Files: append([]FileMeta(nil), files...), Data: data, OplogStartGen: oplogGen}
+	s.opts.Failpoint("publish.before-commit")
+	if err := writeCommit(s.dir, next); err != nil {
+		return err
+	}
+	s.opts.Failpoint("publish.after-commit")
+	s.commit = next
+	s.segments = segs
+	clear(s.memtable)
+	s.memBytes = 0
+	s.tracker = seqno.NewCheckpointTracker(data.MaxSeqNo, data.LocalCheckpoint)
+	s.term = data.PrimaryTerm
+	s.history = data.HistoryUUID
+	s.globalCP = data.GlobalCheckpoint
+	s.leases.ResetFloor(data.MinRetainedSeqNo)
+	st.done = true
+	delete(s.stagings, st.id)
+	err := s.afterCommitLocked()
+	return errors.Join(err, os.RemoveAll(st.dir))
+}
