@@ -225,10 +225,7 @@ func (l *opLog) append(ops []Op) (uint64, error) {
 	defer l.mu.Unlock()
 	cur := l.current()
 	for i := range ops {
-		l.buf = appendEntry(append(l.buf[:0], zeroHeader[:]...), &ops[i])
-		payload := l.buf[recHeaderLen:]
-		binary.LittleEndian.PutUint32(l.buf[0:], uint32(len(payload)))
-		binary.LittleEndian.PutUint32(l.buf[4:], crc32.Checksum(payload, castagnoli))
+		l.buf = appendRecord(l.buf[:0], &ops[i])
 		if _, err := l.w.Write(l.buf); err != nil {
 			return 0, fmt.Errorf("shardstore: append op log: %w", err)
 		}
@@ -237,6 +234,16 @@ func (l *opLog) append(ops []Op) (uint64, error) {
 		l.appended++
 	}
 	return l.appended, nil
+}
+
+// appendRecord appends op to b as one op log record.
+func appendRecord(b []byte, op *Op) []byte {
+	start := len(b)
+	b = appendEntry(append(b, zeroHeader[:]...), op)
+	payload := b[start+recHeaderLen:]
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(payload, castagnoli))
+	return b
 }
 
 // sync returns once every record up to ticket is durable.

@@ -79,6 +79,9 @@ type Shard struct {
 	history  string
 	globalCP    seqno.SeqNo
 	nextSegment uint64
+	// lastGen is the highest commit generation on disk, valid or not: a new
+	// commit never reuses the name of a damaged one.
+	lastGen uint64
 	oplog       *opLog
 	leases      *seqno.Leases
 	// pins counts, per file name, the commit references held by readers
@@ -234,7 +237,7 @@ func (s *Shard) open() error {
 		s.segments = append(s.segments, seg)
 	}
 	s.commit = c
-	s.commit.Generation = max(c.Generation, highest)
+	s.lastGen = highest
 	s.term = c.Data.PrimaryTerm
 	s.history = c.Data.HistoryUUID
 	s.globalCP = c.Data.GlobalCheckpoint
@@ -661,10 +664,15 @@ func (s *Shard) Flush() error {
 	return s.flushLocked()
 }
 
+func (s *Shard) nextGen() uint64 {
+	s.lastGen = max(s.lastGen, s.commit.Generation) + 1
+	return s.lastGen
+}
+
 func (s *Shard) segmentPath() (string, error) {
 	for {
 		s.nextSegment++
-		name := fmt.Sprintf("%s%08d_%s", segNamePrefix, s.commit.Generation+s.nextSegment, strings.ReplaceAll(uuid.NewString()[:13], "-", ""))
+		name := fmt.Sprintf("%s%08d_%s", segNamePrefix, s.lastGen+s.nextSegment, strings.ReplaceAll(uuid.NewString()[:13], "-", ""))
 		p := filepath.Join(s.dir, name)
 		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
 			return p, nil
@@ -723,7 +731,7 @@ func (s *Shard) flushLocked() error {
 	// go; never ops above the checkpoint (they rebuild the memtable).
 	floor := s.leases.AdvanceFloor(checkpoint + 1 - seqno.SeqNo(s.opts.RetainOps))
 	next := &commitPoint{
-		Generation:    s.commit.Generation + 1,
+		Generation:    s.nextGen(),
 		Files:         files,
 		Data:          s.commitDataLocked(checkpoint, floor),
 		OplogStartGen: s.commit.OplogStartGen,
@@ -787,7 +795,7 @@ func (s *Shard) Merge() error {
 		files[i] = seg.meta
 	}
 	next := &commitPoint{
-		Generation: s.commit.Generation + 1, Files: files,
+		Generation: s.nextGen(), Files: files,
 		Data: s.commit.Data, OplogStartGen: s.commit.OplogStartGen,
 	}
 	s.opts.Failpoint("merge.before-commit")

@@ -265,7 +265,7 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 		return err
 	}
 	data.MinRetainedSeqNo = data.LocalCheckpoint + 1
-	next := &commitPoint{Generation: s.commit.Generation + 1, Files: append([]FileMeta(nil), files...), Data: data, OplogStartGen: oplogGen}
+	next := &commitPoint{Generation: s.nextGen(), Files: append([]FileMeta(nil), files...), Data: data, OplogStartGen: oplogGen}
 	s.opts.Failpoint("publish.before-commit")
 	if err := writeCommit(s.dir, next); err != nil {
 		return err

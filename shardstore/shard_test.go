@@ -1,0 +1,580 @@
+package shardstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/recoverd/recoverd/seqno"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(crashHelperEnv) != "" {
+		runCrashHelper()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+var ctx = context.Background()
+
+func openNew(t testing.TB, dir string, opts Options) *Shard {
+	t.Helper()
+	opts.Create = true
+	s, err := Open(dir, ShardID{Index: "idx", Shard: 0}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func reopen(t testing.TB, s *Shard, opts Options) *Shard {
+	t.Helper()
+	dir := filepath.Dir(filepath.Dir(filepath.Dir(s.Path())))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := Open(dir, s.ID(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func mustIndex(t testing.TB, s *Shard, n, from int) {
+	t.Helper()
+	docs := make([]Doc, n)
+	for i := range docs {
+		docs[i] = Doc{Key: fmt.Sprintf("doc-%06d", from+i), Value: []byte(fmt.Sprintf("value-%d", from+i))}
+	}
+	if _, err := s.IndexBatch(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func digest(t testing.TB, s *Shard) string {
+	t.Helper()
+	d, err := s.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestIndexGetDeleteScan(t *testing.T) {
+	s := openNew(t, t.TempDir(), Options{})
+	mustIndex(t, s, 10, 0)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Index(ctx, "doc-000003", []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(ctx, "doc-000004"); err != nil {
+		t.Fatal(err)
+	}
+	v, seq, ok, err := s.Get("doc-000003")
+	if err != nil || !ok || string(v) != "new" || seq != 10 {
+		t.Fatalf("Get overwritten doc = %q %v %v %v", v, seq, ok, err)
+	}
+	if _, _, ok, _ := s.Get("doc-000004"); ok {
+		t.Fatal("deleted doc still found")
+	}
+	var keys []string
+	err = s.Scan(func(k string, v []byte, seq seqno.SeqNo) error { keys = append(keys, k); return nil })
+	if err != nil || len(keys) != 9 || keys[3] != "doc-000003" || keys[4] != "doc-000005" {
+		t.Fatalf("scan = %v %v", keys, err)
+	}
+	st := s.Stats()
+	if st.Seq.MaxSeqNo != 11 || st.Seq.LocalCheckpoint != 11 {
+		t.Fatalf("stats = %+v", st.Seq)
+	}
+	if _, err := s.Index(ctx, "", nil); err == nil {
+		t.Fatal("empty key accepted")
+	}
+}
+
+func TestMergeAndReopenKeepLogicalContent(t *testing.T) {
+	s := openNew(t, t.TempDir(), Options{MaxSegmentBytes: 4 << 10})
+	for i := 0; i < 5; i++ {
+		mustIndex(t, s, 200, i*100) // overlapping keys: later versions win
+		if _, err := s.Delete(ctx, fmt.Sprintf("doc-%06d", i*7)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustIndex(t, s, 5, 1000) // unflushed, in the op log only
+	before := digest(t, s)
+	filesBefore := s.Metadata().Files
+	if err := s.Merge(); err != nil {
+		t.Fatal(err)
+	}
+	if got := digest(t, s); got != before {
+		t.Fatal("merge changed the logical content")
+	}
+	after := s.Metadata().Files
+	if len(after) < 2 {
+		t.Fatalf("MaxSegmentBytes not honoured: %d segments", len(after))
+	}
+	for _, f := range after {
+		for _, g := range filesBefore {
+			if f.Name == g.Name {
+				t.Fatalf("merge reused physical file %s", f.Name)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(s.Path(), f.Name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range filesBefore {
+		if _, err := os.Stat(filepath.Join(s.Path(), g.Name)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("merged-away file %s still on disk", g.Name)
+		}
+	}
+	mustIndex(t, s, 3, 2000)
+	want := digest(t, s)
+	s = reopen(t, s, Options{})
+	if got := digest(t, s); got != want {
+		t.Fatal("reopen (op log replay) changed the logical content")
+	}
+}
+
+func TestReplicaAppliesOutOfOrder(t *testing.T) {
+	primary := openNew(t, t.TempDir(), Options{})
+	replica := openNew(t, t.TempDir(), Options{})
+	var ops []Op
+	for i := 0; i < 50; i++ {
+		op, err := primary.Index(ctx, fmt.Sprintf("k%d", i%10), []byte{byte(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops = append(ops, op)
+		if i%9 == 0 {
+			op, err := primary.Delete(ctx, fmt.Sprintf("k%d", i%10))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ops = append(ops, op)
+		}
+	}
+	// Apply in reverse: the newest seqno must win for every key.
+	for i := len(ops) - 1; i >= 0; i-- {
+		if err := replica.Apply(ctx, ops[i:i+1]); err != nil {
+			t.Fatal(err)
+		}
+		if i == len(ops)/2 {
+			if err := replica.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if cp := replica.Stats().Seq.LocalCheckpoint; cp != seqno.NoOpsPerformed {
+				t.Fatalf("checkpoint %v with op 0 missing", cp)
+			}
+		}
+	}
+	if err := replica.Apply(ctx, ops[:5]); err != nil { // duplicates are skipped
+		t.Fatal(err)
+	}
+	if digest(t, primary) != digest(t, replica) {
+		t.Fatal("replica diverged")
+	}
+	if cp := replica.Stats().Seq.LocalCheckpoint; cp != seqno.SeqNo(len(ops)-1) {
+		t.Fatalf("replica checkpoint %v, want %d", cp, len(ops)-1)
+	}
+	if err := replica.Merge(); err != nil {
+		t.Fatal(err)
+	}
+	if digest(t, primary) != digest(t, replica) {
+		t.Fatal("replica diverged after merge")
+	}
+}
+
+func TestOpRetention(t *testing.T) {
+	s := openNew(t, t.TempDir(), Options{RetainOps: 10})
+	mustIndex(t, s, 100, 0)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.RetainedOps(); got.From != 90 || got.To != 99 {
+		t.Fatalf("retained = %v, want [90..99]", got)
+	}
+	if err := s.ReadOps(seqno.Range{From: 50, To: 99}, func(Op) error { return nil }); !errors.Is(err, seqno.ErrCompacted) {
+		t.Fatalf("read below floor: %v, want ErrCompacted", err)
+	}
+	if _, err := s.Leases().Add("peer", 92, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	mustIndex(t, s, 100, 100)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var got []seqno.SeqNo
+	err := s.ReadOps(seqno.Range{From: 92, To: 199}, func(op Op) error { got = append(got, op.SeqNo); return nil })
+	if err != nil || len(got) != 108 || got[0] != 92 || got[107] != 199 {
+		t.Fatalf("lease did not keep ops: %d ops, err %v", len(got), err)
+	}
+	if err := s.Leases().Remove("peer"); err != nil {
+		t.Fatal(err)
+	}
+	mustIndex(t, s, 1, 200)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.RetainedOps().From; got != 191 {
+		t.Fatalf("floor after lease removal = %v, want 191", got)
+	}
+	s = reopen(t, s, Options{RetainOps: 10})
+	if err := s.ReadOps(seqno.Range{From: 191, To: 200}, func(Op) error { return nil }); err != nil {
+		t.Fatalf("retained ops lost on reopen: %v", err)
+	}
+	if err := s.ReadOps(seqno.Range{From: 150, To: 160}, func(Op) error { return nil }); !errors.Is(err, seqno.ErrCompacted) {
+		t.Fatalf("compacted ops after reopen: %v", err)
+	}
+	if err := s.ReadOps(seqno.Range{From: 195, To: 500}, func(Op) error { return nil }); err == nil {
+		t.Fatal("range above max seqno accepted")
+	}
+	if err := s.ReadOps(seqno.Range{From: -3, To: 5}, func(Op) error { return nil }); err == nil {
+		t.Fatal("negative range accepted")
+	}
+}
+
+func TestValidateName(t *testing.T) {
+	for _, bad := range []string{"", ".", "..", "../x", "a/b", `a\b`, "a\x00b", ".tmp-x", strings.Repeat("a", MaxNameLen+1), "é"} {
+		if err := ValidateName(bad); !errors.Is(err, ErrInvalidName) {
+			t.Errorf("ValidateName(%q) = %v", bad, err)
+		}
+	}
+	for _, good := range []string{"seg_0001_ab", "logs-2026.11", "A_b-c.d", strings.Repeat("a", MaxNameLen)} {
+		if err := ValidateName(good); err != nil {
+			t.Errorf("ValidateName(%q) = %v", good, err)
+		}
+	}
+	if _, err := ParseShardID("../etc/0"); err == nil {
+		t.Error("ParseShardID accepted a path")
+	}
+	if id, err := ParseShardID("logs/3"); err != nil || id != (ShardID{"logs", 3}) {
+		t.Errorf("ParseShardID = %v %v", id, err)
+	}
+}
+
+func TestDiff(t *testing.T) {
+	src := Metadata{Files: []FileMeta{{"a", 10, 1, "w1"}, {"b", 10, 2, "w2"}, {"c", 10, 3, "w3"}, {"d", 10, 4, ""}}}
+	dst := Metadata{Files: []FileMeta{{"a", 10, 1, "w1"}, {"b", 10, 9, "w2"}, {"d", 10, 4, "wx"}, {"z", 1, 1, ""}}}
+	d := Diff(src, dst)
+	names := func(fs []FileMeta) (out []string) {
+		for _, f := range fs {
+			out = append(out, f.Name)
+		}
+		return
+	}
+	if fmt.Sprint(names(d.Identical), names(d.Different), names(d.Missing)) != "[a d] [b] [c]" {
+		t.Fatalf("diff = %+v", d)
+	}
+	if (FileMeta{"a", 1, 1, "w1"}).SameAs(FileMeta{"a", 1, 1, "w2"}) {
+		t.Fatal("different writers are the same file")
+	}
+}
+
+// copyShardFiles stages every file of src's commit into dst, as a recovery
+// does, and returns what Publish needs.
+func copyShardFiles(t testing.TB, src *Shard, st *Staging) []FileMeta {
+	t.Helper()
+	ref, err := src.AcquireCommit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Release()
+	md := ref.Metadata()
+	for _, fm := range md.Files {
+		f, _, err := ref.Open(fm.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(f.Name())
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sf, err := st.CreateFile(fm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		half := len(data) / 2
+		if _, err := sf.WriteAt(data[half:], int64(half)); err != nil { // out of order on purpose
+			t.Fatal(err)
+		}
+		if _, err := sf.WriteAt(data[:half], 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := sf.Verify(); err != nil {
+			t.Fatal(err)
+		}
+		sf.Close()
+	}
+	return md.Files
+}
+
+func TestStagingPublish(t *testing.T) {
+	src := openNew(t, t.TempDir(), Options{RetainOps: 1000})
+	mustIndex(t, src, 300, 0)
+	if err := src.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	mustIndex(t, src, 50, 300) // above the commit: replayed as ops
+	dst := openNew(t, t.TempDir(), Options{})
+	mustIndex(t, dst, 20, 5000) // old content, other history
+	oldDigest := digest(t, dst)
+
+	st, err := dst.StartStaging("rec-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.StartStaging("rec-1"); !errors.Is(err, ErrStagingExists) {
+		t.Fatalf("second staging with same id: %v", err)
+	}
+	files := copyShardFiles(t, src, st)
+	if digest(t, dst) != oldDigest {
+		t.Fatal("staged files became visible before publish")
+	}
+	srcMeta := src.Metadata()
+	if err := st.Publish(files, srcMeta.Commit); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(st.Dir()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("staging dir left after publish")
+	}
+	var ops []Op
+	if err := src.ReadOps(seqno.Range{From: srcMeta.Commit.LocalCheckpoint + 1, To: src.Stats().Seq.MaxSeqNo}, func(op Op) error {
+		ops = append(ops, op)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Apply(ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	if digest(t, dst) != digest(t, src) {
+		t.Fatal("recovered copy differs from the source")
+	}
+	if dst.Stats().HistoryUUID != src.Stats().HistoryUUID || dst.Stats().Seq.LocalCheckpoint != 349 {
+		t.Fatalf("recovered stats %+v", dst.Stats())
+	}
+	dst = reopen(t, dst, Options{})
+	if digest(t, dst) != digest(t, src) {
+		t.Fatal("recovered copy differs after reopen")
+	}
+}
+
+func TestStagingRejectsBadFiles(t *testing.T) {
+	src := openNew(t, t.TempDir(), Options{})
+	mustIndex(t, src, 30, 0)
+	if err := src.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	dst := openNew(t, t.TempDir(), Options{})
+	before := digest(t, dst)
+	st, err := dst.StartStaging("rec-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fm := src.Metadata().Files[0]
+	data, err := os.ReadFile(filepath.Join(src.Path(), fm.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf, err := st.CreateFile(fm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sf.Close()
+	if _, err := sf.WriteAt(data, 1); err == nil {
+		t.Fatal("write past the expected length accepted")
+	}
+	data[10] ^= 0xff
+	if _, err := sf.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := sf.Verify(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), fm.Name) {
+		t.Fatalf("corrupt staged file: %v", err)
+	}
+	if err := st.Publish([]FileMeta{fm}, src.Metadata().Commit); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("publish of corrupt file: %v", err)
+	}
+	if _, err := st.CreateFile(FileMeta{Name: "../evil", Length: 10}); !errors.Is(err, ErrInvalidName) {
+		t.Fatalf("path in staged name: %v", err)
+	}
+	if err := st.Publish([]FileMeta{{Name: "seg_missing", Length: 8, CRC32C: 1}}, src.Metadata().Commit); err == nil {
+		t.Fatal("publish of a file neither staged nor present accepted")
+	}
+	if err := st.Abandon(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(st.Dir()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("abandoned staging left on disk")
+	}
+	if digest(t, dst) != before {
+		t.Fatal("failed publish changed the shard")
+	}
+}
+
+func TestPinnedCommitSurvivesMerge(t *testing.T) {
+	s := openNew(t, t.TempDir(), Options{})
+	mustIndex(t, s, 100, 0)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := s.AcquireCommit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustIndex(t, s, 100, 100)
+	if err := s.Merge(); err != nil {
+		t.Fatal(err)
+	}
+	for _, fm := range ref.Metadata().Files {
+		f, _, err := ref.Open(fm.Name)
+		if err != nil {
+			t.Fatalf("pinned file gone after merge: %v", err)
+		}
+		f.Close()
+		if err := verifyFile(filepath.Join(s.Path(), fm.Name), fm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := ref.Open("seg_not_in_commit"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("open of a file outside the commit: %v", err)
+	}
+	if err := ref.Release(); err != nil {
+		t.Fatal(err)
+	}
+	for _, fm := range ref.Metadata().Files {
+		if _, err := os.Stat(filepath.Join(s.Path(), fm.Name)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("released file %s not deleted", fm.Name)
+		}
+	}
+}
+
+func TestOpenCleansCrashLeftovers(t *testing.T) {
+	s := openNew(t, t.TempDir(), Options{})
+	mustIndex(t, s, 10, 0)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := digest(t, s)
+	dir := s.Path()
+	st, err := s.StartStaging("rec-3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf, err := st.CreateFile(FileMeta{Name: "seg_x", Length: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf.WriteAt([]byte("partial"), 0)
+	sf.Close()
+	// What a crash leaves: staging survives (the process died), a temp
+	// commit, an unreferenced segment.
+	os.WriteFile(filepath.Join(dir, ".tmp-commit_x-123"), []byte("half"), 0o644)
+	os.WriteFile(filepath.Join(dir, "seg_99999999_orphan"), []byte("orphan"), 0o644)
+	os.WriteFile(filepath.Join(dir, "README.operator"), []byte("keep me"), 0o644)
+	s.oplog.close()
+	s.lock.Close()
+	s.closed = true
+
+	s2, err := Open(filepath.Dir(filepath.Dir(filepath.Dir(dir))), ShardID{"idx", 0}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	for _, gone := range []string{"staging", ".tmp-commit_x-123", "seg_99999999_orphan"} {
+		if _, err := os.Stat(filepath.Join(dir, gone)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s survived open", gone)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "README.operator")); err != nil {
+		t.Error("open deleted a file it does not own")
+	}
+	if digest(t, s2) != want {
+		t.Fatal("content changed")
+	}
+}
+
+func TestTornOplogTailIsTruncated(t *testing.T) {
+	s := openNew(t, t.TempDir(), Options{})
+	mustIndex(t, s, 20, 0)
+	dir := s.Path()
+	base := filepath.Dir(filepath.Dir(filepath.Dir(dir)))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, oplogDir, "*.log"))
+	last := logs[len(logs)-1]
+	fi, _ := os.Stat(last)
+	// Cut the last record in half and add garbage: a torn write.
+	if err := os.Truncate(last, fi.Size()-5); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.OpenFile(last, os.O_WRONLY|os.O_APPEND, 0)
+	f.Write([]byte{0xde, 0xad})
+	f.Close()
+	s2, err := Open(base, ShardID{"idx", 0}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if st := s2.Stats(); st.Seq.LocalCheckpoint != 18 {
+		t.Fatalf("checkpoint after torn tail = %v, want 18", st.Seq.LocalCheckpoint)
+	}
+	if _, err := s2.Index(ctx, "after", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCorruptCommitFallsBackToOlderValidOne(t *testing.T) {
+	s := openNew(t, t.TempDir(), Options{})
+	mustIndex(t, s, 10, 0)
+	dir := s.Path()
+	base := filepath.Dir(filepath.Dir(filepath.Dir(dir)))
+	gen := s.Metadata().Generation
+	s.Close()
+	// A newer commit file that does not verify (bit rot, not a crash: the
+	// rename is atomic) must not be loaded.
+	os.WriteFile(filepath.Join(dir, commitName(gen+1)), []byte("RCMT garbage"), 0o644)
+	s2, err := Open(base, ShardID{"idx", 0}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.Metadata().Generation != gen {
+		t.Fatalf("loaded generation %d, want %d", s2.Metadata().Generation, gen)
+	}
+	if err := s2.Flush(); err != nil { // must not overwrite the damaged name
+		t.Fatal(err)
+	}
+	if g := s2.Metadata().Generation; g <= gen+1 {
+		t.Fatalf("new commit reused generation %d", g)
+	}
+	s2.Close()
+}
+
+func TestSecondOpenIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	openNew(t, dir, Options{})
+	if _, err := Open(dir, ShardID{"idx", 0}, Options{}); err == nil {
+		t.Fatal("a shard was opened twice")
+	}
+	if _, err := Open(dir, ShardID{"other", 0}, Options{}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown shard: %v", err)
+	}
+}
