@@ -47,7 +47,7 @@ Exit codes: 0 success, 1 the operation failed, 2 bad usage.`,
 		}
 		return requireFlags(cmd)
 	}
-	root.AddCommand(newGenCmd(g), newShardCmd(g))
+	root.AddCommand(newGenCmd(g), newShardCmd(g), newDemoCmd(g))
 	return root
 }
 
