@@ -29,10 +29,11 @@ type commitPoint struct {
 	Generation uint64     `json:"generation"`
 	Files      []FileMeta `json:"files"`
 	Data       CommitData `json:"data"`
-	// OplogStartGen is the first op log generation that belongs to this
-	// commit's history; older generations are discarded (a published
-	// recovery starts a fresh log).
-	OplogStartGen uint64 `json:"oplog_start_gen"`
+	// OplogEpoch names the op log directory oplog/<epoch>/ that belongs to
+	// this commit. A publish moves a staged op log into a new epoch and
+	// switches to it with the commit, so ops of the old and the new content
+	// never mix, whenever a crash strikes.
+	OplogEpoch uint64 `json:"oplog_epoch"`
 }
 
 func commitName(gen uint64) string { return fmt.Sprintf("%s%016d", commitPrefix, gen) }

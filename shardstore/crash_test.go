@@ -107,7 +107,7 @@ func crashWriteWorkload(dir string, opts Options) error {
 // publishes them; the digests before and after are recorded first.
 func crashPublishWorkload(dir string, opts Options) error {
 	srcDir := filepath.Join(dir, "src")
-	src, err := Open(srcDir, ShardID{"src", 0}, Options{Create: true})
+	src, err := Open(srcDir, ShardID{"src", 0}, Options{Create: true, RetainOps: 1000})
 	if err != nil {
 		return err
 	}
@@ -120,6 +120,13 @@ func crashPublishWorkload(dir string, opts Options) error {
 		return err
 	}
 	if err := src.Flush(); err != nil {
+		return err
+	}
+	// Ops above the source's commit are staged with the files.
+	for i := range docs[:50] {
+		docs[i] = Doc{Key: fmt.Sprintf("src-late-%d", i), Value: []byte("late")}
+	}
+	if _, err := src.IndexBatch(ctx, docs[:50]); err != nil {
 		return err
 	}
 	dst, err := Open(dir, ShardID{"idx", 0}, opts)
@@ -145,7 +152,18 @@ func crashPublishWorkload(dir string, opts Options) error {
 	if files == nil {
 		return errors.New("staging failed")
 	}
-	if err := st.Publish(files, src.Metadata().Commit); err != nil {
+	commit := src.Metadata().Commit
+	var late []Op
+	if err := src.ReadOps(seqno.Range{From: commit.LocalCheckpoint + 1, To: src.Stats().Seq.MaxSeqNo}, func(op Op) error {
+		late = append(late, op)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := st.AppendOps(late); err != nil {
+		return err
+	}
+	if err := st.Publish(files, commit); err != nil {
 		return err
 	}
 	return dst.Close()

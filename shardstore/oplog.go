@@ -77,10 +77,34 @@ type opLog struct {
 
 func genFileName(gen uint64) string { return fmt.Sprintf("%016d%s", gen, oplogSuffix) }
 
-// openOpLog opens the log in dir, deleting generations below startGen,
-// truncating a torn record at the tail of the newest generation, and calling
-// replay for every record in order of appearance.
-func openOpLog(dir string, startGen uint64, failpoint func(string), replay func(*Op)) (*opLog, error) {
+// epochDir is the op log directory of one epoch.
+func epochDir(shardDir string, epoch uint64) string {
+	return filepath.Join(shardDir, oplogDir, fmt.Sprintf("%08d", epoch))
+}
+
+// removeOtherEpochs deletes op log epochs other than keep: older ones a
+// publish replaced, or a newer one a crash left before its commit.
+func removeOtherEpochs(shardDir string, keep uint64) error {
+	root := filepath.Join(shardDir, oplogDir)
+	entries, err := os.ReadDir(root)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("shardstore: list op log epochs: %w", err)
+	}
+	for _, e := range entries {
+		if n, err := strconv.ParseUint(e.Name(), 10, 64); err == nil && n == keep {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(root, e.Name())); err != nil {
+			return fmt.Errorf("shardstore: remove op log epoch %s: %w", e.Name(), err)
+		}
+	}
+	return nil
+}
+
+// openOpLog opens the log in dir, truncating a torn record at the tail of
+// the newest generation and calling replay for every record in order of
+// appearance.
+func openOpLog(dir string, failpoint func(string), replay func(*Op)) (*opLog, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("shardstore: create op log dir: %w", err)
 	}
@@ -98,12 +122,6 @@ func openOpLog(dir string, startGen uint64, failpoint func(string), replay func(
 		if !strings.HasSuffix(name, oplogSuffix) || err != nil {
 			continue
 		}
-		if g < startGen {
-			if err := os.Remove(filepath.Join(dir, name)); err != nil {
-				return nil, fmt.Errorf("shardstore: drop op log generation %d: %w", g, err)
-			}
-			continue
-		}
 		gens = append(gens, g)
 	}
 	slices.Sort(gens)
@@ -116,7 +134,7 @@ func openOpLog(dir string, startGen uint64, failpoint func(string), replay func(
 		l.gens = append(l.gens, og)
 	}
 	if len(l.gens) == 0 {
-		if err := l.createGen(startGen); err != nil {
+		if err := l.createGen(1); err != nil {
 			return nil, err
 		}
 	} else {

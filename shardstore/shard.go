@@ -217,7 +217,7 @@ func (s *Shard) open() error {
 	}
 	c, highest, err := loadNewestCommit(s.dir)
 	if errors.Is(err, ErrNoCommit) {
-		c = &commitPoint{Generation: 1, OplogStartGen: 1, Data: CommitData{
+		c = &commitPoint{Generation: 1, OplogEpoch: 1, Data: CommitData{
 			HistoryUUID: uuid.NewString(), MaxSeqNo: seqno.NoOpsPerformed, LocalCheckpoint: seqno.NoOpsPerformed,
 			GlobalCheckpoint: seqno.NoOpsPerformed, MinRetainedSeqNo: 0, PrimaryTerm: 1,
 			WriterVersion: WriterVersion, FormatVersion: FormatVersion,
@@ -245,15 +245,10 @@ func (s *Shard) open() error {
 	if err := s.removeUnreferenced(); err != nil {
 		return err
 	}
-	s.oplog, err = openOpLog(filepath.Join(s.dir, oplogDir), c.OplogStartGen, s.opts.Failpoint, func(op *Op) {
-		if op.SeqNo > c.Data.LocalCheckpoint {
-			s.applyMemLocked(op)
-			s.tracker.MarkProcessed(op.SeqNo)
-		} else {
-			s.tracker.AdvanceMaxSeqNo(op.SeqNo)
-		}
-	})
-	if err != nil {
+	if err := removeOtherEpochs(s.dir, c.OplogEpoch); err != nil {
+		return err
+	}
+	if s.oplog, err = s.openEpoch(c); err != nil {
 		return err
 	}
 	s.leases, err = seqno.OpenLeases(filepath.Join(s.dir, leasesFile), seqno.LeaseOptions{
@@ -264,6 +259,19 @@ func (s *Shard) open() error {
 		return err
 	}
 	return nil
+}
+
+// openEpoch opens the op log of commit c, replaying the ops above its local
+// checkpoint into the memtable (the ones at or below it are in segments).
+func (s *Shard) openEpoch(c *commitPoint) (*opLog, error) {
+	return openOpLog(epochDir(s.dir, c.OplogEpoch), s.opts.Failpoint, func(op *Op) {
+		if op.SeqNo > c.Data.LocalCheckpoint {
+			s.applyMemLocked(op)
+			s.tracker.MarkProcessed(op.SeqNo)
+		} else {
+			s.tracker.AdvanceMaxSeqNo(op.SeqNo)
+		}
+	})
 }
 
 // removeUnreferenced deletes segment files and commit points that neither
@@ -316,6 +324,12 @@ func (s *Shard) Close() error {
 	}
 	s.closed = true
 	for _, st := range s.stagings {
+		st.mu.Lock()
+		if st.ops != nil {
+			st.ops.close()
+		}
+		st.done = true
+		st.mu.Unlock()
 		os.RemoveAll(st.dir)
 	}
 	err := s.oplog.close()
@@ -418,7 +432,8 @@ func (s *Shard) write(ctx context.Context, ops []Op, primary bool) ([]Op, error)
 		}
 		todo = append(todo, ops[i])
 	}
-	ticket, err := s.oplog.append(todo)
+	oplog := s.oplog // a publish may replace it once we unlock
+	ticket, err := oplog.append(todo)
 	if err != nil {
 		s.mu.Unlock()
 		return nil, err
@@ -430,9 +445,9 @@ func (s *Shard) write(ctx context.Context, ops []Op, primary bool) ([]Op, error)
 			s.term = max(s.term, todo[i].PrimaryTerm)
 		}
 	}
-	tracker := s.tracker // a publish may replace it once we unlock
+	tracker := s.tracker
 	s.mu.Unlock()
-	if err := s.oplog.sync(ticket); err != nil {
+	if err := oplog.sync(ticket); err != nil {
 		return nil, err
 	}
 	for i := range todo {
@@ -734,7 +749,7 @@ func (s *Shard) flushLocked() error {
 		Generation:    s.nextGen(),
 		Files:         files,
 		Data:          s.commitDataLocked(checkpoint, floor),
-		OplogStartGen: s.commit.OplogStartGen,
+		OplogEpoch:    s.commit.OplogEpoch,
 	}
 	s.opts.Failpoint("flush.before-commit")
 	if err := writeCommit(s.dir, next); err != nil {
@@ -764,7 +779,7 @@ func (s *Shard) afterCommitLocked() error {
 	err := s.removeUnreferenced()
 	cp, floor := s.commit.Data.LocalCheckpoint, s.commit.Data.MinRetainedSeqNo
 	return errors.Join(err, s.oplog.dropGens(func(g *oplogGen) bool {
-		return g.gen < s.commit.OplogStartGen || len(g.locs) == 0 || g.maxSeq < floor && g.maxSeq <= cp
+		return len(g.locs) == 0 || g.maxSeq < floor && g.maxSeq <= cp
 	}))
 }
 
@@ -796,7 +811,7 @@ func (s *Shard) Merge() error {
 	}
 	next := &commitPoint{
 		Generation: s.nextGen(), Files: files,
-		Data: s.commit.Data, OplogStartGen: s.commit.OplogStartGen,
+		Data: s.commit.Data, OplogEpoch: s.commit.OplogEpoch,
 	}
 	s.opts.Failpoint("merge.before-commit")
 	if err := writeCommit(s.dir, next); err != nil {

@@ -27,10 +27,17 @@ type Staging struct {
 	id  string
 	dir string
 
-	mu    sync.Mutex
-	files map[string]*stagedState
-	done  bool
+	mu        sync.Mutex
+	files     map[string]*stagedState
+	ops       *opLog // staged ops, created by the first AppendOps
+	stagedOps int
+	done      bool
 }
+
+// stagedOpsDir holds the staged op log inside a staging directory; its
+// name cannot clash with a file name (names are validated, and this one
+// is never a segment name).
+const stagedOpsDir = "ops.staged"
 
 type stagedState struct {
 	meta     FileMeta
@@ -180,6 +187,10 @@ func (st *Staging) Files() []FileMeta {
 func (st *Staging) Abandon() error {
 	st.mu.Lock()
 	st.done = true
+	if st.ops != nil {
+		st.ops.close()
+		st.ops = nil
+	}
 	st.mu.Unlock()
 	st.s.mu.Lock()
 	delete(st.s.stagings, st.id)
@@ -260,17 +271,25 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 		}
 		segs = append(segs, seg)
 	}
-	oplogGen := s.oplog.nextGen()
-	if err := s.oplog.roll(oplogGen); err != nil {
+	epoch := s.commit.OplogEpoch + 1
+	epochPath := epochDir(s.dir, epoch)
+	if err := os.RemoveAll(epochPath); err != nil { // left by an earlier failed publish
+		return err
+	}
+	if err := st.moveOps(epochPath); err != nil {
+		return err
+	}
+	if err := fsutil.SyncDir(filepath.Dir(epochPath)); err != nil {
 		return err
 	}
 	data.MinRetainedSeqNo = data.LocalCheckpoint + 1
-	next := &commitPoint{Generation: s.nextGen(), Files: append([]FileMeta(nil), files...), Data: data, OplogStartGen: oplogGen}
+	next := &commitPoint{Generation: s.nextGen(), Files: append([]FileMeta(nil), files...), Data: data, OplogEpoch: epoch}
 	s.opts.Failpoint("publish.before-commit")
 	if err := writeCommit(s.dir, next); err != nil {
 		return err
 	}
 	s.opts.Failpoint("publish.after-commit")
+	closeErr := s.oplog.close()
 	s.commit = next
 	s.segments = segs
 	clear(s.memtable)
@@ -282,6 +301,68 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 	s.leases.ResetFloor(data.MinRetainedSeqNo)
 	st.done = true
 	delete(s.stagings, st.id)
-	err := s.afterCommitLocked()
-	return errors.Join(err, os.RemoveAll(st.dir))
+	var err error
+	if s.oplog, err = s.openEpoch(next); err != nil {
+		// The commit is durable; the staged ops are replayed at next open.
+		s.closed = true
+		return fmt.Errorf("shardstore: open the published op log (reopen the shard): %w", err)
+	}
+	err = s.afterCommitLocked()
+	return errors.Join(closeErr, err, removeOtherEpochs(s.dir, epoch), os.RemoveAll(st.dir))
+}
+
+// AppendOps stages ops to be published with the files: after Publish they
+// are part of the shard as if applied, in the same atomic step, so a crash
+// never leaves the files without the ops fetched for them. It returns once
+// they are durable in the staging directory.
+func (st *Staging) AppendOps(ops []Op) error {
+	for i := range ops {
+		if err := validateKey(ops[i].Key); err != nil {
+			return err
+		}
+		if ops[i].SeqNo < 0 || ops[i].Kind > OpDelete {
+			return fmt.Errorf("shardstore: staged op %d has seqno %v or kind %d", i, ops[i].SeqNo, ops[i].Kind)
+		}
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.done {
+		return fmt.Errorf("shardstore: staging %s is finished", st.id)
+	}
+	if st.ops == nil {
+		l, err := openOpLog(filepath.Join(st.dir, stagedOpsDir), st.s.opts.Failpoint, func(*Op) {})
+		if err != nil {
+			return err
+		}
+		st.ops = l
+	}
+	ticket, err := st.ops.append(ops)
+	if err != nil {
+		return err
+	}
+	st.stagedOps += len(ops)
+	return st.ops.sync(ticket)
+}
+
+// StagedOps is the number of ops staged with AppendOps.
+func (st *Staging) StagedOps() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.stagedOps
+}
+
+// moveOps turns the staged op log (or an empty one) into the op log epoch
+// at dst.
+func (st *Staging) moveOps(dst string) error {
+	if st.ops == nil {
+		return os.MkdirAll(dst, 0o755)
+	}
+	if err := st.ops.close(); err != nil {
+		return err
+	}
+	st.ops = nil
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return os.Rename(filepath.Join(st.dir, stagedOpsDir), dst)
 }
