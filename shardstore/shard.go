@@ -68,22 +68,22 @@ type Shard struct {
 
 	// mu guards everything below and serialises flush, merge and publish
 	// against each other and against op application.
-	mu       sync.RWMutex
-	closed   bool
-	commit   *commitPoint
-	segments []*segment
-	memtable map[string]*Op
-	memBytes int64
-	tracker  *seqno.CheckpointTracker
-	term     uint64
-	history  string
+	mu          sync.RWMutex
+	closed      bool
+	commit      *commitPoint
+	segments    []*segment
+	memtable    map[string]*Op
+	memBytes    int64
+	tracker     *seqno.CheckpointTracker
+	term        uint64
+	history     string
 	globalCP    seqno.SeqNo
 	nextSegment uint64
 	// lastGen is the highest commit generation on disk, valid or not: a new
 	// commit never reuses the name of a damaged one.
 	lastGen uint64
-	oplog       *opLog
-	leases      *seqno.Leases
+	oplog   *opLog
+	leases  *seqno.Leases
 	// pins counts, per file name, the commit references held by readers
 	// (snapshot uploads, peer transfers) so their files outlive newer commits.
 	pins     map[string]int
@@ -746,10 +746,10 @@ func (s *Shard) flushLocked() error {
 	// go; never ops above the checkpoint (they rebuild the memtable).
 	floor := s.leases.AdvanceFloor(checkpoint + 1 - seqno.SeqNo(s.opts.RetainOps))
 	next := &commitPoint{
-		Generation:    s.nextGen(),
-		Files:         files,
-		Data:          s.commitDataLocked(checkpoint, floor),
-		OplogEpoch:    s.commit.OplogEpoch,
+		Generation: s.nextGen(),
+		Files:      files,
+		Data:       s.commitDataLocked(checkpoint, floor),
+		OplogEpoch: s.commit.OplogEpoch,
 	}
 	s.opts.Failpoint("flush.before-commit")
 	if err := writeCommit(s.dir, next); err != nil {
