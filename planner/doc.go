@@ -25,6 +25,14 @@
 // and no file moves. This is taken whenever it is possible, as
 // Elasticsearch does: the op range is bounded by the source's retention.
 //
+// After a failover, a copy written under an older primary term than the
+// source's that holds ops above its global checkpoint is not continued
+// (neither a target by ops-only nor a snapshot's commit): the new primary
+// may never have had those ops, or may have given their seqnos to other
+// ops, and replaying from the copy's checkpoint would leave the two
+// silently different. Elasticsearch rolls such a copy back to its global
+// checkpoint; recoverd copies files instead.
+//
 // Otherwise the recovery is file-based: a file set is published on the
 // target with its commit, then the source replays the ops from the file
 // set's local checkpoint + 1 to its max seqno. Ops never cross histories:

@@ -202,6 +202,21 @@ func (v *view) describeCommon(c *candidate) {
 	c.desc = append(c.desc, line)
 }
 
+// divergent says why a copy's commit c must not be continued with the
+// source's ops, or "" when it may. A commit written under an older primary
+// term than the source's, holding ops above its global checkpoint, may hold
+// ops the primary that took over never had, or other ops under the same
+// seqnos: replaying from its checkpoint would leave the copies silently
+// different. Elasticsearch rolls such a copy back to its global checkpoint;
+// here its files are not continued, a file-based plan copies the source's.
+func (v *view) divergent(c shardstore.CommitData) string {
+	if c.PrimaryTerm >= v.srcCommit.PrimaryTerm || c.MaxSeqNo <= c.GlobalCheckpoint {
+		return ""
+	}
+	return fmt.Sprintf("was written under primary term %d, before the source's term %d, and holds ops %v..%v above its global checkpoint %v that the new primary may not have",
+		c.PrimaryTerm, v.srcCommit.PrimaryTerm, c.GlobalCheckpoint+1, c.MaxSeqNo, c.GlobalCheckpoint)
+}
+
 // opsOnly returns the ops-only candidate, or why there is none.
 func (v *view) opsOnly() (*candidate, string) {
 	const no = "ops-only not possible: "
@@ -214,6 +229,9 @@ func (v *view) opsOnly() (*candidate, string) {
 	}
 	if t.LocalCheckpoint > v.srcMax || t.MaxSeqNo > v.srcMax {
 		return nil, fmt.Sprintf(no+"the target holds ops up to %v, past the source's max seqno %v", t.MaxSeqNo, v.srcMax)
+	}
+	if why := v.divergent(t); why != "" {
+		return nil, no + "the target " + why
 	}
 	need := v.opsRange(t.LocalCheckpoint)
 	if why := v.notRetained(need); why != "" {
@@ -266,6 +284,9 @@ func (v *view) snapshot(peer *candidate) (*candidate, string) {
 	sc, cc, id := v.snapCommit, v.srcCommit, v.snapID
 	if sc.HistoryUUID != cc.HistoryUUID {
 		return nil, fmt.Sprintf("snapshot %s is of another history (%s, the source's is %s): its commit cannot be restored, only its files the same as the source's can be used", id, sc.HistoryUUID, cc.HistoryUUID)
+	}
+	if why := v.divergent(sc); why != "" {
+		return nil, fmt.Sprintf("snapshot %s's commit cannot be restored: the snapshot %s", id, why)
 	}
 	if sc.MaxSeqNo > cc.MaxSeqNo {
 		return nil, fmt.Sprintf("snapshot %s is ahead of the source commit (max seqno %v > %v): its commit cannot be restored", id, sc.MaxSeqNo, cc.MaxSeqNo)

@@ -614,3 +614,40 @@ func TestPlanDoesNotAliasInput(t *testing.T) {
 		t.Error("the plan's Reused list aliases the target's file list")
 	}
 }
+
+func TestOpsOnlyRefusedForOpsAboveGlobalCheckpointFromAnOlderTerm(t *testing.T) {
+	in := failover()
+	in.Source.Meta.Commit.PrimaryTerm = 2
+	in.Source.Retained = seqno.Range{From: 0, To: 930}
+	in.Target.Meta.Commit = commitAt("h1", 905, 905) // old primary's ops 801..905
+	in.Target.Meta.Commit.GlobalCheckpoint = 800
+	in.Target.Meta.Commit.PrimaryTerm = 1
+	p := Compute(in)
+	mustValid(t, in, p)
+	if p.Kind == KindOpsOnly {
+		t.Fatalf("ops-only over ops that may differ from the new primary's\n%s", p.Explain())
+	}
+	hasReason(t, p, "above its global checkpoint 800")
+
+	// The same target under the source's term (no failover since) continues.
+	in.Target.Meta.Commit.PrimaryTerm = 2
+	in.Target.Meta.Commit.MaxSeqNo, in.Target.Meta.Commit.LocalCheckpoint = 880, 880
+	wantKind(t, Compute(in), KindOpsOnly)
+}
+
+func TestSnapshotCommitFromOlderTermAboveGlobalCheckpointNotRestored(t *testing.T) {
+	in := failover()
+	in.Source.Meta.Commit.PrimaryTerm = 2
+	in.Snapshot.Commit.PrimaryTerm = 1
+	in.Snapshot.Commit.GlobalCheckpoint = 850
+	p := Compute(in)
+	mustValid(t, in, p)
+	if p.Kind == KindSnapshot {
+		t.Fatalf("restored a snapshot commit that may hold ops the new primary lacks\n%s", p.Explain())
+	}
+	hasReason(t, p, "snapshot s-42's commit cannot be restored")
+
+	// Taken when every copy was in sync (global checkpoint = max): usable.
+	in.Snapshot.Commit.GlobalCheckpoint = 900
+	wantKind(t, Compute(in), KindSnapshot)
+}
