@@ -140,7 +140,8 @@ func (m Metadata) TotalBytes() int64 {
 	return n
 }
 
-// Lookup finds a file by name.
+// Lookup finds a file by name; Files must be sorted by name, as every
+// Metadata this package returns is.
 func (m Metadata) Lookup(name string) (FileMeta, bool) {
 	i, ok := slices.BinarySearchFunc(m.Files, name, func(f FileMeta, n string) int { return strings.Compare(f.Name, n) })
 	if !ok {
@@ -157,11 +158,16 @@ type DiffResult struct {
 }
 
 // Diff compares the files of a source commit with a target's. Every source
-// file lands in exactly one of the three lists, in name order.
+// file lands in exactly one of the three lists, in the source's order. It
+// does not rely on either list being sorted (one may come from a remote).
 func Diff(source, target Metadata) DiffResult {
 	var d DiffResult
+	byName := make(map[string]FileMeta, len(target.Files))
+	for _, f := range target.Files {
+		byName[f.Name] = f
+	}
 	for _, f := range source.Files {
-		t, ok := target.Lookup(f.Name)
+		t, ok := byName[f.Name]
 		switch {
 		case !ok:
 			d.Missing = append(d.Missing, f)
