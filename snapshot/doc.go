@@ -1,0 +1,103 @@
+// Package snapshot stores incremental shard snapshots in a repository and
+// downloads them for recoveries (DESIGN.md section 4).
+//
+// # Repositories
+//
+// A Repository is a small key/value store of immutable objects with
+// '/'-separated keys: Put, Get, GetRange, Stat, List, Delete, String,
+// Close. Two implementations pass one contract test suite:
+//
+//   - LocalRepository (file:///path), the embedded default: no server;
+//     every Put streams into a temp file in the target's directory, fsyncs
+//     it, renames it into place and fsyncs the directory; Delete fsyncs the
+//     directory too.
+//   - S3Repository (s3://bucket/prefix) on minio-go v7, tested against a
+//     real MinIO. Endpoint, region, credentials and TLS come from
+//     S3Options, the URL's query (endpoint=, region=, tls=) or the
+//     environment (RECOVERD_S3_*, then AWS_ACCESS_KEY_ID /
+//     AWS_SECRET_ACCESS_KEY). Credentials appear in no String, error or
+//     log; a URL holding credentials is refused.
+//
+// OpenRepository(ctx, url, S3Options) opens either from a URL.
+//
+// # Layout
+//
+//	<index>/<shard>/blobs/<file-name>-<random>        one uploaded file
+//	<index>/<shard>/snapshots/<snapshot-id>.json      its manifest
+//
+// Snapshot ids are "s-<UTC start time to the ms>-<6 hex>", so sorting ids
+// sorts snapshots by start time (by the age of the commit they hold).
+// Every upload gets a fresh blob key: a blob a manifest references is
+// never overwritten.
+//
+// A manifest (JSON, manifest_version 1) records the snapshot id, the shard,
+// start and end times, the commit generation, the commit's user data
+// (history UUID, max seqno, local and global checkpoints, min retained
+// seqno, primary term, writer version, format version) and per file its
+// name, length, CRC32C, writer UUID and blob key. Decoding is strict:
+// unknown fields, trailing data, a newer version, a file name that is not a
+// plain shardstore name or a blob key outside the shard's blobs/ prefix make
+// an ErrCorruptManifest error.
+//
+// # Consistency rules
+//
+//   - Data first, manifest last (Thanos' pkg/block rule): Create uploads
+//     every missing blob, then writes the manifest. A blob no manifest
+//     references is an unfinished upload; RemoveUnfinished deletes those
+//     older than a grace period (their LastModified time), which protects
+//     an upload in progress.
+//   - Deletion is the reverse: Delete and GC remove manifests first, then
+//     only the blobs of the deleted manifests that no remaining manifest
+//     references. A crash in between leaves unreferenced blobs, never a
+//     manifest pointing at missing data.
+//   - Unavailable is never empty: a listing or read that fails returns an
+//     ErrUnavailable error (ErrAccessDenied for refused credentials, which
+//     is also ErrUnavailable). A missing bucket or repository directory is
+//     ErrUnavailable, not "no snapshots". Only a repository that answered
+//     gives an empty List or an ErrNotFound from Latest.
+//   - Nothing is deleted because something could not be read: GC and
+//     Unfinished stop whole if any manifest of the shard cannot be read;
+//     Delete of one snapshot removes its manifest but keeps its blobs when
+//     another manifest is corrupt.
+//   - Incremental: a commit file the same (name, length, CRC32C and, where
+//     both carry one, writer UUID; DESIGN.md section 3) as a file of a
+//     readable manifest whose blob is listed is not uploaded again; the
+//     result reports uploaded vs reused files and bytes. Files are checked
+//     against their CRC32C as they are uploaded, so a damaged local file
+//     is never stored.
+//   - Create pins the commit (shardstore.Shard.AcquireCommit) for the
+//     whole upload, so a flush or merge meanwhile cannot delete its files.
+//   - Create, Delete and GC of one shard are meant to be run by one process
+//     at a time (recoverd runs one snapshot job per shard). As a defence,
+//     Create checks after writing the manifest that every reused blob is
+//     still there and uploads again any that a concurrent deletion removed.
+//
+// # Retries
+//
+// A repository call is one attempt with deadlines: S3 metadata requests
+// and the wait for response headers are bounded by RequestTimeout, body
+// reads by an idle deadline (ReadIdleTimeout: a Read that gets no byte for
+// that long fails, so a SIGSTOPped or hung server cannot block us), a Put
+// by RequestTimeout plus its size at MinUploadRate. minio-go's own retries
+// are off, so there is one retry policy with one budget, in this package:
+// transient errors (network errors, connection resets, timeouts, 5xx,
+// SlowDown) are retried with exponential backoff (cenkalti/backoff/v4)
+// until a bounded time has passed; permanent ones (not found, access
+// denied, missing bucket, checksum mismatch, corrupt manifest, a cancelled
+// context) are returned at once. When the budget or the context runs out
+// the error wraps both the cause and the last repository error.
+//
+// # Downloads
+//
+// Downloader.Download fetches files of a manifest into a
+// shardstore.Staging: FileConcurrency files at once, each split into
+// PartSize ranged GETs, PartConcurrency at once, written at their offsets,
+// then the staged file is verified (length and CRC32C). A part that fails
+// transiently is resumed from its last written byte. The context governs
+// every request: on a cancel or on the first failure every in-flight request
+// is cancelled, Download waits until all have returned, removes every file
+// it staged, and returns an error naming the file. It never chooses a
+// fallback; the recovery layer does. A Throttle hook (bytes) lets the
+// recovery layer share one bandwidth budget with peer transfers; OnBytes
+// and Stats report progress.
+package snapshot

@@ -1,0 +1,212 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/recoverd/recoverd/internal/testutil"
+)
+
+// Fault tests: a real MinIO that is killed, stopped or paused (SIGSTOP)
+// while we use it. Each test has its own server.
+
+// faultOptions are short deadlines so faults show within seconds.
+var faultOptions = S3Options{
+	RequestTimeout:  time.Second,
+	ReadIdleTimeout: time.Second,
+	DialTimeout:     time.Second,
+	Retry:           RetryPolicy{InitialInterval: 50 * time.Millisecond, MaxInterval: 300 * time.Millisecond, MaxElapsed: 2 * time.Second},
+}
+
+// midway returns a throttle hook that slows the download a little per
+// chunk and runs fault once, when a third of total bytes has gone by.
+func midway(total int64, fault func()) (func(context.Context, int) error, *atomic.Bool) {
+	var seen atomic.Int64
+	var once sync.Once
+	fired := new(atomic.Bool)
+	return func(ctx context.Context, n int) error {
+		if seen.Add(int64(n)) > total/3 {
+			once.Do(func() {
+				fault()
+				fired.Store(true)
+			})
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+			return nil
+		}
+	}, fired
+}
+
+func checkFailedDownload(t *testing.T, err error, fx *snapshotFixture, elapsed, limit time.Duration) {
+	t.Helper()
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrChecksum) {
+		t.Fatalf("download error %v, want ErrUnavailable", err)
+	}
+	named := false
+	for _, f := range fx.m.Files {
+		named = named || strings.Contains(err.Error(), f.Name)
+	}
+	if !named {
+		t.Fatalf("error names no file: %v", err)
+	}
+	if elapsed > limit {
+		t.Fatalf("download failed after %v, budget %v", elapsed, limit)
+	}
+	if names := stagedNames(t, fx.st); len(names) != 0 {
+		t.Fatalf("staged files left: %q", names)
+	}
+	t.Logf("failed after %v: %v", elapsed.Round(time.Millisecond), err)
+}
+
+func TestS3KilledMidDownload(t *testing.T) {
+	m := testutil.StartMinIO(t)
+	repo := newS3Repo(t, m, faultOptions)
+	fx := newFixture(t, repo, 4, 100, 10000)
+	throttle, fired := midway(fx.m.TotalBytes(), m.Kill)
+	d := &Downloader{PartSize: 128 << 10, PartConcurrency: 2, RetryMaxElapsed: 2 * time.Second, RetryMaxInterval: 300 * time.Millisecond, Throttle: throttle}
+	start := time.Now()
+	err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st)
+	if !fired.Load() {
+		t.Fatalf("the kill did not land mid-download: %v", err)
+	}
+	checkFailedDownload(t, err, fx, time.Since(start), 15*time.Second)
+	if !strings.Contains(err.Error(), "gave up after") {
+		t.Fatalf("error does not say the retries ran out: %v", err)
+	}
+}
+
+func TestS3RestartedMidDownloadResumes(t *testing.T) {
+	m := testutil.StartMinIO(t)
+	repo := newS3Repo(t, m, faultOptions)
+	fx := newFixture(t, repo, 4, 100, 10000)
+	throttle, fired := midway(fx.m.TotalBytes(), func() {
+		m.Kill()
+		time.Sleep(300 * time.Millisecond)
+		m.Restart()
+	})
+	var written atomic.Int64
+	d := &Downloader{
+		PartSize: 128 << 10, PartConcurrency: 2, RetryMaxElapsed: 20 * time.Second, RetryMaxInterval: 300 * time.Millisecond,
+		Throttle: throttle, OnBytes: func(_ string, n int64) { written.Add(n) },
+	}
+	if err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st); err != nil {
+		t.Fatalf("download across a restart: %v", err)
+	}
+	if !fired.Load() || d.Stats().Retries == 0 {
+		t.Fatalf("no fault hit the download (retries %d)", d.Stats().Retries)
+	}
+	// Resumed parts do not fetch bytes twice.
+	if written.Load() != fx.m.TotalBytes() {
+		t.Fatalf("%d bytes written for %d", written.Load(), fx.m.TotalBytes())
+	}
+	if err := fx.st.Publish(fx.m.FileMetas(), fx.m.Commit); err != nil {
+		t.Fatal(err)
+	}
+	if digest(t, fx.tgt) != digest(t, fx.src) {
+		t.Fatal("shard restored across a restart differs")
+	}
+}
+
+func TestS3Stopped(t *testing.T) {
+	m := testutil.StartMinIO(t)
+	repo := newS3Repo(t, m, faultOptions)
+	fx := newFixture(t, repo, 2, 50, 2000)
+	m.Stop()
+	ctx := ctxTimeout(t, time.Minute)
+
+	start := time.Now()
+	_, err := Latest(ctx, repo, testShard)
+	checkUnavailable(t, "latest with MinIO stopped", err)
+	_, err = List(ctx, repo, testShard)
+	checkUnavailable(t, "list with MinIO stopped", err)
+	_, err = GC(ctx, repo, testShard, 0)
+	checkUnavailable(t, "gc with MinIO stopped", err)
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("queries took %v with a 2s retry budget", d)
+	}
+
+	d := &Downloader{RetryMaxElapsed: 2 * time.Second, RetryMaxInterval: 300 * time.Millisecond}
+	start = time.Now()
+	err = d.Download(ctx, repo, fx.m.Files, fx.st)
+	checkFailedDownload(t, err, fx, time.Since(start), 10*time.Second)
+
+	// Back up: everything is still there.
+	m.Restart()
+	if err := d.Download(ctx, repo, fx.m.Files, fx.st); err != nil {
+		t.Fatalf("download after restart: %v", err)
+	}
+	if got, err := GC(ctx, repo, testShard, 1); err != nil || len(got.Kept) != 1 {
+		t.Fatalf("gc after restart = %+v, %v", got, err)
+	}
+}
+
+func TestS3Paused(t *testing.T) {
+	m := testutil.StartMinIO(t)
+	repo := newS3Repo(t, m, faultOptions)
+	fx := newFixture(t, repo, 4, 100, 10000)
+
+	t.Run("MidDownload", func(t *testing.T) {
+		throttle, fired := midway(fx.m.TotalBytes(), m.Pause)
+		defer func() {
+			if fired.Load() {
+				m.Resume()
+			}
+		}()
+		d := &Downloader{PartSize: 128 << 10, PartConcurrency: 2, RetryMaxElapsed: 2 * time.Second, RetryMaxInterval: 300 * time.Millisecond, Throttle: throttle}
+		start := time.Now()
+		err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st)
+		if !fired.Load() {
+			t.Fatalf("the pause did not land mid-download: %v", err)
+		}
+		checkFailedDownload(t, err, fx, time.Since(start), 20*time.Second)
+	})
+
+	t.Run("Queries", func(t *testing.T) {
+		m.Pause()
+		defer m.Resume()
+		ctx := ctxTimeout(t, time.Minute)
+		start := time.Now()
+		_, err := Latest(ctx, repo, testShard)
+		checkUnavailable(t, "latest with MinIO paused", err)
+		s := newShard(t, t.TempDir(), testShard, 1, 10, 100)
+		_, err = Create(ctx, repo, s, CreateOptions{})
+		checkUnavailable(t, "create with MinIO paused", err)
+		if d := time.Since(start); d > 20*time.Second {
+			t.Fatalf("calls to a paused server took %v", d)
+		}
+	})
+
+	t.Run("CancelWhilePaused", func(t *testing.T) {
+		m.Pause()
+		defer m.Resume()
+		ctx, cancel := context.WithCancel(context.Background())
+		d := &Downloader{RetryMaxElapsed: time.Minute}
+		time.AfterFunc(300*time.Millisecond, cancel)
+		start := time.Now()
+		err := d.Download(ctx, repo, fx.m.Files, fx.st)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancel while the server hangs: %v", err)
+		}
+		if el := time.Since(start); el > 3*time.Second {
+			t.Fatalf("cancel took %v to return", el)
+		}
+		if names := stagedNames(t, fx.st); len(names) != 0 {
+			t.Fatalf("staged files left: %q", names)
+		}
+	})
+
+	t.Run("AfterResume", func(t *testing.T) {
+		d := &Downloader{}
+		if err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st); err != nil {
+			t.Fatalf("download after resume: %v", err)
+		}
+	})
+}
