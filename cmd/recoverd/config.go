@@ -1,0 +1,284 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the daemon's configuration. Each field comes, from lowest to
+// highest precedence, from its default, the YAML file given with --config,
+// the environment (RECOVERD_<NAME>, e.g. RECOVERD_DATA) and the flags.
+type Config struct {
+	Data     string
+	NodeID   string
+	GRPCAddr string
+	PeerAddr string
+	HTTPAddr string
+
+	Repo         string
+	S3Endpoint   string
+	S3Region     string
+	S3AccessKey  string
+	S3SecretKey  string
+	S3Insecure   bool
+	UseSnapshots bool
+
+	MaxRecoveries        int
+	MaxOutgoing          int
+	MaxSnapshotDownloads int
+	Throttle             int64
+	ChunkSize            int64
+	ParallelFiles        int
+	Compression          bool
+	RetryBudget          time.Duration
+	IdleTimeout          time.Duration
+	LeaseTTL             time.Duration
+	PinTTL               time.Duration
+	RetainOps            int64
+	KeepFinished         time.Duration
+	CleanupInterval      time.Duration
+	UploadGrace          time.Duration
+
+	Insecure  bool
+	TLSCert   string
+	TLSKey    string
+	TLSCA     string
+	TokenFile string
+
+	LogLevel  string
+	LogFormat string
+}
+
+func defaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		NodeID: host, GRPCAddr: "127.0.0.1:7400", PeerAddr: "127.0.0.1:7401", HTTPAddr: "127.0.0.1:7402",
+		S3Region: "us-east-1", UseSnapshots: true,
+		MaxRecoveries: 2, MaxOutgoing: 2, MaxSnapshotDownloads: 4, ChunkSize: 1 << 20, ParallelFiles: 4, Compression: true,
+		RetryBudget: 2 * time.Minute, IdleTimeout: 30 * time.Second, LeaseTTL: 5 * time.Minute, PinTTL: 2 * time.Minute,
+		RetainOps: 10000, KeepFinished: time.Hour, CleanupInterval: 10 * time.Minute, UploadGrace: 24 * time.Hour,
+		LogLevel: "info", LogFormat: "text",
+	}
+}
+
+// option is one configuration key: its flag name (the YAML key is the
+// same, the environment variable RECOVERD_ + upper snake case).
+type option struct {
+	name, help string
+	secret     bool
+	get        func(*Config) string
+	set        func(*Config, string) error
+}
+
+func strOpt(name, help string, p func(*Config) *string) option {
+	return option{name: name, help: help,
+		get: func(c *Config) string { return *p(c) },
+		set: func(c *Config, v string) error { *p(c) = v; return nil }}
+}
+
+func boolOpt(name, help string, p func(*Config) *bool) option {
+	return option{name: name, help: help,
+		get: func(c *Config) string { return strconv.FormatBool(*p(c)) },
+		set: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			*p(c) = b
+			return err
+		}}
+}
+
+func intOpt(name, help string, p func(*Config) *int) option {
+	return option{name: name, help: help,
+		get: func(c *Config) string { return strconv.Itoa(*p(c)) },
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			*p(c) = n
+			return err
+		}}
+}
+
+// bytesOpt takes sizes like 1048576, 1MiB or 50MB.
+func bytesOpt(name, help string, p func(*Config) *int64) option {
+	return option{name: name, help: help,
+		get: func(c *Config) string { return strconv.FormatInt(*p(c), 10) },
+		set: func(c *Config, v string) error {
+			n, err := humanize.ParseBytes(v)
+			*p(c) = int64(n)
+			return err
+		}}
+}
+
+func countOpt(name, help string, p func(*Config) *int64) option {
+	return option{name: name, help: help,
+		get: func(c *Config) string { return strconv.FormatInt(*p(c), 10) },
+		set: func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			*p(c) = n
+			return err
+		}}
+}
+
+func durOpt(name, help string, p func(*Config) *time.Duration) option {
+	return option{name: name, help: help,
+		get: func(c *Config) string { return p(c).String() },
+		set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			*p(c) = d
+			return err
+		}}
+}
+
+var options = []option{
+	strOpt("data", "data directory of this node (shards live under <data>/shards)", func(c *Config) *string { return &c.Data }),
+	strOpt("node-id", "name of this node in leases, pins and logs (default: the host name)", func(c *Config) *string { return &c.NodeID }),
+	strOpt("grpc-addr", "control API listener (RecoveryService, SnapshotService, ShardService)", func(c *Config) *string { return &c.GRPCAddr }),
+	strOpt("peer-addr", "peer listener (PeerService, node to node)", func(c *Config) *string { return &c.PeerAddr }),
+	strOpt("http-addr", "HTTP listener for /metrics, /healthz and /readyz", func(c *Config) *string { return &c.HTTPAddr }),
+	strOpt("repo", "snapshot repository URL: file:///path (default <data>/snapshots) or s3://bucket/prefix; 'none' disables snapshots", func(c *Config) *string { return &c.Repo }),
+	strOpt("s3-endpoint", "S3 endpoint host:port (also RECOVERD_S3_ENDPOINT)", func(c *Config) *string { return &c.S3Endpoint }),
+	strOpt("s3-region", "S3 region", func(c *Config) *string { return &c.S3Region }),
+	strOpt("s3-access-key", "S3 access key (else RECOVERD_S3_ACCESS_KEY or AWS_ACCESS_KEY_ID)", func(c *Config) *string { return &c.S3AccessKey }),
+	{name: "s3-secret-key", help: "S3 secret key (better: RECOVERD_S3_SECRET_KEY or AWS_SECRET_ACCESS_KEY); never printed", secret: true,
+		get: func(c *Config) string { return c.S3SecretKey }, set: func(c *Config, v string) error { c.S3SecretKey = v; return nil }},
+	boolOpt("s3-insecure", "talk plain HTTP to S3 (loopback or a private network only)", func(c *Config) *bool { return &c.S3Insecure }),
+	boolOpt("use-snapshots", "let plans use snapshots (per recovery it can be overridden)", func(c *Config) *bool { return &c.UseSnapshots }),
+	intOpt("max-recoveries", "recoveries running at once on this node as target; more queue", func(c *Config) *int { return &c.MaxRecoveries }),
+	intOpt("max-outgoing", "recoveries served at once by this node as source (commit pins); more wait", func(c *Config) *int { return &c.MaxOutgoing }),
+	intOpt("max-snapshot-downloads", "snapshot files downloading at once on this node", func(c *Config) *int { return &c.MaxSnapshotDownloads }),
+	bytesOpt("throttle", "node-wide bandwidth budget in bytes/s shared by peer and snapshot transfers, e.g. 50MB (0 = unlimited)", func(c *Config) *int64 { return &c.Throttle }),
+	bytesOpt("chunk-size", "peer file chunk size", func(c *Config) *int64 { return &c.ChunkSize }),
+	intOpt("parallel-files", "files in flight per peer transfer", func(c *Config) *int { return &c.ParallelFiles }),
+	boolOpt("compression", "accept zstd-compressed chunks from peers (switched off per file for data that does not compress)", func(c *Config) *bool { return &c.Compression }),
+	durOpt("retry-budget", "how long a transfer keeps retrying transient errors without progress", func(c *Config) *time.Duration { return &c.RetryBudget }),
+	durOpt("idle-timeout", "a stream silent this long is resumed on a new one", func(c *Config) *time.Duration { return &c.IdleTimeout }),
+	durOpt("lease-ttl", "retention lease lifetime without renewal (leases this node grants)", func(c *Config) *time.Duration { return &c.LeaseTTL }),
+	durOpt("pin-ttl", "commit pin lifetime asked of sources", func(c *Config) *time.Duration { return &c.PinTTL }),
+	countOpt("retain-ops", "ops kept below the local checkpoint for ops-based recoveries, beyond what leases ask", func(c *Config) *int64 { return &c.RetainOps }),
+	durOpt("keep-finished", "how long finished recoveries stay readable", func(c *Config) *time.Duration { return &c.KeepFinished }),
+	durOpt("cleanup-interval", "period of the cleanup sweep (0 = only at start)", func(c *Config) *time.Duration { return &c.CleanupInterval }),
+	durOpt("upload-grace", "age after which a snapshot upload without manifest counts as abandoned", func(c *Config) *time.Duration { return &c.UploadGrace }),
+	boolOpt("insecure", "serve and dial plaintext without TLS or token (refused unless every listener is on loopback)", func(c *Config) *bool { return &c.Insecure }),
+	strOpt("tls-cert", "this node's certificate (PEM), for both listeners and for dialing peers", func(c *Config) *string { return &c.TLSCert }),
+	strOpt("tls-key", "this node's private key (PEM)", func(c *Config) *string { return &c.TLSKey }),
+	strOpt("tls-ca", "the cluster CA (PEM): peers must present a certificate it signed", func(c *Config) *string { return &c.TLSCA }),
+	strOpt("token-file", "file holding the bearer token the control API requires", func(c *Config) *string { return &c.TokenFile }),
+	strOpt("log-level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
+	strOpt("log-format", "text or json", func(c *Config) *string { return &c.LogFormat }),
+}
+
+func envName(flagName string) string {
+	return "RECOVERD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// loadConfig builds the configuration from defaults, file, environment and
+// flags. It returns printConfig when --print-config was given.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (cfg Config, printConfig bool, err error) {
+	cfg = defaultConfig()
+	fs := flag.NewFlagSet("recoverd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { usage(fs, stderr) }
+	var configFile string
+	fs.StringVar(&configFile, "config", getenv("RECOVERD_CONFIG"), "YAML configuration file (keys are the flag names)")
+	fs.BoolVar(&printConfig, "print-config", false, "print the effective configuration (secrets masked) and exit")
+	values := map[string]*string{}
+	for _, o := range options {
+		v := new(string)
+		values[o.name] = v
+		fs.StringVar(v, o.name, o.get(&cfg), o.help+" [env "+envName(o.name)+"]")
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, false, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, false, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	byName := map[string]option{}
+	for _, o := range options {
+		byName[o.name] = o
+	}
+	if configFile != "" {
+		data, err := os.ReadFile(configFile)
+		if err != nil {
+			return cfg, false, fmt.Errorf("config file: %w", err)
+		}
+		var raw map[string]any
+		if err := yaml.Unmarshal(data, &raw); err != nil {
+			return cfg, false, fmt.Errorf("config file %s: %w", configFile, err)
+		}
+		for k, v := range raw {
+			o, ok := byName[k]
+			if !ok {
+				return cfg, false, fmt.Errorf("config file %s: unknown key %q", configFile, k)
+			}
+			if err := o.set(&cfg, fmt.Sprint(v)); err != nil {
+				return cfg, false, fmt.Errorf("config file %s: %s: %w", configFile, k, err)
+			}
+		}
+	}
+	for _, o := range options {
+		if v := getenv(envName(o.name)); v != "" {
+			if err := o.set(&cfg, v); err != nil {
+				return cfg, false, fmt.Errorf("%s: %w", envName(o.name), err)
+			}
+		}
+	}
+	var errs []error
+	fs.Visit(func(f *flag.Flag) {
+		if o, ok := byName[f.Name]; ok {
+			if err := o.set(&cfg, *values[f.Name]); err != nil {
+				errs = append(errs, fmt.Errorf("--%s: %w", f.Name, err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return cfg, false, err
+	}
+	return cfg, printConfig, nil
+}
+
+// printConfig writes the effective configuration as YAML, secrets masked.
+func writeConfig(w io.Writer, cfg Config) {
+	names := make([]string, 0, len(options))
+	byName := map[string]option{}
+	for _, o := range options {
+		names = append(names, o.name)
+		byName[o.name] = o
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		o := byName[n]
+		v := o.get(&cfg)
+		if o.secret && v != "" {
+			v = "<redacted>"
+		}
+		fmt.Fprintf(w, "%s: %q\n", n, v)
+	}
+}
+
+func usage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, `recoverd: the shard recovery sidecar.
+
+It serves the control API (RecoveryService, SnapshotService, ShardService)
+on --grpc-addr, the peer API on --peer-addr and /metrics, /healthz, /readyz
+on --http-addr. Configuration: flags > RECOVERD_* environment > --config
+YAML file > defaults.
+
+Examples:
+  recoverd --data /var/lib/recoverd --node-id n1 \
+    --tls-cert n1.pem --tls-key n1-key.pem --tls-ca ca.pem --token-file token
+  recoverd --data /tmp/n1 --insecure --grpc-addr 127.0.0.1:7400 --peer-addr 127.0.0.1:7401
+  recoverd --config recoverd.yaml --print-config
+
+Flags:
+`)
+	fs.PrintDefaults()
+}

@@ -1,0 +1,287 @@
+// Command recoverd is the shard recovery sidecar. It runs next to a storage
+// node, serves the control API (RecoveryService, SnapshotService,
+// ShardService) and the peer API (PeerService) over gRPC, runs recoveries
+// onto this node, serves other nodes' recoveries from it, and exposes
+// Prometheus metrics and health on HTTP. See --help.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/recovery"
+	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/snapshot"
+	"github.com/recoverd/recoverd/transfer"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+func newLogger(cfg Config, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch cfg.LogFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, got %q", cfg.LogFormat)
+}
+
+// run is main without the exit: 0 after a clean shutdown, 1 when the node
+// failed, 2 for bad configuration.
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, printCfg, err := loadConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "recoverd:", err)
+		return 2
+	}
+	if printCfg {
+		writeConfig(stdout, cfg)
+		return 0
+	}
+	if cfg.Data == "" {
+		fmt.Fprintln(stderr, "recoverd: --data is required (the node's data directory)")
+		return 2
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "recoverd:", err)
+		return 2
+	}
+	sec, err := loadSecurity(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "recoverd:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serve(ctx, cfg, sec, log); err != nil {
+		log.Error("recoverd stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func openRepo(ctx context.Context, cfg Config) (snapshot.Repository, error) {
+	url := cfg.Repo
+	switch url {
+	case "none":
+		return nil, nil
+	case "":
+		abs, err := filepath.Abs(filepath.Join(cfg.Data, "snapshots"))
+		if err != nil {
+			return nil, err
+		}
+		url = "file://" + abs
+	}
+	return snapshot.OpenRepository(ctx, url, snapshot.S3Options{Endpoint: cfg.S3Endpoint, Region: cfg.S3Region,
+		AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, DisableTLS: cfg.S3Insecure})
+}
+
+// peers keeps one client connection per source address.
+type peers struct {
+	opts  []grpc.DialOption
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func (p *peers) dial(_ context.Context, addr string) (pb.PeerServiceClient, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[addr]; ok {
+		return pb.NewPeerServiceClient(c), nil
+	}
+	c, err := grpc.NewClient(addr, p.opts...)
+	if err != nil {
+		return nil, err
+	}
+	p.conns[addr] = c
+	return pb.NewPeerServiceClient(c), nil
+}
+
+func (p *peers) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, c := range p.conns {
+		c.Close()
+		delete(p.conns, addr)
+	}
+}
+
+func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	throttle := transfer.NewThrottle(cfg.Throttle)
+
+	shards := newShards(cfg.Data, shardstore.Options{RetainOps: cfg.RetainOps, LeaseTTL: cfg.LeaseTTL, Logger: log}, log)
+	defer shards.closeAll()
+	if err := shards.openAll(); err != nil {
+		return err
+	}
+	repo, err := openRepo(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("snapshot repository: %w", err)
+	}
+	peerSrv := transfer.NewPeerServer(shards, transfer.PeerServerConfig{ChunkSize: int(cfg.ChunkSize), DisableCompression: !cfg.Compression,
+		Throttle: throttle, MaxPins: cfg.MaxOutgoing, Logger: log})
+	defer peerSrv.Close()
+	registerPeerMetrics(reg, peerSrv, shards)
+
+	dialer := &peers{opts: append(transfer.DialOptions(), sec.dialCreds()), conns: map[string]*grpc.ClientConn{}}
+	defer dialer.close()
+	retry := transfer.RetryPolicy{MaxElapsed: cfg.RetryBudget}
+	mgr := recovery.NewManager(recovery.Config{
+		NodeID: cfg.NodeID, Targets: shards, Dial: dialer.dial, Repo: repo, UseSnapshots: cfg.UseSnapshots,
+		Throttle: throttle, MaxConcurrent: cfg.MaxRecoveries, MaxSnapshotDownloads: cfg.MaxSnapshotDownloads,
+		Fetch: transfer.FetchOptions{Parallel: cfg.ParallelFiles, ChunkSize: int(cfg.ChunkSize), NoCompression: !cfg.Compression,
+			IdleTimeout: cfg.IdleTimeout, Retry: retry},
+		Ops:    transfer.OpsOptions{IdleTimeout: cfg.IdleTimeout, Retry: retry},
+		PinTTL: cfg.PinTTL, KeepFinished: cfg.KeepFinished, StateDir: filepath.Join(cfg.Data, "recoveries"),
+		NewDownloader: func() *snapshot.Downloader {
+			return &snapshot.Downloader{RetryMaxElapsed: min(cfg.RetryBudget, 30*time.Second)}
+		},
+		Metrics: recovery.NewMetrics(reg), Logger: log,
+	})
+	if err := mgr.Open(); err != nil {
+		return err
+	}
+	defer mgr.Close()
+
+	healthSrv := health.NewServer()
+	control := grpc.NewServer(append(append(transfer.ServerOptions(), sec.controlCreds()), sec.interceptors()...)...)
+	pb.RegisterRecoveryServiceServer(control, recovery.NewService(mgr))
+	pb.RegisterSnapshotServiceServer(control, &snapshotService{repo: repo, shards: shards, throttle: throttle})
+	pb.RegisterShardServiceServer(control, &shardService{shards: shards})
+	healthpb.RegisterHealthServer(control, healthSrv)
+	reflection.Register(control)
+	peer := grpc.NewServer(append(transfer.ServerOptions(), sec.peerCreds())...)
+	pb.RegisterPeerServiceServer(peer, peerSrv)
+	healthpb.RegisterHealthServer(peer, healthSrv)
+
+	var ready atomic.Bool
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	listeners := map[string]net.Listener{}
+	for name, addr := range map[string]string{"grpc": cfg.GRPCAddr, "peer": cfg.PeerAddr, "http": cfg.HTTPAddr} {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, o := range listeners {
+				o.Close()
+			}
+			return fmt.Errorf("listen %s on %s: %w", name, addr, err)
+		}
+		listeners[name] = l
+	}
+	errc := make(chan error, 3)
+	go func() { errc <- control.Serve(listeners["grpc"]) }()
+	go func() { errc <- peer.Serve(listeners["peer"]) }()
+	go func() {
+		if err := httpSrv.Serve(listeners["http"]); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	ready.Store(true)
+	repoName := "disabled"
+	if repo != nil {
+		repoName = repo.String()
+	}
+	log.Info("recoverd ready", "node", cfg.NodeID, "grpc", listeners["grpc"].Addr().String(), "peer", listeners["peer"].Addr().String(),
+		"http", listeners["http"].Addr().String(), "data", cfg.Data, "repo", repoName, "tls", !sec.insecure)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: cancelling recoveries and removing their staging")
+	case serveErr = <-errc:
+		log.Error("a listener failed; shutting down", "error", serveErr)
+	}
+	ready.Store(false)
+	healthSrv.Shutdown()
+	mgr.Close()
+	stopGracefully(control, 10*time.Second)
+	stopGracefully(peer, 10*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	httpSrv.Shutdown(sctx)
+	cancel()
+	return serveErr
+}
+
+func stopGracefully(s *grpc.Server, d time.Duration) {
+	done := make(chan struct{})
+	go func() { s.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		s.Stop()
+	}
+}
+
+// registerPeerMetrics exports the source-side counters.
+func registerPeerMetrics(reg prometheus.Registerer, p *transfer.PeerServer, sh *shards) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "recoverd_peer_sent_bytes_total",
+			Help: "File bytes this node sent to recovering peers, as on the wire."},
+			func() float64 { return float64(p.Stats().FileWireBytes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "recoverd_peer_sent_ops_total",
+			Help: "Ops this node sent to recovering peers."},
+			func() float64 { return float64(p.Stats().Ops) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_commit_pins",
+			Help: "Commit pins this node holds for recovering peers."},
+			func() float64 { return float64(p.Stats().Pins) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_retention_leases",
+			Help: "Retention leases held on this node's shards."},
+			func() float64 {
+				n := 0
+				for _, s := range sh.list() {
+					n += len(s.Leases().List())
+				}
+				return float64(n)
+			}),
+	)
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/recoverd/recoverd/api/pbconv"
+	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/snapshot"
+	"github.com/recoverd/recoverd/transfer"
+)
+
+// snapshotService implements SnapshotService on the node's repository.
+type snapshotService struct {
+	pb.UnimplementedSnapshotServiceServer
+	repo     snapshot.Repository // nil: snapshots disabled
+	shards   *shards
+	throttle *transfer.Throttle
+}
+
+func (s *snapshotService) check() error {
+	if s.repo == nil {
+		return transfer.Errorf(codes.FailedPrecondition, 0, "no snapshot repository is configured on this node (--repo)")
+	}
+	return nil
+}
+
+func repoErr(err error) error {
+	switch {
+	case errors.Is(err, snapshot.ErrNotFound):
+		return transfer.Errorf(codes.NotFound, pb.ErrorReason_SNAPSHOT_NOT_FOUND, "%v", err)
+	case errors.Is(err, snapshot.ErrUnavailable):
+		return transfer.Errorf(codes.Unavailable, pb.ErrorReason_REPOSITORY_UNAVAILABLE, "%v", err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return transfer.Errorf(codes.Canceled, 0, "%v", err)
+	}
+	return transfer.Errorf(codes.Internal, 0, "%v", err)
+}
+
+func info(m *snapshot.Manifest) *pb.SnapshotInfo {
+	return &pb.SnapshotInfo{Id: m.ID, Shard: pbconv.ShardID(m.Shard), StartTime: pbconv.Time(m.StartTime),
+		Commit: pbconv.CommitData(m.Commit), Files: pbconv.Files(m.FileMetas()), TotalBytes: m.TotalBytes()}
+}
+
+func (s *snapshotService) CreateSnapshot(ctx context.Context, req *pb.CreateSnapshotRequest) (*pb.CreateSnapshotResponse, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	sh, err := (&shardService{shards: s.shards}).shard(req.Shard)
+	if err != nil {
+		return nil, err
+	}
+	opts := snapshot.CreateOptions{}
+	if s.throttle != nil {
+		opts.Throttle = func(ctx context.Context, n int) error { _, err := s.throttle.WaitN(ctx, n); return err }
+	}
+	start := time.Now()
+	res, err := snapshot.Create(ctx, s.repo, sh, opts)
+	if err != nil {
+		return nil, repoErr(err)
+	}
+	return &pb.CreateSnapshotResponse{Snapshot: info(res.Manifest), UploadedFiles: int64(res.UploadedFiles), UploadedBytes: res.UploadedBytes,
+		ReusedFiles: int64(res.ReusedFiles), ReusedBytes: res.ReusedBytes, Took: durationpb.New(time.Since(start))}, nil
+}
+
+func (s *snapshotService) ListSnapshots(ctx context.Context, req *pb.ListSnapshotsRequest) (*pb.ListSnapshotsResponse, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	id, err := pbconv.ShardIDFromPB(req.Shard)
+	if err != nil {
+		return nil, transfer.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
+	}
+	entries, err := snapshot.List(ctx, s.repo, id)
+	if err != nil {
+		return nil, repoErr(err)
+	}
+	resp := &pb.ListSnapshotsResponse{}
+	for _, e := range entries {
+		if e.Manifest != nil {
+			resp.Snapshots = append(resp.Snapshots, info(e.Manifest))
+		}
+	}
+	return resp, nil
+}
+
+func (s *snapshotService) DeleteSnapshot(ctx context.Context, req *pb.DeleteSnapshotRequest) (*pb.DeleteSnapshotResponse, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	id, err := pbconv.ShardIDFromPB(req.Shard)
+	if err != nil {
+		return nil, transfer.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
+	}
+	if err := snapshot.ValidateSnapshotID(req.SnapshotId); err != nil {
+		return nil, transfer.Errorf(codes.InvalidArgument, 0, "snapshot id: %v", err)
+	}
+	if _, err := snapshot.Delete(ctx, s.repo, id, req.SnapshotId); err != nil {
+		return nil, repoErr(err)
+	}
+	return &pb.DeleteSnapshotResponse{}, nil
+}

@@ -1,0 +1,39 @@
+// Package recovery runs recoveries on the target node: it plans them with
+// package planner, moves the bytes through package transfer (from the source
+// node) and package snapshot (from the repository) into shardstore staging,
+// publishes the file set and the ops fetched for it with one commit, catches
+// up the ops the source indexed meanwhile, and checks the copy against the
+// source. It implements the RecoveryService of api/recoverdv1.
+//
+// Stages: queued -> init -> plan -> files -> verify -> finalize -> ops ->
+// done (or failed, cancelled).
+//
+//   - files: reused files stay; the others are fetched from the source and
+//     downloaded from the snapshot concurrently, while the ops above the file
+//     set's checkpoint are fetched and staged next to them.
+//   - verify: every needed file is staged with its length and CRC32C
+//     checked.
+//   - finalize: Staging.Publish makes files and staged ops the shard in one
+//     atomic commit. Before it the target is exactly its old self (a failed
+//     or cancelled recovery abandons the staging directory); after it the
+//     target is a complete copy of the source as of the plan.
+//   - ops: ops the source indexed while files moved are replayed live and
+//     flushed, then source and target digests are compared.
+//
+// A snapshot plan that fails (anything but a cancel or a lost lease) stops
+// issuing downloads, cancels those in flight, waits for all of them, deletes
+// the staging directory, records a fallback event and runs the peer plan
+// the planner gave as fallback. In a hybrid plan a file whose download fails
+// is fetched from the source instead.
+//
+// The retention lease on the source is taken before any file moves and
+// renewed at a third of its TTL; a renewal that fails is retried until the
+// lease would have expired. A lease lost (or ops found compacted) makes the
+// recovery re-plan from scratch, a bounded number of times: it never goes
+// on as if history it relied on were still there.
+//
+// One recovery per shard runs at a time on a node; at most
+// Config.MaxConcurrent run at once and the others wait, visibly, in the
+// queued stage. Finished recoveries are kept for Config.KeepFinished so
+// their progress can still be read.
+package recovery

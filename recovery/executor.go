@@ -1,0 +1,646 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/planner"
+	"github.com/recoverd/recoverd/seqno"
+	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/snapshot"
+	"github.com/recoverd/recoverd/transfer"
+)
+
+// replanError asks for a new plan: the history the plan relied on is gone.
+type replanError struct {
+	cause string
+	err   error
+}
+
+func (e *replanError) Error() string { return "re-plan (" + e.cause + "): " + e.err.Error() }
+func (e *replanError) Unwrap() error { return e.err }
+
+// snapshotFailure is a snapshot download that failed: the plan falls back.
+type snapshotFailure struct {
+	file string
+	err  error
+}
+
+func (e *snapshotFailure) Error() string {
+	if e.file == "" {
+		return "snapshot: " + e.err.Error()
+	}
+	return "snapshot file " + e.file + ": " + e.err.Error()
+}
+func (e *snapshotFailure) Unwrap() error { return e.err }
+
+var errLeaseLost = fmt.Errorf("recovery: the retention lease on the source was lost: %w", seqno.ErrLeaseLost)
+
+// attempt holds what one planning attempt of a recovery uses.
+type attempt struct {
+	m      *Manager
+	r      *Recovery
+	id     string
+	shard  shardstore.ShardID
+	target *shardstore.Shard
+	client pb.PeerServiceClient
+	pin    transfer.Pin
+	log    *slog.Logger
+}
+
+func (m *Manager) execute(ctx context.Context, r *Recovery, req StartRequest, useSnapshots bool) {
+	defer close(r.done)
+	log := m.cfg.Logger.With("recovery", req.ID, "shard", req.Shard.String(), "source", req.Source)
+	mt := m.cfg.Metrics
+	mt.queued.Inc()
+	select {
+	case m.slots <- struct{}{}:
+		mt.queued.Dec()
+	case <-ctx.Done():
+		mt.queued.Dec()
+		m.end(r, req, log, context.Cause(ctx))
+		return
+	}
+	mt.inFlight.Inc()
+	err := m.run(ctx, r, req, useSnapshots, log)
+	mt.inFlight.Dec()
+	<-m.slots
+	if err == nil && ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
+	m.end(r, req, log, err)
+}
+
+// end records the final stage.
+func (m *Manager) end(r *Recovery, req StartRequest, log *slog.Logger, err error) {
+	stage := StageDone
+	switch {
+	case errors.Is(err, ErrCancelled):
+		stage = StageCancelled
+	case err != nil:
+		stage = StageFailed
+	}
+	if err != nil {
+		r.update(func(s *Snapshot) { s.Error = err.Error() })
+	}
+	r.setStage(stage)
+	s, _ := r.Snapshot()
+	kind := "none"
+	if s.Plan != nil {
+		kind = string(s.Plan.Kind)
+	}
+	m.cfg.Metrics.observeFinished(kind, stage, s.End.Sub(s.Start))
+	if stage == StageDone {
+		log.Info("recovery done", "kind", kind, "duration", s.End.Sub(s.Start).Round(time.Millisecond),
+			"from_peer_bytes", s.Totals.FromPeer.RecoveredBytes, "from_snapshot_bytes", s.Totals.FromSnapshot.RecoveredBytes,
+			"reused_bytes", s.Totals.Reused.Bytes, "ops", s.OpsReplayed)
+	} else {
+		log.Warn("recovery "+string(stage), "kind", kind, "error", err)
+	}
+	m.finish(r, req.Shard, req.ID)
+}
+
+func (m *Manager) run(ctx context.Context, r *Recovery, req StartRequest, useSnapshots bool, log *slog.Logger) error {
+	r.setStage(StageInit)
+	target, unreadable, err := m.cfg.Targets.OpenTarget(req.Shard)
+	if err != nil {
+		return fmt.Errorf("open target shard %s: %w", req.Shard, err)
+	}
+	if unreadable != "" {
+		log.Warn("target shard was unreadable; moved aside and recovering into an empty one", "cause", unreadable)
+	}
+	// The target's commit must hold all it has, for the planner to see it.
+	if err := target.Flush(); err != nil {
+		return fmt.Errorf("flush target shard %s: %w", req.Shard, err)
+	}
+	client, err := m.cfg.Dial(ctx, req.Source)
+	if err != nil {
+		return fmt.Errorf("connect to source %s: %w", req.Source, err)
+	}
+	a := &attempt{m: m, r: r, id: req.ID, shard: req.Shard, target: target, client: client, log: log}
+	for replans := 0; ; replans++ {
+		err := a.plan(ctx, req, useSnapshots, unreadable)
+		var rp *replanError
+		if !errors.As(err, &rp) || ctx.Err() != nil {
+			return err
+		}
+		if replans >= m.cfg.MaxReplans {
+			return fmt.Errorf("gave up after %d re-plans: %w", replans, err)
+		}
+		m.cfg.Metrics.replans.WithLabelValues(rp.cause).Inc()
+		r.update(func(s *Snapshot) { s.Replans++ })
+		log.Warn("re-planning", "cause", rp.cause, "error", rp.err)
+		unreadable = ""
+	}
+}
+
+// plan runs one attempt: pin, plan, lease, execute.
+func (a *attempt) plan(ctx context.Context, req StartRequest, useSnapshots bool, unreadable string) error {
+	r := a.r
+	r.setStage(StagePlan)
+	pin, info, err := a.pinSource(ctx)
+	if err != nil {
+		return err
+	}
+	a.pin = pin
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := transfer.ReleasePin(rctx, a.client, pin.ID); err != nil {
+			a.log.Warn("could not release the commit pin; it expires on the source", "pin", pin.ID, "error", err)
+		}
+	}()
+	in, manifest := a.input(ctx, info, useSnapshots, unreadable)
+	p := planner.Compute(in)
+	if err := p.Validate(in); err != nil {
+		return fmt.Errorf("the planner produced an invalid plan (a bug, please report it): %w", err)
+	}
+	r.setPlan(p)
+	a.log.Info("planned", "kind", p.Kind, "from_peer_bytes", p.BytesFromPeer, "from_repo_bytes", p.BytesFromRepo,
+		"reused_bytes", p.BytesReused, "ops", p.Ops.String(), "reasons", strings.Join(p.Reasons, "; "))
+	if p.Refused() {
+		return fmt.Errorf("recovery refused: %s", strings.Join(p.Reasons, "; "))
+	}
+	if req.DryRun {
+		return nil
+	}
+	lease, err := a.acquireLease(ctx, p.Lease.RetainingSeqNo)
+	if err != nil {
+		return err
+	}
+	lctx, lost := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.keepLease(lctx, lost, lease)
+	}()
+	err = a.execute(lctx, p, manifest)
+	lost(nil)
+	wg.Wait()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if rerr := transfer.ReleaseLease(rctx, a.client, a.shard, lease.ID); rerr != nil {
+		a.log.Warn("could not release the retention lease; it expires on the source", "lease", lease.ID, "error", rerr)
+	}
+	cancel()
+	if cause := context.Cause(lctx); ctx.Err() == nil && errors.Is(cause, seqno.ErrLeaseLost) {
+		return &replanError{cause: "lease_lost", err: cause}
+	}
+	if err != nil && ctx.Err() == nil && (errors.Is(err, seqno.ErrCompacted) || errors.Is(err, transfer.ErrPinNotFound)) {
+		return &replanError{cause: causeOf(err), err: err}
+	}
+	return err
+}
+
+func causeOf(err error) string {
+	switch {
+	case errors.Is(err, seqno.ErrCompacted):
+		return "ops_compacted"
+	case errors.Is(err, transfer.ErrPinNotFound):
+		return "pin_lost"
+	case errors.Is(err, seqno.ErrLeaseLost):
+		return "lease_lost"
+	}
+	return "other"
+}
+
+// pinSource pins the source's commit; while the source is at its limit of
+// outgoing recoveries (too many pins) the recovery waits for a slot.
+func (a *attempt) pinSource(ctx context.Context) (transfer.Pin, transfer.ShardInfo, error) {
+	wait := 200 * time.Millisecond
+	for {
+		pin, info, err := transfer.PinCommit(ctx, a.client, a.shard, a.m.cfg.PinTTL, "recovery/"+a.id+"@"+a.m.cfg.NodeID)
+		if err == nil || transfer.Reason(err) != pb.ErrorReason_TOO_MANY_PINS {
+			if err != nil {
+				err = fmt.Errorf("pin the source's commit: %w", err)
+			}
+			return pin, info, err
+		}
+		a.log.Info("the source is at its limit of outgoing recoveries; waiting", "retry_in", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return transfer.Pin{}, transfer.ShardInfo{}, context.Cause(ctx)
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// input gathers what the planner needs. The repository's answer is
+// classified: none, disabled, unavailable (never read as "no snapshot").
+func (a *attempt) input(ctx context.Context, info transfer.ShardInfo, useSnapshots bool, unreadable string) (planner.Input, *snapshot.Manifest) {
+	m := a.m
+	var leases []seqno.RetentionLease
+	for _, l := range info.Leases {
+		leases = append(leases, l.RetentionLease)
+	}
+	tmeta := a.target.Metadata()
+	in := planner.Input{
+		Source: planner.Source{Meta: info.Meta, MaxSeqNo: info.Seq.MaxSeqNo, Retained: info.Retained, Leases: leases,
+			OpBytes: info.AvgOpBytes, Version: info.WriterVersion, MaxFormat: info.MaxFormat},
+		Target: planner.Target{Meta: tmeta, Unreadable: unreadable,
+			Empty:   len(tmeta.Files) == 0 && tmeta.Commit.MaxSeqNo == seqno.NoOpsPerformed,
+			Version: shardstore.WriterVersion, MaxFormat: shardstore.FormatVersion},
+		Settings: m.cfg.Settings,
+	}
+	in.Settings.UseSnapshots = useSnapshots
+	var manifest *snapshot.Manifest
+	switch {
+	case m.cfg.Repo == nil:
+		in.Snapshot.State = planner.SnapshotDisabled
+	case !useSnapshots:
+		in.Snapshot.State = planner.SnapshotNone
+	default:
+		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		man, err := snapshot.Latest(qctx, m.cfg.Repo, a.shard)
+		cancel()
+		switch {
+		case errors.Is(err, snapshot.ErrNotFound):
+			in.Snapshot.State = planner.SnapshotNone
+		case err != nil:
+			in.Snapshot.State, in.Snapshot.Err = planner.SnapshotUnavailable, err.Error()
+		default:
+			manifest = man
+			in.Snapshot = planner.Snapshot{State: planner.SnapshotAvailable, ID: man.ID, Files: man.FileMetas(), Commit: man.Commit}
+		}
+	}
+	return in, manifest
+}
+
+// acquireLease takes the recovery's retention lease on the source.
+func (a *attempt) acquireLease(ctx context.Context, retaining seqno.SeqNo) (transfer.Lease, error) {
+	id := "recovery-" + a.id
+	l, err := transfer.AcquireLease(ctx, a.client, a.shard, id, retaining, "recovery/"+a.id+"@"+a.m.cfg.NodeID)
+	if errors.Is(err, seqno.ErrLeaseExists) { // ours, from an attempt that was cut short
+		l, err = transfer.RenewLease(ctx, a.client, a.shard, id, retaining)
+	}
+	if errors.Is(err, seqno.ErrCompacted) || errors.Is(err, seqno.ErrLeaseLost) {
+		return l, &replanError{cause: causeOf(err), err: err}
+	}
+	if err != nil {
+		return l, fmt.Errorf("take a retention lease on the source: %w", err)
+	}
+	return l, nil
+}
+
+// keepLease renews the lease at a third of its TTL. A failed renewal is
+// retried, faster, until the lease would have expired; then (or when the
+// source says the lease is gone) the attempt is cancelled with
+// errLeaseLost so that it re-plans instead of trusting history that may be
+// gone.
+func (a *attempt) keepLease(ctx context.Context, lost context.CancelCauseFunc, l transfer.Lease) {
+	ttl := max(l.TTL, 300*time.Millisecond)
+	every := ttl / 3
+	expires := time.Now().Add(ttl)
+	wait := every
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		sent := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, every)
+		nl, err := transfer.RenewLease(rctx, a.client, a.shard, l.ID, seqno.Unassigned)
+		cancel()
+		switch {
+		case err == nil:
+			expires, wait = sent.Add(max(nl.TTL, 300*time.Millisecond)), every
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, seqno.ErrLeaseLost):
+			lost(fmt.Errorf("%w: %v", errLeaseLost, err))
+			return
+		case time.Now().After(expires):
+			lost(fmt.Errorf("%w: renewals failed until it expired, last: %v", errLeaseLost, err))
+			return
+		default:
+			a.m.cfg.Metrics.retries.WithLabelValues("lease_renewal").Inc()
+			a.log.Warn("lease renewal failed; retrying until it would expire", "expires_in", time.Until(expires).Round(time.Millisecond), "error", err)
+			wait = min(every/4+time.Millisecond, time.Until(expires)/2+time.Millisecond)
+		}
+	}
+}
+
+// execute runs a plan, falling back to its peer plan when a snapshot
+// download fails.
+func (a *attempt) execute(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest) error {
+	if p.Kind == planner.KindOpsOnly {
+		a.r.setStage(StageOps)
+		return a.catchUp(ctx, p.Commit.HistoryUUID, p.Ops.From-1, p.Ops.To)
+	}
+	err := a.files(ctx, p, manifest)
+	var sf *snapshotFailure
+	if errors.As(err, &sf) && p.Fallback != nil && ctx.Err() == nil {
+		a.r.addFallback(Fallback{Time: time.Now(), Cause: sf.Error(), From: p.Kind, To: p.Fallback.Kind})
+		a.m.cfg.Metrics.fallbacks.WithLabelValues(fallbackCause(sf.err)).Inc()
+		a.log.Warn("snapshot plan failed; falling back to the peer plan", "cause", sf)
+		p = *p.Fallback
+		a.r.setPlan(p)
+		err = a.files(ctx, p, nil)
+	}
+	if err != nil {
+		return err
+	}
+	a.r.setStage(StageOps)
+	return a.catchUp(ctx, p.Commit.HistoryUUID, p.Ops.To, p.Ops.To)
+}
+
+func fallbackCause(err error) string {
+	switch {
+	case errors.Is(err, snapshot.ErrChecksum):
+		return "checksum"
+	case errors.Is(err, snapshot.ErrNotFound):
+		return "not_found"
+	case errors.Is(err, snapshot.ErrUnavailable):
+		return "unavailable"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "deadline"
+	}
+	return "other"
+}
+
+// files runs the files, verify and finalize stages of a file-based plan.
+// Until Publish the target is untouched; on any error the staging
+// directory is removed, after every transfer has returned.
+func (a *attempt) files(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest) error {
+	a.r.setStage(StageFiles)
+	st, err := a.target.StartStaging(a.id)
+	if err != nil {
+		return err
+	}
+	published := false
+	defer func() {
+		if !published {
+			if err := st.Abandon(); err != nil {
+				a.log.Error("could not remove the staging directory; the next start removes it", "error", err)
+			}
+		}
+	}()
+	var (
+		mu       sync.Mutex
+		retryMe  []shardstore.FileMeta // hybrid files whose download failed
+		snapErrs = make(chan error, 1)
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	if len(p.FromSnapshot) > 0 {
+		g.Go(func() error {
+			err := a.download(gctx, p, manifest, st, func(f shardstore.FileMeta) {
+				mu.Lock()
+				retryMe = append(retryMe, f)
+				mu.Unlock()
+			})
+			if err != nil {
+				snapErrs <- err
+			}
+			return err
+		})
+	}
+	if len(p.FromPeer) > 0 {
+		g.Go(func() error { return a.fetch(gctx, p.FromPeer, st) })
+	}
+	if !p.Ops.Empty() {
+		g.Go(func() error { return a.stageOps(gctx, p, st) })
+	}
+	err = g.Wait()
+	select {
+	case serr := <-snapErrs: // the snapshot side failed first or too
+		if ctx.Err() == nil {
+			return serr
+		}
+	default:
+	}
+	if err != nil {
+		return err
+	}
+	if len(retryMe) > 0 {
+		if err := a.fetch(ctx, retryMe, st); err != nil {
+			return err
+		}
+	}
+
+	a.r.setStage(StageVerify)
+	staged := map[string]bool{}
+	for _, f := range st.Files() {
+		staged[f.Name] = true
+	}
+	for _, f := range append(append([]shardstore.FileMeta(nil), p.FromPeer...), p.FromSnapshot...) {
+		if !staged[f.Name] {
+			return fmt.Errorf("file %s was not staged", f.Name)
+		}
+	}
+
+	a.r.setStage(StageFinalize)
+	all := make([]shardstore.FileMeta, 0, len(p.Reused)+len(p.FromSnapshot)+len(p.FromPeer))
+	all = append(append(append(all, p.Reused...), p.FromSnapshot...), p.FromPeer...)
+	if err := st.Publish(all, p.Commit); err != nil {
+		return fmt.Errorf("publish the recovered files: %w", err)
+	}
+	published = true
+	s, _ := a.r.Snapshot()
+	mt := a.m.cfg.Metrics
+	mt.bytes.WithLabelValues("peer").Add(float64(s.Totals.FromPeer.Bytes))
+	mt.bytes.WithLabelValues("snapshot").Add(float64(s.Totals.FromSnapshot.Bytes))
+	mt.bytes.WithLabelValues("reused").Add(float64(s.Totals.Reused.Bytes))
+	mt.opsReplayed.Add(float64(st.StagedOps()))
+	return nil
+}
+
+// fetch copies files from the source into staging.
+func (a *attempt) fetch(ctx context.Context, files []shardstore.FileMeta, st *shardstore.Staging) error {
+	opts := a.m.cfg.Fetch
+	opts.Throttle = a.m.cfg.Throttle
+	opts.OnBytes = a.r.addBytes
+	opts.OnFileDone = func(f shardstore.FileMeta) { a.r.fileDone(f.Name) }
+	opts.OnResume = func(file string, off int64, cause error) {
+		a.r.addResume()
+		a.m.cfg.Metrics.retries.WithLabelValues("peer_stream").Inc()
+		a.log.Info("resuming file transfer", "file", file, "offset", off, "cause", cause)
+	}
+	opts.OnThrottle = a.throttled
+	_, err := transfer.FetchFiles(ctx, a.client, a.shard, a.pin, files, st, opts)
+	if err != nil {
+		return fmt.Errorf("copy files from the source: %w", err)
+	}
+	return nil
+}
+
+func (a *attempt) throttled(d time.Duration) {
+	a.r.addThrottle(d)
+	a.m.cfg.Metrics.throttleWait.Add(d.Seconds())
+}
+
+// download fetches the plan's snapshot files, at most
+// Config.MaxSnapshotDownloads at once on the node. In a snapshot plan the
+// first failure stops the others (the caller falls back); in a hybrid plan a
+// failed file is handed to peerInstead and the others go on.
+func (a *attempt) download(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest, st *shardstore.Staging, peerInstead func(shardstore.FileMeta)) error {
+	m := a.m
+	if manifest == nil || manifest.ID != p.SnapshotID {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		var err error
+		manifest, err = snapshot.Read(rctx, m.cfg.Repo, a.shard, p.SnapshotID)
+		cancel()
+		if err != nil {
+			return &snapshotFailure{err: err}
+		}
+	}
+	d := m.cfg.NewDownloader()
+	d.OnBytes = a.r.addBytes
+	if m.cfg.Throttle != nil {
+		d.Throttle = func(ctx context.Context, n int) error {
+			w, err := m.cfg.Throttle.WaitN(ctx, n)
+			if w > 0 {
+				a.throttled(w)
+			}
+			return err
+		}
+	}
+	hybrid := p.Kind == planner.KindHybrid
+	g, gctx := errgroup.WithContext(ctx)
+	for _, f := range p.FromSnapshot {
+		entry, ok := manifest.Lookup(f.Name)
+		if !ok || !entry.FileMeta.SameAs(f) {
+			return &snapshotFailure{file: f.Name, err: fmt.Errorf("not in snapshot %s as planned", manifest.ID)}
+		}
+		g.Go(func() error {
+			select {
+			case m.downloads <- struct{}{}:
+			case <-gctx.Done():
+				return context.Cause(gctx)
+			}
+			err := d.DownloadFile(gctx, m.cfg.Repo, entry, st)
+			<-m.downloads
+			if err == nil {
+				a.r.fileDone(f.Name)
+				return nil
+			}
+			if gctx.Err() != nil {
+				return err
+			}
+			m.cfg.Metrics.downloadErrors.Inc()
+			if hybrid {
+				a.log.Warn("snapshot download failed; fetching the file from the source", "file", f.Name, "error", err)
+				a.r.moveToPeer(f.Name)
+				a.r.addFallback(Fallback{Time: time.Now(), Cause: (&snapshotFailure{file: f.Name, err: err}).Error() + "; fetched from the source",
+					From: planner.KindHybrid, To: planner.KindPeer})
+				m.cfg.Metrics.fallbacks.WithLabelValues(fallbackCause(err)).Inc()
+				peerInstead(f)
+				return nil
+			}
+			return &snapshotFailure{file: f.Name, err: err}
+		})
+	}
+	return g.Wait()
+}
+
+// stageOps fetches the plan's ops and stages them to be published with the
+// files.
+func (a *attempt) stageOps(ctx context.Context, p planner.Plan, st *shardstore.Staging) error {
+	opts := a.opsOptions()
+	_, err := transfer.FetchOps(ctx, a.client, a.shard, p.Ops, p.Commit.HistoryUUID, func(ops []shardstore.Op) error {
+		if err := st.AppendOps(ops); err != nil {
+			return err
+		}
+		a.r.addOps(0, int64(len(ops)))
+		return nil
+	}, opts)
+	if err != nil {
+		return fmt.Errorf("fetch ops %v from the source: %w", p.Ops, err)
+	}
+	return nil
+}
+
+func (a *attempt) opsOptions() transfer.OpsOptions {
+	opts := a.m.cfg.Ops
+	opts.Throttle = a.m.cfg.Throttle
+	opts.OnThrottle = a.throttled
+	opts.OnResume = func(next seqno.SeqNo, cause error) {
+		a.r.addResume()
+		a.m.cfg.Metrics.retries.WithLabelValues("ops_stream").Inc()
+		a.log.Info("resuming op stream", "at", next, "cause", cause)
+	}
+	return opts
+}
+
+// catchUp replays live the ops the source holds above done (the last seqno
+// already replayed or staged), until the source has nothing newer, then
+// flushes the target and compares it with the source. counted is the last
+// seqno already counted in the ops total.
+func (a *attempt) catchUp(ctx context.Context, history string, done, counted seqno.SeqNo) error {
+	opts := a.opsOptions()
+	for round := 0; round < 20; round++ {
+		info, err := transfer.GetShardInfo(ctx, a.client, a.shard)
+		if err != nil {
+			return fmt.Errorf("ask the source for new ops: %w", err)
+		}
+		if info.Meta.Commit.HistoryUUID != history {
+			return fmt.Errorf("the source's history changed to %s during the recovery: %w", info.Meta.Commit.HistoryUUID, transfer.ErrHistoryMismatch)
+		}
+		to := info.Seq.MaxSeqNo
+		if to <= done {
+			break
+		}
+		if to > counted {
+			a.r.addOps(int64(to-counted), 0)
+			counted = to
+		}
+		rng := seqno.Range{From: done + 1, To: to}
+		_, err = transfer.FetchOps(ctx, a.client, a.shard, rng, history, func(ops []shardstore.Op) error {
+			if err := a.target.Apply(ctx, ops); err != nil {
+				return err
+			}
+			a.r.addOps(0, int64(len(ops)))
+			a.m.cfg.Metrics.opsReplayed.Add(float64(len(ops)))
+			return nil
+		}, opts)
+		if err != nil {
+			return fmt.Errorf("replay ops %v from the source: %w", rng, err)
+		}
+		done = to
+	}
+	if err := a.target.Flush(); err != nil {
+		return fmt.Errorf("commit the replayed ops: %w", err)
+	}
+	return a.check(ctx)
+}
+
+// check compares the recovered copy with the source: digest, history UUID
+// and local checkpoint. A source that indexed more meanwhile is said so; a
+// difference at the same checkpoint fails the recovery.
+func (a *attempt) check(ctx context.Context) error {
+	src, err := transfer.GetShardDigest(ctx, a.client, a.shard)
+	if err != nil {
+		return fmt.Errorf("ask the source for its digest: %w", err)
+	}
+	td, err := a.target.Digest()
+	if err != nil {
+		return fmt.Errorf("digest of the recovered copy: %w", err)
+	}
+	ts := a.target.Stats()
+	c := &Check{SourceDigest: src.Digest, TargetDigest: td, SourceHistoryUUID: src.HistoryUUID, TargetHistoryUUID: ts.HistoryUUID,
+		SourceCheckpoint: int64(src.Seq.LocalCheckpoint), TargetCheckpoint: int64(ts.Seq.LocalCheckpoint)}
+	c.Match = c.SourceDigest == c.TargetDigest && c.SourceHistoryUUID == c.TargetHistoryUUID && c.SourceCheckpoint == c.TargetCheckpoint
+	switch {
+	case c.Match:
+		c.Detail = fmt.Sprintf("the copy equals the source: same digest, history %s and local checkpoint %d", ts.HistoryUUID, ts.Seq.LocalCheckpoint)
+	case src.Seq.MaxSeqNo > ts.Seq.MaxSeqNo && c.SourceHistoryUUID == c.TargetHistoryUUID:
+		c.Detail = fmt.Sprintf("the source indexed ops up to %d while the copy was checked (copy at %d); they reach it by replication", src.Seq.MaxSeqNo, ts.Seq.MaxSeqNo)
+	default:
+		c.Detail = fmt.Sprintf("the copy differs from the source at the same seqnos: digest %.12s vs %.12s, history %s vs %s, checkpoint %d vs %d",
+			c.TargetDigest, c.SourceDigest, c.TargetHistoryUUID, c.SourceHistoryUUID, c.TargetCheckpoint, c.SourceCheckpoint)
+	}
+	a.r.update(func(s *Snapshot) { s.Result = c })
+	if !c.Match && !strings.HasPrefix(c.Detail, "the source indexed") {
+		return errors.New(c.Detail)
+	}
+	return nil
+}

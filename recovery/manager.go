@@ -1,0 +1,293 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/planner"
+	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/snapshot"
+	"github.com/recoverd/recoverd/transfer"
+)
+
+var (
+	// ErrRunning is returned by Start while another recovery of the same
+	// shard runs on this node.
+	ErrRunning = errors.New("recovery: a recovery of this shard is running")
+	// ErrNotFound is returned for an unknown recovery id.
+	ErrNotFound = errors.New("recovery: no such recovery")
+	// ErrCancelled is the cause of a recovery cancelled by a caller or by
+	// the node shutting down.
+	ErrCancelled = errors.New("recovery: cancelled")
+)
+
+// Targets opens the shards recoveries write into.
+type Targets interface {
+	// OpenTarget returns the open shard to recover into, creating it empty
+	// when it does not exist. A shard whose commit cannot be read is moved
+	// aside, never deleted, and a new empty one created; unreadable then
+	// says why, for the planner and the operator.
+	OpenTarget(id shardstore.ShardID) (s *shardstore.Shard, unreadable string, err error)
+}
+
+// Config configures a node's recoveries.
+type Config struct {
+	// NodeID names this node in leases, pins and logs.
+	NodeID  string
+	Targets Targets
+	// Dial returns a PeerService client for a source address; the daemon
+	// keeps one connection per address.
+	Dial func(ctx context.Context, addr string) (pb.PeerServiceClient, error)
+	// Repo is the snapshot repository; nil disables snapshots.
+	Repo snapshot.Repository
+	// UseSnapshots is the default of StartRequest.UseSnapshots.
+	UseSnapshots bool
+	// Settings weigh plan costs (UseSnapshots is set per recovery).
+	Settings planner.Settings
+	// Throttle is the node's bandwidth budget shared by peer and snapshot
+	// bytes; nil is unlimited.
+	Throttle *transfer.Throttle
+	// MaxConcurrent recoveries run at once (default 2); others queue.
+	MaxConcurrent int
+	// MaxSnapshotDownloads bounds the snapshot files downloading at once on
+	// the node, across recoveries (default 4).
+	MaxSnapshotDownloads int
+	// Fetch tunes peer file transfers (parallel files, chunk size,
+	// compression, idle timeout, retry budget). Callbacks are set per
+	// recovery.
+	Fetch transfer.FetchOptions
+	// Ops tunes op streams.
+	Ops transfer.OpsOptions
+	// NewDownloader returns a downloader with the node's settings; nil uses
+	// snapshot's defaults. Callbacks are set per recovery.
+	NewDownloader func() *snapshot.Downloader
+	// PinTTL is asked of sources for commit pins (default 2 minutes).
+	PinTTL time.Duration
+	// MaxReplans bounds re-planning after a lost lease or compacted ops
+	// (default 3).
+	MaxReplans int
+	// KeepFinished is how long finished recoveries stay readable
+	// (default 1 hour).
+	KeepFinished time.Duration
+	// StateDir holds the journal of running recoveries, so that a restart
+	// can report them as interrupted; empty disables it.
+	StateDir string
+	Metrics  *Metrics
+	Logger   *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.MaxConcurrent <= 0 {
+		c.MaxConcurrent = 2
+	}
+	if c.MaxSnapshotDownloads <= 0 {
+		c.MaxSnapshotDownloads = 4
+	}
+	if c.PinTTL <= 0 {
+		c.PinTTL = 2 * time.Minute
+	}
+	if c.MaxReplans <= 0 {
+		c.MaxReplans = 3
+	}
+	if c.KeepFinished <= 0 {
+		c.KeepFinished = time.Hour
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.NewDownloader == nil {
+		c.NewDownloader = func() *snapshot.Downloader { return &snapshot.Downloader{} }
+	}
+}
+
+// Manager runs the recoveries of one node.
+type Manager struct {
+	cfg       Config
+	slots     chan struct{} // MaxConcurrent
+	downloads chan struct{} // MaxSnapshotDownloads
+	ctx       context.Context
+	stop      context.CancelCauseFunc
+	wg        sync.WaitGroup
+
+	mu     sync.Mutex
+	all    map[string]*Recovery
+	active map[shardstore.ShardID]*Recovery
+}
+
+// NewManager returns a manager; Close stops it.
+func NewManager(cfg Config) *Manager {
+	cfg.defaults()
+	ctx, stop := context.WithCancelCause(context.Background())
+	return &Manager{
+		cfg: cfg, ctx: ctx, stop: stop,
+		slots:     make(chan struct{}, cfg.MaxConcurrent),
+		downloads: make(chan struct{}, cfg.MaxSnapshotDownloads),
+		all:       map[string]*Recovery{},
+		active:    map[shardstore.ShardID]*Recovery{},
+	}
+}
+
+// StartRequest asks for one recovery.
+type StartRequest struct {
+	Shard  shardstore.ShardID
+	Source string // the source node's peer address
+	// ID names the recovery; empty picks one.
+	ID string
+	// UseSnapshots overrides Config.UseSnapshots when set.
+	UseSnapshots *bool
+	// DryRun plans without moving anything.
+	DryRun bool
+}
+
+// Start registers a recovery and runs it in the background. While another
+// recovery of the shard runs it returns that one with ErrRunning (unless it
+// has the same id and source: then it is simply returned).
+func (m *Manager) Start(req StartRequest) (*Recovery, error) {
+	if err := req.Shard.Validate(); err != nil {
+		return nil, err
+	}
+	if req.Source == "" {
+		return nil, errors.New("recovery: a source address is needed")
+	}
+	if req.ID == "" {
+		req.ID = "r-" + time.Now().UTC().Format("20060102T150405") + "-" + uuid.NewString()[:8]
+	} else if err := shardstore.ValidateName(req.ID); err != nil {
+		return nil, fmt.Errorf("recovery id: %w", err)
+	}
+	useSnap := m.cfg.UseSnapshots
+	if req.UseSnapshots != nil {
+		useSnap = *req.UseSnapshots
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ctx.Err() != nil {
+		return nil, errors.New("recovery: the node is shutting down")
+	}
+	if cur, ok := m.active[req.Shard]; ok {
+		s, _ := cur.Snapshot()
+		if s.ID == req.ID && s.Source == req.Source {
+			return cur, nil
+		}
+		return cur, fmt.Errorf("%w: %s (recovery %s from %s)", ErrRunning, req.Shard, s.ID, s.Source)
+	}
+	if old, ok := m.all[req.ID]; ok {
+		s, _ := old.Snapshot()
+		if !s.Stage.Finished() || s.Shard != req.Shard {
+			return old, fmt.Errorf("%w: id %s is taken by a recovery of %s", ErrRunning, req.ID, s.Shard)
+		}
+	}
+	r := newRecovery(Snapshot{ID: req.ID, Shard: req.Shard, Source: req.Source, Target: m.cfg.NodeID,
+		UseSnapshots: useSnap, DryRun: req.DryRun, Stage: StageQueued, Start: time.Now()})
+	ctx, cancel := context.WithCancelCause(m.ctx)
+	r.cancel = cancel
+	r.onStage = m.journal
+	s0, _ := r.Snapshot()
+	m.journal(s0)
+	m.all[req.ID] = r
+	m.active[req.Shard] = r
+	m.cfg.Metrics.started.WithLabelValues("any").Inc()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.execute(ctx, r, req, useSnap)
+	}()
+	return r, nil
+}
+
+// Get returns a recovery by id.
+func (m *Manager) Get(id string) (*Recovery, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.all[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return r, nil
+}
+
+// List returns the recoveries the node knows, newest first.
+func (m *Manager) List() []*Recovery {
+	m.mu.Lock()
+	out := make([]*Recovery, 0, len(m.all))
+	for _, r := range m.all {
+		out = append(out, r)
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, func(a, b *Recovery) int {
+		sa, _ := a.Snapshot()
+		sb, _ := b.Snapshot()
+		return sb.Start.Compare(sa.Start)
+	})
+	return out
+}
+
+// Cancel stops a recovery: no fallback runs, staging is removed. It returns
+// once the recovery has stopped. Cancelling a finished one is not an error.
+func (m *Manager) Cancel(ctx context.Context, id, reason string) (*Recovery, error) {
+	r, err := m.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	if reason == "" {
+		reason = "by request"
+	}
+	r.cancel(fmt.Errorf("%w: %s", ErrCancelled, reason))
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return r, ctx.Err()
+	}
+	return r, nil
+}
+
+// ActiveStagings maps the shards being recovered to their recovery ids
+// (their staging directories must not be cleaned).
+func (m *Manager) ActiveStagings() map[shardstore.ShardID]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[shardstore.ShardID]string, len(m.active))
+	for id, r := range m.active {
+		s, _ := r.Snapshot()
+		out[id] = s.ID
+	}
+	return out
+}
+
+// Close cancels every recovery (their staging is removed) and waits for
+// them to stop.
+func (m *Manager) Close() {
+	m.stop(fmt.Errorf("%w: the node is shutting down", ErrCancelled))
+	m.wg.Wait()
+}
+
+// finish unregisters a finished recovery and schedules its removal.
+func (m *Manager) finish(r *Recovery, shard shardstore.ShardID, id string) {
+	m.mu.Lock()
+	if m.active[shard] == r {
+		delete(m.active, shard)
+	}
+	m.mu.Unlock()
+	m.unjournal(id)
+	m.forgetLater(r, id)
+}
+
+func (m *Manager) forgetLater(r *Recovery, id string) {
+	time.AfterFunc(m.cfg.KeepFinished, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.all[id] == r {
+			delete(m.all, id)
+		}
+	})
+}

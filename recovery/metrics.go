@@ -1,0 +1,65 @@
+package recovery
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the recovery counters a node exports. They are registered on
+// the registry the daemon passes in, never on the global one.
+type Metrics struct {
+	started        *prometheus.CounterVec
+	finished       *prometheus.CounterVec
+	inFlight       prometheus.Gauge
+	queued         prometheus.Gauge
+	duration       *prometheus.HistogramVec
+	bytes          *prometheus.CounterVec
+	opsReplayed    prometheus.Counter
+	fallbacks      *prometheus.CounterVec
+	throttleWait   prometheus.Counter
+	retries        *prometheus.CounterVec
+	downloadErrors prometheus.Counter
+	replans        *prometheus.CounterVec
+}
+
+// NewMetrics creates the recovery metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		started: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "recoverd_recoveries_started_total", Help: "Recoveries started on this node, by plan kind (unknown before planning)."}, []string{"kind"}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "recoverd_recoveries_finished_total", Help: "Recoveries finished on this node, by plan kind and result (done, failed, cancelled)."}, []string{"kind", "result"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "recoverd_recoveries_in_flight", Help: "Recoveries running on this node (past the queue)."}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "recoverd_recoveries_queued", Help: "Recoveries waiting for a slot under the node limit."}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "recoverd_recovery_duration_seconds", Help: "Duration of finished recoveries, by plan kind.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 16)}, []string{"kind"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "recoverd_recovered_bytes_total", Help: "File bytes of recoveries by where they came from: peer, snapshot, or reused on the target."}, []string{"source"}),
+		opsReplayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "recoverd_ops_replayed_total", Help: "Ops replayed onto recovered copies (staged with the files or caught up)."}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "recoverd_fallbacks_total", Help: "Snapshot plans (or hybrid files) that fell back to the peer, by cause."}, []string{"cause"}),
+		throttleWait: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "recoverd_throttle_wait_seconds_total", Help: "Time recoveries waited for the node's bandwidth budget."}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "recoverd_retries_total", Help: "Transfers resumed after a transient error, by cause."}, []string{"cause"}),
+		downloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "recoverd_snapshot_download_errors_total", Help: "Snapshot file downloads that failed (after their retries)."}),
+		replans: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "recoverd_replans_total", Help: "Recoveries planned again, by cause (lease lost, ops compacted, pin lost)."}, []string{"cause"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.started, m.finished, m.inFlight, m.queued, m.duration, m.bytes, m.opsReplayed,
+			m.fallbacks, m.throttleWait, m.retries, m.downloadErrors, m.replans)
+	}
+	return m
+}
+
+func (m *Metrics) observeFinished(kind string, stage Stage, d time.Duration) {
+	m.finished.WithLabelValues(kind, string(stage)).Inc()
+	m.duration.WithLabelValues(kind).Observe(d.Seconds())
+}
