@@ -2,7 +2,9 @@
 // inspects them, and (against a running daemon) starts, watches and cancels
 // recoveries. Every command takes -o json for scripts.
 //
-// Exit codes: 0 success, 1 the operation failed, 2 bad usage.
+// Exit codes: 0 success, 1 the operation or recovery failed, 2 bad usage,
+// 3 the recovery was cancelled, 4 the daemon is unreachable or refused the
+// credentials.
 package main
 
 import (
@@ -34,7 +36,9 @@ func newRoot(stdout io.Writer) *cobra.Command {
 		Long: `recoverctl generates and inspects shards on disk and talks to recoverd
 daemons to plan and run recoveries.
 
-Exit codes: 0 success, 1 the operation failed, 2 bad usage.`,
+Exit codes: 0 success, 1 the operation or recovery failed, 2 bad usage,
+3 the recovery was cancelled, 4 the daemon is unreachable or refused the
+credentials.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -47,7 +51,8 @@ Exit codes: 0 success, 1 the operation failed, 2 bad usage.`,
 		}
 		return requireFlags(cmd)
 	}
-	root.AddCommand(newGenCmd(g), newShardCmd(g), newDemoCmd(g))
+	root.AddCommand(newGenCmd(g), newShardCmd(g), newDemoCmd(g), newSnapshotCmd(g), newPlanCmd(g), newCertsCmd(g),
+		newRecoverCmd(g), newWatchCmd(g), newStatusCmd(g), newListCmd(g), newCancelCmd(g), newExplainCmd(g))
 	return root
 }
 
@@ -94,8 +99,12 @@ func main() {
 	}
 	fmt.Fprintln(os.Stderr, "recoverctl:", err)
 	var ue usageError
-	if errors.As(err, &ue) {
-		os.Exit(2)
+	var ee exitError
+	switch {
+	case errors.As(err, &ue):
+		os.Exit(exitUsage)
+	case errors.As(err, &ee):
+		os.Exit(ee.code)
 	}
-	os.Exit(1)
+	os.Exit(exitFailed)
 }

@@ -76,6 +76,7 @@ func defaultConfig() Config {
 type option struct {
 	name, help string
 	secret     bool
+	isBool     bool
 	get        func(*Config) string
 	set        func(*Config, string) error
 }
@@ -87,7 +88,7 @@ func strOpt(name, help string, p func(*Config) *string) option {
 }
 
 func boolOpt(name, help string, p func(*Config) *bool) option {
-	return option{name: name, help: help,
+	return option{name: name, help: help, isBool: true,
 		get: func(c *Config) string { return strconv.FormatBool(*p(c)) },
 		set: func(c *Config, v string) error {
 			b, err := strconv.ParseBool(v)
@@ -175,6 +176,17 @@ var options = []option{
 	strOpt("log-format", "text or json", func(c *Config) *string { return &c.LogFormat }),
 }
 
+// flagValue collects a flag's text; values are applied to the Config after
+// the file and the environment, so flags win.
+type flagValue struct {
+	s      string
+	isBool bool
+}
+
+func (v *flagValue) String() string     { return v.s }
+func (v *flagValue) Set(s string) error { v.s = s; return nil }
+func (v *flagValue) IsBoolFlag() bool   { return v.isBool }
+
 func envName(flagName string) string {
 	return "RECOVERD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
@@ -189,11 +201,11 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (cf
 	var configFile string
 	fs.StringVar(&configFile, "config", getenv("RECOVERD_CONFIG"), "YAML configuration file (keys are the flag names)")
 	fs.BoolVar(&printConfig, "print-config", false, "print the effective configuration (secrets masked) and exit")
-	values := map[string]*string{}
+	values := map[string]*flagValue{}
 	for _, o := range options {
-		v := new(string)
+		v := &flagValue{s: o.get(&cfg), isBool: o.isBool}
 		values[o.name] = v
-		fs.StringVar(v, o.name, o.get(&cfg), o.help+" [env "+envName(o.name)+"]")
+		fs.Var(v, o.name, o.help+" [env "+envName(o.name)+"]")
 	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, false, err
@@ -234,7 +246,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (cf
 	var errs []error
 	fs.Visit(func(f *flag.Flag) {
 		if o, ok := byName[f.Name]; ok {
-			if err := o.set(&cfg, *values[f.Name]); err != nil {
+			if err := o.set(&cfg, values[f.Name].s); err != nil {
 				errs = append(errs, fmt.Errorf("--%s: %w", f.Name, err))
 			}
 		}
