@@ -62,8 +62,11 @@ proto:
 	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install -y protobuf-compiler"; exit 1; }
 	GOBIN=$(CURDIR)/bin $(GO) install $(PROTOC_GEN_GO)
 	GOBIN=$(CURDIR)/bin $(GO) install $(PROTOC_GEN_GO_GRPC)
-	PATH=$(CURDIR)/bin:$$PATH protoc -I api --go_out=. --go_opt=module=github.com/recoverd/recoverd \
-		--go-grpc_out=. --go-grpc_opt=module=github.com/recoverd/recoverd api/recoverdv1/recoverd.proto
+	protoc -I api/recoverdv1 -I /usr/include \
+		--plugin=protoc-gen-go=bin/protoc-gen-go --plugin=protoc-gen-go-grpc=bin/protoc-gen-go-grpc \
+		--go_out=api/recoverdv1 --go_opt=paths=source_relative \
+		--go-grpc_out=api/recoverdv1 --go-grpc_opt=paths=source_relative \
+		api/recoverdv1/recoverd.proto
 
 clean:
 	rm -rf bin

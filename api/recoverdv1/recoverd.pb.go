@@ -5066,10 +5066,14 @@ func (x *GetResponse) GetSeqno() int64 {
 }
 
 type FlushRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Shard         *ShardId               `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard *ShardId               `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// global_checkpoint, when set, is the global checkpoint the primary
+	// computed (the lowest local checkpoint of the in-sync copies); it is
+	// persisted with the commit, and never moves back.
+	GlobalCheckpoint *int64 `protobuf:"varint,2,opt,name=global_checkpoint,json=globalCheckpoint,proto3,oneof" json:"global_checkpoint,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *FlushRequest) Reset() {
@@ -5107,6 +5111,13 @@ func (x *FlushRequest) GetShard() *ShardId {
 		return x.Shard
 	}
 	return nil
+}
+
+func (x *FlushRequest) GetGlobalCheckpoint() int64 {
+	if x != nil && x.GlobalCheckpoint != nil {
+		return *x.GlobalCheckpoint
+	}
+	return 0
 }
 
 type FlushResponse struct {
@@ -5862,9 +5873,11 @@ const file_recoverd_proto_rawDesc = "" +
 	"\vGetResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x14\n" +
-	"\x05seqno\x18\x03 \x01(\x03R\x05seqno\":\n" +
+	"\x05seqno\x18\x03 \x01(\x03R\x05seqno\"\x82\x01\n" +
 	"\fFlushRequest\x12*\n" +
-	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\">\n" +
+	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x120\n" +
+	"\x11global_checkpoint\x18\x02 \x01(\x03H\x00R\x10globalCheckpoint\x88\x01\x01B\x14\n" +
+	"\x12_global_checkpoint\">\n" +
 	"\rFlushResponse\x12-\n" +
 	"\x05stats\x18\x01 \x01(\v2\x17.recoverd.v1.ShardStatsR\x05stats\":\n" +
 	"\fMergeRequest\x12*\n" +
@@ -6274,6 +6287,7 @@ func file_recoverd_proto_init() {
 	}
 	file_recoverd_proto_msgTypes[8].OneofWrappers = []any{}
 	file_recoverd_proto_msgTypes[50].OneofWrappers = []any{}
+	file_recoverd_proto_msgTypes[75].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -15,6 +15,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/transfer"
 )
@@ -263,6 +264,9 @@ func (s *shardService) Flush(ctx context.Context, req *pb.FlushRequest) (*pb.Flu
 	sh, err := s.shard(req.Shard)
 	if err != nil {
 		return nil, err
+	}
+	if req.GlobalCheckpoint != nil {
+		sh.SetGlobalCheckpoint(seqno.SeqNo(*req.GlobalCheckpoint))
 	}
 	if err := sh.Flush(); err != nil {
 		return nil, transfer.Errorf(codes.Internal, 0, "flush: %v", err)
