@@ -53,7 +53,10 @@ type attempt struct {
 	target *shardstore.Shard
 	client pb.PeerServiceClient
 	pin    transfer.Pin
-	log    *slog.Logger
+	// sourceTerm is the source's primary term: the recovered copy takes
+	// it, whatever term wrote the files it got (a snapshot may be older).
+	sourceTerm uint64
+	log        *slog.Logger
 }
 
 func (m *Manager) execute(ctx context.Context, r *Recovery, req StartRequest, useSnapshots bool) {
@@ -150,7 +153,7 @@ func (a *attempt) plan(ctx context.Context, req StartRequest, useSnapshots bool,
 	if err != nil {
 		return err
 	}
-	a.pin = pin
+	a.pin, a.sourceTerm = pin, info.PrimaryTerm
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -441,7 +444,9 @@ func (a *attempt) files(ctx context.Context, p planner.Plan, manifest *snapshot.
 	a.r.setStage(StageFinalize)
 	all := make([]shardstore.FileMeta, 0, len(p.Reused)+len(p.FromSnapshot)+len(p.FromPeer))
 	all = append(append(append(all, p.Reused...), p.FromSnapshot...), p.FromPeer...)
-	if err := st.Publish(all, p.Commit); err != nil {
+	commit := p.Commit
+	commit.PrimaryTerm = max(commit.PrimaryTerm, a.sourceTerm)
+	if err := st.Publish(all, commit); err != nil {
 		return fmt.Errorf("publish the recovered files: %w", err)
 	}
 	published = true

@@ -2,37 +2,58 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/recoverd/recoverd/seqno"
+	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/snapshot"
 )
 
 func newDemoCmd(g *globalFlags) *cobra.Command {
-	var dir string
+	var dir, recoverd string
 	var keep bool
+	var docs int
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the shard-level flow end to end on a temporary directory",
-		Long: `demo writes a primary shard, replicates its ops out of order onto a replica
-with different flush and merge points (same logical content, different
-physical files: what a failover leaves), crashes a writer with SIGKILL and
-reopens it, then copies the primary's files into a fresh target through
-staging, publishes them with one commit, replays the missing ops and
-verifies the copy.`,
+		Short: "Run the main job end to end: three recoverd nodes, a failover, a snapshot recovery and a fallback",
+		Long: `demo starts three recoverd nodes on loopback with a local snapshot
+directory, writes documents on the primary and replicates them to a replica
+that stores them in other files, takes a snapshot on the primary, fails the
+primary over to the replica, builds a new replica with a recovery (the
+snapshot plan: no byte of the files from the new primary), then brings the
+old primary back empty and breaks the snapshot in the middle of its
+recovery to show the fallback to the peer. It ends with a verification
+table and stops every process it started.`,
 		Example: `  recoverctl demo
-  recoverctl demo --dir /tmp/recoverd-demo --keep`,
+  recoverctl demo --dir /tmp/recoverd-demo --keep --docs 100000`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if recoverd == "" {
+				self, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				recoverd = filepath.Join(filepath.Dir(self), "recoverd")
+			}
+			if _, err := os.Stat(recoverd); err != nil {
+				return usagef("recoverd binary not found at %s (build it: make build, or pass --recoverd)", recoverd)
+			}
 			if dir == "" {
 				d, err := os.MkdirTemp("", "recoverd-demo-")
 				if err != nil {
@@ -43,184 +64,398 @@ verifies the copy.`,
 					defer os.RemoveAll(d)
 				}
 			}
-			return runShardDemo(cmd.Context(), cmd.OutOrStdout(), dir)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			d := &demo{w: cmd.OutOrStdout(), dir: dir, bin: recoverd, g: g, cmd: cmd, docs: docs}
+			defer d.stopAll()
+			return d.run(ctx)
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "work directory (default: a temporary one)")
-	cmd.Flags().BoolVar(&keep, "keep", false, "keep the work directory")
+	cmd.Flags().StringVar(&dir, "dir", "", "work directory (default: a temporary one, removed at the end)")
+	cmd.Flags().BoolVar(&keep, "keep", false, "keep the work directory (data, logs, repository)")
+	cmd.Flags().StringVar(&recoverd, "recoverd", "", "recoverd binary (default: next to recoverctl)")
+	cmd.Flags().IntVar(&docs, "docs", 40000, "documents to write (1 KiB each)")
 	return cmd
 }
 
-func runShardDemo(ctx context.Context, w io.Writer, dir string) error {
-	step := func(format string, args ...any) { fmt.Fprintf(w, "==> "+format+"\n", args...) }
-	id := shardstore.ShardID{Index: "demo", Shard: 0}
-	nodes := map[string]string{}
-	for _, n := range []string{"primary", "replica", "crashy", "target"} {
-		nodes[n] = filepath.Join(dir, n)
-	}
+type demoNode struct {
+	name, data, grpcAddr, peerAddr, httpAddr string
+	proc                                     *exec.Cmd
+	conn                                     *grpc.ClientConn
+	shard                                    pb.ShardServiceClient
+	rec                                      pb.RecoveryServiceClient
+	snap                                     pb.SnapshotServiceClient
+}
 
-	step("writing 20,000 docs on the primary (a segment every 4,000)")
-	primary, err := shardstore.Open(nodes["primary"], id, shardstore.Options{Create: true, RetainOps: 100_000})
-	if err != nil {
-		return err
-	}
-	defer primary.Close()
-	// The replica starts as a copy of the still empty primary, so it shares
-	// its history UUID.
-	replica, err := shardstore.Open(nodes["replica"], id, shardstore.Options{Create: true})
-	if err != nil {
-		return err
-	}
-	defer replica.Close()
-	if _, _, err := localFileRecovery(ctx, primary, replica); err != nil {
-		return err
-	}
-	if _, err := generate(ctx, primary, genSpec{docs: 20000, docSize: 512, flushEvery: 4000, batch: 500, seed: 1, keySpace: 15000, deleteEvery: 100}); err != nil {
-		return err
-	}
-	if err := primary.Flush(); err != nil {
-		return err
-	}
-	// Ops above the last commit: a file copy must replay them.
-	if _, err := primary.IndexBatch(ctx, []shardstore.Doc{{Key: "late-1", Value: []byte("written after the commit")}, {Key: "late-2", Value: []byte("x")}}); err != nil {
-		return err
-	}
+type demo struct {
+	w     io.Writer
+	dir   string
+	bin   string
+	g     *globalFlags
+	cmd   *cobra.Command
+	docs  int
+	nodes []*demoNode
+}
 
-	step("replicating the ops onto a replica, shuffled, with other flush points and a merge")
-	var ops []shardstore.Op
-	if err := primary.ReadOps(primary.RetainedOps(), func(op shardstore.Op) error { ops = append(ops, op); return nil }); err != nil {
-		return err
+var demoShard = &pb.ShardId{Index: "demo", Shard: 0}
+
+func (d *demo) step(format string, args ...any) { fmt.Fprintf(d.w, "\n==> "+format+"\n", args...) }
+func (d *demo) say(format string, args ...any)  { fmt.Fprintf(d.w, "    "+format+"\n", args...) }
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
 	}
-	r := rand.New(rand.NewPCG(2, 2))
-	r.Shuffle(len(ops), func(i, j int) { ops[i], ops[j] = ops[j], ops[i] })
-	for i := 0; i < len(ops); i += 700 {
-		if err := replica.Apply(ctx, ops[i:min(i+700, len(ops))]); err != nil {
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// start launches a recoverd node and waits until it answers health checks.
+func (d *demo) start(ctx context.Context, n *demoNode, extra ...string) error {
+	var err error
+	for _, a := range []*string{&n.grpcAddr, &n.peerAddr, &n.httpAddr} {
+		if *a, err = freeAddr(); err != nil {
 			return err
 		}
-		if i%2100 == 0 {
-			if err := replica.Flush(); err != nil {
+	}
+	logf, err := os.OpenFile(filepath.Join(d.dir, n.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	args := append([]string{"--data", n.data, "--node-id", n.name, "--insecure", "--grpc-addr", n.grpcAddr,
+		"--peer-addr", n.peerAddr, "--http-addr", n.httpAddr, "--repo", "file://" + filepath.Join(d.dir, "repo"),
+		"--retry-budget", "5s", "--idle-timeout", "5s"}, extra...)
+	n.proc = exec.Command(d.bin, args...)
+	n.proc.Stdout, n.proc.Stderr = logf, logf
+	if err := n.proc.Start(); err != nil {
+		logf.Close()
+		return err
+	}
+	logf.Close()
+	if n.conn, err = grpc.NewClient(n.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+		return err
+	}
+	n.shard, n.rec, n.snap = pb.NewShardServiceClient(n.conn), pb.NewRecoveryServiceClient(n.conn), pb.NewSnapshotServiceClient(n.conn)
+	health := healthpb.NewHealthClient(n.conn)
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		hctx, cancel := context.WithTimeout(ctx, time.Second)
+		resp, err := health.Check(hctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not become ready (see %s): %v", n.name, filepath.Join(d.dir, n.name+".log"), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.say("%s up (pid %d): control %s, peer %s, metrics http://%s/metrics", n.name, n.proc.Process.Pid, n.grpcAddr, n.peerAddr, n.httpAddr)
+	return nil
+}
+
+// stop ends a node: SIGTERM, or SIGKILL when kill (a crash).
+func (d *demo) stop(n *demoNode, kill bool) {
+	if n.proc == nil || n.proc.Process == nil {
+		return
+	}
+	if kill {
+		n.proc.Process.Signal(syscall.SIGKILL)
+	} else {
+		n.proc.Process.Signal(syscall.SIGTERM)
+	}
+	done := make(chan struct{})
+	go func() { n.proc.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		n.proc.Process.Signal(syscall.SIGKILL)
+		<-done
+	}
+	n.proc = nil
+	if n.conn != nil {
+		n.conn.Close()
+	}
+}
+
+func (d *demo) stopAll() {
+	for _, n := range d.nodes {
+		d.stop(n, false)
+	}
+}
+
+// recover runs a recovery onto target from source and prints the plan,
+// the progress and the outcome, as recoverctl recover --wait does.
+func (d *demo) recover(ctx context.Context, target, source *demoNode, during func(id string)) (*pb.Recovery, error) {
+	resp, err := target.rec.StartRecovery(ctx, &pb.StartRecoveryRequest{Shard: demoShard, SourceAddress: source.peerAddr})
+	if err != nil {
+		return nil, err
+	}
+	id := resp.Recovery.Id
+	if during != nil {
+		go during(id)
+	}
+	stream, err := target.rec.WatchRecovery(ctx, &pb.WatchRecoveryRequest{Id: id, MinInterval: durationpb.New(time.Second)})
+	if err != nil {
+		return nil, err
+	}
+	var last *pb.Recovery
+	shown := false
+	lv := &lineView{w: indent{d.w}}
+	for {
+		r, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		last = r.Recovery
+		if !shown && last.Plan != nil {
+			printHeader(indent{d.w}, last)
+			shown = true
+		}
+		if shown {
+			lv.update(last)
+		}
+	}
+	printSummary(indent{d.w}, last)
+	if last.Stage != pb.Stage_STAGE_DONE {
+		return last, fmt.Errorf("recovery %s ended %s: %s", id, stageName(last.Stage), last.Error)
+	}
+	return last, nil
+}
+
+type indent struct{ w io.Writer }
+
+func (i indent) Write(p []byte) (int, error) {
+	lines := strings.SplitAfter(string(p), "\n")
+	for _, l := range lines {
+		if l == "" {
+			continue
+		}
+		if _, err := io.WriteString(i.w, "    "+l); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+func (d *demo) run(ctx context.Context) error {
+	start := time.Now()
+	for _, name := range []string{"n1", "n2", "n3"} {
+		d.nodes = append(d.nodes, &demoNode{name: name, data: filepath.Join(d.dir, name)})
+	}
+	n1, n2, n3 := d.nodes[0], d.nodes[1], d.nodes[2]
+	d.step("starting three recoverd nodes on loopback; snapshot repository file://%s", filepath.Join(d.dir, "repo"))
+	for _, n := range d.nodes {
+		if err := d.start(ctx, n); err != nil {
+			return err
+		}
+	}
+
+	d.step("n1 is the primary of shard demo/0; n2 becomes its replica by recovering the empty shard")
+	if _, err := n1.shard.CreateShard(ctx, &pb.CreateShardRequest{Shard: demoShard}); err != nil {
+		return err
+	}
+	if _, err := d.recover(ctx, n2, n1, nil); err != nil {
+		return err
+	}
+
+	d.step("writing %d docs of 1 KiB on n1 and replicating them to n2 out of order, with other flush points", d.docs)
+	if err := d.writeAndReplicate(ctx, n1, n2); err != nil {
+		return err
+	}
+	if _, err := n2.shard.Merge(ctx, &pb.MergeRequest{Shard: demoShard}); err != nil {
+		return err
+	}
+	f1, f2, err := d.files(ctx, n1), d.files(ctx, n2), error(nil)
+	same := 0
+	for name := range f1 {
+		if _, ok := f2[name]; ok {
+			same++
+		}
+	}
+	d.say("n1 holds %d segment files, n2 %d after a merge; %d file names in common: same documents, other files", len(f1), len(f2), same)
+
+	d.step("taking a snapshot of the primary's shard")
+	sresp, err := n1.snap.CreateSnapshot(ctx, &pb.CreateSnapshotRequest{Shard: demoShard})
+	if err != nil {
+		return err
+	}
+	d.say("snapshot %s: %d files, %s uploaded in %s", sresp.Snapshot.Id, sresp.UploadedFiles, humanBytes(sresp.UploadedBytes), sresp.Took.AsDuration().Round(time.Millisecond))
+
+	d.step("failover: n1 is killed (SIGKILL), n2 is promoted to primary")
+	d.stop(n1, true)
+	st, err := n2.shard.Promote(ctx, &pb.PromoteRequest{Shard: demoShard})
+	if err != nil {
+		return err
+	}
+	d.say("n2 is primary, term %d, max seqno %d", st.Stats.PrimaryTerm, st.Stats.Seqno.MaxSeqno)
+
+	d.step("n3 joins as a new replica: recovery from n2")
+	r3, err := d.recover(ctx, n3, n2, nil)
+	if err != nil {
+		return err
+	}
+	fromPeer := r3.GetTotals().GetFromPeer().GetRecoveredBytes()
+	d.say("bytes read off the new primary n2: %s (files) of %s in the shard", humanBytes(fromPeer), humanBytes(r3.GetTotals().GetTotal().GetBytes()))
+
+	d.step("n1 comes back empty; its recovery from n2 starts from the snapshot, which breaks mid-recovery")
+	if err := os.RemoveAll(n1.data); err != nil {
+		return err
+	}
+	// A bandwidth budget keeps the download going long enough to break it.
+	if err := d.start(ctx, n1, "--throttle", "25MB", "--max-snapshot-downloads", "2"); err != nil {
+		return err
+	}
+	r1, err := d.recover(ctx, n1, n2, func(id string) { d.breakSnapshot(ctx, n1, id) })
+	if err != nil {
+		return err
+	}
+	if len(r1.Fallbacks) == 0 {
+		return errors.New("the snapshot was not broken in time: no fallback happened")
+	}
+
+	d.step("verification")
+	tw := tabwriter.NewWriter(d.w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "    NODE\tROLE\tDIGEST\tHISTORY UUID\tTERM\tMAX SEQNO\tLOCAL CHECKPOINT\tFILES")
+	var want string
+	ok := true
+	for _, row := range []struct {
+		n    *demoNode
+		role string
+	}{{n2, "primary"}, {n3, "replica (snapshot plan)"}, {n1, "replica (fallback to peer)"}} {
+		dg, err := row.n.shard.Digest(ctx, &pb.DigestRequest{Shard: demoShard})
+		if err != nil {
+			return err
+		}
+		stats, err := row.n.shard.Stats(ctx, &pb.StatsRequest{Shard: demoShard})
+		if err != nil {
+			return err
+		}
+		if want == "" {
+			want = dg.Digest
+		}
+		ok = ok && dg.Digest == want
+		s := stats.Stats
+		fmt.Fprintf(tw, "    %s\t%s\t%.16s…\t%.8s\t%d\t%d\t%d\t%d\n", row.n.name, row.role, dg.Digest, dg.HistoryUuid, s.PrimaryTerm,
+			s.Seqno.MaxSeqno, s.Seqno.LocalCheckpoint, s.Segments)
+	}
+	tw.Flush()
+	if !ok {
+		return errors.New("a copy differs from the primary")
+	}
+	fmt.Fprintf(d.w, "\nall three copies are equal: same digest, history UUID and checkpoints (%s)\n", time.Since(start).Round(100*time.Millisecond))
+	d.step("stopping the nodes")
+	d.stopAll()
+	return nil
+}
+
+// writeAndReplicate indexes docs on the primary and applies the ops to the
+// replica in shuffled batches; both flush at different points. The primary
+// then records the global checkpoint both copies reached.
+func (d *demo) writeAndReplicate(ctx context.Context, primary, replica *demoNode) error {
+	r := rand.New(rand.NewPCG(1, 2))
+	var pending []*pb.Op
+	value := make([]byte, 1024)
+	const batch = 1000
+	for i := 0; i < d.docs; i += batch {
+		docs := make([]*pb.Doc, 0, batch)
+		for j := i; j < min(i+batch, d.docs); j++ {
+			fillValue(value, r, true)
+			docs = append(docs, &pb.Doc{Key: fmt.Sprintf("doc-%08d", r.IntN(d.docs*3/4)), Value: append([]byte(nil), value...)})
+		}
+		resp, err := primary.shard.Index(ctx, &pb.IndexRequest{Shard: demoShard, Docs: docs})
+		if err != nil {
+			return err
+		}
+		pending = append(pending, resp.Ops...)
+		if (i/batch)%5 == 4 {
+			if _, err := primary.shard.Flush(ctx, &pb.FlushRequest{Shard: demoShard}); err != nil {
+				return err
+			}
+		}
+		if len(pending) >= 3*batch {
+			r.Shuffle(len(pending), func(a, b int) { pending[a], pending[b] = pending[b], pending[a] })
+			if _, err := replica.shard.Apply(ctx, &pb.ApplyRequest{Shard: demoShard, Ops: pending}); err != nil {
+				return err
+			}
+			pending = pending[:0]
+			if _, err := replica.shard.Flush(ctx, &pb.FlushRequest{Shard: demoShard}); err != nil {
 				return err
 			}
 		}
 	}
-	if err := replica.Merge(); err != nil {
+	if _, err := replica.shard.Apply(ctx, &pb.ApplyRequest{Shard: demoShard, Ops: pending}); err != nil {
 		return err
 	}
-	d := shardstore.Diff(primary.Metadata(), replica.Metadata())
-	fmt.Fprintf(w, "    primary %d files, replica %d files: %d identical, %d different, %d missing on the replica\n",
-		len(primary.Metadata().Files), len(replica.Metadata().Files), len(d.Identical), len(d.Different), len(d.Missing))
-
-	step("killing a writer with SIGKILL mid-stream and reopening its shard")
-	crashStats, err := crashAndReopen(nodes["crashy"], id)
+	ps, err := primary.shard.Stats(ctx, &pb.StatsRequest{Shard: demoShard})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "    reopened after the crash at %v, %d segments\n", crashStats.Seq, crashStats.Segments)
-
-	step("recovering a fresh target from the primary: stage files, publish one commit, replay ops")
-	target, err := shardstore.Open(nodes["target"], id, shardstore.Options{Create: true})
+	rs, err := replica.shard.Stats(ctx, &pb.StatsRequest{Shard: demoShard})
 	if err != nil {
 		return err
 	}
-	defer target.Close()
-	copied, replayed, err := localFileRecovery(ctx, primary, target)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "    copied %s in %d files, replayed %d ops\n", humanBytes(copied), len(target.Metadata().Files), replayed)
-
-	step("verification")
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "COPY\tDIGEST\tHISTORY UUID\tMAX SEQNO\tLOCAL CHECKPOINT\tFILES")
-	want, _ := primary.Digest()
-	ok := true
-	for _, c := range []struct {
-		name string
-		s    *shardstore.Shard
-	}{{"primary", primary}, {"replica", replica}, {"target", target}} {
-		dg, err := c.s.Digest()
-		if err != nil {
+	gcp := min(ps.Stats.Seqno.LocalCheckpoint, rs.Stats.Seqno.LocalCheckpoint)
+	for _, n := range []*demoNode{primary, replica} {
+		if _, err := n.shard.Flush(ctx, &pb.FlushRequest{Shard: demoShard, GlobalCheckpoint: &gcp}); err != nil {
 			return err
 		}
-		st := c.s.Stats()
-		fmt.Fprintf(tw, "%s\t%s…\t%s\t%v\t%v\t%d\n", c.name, dg[:16], st.HistoryUUID[:8], st.Seq.MaxSeqNo, st.Seq.LocalCheckpoint, len(c.s.Metadata().Files))
-		if c.name != "primary" && dg != want {
-			ok = false
-		}
 	}
-	tw.Flush()
-	if !ok {
-		return fmt.Errorf("a copy differs from the primary")
-	}
-	fmt.Fprintln(w, "replica and target equal the primary: same digest, history UUID and checkpoints")
+	d.say("max seqno %d on both; global checkpoint %d", ps.Stats.Seqno.MaxSeqno, gcp)
 	return nil
 }
 
-// crashAndReopen runs `recoverctl gen` in a child process, kills it with
-// SIGKILL while it writes, and reopens the shard it left.
-func crashAndReopen(dataDir string, id shardstore.ShardID) (shardstore.Stats, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return shardstore.Stats{}, err
+func (d *demo) files(ctx context.Context, n *demoNode) map[string]bool {
+	out := map[string]bool{}
+	md, err := shardstore.ReadMetadata(n.data, shardstore.ShardID{Index: demoShard.Index, Shard: int(demoShard.Shard)})
+	if err == nil {
+		for _, f := range md.Files {
+			out[f.Name] = true
+		}
 	}
-	child := exec.Command(self, "gen", "--data", dataDir, "--index", id.Index, "--docs", "5000000", "--doc-size", "256", "--flush-every", "20000", "--batch", "100")
-	if err := child.Start(); err != nil {
-		return shardstore.Stats{}, err
-	}
-	time.Sleep(700 * time.Millisecond)
-	child.Process.Signal(syscall.SIGKILL)
-	child.Wait()
-	s, err := shardstore.Open(dataDir, id, shardstore.Options{})
-	if err != nil {
-		return shardstore.Stats{}, fmt.Errorf("reopen after crash: %w", err)
-	}
-	defer s.Close()
-	return s.Stats(), nil
+	return out
 }
 
-// localFileRecovery is the shape of a peer recovery without the network:
-// pin the source commit, stage its files on the target, publish them, then
-// replay the ops above the commit's checkpoint.
-func localFileRecovery(ctx context.Context, src, dst *shardstore.Shard) (copied int64, replayed int, err error) {
-	ref, err := src.AcquireCommit()
+// breakSnapshot waits until the recovery downloads from the snapshot, then
+// corrupts in the repository a file it has not downloaded yet.
+func (d *demo) breakSnapshot(ctx context.Context, target *demoNode, id string) {
+	repo, err := snapshot.NewLocalRepository(filepath.Join(d.dir, "repo"))
 	if err != nil {
-		return 0, 0, err
+		return
 	}
-	defer ref.Release()
-	st, err := dst.StartStaging("demo-recovery")
-	if err != nil {
-		return 0, 0, err
-	}
-	defer st.Abandon()
-	md := ref.Metadata()
-	for _, fm := range md.Files {
-		f, _, err := ref.Open(fm.Name)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		resp, err := target.rec.GetRecovery(ctx, &pb.GetRecoveryRequest{Id: id})
+		if err != nil || resp.Recovery.Stage > pb.Stage_STAGE_FILES {
+			return
+		}
+		rec := resp.Recovery
+		if rec.Stage != pb.Stage_STAGE_FILES || rec.GetTotals().GetFromSnapshot().GetRecoveredBytes() == 0 {
+			continue
+		}
+		man, err := snapshot.Read(ctx, repo, shardstore.ShardID{Index: demoShard.Index, Shard: int(demoShard.Shard)}, rec.Plan.SnapshotId)
 		if err != nil {
-			return 0, 0, err
+			return
 		}
-		sf, err := st.CreateFile(fm)
-		if err != nil {
-			f.Close()
-			return 0, 0, err
+		for _, f := range rec.Files {
+			if f.Source != pb.FileSource_FILE_SOURCE_SNAPSHOT || f.RecoveredBytes > 0 {
+				continue
+			}
+			entry, ok := man.Lookup(f.Name)
+			if !ok {
+				continue
+			}
+			path := filepath.Join(repo.Root(), filepath.FromSlash(entry.Blob))
+			fh, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				continue
+			}
+			fh.WriteAt([]byte("broken!"), entry.Length/2)
+			fh.Close()
+			d.say("[demo] corrupted blob of %s in the repository while the recovery downloads", f.Name)
+			return
 		}
-		n, err := io.Copy(io.NewOffsetWriter(sf, 0), f)
-		f.Close()
-		if err == nil {
-			err = sf.Verify()
-		}
-		sf.Close()
-		if err != nil {
-			return 0, 0, err
-		}
-		copied += n
 	}
-	if err := st.Publish(md.Files, md.Commit); err != nil {
-		return 0, 0, err
-	}
-	var ops []shardstore.Op
-	rng := seqno.Range{From: md.Commit.LocalCheckpoint + 1, To: src.Stats().Seq.MaxSeqNo}
-	if err := src.ReadOps(rng, func(op shardstore.Op) error { ops = append(ops, op); return nil }); err != nil {
-		return 0, 0, err
-	}
-	return copied, len(ops), dst.Apply(ctx, ops)
 }

@@ -336,9 +336,13 @@ func printPlan(w io.Writer, p *pb.Plan, indent string) {
 	if p.SnapshotId != "" {
 		line += " with snapshot " + p.SnapshotId
 	}
-	fmt.Fprintf(w, "%s: %d reused (%s), %d from snapshot (%s), %d from peer (%s); ops %d..%d\n", line,
+	ops := "no ops to replay"
+	if from, to := p.GetOps().GetFrom(), p.GetOps().GetTo(); from <= to {
+		ops = fmt.Sprintf("ops %d..%d", from, to)
+	}
+	fmt.Fprintf(w, "%s: %d reused (%s), %d from snapshot (%s), %d from peer (%s); %s\n", line,
 		len(p.Reused), humanBytes(e.GetBytesReused()), len(p.FromSnapshot), humanBytes(e.GetBytesFromRepo()),
-		len(p.FromPeer), humanBytes(e.GetBytesFromPeer()), p.GetOps().GetFrom(), p.GetOps().GetTo())
+		len(p.FromPeer), humanBytes(e.GetBytesFromPeer()), ops)
 	for _, r := range p.Reasons {
 		fmt.Fprintf(w, "%s  - %s\n", indent, r)
 	}
