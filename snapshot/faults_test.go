@@ -210,3 +210,36 @@ func TestS3Paused(t *testing.T) {
 		}
 	})
 }
+
+// TestS3Throttled runs against a MinIO that admits one request at a time
+// and answers the others 429 TooManyRequests at once: uploads and
+// downloads retry them and succeed.
+func TestS3Throttled(t *testing.T) {
+	m := testutil.StartMinIOWith(t, testutil.MinIOOptions{Env: []string{"MINIO_API_REQUESTS_MAX=1"}})
+	repo := newS3Repo(t, m, S3Options{Retry: RetryPolicy{InitialInterval: 5 * time.Millisecond, MaxInterval: 50 * time.Millisecond, MaxElapsed: 30 * time.Second}})
+	ctx := ctxTimeout(t, time.Minute)
+	src := newShard(t, t.TempDir(), testShard, 6, 50, 2000)
+	res, err := Create(ctx, repo, src, CreateOptions{Concurrency: 6})
+	if err != nil {
+		t.Fatalf("create under throttling: %v", err)
+	}
+	tgt := newShard(t, t.TempDir(), testShard, 0, 0, 0)
+	st, err := tgt.StartStaging("throttled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Downloader{PartSize: 16 << 10, PartConcurrency: 4, FileConcurrency: 4, RetryInitialInterval: 5 * time.Millisecond, RetryMaxInterval: 50 * time.Millisecond}
+	if err := d.Download(ctx, repo, res.Manifest.Files, st); err != nil {
+		t.Fatalf("download under throttling: %v", err)
+	}
+	if d.Stats().Retries == 0 {
+		t.Fatal("no request was refused: the server did not throttle")
+	}
+	t.Logf("download retried %d times", d.Stats().Retries)
+	if err := st.Publish(res.Manifest.FileMetas(), res.Manifest.Commit); err != nil {
+		t.Fatal(err)
+	}
+	if digest(t, tgt) != digest(t, src) {
+		t.Fatal("restored shard differs")
+	}
+}

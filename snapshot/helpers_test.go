@@ -18,11 +18,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// The HTTP transport closes connections asynchronously after a
-		// cancelled request; goleak retries, these are the stragglers.
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
+	goleak.VerifyTestMain(m)
 }
 
 var testShard = shardstore.ShardID{Index: "logs", Shard: 3}

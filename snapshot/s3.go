@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -55,6 +56,10 @@ type S3Options struct {
 	MinUploadRate int64
 	// DialTimeout bounds a TCP connect. Default 10s.
 	DialTimeout time.Duration
+	// NoTrailingChecksums turns off CRC32C trailing checksums on uploads,
+	// for S3-compatible stores without aws-chunked trailer support; payloads
+	// are then SHA-256 signed instead on plain HTTP (slower).
+	NoTrailingChecksums bool
 	// Retry is the policy this package's functions apply to calls on this
 	// repository (the repository itself makes one attempt per call).
 	Retry RetryPolicy
@@ -94,6 +99,7 @@ type S3Repository struct {
 	idleTimeout    time.Duration
 	minUploadRate  int64
 	retry          RetryPolicy
+	trailers       bool
 }
 
 var _ Repository = (*S3Repository)(nil)
@@ -266,6 +272,9 @@ func NewS3Repository(_ context.Context, bucket, prefix string, opts S3Options) (
 		Region:     o.Region,
 		Transport:  tr,
 		MaxRetries: 1, // one attempt: retries are ours, with one budget
+		// Uploads carry a CRC32C trailer the server verifies: integrity of
+		// the body at the cost of a CRC instead of a SHA-256.
+		TrailingHeaders: !o.NoTrailingChecksums,
 	})
 	if err != nil {
 		// minio-go's errors name the endpoint, never the credentials.
@@ -275,7 +284,7 @@ func NewS3Repository(_ context.Context, bucket, prefix string, opts S3Options) (
 		client: client, tr: tr, bucket: bucket, prefix: prefix,
 		endpoint: o.Endpoint, region: o.Region, tls: !o.DisableTLS,
 		requestTimeout: o.RequestTimeout, idleTimeout: o.ReadIdleTimeout, minUploadRate: o.MinUploadRate,
-		retry: o.Retry,
+		retry: o.Retry, trailers: !o.NoTrailingChecksums,
 	}, nil
 }
 
@@ -324,7 +333,7 @@ func (r *S3Repository) classify(ctx context.Context, op, key string, err error) 
 		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
 			"AccountProblem", "AllAccessDisabled", "InvalidSecurity", "AuthorizationHeaderMalformed":
 			return accessDenied(op, repo, key, e)
-		case "SlowDown", "SlowDownRead", "SlowDownWrite", "InternalError", "ServiceUnavailable", "RequestTimeout",
+		case "SlowDown", "SlowDownRead", "SlowDownWrite", "TooManyRequests", "InternalError", "ServiceUnavailable", "RequestTimeout",
 			"XMinioServerNotInitialized", "OperationTimedOut", "XMinioReadQuorum", "XMinioWriteQuorum", "RequestTimeTooSkewed":
 			return unavailable(op, repo, key, e)
 		}
@@ -370,6 +379,8 @@ func (r *S3Repository) Put(ctx context.Context, key string, src io.Reader, size 
 	sr := &sourceReader{r: &exactReader{r: src, remaining: size}}
 	_, err := r.client.PutObject(rctx, r.bucket, r.prefix+key, sr, size, minio.PutObjectOptions{
 		ContentType: "application/octet-stream",
+		// With trailers the body's integrity is checked by its CRC32C.
+		DisableContentSha256: r.trailers,
 	})
 	if err == nil {
 		return nil
@@ -577,6 +588,7 @@ func (r *S3Repository) List(ctx context.Context, prefix string) ([]string, error
 			keys = append(keys, key)
 		}
 	}
+	slices.Sort(keys)
 	if timedOut.Load() || ctx.Err() != nil {
 		// The channel closed because the context ended: the list is not
 		// complete, so it must not be returned as if it were.

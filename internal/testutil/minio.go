@@ -51,6 +51,7 @@ type MinIO struct {
 	port    int
 	console int
 	logPath string
+	env     []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -113,12 +114,26 @@ func RepoRoot() (string, error) {
 // The server is killed when the test ends.
 func StartMinIO(t testing.TB) *MinIO {
 	t.Helper()
+	return StartMinIOWith(t, MinIOOptions{})
+}
+
+// MinIOOptions tune a test server.
+type MinIOOptions struct {
+	// Env adds NAME=value settings to the server's environment, e.g.
+	// MINIO_API_REQUESTS_MAX=1 to make it answer 503 SlowDown under load.
+	Env []string
+}
+
+// StartMinIOWith is StartMinIO with options.
+func StartMinIOWith(t testing.TB, opts MinIOOptions) *MinIO {
+	t.Helper()
 	bin, err := FindMinIO()
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := &MinIO{
 		t:         t,
+		env:       opts.Env,
 		bin:       bin,
 		AccessKey: "u" + randomHex(8),
 		SecretKey: "s" + randomHex(16),
@@ -189,9 +204,9 @@ func (m *MinIO) start() error {
 		"MINIO_UPDATE=off",
 		"MINIO_CALLHOME_ENABLE=off",
 		"MINIO_SCANNER_SPEED=slowest",
-		"MINIO_API_REQUESTS_DEADLINE=2m",
 		"GOMAXPROCS=2",
 	}
+	cmd.Env = append(cmd.Env, m.env...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	// Own process group, so a signal to the test runner's group does not
