@@ -15,6 +15,9 @@ PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 TEST_FLAGS ?= -race -p 2 -timeout 20m
 
 export RECOVERD_MINIO_BIN := $(MINIO)
+# Tests that start real processes use these binaries (see internal/testutil).
+export RECOVERD_BIN := $(CURDIR)/bin/recoverd
+export RECOVERCTL_BIN := $(CURDIR)/bin/recoverctl
 
 .PHONY: all build test unit integration lint demo bench minio proto clean
 
@@ -39,7 +42,7 @@ minio: $(MINIO)
 test: lint minio build
 	$(GO) test $(TEST_FLAGS) ./...
 
-unit: minio
+unit: minio build
 	$(GO) test $(TEST_FLAGS) $$($(GO) list ./... | grep -v /integration)
 
 integration: minio build
