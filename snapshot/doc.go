@@ -16,7 +16,12 @@
 //     S3Options, the URL's query (endpoint=, region=, tls=) or the
 //     environment (RECOVERD_S3_*, then AWS_ACCESS_KEY_ID /
 //     AWS_SECRET_ACCESS_KEY). Credentials appear in no String, error or
-//     log; a URL holding credentials is refused.
+//     log; a URL holding credentials is refused. Uploads carry a CRC32C
+//     trailer the server checks (S3Options.NoTrailingChecksums falls back
+//     to SHA-256 payload signing for stores without trailers). A failed
+//     multipart upload is aborted by minio-go (bounded by RequestTimeout);
+//     one a crash interrupts is expired by the store (MinIO: stale uploads
+//     after 24h; on AWS use a lifecycle rule).
 //
 // OpenRepository(ctx, url, S3Options) opens either from a URL.
 //
