@@ -187,8 +187,10 @@ func (m *Manager) Start(req StartRequest) (*Recovery, error) {
 			return old, fmt.Errorf("%w: id %s is taken by a recovery of %s", ErrRunning, req.ID, s.Shard)
 		}
 	}
+	now := time.Now()
 	r := newRecovery(Snapshot{ID: req.ID, Shard: req.Shard, Source: req.Source, Target: m.cfg.NodeID,
-		UseSnapshots: useSnap, DryRun: req.DryRun, Stage: StageQueued, Start: time.Now()})
+		UseSnapshots: useSnap, DryRun: req.DryRun, Stage: StageQueued, Start: now,
+		Stages: []StageTiming{{Stage: StageQueued, Start: now}}})
 	ctx, cancel := context.WithCancelCause(m.ctx)
 	r.cancel = cancel
 	r.onStage = m.journal

@@ -1,0 +1,591 @@
+package recovery
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/planner"
+	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/snapshot"
+	"github.com/recoverd/recoverd/transfer"
+)
+
+// These tests run the executor in process against a real PeerServer on a
+// loopback gRPC listener, real shards on disk and a real local repository.
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var shardID = shardstore.ShardID{Index: "logs", Shard: 0}
+
+// dirShards opens shards of one data directory (source or target side).
+type dirShards struct {
+	dir  string
+	opts shardstore.Options
+	mu   sync.Mutex
+	open map[shardstore.ShardID]*shardstore.Shard
+}
+
+func newDirShards(t *testing.T, opts shardstore.Options) *dirShards {
+	d := &dirShards{dir: t.TempDir(), opts: opts, open: map[shardstore.ShardID]*shardstore.Shard{}}
+	t.Cleanup(func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for _, s := range d.open {
+			s.Close()
+		}
+	})
+	return d
+}
+
+func (d *dirShards) get(id shardstore.ShardID, create bool) (*shardstore.Shard, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s, ok := d.open[id]; ok {
+		return s, nil
+	}
+	o := d.opts
+	o.Create = create
+	s, err := shardstore.Open(d.dir, id, o)
+	if err != nil {
+		return nil, err
+	}
+	d.open[id] = s
+	return s, nil
+}
+
+func (d *dirShards) Shard(id shardstore.ShardID) (*shardstore.Shard, error) { return d.get(id, false) }
+func (d *dirShards) OpenTarget(id shardstore.ShardID) (*shardstore.Shard, string, error) {
+	s, err := d.get(id, true)
+	return s, "", err
+}
+
+// faults injects errors into chosen PeerService methods.
+type faults struct {
+	mu   sync.Mutex
+	fail map[string]bool
+	hits atomic.Int64
+}
+
+func (f *faults) set(method string, on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail == nil {
+		f.fail = map[string]bool{}
+	}
+	f.fail[method] = on
+}
+
+func (f *faults) check(method string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail[method] {
+		f.hits.Add(1)
+		return status.Error(codes.Unavailable, "injected fault")
+	}
+	return nil
+}
+
+type env struct {
+	t       *testing.T
+	src     *dirShards
+	tgt     *dirShards
+	repo    *snapshot.LocalRepository
+	addr    string
+	faults  *faults
+	m       *Manager
+	srcSeed uint64
+}
+
+// newEnv serves the source's shards on a loopback gRPC listener and builds
+// a manager for the target.
+func newEnv(t *testing.T, srcOpts shardstore.Options, cfg Config) *env {
+	e := &env{t: t, src: newDirShards(t, srcOpts), tgt: newDirShards(t, shardstore.Options{}), faults: &faults{}}
+	var err error
+	if e.repo, err = snapshot.NewLocalRepository(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	peer := transfer.NewPeerServer(e.src, transfer.PeerServerConfig{})
+	srv := grpc.NewServer(
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := e.faults.check(info.FullMethod); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}),
+		grpc.StreamInterceptor(func(s any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if err := e.faults.check(info.FullMethod); err != nil {
+				return err
+			}
+			return h(s, ss)
+		}))
+	pb.RegisterPeerServiceServer(srv, peer)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.addr = l.Addr().String()
+	go srv.Serve(l)
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.NodeID = "target"
+	cfg.Targets = e.tgt
+	cfg.Dial = func(context.Context, string) (pb.PeerServiceClient, error) { return pb.NewPeerServiceClient(conn), nil }
+	if cfg.Repo == nil {
+		cfg.Repo = e.repo
+	}
+	cfg.UseSnapshots = true
+	if cfg.Fetch.Retry.MaxElapsed == 0 {
+		cfg.Fetch.Retry = transfer.RetryPolicy{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, MaxElapsed: 2 * time.Second}
+	}
+	cfg.Ops.Retry = cfg.Fetch.Retry
+	if cfg.NewDownloader == nil {
+		cfg.NewDownloader = func() *snapshot.Downloader {
+			return &snapshot.Downloader{RetryMaxElapsed: time.Second, RetryInitialInterval: 10 * time.Millisecond}
+		}
+	}
+	e.m = NewManager(cfg)
+	t.Cleanup(func() {
+		e.m.Close()
+		conn.Close()
+		srv.Stop()
+		peer.Close()
+	})
+	return e
+}
+
+func (e *env) source() *shardstore.Shard {
+	s, err := e.src.get(shardID, true)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+func (e *env) target() *shardstore.Shard {
+	s, _, err := e.tgt.OpenTarget(shardID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+func write(t *testing.T, s *shardstore.Shard, n, from, size int) []shardstore.Op {
+	t.Helper()
+	docs := make([]shardstore.Doc, n)
+	for i := range docs {
+		v := make([]byte, size) // random: incompressible, so throttles bite
+		rand.Read(v)
+		docs[i] = shardstore.Doc{Key: fmt.Sprintf("k%07d", from+i), Value: v}
+	}
+	ops, err := s.IndexBatch(context.Background(), docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ops
+}
+
+func flush(t *testing.T, s *shardstore.Shard) {
+	t.Helper()
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func digest(t *testing.T, s *shardstore.Shard) string {
+	t.Helper()
+	d, err := s.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func (e *env) run(req StartRequest) Snapshot {
+	e.t.Helper()
+	if req.Shard == (shardstore.ShardID{}) {
+		req.Shard = shardID
+	}
+	req.Source = e.addr
+	r, err := e.m.Start(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	select {
+	case <-r.Done():
+	case <-time.After(time.Minute):
+		e.t.Fatal("recovery did not finish in a minute")
+	}
+	s, _ := r.Snapshot()
+	return s
+}
+
+func requireDone(t *testing.T, s Snapshot) {
+	t.Helper()
+	if s.Stage != StageDone || s.Result == nil || !s.Result.Match {
+		t.Fatalf("recovery ended %s: %s (result %+v)", s.Stage, s.Error, s.Result)
+	}
+}
+
+func noStaging(t *testing.T, s *shardstore.Shard) {
+	t.Helper()
+	entries, _ := os.ReadDir(filepath.Join(s.Path(), "staging"))
+	if len(entries) > 0 {
+		t.Fatalf("staging left: %d entries", len(entries))
+	}
+}
+
+func TestPeerRecoveryStagesOpsWithFiles(t *testing.T) {
+	e := newEnv(t, shardstore.Options{RetainOps: 1000}, Config{})
+	src := e.source()
+	write(t, src, 500, 0, 256)
+	flush(t, src)
+	write(t, src, 100, 500, 256) // above the commit
+	s := e.run(StartRequest{})
+	requireDone(t, s)
+	if s.Plan.Kind != planner.KindPeer || s.OpsReplayed != 100 {
+		t.Fatalf("plan %s, %d ops replayed", s.Plan.Kind, s.OpsReplayed)
+	}
+	want := []Stage{StageQueued, StageInit, StagePlan, StageFiles, StageVerify, StageFinalize, StageOps}
+	if len(s.Stages) != len(want) {
+		t.Fatalf("stages %+v", s.Stages)
+	}
+	for i, st := range s.Stages {
+		if st.Stage != want[i] || st.End.IsZero() {
+			t.Fatalf("stage %d: %+v, want %s ended", i, st, want[i])
+		}
+	}
+	if digest(t, e.target()) != digest(t, src) {
+		t.Fatal("copy differs")
+	}
+	if len(src.Leases().List()) != 0 {
+		t.Fatal("the retention lease was not released")
+	}
+	noStaging(t, e.target())
+}
+
+func TestSecondRecoveryOfShardIsRefused(t *testing.T) {
+	e := newEnv(t, shardstore.Options{}, Config{Throttle: transfer.NewThrottle(256 << 10)})
+	src := e.source()
+	write(t, src, 400, 0, 1024)
+	flush(t, src)
+	r, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr, ID: "first"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr, ID: "second"}); !errors.Is(err, ErrRunning) {
+		t.Fatalf("second start: %v, want ErrRunning", err)
+	}
+	if same, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr, ID: "first"}); err != nil || same != r {
+		t.Fatalf("restart with the same id: %v", err)
+	}
+	<-r.Done()
+}
+
+func TestCancelLeavesTargetAsItWas(t *testing.T) {
+	e := newEnv(t, shardstore.Options{}, Config{Throttle: transfer.NewThrottle(512 << 10)})
+	src := e.source()
+	write(t, src, 2000, 0, 1024)
+	flush(t, src)
+	tgt := e.target()
+	write(t, tgt, 10, 90000, 64) // the target's own content
+	flush(t, tgt)
+	before := digest(t, tgt)
+	r, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr, ID: "to-cancel"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		s, _ := r.Snapshot()
+		if s.Totals.FromPeer.RecoveredBytes > 0 {
+			break
+		}
+		if time.Now().After(deadline) || s.Stage.Finished() {
+			t.Fatalf("no bytes moved: %s %s", s.Stage, s.Error)
+		}
+	}
+	if _, err := e.m.Cancel(context.Background(), "to-cancel", "test"); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := r.Snapshot()
+	if s.Stage != StageCancelled || len(s.Fallbacks) != 0 {
+		t.Fatalf("after cancel: %s, fallbacks %v", s.Stage, s.Fallbacks)
+	}
+	if digest(t, tgt) != before {
+		t.Fatal("a cancelled recovery changed the target")
+	}
+	noStaging(t, tgt)
+	if len(src.Leases().List()) != 0 {
+		t.Fatal("lease not released after cancel")
+	}
+}
+
+func TestQueueHoldsRecoveriesBeyondTheLimit(t *testing.T) {
+	e := newEnv(t, shardstore.Options{}, Config{MaxConcurrent: 1, Throttle: transfer.NewThrottle(2 << 20)})
+	var rs []*Recovery
+	for i := 0; i < 3; i++ {
+		id := shardstore.ShardID{Index: "q", Shard: i}
+		s, err := e.src.get(id, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(t, s, 300, 0, 1024)
+		flush(t, s)
+		r, err := e.m.Start(StartRequest{Shard: id, Source: e.addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	sawQueued, maxRunning := false, 0
+	for {
+		running, finished := 0, 0
+		for _, r := range rs {
+			s, _ := r.Snapshot()
+			switch {
+			case s.Stage == StageQueued:
+				sawQueued = true
+			case s.Stage.Finished():
+				finished++
+				requireDone(t, s)
+			default:
+				running++
+			}
+		}
+		maxRunning = max(maxRunning, running)
+		if finished == len(rs) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !sawQueued || maxRunning > 1 {
+		t.Fatalf("queued seen %v, max running %d (limit 1)", sawQueued, maxRunning)
+	}
+}
+
+func TestLeaseLostMakesTheRecoveryReplan(t *testing.T) {
+	e := newEnv(t, shardstore.Options{LeaseTTL: 600 * time.Millisecond}, Config{Throttle: transfer.NewThrottle(1 << 20)})
+	src := e.source()
+	write(t, src, 2500, 0, 1024) // ~2.5 MiB at 1 MiB/s: renewals must happen
+	flush(t, src)
+	e.faults.set("/recoverd.v1.PeerService/RenewLease", true)
+	go func() {
+		// Renewals fail past the lease's expiry, then work again.
+		time.Sleep(1500 * time.Millisecond)
+		e.faults.set("/recoverd.v1.PeerService/RenewLease", false)
+	}()
+	s := e.run(StartRequest{})
+	requireDone(t, s)
+	if s.Replans < 1 {
+		t.Fatalf("a lease lost for good must make the recovery re-plan; replans %d", s.Replans)
+	}
+	if digest(t, e.target()) != digest(t, src) {
+		t.Fatal("copy differs")
+	}
+}
+
+func TestLeaseRenewalFailingBrieflyIsRidden(t *testing.T) {
+	e := newEnv(t, shardstore.Options{LeaseTTL: 3 * time.Second}, Config{Throttle: transfer.NewThrottle(1 << 20)})
+	src := e.source()
+	write(t, src, 2500, 0, 1024)
+	flush(t, src)
+	e.faults.set("/recoverd.v1.PeerService/RenewLease", true)
+	go func() {
+		time.Sleep(1200 * time.Millisecond) // renewals fail for less than the TTL
+		e.faults.set("/recoverd.v1.PeerService/RenewLease", false)
+	}()
+	s := e.run(StartRequest{})
+	requireDone(t, s)
+	if s.Replans != 0 {
+		t.Fatalf("re-planned although the lease never expired: %d", s.Replans)
+	}
+	if e.faults.hits.Load() == 0 {
+		t.Fatal("no renewal was attempted while the fault was on")
+	}
+}
+
+// failoverSource makes the source a promoted replica whose files differ
+// from the primary's snapshot, as after a failover, and returns the
+// snapshot.
+func failoverSource(t *testing.T, e *env) *snapshot.CreateResult {
+	t.Helper()
+	primaryDir := newDirShards(t, shardstore.Options{})
+	primary, err := primaryDir.get(shardID, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replica := e.source()
+	// The replica shares the primary's history: publish the primary's
+	// empty commit on it.
+	st, err := replica.StartStaging("init")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Publish(nil, primary.Metadata().Commit); err != nil {
+		t.Fatal(err)
+	}
+	var ops []shardstore.Op
+	for i := 0; i < 4; i++ {
+		ops = append(ops, write(t, primary, 500, i*500, 1024)...)
+		flush(t, primary)
+	}
+	for i := len(ops) - 1; i >= 0; i -= 250 {
+		if err := replica.Apply(context.Background(), ops[max(0, i-249):i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := replica.Merge(); err != nil {
+		t.Fatal(err)
+	}
+	cp := primary.Stats().Seq.LocalCheckpoint
+	primary.SetGlobalCheckpoint(cp)
+	replica.SetGlobalCheckpoint(cp)
+	flush(t, primary)
+	flush(t, replica)
+	res, err := snapshot.Create(context.Background(), e.repo, primary, snapshot.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := replica.Promote(); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func corruptBlob(t *testing.T, e *env, entry snapshot.FileEntry) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(e.repo.Root(), filepath.FromSlash(entry.Blob)), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte("rot"), entry.Length/2); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSnapshotPlanFallsBackToPeerOnCorruptBlob(t *testing.T) {
+	e := newEnv(t, shardstore.Options{}, Config{})
+	snap := failoverSource(t, e)
+	corruptBlob(t, e, snap.Manifest.Files[len(snap.Manifest.Files)-1])
+	s := e.run(StartRequest{})
+	requireDone(t, s)
+	if len(s.Fallbacks) != 1 || s.Fallbacks[0].From != planner.KindSnapshot || s.Plan.Kind != planner.KindPeer {
+		t.Fatalf("fallbacks %+v, plan %s", s.Fallbacks, s.Plan.Kind)
+	}
+	if name := snap.Manifest.Files[len(snap.Manifest.Files)-1].Name; !contains(s.Fallbacks[0].Cause, name) {
+		t.Fatalf("the fallback cause does not name the corrupt file %s: %s", name, s.Fallbacks[0].Cause)
+	}
+	if s.Totals.FromSnapshot.Files != 0 || s.Totals.FromPeer.RecoveredBytes != s.Totals.Total.Bytes {
+		t.Fatalf("totals after fallback: %+v", s.Totals)
+	}
+	if digest(t, e.target()) != digest(t, e.source()) {
+		t.Fatal("copy differs")
+	}
+	noStaging(t, e.target())
+}
+
+func TestHybridFetchesAFailedFileFromThePeer(t *testing.T) {
+	e := newEnv(t, shardstore.Options{RetainOps: 0}, Config{})
+	src := e.source()
+	for i := 0; i < 3; i++ {
+		write(t, src, 300, i*300, 1024)
+		flush(t, src)
+	}
+	res, err := snapshot.Create(context.Background(), e.repo, src, snapshot.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, src, 300, 900, 1024)
+	flush(t, src)
+	corruptBlob(t, e, res.Manifest.Files[0])
+	s := e.run(StartRequest{})
+	requireDone(t, s)
+	if s.Plan.Kind != planner.KindHybrid {
+		t.Fatalf("plan %s, want hybrid", s.Plan.Kind)
+	}
+	if len(s.Fallbacks) != 1 || !contains(s.Fallbacks[0].Cause, res.Manifest.Files[0].Name) {
+		t.Fatalf("fallbacks %+v", s.Fallbacks)
+	}
+	if s.Totals.FromSnapshot.Files != 2 || s.Totals.FromPeer.Files != 2 {
+		t.Fatalf("totals %+v: want 2 files from the snapshot, 2 from the peer", s.Totals)
+	}
+	if digest(t, e.target()) != digest(t, src) {
+		t.Fatal("copy differs")
+	}
+}
+
+func TestRepositoryUnavailableMeansPeerPlan(t *testing.T) {
+	broken, err := snapshot.OpenRepository(context.Background(), "s3://bucket/p?endpoint=127.0.0.1:1&tls=false",
+		snapshot.S3Options{AccessKey: "k", SecretKey: "s", Retry: snapshot.RetryPolicy{MaxElapsed: 200 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, shardstore.Options{}, Config{Repo: broken})
+	src := e.source()
+	write(t, src, 100, 0, 128)
+	flush(t, src)
+	s := e.run(StartRequest{})
+	requireDone(t, s)
+	if s.Plan.Kind != planner.KindPeer {
+		t.Fatalf("plan %s", s.Plan.Kind)
+	}
+	found := false
+	for _, r := range s.Plan.Reasons {
+		found = found || contains(r, "unavailable")
+	}
+	if !found {
+		t.Fatalf("no reason says the repository is unavailable: %v", s.Plan.Reasons)
+	}
+}
+
+func TestJournalReportsInterruptedRecoveries(t *testing.T) {
+	dir := t.TempDir()
+	m := NewManager(Config{StateDir: dir})
+	m.journal(Snapshot{ID: "r-1", Shard: shardID, Source: "x:1", Stage: StageFiles, Start: time.Now()})
+	m.Close()
+	m2 := NewManager(Config{StateDir: dir})
+	defer m2.Close()
+	if err := m2.Open(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := m2.Get("r-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := r.Snapshot()
+	if s.Stage != StageFailed || !contains(s.Error, "interrupted") || !contains(s.Error, "files") {
+		t.Fatalf("interrupted recovery reported as %s: %s", s.Stage, s.Error)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatal("journal file not removed after reporting")
+	}
+}
+
+func contains(s, sub string) bool { return len(sub) == 0 || len(s) >= len(sub) && indexOf(s, sub) >= 0 }
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
