@@ -46,6 +46,10 @@ func (t *CheckpointTracker) Generate() SeqNo {
 func (t *CheckpointTracker) AdvanceMaxSeqNo(s SeqNo) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.advanceLocked(s)
+}
+
+func (t *CheckpointTracker) advanceLocked(s SeqNo) {
 	if s > t.maxSeqNo {
 		t.maxSeqNo = s
 	}
@@ -59,12 +63,7 @@ func (t *CheckpointTracker) AdvanceMaxSeqNo(s SeqNo) {
 func (t *CheckpointTracker) MarkProcessed(s SeqNo) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if s > t.maxSeqNo {
-		t.maxSeqNo = s
-	}
-	if s >= t.next {
-		t.next = s + 1
-	}
+	t.advanceLocked(s)
 	if s <= t.checkpoint {
 		return
 	}
