@@ -395,6 +395,21 @@ func (l *opLog) read(r seqno.Range, fn func(*Op) error) error {
 	return nil
 }
 
+// avgOpBytes is the mean size of a logged op record (0 with none logged).
+func (l *opLog) avgOpBytes() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var bytes, ops int64
+	for _, g := range l.gens {
+		bytes += g.size
+		ops += int64(len(g.locs))
+	}
+	if ops == 0 {
+		return 0
+	}
+	return bytes / ops
+}
+
 func (l *opLog) close() error {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()

@@ -628,6 +628,14 @@ func (s *Shard) RetainedOps() seqno.Range {
 	return seqno.Range{From: s.leases.Floor(), To: s.tracker.MaxSeqNo()}
 }
 
+// AvgOpBytes is the mean size of the ops the op log holds, for planners
+// estimating what an op replay reads off this copy (0 when it holds none).
+func (s *Shard) AvgOpBytes() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.oplog.avgOpBytes()
+}
+
 // SetGlobalCheckpoint records the global checkpoint the primary computed; it
 // is persisted with the next commit and never moves back.
 func (s *Shard) SetGlobalCheckpoint(cp seqno.SeqNo) {

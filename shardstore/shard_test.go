@@ -204,6 +204,9 @@ func TestOpRetention(t *testing.T) {
 	if err := s.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	if avg := s.AvgOpBytes(); avg < 20 || avg > 40 {
+		t.Fatalf("average op size %d bytes for ops of about 30", avg)
+	}
 	if got := s.RetainedOps(); got.From != 90 || got.To != 99 {
 		t.Fatalf("retained = %v, want [90..99]", got)
 	}

@@ -222,6 +222,7 @@ func (s *PeerServer) info(sh *shardstore.Shard, meta shardstore.Metadata) *pb.Sh
 		Shard: pbconv.ShardID(sh.ID()), Metadata: pbconv.Metadata(meta), Seqno: pbconv.Stats(st.Seq),
 		RetainedOps: pbconv.Range(sh.RetainedOps()), Leases: pl,
 		WriterVersion: s.cfg.WriterVersion, MaxFormat: int32(s.cfg.MaxFormat), PrimaryTerm: st.PrimaryTerm,
+		AvgOpBytes: sh.AvgOpBytes(),
 	}
 }
 
