@@ -39,6 +39,11 @@ daemons to plan and run recoveries.
 Exit codes: 0 success, 1 the operation or recovery failed, 2 bad usage,
 3 the recovery was cancelled, 4 the daemon is unreachable or refused the
 credentials.`,
+		Example: `  recoverctl demo                                   # the main job end to end, nothing to install
+  recoverctl recover --addr 127.0.0.1:7410 --insecure --shard logs/0 --source 127.0.0.1:7401 --wait
+  recoverctl status --addr 127.0.0.1:7410 --insecure   # recoveries of a node, like _cat/recovery
+  recoverctl plan --explain --source-data /data/n1 --target-data /data/n2 --index logs --repo file:///backups
+  recoverctl gen --data /tmp/n1 --index logs --docs 100000 --doc-size 1024 --flush-every 10000`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
