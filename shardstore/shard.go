@@ -277,9 +277,15 @@ func (s *Shard) openEpoch(c *commitPoint) (*opLog, error) {
 // removeUnreferenced deletes segment files and commit points that neither
 // the current commit nor a pin references. Unknown files are left alone.
 func (s *Shard) removeUnreferenced() error {
+	_, err := s.removeUnreferencedNames()
+	return err
+}
+
+// removeUnreferencedNames is removeUnreferenced returning what it removed.
+func (s *Shard) removeUnreferencedNames() ([]string, error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
-		return fmt.Errorf("shardstore: list shard dir: %w", err)
+		return nil, fmt.Errorf("shardstore: list shard dir: %w", err)
 	}
 	live := make(map[string]bool, len(s.commit.Files))
 	for _, f := range s.commit.Files {
@@ -295,14 +301,14 @@ func (s *Shard) removeUnreferenced() error {
 			continue
 		}
 		if err := os.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("shardstore: remove %s: %w", name, err)
+			return removed, fmt.Errorf("shardstore: remove %s: %w", name, err)
 		}
 		removed = append(removed, name)
 	}
 	if len(removed) > 0 {
 		s.log.Debug("removed unreferenced files", "files", removed)
 	}
-	return nil
+	return removed, nil
 }
 
 // ID returns the shard's id.

@@ -192,10 +192,13 @@ func (st *Staging) Abandon() error {
 		st.ops = nil
 	}
 	st.mu.Unlock()
+	// Removed before it is unregistered, so that a concurrent Sweep does
+	// not take it for a leftover; if removal fails, Sweep retries it.
+	err := os.RemoveAll(st.dir)
 	st.s.mu.Lock()
 	delete(st.s.stagings, st.id)
 	st.s.mu.Unlock()
-	if err := os.RemoveAll(st.dir); err != nil {
+	if err != nil {
 		return fmt.Errorf("shardstore: remove staging %s: %w", st.id, err)
 	}
 	return nil
