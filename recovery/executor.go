@@ -113,16 +113,33 @@ func (m *Manager) end(r *Recovery, req StartRequest, log *slog.Logger, err error
 
 func (m *Manager) run(ctx context.Context, r *Recovery, req StartRequest, useSnapshots bool, log *slog.Logger) error {
 	r.setStage(StageInit)
-	target, unreadable, err := m.cfg.Targets.OpenTarget(req.Shard)
-	if err != nil {
-		return fmt.Errorf("open target shard %s: %w", req.Shard, err)
-	}
-	if unreadable != "" {
-		log.Warn("target shard was unreadable; moved aside and recovering into an empty one", "cause", unreadable)
-	}
-	// The target's commit must hold all it has, for the planner to see it.
-	if err := target.Flush(); err != nil {
-		return fmt.Errorf("flush target shard %s: %w", req.Shard, err)
+	var (
+		target     *shardstore.Shard
+		unreadable string
+		err        error
+	)
+	if req.DryRun {
+		// Plan on what is there, changing nothing: no shard is created or
+		// moved aside, and the planner sees the target's last commit.
+		target, err = m.cfg.Targets.Shard(req.Shard)
+		switch {
+		case errors.Is(err, shardstore.ErrNotFound):
+			target, err = nil, nil
+		case err != nil:
+			target, unreadable, err = nil, err.Error(), nil
+		}
+	} else {
+		target, unreadable, err = m.cfg.Targets.OpenTarget(req.Shard)
+		if err != nil {
+			return fmt.Errorf("open target shard %s: %w", req.Shard, err)
+		}
+		if unreadable != "" {
+			log.Warn("target shard was unreadable; moved aside and recovering into an empty one", "cause", unreadable)
+		}
+		// The target's commit must hold all it has, for the planner to see it.
+		if err := target.Flush(); err != nil {
+			return fmt.Errorf("flush target shard %s: %w", req.Shard, err)
+		}
 	}
 	client, err := m.cfg.Dial(ctx, req.Source)
 	if err != nil {
@@ -245,13 +262,16 @@ func (a *attempt) input(ctx context.Context, info transfer.ShardInfo, useSnapsho
 	for _, l := range info.Leases {
 		leases = append(leases, l.RetentionLease)
 	}
-	tmeta := a.target.Metadata()
+	target := planner.Target{Unreadable: unreadable, Empty: unreadable == "",
+		Version: shardstore.WriterVersion, MaxFormat: shardstore.FormatVersion}
+	if a.target != nil {
+		target.Meta = a.target.Metadata()
+		target.Empty = len(target.Meta.Files) == 0 && target.Meta.Commit.MaxSeqNo == seqno.NoOpsPerformed
+	}
 	in := planner.Input{
 		Source: planner.Source{Meta: info.Meta, MaxSeqNo: info.Seq.MaxSeqNo, Retained: info.Retained, Leases: leases,
 			OpBytes: info.AvgOpBytes, Version: info.WriterVersion, MaxFormat: info.MaxFormat},
-		Target: planner.Target{Meta: tmeta, Unreadable: unreadable,
-			Empty:   len(tmeta.Files) == 0 && tmeta.Commit.MaxSeqNo == seqno.NoOpsPerformed,
-			Version: shardstore.WriterVersion, MaxFormat: shardstore.FormatVersion},
+		Target:   target,
 		Settings: m.cfg.Settings,
 	}
 	in.Settings.UseSnapshots = useSnapshots

@@ -36,6 +36,10 @@ type Targets interface {
 	// aside, never deleted, and a new empty one created; unreadable then
 	// says why, for the planner and the operator.
 	OpenTarget(id shardstore.ShardID) (s *shardstore.Shard, unreadable string, err error)
+	// Shard returns the shard if it exists on the node (an error wrapping
+	// shardstore.ErrNotFound if not), without creating or moving anything:
+	// planning alone must not change the node.
+	Shard(id shardstore.ShardID) (*shardstore.Shard, error)
 }
 
 // Config configures a node's recoveries.
@@ -205,6 +209,33 @@ func (m *Manager) Start(req StartRequest) (*Recovery, error) {
 		m.execute(ctx, r, req, useSnap)
 	}()
 	return r, nil
+}
+
+// Explain computes the plan a recovery would run now, without registering
+// a recovery or changing anything on either node (the source's commit is
+// pinned for the time of the planning).
+func (m *Manager) Explain(ctx context.Context, req StartRequest) (planner.Plan, error) {
+	if err := req.Shard.Validate(); err != nil {
+		return planner.Plan{}, err
+	}
+	if req.Source == "" {
+		return planner.Plan{}, errors.New("recovery: a source address is needed")
+	}
+	useSnap := m.cfg.UseSnapshots
+	if req.UseSnapshots != nil {
+		useSnap = *req.UseSnapshots
+	}
+	req.DryRun = true
+	req.ID = "explain-" + uuid.NewString()[:8]
+	r := newRecovery(Snapshot{ID: req.ID, Shard: req.Shard, Source: req.Source, Target: m.cfg.NodeID, DryRun: true, Start: time.Now()})
+	if err := m.run(ctx, r, req, useSnap, m.cfg.Logger.With("explain", req.Shard.String())); err != nil {
+		return planner.Plan{}, err
+	}
+	s, _ := r.Snapshot()
+	if s.Plan == nil {
+		return planner.Plan{}, errors.New("recovery: no plan was computed")
+	}
+	return *s.Plan, nil
 }
 
 // Get returns a recovery by id.

@@ -589,3 +589,26 @@ func indexOf(s, sub string) int {
 	}
 	return -1
 }
+
+func TestExplainChangesNothing(t *testing.T) {
+	e := newEnv(t, shardstore.Options{}, Config{})
+	src := e.source()
+	write(t, src, 100, 0, 128)
+	flush(t, src)
+	p, err := e.m.Explain(context.Background(), StartRequest{Shard: shardID, Source: e.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Kind != planner.KindPeer || len(p.FromPeer) != 1 {
+		t.Fatalf("plan %s with %d files from the peer", p.Kind, len(p.FromPeer))
+	}
+	if shardstore.Exists(e.tgt.dir, shardID) {
+		t.Fatal("explaining created the target shard")
+	}
+	if len(e.m.List()) != 0 {
+		t.Fatal("explaining registered a recovery")
+	}
+	if len(src.Leases().List()) != 0 {
+		t.Fatal("explaining left a lease on the source")
+	}
+}

@@ -140,24 +140,22 @@ func (s *Service) ExplainPlan(ctx context.Context, req *pb.ExplainPlanRequest) (
 	if err != nil {
 		return nil, transfer.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
 	}
-	sr := StartRequest{Shard: shard, Source: req.SourceAddress, DryRun: true, ID: "explain-" + time.Now().UTC().Format("150405.000000")}
+	sr := StartRequest{Shard: shard, Source: req.SourceAddress}
 	if req.Options != nil {
 		sr.UseSnapshots = req.Options.UseSnapshots
 	}
-	r, err := s.m.Start(sr)
+	p, err := s.m.Explain(ctx, sr)
 	if err != nil {
 		code := codes.FailedPrecondition
-		if errors.Is(err, ErrRunning) {
-			code = codes.AlreadyExists
+		switch {
+		case errors.Is(err, shardstore.ErrInvalidName):
+			code = codes.InvalidArgument
+		case transfer.IsTransient(err):
+			code = codes.Unavailable
 		}
 		return nil, transfer.Errorf(code, 0, "%v", err)
 	}
-	<-r.Done()
-	snap, _ := r.Snapshot()
-	if snap.Plan == nil {
-		return nil, transfer.Errorf(codes.Unavailable, 0, "no plan: %s", snap.Error)
-	}
-	return &pb.ExplainPlanResponse{Plan: PlanToPB(*snap.Plan)}, nil
+	return &pb.ExplainPlanResponse{Plan: PlanToPB(p)}, nil
 }
 
 var stages = map[Stage]pb.Stage{
