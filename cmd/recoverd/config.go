@@ -31,6 +31,7 @@ type Config struct {
 	S3AccessKey  string
 	S3SecretKey  string
 	S3Insecure   bool
+	S3Timeout    time.Duration
 	UseSnapshots bool
 
 	MaxRecoveries        int
@@ -63,7 +64,7 @@ func defaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
 		NodeID: host, GRPCAddr: "127.0.0.1:7400", PeerAddr: "127.0.0.1:7401", HTTPAddr: "127.0.0.1:7402",
-		S3Region: "us-east-1", UseSnapshots: true,
+		S3Region: "us-east-1", S3Timeout: 30 * time.Second, UseSnapshots: true,
 		MaxRecoveries: 2, MaxOutgoing: 2, MaxSnapshotDownloads: 4, ChunkSize: 1 << 20, ParallelFiles: 4, Compression: true,
 		RetryBudget: 2 * time.Minute, IdleTimeout: 30 * time.Second, LeaseTTL: 5 * time.Minute, PinTTL: 2 * time.Minute,
 		RetainOps: 10000, KeepFinished: time.Hour, CleanupInterval: 10 * time.Minute, UploadGrace: 24 * time.Hour,
@@ -151,6 +152,7 @@ var options = []option{
 	{name: "s3-secret-key", help: "S3 secret key (better: RECOVERD_S3_SECRET_KEY or AWS_SECRET_ACCESS_KEY); never printed", secret: true,
 		get: func(c *Config) string { return c.S3SecretKey }, set: func(c *Config, v string) error { c.S3SecretKey = v; return nil }},
 	boolOpt("s3-insecure", "talk plain HTTP to S3 (loopback or a private network only)", func(c *Config) *bool { return &c.S3Insecure }),
+	durOpt("s3-timeout", "deadline of one S3 request's answer, and of a download that receives nothing (a hung store)", func(c *Config) *time.Duration { return &c.S3Timeout }),
 	boolOpt("use-snapshots", "let plans use snapshots (per recovery it can be overridden)", func(c *Config) *bool { return &c.UseSnapshots }),
 	intOpt("max-recoveries", "recoveries running at once on this node as target; more queue", func(c *Config) *int { return &c.MaxRecoveries }),
 	intOpt("max-outgoing", "recoveries served at once by this node as source (commit pins); more wait", func(c *Config) *int { return &c.MaxOutgoing }),

@@ -107,8 +107,12 @@ func openRepo(ctx context.Context, cfg Config) (snapshot.Repository, error) {
 		}
 		url = "file://" + abs
 	}
+	// Repository calls retry transient errors for the node's retry budget
+	// (at most the package default, 30s), as snapshot downloads do.
 	return snapshot.OpenRepository(ctx, url, snapshot.S3Options{Endpoint: cfg.S3Endpoint, Region: cfg.S3Region,
-		AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, DisableTLS: cfg.S3Insecure})
+		AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, DisableTLS: cfg.S3Insecure,
+		RequestTimeout: cfg.S3Timeout, ReadIdleTimeout: cfg.S3Timeout,
+		Retry: snapshot.RetryPolicy{MaxElapsed: min(cfg.RetryBudget, snapshot.DefaultRetry.MaxElapsed)}})
 }
 
 // peers keeps one client connection per source address.
