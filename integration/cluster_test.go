@@ -15,7 +15,6 @@ import (
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/internal/testutil"
-	"github.com/recoverd/recoverd/shardstore"
 )
 
 // cluster is a real MinIO and the recoverd nodes of one test.
@@ -230,13 +229,4 @@ func failover(t *testing.T, n1, n2 *node, docs int) string {
 	n1.Kill()
 	mustv(n2.shard.Promote(ctxT(t), &pb.PromoteRequest{Shard: shardID}))(t)
 	return snap.Snapshot.Id
-}
-
-func shardFiles(t *testing.T, n *node) []shardstore.FileMeta {
-	t.Helper()
-	md, err := shardstore.ReadMetadata(n.Data, shardstore.ShardID{Index: shardID.Index, Shard: int(shardID.Shard)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return md.Files
 }

@@ -102,14 +102,13 @@ func (f *faults) check(method string) error {
 }
 
 type env struct {
-	t       *testing.T
-	src     *dirShards
-	tgt     *dirShards
-	repo    *snapshot.LocalRepository
-	addr    string
-	faults  *faults
-	m       *Manager
-	srcSeed uint64
+	t      *testing.T
+	src    *dirShards
+	tgt    *dirShards
+	repo   *snapshot.LocalRepository
+	addr   string
+	faults *faults
+	m      *Manager
 }
 
 // newEnv serves the source's shards on a loopback gRPC listener and builds
