@@ -1,0 +1,263 @@
+package cleanup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/snapshot"
+)
+
+// Kind names what a removal was.
+type Kind string
+
+// The kinds of removal, the values of the kind label.
+const (
+	KindStaging      Kind = "staging"      // a staging directory of a recovery not running
+	KindTemp         Kind = "temp"         // a temp file of an interrupted durable write in a shard
+	KindUnreferenced Kind = "unreferenced" // a file or op log epoch no commit or pin references
+	KindLease        Kind = "lease"        // a retention lease past its TTL
+	KindUpload       Kind = "upload"       // a blob of an unfinished snapshot upload
+	KindRepoTemp     Kind = "repo_temp"    // a temp file of an interrupted Put in a local repository
+)
+
+// Kinds lists every kind.
+var Kinds = []Kind{KindStaging, KindTemp, KindUnreferenced, KindLease, KindUpload, KindRepoTemp}
+
+// Removal is one thing a sweep removed.
+type Removal struct {
+	Kind Kind
+	// Shard is the shard it belonged to; zero for repository temp files.
+	Shard shardstore.ShardID
+	// Name is the recovery id (staging), file name, lease id or object key.
+	Name string
+}
+
+// Report says what one sweep did.
+type Report struct {
+	Removed []Removal
+	// Skipped says, in words, what was left alone because it could not be
+	// read or was in use (e.g. a repository that is unreachable).
+	Skipped []string
+}
+
+// Count returns how many removals of kind the report holds.
+func (r Report) Count(kind Kind) int {
+	n := 0
+	for _, x := range r.Removed {
+		if x.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+// tempRemover is implemented by repositories that keep temp files of
+// interrupted writes (snapshot.LocalRepository).
+type tempRemover interface {
+	RemoveTemps(olderThan time.Duration, now time.Time) ([]string, error)
+}
+
+// Config configures a Sweeper.
+type Config struct {
+	// Shards lists the shards open on this node (required).
+	Shards func() []*shardstore.Shard
+	// Running maps the shards being recovered onto this node to their
+	// recovery ids (recovery.Manager.ActiveStagings); nil means none.
+	Running func() map[shardstore.ShardID]string
+	// Uploading reports whether a snapshot upload of a shard is in
+	// progress in this process; its unfinished uploads are then left for a
+	// later sweep. Nil means never.
+	Uploading func(shardstore.ShardID) bool
+	// Repo is the snapshot repository; nil skips the repository sweep.
+	Repo snapshot.Repository
+	// UploadGrace is the age after which a blob no manifest references
+	// counts as an abandoned upload; required (> 0) with a Repo.
+	UploadGrace time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives one line per removal; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the cleanup metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// Sweeper removes leftovers; see the package doc for what and when.
+type Sweeper struct {
+	cfg     Config
+	metrics *metrics
+	mu      sync.Mutex // one sweep at a time
+}
+
+// New returns a Sweeper and registers its metrics.
+func New(cfg Config) (*Sweeper, error) {
+	if cfg.Shards == nil {
+		return nil, errors.New("cleanup: Config.Shards is required")
+	}
+	if cfg.Repo != nil && cfg.UploadGrace <= 0 {
+		return nil, fmt.Errorf("cleanup: the upload grace must be positive (it protects uploads in progress), got %v", cfg.UploadGrace)
+	}
+	if cfg.Running == nil {
+		cfg.Running = func() map[shardstore.ShardID]string { return nil }
+	}
+	if cfg.Uploading == nil {
+		cfg.Uploading = func(shardstore.ShardID) bool { return false }
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Sweeper{cfg: cfg, metrics: newMetrics(cfg.Registerer)}, nil
+}
+
+// Run sweeps once now and then every interval until ctx is done; with an
+// interval <= 0 it sweeps once. Errors are logged, never fatal.
+func (s *Sweeper) Run(ctx context.Context, interval time.Duration) {
+	s.runLogged(ctx)
+	if interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.runLogged(ctx)
+		}
+	}
+}
+
+func (s *Sweeper) runLogged(ctx context.Context) {
+	start := time.Now()
+	rep, err := s.RunOnce(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	attrs := []any{"removed", len(rep.Removed), "skipped", len(rep.Skipped), "took", time.Since(start).Round(time.Millisecond)}
+	if err != nil {
+		s.cfg.Logger.Warn("cleanup sweep finished with errors", append(attrs, "error", err)...)
+		return
+	}
+	s.cfg.Logger.Debug("cleanup sweep finished", attrs...)
+}
+
+// RunOnce sweeps every open shard and the repository once. It goes on
+// past a failure (the shard or repository shard is skipped) and returns
+// every failure joined; the report holds what was removed either way.
+func (s *Sweeper) RunOnce(ctx context.Context) (Report, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var rep Report
+	var errs []error
+	running := s.cfg.Running()
+	for _, sh := range s.cfg.Shards() {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		id := sh.ID()
+		keep := map[string]bool{}
+		if rid, ok := running[id]; ok {
+			keep[rid] = true
+		}
+		res, err := sh.Sweep(keep)
+		for _, n := range res.Staging {
+			s.removed(&rep, KindStaging, id, n)
+		}
+		for _, n := range res.Temps {
+			s.removed(&rep, KindTemp, id, n)
+		}
+		for _, n := range res.Unreferenced {
+			s.removed(&rep, KindUnreferenced, id, n)
+		}
+		if errors.Is(err, shardstore.ErrClosed) {
+			continue // closed meanwhile (the node is stopping, or it was replaced)
+		}
+		if err != nil {
+			s.failed(&rep, stepShard, fmt.Errorf("cleanup: shard %s: %w", id, err))
+			errs = append(errs, fmt.Errorf("cleanup: shard %s: %w", id, err))
+		}
+		expired, err := sh.Leases().Expire()
+		for _, le := range expired {
+			s.removed(&rep, KindLease, id, le.ID)
+		}
+		if err != nil {
+			s.failed(&rep, stepLease, fmt.Errorf("cleanup: leases of %s: %w", id, err))
+			errs = append(errs, fmt.Errorf("cleanup: expire leases of %s: %w", id, err))
+		}
+	}
+	if s.cfg.Repo != nil {
+		errs = append(errs, s.sweepRepo(ctx, &rep))
+	}
+	s.metrics.runs.Inc()
+	s.metrics.lastRun.Set(float64(s.cfg.Now().Unix()))
+	return rep, errors.Join(errs...)
+}
+
+// sweepRepo removes unfinished uploads older than the grace; whatever
+// cannot be read is skipped, never deleted.
+func (s *Sweeper) sweepRepo(ctx context.Context, rep *Report) error {
+	repo, grace, now := s.cfg.Repo, s.cfg.UploadGrace, s.cfg.Now()
+	var errs []error
+	if tr, ok := repo.(tempRemover); ok {
+		keys, err := tr.RemoveTemps(grace, now)
+		for _, k := range keys {
+			s.removed(rep, KindRepoTemp, shardstore.ShardID{}, k)
+		}
+		if err != nil {
+			err = fmt.Errorf("cleanup: temp files of %s: %w", repo, err)
+			s.failed(rep, stepRepository, err)
+			errs = append(errs, err)
+		}
+	}
+	ids, err := snapshot.Shards(ctx, repo)
+	if err != nil {
+		err = fmt.Errorf("cleanup: repository %s skipped, nothing deleted: %w", repo, err)
+		s.failed(rep, stepRepository, err)
+		return errors.Join(append(errs, err)...)
+	}
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		if s.cfg.Uploading(id) {
+			rep.Skipped = append(rep.Skipped, fmt.Sprintf("unfinished uploads of %s: a snapshot of it is being uploaded", id))
+			continue
+		}
+		gone, err := snapshot.RemoveUnfinished(ctx, repo, id, grace, now)
+		for _, b := range gone {
+			s.removed(rep, KindUpload, id, b.Key)
+		}
+		if err != nil {
+			err = fmt.Errorf("cleanup: unfinished uploads of %s skipped: %w", id, err)
+			s.failed(rep, stepRepository, err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Sweeper) removed(rep *Report, kind Kind, id shardstore.ShardID, name string) {
+	rep.Removed = append(rep.Removed, Removal{Kind: kind, Shard: id, Name: name})
+	s.metrics.removals.WithLabelValues(string(kind)).Inc()
+	attrs := []any{"kind", string(kind), "name", name}
+	if id != (shardstore.ShardID{}) {
+		attrs = append(attrs, "shard", id.String())
+	}
+	s.cfg.Logger.Info("cleanup removed", attrs...)
+}
+
+func (s *Sweeper) failed(rep *Report, step string, err error) {
+	rep.Skipped = append(rep.Skipped, err.Error())
+	s.metrics.failures.WithLabelValues(step).Inc()
+	s.cfg.Logger.Warn("cleanup skipped", "step", step, "error", err)
+}

@@ -1,0 +1,38 @@
+// Package cleanup removes what failed, cancelled or interrupted work left
+// on a node and in its snapshot repository, at start and periodically:
+//
+//   - per open shard (shardstore.Shard.Sweep, under the shard lock):
+//     staging directories of recoveries that are not running, temp files
+//     of interrupted durable writes, segment files and commit points that
+//     neither the current commit nor a pinned commit references, op log
+//     epochs the current commit does not use;
+//   - per open shard: retention leases past their TTL (Leases().Expire);
+//   - in the repository (when there is one): blobs of unfinished uploads
+//     (no manifest references them) older than the upload grace period
+//     (snapshot.RemoveUnfinished), for every shard the repository holds,
+//     and, for a local repository, temp files of interrupted Puts older
+//     than the grace period.
+//
+// Decisions:
+//
+//   - A staging directory is kept when the shard has it open in this
+//     process (the only way a recovery writes into one) or when the
+//     running-recoveries callback names its recovery id; both are checked,
+//     the first under the shard lock, so a sweep racing a recovery that is
+//     starting or staging never removes its files.
+//   - Nothing is removed because something could not be read: a
+//     repository that cannot be listed, or a shard of it with a manifest
+//     that cannot be read, is skipped and logged, and the run goes on with
+//     the next one. A shard with a snapshot upload in progress in this
+//     process (Config.Uploading) is skipped too, whatever the grace.
+//   - The upload grace must exceed the longest snapshot upload of any node
+//     sharing the repository: a blob younger than it may belong to an
+//     upload in progress. Zero or negative is refused.
+//   - Every removal is logged (slog, Info) with its kind, shard and name,
+//     and counted in recoverd_cleanup_removals_total{kind}; failures are
+//     counted in recoverd_cleanup_failures_total{step}.
+//   - Snapshot retention (keeping the newest N snapshots) is snapshot.GC,
+//     run by an operator with `recoverctl snapshot gc --keep N`: deleting
+//     snapshots is a policy decision, not a leftover, so the periodic sweep
+//     does not do it.
+package cleanup
