@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/cleanup"
 	"github.com/recoverd/recoverd/recovery"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
@@ -74,6 +75,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	if cfg.Data == "" {
 		fmt.Fprintln(stderr, "recoverd: --data is required (the node's data directory)")
+		return 2
+	}
+	if cfg.UploadGrace <= 0 || cfg.CleanupInterval < 0 {
+		fmt.Fprintf(stderr, "recoverd: --upload-grace must be positive (it protects uploads in progress) and --cleanup-interval not negative (0 = only at start); got %v and %v\n",
+			cfg.UploadGrace, cfg.CleanupInterval)
 		return 2
 	}
 	log, err := newLogger(cfg, stderr)
@@ -186,11 +192,23 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 		return err
 	}
 	defer mgr.Close()
+	snapSvc := &snapshotService{repo: repo, shards: shards, throttle: throttle}
+
+	// Cleanup: at start (the shards are open) and every --cleanup-interval.
+	sweeper, err := cleanup.New(cleanup.Config{Shards: shards.list, Running: mgr.ActiveStagings, Uploading: snapSvc.isUploading,
+		Repo: repo, UploadGrace: cfg.UploadGrace, Logger: log.With("component", "cleanup"), Registerer: reg})
+	if err != nil {
+		return err
+	}
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	sweepDone := make(chan struct{})
+	go func() { defer close(sweepDone); sweeper.Run(sweepCtx, cfg.CleanupInterval) }()
+	defer func() { stopSweep(); <-sweepDone }()
 
 	healthSrv := health.NewServer()
 	control := grpc.NewServer(append(append(transfer.ServerOptions(), sec.controlCreds()), sec.interceptors()...)...)
 	pb.RegisterRecoveryServiceServer(control, recovery.NewService(mgr))
-	pb.RegisterSnapshotServiceServer(control, &snapshotService{repo: repo, shards: shards, throttle: throttle})
+	pb.RegisterSnapshotServiceServer(control, snapSvc)
 	pb.RegisterShardServiceServer(control, &shardService{shards: shards})
 	healthpb.RegisterHealthServer(control, healthSrv)
 	reflection.Register(control)

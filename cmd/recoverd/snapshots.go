@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 	"github.com/recoverd/recoverd/transfer"
 )
@@ -20,6 +22,28 @@ type snapshotService struct {
 	repo     snapshot.Repository // nil: snapshots disabled
 	shards   *shards
 	throttle *transfer.Throttle
+
+	mu        sync.Mutex
+	uploading map[shardstore.ShardID]int // snapshots being created, per shard
+}
+
+// isUploading reports whether a snapshot of id is being created here: the
+// cleanup leaves that shard's unfinished uploads alone meanwhile.
+func (s *snapshotService) isUploading(id shardstore.ShardID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.uploading[id] > 0
+}
+
+func (s *snapshotService) track(id shardstore.ShardID, d int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.uploading == nil {
+		s.uploading = map[shardstore.ShardID]int{}
+	}
+	if s.uploading[id] += d; s.uploading[id] <= 0 {
+		delete(s.uploading, id)
+	}
 }
 
 func (s *snapshotService) check() error {
@@ -59,6 +83,8 @@ func (s *snapshotService) CreateSnapshot(ctx context.Context, req *pb.CreateSnap
 		opts.Throttle = func(ctx context.Context, n int) error { _, err := s.throttle.WaitN(ctx, n); return err }
 	}
 	start := time.Now()
+	s.track(sh.ID(), 1)
+	defer s.track(sh.ID(), -1)
 	res, err := snapshot.Create(ctx, s.repo, sh, opts)
 	if err != nil {
 		return nil, repoErr(err)
