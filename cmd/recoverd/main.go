@@ -212,7 +212,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	pb.RegisterShardServiceServer(control, &shardService{shards: shards})
 	healthpb.RegisterHealthServer(control, healthSrv)
 	reflection.Register(control)
-	peer := grpc.NewServer(append(transfer.ServerOptions(), sec.peerCreds())...)
+	peer := grpc.NewServer(append(append(transfer.ServerOptions(), sec.peerCreds()), sec.peerInterceptors()...)...)
 	pb.RegisterPeerServiceServer(peer, peerSrv)
 	healthpb.RegisterHealthServer(peer, healthSrv)
 

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -23,11 +24,19 @@ import (
 // sides present a certificate signed by the cluster CA), TLS plus a bearer
 // token on the control API. Plaintext only with --insecure, and only when
 // every listener is on loopback.
+//
+// On the peer listener the TLS handshake asks for the client's certificate
+// and an interceptor verifies it against the cluster CA before any handler
+// runs: a caller without one, or with one another CA signed, gets
+// Unauthenticated with a message that says what is missing (a refusal in
+// the handshake would reach it as an opaque Unavailable), and nothing is
+// read or written for it. Health checks stay open, as on the control API.
 type security struct {
 	insecure bool
 	server   *tls.Config // control listener: server certificate
-	peer     *tls.Config // peer listener: server certificate, client certificate required
+	peer     *tls.Config // peer listener: server certificate, client certificate asked for
 	dial     *tls.Config // dialing peers: client certificate, server verified
+	ca       *x509.CertPool
 	token    []byte
 }
 
@@ -69,9 +78,11 @@ func loadSecurity(cfg Config) (*security, error) {
 	}
 	return &security{
 		server: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13},
-		peer: &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert,
+		// Verified by verifyPeer, so that a refusal is a gRPC status.
+		peer: &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert,
 			MinVersion: tls.VersionTLS13},
 		dial:  &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS13},
+		ca:    pool,
 		token: tok,
 	}, nil
 }
@@ -142,18 +153,49 @@ func (s *security) authorize(ctx context.Context, method string) error {
 	return nil
 }
 
+// verifyPeer checks that the caller of the peer API presented a client
+// certificate the cluster CA signed.
+func (s *security) verifyPeer(ctx context.Context, method string) error {
+	if s.insecure || strings.HasPrefix(method, "/grpc.health.v1.Health/") {
+		return nil
+	}
+	var certs []*x509.Certificate
+	if p, ok := peer.FromContext(ctx); ok {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			certs = ti.State.PeerCertificates
+		}
+	}
+	if len(certs) == 0 {
+		return status.Error(codes.Unauthenticated, "the peer API requires a client certificate signed by the cluster CA (a node's --tls-cert and --tls-key)")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: s.ca, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return status.Errorf(codes.Unauthenticated, "client certificate %q is not accepted by the cluster CA: %v", certs[0].Subject.CommonName, err)
+	}
+	return nil
+}
+
 // interceptors check the token before any handler runs, so nothing is read
 // or written for a caller that is refused.
-func (s *security) interceptors() []grpc.ServerOption {
+func (s *security) interceptors() []grpc.ServerOption { return guard(s.authorize) }
+
+// peerInterceptors check the client certificate before any handler runs.
+func (s *security) peerInterceptors() []grpc.ServerOption { return guard(s.verifyPeer) }
+
+func guard(check func(ctx context.Context, method string) error) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if err := s.authorize(ctx, info.FullMethod); err != nil {
+			if err := check(ctx, info.FullMethod); err != nil {
 				return nil, err
 			}
 			return h(ctx, req)
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			if err := s.authorize(ss.Context(), info.FullMethod); err != nil {
+			if err := check(ss.Context(), info.FullMethod); err != nil {
 				return err
 			}
 			return h(srv, ss)
