@@ -58,6 +58,7 @@ type Config struct {
 
 	LogLevel  string
 	LogFormat string
+	Pprof     bool
 }
 
 func defaultConfig() Config {
@@ -176,6 +177,7 @@ var options = []option{
 	strOpt("token-file", "file holding the bearer token the control API requires", func(c *Config) *string { return &c.TokenFile }),
 	strOpt("log-level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 	strOpt("log-format", "text or json", func(c *Config) *string { return &c.LogFormat }),
+	boolOpt("pprof", "serve Go profiles under /debug/pprof/ on --http-addr (benchmarks, debugging)", func(c *Config) *bool { return &c.Pprof }),
 }
 
 // flagValue collects a flag's text; values are applied to the Config after
