@@ -67,8 +67,14 @@ table and stops every process it started.`,
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			d := &demo{w: cmd.OutOrStdout(), dir: dir, bin: recoverd, g: g, cmd: cmd, docs: docs}
+			if g.output == "json" { // the story goes to stderr, the verification to stdout
+				d.w = cmd.ErrOrStderr()
+			}
 			defer d.stopAll()
-			return d.run(ctx)
+			if err := d.run(ctx); err != nil {
+				return err
+			}
+			return emit(cmd, g, d.rows, func(io.Writer) {})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "work directory (default: a temporary one, removed at the end)")
@@ -87,7 +93,20 @@ type demoNode struct {
 	snap                                     pb.SnapshotServiceClient
 }
 
+// demoRow is one line of the final verification.
+type demoRow struct {
+	Node            string `json:"node"`
+	Role            string `json:"role"`
+	Digest          string `json:"digest"`
+	HistoryUUID     string `json:"history_uuid"`
+	PrimaryTerm     uint64 `json:"primary_term"`
+	MaxSeqNo        int64  `json:"max_seqno"`
+	LocalCheckpoint int64  `json:"local_checkpoint"`
+	Segments        int64  `json:"segments"`
+}
+
 type demo struct {
+	rows  []demoRow
 	w     io.Writer
 	dir   string
 	bin   string
@@ -339,6 +358,8 @@ func (d *demo) run(ctx context.Context) error {
 		}
 		ok = ok && dg.Digest == want
 		s := stats.Stats
+		d.rows = append(d.rows, demoRow{Node: row.n.name, Role: row.role, Digest: dg.Digest, HistoryUUID: dg.HistoryUuid,
+			PrimaryTerm: s.PrimaryTerm, MaxSeqNo: s.Seqno.MaxSeqno, LocalCheckpoint: s.Seqno.LocalCheckpoint, Segments: s.Segments})
 		fmt.Fprintf(tw, "    %s\t%s\t%.16s…\t%.8s\t%d\t%d\t%d\t%d\n", row.n.name, row.role, dg.Digest, dg.HistoryUuid, s.PrimaryTerm,
 			s.Seqno.MaxSeqno, s.Seqno.LocalCheckpoint, s.Segments)
 	}
