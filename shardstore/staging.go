@@ -42,6 +42,10 @@ const stagedOpsDir = "ops.staged"
 type stagedState struct {
 	meta     FileMeta
 	verified bool
+	// good is the length of the prefix a writer of this process declared
+	// written and checked (MarkGood): a transfer cut short resumes after
+	// it. It lives in memory only: after a crash nothing staged is trusted.
+	good int64
 }
 
 // StartStaging creates staging/<recoveryID>/ for a recovery.
@@ -102,15 +106,48 @@ func (st *Staging) CreateFile(meta FileMeta) (*StagedFile, error) {
 	if st.done {
 		return nil, fmt.Errorf("shardstore: staging %s is finished", st.id)
 	}
-	if old, ok := st.files[meta.Name]; ok && old.meta != meta {
+	old, ok := st.files[meta.Name]
+	if ok && old.meta != meta {
 		return nil, fmt.Errorf("shardstore: staged file %s already exists with other metadata", meta.Name)
 	}
 	f, err := os.OpenFile(filepath.Join(st.dir, meta.Name), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("shardstore: create staged file: %w", err)
 	}
-	st.files[meta.Name] = &stagedState{meta: meta}
+	state := &stagedState{meta: meta}
+	if ok {
+		state.good = old.good // what an earlier attempt checked
+	}
+	st.files[meta.Name] = state
 	return &StagedFile{st: st, f: f, meta: meta}, nil
+}
+
+// Good is the length of the file's prefix that a writer of this process
+// marked written and checked (MarkGood), at most the bytes present: a
+// transfer of this recovery that was cut short (even by a re-plan) resumes
+// after it rather than from the start. It is 0 for a file created anew.
+func (sf *StagedFile) Good() int64 {
+	sf.st.mu.Lock()
+	s, ok := sf.st.files[sf.meta.Name]
+	sf.st.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	size, err := sf.Size()
+	if err != nil {
+		return 0
+	}
+	return min(s.good, size)
+}
+
+// MarkGood records that the first n bytes of the file are written and
+// checked (chunk by chunk, by their sender's checksums).
+func (sf *StagedFile) MarkGood(n int64) {
+	sf.st.mu.Lock()
+	defer sf.st.mu.Unlock()
+	if s, ok := sf.st.files[sf.meta.Name]; ok {
+		s.good = min(max(n, 0), sf.meta.Length)
+	}
 }
 
 // Meta is the metadata the file must match.
@@ -134,8 +171,17 @@ func (sf *StagedFile) Size() (int64, error) {
 	return st.Size(), nil
 }
 
-// Truncate cuts the file to n bytes (discarding unverified bytes on resume).
-func (sf *StagedFile) Truncate(n int64) error { return sf.f.Truncate(n) }
+// Truncate cuts the file to n bytes (discarding unverified bytes on resume);
+// the good prefix shrinks with it.
+func (sf *StagedFile) Truncate(n int64) error {
+	sf.st.mu.Lock()
+	if s, ok := sf.st.files[sf.meta.Name]; ok {
+		s.good = min(s.good, max(n, 0))
+		s.verified = s.verified && n >= sf.meta.Length
+	}
+	sf.st.mu.Unlock()
+	return sf.f.Truncate(n)
+}
 
 // Verify fsyncs the file and checks its length and CRC32C; a verified file
 // may be published.
@@ -345,6 +391,25 @@ func (st *Staging) AppendOps(ops []Op) error {
 	}
 	st.stagedOps += len(ops)
 	return st.ops.sync(ticket)
+}
+
+// DiscardOps drops the ops staged so far (a recovery that re-plans fetches
+// the ops of its new plan); staged files stay.
+func (st *Staging) DiscardOps() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.done {
+		return fmt.Errorf("shardstore: staging %s is finished", st.id)
+	}
+	if st.ops != nil {
+		st.ops.close()
+		st.ops = nil
+	}
+	st.stagedOps = 0
+	if err := os.RemoveAll(filepath.Join(st.dir, stagedOpsDir)); err != nil {
+		return fmt.Errorf("shardstore: discard staged ops: %w", err)
+	}
+	return nil
 }
 
 // StagedOps is the number of ops staged with AppendOps.

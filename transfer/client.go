@@ -184,8 +184,9 @@ type FetchOptions struct {
 	MaxCorruptRepeats int
 
 	// OnBytes is called with every run of verified bytes written to a
-	// staged file (and with a file's whole length when a previous attempt
-	// of the same recovery left it complete). It must be safe for
+	// staged file (and with a file's whole length, or its checked prefix,
+	// when a previous attempt of the same recovery left it complete, or
+	// partly staged). It must be safe for
 	// concurrent use, as must the other callbacks.
 	OnBytes func(file string, n int64)
 	// OnFileDone is called once a file is staged and verified.
@@ -223,6 +224,9 @@ type FetchResult struct {
 	// Files fetched and verified; AlreadyStaged files a previous attempt of
 	// the same recovery left complete and verified.
 	Files, AlreadyStaged int
+	// ResumedBytes were checked by a previous attempt of the same recovery
+	// (the prefixes of files it left partly staged): not asked for again.
+	ResumedBytes int64
 	// Bytes is the raw bytes received and written; WireBytes the chunk
 	// payloads as they came over the wire.
 	Bytes, WireBytes int64
@@ -238,8 +242,8 @@ type fetcher struct {
 	staging *shardstore.Staging
 	opts    FetchOptions
 
-	files, staged                   atomic.Int64
-	bytes, wire, resumes, throttled atomic.Int64
+	files, staged                            atomic.Int64
+	bytes, wire, resumes, throttled, resumed atomic.Int64
 }
 
 // FetchFiles copies files of a commit pinned on a source (pin) into
@@ -309,7 +313,7 @@ func FetchFiles(ctx context.Context, c FileClient, shard shardstore.ShardID, pin
 
 func (f *fetcher) result() FetchResult {
 	return FetchResult{
-		Files: int(f.files.Load()), AlreadyStaged: int(f.staged.Load()), Bytes: f.bytes.Load(), WireBytes: f.wire.Load(),
+		Files: int(f.files.Load()), AlreadyStaged: int(f.staged.Load()), ResumedBytes: f.resumed.Load(), Bytes: f.bytes.Load(), WireBytes: f.wire.Load(),
 		Resumes: f.resumes.Load(), ThrottleWait: time.Duration(f.throttled.Load()),
 	}
 }
@@ -364,11 +368,23 @@ func (f *fetcher) fetchFile(ctx context.Context, meta shardstore.FileMeta) error
 		}
 		return nil
 	}
-	if err := sf.Truncate(0); err != nil {
+	// Resume after the prefix an earlier attempt of this recovery checked
+	// chunk by chunk (a re-plan after the source restarted keeps it); the
+	// rest is not trusted.
+	verified := sf.Good()
+	if verified >= meta.Length {
+		verified = 0 // whole but it does not verify: fetch it again
+	}
+	if err := sf.Truncate(verified); err != nil {
 		return fmt.Errorf("transfer: stage file %s: %w", meta.Name, err)
 	}
+	if verified > 0 {
+		f.resumed.Add(verified)
+		if f.opts.OnBytes != nil {
+			f.opts.OnBytes(meta.Name, verified)
+		}
+	}
 	var (
-		verified  int64
 		corruptAt int64 = -1
 		corruptN  int
 		retry     = newRetrier(f.opts.Retry)
@@ -472,6 +488,7 @@ func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdo
 		if _, err := sf.WriteAt(data, pos); err != nil {
 			return got, fmt.Errorf("transfer: write %s at %d: %w", meta.Name, pos, err)
 		}
+		sf.MarkGood(pos + int64(len(data)))
 		got += int64(len(data))
 		f.bytes.Add(int64(len(data)))
 		f.wire.Add(int64(len(ch.Data)))

@@ -35,7 +35,10 @@
 // Several files are in flight at once (default 4, errgroup.SetLimit),
 // largest first so the last one to finish is a small one. A file that a
 // previous attempt of the same recovery left complete and verified is not
-// fetched again.
+// fetched again, and one it left partly staged resumes after the prefix it
+// checked (StagedFile.MarkGood, kept in memory by the staging): a recovery
+// that re-plans after the source restarted (its pins died with it) asks
+// only for bytes it does not have.
 //
 // # Compression
 //

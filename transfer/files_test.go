@@ -365,3 +365,53 @@ func TestAlreadyStagedFileNotFetchedAgain(t *testing.T) {
 		t.Fatalf("second fetch sent %d bytes", sent)
 	}
 }
+
+// A FetchFiles call that failed for good part way (the source lost its pin
+// when it restarted) leaves checked prefixes; the next call of the same
+// recovery, under a new pin, asks only for the rest of each file.
+func TestPartlyStagedFileResumesUnderANewPin(t *testing.T) {
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 1500, valueSize: 700, random: true})
+	meta := src.Metadata()
+	// The first stream fails for good after 3 chunks, as a pin lost would.
+	fail := hookSends("FetchFile", func(call, n int, _ any) error {
+		if call == 1 && n > 3 {
+			return status.Error(codes.NotFound, "test: pin gone")
+		}
+		return nil
+	})
+	e := startEnv(t, src, envOpts{server: []grpc.ServerOption{fail}})
+	ctx := ctxT(t)
+	_, st := newTarget(t, "rec-1")
+	pin, info, err := PinCommit(ctx, e.client, testShard, 0, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st, FetchOptions{ChunkSize: MinChunkSize}); status.Code(err) != codes.NotFound {
+		t.Fatalf("first attempt: %v", err)
+	}
+	ReleasePin(ctx, e.client, pin.ID)
+	sentBefore := e.srv.Stats().FileBytes
+	pin, info, err = PinCommit(ctx, e.client, testShard, 0, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ReleasePin(ctx, e.client, pin.ID)
+	var reported atomic.Int64
+	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st, FetchOptions{ChunkSize: MinChunkSize,
+		OnBytes: func(_ string, n int64) { reported.Add(n) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ResumedBytes != 3*MinChunkSize {
+		t.Fatalf("resumed %d bytes, want the 3 chunks checked by the first attempt (%d)", res.ResumedBytes, 3*MinChunkSize)
+	}
+	if sent := e.srv.Stats().FileBytes - sentBefore; sent != meta.TotalBytes()-3*MinChunkSize {
+		t.Fatalf("the second attempt sent %d bytes of a %d-byte file after 3 chunks were checked", sent, meta.TotalBytes())
+	}
+	if reported.Load() != meta.TotalBytes() {
+		t.Fatalf("OnBytes reported %d bytes, want the whole file (%d) with the resumed prefix", reported.Load(), meta.TotalBytes())
+	}
+	if err := st.Publish(info.Meta.Files, info.Meta.Commit); err != nil {
+		t.Fatal(err)
+	}
+}
