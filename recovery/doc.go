@@ -28,9 +28,18 @@
 //
 // The retention lease on the source is taken before any file moves and
 // renewed at a third of its TTL; a renewal that fails is retried until the
-// lease would have expired. A lease lost (or ops found compacted) makes the
-// recovery re-plan from scratch, a bounded number of times: it never goes
-// on as if history it relied on were still there.
+// lease would have expired. A lease lost, a commit pin lost (the source
+// restarted) or ops found compacted make the recovery re-plan, a bounded
+// number of times: it never goes on as if history it relied on were still
+// there. What the earlier attempt verified is not fetched again: its
+// staging directory stays for the next attempt, which keeps the staged
+// files its plan still lists (complete ones as they are, partial ones from
+// the prefix checked chunk by chunk) and fetches its ops afresh.
+//
+// Unary calls to the source (pin, lease, metadata, digest) retry transient
+// errors with the same backoff and budget as file and op streams, each
+// attempt bounded by the idle timeout, so a source that restarts or a
+// network that drops for a moment does not fail a recovery outright.
 //
 // One recovery per shard runs at a time on a node; at most
 // Config.MaxConcurrent run at once and the others wait, visibly, in the

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/sync/errgroup"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
@@ -57,6 +58,55 @@ type attempt struct {
 	// it, whatever term wrote the files it got (a snapshot may be older).
 	sourceTerm uint64
 	log        *slog.Logger
+	// st is the recovery's staging. It outlives an attempt that ends in a
+	// re-plan, so the next attempt keeps the files (and checked prefixes)
+	// already received; it is removed when the recovery ends unpublished
+	// and before a fallback.
+	st *shardstore.Staging
+}
+
+// staging returns the recovery's staging, created on first use. On a
+// later attempt its files stay (those the new plan does not list are
+// removed) and its staged ops are dropped: the new plan's ops are fetched.
+func (a *attempt) staging(p planner.Plan) (*shardstore.Staging, error) {
+	if a.st == nil {
+		st, err := a.target.StartStaging(a.id)
+		if err != nil {
+			return nil, err
+		}
+		a.st = st
+		return st, nil
+	}
+	if err := a.st.DiscardOps(); err != nil {
+		return nil, err
+	}
+	want := map[string]shardstore.FileMeta{}
+	for _, f := range append(append([]shardstore.FileMeta(nil), p.FromPeer...), p.FromSnapshot...) {
+		want[f.Name] = f
+	}
+	kept := 0
+	for _, f := range a.st.Files() {
+		if w, ok := want[f.Name]; ok && w == f {
+			kept++
+			continue
+		}
+		if err := a.st.RemoveFile(f.Name); err != nil {
+			return nil, err
+		}
+	}
+	a.log.Info("re-planned: keeping what the previous attempt staged", "files", kept)
+	return a.st, nil
+}
+
+// dropStaging removes the staging, if any.
+func (a *attempt) dropStaging() {
+	if a.st == nil {
+		return
+	}
+	if err := a.st.Abandon(); err != nil {
+		a.log.Error("could not remove the staging directory; the next start removes it", "error", err)
+	}
+	a.st = nil
 }
 
 func (m *Manager) execute(ctx context.Context, r *Recovery, req StartRequest, useSnapshots bool) {
@@ -146,6 +196,7 @@ func (m *Manager) run(ctx context.Context, r *Recovery, req StartRequest, useSna
 		return fmt.Errorf("connect to source %s: %w", req.Source, err)
 	}
 	a := &attempt{m: m, r: r, id: req.ID, shard: req.Shard, target: target, client: client, log: log}
+	defer a.dropStaging() // unless published: then there is none
 	for replans := 0; ; replans++ {
 		err := a.plan(ctx, req, useSnapshots, unreadable)
 		var rp *replanError
@@ -237,12 +288,23 @@ func causeOf(err error) string {
 func (a *attempt) pinSource(ctx context.Context) (transfer.Pin, transfer.ShardInfo, error) {
 	wait := 200 * time.Millisecond
 	for {
-		pin, info, err := transfer.PinCommit(ctx, a.client, a.shard, a.m.cfg.PinTTL, "recovery/"+a.id+"@"+a.m.cfg.NodeID)
-		if err == nil || transfer.Reason(err) != pb.ErrorReason_TOO_MANY_PINS {
-			if err != nil {
-				err = fmt.Errorf("pin the source's commit: %w", err)
+		var (
+			pin  transfer.Pin
+			info transfer.ShardInfo
+			perr error
+		)
+		err := a.callSource(ctx, "pin the source's commit", func(ctx context.Context) error {
+			pin, info, perr = transfer.PinCommit(ctx, a.client, a.shard, a.m.cfg.PinTTL, "recovery/"+a.id+"@"+a.m.cfg.NodeID)
+			if transfer.Reason(perr) == pb.ErrorReason_TOO_MANY_PINS {
+				return nil // not a failure: wait below for a slot, however long
 			}
-			return pin, info, err
+			return perr
+		})
+		if err != nil {
+			return pin, info, fmt.Errorf("pin the source's commit: %w", err)
+		}
+		if perr == nil {
+			return pin, info, nil
 		}
 		a.log.Info("the source is at its limit of outgoing recoveries; waiting", "retry_in", wait)
 		select {
@@ -251,6 +313,61 @@ func (a *attempt) pinSource(ctx context.Context) (transfer.Pin, transfer.ShardIn
 			return transfer.Pin{}, transfer.ShardInfo{}, context.Cause(ctx)
 		}
 		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// callSource runs a unary call to the source, retrying transient errors
+// (transfer.IsTransient: the source restarting, a connection cut, a source
+// that does not answer within the per-call deadline) with exponential
+// backoff until the node's retry budget (Config.Fetch.Retry) passes
+// without success, as file and op streams do. Each attempt is bounded by
+// the idle timeout (Config.Fetch.IdleTimeout, default 30s): a call on a
+// connection that went silent must not wait for keepalive to notice.
+func (a *attempt) callSource(ctx context.Context, what string, call func(ctx context.Context) error) error {
+	timeout := a.m.cfg.Fetch.IdleTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second // transfer's default; negative disables it
+	}
+	return a.callSourceWithin(ctx, what, timeout, call)
+}
+
+// callSourceWithin is callSource with a deadline of its own per attempt;
+// timeout <= 0 sets none (keepalive still drops a dead connection).
+func (a *attempt) callSourceWithin(ctx context.Context, what string, timeout time.Duration, call func(ctx context.Context) error) error {
+	pol := a.m.cfg.Fetch.Retry
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = 200*time.Millisecond, 10*time.Second, 2*time.Minute
+	if pol.Initial > 0 {
+		bo.InitialInterval = pol.Initial
+	}
+	if pol.Max > 0 {
+		bo.MaxInterval = pol.Max
+	}
+	if pol.MaxElapsed > 0 {
+		bo.MaxElapsedTime = pol.MaxElapsed
+	}
+	bo.Reset()
+	for tries := 1; ; tries++ {
+		cctx, cancel := ctx, context.CancelFunc(func() {})
+		if timeout > 0 {
+			cctx, cancel = context.WithTimeout(ctx, timeout)
+		}
+		err := call(cctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !transfer.IsTransient(err) {
+			return err
+		}
+		d := bo.NextBackOff()
+		if d == backoff.Stop || (pol.MaxRetries > 0 && tries > pol.MaxRetries) {
+			return fmt.Errorf("%w after %d attempts: %w", transfer.ErrRetriesExhausted, tries, err)
+		}
+		a.m.cfg.Metrics.retries.WithLabelValues("source_call").Inc()
+		a.log.Info("call to the source failed; retrying", "call", what, "retry_in", d.Round(time.Millisecond), "error", err)
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
 	}
 }
 
@@ -301,10 +418,15 @@ func (a *attempt) input(ctx context.Context, info transfer.ShardInfo, useSnapsho
 // acquireLease takes the recovery's retention lease on the source.
 func (a *attempt) acquireLease(ctx context.Context, retaining seqno.SeqNo) (transfer.Lease, error) {
 	id := "recovery-" + a.id
-	l, err := transfer.AcquireLease(ctx, a.client, a.shard, id, retaining, "recovery/"+a.id+"@"+a.m.cfg.NodeID)
-	if errors.Is(err, seqno.ErrLeaseExists) { // ours, from an attempt that was cut short
-		l, err = transfer.RenewLease(ctx, a.client, a.shard, id, retaining)
-	}
+	var l transfer.Lease
+	err := a.callSource(ctx, "take a retention lease", func(ctx context.Context) error {
+		var err error
+		l, err = transfer.AcquireLease(ctx, a.client, a.shard, id, retaining, "recovery/"+a.id+"@"+a.m.cfg.NodeID)
+		if errors.Is(err, seqno.ErrLeaseExists) { // ours, from an attempt that was cut short (or an answer lost)
+			l, err = transfer.RenewLease(ctx, a.client, a.shard, id, retaining)
+		}
+		return err
+	})
 	if errors.Is(err, seqno.ErrCompacted) || errors.Is(err, seqno.ErrLeaseLost) {
 		return l, &replanError{cause: causeOf(err), err: err}
 	}
@@ -366,6 +488,7 @@ func (a *attempt) execute(ctx context.Context, p planner.Plan, manifest *snapsho
 		a.r.addFallback(Fallback{Time: time.Now(), Cause: sf.Error(), From: p.Kind, To: p.Fallback.Kind})
 		a.m.cfg.Metrics.fallbacks.WithLabelValues(fallbackCause(sf.err)).Inc()
 		a.log.Warn("snapshot plan failed; falling back to the peer plan", "cause", sf)
+		a.dropStaging() // what the snapshot plan staged is not trusted
 		p = *p.Fallback
 		a.r.setPlan(p)
 		err = a.files(ctx, p, nil)
@@ -396,18 +519,12 @@ func fallbackCause(err error) string {
 // directory is removed, after every transfer has returned.
 func (a *attempt) files(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest) error {
 	a.r.setStage(StageFiles)
-	st, err := a.target.StartStaging(a.id)
+	st, err := a.staging(p)
 	if err != nil {
 		return err
 	}
-	published := false
-	defer func() {
-		if !published {
-			if err := st.Abandon(); err != nil {
-				a.log.Error("could not remove the staging directory; the next start removes it", "error", err)
-			}
-		}
-	}()
+	// On an error the staging stays for a re-plan; run removes it when the
+	// recovery ends, execute before a fallback.
 	var (
 		mu       sync.Mutex
 		retryMe  []shardstore.FileMeta // hybrid files whose download failed
@@ -469,7 +586,7 @@ func (a *attempt) files(ctx context.Context, p planner.Plan, manifest *snapshot.
 	if err := st.Publish(all, commit); err != nil {
 		return fmt.Errorf("publish the recovered files: %w", err)
 	}
-	published = true
+	a.st = nil // published: the staging directory is gone
 	s, _ := a.r.Snapshot()
 	mt := a.m.cfg.Metrics
 	mt.bytes.WithLabelValues("peer").Add(float64(s.Totals.FromPeer.Bytes))
@@ -603,7 +720,12 @@ func (a *attempt) opsOptions() transfer.OpsOptions {
 func (a *attempt) catchUp(ctx context.Context, history string, done, counted seqno.SeqNo) error {
 	opts := a.opsOptions()
 	for round := 0; round < 20; round++ {
-		info, err := transfer.GetShardInfo(ctx, a.client, a.shard)
+		var info transfer.ShardInfo
+		err := a.callSource(ctx, "ask the source for new ops", func(ctx context.Context) error {
+			var err error
+			info, err = transfer.GetShardInfo(ctx, a.client, a.shard)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("ask the source for new ops: %w", err)
 		}
@@ -642,7 +764,13 @@ func (a *attempt) catchUp(ctx context.Context, history string, done, counted seq
 // and local checkpoint. A source that indexed more meanwhile is said so; a
 // difference at the same checkpoint fails the recovery.
 func (a *attempt) check(ctx context.Context) error {
-	src, err := transfer.GetShardDigest(ctx, a.client, a.shard)
+	var src transfer.Digest
+	// A digest scans the whole shard: no deadline of ours on it.
+	err := a.callSourceWithin(ctx, "ask the source for its digest", 0, func(ctx context.Context) error {
+		var err error
+		src, err = transfer.GetShardDigest(ctx, a.client, a.shard)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("ask the source for its digest: %w", err)
 	}
