@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,14 +170,20 @@ func (n *Node) waitReady(done <-chan struct{}, timeout time.Duration) error {
 			return fmt.Errorf("recoverd %s exited at start:\n%s", n.Name, n.LogTail(30))
 		default:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING {
-			return nil
-		}
-		if n.opts.Secure && err != nil && strings.Contains(err.Error(), "authentication handshake failed") {
-			return nil // up, but speaks TLS only
+		var err error
+		if n.opts.Secure {
+			// The control API speaks TLS only: ask the plaintext /readyz.
+			if err = httpReady(n.HTTPAddr); err == nil {
+				return nil
+			}
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			var resp *healthpb.HealthCheckResponse
+			resp, err = hc.Check(ctx, &healthpb.HealthCheckRequest{})
+			cancel()
+			if err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING {
+				return nil
+			}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("recoverd %s not ready after %v: %v\n%s", n.Name, timeout, err, n.LogTail(30))
@@ -262,4 +269,19 @@ func (n *Node) LogTail(lines int) string {
 		all = all[len(all)-lines:]
 	}
 	return strings.Join(all, "\n")
+}
+
+// httpReady asks a node's /readyz once.
+func httpReady(addr string) error {
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: time.Second}).Get("http://" + addr + "/readyz")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/readyz answered %s", resp.Status)
+	}
+	return nil
 }
