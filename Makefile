@@ -56,8 +56,25 @@ lint:
 demo: build
 	./bin/recoverctl demo
 
+# make bench: the Go microbenchmarks (planner, chunk path, CRC32C, zstd,
+# shardstore, snapshot against MinIO) into bench/results/micro.txt, then
+# recoverd side by side with rsync, rclone and cp -r (bench/), which writes
+# bench/results/REPORT.md and throughput.png. Knobs (bench/README.md):
+# BENCH_SCALE=0.25 for a quick run, BENCH_RUNS, BENCH_CASES=1,3,
+# RECOVERD_BENCH_DIR (cached data, default /work/bench-data),
+# BENCH_KEEP_DATA=false, BENCH_MICRO=0, BENCH_ARGS (flags of recoverd-bench).
+BENCH_ARGS ?=
+BENCH_MICRO ?= 1
+BENCH_MICRO_PKGS ?= ./planner/ ./transfer/ ./shardstore/ ./snapshot/
+BENCH_MICRO_ENV ?= RECOVERD_BENCH_BIG_MB=256 RECOVERD_BENCH_MANY=16 RECOVERD_BENCH_SHARD_MB=128
+
 bench: build minio
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
+	command -v rsync >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y rsync)
+	command -v rclone >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y rclone)
+	$(GO) build -o bin/recoverd-bench ./bench
+	@mkdir -p bench/results
+	if [ "$(BENCH_MICRO)" = 1 ]; then set -o pipefail; env $(BENCH_MICRO_ENV) $(GO) test -run '^$$' -bench . -benchmem -timeout 60m $(BENCH_MICRO_PKGS) | tee bench/results/micro.txt; fi
+	./bin/recoverd-bench $(BENCH_ARGS)
 
 # Regenerates api/recoverdv1 from recoverd.proto (protoc from Debian's
 # protobuf-compiler, plugins pinned through the Go module proxy).

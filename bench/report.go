@@ -1,0 +1,327 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+)
+
+// caseResult holds every run of every tool of one case.
+type caseResult struct {
+	id       int
+	short    string // chart label
+	title    string
+	unit     string // "MB/s", or "ops/s" for the ops-only case
+	throttle float64
+	tools    []string
+	runs     map[string][]sample
+}
+
+// subset is a case made of some tools of another (cases 3 and 4 share runs).
+func (c *caseResult) subset(id int, short, title, unit string, tools ...string) *caseResult {
+	out := &caseResult{id: id, short: short, title: title, unit: unit, tools: tools, runs: map[string][]sample{}}
+	for _, t := range tools {
+		out.runs[t] = c.runs[t]
+	}
+	return out
+}
+
+// summary is the median run of a tool and the ranges around it.
+type summary struct {
+	tool                 string
+	n                    int
+	wall, minW, maxW     time.Duration
+	rate                 float64 // MB/s (10^6 bytes) or ops/s, from the median wall
+	bytes, ops           int64
+	rssTarget, rssSource int64 // the highest of the runs
+	cpu                  float64
+	srcRead, wire        int64
+	filesStage, after    time.Duration
+	kind                 string
+}
+
+func median[T any](xs []T, less func(a, b T) bool) T {
+	s := append([]T(nil), xs...)
+	sort.Slice(s, func(i, j int) bool { return less(s[i], s[j]) })
+	return s[len(s)/2]
+}
+
+func (c *caseResult) summarize(tool string) summary {
+	runs := c.runs[tool]
+	if len(runs) == 0 {
+		return summary{tool: tool}
+	}
+	m := median(runs, func(a, b sample) bool { return a.wall < b.wall })
+	s := summary{tool: tool, n: len(runs), wall: m.wall, minW: m.wall, maxW: m.wall, bytes: m.bytes, ops: m.ops, kind: m.kind,
+		cpu:        median(runs, func(a, b sample) bool { return a.cpu < b.cpu }).cpu,
+		srcRead:    median(runs, func(a, b sample) bool { return a.srcRead < b.srcRead }).srcRead,
+		wire:       median(runs, func(a, b sample) bool { return a.wire < b.wire }).wire,
+		filesStage: median(runs, func(a, b sample) bool { return a.filesStage < b.filesStage }).filesStage,
+		after:      median(runs, func(a, b sample) bool { return a.after < b.after }).after}
+	for _, r := range runs {
+		s.minW, s.maxW = min(s.minW, r.wall), max(s.maxW, r.wall)
+		s.rssTarget, s.rssSource = max(s.rssTarget, r.rssTarget), max(s.rssSource, r.rssSource)
+	}
+	if c.unit == "ops/s" {
+		s.rate = float64(s.ops) / s.wall.Seconds()
+	} else {
+		s.rate = mbps(s.bytes, s.wall)
+	}
+	return s
+}
+
+func mbps(bytes int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(bytes) / 1e6 / d.Seconds()
+}
+
+func mib(n int64) string {
+	if n <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", float64(n)/(1<<20))
+}
+
+func human(n int64) string {
+	switch {
+	case n < 0:
+		return "n/a"
+	case n < 1<<10:
+		return fmt.Sprintf("%d B", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	case n < 1<<30:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	default:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	}
+}
+
+// table renders one case as a Markdown table.
+func (c *caseResult) table() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "### %d. %s\n\n", c.id, c.title)
+	sums := make([]summary, len(c.tools))
+	for i, t := range c.tools {
+		sums[i] = c.summarize(t)
+	}
+	hdr := []string{"tool", "wall (median)", "runs min–max", c.unit}
+	if len(c.tools) > 1 {
+		for _, t := range c.tools {
+			hdr = append(hdr, "× "+shortName(t))
+		}
+	}
+	hdr = append(hdr, "peak RSS MiB (tgt/src)", "CPU s", "read on source", "files stage / after s")
+	switch c.id {
+	case 4, 6:
+		hdr = append(hdr, "sent by source")
+	case 7:
+		hdr = append(hdr, "files stage MB/s")
+	}
+	sb.WriteString("| " + strings.Join(hdr, " | ") + " |\n|")
+	for range hdr {
+		sb.WriteString(" --- |")
+	}
+	sb.WriteString("\n")
+	for _, s := range sums {
+		row := []string{s.tool, fmt.Sprintf("%.2f s", s.wall.Seconds()), fmt.Sprintf("%.2f–%.2f", s.minW.Seconds(), s.maxW.Seconds())}
+		if c.unit == "ops/s" {
+			row = append(row, fmt.Sprintf("%.0f", s.rate))
+		} else {
+			row = append(row, fmt.Sprintf("%.1f", s.rate))
+		}
+		if len(c.tools) > 1 {
+			for _, o := range sums {
+				if o.tool == s.tool {
+					row = append(row, "1")
+				} else {
+					row = append(row, fmt.Sprintf("%.2f", o.wall.Seconds()/s.wall.Seconds()))
+				}
+			}
+		}
+		row = append(row, mib(s.rssTarget)+" / "+mib(s.rssSource), fmt.Sprintf("%.1f", s.cpu), human(s.srcRead))
+		if strings.HasPrefix(s.tool, "recoverd") || c.id >= 5 {
+			row = append(row, fmt.Sprintf("%.2f / %.2f", s.filesStage.Seconds(), s.after.Seconds()))
+		} else {
+			row = append(row, "")
+		}
+		switch c.id {
+		case 4, 6:
+			row = append(row, human(s.wire))
+		case 7:
+			row = append(row, fmt.Sprintf("%.1f", mbps(s.bytes, s.filesStage)))
+		}
+		sb.WriteString("| " + strings.Join(row, " | ") + " |\n")
+	}
+	return sb.String()
+}
+
+// shortName is the column title of a tool in the ratio columns.
+func shortName(t string) string {
+	r := strings.NewReplacer("recoverd ", "", " plan", "", "copy --transfers ", "t", " -a --whole-file", "", " + sync", "", ", zstd", "")
+	return r.Replace(t)
+}
+
+// tables is every case's table (what is printed at the end).
+func (b *bench) tables() string {
+	var sb strings.Builder
+	for _, c := range b.results {
+		sb.WriteString(c.table())
+		sb.WriteString("\n")
+	}
+	return sb.String()
+}
+
+func (b *bench) find(id int) *caseResult {
+	for _, c := range b.results {
+		if c.id == id {
+			return c
+		}
+	}
+	return nil
+}
+
+// targets checks the issue's targets against the medians.
+func (b *bench) targets() []string {
+	var out []string
+	mark := func(ok bool) string {
+		if ok {
+			return "**met**"
+		}
+		return "**missed**"
+	}
+	for _, id := range []int{1, 2} {
+		c := b.find(id)
+		if c == nil {
+			continue
+		}
+		r, rs, cp := c.summarize("recoverd peer plan"), c.summarize("rsync -a --whole-file"), c.summarize("cp -r + sync")
+		out = append(out, fmt.Sprintf("- Case %d: peer recovery at %.2f× the throughput of cp -r + sync (target ≥ 0.9×): %s; %.2f× rsync (target > 1×): %s.",
+			id, r.rate/cp.rate, mark(r.rate >= 0.9*cp.rate), r.rate/rs.rate, mark(r.rate > rs.rate)))
+	}
+	if c := b.find(3); c != nil {
+		r, rc := c.summarize("recoverd snapshot plan"), c.summarize("rclone copy --transfers 4")
+		out = append(out, fmt.Sprintf("- Case 3: snapshot recovery at %.2f× rclone --transfers 4 (target > 1×): %s.", r.rate/rc.rate, mark(r.rate > rc.rate)))
+	}
+	if c := b.find(4); c != nil {
+		r := c.summarize("recoverd snapshot plan")
+		share := float64(r.srcRead) / float64(r.bytes)
+		out = append(out, fmt.Sprintf("- Case 4: the snapshot plan read %s on the source, %.3f%% of the shard's %s (target < 1%%): %s.",
+			human(r.srcRead), 100*share, human(r.bytes), mark(share < 0.01)))
+	}
+	var peak int64
+	var where string
+	for _, c := range b.results {
+		for _, t := range c.tools {
+			if !strings.HasPrefix(t, "recoverd") {
+				continue
+			}
+			s := c.summarize(t)
+			if m := max(s.rssTarget, s.rssSource); m > peak {
+				peak, where = m, fmt.Sprintf("case %d, %s", c.id, t)
+			}
+		}
+	}
+	if peak > 0 {
+		out = append(out, fmt.Sprintf("- Peak RSS of any recoverd process in any run: %s MiB (%s) (target < 256 MiB): %s.", mib(peak), where, mark(peak < 256<<20)))
+	}
+	if c := b.find(7); c != nil {
+		s := c.summarize(c.tools[0])
+		dev := s.rate/c.throttle - 1
+		out = append(out, fmt.Sprintf("- Case 7: %.1f MB/s measured over the whole recovery with %.0f MB/s set: %+.1f%% (target within ±5%%): %s.",
+			s.rate, c.throttle, 100*dev, mark(dev <= 0.05 && dev >= -0.05)))
+	}
+	return out
+}
+
+func (b *bench) report() string {
+	var sb strings.Builder
+	host, _ := os.Hostname()
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	fmt.Fprintf(&sb, "# recoverd side-by-side benchmarks\n\n")
+	fmt.Fprintf(&sb, "Generated by `make bench` (bench/main.go) on %s, %s. Do not edit: the next run rewrites it; the analysis is in bench/README.md.\n\n",
+		b.started.Format("2006-01-02 15:04 MST"), time.Since(b.started).Round(time.Second))
+	fmt.Fprintf(&sb, "- Machine: %s, %d CPUs, Linux %s, %s. Load average (1, 5, 15 min) %s at the start, %s at the end: other work shared the 2 cores, so the numbers are noisy.\n",
+		host, runtime.NumCPU(), strings.TrimSpace(string(kernel)), memTotal(), b.loadStart, b.loadEnd)
+	fmt.Fprintf(&sb, "- %d runs of each tool per case, tools alternating (A B C, B C A, ...); the median wall time is reported, throughput = bytes / median wall.\n", b.cfg.runs)
+	if b.cacheDropped {
+		sb.WriteString("- The page cache was emptied (`echo 3 > /proc/sys/vm/drop_caches`) before every run: sources are read from the disk; copies are durable at the end (recoverd fsyncs, the others run `sync`).\n")
+	} else {
+		sb.WriteString("- The page cache was not emptied between runs (not allowed here, or -drop-caches=false): every tool ran with a warm cache alike.\n")
+	}
+	fmt.Fprintf(&sb, "- Scale %g: shard %d MiB of 32 MiB files, %d small files of %d KiB, %d ops, %d MiB for compression and throttle. MB = 10^6 bytes, MiB = 2^20.\n",
+		b.cfg.scale, b.cfg.shardMiB, b.cfg.smallFiles, b.cfg.smallKiB, b.cfg.ops, b.cfg.compressMiB)
+	sb.WriteString("- Everything runs on loopback: recoverd daemons with --insecure on 127.0.0.1, an rsync daemon on 127.0.0.1, MinIO on 127.0.0.1.\n\n")
+	sb.WriteString("Columns: *× tool* is the other tool's median wall time over this one's (above 1: this one is faster). " +
+		"*Peak RSS* is VmHWM of the recoverd target and source daemons (fresh processes each run), for the other tools the client's and (rsync) the daemon's maximum RSS, highest over the runs. " +
+		"*CPU s* adds every process of the tool (recoverd: both daemons during the recovery). " +
+		"*Read on source* is what the source node's process read (rchar: file and socket bytes, page cache or not); rclone reads MinIO, no source node. " +
+		"*Sent by source* is recoverd_peer_sent_bytes_total, file bytes on the wire (after compression).\n\n")
+	sb.WriteString("![throughput by case and tool](throughput.png)\n\n## Results\n\n")
+	sb.WriteString(b.tables())
+	if len(b.failures) > 0 {
+		sb.WriteString("## Failed cases\n\n")
+		for _, f := range b.failures {
+			sb.WriteString("- " + strings.SplitN(f, "\n", 2)[0] + "\n")
+		}
+		sb.WriteString("\n")
+	}
+	sb.WriteString("## Targets\n\n")
+	for _, t := range b.targets() {
+		sb.WriteString(t + "\n")
+	}
+	sb.WriteString("\n")
+	if len(b.profiles) > 0 {
+		sb.WriteString("## CPU profiles\n\nOne more run of each, with `recoverd --pprof`; top functions by flat CPU time (full listings in bench/results/profiles/):\n\n")
+		for _, name := range b.profiles {
+			text, _ := os.ReadFile(filepath.Join(b.cfg.out, "profiles", name))
+			lines := strings.Split(string(text), "\n")
+			fmt.Fprintf(&sb, "%s\n```\n%s\n```\n\n", strings.TrimSpace(lines[0]), strings.Join(lines[2:min(len(lines), 20)], "\n"))
+		}
+	}
+	if micro := microResults(filepath.Join(b.cfg.out, "micro.txt")); micro != "" {
+		sb.WriteString("## Go microbenchmarks\n\n`go test -run '^$' -bench . -benchmem` of planner, transfer (chunk path, CRC32C, zstd), shardstore and snapshot, from bench/results/micro.txt:\n\n```\n")
+		sb.WriteString(micro)
+		sb.WriteString("```\n")
+	}
+	return sb.String()
+}
+
+func memTotal() string {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return "? memory"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), &kb)
+			return fmt.Sprintf("%.0f GiB memory", float64(kb)/(1<<20))
+		}
+	}
+	return "? memory"
+}
+
+// microResults keeps the package and benchmark lines of `go test -bench`.
+func microResults(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var sb strings.Builder
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "Benchmark") || strings.HasPrefix(line, "pkg:") || strings.HasPrefix(line, "ok ") || strings.HasPrefix(line, "FAIL") {
+			sb.WriteString(line + "\n")
+		}
+	}
+	return sb.String()
+}
