@@ -1,8 +1,10 @@
 package shardstore
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"sync"
@@ -46,6 +48,32 @@ type stagedState struct {
 	// written and checked (MarkGood): a transfer cut short resumes after
 	// it. It lives in memory only: after a crash nothing staged is trusted.
 	good int64
+	// crc is the CRC32C of the file's first crcOff bytes (capped at
+	// Length-4), as written in order; tail holds the last four bytes once
+	// written. When the whole file was written in order, Verify checks
+	// them instead of reading the file back.
+	crc    uint32
+	crcOff int64
+	tail   [4]byte
+}
+
+// track extends the running checksum with p written at off, when it
+// continues the bytes already summed.
+func (s *stagedState) track(p []byte, off int64) {
+	if off != s.crcOff || len(p) == 0 {
+		return
+	}
+	body := s.meta.Length - 4
+	if off < body {
+		n := min(int64(len(p)), body-off)
+		s.crc = crc32.Update(s.crc, castagnoli, p[:n])
+	}
+	for i := range p {
+		if pos := off + int64(i); pos >= body {
+			s.tail[pos-body] = p[i]
+		}
+	}
+	s.crcOff = off + int64(len(p))
 }
 
 // StartStaging creates staging/<recoveryID>/ for a recovery.
@@ -116,7 +144,9 @@ func (st *Staging) CreateFile(meta FileMeta) (*StagedFile, error) {
 	}
 	state := &stagedState{meta: meta}
 	if ok {
-		state.good = old.good // what an earlier attempt checked
+		// What an earlier attempt checked, and its running checksum if it
+		// stopped in order (a resume continues from there).
+		state.good, state.crc, state.crcOff, state.tail = old.good, old.crc, old.crcOff, old.tail
 	}
 	st.files[meta.Name] = state
 	return &StagedFile{st: st, f: f, meta: meta}, nil
@@ -158,7 +188,15 @@ func (sf *StagedFile) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > sf.meta.Length {
 		return 0, fmt.Errorf("shardstore: write of %d bytes at %d is outside %s (%d bytes)", len(p), off, sf.meta.Name, sf.meta.Length)
 	}
-	return sf.f.WriteAt(p, off)
+	n, err := sf.f.WriteAt(p, off)
+	if err == nil {
+		sf.st.mu.Lock()
+		if s, ok := sf.st.files[sf.meta.Name]; ok {
+			s.track(p, off)
+		}
+		sf.st.mu.Unlock()
+	}
+	return n, err
 }
 
 // Size is the number of bytes present (a resumed transfer continues from
@@ -178,6 +216,9 @@ func (sf *StagedFile) Truncate(n int64) error {
 	if s, ok := sf.st.files[sf.meta.Name]; ok {
 		s.good = min(s.good, max(n, 0))
 		s.verified = s.verified && n >= sf.meta.Length
+		if n < s.crcOff { // the running checksum covers bytes now gone
+			s.crc, s.crcOff = 0, 0
+		}
 	}
 	sf.st.mu.Unlock()
 	return sf.f.Truncate(n)
@@ -185,11 +226,29 @@ func (sf *StagedFile) Truncate(n int64) error {
 
 // Verify fsyncs the file and checks its length and CRC32C; a verified file
 // may be published.
+//
+// A file written whole in order is checked against the checksum computed
+// as it was written, as Lucene checks a file while it is copied; any other
+// (written out of order, resumed after a restart) is read back.
 func (sf *StagedFile) Verify() error {
 	if err := sf.f.Sync(); err != nil {
 		return fmt.Errorf("shardstore: fsync staged %s: %w", sf.meta.Name, err)
 	}
-	if err := verifyFile(sf.f.Name(), sf.meta); err != nil {
+	sf.st.mu.Lock()
+	var s stagedState
+	if p, ok := sf.st.files[sf.meta.Name]; ok {
+		s = *p
+	}
+	sf.st.mu.Unlock()
+	size, err := sf.Size()
+	if err != nil {
+		return err
+	}
+	if s.crcOff == sf.meta.Length && size == sf.meta.Length {
+		if footer := binary.LittleEndian.Uint32(s.tail[:]); s.crc != sf.meta.CRC32C || footer != sf.meta.CRC32C {
+			return fmt.Errorf("%w: file %s checksum %08x, footer %08x, expected %08x", ErrCorrupt, sf.meta.Name, s.crc, footer, sf.meta.CRC32C)
+		}
+	} else if err := verifyFile(sf.f.Name(), sf.meta); err != nil {
 		return err
 	}
 	sf.st.mu.Lock()
