@@ -222,6 +222,10 @@ func (a *attempt) plan(ctx context.Context, req StartRequest, useSnapshots bool,
 		return err
 	}
 	a.pin, a.sourceTerm = pin, info.PrimaryTerm
+	r.update(func(s *Snapshot) { s.pinID = pin.ID })
+	if s, _ := r.Snapshot(); r.onStage != nil {
+		r.onStage(s) // journal the pin: a restart releases it
+	}
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -270,6 +274,9 @@ func (a *attempt) plan(ctx context.Context, req StartRequest, useSnapshots bool,
 	}
 	return err
 }
+
+// leaseID names the retention lease a recovery takes on its source.
+func leaseID(recoveryID string) string { return "recovery-" + recoveryID }
 
 func causeOf(err error) string {
 	switch {
@@ -417,7 +424,7 @@ func (a *attempt) input(ctx context.Context, info transfer.ShardInfo, useSnapsho
 
 // acquireLease takes the recovery's retention lease on the source.
 func (a *attempt) acquireLease(ctx context.Context, retaining seqno.SeqNo) (transfer.Lease, error) {
-	id := "recovery-" + a.id
+	id := leaseID(a.id)
 	var l transfer.Lease
 	err := a.callSource(ctx, "take a retention lease", func(ctx context.Context) error {
 		var err error

@@ -1,6 +1,7 @@
 package recovery
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,14 +12,19 @@ import (
 
 	"github.com/recoverd/recoverd/internal/fsutil"
 	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/transfer"
 )
 
 // The journal is one small file per running recovery in Config.StateDir,
-// written when it starts and at each stage, removed when it ends. A node
-// that restarts finds the files of the recoveries it was running, reports
-// them as failed (interrupted), and removes the files: the caller triggers
-// them again. Their staging directories were removed when the shards were
-// opened.
+// written when it starts, at each stage and when it pins the source's
+// commit, removed when it ends. A node that restarts finds the files of the
+// recoveries it was running, reports them as failed (interrupted), and
+// removes the files: the caller triggers them again. Their staging
+// directories were removed when the shards were opened. What they held on
+// their sources (the retention lease, the commit pin) is released in the
+// background, best effort: otherwise it would stay until it expired, the
+// lease retaining ops and the pin files and one of the source's outgoing
+// recovery slots.
 
 type journalEntry struct {
 	ID     string             `json:"id"`
@@ -26,6 +32,8 @@ type journalEntry struct {
 	Source string             `json:"source"`
 	Stage  Stage              `json:"stage"`
 	Start  time.Time          `json:"start"`
+	// Pin is the commit pin held on the source, once taken.
+	Pin string `json:"pin,omitempty"`
 }
 
 const journalSuffix = ".recovery"
@@ -40,7 +48,7 @@ func (m *Manager) journal(s Snapshot) {
 	if m.cfg.StateDir == "" || s.DryRun {
 		return
 	}
-	b, _ := json.Marshal(journalEntry{ID: s.ID, Shard: s.Shard, Source: s.Source, Stage: s.Stage, Start: s.Start})
+	b, _ := json.Marshal(journalEntry{ID: s.ID, Shard: s.Shard, Source: s.Source, Stage: s.Stage, Start: s.Start, Pin: s.pinID})
 	if err := fsutil.WriteFileAtomic(m.journalPath(s.ID), b, 0o644); err != nil {
 		m.cfg.Logger.Warn("could not journal the recovery", "recovery", s.ID, "error", err)
 	}
@@ -98,6 +106,33 @@ func (m *Manager) Open() error {
 		m.cfg.Logger.Warn("recovery interrupted by a restart", "recovery", je.ID, "shard", je.Shard.String(), "stage", je.Stage)
 		os.Remove(path)
 		m.forgetLater(r, je.ID)
+		if je.Source != "" && m.cfg.Dial != nil && je.Shard.Validate() == nil {
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				m.releaseOnSource(je)
+			}()
+		}
 	}
 	return nil
+}
+
+// releaseOnSource releases the lease and pin an interrupted recovery held on
+// its source. Failures are logged: both expire on the source anyway.
+func (m *Manager) releaseOnSource(je journalEntry) {
+	ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
+	defer cancel()
+	log := m.cfg.Logger.With("recovery", je.ID, "source", je.Source, "shard", je.Shard.String())
+	client, err := m.cfg.Dial(ctx, je.Source)
+	if err == nil {
+		err = transfer.ReleaseLease(ctx, client, je.Shard, leaseID(je.ID))
+		if je.Pin != "" {
+			err = errors.Join(err, transfer.ReleasePin(ctx, client, je.Pin))
+		}
+	}
+	if err != nil {
+		log.Info("could not release what the interrupted recovery held on its source; it expires there", "error", err)
+		return
+	}
+	log.Info("released the lease and pin the interrupted recovery held on its source")
 }

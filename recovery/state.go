@@ -108,6 +108,10 @@ type Snapshot struct {
 	End          time.Time          `json:"end,omitempty"`
 	Resumes      int64              `json:"resumes"`
 	Replans      int                `json:"replans"`
+
+	// pinID is the commit pin held on the source (journaled, so that a
+	// restart after a crash can release it).
+	pinID string
 }
 
 // Recovery is one recovery's live state. Its methods are safe for
