@@ -210,7 +210,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	control := grpc.NewServer(append(append(transfer.ServerOptions(), sec.controlCreds()), sec.interceptors()...)...)
 	pb.RegisterRecoveryServiceServer(control, recovery.NewService(mgr))
 	pb.RegisterSnapshotServiceServer(control, snapSvc)
-	pb.RegisterShardServiceServer(control, &shardService{shards: shards})
+	pb.RegisterShardServiceServer(control, &shardService{shards: shards, recovering: mgr.ActiveStagings})
 	healthpb.RegisterHealthServer(control, healthSrv)
 	reflection.Register(control)
 	peer := grpc.NewServer(append(append(transfer.ServerOptions(), sec.peerCreds()), sec.peerInterceptors()...)...)

@@ -142,6 +142,26 @@ func (r *shards) closeAll() error {
 type shardService struct {
 	pb.UnimplementedShardServiceServer
 	shards *shards
+	// recovering reports the shards a recovery is rebuilding on this node:
+	// they take no primary writes, merges or promotions until it ends (its
+	// publish would replace what they wrote). Replicated ops (Apply) are
+	// accepted: the recovery's catch-up fetches them from the source anyway.
+	recovering func() map[shardstore.ShardID]string
+}
+
+// writable refuses a write to a shard being recovered.
+func (s *shardService) writable(m *pb.ShardId) (*shardstore.Shard, error) {
+	sh, err := s.shard(m)
+	if err != nil {
+		return nil, err
+	}
+	if s.recovering != nil {
+		if id, ok := s.recovering()[sh.ID()]; ok {
+			return nil, transfer.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
+				"shard %s is being recovered by %s; write to it once the recovery is done (or cancel it)", sh.ID(), id)
+		}
+	}
+	return sh, nil
 }
 
 func (s *shardService) shard(m *pb.ShardId) (*shardstore.Shard, error) {
@@ -192,7 +212,7 @@ func (s *shardService) ListShards(ctx context.Context, req *pb.ListShardsRequest
 }
 
 func (s *shardService) Index(ctx context.Context, req *pb.IndexRequest) (*pb.IndexResponse, error) {
-	sh, err := s.shard(req.Shard)
+	sh, err := s.writable(req.Shard)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +238,7 @@ func writeErr(err error) error {
 }
 
 func (s *shardService) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.DeleteResponse, error) {
-	sh, err := s.shard(req.Shard)
+	sh, err := s.writable(req.Shard)
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +295,7 @@ func (s *shardService) Flush(ctx context.Context, req *pb.FlushRequest) (*pb.Flu
 }
 
 func (s *shardService) Merge(ctx context.Context, req *pb.MergeRequest) (*pb.MergeResponse, error) {
-	sh, err := s.shard(req.Shard)
+	sh, err := s.writable(req.Shard)
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +327,7 @@ func (s *shardService) Digest(ctx context.Context, req *pb.DigestRequest) (*pb.D
 }
 
 func (s *shardService) Promote(ctx context.Context, req *pb.PromoteRequest) (*pb.PromoteResponse, error) {
-	sh, err := s.shard(req.Shard)
+	sh, err := s.writable(req.Shard)
 	if err != nil {
 		return nil, err
 	}
