@@ -1,8 +1,12 @@
 package integration
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -169,4 +173,23 @@ func waitFor(t *testing.T, n *node, id string, cond func(*pb.Recovery) bool) *pb
 			t.Fatalf("recovery %s ended (%v) before the condition held: %s", id, r.Recovery.Stage, r.Recovery.Error)
 		}
 	}
+}
+
+// TestWritesRefusedWhileRecovering: a shard being rebuilt takes no primary
+// writes (the publish would silently replace them), but the copy is
+// writable again once the recovery is done.
+func TestWritesRefusedWhileRecovering(t *testing.T) {
+	c := newCluster(t)
+	n1, n2 := c.node("n1"), c.node("n2", "--throttle", "2MB")
+	mustv(n1.shard.CreateShard(ctxT(t), &pb.CreateShardRequest{Shard: shardID}))(t)
+	index(t, n1, 4000, 1024, 1)
+	flush(t, n1)
+	resp := mustv(n2.rec.StartRecovery(ctxT(t), &pb.StartRecoveryRequest{Shard: shardID, SourceAddress: n1.PeerAddr}))(t)
+	waitFor(t, n2, resp.Recovery.Id, func(r *pb.Recovery) bool { return r.GetTotals().GetTotal().GetRecoveredBytes() > 0 })
+	_, err := n2.shard.Index(ctxT(t), &pb.IndexRequest{Shard: shardID, Docs: []*pb.Doc{{Key: "k", Value: []byte("v")}}})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), resp.Recovery.Id) {
+		t.Fatalf("write during the recovery: %v, want FailedPrecondition naming the recovery", err)
+	}
+	requireDone(t, waitRecovery(t, n2, resp.Recovery.Id))
+	mustv(n2.shard.Index(ctxT(t), &pb.IndexRequest{Shard: shardID, Docs: []*pb.Doc{{Key: "k", Value: []byte("v")}}}))(t)
 }
