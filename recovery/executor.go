@@ -150,6 +150,9 @@ func (m *Manager) end(r *Recovery, req StartRequest, log *slog.Logger, err error
 	if s.Plan != nil {
 		kind = string(s.Plan.Kind)
 	}
+	if r.countStart() { // it ended before it was planned
+		m.cfg.Metrics.started.WithLabelValues(kind).Inc()
+	}
 	m.cfg.Metrics.observeFinished(kind, stage, s.End.Sub(s.Start))
 	if stage == StageDone {
 		log.Info("recovery done", "kind", kind, "duration", s.End.Sub(s.Start).Round(time.Millisecond),
@@ -239,6 +242,9 @@ func (a *attempt) plan(ctx context.Context, req StartRequest, useSnapshots bool,
 		return fmt.Errorf("the planner produced an invalid plan (a bug, please report it): %w", err)
 	}
 	r.setPlan(p)
+	if !req.DryRun && r.countStart() {
+		a.m.cfg.Metrics.started.WithLabelValues(string(p.Kind)).Inc()
+	}
 	a.log.Info("planned", "kind", p.Kind, "from_peer_bytes", p.BytesFromPeer, "from_repo_bytes", p.BytesFromRepo,
 		"reused_bytes", p.BytesReused, "ops", p.Ops.String(), "reasons", strings.Join(p.Reasons, "; "))
 	if p.Refused() {

@@ -202,7 +202,6 @@ func (m *Manager) Start(req StartRequest) (*Recovery, error) {
 	m.journal(s0)
 	m.all[req.ID] = r
 	m.active[req.Shard] = r
-	m.cfg.Metrics.started.WithLabelValues("any").Inc()
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()

@@ -27,7 +27,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		started: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "recoverd_recoveries_started_total", Help: "Recoveries started on this node, by plan kind (unknown before planning)."}, []string{"kind"}),
+			Name: "recoverd_recoveries_started_total", Help: "Recoveries started on this node, by the kind of their first plan (none when they ended before planning)."}, []string{"kind"}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "recoverd_recoveries_finished_total", Help: "Recoveries finished on this node, by plan kind and result (done, failed, cancelled)."}, []string{"kind", "result"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{

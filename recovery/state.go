@@ -127,6 +127,19 @@ type Recovery struct {
 	done         chan struct{}
 	// onStage is called (outside the lock) after each stage change.
 	onStage func(Snapshot)
+	// counted is set once the recovery is counted as started (by the kind
+	// of its first plan).
+	counted bool
+}
+
+// countStart reports whether the recovery still has to be counted as
+// started, and marks it counted.
+func (r *Recovery) countStart() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	first := !r.counted
+	r.counted = true
+	return first
 }
 
 func newRecovery(s Snapshot) *Recovery {
