@@ -20,7 +20,13 @@
 // than the TTL do not lose it.
 //
 // FetchFile streams [offset, offset+length) of one file in chunks of raw
-// bytes (default 1 MiB, the client may ask for 64 KiB to 4 MiB). Each chunk
+// bytes (default 1 MiB, the client may ask for 64 KiB to 4 MiB). While the
+// source's bandwidth budget is set, chunks (and op batches) are at most an
+// eighth of a second of it (at least 64 KiB): the sender waits for the
+// budget before each message and the receiver hears nothing meanwhile, so
+// whole 1 MiB chunks shared by a few streams under a low budget would keep
+// them silent past the target's idle deadline, cut and resumed at the same
+// offset forever. Each chunk
 // carries its offset, its uncompressed length and the CRC32C of its
 // uncompressed bytes. 1 MiB keeps per-message overhead (HTTP/2 framing, a
 // CRC, a zstd frame, a disk write) far below 1%, loses at most 1 MiB of work

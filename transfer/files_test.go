@@ -415,3 +415,53 @@ func TestPartlyStagedFileResumesUnderANewPin(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A throttled source sends chunks of at most an eighth of a second of its
+// budget, whatever the client asked: with whole 1 MiB chunks a few streams
+// sharing a low budget fell silent past the target's idle deadline between
+// two chunks and were cut and resumed at the same offset forever.
+func TestThrottledSourceSendsSmallChunks(t *testing.T) {
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 1500, valueSize: 700, random: true})
+	e := startEnv(t, src, envOpts{cfg: PeerServerConfig{Throttle: NewThrottle(1 << 20)}})
+	ctx := ctxT(t)
+	pin, info, err := PinCommit(ctx, e.client, testShard, 0, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ReleasePin(ctx, e.client, pin.ID)
+	f := info.Meta.Files[0]
+	st, err := e.client.FetchFile(ctx, &pb.FetchFileRequest{Shard: pbShard(), PinId: pin.ID, Name: f.Name, ChunkSize: MaxChunkSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int64
+	for {
+		ch, err := st.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ch.UncompressedLength > 128<<10 {
+			t.Fatalf("a chunk of %d bytes from a source throttled to 1 MiB/s", ch.UncompressedLength)
+		}
+		got += int64(ch.UncompressedLength)
+	}
+	if got != f.Length {
+		t.Fatalf("received %d of %d bytes", got, f.Length)
+	}
+	// Under the budget's own rate the client's chunk size stands.
+	e.srv.cfg.Throttle.SetRate(0)
+	st, err = e.client.FetchFile(ctx, &pb.FetchFileRequest{Shard: pbShard(), PinId: pin.ID, Name: f.Name, ChunkSize: MaxChunkSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := min(f.Length, MaxChunkSize); int64(ch.UncompressedLength) != want {
+		t.Fatalf("unthrottled chunk of %d bytes, want %d", ch.UncompressedLength, want)
+	}
+}

@@ -452,12 +452,30 @@ type chunkSender interface {
 	Send(*pb.FileChunk) error
 }
 
-// sendFile sends [off, end) of r in chunks of chunkSize raw bytes.
+// throttledMessageBytes bounds a chunk or an op batch while the node's
+// bandwidth budget is set: the sender waits for the budget before each
+// message and the receiver sees nothing meanwhile, so a message must pass
+// in a fraction of a second of the budget. Otherwise a throttled source
+// serving a few streams falls silent for longer than the target's idle
+// deadline between two messages, and every stream is cut and resumed at
+// the same offset, forever (seen with 1 MiB chunks, three files and a
+// 2 MB/s budget against a 1s deadline; with the defaults, from about
+// 200 KB/s down). An eighth of a second of the budget keeps eight streams
+// delivering at least every second.
+func (s *PeerServer) throttledMessageBytes(want int) int {
+	if r := s.cfg.Throttle.Rate(); r > 0 {
+		return min(want, int(max(r/8, MinChunkSize)))
+	}
+	return want
+}
+
+// sendFile sends [off, end) of r in chunks of chunkSize raw bytes (fewer
+// while the node's budget is low: throttledMessageBytes).
 func (s *PeerServer) sendFile(ctx context.Context, out chunkSender, r io.ReaderAt, name string, off, end int64, chunkSize int, zstdOK bool) error {
 	var buf []byte
 	sent := false
 	for off < end {
-		n := int(min(int64(chunkSize), end-off))
+		n := int(min(int64(s.throttledMessageBytes(chunkSize)), end-off))
 		if cap(buf) < n {
 			buf = make([]byte, chunkSize)
 		}
@@ -571,7 +589,7 @@ func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh *shardstore.S
 	err := sh.ReadOps(r, func(op shardstore.Op) error {
 		ops = append(ops, pbconv.Op(op))
 		bytes += len(op.Key) + len(op.Value) + 32
-		if len(ops) >= batchSize || bytes >= s.cfg.OpBatchBytes {
+		if len(ops) >= batchSize || bytes >= s.throttledMessageBytes(s.cfg.OpBatchBytes) {
 			if sendErr = flush(); sendErr != nil {
 				return errSend
 			}
