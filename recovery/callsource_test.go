@@ -1,6 +1,8 @@
 package recovery
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,5 +57,18 @@ func TestUnaryCallGivesUpAfterTheBudget(t *testing.T) {
 	}
 	if want := "pin the source's commit: transfer: retries exhausted"; len(s.Error) < len(want) || s.Error[:len(want)] != want {
 		t.Fatalf("error %q", s.Error)
+	}
+}
+
+// A recovery of a shard the source does not hold fails saying so, and
+// creates nothing on the target.
+func TestShardUnknownToTheSourceCreatesNothing(t *testing.T) {
+	e := newEnv(t, shardstore.Options{}, Config{})
+	s := e.run(StartRequest{Shard: shardstore.ShardID{Index: "nope", Shard: 3}})
+	if s.Stage != StageFailed || !strings.Contains(s.Error, "does not hold shard nope/3") {
+		t.Fatalf("ended %s: %s", s.Stage, s.Error)
+	}
+	if _, err := e.tgt.Shard(shardstore.ShardID{Index: "nope", Shard: 3}); !errors.Is(err, shardstore.ErrNotFound) {
+		t.Fatalf("the target shard exists after the failed recovery: %v", err)
 	}
 }

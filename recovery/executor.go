@@ -166,23 +166,38 @@ func (m *Manager) end(r *Recovery, req StartRequest, log *slog.Logger, err error
 
 func (m *Manager) run(ctx context.Context, r *Recovery, req StartRequest, useSnapshots bool, log *slog.Logger) error {
 	r.setStage(StageInit)
-	var (
-		target     *shardstore.Shard
-		unreadable string
-		err        error
-	)
+	client, err := m.cfg.Dial(ctx, req.Source)
+	if err != nil {
+		return fmt.Errorf("connect to source %s: %w", req.Source, err)
+	}
+	a := &attempt{m: m, r: r, id: req.ID, shard: req.Shard, client: client, log: log}
+	if !req.DryRun {
+		// Nothing is created on this node for a shard the source does not
+		// hold (a wrong shard or source address).
+		err := a.callSource(ctx, "ask the source about the shard", func(ctx context.Context) error {
+			_, err := transfer.GetShardInfo(ctx, client, req.Shard)
+			return err
+		})
+		if errors.Is(err, shardstore.ErrNotFound) {
+			return fmt.Errorf("the source %s does not hold shard %s; nothing was changed on this node: %w", req.Source, req.Shard, err)
+		}
+		if err != nil {
+			return fmt.Errorf("ask the source %s about shard %s: %w", req.Source, req.Shard, err)
+		}
+	}
+	var unreadable string
 	if req.DryRun {
 		// Plan on what is there, changing nothing: no shard is created or
 		// moved aside, and the planner sees the target's last commit.
-		target, err = m.cfg.Targets.Shard(req.Shard)
+		a.target, err = m.cfg.Targets.Shard(req.Shard)
 		switch {
 		case errors.Is(err, shardstore.ErrNotFound):
-			target, err = nil, nil
+			a.target, err = nil, nil
 		case err != nil:
-			target, unreadable, err = nil, err.Error(), nil
+			a.target, unreadable, err = nil, err.Error(), nil
 		}
 	} else {
-		target, unreadable, err = m.cfg.Targets.OpenTarget(req.Shard)
+		a.target, unreadable, err = m.cfg.Targets.OpenTarget(req.Shard)
 		if err != nil {
 			return fmt.Errorf("open target shard %s: %w", req.Shard, err)
 		}
@@ -190,15 +205,10 @@ func (m *Manager) run(ctx context.Context, r *Recovery, req StartRequest, useSna
 			log.Warn("target shard was unreadable; moved aside and recovering into an empty one", "cause", unreadable)
 		}
 		// The target's commit must hold all it has, for the planner to see it.
-		if err := target.Flush(); err != nil {
+		if err := a.target.Flush(); err != nil {
 			return fmt.Errorf("flush target shard %s: %w", req.Shard, err)
 		}
 	}
-	client, err := m.cfg.Dial(ctx, req.Source)
-	if err != nil {
-		return fmt.Errorf("connect to source %s: %w", req.Source, err)
-	}
-	a := &attempt{m: m, r: r, id: req.ID, shard: req.Shard, target: target, client: client, log: log}
 	defer a.dropStaging() // unless published: then there is none
 	for replans := 0; ; replans++ {
 		err := a.plan(ctx, req, useSnapshots, unreadable)
