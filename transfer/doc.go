@@ -87,8 +87,9 @@
 // refetched from the last verified offset, but a few (3) in a row at the
 // same offset end the transfer with an error naming the file and wrapping
 // shardstore.ErrCorrupt. Permanent errors (NotFound, InvalidArgument,
-// FailedPrecondition, OutOfRange, a file that does not verify, local write
-// errors, cancellation) are never retried. FetchOps resumes the same way,
+// FailedPrecondition, OutOfRange, a message over the 16 MiB bound, a file
+// that does not verify, local write errors, cancellation) are never
+// retried. FetchOps resumes the same way,
 // after the last op the caller's function accepted.
 //
 // # Ops, leases and errors

@@ -175,7 +175,7 @@ func FromStatus(err error) error {
 
 // IsTransient reports whether a transfer that failed with err may succeed
 // when retried: the gRPC codes Unavailable, DeadlineExceeded,
-// ResourceExhausted and Aborted, an Internal error that comes from the
+// ResourceExhausted (but not a message over the size bound) and Aborted, an Internal error that comes from the
 // transport (RST_STREAM, connection reset), connection resets, unexpected
 // EOFs and network errors, idle or short streams, and corrupt chunks (the
 // caller bounds how often). Permanent: NotFound, InvalidArgument,
@@ -190,8 +190,12 @@ func IsTransient(err error) bool {
 	}
 	if st, ok := status.FromError(err); ok {
 		switch st.Code() {
-		case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+		case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
 			return true
+		case codes.ResourceExhausted:
+			// A message over the size bound (either side's) is as large
+			// when asked for again: retrying only moves it again.
+			return !strings.Contains(st.Message(), "message larger than max")
 		case codes.Internal:
 			m := strings.ToLower(st.Message())
 			return strings.Contains(m, "rst_stream") || strings.Contains(m, "connection reset") ||

@@ -472,6 +472,8 @@ func TestErrorMapping(t *testing.T) {
 		{status.Error(codes.Unavailable, "x"), true},
 		{status.Error(codes.DeadlineExceeded, "x"), true},
 		{status.Error(codes.ResourceExhausted, "x"), true},
+		{status.Error(codes.ResourceExhausted, "grpc: received message larger than max (16996654 vs. 16777216)"), false},
+		{FromStatus(status.Error(codes.ResourceExhausted, "grpc: trying to send message larger than max (16996654 vs. 16777216)")), false},
 		{status.Error(codes.Internal, "stream terminated by RST_STREAM with error code: INTERNAL_ERROR"), true},
 		{status.Error(codes.Internal, "bug"), false},
 		{status.Error(codes.NotFound, "x"), false},
