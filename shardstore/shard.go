@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -88,6 +89,14 @@ type Shard struct {
 	// (snapshot uploads, peer transfers) so their files outlive newer commits.
 	pins     map[string]int
 	stagings map[string]*Staging
+
+	// contentVersion changes with every op applied and every publish; the
+	// digest cached for a version is valid while it holds.
+	contentVersion atomic.Uint64
+	digestMu       sync.Mutex
+	digest         string
+	digestVersion  uint64
+	digestOK       bool
 }
 
 // Dir returns the directory of a shard under a data directory.
@@ -444,6 +453,7 @@ func (s *Shard) write(ctx context.Context, ops []Op, primary bool) ([]Op, error)
 		s.mu.Unlock()
 		return nil, err
 	}
+	s.contentVersion.Add(1)
 	for i := range todo {
 		s.applyMemLocked(&todo[i])
 		if !primary {
@@ -492,6 +502,63 @@ func (s *Shard) Scan(fn func(key string, value []byte, seq seqno.SeqNo) error) e
 	return s.scanLocked(fn)
 }
 
+// scanMergeMax bounds the segments the streaming scan opens at once; a
+// shard with more is scanned one segment at a time (scanBySegment).
+const scanMergeMax = 256
+
+// scanLocked calls fn for every live document in key order.
+func (s *Shard) scanLocked(fn func(key string, value []byte, seq seqno.SeqNo) error) error {
+	if len(s.segments) > scanMergeMax {
+		return s.scanBySegment(fn)
+	}
+	return s.scanMerged(fn)
+}
+
+// scanMerged streams a k-way merge of the segments and the memtable: one
+// sequential pass over each file.
+func (s *Shard) scanMerged(fn func(key string, value []byte, seq seqno.SeqNo) error) error {
+	mem := make([]string, 0, len(s.memtable))
+	for k := range s.memtable {
+		mem = append(mem, k)
+	}
+	slices.Sort(mem)
+	emit := func(op *Op) error {
+		if op.Kind == OpDelete {
+			return nil
+		}
+		return fn(op.Key, op.Value, op.SeqNo)
+	}
+	// flushMem emits the memtable's keys that sort before key (all when
+	// key is nil).
+	flushMem := func(key *string) error {
+		for len(mem) > 0 && (key == nil || mem[0] < *key) {
+			if err := emit(s.memtable[mem[0]]); err != nil {
+				return err
+			}
+			mem = mem[1:]
+		}
+		return nil
+	}
+	bufSize := max(16<<10, min(1<<20, (32<<20)/max(1, len(s.segments))))
+	err := mergeIterate(s.segments, bufSize, func(op *Op) error {
+		if err := flushMem(&op.Key); err != nil {
+			return err
+		}
+		if len(mem) > 0 && mem[0] == op.Key {
+			m := s.memtable[mem[0]]
+			mem = mem[1:]
+			if m.newer(op) {
+				return emit(m)
+			}
+		}
+		return emit(op)
+	})
+	if err != nil {
+		return err
+	}
+	return flushMem(nil)
+}
+
 // winner locates the newest version of a key found so far.
 type winner struct {
 	seq     seqno.SeqNo
@@ -500,10 +567,11 @@ type winner struct {
 	off     int64
 }
 
-// scanLocked resolves the newest version of every key one segment at a time
-// (so at most one segment file is open: a shard may hold more segments than
-// the process may open files), then reads the live values in key order.
-func (s *Shard) scanLocked(fn func(key string, value []byte, seq seqno.SeqNo) error) error {
+// scanBySegment resolves the newest version of every key one segment at a
+// time (so at most one segment file is open: a shard may hold more segments
+// than the process may open files), then reads the live values in key
+// order.
+func (s *Shard) scanBySegment(fn func(key string, value []byte, seq seqno.SeqNo) error) error {
 	wins := make(map[string]winner, len(s.memtable))
 	for i, seg := range s.segments {
 		err := seg.iterate(64<<10, func(e *Op, off int64) error {
@@ -571,13 +639,25 @@ func (s *Shard) scanLocked(fn func(key string, value []byte, seq seqno.SeqNo) er
 // order: two copies with the same logical content have the same digest,
 // whatever their physical files.
 func (s *Shard) Digest() (string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	// Flushes and merges do not change the logical content, so a digest
+	// stays valid until the next op or publish.
+	version := s.contentVersion.Load()
+	s.digestMu.Lock()
+	if s.digestOK && s.digestVersion == version {
+		d := s.digest
+		s.digestMu.Unlock()
+		return d, nil
+	}
+	s.digestMu.Unlock()
 	h := sha256.New()
 	var n [binary.MaxVarintLen64]byte
 	put := func(b []byte) {
 		h.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
 		h.Write(b)
 	}
-	err := s.Scan(func(key string, value []byte, seq seqno.SeqNo) error {
+	err := s.scanLocked(func(key string, value []byte, seq seqno.SeqNo) error {
 		put([]byte(key))
 		h.Write(n[:binary.PutVarint(n[:], int64(seq))])
 		put(value)
@@ -586,7 +666,11 @@ func (s *Shard) Digest() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	d := hex.EncodeToString(h.Sum(nil))
+	s.digestMu.Lock()
+	s.digest, s.digestVersion, s.digestOK = d, version, true
+	s.digestMu.Unlock()
+	return d, nil
 }
 
 // Stats are a shard's live numbers.

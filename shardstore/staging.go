@@ -400,6 +400,7 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 	closeErr := s.oplog.close()
 	s.commit = next
 	s.segments = segs
+	s.contentVersion.Add(1)
 	clear(s.memtable)
 	s.memBytes = 0
 	s.tracker = seqno.NewCheckpointTracker(data.MaxSeqNo, data.LocalCheckpoint)
