@@ -81,6 +81,11 @@ type Config struct {
 	// KeepFinished is how long finished recoveries stay readable
 	// (default 1 hour).
 	KeepFinished time.Duration
+	// VerifyDigest compares the content digests of the copy and the source
+	// at the end. It reads the whole shard once on both nodes (cached until
+	// the content changes), which a snapshot plan otherwise avoids on the
+	// source; without it the check compares history UUID and seqnos.
+	VerifyDigest bool
 	// StateDir holds the journal of running recoveries, so that a restart
 	// can report them as interrupted; empty disables it.
 	StateDir string

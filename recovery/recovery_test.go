@@ -151,6 +151,7 @@ func newEnv(t *testing.T, srcOpts shardstore.Options, cfg Config) *env {
 		cfg.Repo = e.repo
 	}
 	cfg.UseSnapshots = true
+	cfg.VerifyDigest = true
 	if cfg.Fetch.Retry.MaxElapsed == 0 {
 		cfg.Fetch.Retry = transfer.RetryPolicy{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, MaxElapsed: 2 * time.Second}
 	}
@@ -609,5 +610,21 @@ func TestExplainChangesNothing(t *testing.T) {
 	}
 	if len(src.Leases().List()) != 0 {
 		t.Fatal("explaining left a lease on the source")
+	}
+}
+
+func TestCheckWithoutDigestReadsNoShardOnTheSource(t *testing.T) {
+	e := newEnv(t, shardstore.Options{}, Config{})
+	e.m.cfg.VerifyDigest = false
+	src := e.source()
+	write(t, src, 200, 0, 256)
+	flush(t, src)
+	s := e.run(StartRequest{})
+	requireDone(t, s)
+	if s.Result.SourceDigest != "" || !contains(s.Result.Detail, "digests not compared") {
+		t.Fatalf("check without digests: %+v", s.Result)
+	}
+	if digest(t, e.target()) != digest(t, src) {
+		t.Fatal("copy differs")
 	}
 }
