@@ -243,8 +243,8 @@ func (p *Proxy) Cut() {
 	}
 }
 
-// Slow limits forwarding to bytesPerSec in each direction, shared by all
-// connections; 0 removes the limit.
+// Slow limits forwarding to bytesPerSec in all (both directions of every
+// connection share it); 0 removes the limit.
 func (p *Proxy) Slow(bytesPerSec int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
