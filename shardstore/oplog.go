@@ -340,53 +340,67 @@ func (l *opLog) dropGens(drop func(*oplogGen) bool) error {
 // read calls fn for every logged op with a seqno in r, in seqno order, each
 // seqno once.
 func (l *opLog) read(r seqno.Range, fn func(*Op) error) error {
-	type src struct {
-		path string
-		off  int64
-		seq  seqno.SeqNo
+	type loc struct {
+		gen int32
+		off int64
+		seq seqno.SeqNo
 	}
 	l.mu.Lock()
 	if err := l.w.Flush(); err != nil {
 		l.mu.Unlock()
 		return fmt.Errorf("shardstore: write op log: %w", err)
 	}
-	var locs []src
+	var (
+		paths []string
+		locs  []loc
+	)
 	for _, g := range l.gens {
 		if len(g.locs) == 0 || g.maxSeq < r.From || g.minSeq > r.To {
 			continue
 		}
+		paths = append(paths, g.path)
 		for _, lc := range g.locs {
 			if r.Contains(lc.seq) {
-				locs = append(locs, src{g.path, lc.off, lc.seq})
+				locs = append(locs, loc{int32(len(paths) - 1), lc.off, lc.seq})
 			}
 		}
 	}
 	l.mu.Unlock()
 	sort.SliceStable(locs, func(i, j int) bool { return locs[i].seq < locs[j].seq })
-	files := map[string]*os.File{}
+	files := make([]*os.File, len(paths))
 	defer func() {
 		for _, f := range files {
-			f.Close()
+			if f != nil {
+				f.Close()
+			}
 		}
 	}()
+	// Records in seqno order are mostly contiguous in one file: one
+	// buffered reader follows them and seeks only where they are not.
+	br := bufio.NewReaderSize(nil, 256<<10)
+	curGen, curNext := int32(-1), int64(-1)
 	var op Op
 	last := seqno.Unassigned
 	for _, lc := range locs {
 		if lc.seq == last {
 			continue
 		}
-		f := files[lc.path]
-		if f == nil {
-			var err error
-			if f, err = os.Open(lc.path); err != nil {
-				return fmt.Errorf("shardstore: read op log: %w", err)
+		if lc.gen != curGen || lc.off != curNext {
+			if files[lc.gen] == nil {
+				f, err := os.Open(paths[lc.gen])
+				if err != nil {
+					return fmt.Errorf("shardstore: read op log: %w", err)
+				}
+				files[lc.gen] = f
 			}
-			files[lc.path] = f
+			br.Reset(io.NewSectionReader(files[lc.gen], lc.off, 1<<62))
+			curGen = lc.gen
 		}
-		br := bufio.NewReaderSize(io.NewSectionReader(f, lc.off, maxRecordSize+recHeaderLen), 4<<10)
-		if _, err := readRecord(br, &op); err != nil {
-			return fmt.Errorf("op log %s at %d: %w", filepath.Base(lc.path), lc.off, err)
+		n, err := readRecord(br, &op)
+		if err != nil {
+			return fmt.Errorf("op log %s at %d: %w", filepath.Base(paths[lc.gen]), lc.off, err)
 		}
+		curNext = lc.off + int64(n)
 		last = lc.seq
 		if err := fn(&op); err != nil {
 			return err

@@ -53,6 +53,10 @@ type Options struct {
 	Now func() time.Time
 	// MaxSegmentBytes bounds the segments a merge writes (default 256 MiB).
 	MaxSegmentBytes int64
+	// FlushBytes flushes the memtable on its own once it holds this many
+	// bytes of keys and values (default 64 MiB; negative: only explicit
+	// flushes), bounding the memory a long replay or bulk load takes.
+	FlushBytes int64
 	// Failpoint, when set, is called at named points of writes so crash
 	// tests can stop the process exactly there.
 	Failpoint func(name string)
@@ -162,6 +166,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxSegmentBytes <= 0 {
 		o.MaxSegmentBytes = 256 << 20
+	}
+	if o.FlushBytes == 0 {
+		o.FlushBytes = 64 << 20
 	}
 	if o.Failpoint == nil {
 		o.Failpoint = func(string) {}
@@ -462,6 +469,13 @@ func (s *Shard) write(ctx context.Context, ops []Op, primary bool) ([]Op, error)
 		}
 	}
 	tracker := s.tracker
+	if s.opts.FlushBytes > 0 && s.memBytes >= s.opts.FlushBytes {
+		// The roll inside the flush makes these ops durable too.
+		if err := s.flushLocked(); err != nil {
+			s.mu.Unlock()
+			return nil, err
+		}
+	}
 	s.mu.Unlock()
 	if err := oplog.sync(ticket); err != nil {
 		return nil, err

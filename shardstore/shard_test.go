@@ -689,3 +689,26 @@ func TestScanPathsAgree(t *testing.T) {
 		}
 	}
 }
+
+func TestMemtableFlushesOnItsOwn(t *testing.T) {
+	s := openNew(t, t.TempDir(), Options{FlushBytes: 64 << 10})
+	for i := 0; i < 20; i++ {
+		mustIndex(t, s, 100, i*100) // ~1.6 KiB a batch of small docs
+	}
+	docs := make([]Doc, 100)
+	for i := range docs {
+		docs[i] = Doc{Key: fmt.Sprintf("big-%d", i), Value: make([]byte, 1024)}
+	}
+	if _, err := s.IndexBatch(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	if st.Segments == 0 || st.MemtableDocs > 100 {
+		t.Fatalf("memtable past FlushBytes was not flushed: %+v", st)
+	}
+	want := digest(t, s)
+	s = reopen(t, s, Options{})
+	if digest(t, s) != want {
+		t.Fatal("content changed across an automatic flush and a reopen")
+	}
+}
