@@ -274,6 +274,10 @@ func (s *Shard) open() error {
 		s.oplog.close()
 		return err
 	}
+	if s.opts.FlushBytes > 0 && s.memBytes >= s.opts.FlushBytes {
+		// A long op log tail replayed: commit it rather than hold it.
+		return s.flushLocked()
+	}
 	return nil
 }
 
