@@ -19,7 +19,7 @@ export RECOVERD_MINIO_BIN := $(MINIO)
 export RECOVERD_BIN := $(CURDIR)/bin/recoverd
 export RECOVERCTL_BIN := $(CURDIR)/bin/recoverctl
 
-.PHONY: all build test unit integration lint demo bench minio proto clean
+.PHONY: all build test unit integration soak lint demo bench minio proto clean
 
 all: build
 
@@ -47,6 +47,12 @@ unit: minio build
 
 integration: minio build
 	$(GO) test $(TEST_FLAGS) ./integration/...
+
+# The fault scenarios over and over in a random order, for SOAK (a Go
+# duration); not part of make test.
+SOAK ?= 2h
+soak: minio build
+	RECOVERD_SOAK=$(SOAK) $(GO) test -race -p 1 -timeout 0 -run '^TestSoak$$' -v ./integration/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

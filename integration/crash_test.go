@@ -71,6 +71,8 @@ func TestTargetKilledAtRandomPoints(t *testing.T) {
 		case listed:
 			where = "in stage " + stage
 			stages[stage]++
+			// The restarted node counts it among its failed recoveries.
+			requireMoved(t, metrics{}, scrape(t, n2), 1, "recoverd_recoveries_finished_total", "kind", "unknown", "result", "failed")
 			okOld := after == before || !before.Exists && after.empty()
 			okNew := after == src
 			switch stage {
