@@ -95,6 +95,22 @@ func (b *bench) gen(ctx context.Context, dir string, g genSpec) error {
 	return nil
 }
 
+// copyFile copies an executable.
+func copyFile(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	tmp := dst + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o755); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
 // copyTree copies a directory with cp -a (preserving the layout exactly).
 func copyTree(ctx context.Context, src, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {

@@ -65,6 +65,7 @@ type bench struct {
 	started              time.Time
 	results              []*caseResult
 	profiles, failures   []string
+	tree                 string
 }
 
 func envOr(name, def string) string {
@@ -165,6 +166,16 @@ func (b *bench) run(ctx context.Context) error {
 	if b.work, err = filepath.Abs(b.cfg.work); err != nil {
 		return err
 	}
+	// Private copies: bin/ is shared with whoever runs make build meanwhile,
+	// and every run must use the binaries the bench started with.
+	b.tree = treeState()
+	for _, p := range []*string{&b.recoverd, &b.recoverctl} {
+		dst := filepath.Join(b.work, "bin", filepath.Base(*p))
+		if err := copyFile(*p, dst); err != nil {
+			return err
+		}
+		*p = dst
+	}
 	b.logDir = filepath.Join(b.work, "logs")
 	for _, d := range []string{b.logDir, filepath.Join(b.work, "run"), b.cfg.out} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -202,6 +213,9 @@ func (b *bench) run(ctx context.Context) error {
 	sort.Slice(b.results, func(i, j int) bool { return b.results[i].id < b.results[j].id })
 	report := b.report()
 	if err := os.WriteFile(filepath.Join(b.cfg.out, "REPORT.md"), []byte(report), 0o644); err != nil {
+		return err
+	}
+	if err := b.writeRuns(filepath.Join(b.cfg.out, "runs.json")); err != nil {
 		return err
 	}
 	if err := writeChart(filepath.Join(b.cfg.out, "throughput.png"), b.results); err != nil {
@@ -311,8 +325,11 @@ func (b *bench) profileRun(ctx context.Context, c *caseResult, tool string, r re
 }
 
 func (b *bench) fileCopyTools(d *dataset) []tool {
+	noCheck := b.peerRun(d)
+	noCheck.tgtArgs = append(noCheck.tgtArgs, "--verify-digest=false")
 	return []tool{
 		{"recoverd peer plan", func(ctx context.Context) (sample, error) { return b.runRecoverd(ctx, b.peerRun(d)) }},
+		{"recoverd peer, no digest check", func(ctx context.Context) (sample, error) { return b.runRecoverd(ctx, noCheck) }},
 		{"rsync -a --whole-file", func(ctx context.Context) (sample, error) { return b.runRsync(ctx, d) }},
 		{"cp -r + sync", func(ctx context.Context) (sample, error) { return b.runCp(ctx, d) }},
 	}
@@ -352,8 +369,11 @@ func (b *bench) caseFailover(ctx context.Context) error {
 	args := []string{"--repo", repo}
 	env := m.s3Env()
 	snap := recoverdRun{source: src, srcArgs: args, tgtArgs: args, env: env, useSnapshots: boolp(true), wantKind: pb.PlanKind_PLAN_KIND_SNAPSHOT}
+	snapNoCheck := snap
+	snapNoCheck.tgtArgs = append(append([]string(nil), args...), "--verify-digest=false")
 	tools := []tool{
 		{"recoverd snapshot plan", func(ctx context.Context) (sample, error) { return b.runRecoverd(ctx, snap) }},
+		{"recoverd snapshot, no digest check", func(ctx context.Context) (sample, error) { return b.runRecoverd(ctx, snapNoCheck) }},
 		{"rclone copy --transfers 4", func(ctx context.Context) (sample, error) { return b.runRclone(ctx, m, remote, 4, big) }},
 		{"rclone copy --transfers 16", func(ctx context.Context) (sample, error) { return b.runRclone(ctx, m, remote, 16, big) }},
 		{"recoverd peer plan", func(ctx context.Context) (sample, error) {
@@ -366,9 +386,9 @@ func (b *bench) caseFailover(ctx context.Context) error {
 	}
 	b.results = b.results[:len(b.results)-1]
 	c3 := all.subset(3, "3 snapshot vs rclone", "Snapshot recovery from MinIO, "+big.describe()+" in the snapshot", "MB/s",
-		"recoverd snapshot plan", "rclone copy --transfers 4", "rclone copy --transfers 16")
+		"recoverd snapshot plan", "recoverd snapshot, no digest check", "rclone copy --transfers 4", "rclone copy --transfers 16")
 	c4 := all.subset(4, "4 failover", fmt.Sprintf("Failover: a new replica of the new primary (%s, merged into other files), snapshot plan vs peer plan", src.describe()), "MB/s",
-		"recoverd snapshot plan", "recoverd peer plan")
+		"recoverd snapshot plan", "recoverd snapshot, no digest check", "recoverd peer plan")
 	b.results = append(b.results, c3, c4)
 	return b.profileRun(ctx, c3, "recoverd snapshot plan", snap)
 }

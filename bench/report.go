@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -165,7 +167,7 @@ func (c *caseResult) table() string {
 
 // shortName is the column title of a tool in the ratio columns.
 func shortName(t string) string {
-	r := strings.NewReplacer("recoverd ", "", " plan", "", "copy --transfers ", "t", " -a --whole-file", "", " + sync", "", ", zstd", "")
+	r := strings.NewReplacer("recoverd ", "", " plan", "", ", no digest check", " no-check", "copy --transfers ", "t", " -a --whole-file", "", " + sync", "", ", zstd", "")
 	return r.Replace(t)
 }
 
@@ -203,18 +205,34 @@ func (b *bench) targets() []string {
 			continue
 		}
 		r, rs, cp := c.summarize("recoverd peer plan"), c.summarize("rsync -a --whole-file"), c.summarize("cp -r + sync")
-		out = append(out, fmt.Sprintf("- Case %d: peer recovery at %.2f× the throughput of cp -r + sync (target ≥ 0.9×): %s; %.2f× rsync (target > 1×): %s.",
-			id, r.rate/cp.rate, mark(r.rate >= 0.9*cp.rate), r.rate/rs.rate, mark(r.rate > rs.rate)))
+		if nc := c.summarize("recoverd peer, no digest check"); nc.n > 0 {
+			out = append(out, fmt.Sprintf("- Case %d with --verify-digest=false: %.2f× cp -r + sync: %s; %.2f× rsync: %s.",
+				id, nc.rate/cp.rate, mark(nc.rate >= 0.9*cp.rate), nc.rate/rs.rate, mark(nc.rate > rs.rate)))
+		}
+		fs := mbps(r.bytes, r.filesStage)
+		out = append(out, fmt.Sprintf("- Case %d: peer recovery at %.2f× the throughput of cp -r + sync (target ≥ 0.9×): %s; %.2f× rsync (target > 1×): %s. "+
+			"Its files stage alone ran at %.0f MB/s: %.2f× cp, %.2f× rsync.",
+			id, r.rate/cp.rate, mark(r.rate >= 0.9*cp.rate), r.rate/rs.rate, mark(r.rate > rs.rate), fs, fs/cp.rate, fs/rs.rate))
 	}
 	if c := b.find(3); c != nil {
 		r, rc := c.summarize("recoverd snapshot plan"), c.summarize("rclone copy --transfers 4")
-		out = append(out, fmt.Sprintf("- Case 3: snapshot recovery at %.2f× rclone --transfers 4 (target > 1×): %s.", r.rate/rc.rate, mark(r.rate > rc.rate)))
+		if nc := c.summarize("recoverd snapshot, no digest check"); nc.n > 0 {
+			out = append(out, fmt.Sprintf("- Case 3 with --verify-digest=false: %.2f× rclone --transfers 4: %s.", nc.rate/rc.rate, mark(nc.rate > rc.rate)))
+		}
+		fs := mbps(r.bytes, r.filesStage)
+		out = append(out, fmt.Sprintf("- Case 3: snapshot recovery at %.2f× rclone --transfers 4 (target > 1×): %s. Its files stage (the download) alone ran at %.0f MB/s: %.2f× rclone --transfers 4.",
+			r.rate/rc.rate, mark(r.rate > rc.rate), fs, fs/rc.rate))
 	}
 	if c := b.find(4); c != nil {
+		if nc := c.summarize("recoverd snapshot, no digest check"); nc.n > 0 {
+			share := float64(nc.srcRead) / float64(nc.bytes)
+			out = append(out, fmt.Sprintf("- Case 4 with --verify-digest=false: the snapshot plan read %s on the source, %.3f%% of the shard (target < 1%%): %s.",
+				human(nc.srcRead), 100*share, mark(share < 0.01)))
+		}
 		r := c.summarize("recoverd snapshot plan")
 		share := float64(r.srcRead) / float64(r.bytes)
-		out = append(out, fmt.Sprintf("- Case 4: the snapshot plan read %s on the source, %.3f%% of the shard's %s (target < 1%%): %s.",
-			human(r.srcRead), 100*share, human(r.bytes), mark(share < 0.01)))
+		out = append(out, fmt.Sprintf("- Case 4: the snapshot plan read %s on the source, %.3f%% of the shard's %s (target < 1%%): %s; it sent %s of file bytes.",
+			human(r.srcRead), 100*share, human(r.bytes), mark(share < 0.01), human(r.wire)))
 	}
 	var peak int64
 	var where string
@@ -235,8 +253,9 @@ func (b *bench) targets() []string {
 	if c := b.find(7); c != nil {
 		s := c.summarize(c.tools[0])
 		dev := s.rate/c.throttle - 1
-		out = append(out, fmt.Sprintf("- Case 7: %.1f MB/s measured over the whole recovery with %.0f MB/s set: %+.1f%% (target within ±5%%): %s.",
-			s.rate, c.throttle, 100*dev, mark(dev <= 0.05 && dev >= -0.05)))
+		fs := mbps(s.bytes, s.filesStage)
+		out = append(out, fmt.Sprintf("- Case 7: %.1f MB/s measured over the whole recovery with %.0f MB/s set: %+.1f%% (target within ±5%%): %s. The files stage, where the throttle applies, ran at %.1f MB/s (%+.1f%%).",
+			s.rate, c.throttle, 100*dev, mark(dev <= 0.05 && dev >= -0.05), fs, 100*(fs/c.throttle-1)))
 	}
 	return out
 }
@@ -250,6 +269,7 @@ func (b *bench) report() string {
 		b.started.Format("2006-01-02 15:04 MST"), time.Since(b.started).Round(time.Second))
 	fmt.Fprintf(&sb, "- Machine: %s, %d CPUs, Linux %s, %s. Load average (1, 5, 15 min) %s at the start, %s at the end: other work shared the 2 cores, so the numbers are noisy.\n",
 		host, runtime.NumCPU(), strings.TrimSpace(string(kernel)), memTotal(), b.loadStart, b.loadEnd)
+	fmt.Fprintf(&sb, "- Tree: %s (binaries copied at the start, so a rebuild of bin/ meanwhile does not mix versions).\n", b.tree)
 	fmt.Fprintf(&sb, "- %d runs of each tool per case, tools alternating (A B C, B C A, ...); the median wall time is reported, throughput = bytes / median wall.\n", b.cfg.runs)
 	if b.cacheDropped {
 		sb.WriteString("- The page cache was emptied (`echo 3 > /proc/sys/vm/drop_caches`) before every run: sources are read from the disk; copies are durable at the end (recoverd fsyncs, the others run `sync`).\n")
@@ -324,4 +344,53 @@ func microResults(path string) string {
 		}
 	}
 	return sb.String()
+}
+
+// treeState names the commit the binaries were built from, and whether the
+// work tree had changes to tracked files.
+func treeState() string {
+	head, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown (not a git work tree)"
+	}
+	st, _ := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output()
+	out := "commit " + strings.TrimSpace(string(head))
+	if n := len(strings.Fields(string(st))) / 2; n > 0 {
+		out += fmt.Sprintf(" plus uncommitted changes to %d tracked files (work in progress of other changes, built into bin/ by make build)", n)
+	}
+	return out
+}
+
+// writeRuns saves every sample, for later analysis.
+func (b *bench) writeRuns(path string) error {
+	type run struct {
+		Case        int     `json:"case"`
+		Tool        string  `json:"tool"`
+		Run         int     `json:"run"`
+		WallS       float64 `json:"wall_s"`
+		Bytes       int64   `json:"bytes"`
+		Ops         int64   `json:"ops"`
+		RSSTarget   int64   `json:"rss_target"`
+		RSSSource   int64   `json:"rss_source"`
+		CPUS        float64 `json:"cpu_s"`
+		SourceRead  int64   `json:"source_read"`
+		SourceSent  int64   `json:"source_sent"`
+		FilesStageS float64 `json:"files_stage_s"`
+		AfterS      float64 `json:"after_files_s"`
+		Plan        string  `json:"plan,omitempty"`
+	}
+	var runs []run
+	for _, c := range b.results {
+		for _, t := range c.tools {
+			for i, s := range c.runs[t] {
+				runs = append(runs, run{c.id, t, i + 1, s.wall.Seconds(), s.bytes, s.ops, s.rssTarget, s.rssSource, s.cpu, s.srcRead, s.wire,
+					s.filesStage.Seconds(), s.after.Seconds(), s.kind})
+			}
+		}
+	}
+	data, err := json.MarshalIndent(runs, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
 }

@@ -77,7 +77,7 @@ func TestMedianAndIO(t *testing.T) {
 }
 
 func TestFontCoversLabels(t *testing.T) {
-	for _, r := range "recoverd vs rsync, rclone and cp: throughput (MB/s, median of runs) 0123456789 -=+/%" {
+	for _, r := range "recoverd vs rsync, rclone and cp: throughput (MB/s, median of runs) 0123456789 -=+/%;^" {
 		if _, ok := font5x7[r]; !ok && r != ' ' {
 			t.Errorf("no glyph for %q", r)
 		}
