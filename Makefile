@@ -67,8 +67,8 @@ demo: build
 # recoverd side by side with rsync, rclone and cp -r (bench/), which writes
 # bench/results/REPORT.md and throughput.png. Knobs (bench/README.md):
 # BENCH_SCALE=0.25 for a quick run, BENCH_RUNS, BENCH_CASES=1,3,
-# RECOVERD_BENCH_DIR (cached data, default /work/bench-data),
-# BENCH_KEEP_DATA=false, BENCH_MICRO=0, BENCH_ARGS (flags of recoverd-bench).
+# RECOVERD_BENCH_DIR (data, default /work/bench-data),
+# BENCH_KEEP_DATA=true, BENCH_MICRO=0, BENCH_ARGS (flags of recoverd-bench).
 BENCH_ARGS ?=
 BENCH_MICRO ?= 1
 BENCH_MICRO_PKGS ?= ./planner/ ./transfer/ ./shardstore/ ./snapshot/

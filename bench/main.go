@@ -8,7 +8,7 @@
 // bench/results/micro.txt, then runs this program. Data sets come from
 // `recoverctl gen` and are cached under the work directory
 // ($RECOVERD_BENCH_DIR, default /work/bench-data) until their parameters
-// change; -keep-data=false removes them at the end.
+// change when BENCH_KEEP_DATA=true (by default they are removed at the end).
 //
 // Cases (sizes are flags; BENCH_SCALE multiplies them):
 //
@@ -100,7 +100,7 @@ func main() {
 	flag.IntVar(&cfg.runs, "runs", envInt("BENCH_RUNS", 3), "runs of each tool per case; the median is reported [BENCH_RUNS]")
 	flag.Float64Var(&cfg.scale, "scale", scale, "multiplies every data size (0.25: a quick run) [BENCH_SCALE]")
 	flag.StringVar(&cases, "cases", envOr("BENCH_CASES", "1,2,3,4,5,6,7"), "cases to run, e.g. 1,3 (3 and 4 run together) [BENCH_CASES]")
-	flag.BoolVar(&cfg.keepData, "keep-data", envBool("BENCH_KEEP_DATA", true), "keep the generated data sets for the next run [BENCH_KEEP_DATA]")
+	flag.BoolVar(&cfg.keepData, "keep-data", envBool("BENCH_KEEP_DATA", false), "keep the generated data sets for the next run (default: removed at the end) [BENCH_KEEP_DATA]")
 	flag.BoolVar(&cfg.dropCaches, "drop-caches", envBool("BENCH_DROP_CACHES", true), "empty the page cache before every run (needs root) [BENCH_DROP_CACHES]")
 	flag.IntVar(&cfg.shardMiB, "shard-mib", envInt("BENCH_SHARD_MIB", 2048), "size of the shard of 32 MiB files (cases 1, 3, 4) [BENCH_SHARD_MIB]")
 	flag.IntVar(&cfg.smallFiles, "small-files", envInt("BENCH_SMALL_FILES", 20000), "file count of the small-file shard (case 2) [BENCH_SMALL_FILES]")
