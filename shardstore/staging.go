@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/recoverd/recoverd/internal/fsutil"
 	"github.com/recoverd/recoverd/seqno"
 )
@@ -68,10 +70,9 @@ func (s *stagedState) track(p []byte, off int64) {
 		n := min(int64(len(p)), body-off)
 		s.crc = crc32.Update(s.crc, castagnoli, p[:n])
 	}
-	for i := range p {
-		if pos := off + int64(i); pos >= body {
-			s.tail[pos-body] = p[i]
-		}
+	if end := off + int64(len(p)); end > body { // the last four bytes: the footer
+		from := max(off, body)
+		copy(s.tail[from-body:], p[from-off:])
 	}
 	s.crcOff = off + int64(len(p))
 }
@@ -224,16 +225,15 @@ func (sf *StagedFile) Truncate(n int64) error {
 	return sf.f.Truncate(n)
 }
 
-// Verify fsyncs the file and checks its length and CRC32C; a verified file
-// may be published.
+// Verify checks the file's length and CRC32C; a verified file may be
+// published. It does not fsync: Publish makes the whole staged set durable
+// at once before moving it into place (one fsync a file cost a recovery of
+// many small files more than the copy itself).
 //
 // A file written whole in order is checked against the checksum computed
 // as it was written, as Lucene checks a file while it is copied; any other
 // (written out of order, resumed after a restart) is read back.
 func (sf *StagedFile) Verify() error {
-	if err := sf.f.Sync(); err != nil {
-		return fmt.Errorf("shardstore: fsync staged %s: %w", sf.meta.Name, err)
-	}
 	sf.st.mu.Lock()
 	var s stagedState
 	if p, ok := sf.st.files[sf.meta.Name]; ok {
@@ -361,6 +361,11 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 			return fmt.Errorf("shardstore: %s is neither staged nor the same in the current commit", f.Name)
 		}
 	}
+	// The staged files must be durable before the commit can name them:
+	// one syncfs covers all of them (and the staged ops).
+	if err := syncFS(st.dir); err != nil {
+		return err
+	}
 	s.opts.Failpoint("publish.before-rename")
 	for _, f := range moves {
 		if err := os.Rename(filepath.Join(st.dir, f.Name), filepath.Join(s.dir, f.Name)); err != nil {
@@ -422,8 +427,7 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 
 // AppendOps stages ops to be published with the files: after Publish they
 // are part of the shard as if applied, in the same atomic step, so a crash
-// never leaves the files without the ops fetched for them. It returns once
-// they are durable in the staging directory.
+// never leaves the files without the ops fetched for them.
 func (st *Staging) AppendOps(ops []Op) error {
 	for i := range ops {
 		if err := validateKey(ops[i].Key); err != nil {
@@ -445,12 +449,13 @@ func (st *Staging) AppendOps(ops []Op) error {
 		}
 		st.ops = l
 	}
-	ticket, err := st.ops.append(ops)
-	if err != nil {
+	// Not fsynced here: staging is discarded at restart anyway, and Publish
+	// makes the staged set durable before it counts.
+	if _, err := st.ops.append(ops); err != nil {
 		return err
 	}
 	st.stagedOps += len(ops)
-	return st.ops.sync(ticket)
+	return nil
 }
 
 // DiscardOps drops the ops staged so far (a recovery that re-plans fetches
@@ -493,4 +498,18 @@ func (st *Staging) moveOps(dst string) error {
 		return err
 	}
 	return os.Rename(filepath.Join(st.dir, stagedOpsDir), dst)
+}
+
+// syncFS flushes every dirty page of the file system holding dir to
+// stable storage (syncfs(2)): one call for a staged set of any size.
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("shardstore: open %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("shardstore: syncfs %s: %w", dir, err)
+	}
+	return nil
 }
