@@ -794,7 +794,17 @@ func (a *attempt) check(ctx context.Context) error {
 		srcHistory string
 		srcSeq     seqno.Stats
 		c          = &Check{}
+		tgtErr     = make(chan error, 1)
 	)
+	if a.m.cfg.VerifyDigest { // both nodes scan their shard at once
+		go func() {
+			var err error
+			c.TargetDigest, err = a.target.Digest()
+			tgtErr <- err
+		}()
+	} else {
+		tgtErr <- nil
+	}
 	err := a.callSourceWithin(ctx, "ask the source for its digest", 0, func(ctx context.Context) error {
 		if a.m.cfg.VerifyDigest { // a digest scans the whole shard: no deadline of ours on it
 			d, err := transfer.GetShardDigest(ctx, a.client, a.shard)
@@ -805,13 +815,11 @@ func (a *attempt) check(ctx context.Context) error {
 		srcHistory, srcSeq = info.Meta.Commit.HistoryUUID, info.Seq
 		return err
 	})
+	if terr := <-tgtErr; terr != nil {
+		return fmt.Errorf("digest of the recovered copy: %w", terr)
+	}
 	if err != nil {
 		return fmt.Errorf("ask the source for its state: %w", err)
-	}
-	if a.m.cfg.VerifyDigest {
-		if c.TargetDigest, err = a.target.Digest(); err != nil {
-			return fmt.Errorf("digest of the recovered copy: %w", err)
-		}
 	}
 	ts := a.target.Stats()
 	c.SourceHistoryUUID, c.TargetHistoryUUID = srcHistory, ts.HistoryUUID
