@@ -200,6 +200,18 @@ func TestCompressionOnlyWhenItPays(t *testing.T) {
 	}
 }
 
+// TestIncompressibleFilesStopTheTries: once a few files of a pin proved
+// incompressible, the others are sent raw without a compression attempt.
+func TestIncompressibleFilesStopTheTries(t *testing.T) {
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 400, valueSize: 1000, random: true, flushes: 10})
+	e := startEnv(t, src, envOpts{})
+	recoverAll(t, e, FetchOptions{ChunkSize: 1 << 20, Parallel: 1})
+	st := e.srv.Stats()
+	if st.FileStreams != 10 || st.CompressionTries != incompressibleFiles || st.CompressedChunks != 0 {
+		t.Fatalf("%d files sent, compression tried on %d chunks, want %d", st.FileStreams, st.CompressionTries, incompressibleFiles)
+	}
+}
+
 func TestThrottleHonoured(t *testing.T) {
 	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 2500, valueSize: 1000, random: true})
 	total := src.Metadata().TotalBytes()

@@ -100,8 +100,9 @@ func (c *PeerServerConfig) defaults() {
 type PeerServerStats struct {
 	// FileStreams counts FetchFile streams that sent at least one chunk.
 	FileStreams int64
-	// Chunks counts file chunks sent; CompressedChunks those sent as zstd.
-	Chunks, CompressedChunks int64
+	// Chunks counts file chunks sent; CompressedChunks those sent as zstd;
+	// CompressionTries the chunks compression was tried on.
+	Chunks, CompressedChunks, CompressionTries int64
 	// FileBytes is the raw file bytes sent; FileWireBytes the chunk
 	// payload bytes as they went on the wire (compressed or not).
 	FileBytes, FileWireBytes int64
@@ -117,6 +118,7 @@ type PeerServerStats struct {
 
 type serverCounters struct {
 	fileStreams, chunks, compressedChunks, fileBytes, fileWireBytes atomic.Int64
+	compressionTries                                                atomic.Int64
 	ops, opBatches, opWireBytes, throttleWait, pinsExpired          atomic.Int64
 }
 
@@ -146,7 +148,14 @@ type pin struct {
 	streams int         // FetchFile streams reading under the pin
 	timer   *time.Timer // fires expire; only expire re-arms it
 	gone    bool        // removed from the map; ref released when streams reach 0
+	// incompressible counts the files of this pin whose first chunk did not
+	// compress: past incompressibleFiles, the pin's other files are sent
+	// raw without trying (a shard of many small files would otherwise pay a
+	// compression attempt per file).
+	incompressible atomic.Int32
 }
+
+const incompressibleFiles = 3
 
 // NewPeerServer returns a PeerServer serving the shards of p.
 func NewPeerServer(p ShardProvider, cfg PeerServerConfig) *PeerServer {
@@ -164,6 +173,7 @@ func (s *PeerServer) Stats() PeerServerStats {
 		FileBytes: s.c.fileBytes.Load(), FileWireBytes: s.c.fileWireBytes.Load(),
 		Ops: s.c.ops.Load(), OpBatches: s.c.opBatches.Load(), OpWireBytes: s.c.opWireBytes.Load(),
 		ThrottleWait: time.Duration(s.c.throttleWait.Load()), Pins: n, PinsExpired: s.c.pinsExpired.Load(),
+		CompressionTries: s.c.compressionTries.Load(),
 	}
 }
 
@@ -443,8 +453,9 @@ func (s *PeerServer) FetchFile(req *pb.FetchFileRequest, stream pb.PeerService_F
 	if req.ChunkSize > 0 {
 		chunk = min(max(int(req.ChunkSize), MinChunkSize), MaxChunkSize)
 	}
-	zstdOK := !s.cfg.DisableCompression && req.Compression == pb.Compression_COMPRESSION_ZSTD
-	return s.sendFile(stream.Context(), stream, f, fm.Name, req.Offset, end, chunk, zstdOK)
+	zstdOK := !s.cfg.DisableCompression && req.Compression == pb.Compression_COMPRESSION_ZSTD &&
+		p.incompressible.Load() < incompressibleFiles
+	return s.sendFile(stream.Context(), stream, f, fm.Name, req.Offset, end, chunk, zstdOK, func() { p.incompressible.Add(1) })
 }
 
 // chunkSender is the part of the FetchFile server stream sendFile uses.
@@ -471,7 +482,9 @@ func (s *PeerServer) throttledMessageBytes(want int) int {
 
 // sendFile sends [off, end) of r in chunks of chunkSize raw bytes (fewer
 // while the node's budget is low: throttledMessageBytes).
-func (s *PeerServer) sendFile(ctx context.Context, out chunkSender, r io.ReaderAt, name string, off, end int64, chunkSize int, zstdOK bool) error {
+// sendFile streams [off, end) of a file; noGain is called when the data
+// turned out not to compress.
+func (s *PeerServer) sendFile(ctx context.Context, out chunkSender, r io.ReaderAt, name string, off, end int64, chunkSize int, zstdOK bool, noGain func()) error {
 	var buf []byte
 	sent := false
 	for off < end {
@@ -485,10 +498,12 @@ func (s *PeerServer) sendFile(ctx context.Context, out chunkSender, r io.ReaderA
 		}
 		ch := &pb.FileChunk{Offset: off, Crc32C: CRC32C(raw), UncompressedLength: uint32(n), Compression: pb.Compression_COMPRESSION_NONE}
 		if zstdOK && n >= minCompressLen {
+			s.c.compressionTries.Add(1)
 			if c := compressChunk(raw); c != nil {
 				ch.Data, ch.Compression = c, pb.Compression_COMPRESSION_ZSTD
 			} else {
 				zstdOK = false // does not compress: stop trying for this stream
+				noGain()
 			}
 		}
 		if ch.Data == nil {

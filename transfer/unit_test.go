@@ -329,7 +329,7 @@ func TestSendFileCompressionHeuristic(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var sink chunkSink
-			if err := srv.sendFile(context.Background(), &sink, bytes.NewReader(tc.data), "f", 0, int64(len(tc.data)), MinChunkSize, true); err != nil {
+			if err := srv.sendFile(context.Background(), &sink, bytes.NewReader(tc.data), "f", 0, int64(len(tc.data)), MinChunkSize, true, func() {}); err != nil {
 				t.Fatal(err)
 			}
 			var got []pb.Compression
