@@ -784,19 +784,22 @@ func (a *attempt) catchUp(ctx context.Context, history string, done, counted seq
 }
 
 // check compares the recovered copy with the source: history UUID, local
-// checkpoint and max seqno, and with Config.VerifyDigest the content digest
+// checkpoint and max seqno, and per Config.VerifyDigest the content digest
 // (which reads the whole shard once on both nodes; without it the files
 // stand verified by their checksums and the ops by seqno, and nothing of
 // the source's shard is read). A source that indexed more meanwhile is
 // said so; a difference at the same seqnos fails the recovery.
 func (a *attempt) check(ctx context.Context) error {
+	snap, _ := a.r.Snapshot()
+	digests := a.m.cfg.VerifyDigest == DigestAlways ||
+		a.m.cfg.VerifyDigest == DigestAuto && (snap.Plan == nil || snap.Plan.Kind != planner.KindSnapshot)
 	var (
 		srcHistory string
 		srcSeq     seqno.Stats
 		c          = &Check{}
 		tgtErr     = make(chan error, 1)
 	)
-	if a.m.cfg.VerifyDigest { // both nodes scan their shard at once
+	if digests { // both nodes scan their shard at once
 		go func() {
 			var err error
 			c.TargetDigest, err = a.target.Digest()
@@ -806,7 +809,7 @@ func (a *attempt) check(ctx context.Context) error {
 		tgtErr <- nil
 	}
 	err := a.callSourceWithin(ctx, "ask the source for its digest", 0, func(ctx context.Context) error {
-		if a.m.cfg.VerifyDigest { // a digest scans the whole shard: no deadline of ours on it
+		if digests { // a digest scans the whole shard: no deadline of ours on it
 			d, err := transfer.GetShardDigest(ctx, a.client, a.shard)
 			c.SourceDigest, srcHistory, srcSeq = d.Digest, d.HistoryUUID, d.Seq
 			return err
@@ -828,12 +831,16 @@ func (a *attempt) check(ctx context.Context) error {
 		c.SourceCheckpoint == c.TargetCheckpoint && srcSeq.MaxSeqNo == ts.Seq.MaxSeqNo
 	moving := !c.Match && srcSeq.MaxSeqNo > ts.Seq.MaxSeqNo && c.SourceHistoryUUID == c.TargetHistoryUUID
 	switch {
-	case c.Match && a.m.cfg.VerifyDigest:
+	case c.Match && digests:
 		c.Detail = fmt.Sprintf("the copy equals the source: same digest, history %s, local checkpoint %d and max seqno %d",
 			ts.HistoryUUID, ts.Seq.LocalCheckpoint, ts.Seq.MaxSeqNo)
 	case c.Match:
-		c.Detail = fmt.Sprintf("history %s, local checkpoint %d and max seqno %d equal the source's; files verified by checksum (content digests not compared: verify-digest is off)",
-			ts.HistoryUUID, ts.Seq.LocalCheckpoint, ts.Seq.MaxSeqNo)
+		why := "verify-digest is never"
+		if a.m.cfg.VerifyDigest == DigestAuto {
+			why = "a snapshot plan reads nothing of the source's shard; verify-digest=always compares them"
+		}
+		c.Detail = fmt.Sprintf("history %s, local checkpoint %d and max seqno %d equal the source's; files verified by checksum (content digests not compared: %s)",
+			ts.HistoryUUID, ts.Seq.LocalCheckpoint, ts.Seq.MaxSeqNo, why)
 	case moving:
 		c.Detail = fmt.Sprintf("the source indexed ops up to %d while the copy was checked (copy at %d); they reach it by replication", srcSeq.MaxSeqNo, ts.Seq.MaxSeqNo)
 	default:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,11 +82,14 @@ type Config struct {
 	// KeepFinished is how long finished recoveries stay readable
 	// (default 1 hour).
 	KeepFinished time.Duration
-	// VerifyDigest compares the content digests of the copy and the source
-	// at the end. It reads the whole shard once on both nodes (cached until
-	// the content changes), which a snapshot plan otherwise avoids on the
-	// source; without it the check compares history UUID and seqnos.
-	VerifyDigest bool
+	// VerifyDigest says when the end-of-recovery check compares content
+	// digests with the source, which reads the whole shard once on both
+	// nodes (cached until the content changes). The default, DigestAuto,
+	// compares them except after a snapshot plan, whose point is to read
+	// nothing of the source's shard; without digests the check compares
+	// history UUID and seqnos, the files standing verified by their
+	// checksums and the ops by seqno.
+	VerifyDigest DigestCheck
 	// StateDir holds the journal of running recoveries, so that a restart
 	// can report them as interrupted; empty disables it.
 	StateDir string
@@ -115,9 +119,35 @@ func (c *Config) defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.VerifyDigest == "" {
+		c.VerifyDigest = DigestAuto
+	}
 	if c.NewDownloader == nil {
 		c.NewDownloader = func() *snapshot.Downloader { return &snapshot.Downloader{} }
 	}
+}
+
+// DigestCheck is when a recovery's final check compares content digests.
+type DigestCheck string
+
+const (
+	DigestAuto   DigestCheck = "auto" // always but after a snapshot plan
+	DigestAlways DigestCheck = "always"
+	DigestNever  DigestCheck = "never"
+)
+
+// ParseDigestCheck reads auto, always or never (true and false mean always
+// and never).
+func ParseDigestCheck(s string) (DigestCheck, error) {
+	switch strings.ToLower(s) {
+	case "", "auto":
+		return DigestAuto, nil
+	case "always", "true":
+		return DigestAlways, nil
+	case "never", "false":
+		return DigestNever, nil
+	}
+	return "", fmt.Errorf("digest check %q: want auto, always or never", s)
 }
 
 // Manager runs the recoveries of one node.

@@ -151,7 +151,9 @@ func newEnv(t *testing.T, srcOpts shardstore.Options, cfg Config) *env {
 		cfg.Repo = e.repo
 	}
 	cfg.UseSnapshots = true
-	cfg.VerifyDigest = true
+	if cfg.VerifyDigest == "" {
+		cfg.VerifyDigest = DigestAlways
+	}
 	if cfg.Fetch.Retry.MaxElapsed == 0 {
 		cfg.Fetch.Retry = transfer.RetryPolicy{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, MaxElapsed: 2 * time.Second}
 	}
@@ -614,8 +616,7 @@ func TestExplainChangesNothing(t *testing.T) {
 }
 
 func TestCheckWithoutDigestReadsNoShardOnTheSource(t *testing.T) {
-	e := newEnv(t, shardstore.Options{}, Config{})
-	e.m.cfg.VerifyDigest = false
+	e := newEnv(t, shardstore.Options{}, Config{VerifyDigest: DigestNever})
 	src := e.source()
 	write(t, src, 200, 0, 256)
 	flush(t, src)
@@ -625,6 +626,22 @@ func TestCheckWithoutDigestReadsNoShardOnTheSource(t *testing.T) {
 		t.Fatalf("check without digests: %+v", s.Result)
 	}
 	if digest(t, e.target()) != digest(t, src) {
+		t.Fatal("copy differs")
+	}
+}
+
+// TestAutoDigestSparesTheSourceAfterASnapshotPlan: by default the final
+// check compares digests, but not after a snapshot plan, whose point is to
+// read nothing of the source's shard.
+func TestAutoDigestSparesTheSourceAfterASnapshotPlan(t *testing.T) {
+	e := newEnv(t, shardstore.Options{}, Config{VerifyDigest: DigestAuto})
+	failoverSource(t, e)
+	s := e.run(StartRequest{})
+	requireDone(t, s)
+	if s.Plan.Kind != planner.KindSnapshot || s.Result.SourceDigest != "" || !contains(s.Result.Detail, "snapshot plan reads nothing") {
+		t.Fatalf("plan %s, check %+v", s.Plan.Kind, s.Result)
+	}
+	if digest(t, e.target()) != digest(t, e.source()) {
 		t.Fatal("copy differs")
 	}
 }

@@ -47,7 +47,7 @@ type Config struct {
 	PinTTL               time.Duration
 	RetainOps            int64
 	KeepFinished         time.Duration
-	VerifyDigest         bool
+	VerifyDigest         string
 	CleanupInterval      time.Duration
 	UploadGrace          time.Duration
 
@@ -69,7 +69,7 @@ func defaultConfig() Config {
 		S3Region: "us-east-1", S3Timeout: 30 * time.Second, UseSnapshots: true,
 		MaxRecoveries: 2, MaxOutgoing: 2, MaxSnapshotDownloads: 4, ChunkSize: 1 << 20, ParallelFiles: 4, Compression: true,
 		RetryBudget: 2 * time.Minute, IdleTimeout: 30 * time.Second, LeaseTTL: 5 * time.Minute, PinTTL: 2 * time.Minute,
-		RetainOps: 10000, KeepFinished: time.Hour, VerifyDigest: true, CleanupInterval: 10 * time.Minute, UploadGrace: 24 * time.Hour,
+		RetainOps: 10000, KeepFinished: time.Hour, VerifyDigest: "auto", CleanupInterval: 10 * time.Minute, UploadGrace: 24 * time.Hour,
 		LogLevel: "info", LogFormat: "text",
 	}
 }
@@ -168,7 +168,7 @@ var options = []option{
 	durOpt("lease-ttl", "retention lease lifetime without renewal (leases this node grants)", func(c *Config) *time.Duration { return &c.LeaseTTL }),
 	durOpt("pin-ttl", "commit pin lifetime asked of sources", func(c *Config) *time.Duration { return &c.PinTTL }),
 	countOpt("retain-ops", "ops kept below the local checkpoint for ops-based recoveries, beyond what leases ask", func(c *Config) *int64 { return &c.RetainOps }),
-	boolOpt("verify-digest", "end each recovery by comparing content digests with the source; reads the whole shard once on both nodes (turn off where the source must not be read, e.g. right after a failover)", func(c *Config) *bool { return &c.VerifyDigest }),
+	strOpt("verify-digest", "when a recovery ends by comparing content digests with the source, which reads the whole shard once on both nodes: auto (always but after a snapshot plan, whose point is to spare the source), always, never", func(c *Config) *string { return &c.VerifyDigest }),
 	durOpt("keep-finished", "how long finished recoveries stay readable", func(c *Config) *time.Duration { return &c.KeepFinished }),
 	durOpt("cleanup-interval", "period of the cleanup sweep (0 = only at start)", func(c *Config) *time.Duration { return &c.CleanupInterval }),
 	durOpt("upload-grace", "age after which a snapshot upload without manifest counts as abandoned", func(c *Config) *time.Duration { return &c.UploadGrace }),

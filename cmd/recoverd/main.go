@@ -93,6 +93,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "recoverd:", err)
 		return 2
 	}
+	if _, err := recovery.ParseDigestCheck(cfg.VerifyDigest); err != nil {
+		fmt.Fprintln(stderr, "recoverd: --verify-digest:", err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := serve(ctx, cfg, sec, log); err != nil {
@@ -174,6 +178,10 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	defer peerSrv.Close()
 	registerPeerMetrics(reg, peerSrv, shards)
 
+	digestCheck, err := recovery.ParseDigestCheck(cfg.VerifyDigest)
+	if err != nil {
+		return fmt.Errorf("--verify-digest: %w", err)
+	}
 	dialer := &peers{opts: append(transfer.DialOptions(), sec.dialCreds()), conns: map[string]*grpc.ClientConn{}}
 	defer dialer.close()
 	retry := transfer.RetryPolicy{MaxElapsed: cfg.RetryBudget}
@@ -183,7 +191,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 		Fetch: transfer.FetchOptions{Parallel: cfg.ParallelFiles, ChunkSize: int(cfg.ChunkSize), NoCompression: !cfg.Compression,
 			IdleTimeout: cfg.IdleTimeout, Retry: retry},
 		Ops:    transfer.OpsOptions{IdleTimeout: cfg.IdleTimeout, Retry: retry},
-		PinTTL: cfg.PinTTL, KeepFinished: cfg.KeepFinished, VerifyDigest: cfg.VerifyDigest, StateDir: filepath.Join(cfg.Data, "recoveries"),
+		PinTTL: cfg.PinTTL, KeepFinished: cfg.KeepFinished, VerifyDigest: digestCheck, StateDir: filepath.Join(cfg.Data, "recoveries"),
 		NewDownloader: func() *snapshot.Downloader {
 			return &snapshot.Downloader{RetryMaxElapsed: min(cfg.RetryBudget, 30*time.Second)}
 		},
