@@ -53,9 +53,9 @@ type Options struct {
 	Now func() time.Time
 	// MaxSegmentBytes bounds the segments a merge writes (default 256 MiB).
 	MaxSegmentBytes int64
-	// FlushBytes flushes the memtable on its own once it holds this many
-	// bytes of keys and values (default 64 MiB; negative: only explicit
-	// flushes), bounding the memory a long replay or bulk load takes.
+	// FlushBytes flushes the memtable on its own once it takes about this
+	// much memory (default 32 MiB; negative: only explicit flushes),
+	// bounding the memory a long replay or bulk load takes.
 	FlushBytes int64
 	// Failpoint, when set, is called at named points of writes so crash
 	// tests can stop the process exactly there.
@@ -168,7 +168,7 @@ func (o *Options) defaults() {
 		o.MaxSegmentBytes = 256 << 20
 	}
 	if o.FlushBytes == 0 {
-		o.FlushBytes = 64 << 20
+		o.FlushBytes = 32 << 20
 	}
 	if o.Failpoint == nil {
 		o.Failpoint = func(string) {}
@@ -362,17 +362,21 @@ func (s *Shard) Close() error {
 	return errors.Join(err, s.lock.Close())
 }
 
+// memEntryBytes estimates the memory one memtable entry takes: its key and
+// value plus the map slot and the Op around them.
+func memEntryBytes(op *Op) int64 { return int64(len(op.Key)+len(op.Value)) + 128 }
+
 // applyMemLocked puts op into the memtable unless it holds a newer version.
 func (s *Shard) applyMemLocked(op *Op) {
 	if cur, ok := s.memtable[op.Key]; ok {
 		if !op.newer(cur) {
 			return
 		}
-		s.memBytes -= int64(len(cur.Key) + len(cur.Value))
+		s.memBytes -= memEntryBytes(cur)
 	}
 	cp := *op
 	s.memtable[op.Key] = &cp
-	s.memBytes += int64(len(op.Key) + len(op.Value))
+	s.memBytes += memEntryBytes(op)
 }
 
 // Doc is a document to index.
