@@ -12,7 +12,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 # Two cores here: keep package and test parallelism modest.
-TEST_FLAGS ?= -race -p 2 -timeout 20m
+TEST_FLAGS ?= -race -count=1 -p 2 -timeout 20m
 
 export RECOVERD_MINIO_BIN := $(MINIO)
 # Tests that start real processes use these binaries (see internal/testutil).
