@@ -121,12 +121,20 @@ func StartNode(t testing.TB, opts NodeOptions) *Node {
 		opts.Repo = "none"
 	}
 	n := &Node{Name: opts.Name, Data: opts.Data, t: t, bin: Binary(t, "recoverd"), opts: opts,
-		GRPCAddr: FreeAddr(t), PeerAddr: FreeAddr(t), HTTPAddr: FreeAddr(t),
 		LogPath: filepath.Join(t.TempDir(), opts.Name+".log")}
-	if err := n.start(); err != nil {
+	t.Cleanup(n.Kill)
+	// A free port can be taken by another test process between FreeAddr and
+	// the daemon's listen: try again on new ports, as StartMinIO does.
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		n.GRPCAddr, n.PeerAddr, n.HTTPAddr = FreeAddr(t), FreeAddr(t), FreeAddr(t)
+		if err = n.start(); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(n.Kill)
 	return n
 }
 
