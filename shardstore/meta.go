@@ -96,13 +96,6 @@ func (f FileMeta) SameAs(o FileMeta) bool {
 	return f.WriterUUID == "" || o.WriterUUID == "" || f.WriterUUID == o.WriterUUID
 }
 
-// SameContent is SameAs without the name: the same bytes under another name.
-func (f FileMeta) SameContent(o FileMeta) bool {
-	g := o
-	g.Name = f.Name
-	return f.SameAs(g)
-}
-
 // CommitData is the user data a commit point publishes together with its
 // file list.
 type CommitData struct {
