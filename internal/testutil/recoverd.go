@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,8 +51,9 @@ func Binary(t testing.TB, name string) string {
 			buildErr = err
 			return
 		}
-		buildDir, buildErr = os.MkdirTemp("", "recoverd-test-bin-")
-		if buildErr != nil {
+		removeStaleBuilds()
+		buildDir = filepath.Join(os.TempDir(), fmt.Sprintf("%s%d", buildPrefix, os.Getpid()))
+		if buildErr = os.MkdirAll(buildDir, 0o755); buildErr != nil {
 			return
 		}
 		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./cmd/recoverd", "./cmd/recoverctl")
@@ -64,6 +66,23 @@ func Binary(t testing.TB, name string) string {
 		t.Fatalf("building the binaries: %v", buildErr)
 	}
 	return filepath.Join(buildDir, name)
+}
+
+// buildPrefix names the directories the binaries are built into, one per
+// test process (suffixed with its PID).
+const buildPrefix = "recoverd-test-bin-"
+
+// removeStaleBuilds deletes the build directories of test processes that
+// have exited: a test binary has no hook to clean up after its last test.
+func removeStaleBuilds() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), buildPrefix+"*"))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), buildPrefix))
+		if err == nil && pid > 0 && syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue // still running (or not ours to judge)
+		}
+		os.RemoveAll(d)
+	}
 }
 
 // FreeAddr returns a free 127.0.0.1:port.
