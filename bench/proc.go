@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/internal/testutil"
 )
 
 // Every process the bench starts is registered here, so an error, a panic
@@ -102,14 +103,7 @@ func (p *proc) rusage() *syscall.Rusage {
 	return ru
 }
 
-func (p *proc) logTail(n int) string {
-	b, _ := os.ReadFile(p.log)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (p *proc) logTail(n int) string { return testutil.TailFile(p.log, n) }
 
 // stopAll stops every registered process, one by one, by PID.
 func stopAll() {

@@ -289,8 +289,12 @@ func (n *Node) Dial() *grpc.ClientConn {
 }
 
 // LogTail returns the last lines of the node's log.
-func (n *Node) LogTail(lines int) string {
-	b, _ := os.ReadFile(n.LogPath)
+func (n *Node) LogTail(lines int) string { return TailFile(n.LogPath, lines) }
+
+// TailFile returns the last lines of a text file ("" when it cannot be
+// read), for error messages that show a process's log.
+func TailFile(path string, lines int) string {
+	b, _ := os.ReadFile(path)
 	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	if len(all) > lines {
 		all = all[len(all)-lines:]
