@@ -288,7 +288,14 @@ func (d *demo) run(ctx context.Context) error {
 	if _, err := n2.shard.Merge(ctx, &pb.MergeRequest{Shard: demoShard}); err != nil {
 		return err
 	}
-	f1, f2, err := d.files(ctx, n1), d.files(ctx, n2), error(nil)
+	f1, err := d.files(n1)
+	if err != nil {
+		return err
+	}
+	f2, err := d.files(n2)
+	if err != nil {
+		return err
+	}
 	same := 0
 	for name := range f1 {
 		if _, ok := f2[name]; ok {
@@ -429,15 +436,18 @@ func (d *demo) writeAndReplicate(ctx context.Context, primary, replica *demoNode
 	return nil
 }
 
-func (d *demo) files(ctx context.Context, n *demoNode) map[string]bool {
-	out := map[string]bool{}
+// files lists the segment files of a node's copy, read from its commit
+// point (the daemon holds the shard, but the commit is a plain file).
+func (d *demo) files(n *demoNode) (map[string]bool, error) {
 	md, err := shardstore.ReadMetadata(n.data, shardstore.ShardID{Index: demoShard.Index, Shard: int(demoShard.Shard)})
-	if err == nil {
-		for _, f := range md.Files {
-			out[f.Name] = true
-		}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", n.name, err)
 	}
-	return out
+	out := make(map[string]bool, len(md.Files))
+	for _, f := range md.Files {
+		out[f.Name] = true
+	}
+	return out, nil
 }
 
 // breakSnapshot waits until the recovery downloads from the snapshot, then
