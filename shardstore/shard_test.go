@@ -594,7 +594,10 @@ func TestSecondOpenIsRefused(t *testing.T) {
 	}
 }
 
-func TestVerifyChecksOrderedWritesWithoutReadingBack(t *testing.T) {
+// TestVerifyCatchesCorruptionWrittenInOrderOrNot: Verify checks a file
+// written in order from its running checksum and any other by reading it
+// back; both paths must catch a flipped byte in the body or the footer.
+func TestVerifyCatchesCorruptionWrittenInOrderOrNot(t *testing.T) {
 	src := openNew(t, t.TempDir(), Options{})
 	mustIndex(t, src, 200, 0)
 	if err := src.Flush(); err != nil {
