@@ -1,6 +1,9 @@
 package seqno
 
-import "sync"
+import (
+	"slices"
+	"sync"
+)
 
 // CheckpointTracker tracks the local checkpoint of a shard copy. It is safe
 // for concurrent use.
@@ -104,4 +107,29 @@ func (t *CheckpointTracker) IsProcessed(s SeqNo) bool {
 	}
 	_, ok := t.pending[s]
 	return ok
+}
+
+// Gaps returns the seqnos at or below the max seqno that are not processed,
+// as ranges in ascending order: what holds the checkpoint back. A promoted
+// primary fills them with no-ops.
+func (t *CheckpointTracker) Gaps() []Range {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	done := make([]SeqNo, 0, len(t.pending))
+	for s := range t.pending {
+		done = append(done, s)
+	}
+	slices.Sort(done)
+	var out []Range
+	from := t.checkpoint + 1
+	for _, s := range done {
+		if s > from {
+			out = append(out, Range{From: from, To: s - 1})
+		}
+		from = s + 1
+	}
+	if from <= t.maxSeqNo {
+		out = append(out, Range{From: from, To: t.maxSeqNo})
+	}
+	return out
 }

@@ -57,6 +57,29 @@ func TestCheckpointTrackerGenerate(t *testing.T) {
 	}
 }
 
+func TestCheckpointTrackerGaps(t *testing.T) {
+	tr := NewCheckpointTracker(NoOpsPerformed, NoOpsPerformed)
+	if g := tr.Gaps(); len(g) != 0 {
+		t.Fatalf("gaps of an empty tracker: %v", g)
+	}
+	for _, s := range []SeqNo{0, 1, 2, 3, 4, 5, 7, 10, 11} {
+		tr.MarkProcessed(s)
+	}
+	tr.AdvanceMaxSeqNo(14) // seen, not processed
+	want := []Range{{6, 6}, {8, 9}, {12, 14}}
+	if g := tr.Gaps(); !reflect.DeepEqual(g, want) {
+		t.Fatalf("gaps %v, want %v", g, want)
+	}
+	for _, r := range want {
+		for s := r.From; s <= r.To; s++ {
+			tr.MarkProcessed(s)
+		}
+	}
+	if g := tr.Gaps(); len(g) != 0 || tr.Checkpoint() != 14 {
+		t.Fatalf("after filling: gaps %v, checkpoint %v", g, tr.Checkpoint())
+	}
+}
+
 func TestCheckpointTrackerConcurrent(t *testing.T) {
 	tr := NewCheckpointTracker(NoOpsPerformed, NoOpsPerformed)
 	const n = 10000
