@@ -40,19 +40,44 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // ErrCorrupt marks data that fails its checksum or cannot be decoded.
 var ErrCorrupt = errors.New("shardstore: corrupt data")
 
-// OpKind says whether an op indexes or deletes a document.
+// OpKind says whether an op indexes or deletes a document, or is a no-op.
 type OpKind uint8
 
 const (
 	OpIndex  OpKind = 0
 	OpDelete OpKind = 1
+	// OpNoOp takes a seqno and changes no document: a promoted primary
+	// fills the gaps below its max seqno with no-ops (Elasticsearch's
+	// fillSeqNoGaps). It has no key and no value; the op log stores and
+	// replays it and the op stream carries it, but it never enters a
+	// segment.
+	OpNoOp OpKind = 2
 )
 
 func (k OpKind) String() string {
-	if k == OpDelete {
+	switch k {
+	case OpDelete:
 		return "delete"
+	case OpNoOp:
+		return "no-op"
 	}
 	return "index"
+}
+
+// validateOp checks an op that came from outside (a primary's op stream, a
+// recovery): a seqno, a known kind, a key for an index or delete, none for
+// a no-op.
+func validateOp(op *Op) error {
+	if op.SeqNo < 0 || op.Kind > OpNoOp {
+		return fmt.Errorf("shardstore: op has seqno %v or kind %d", op.SeqNo, op.Kind)
+	}
+	if op.Kind == OpNoOp {
+		if op.Key != "" || len(op.Value) > 0 {
+			return fmt.Errorf("shardstore: no-op %v carries a key or a value", op.SeqNo)
+		}
+		return nil
+	}
+	return validateKey(op.Key)
 }
 
 // Op is one operation on a document, as logged and as stored in a segment
@@ -106,7 +131,7 @@ func readEntry(r *bufio.Reader, e *Op) error {
 	if err != nil {
 		return err
 	}
-	if kind > byte(OpDelete) {
+	if kind > byte(OpNoOp) {
 		return fmt.Errorf("%w: op kind %d", ErrCorrupt, kind)
 	}
 	vl, err := binary.ReadUvarint(r)
@@ -152,6 +177,9 @@ func createSegment(path string) (*segmentWriter, error) {
 }
 
 func (sw *segmentWriter) add(e *Op) error {
+	if e.Kind == OpNoOp {
+		return fmt.Errorf("shardstore: no-op %v cannot be stored in a segment", e.SeqNo)
+	}
 	if sw.records > 0 && e.Key <= sw.lastKey {
 		return fmt.Errorf("shardstore: segment keys out of order: %q after %q", e.Key, sw.lastKey)
 	}

@@ -94,6 +94,14 @@ type Shard struct {
 	pins     map[string]int
 	stagings map[string]*Staging
 
+	// writes counts the writes whose ops are appended to the op log but
+	// not yet marked processed; Promote waits for them, so that what is
+	// left unprocessed below the max seqno is a real gap.
+	writes sync.WaitGroup
+	// replayed is how many ops the last open replayed above the commit's
+	// local checkpoint.
+	replayed int
+
 	// contentVersion changes with every op applied and every publish; the
 	// digest cached for a version is valid while it holds.
 	contentVersion atomic.Uint64
@@ -274,6 +282,9 @@ func (s *Shard) open() error {
 		s.oplog.close()
 		return err
 	}
+	if s.replayed > 0 {
+		s.log.Info("replayed the op log above the commit's local checkpoint", "ops", s.replayed, "checkpoint", c.Data.LocalCheckpoint)
+	}
 	if s.opts.FlushBytes > 0 && s.memBytes >= s.opts.FlushBytes {
 		// A long op log tail replayed: commit it rather than hold it.
 		return s.flushLocked()
@@ -284,10 +295,12 @@ func (s *Shard) open() error {
 // openEpoch opens the op log of commit c, replaying the ops above its local
 // checkpoint into the memtable (the ones at or below it are in segments).
 func (s *Shard) openEpoch(c *commitPoint) (*opLog, error) {
+	s.replayed = 0
 	return openOpLog(epochDir(s.dir, c.OplogEpoch), s.opts.Failpoint, func(op *Op) {
 		if op.SeqNo > c.Data.LocalCheckpoint {
 			s.applyMemLocked(op)
 			s.tracker.MarkProcessed(op.SeqNo)
+			s.replayed++
 		} else {
 			s.tracker.AdvanceMaxSeqNo(op.SeqNo)
 		}
@@ -366,8 +379,12 @@ func (s *Shard) Close() error {
 // value plus the map slot and the Op around them.
 func memEntryBytes(op *Op) int64 { return int64(len(op.Key)+len(op.Value)) + 128 }
 
-// applyMemLocked puts op into the memtable unless it holds a newer version.
+// applyMemLocked puts op into the memtable unless it holds a newer version;
+// a no-op changes no document.
 func (s *Shard) applyMemLocked(op *Op) {
+	if op.Kind == OpNoOp {
+		return
+	}
 	if cur, ok := s.memtable[op.Key]; ok {
 		if !op.newer(cur) {
 			return
@@ -425,11 +442,8 @@ func (s *Shard) Delete(ctx context.Context, key string) (Op, error) {
 // once they are durable.
 func (s *Shard) Apply(ctx context.Context, ops []Op) error {
 	for i := range ops {
-		if err := validateKey(ops[i].Key); err != nil {
-			return err
-		}
-		if ops[i].SeqNo < 0 || ops[i].Kind > OpDelete {
-			return fmt.Errorf("shardstore: op %d has seqno %v or kind %d", i, ops[i].SeqNo, ops[i].Kind)
+		if err := validateOp(&ops[i]); err != nil {
+			return fmt.Errorf("op %d: %w", i, err)
 		}
 	}
 	_, err := s.write(ctx, ops, false)
@@ -468,6 +482,8 @@ func (s *Shard) write(ctx context.Context, ops []Op, primary bool) ([]Op, error)
 		s.mu.Unlock()
 		return nil, err
 	}
+	s.writes.Add(1)
+	defer s.writes.Done()
 	s.contentVersion.Add(1)
 	for i := range todo {
 		s.applyMemLocked(&todo[i])
@@ -780,15 +796,6 @@ func (s *Shard) ReadOps(r seqno.Range, fn func(Op) error) error {
 		return fmt.Errorf("shardstore: ops up to %v asked, %s has seen only up to %v", r.To, s.id, maxSeq)
 	}
 	return s.oplog.read(r, func(op *Op) error { return fn(*op) })
-}
-
-// Promote makes this copy the primary of a new term: the history UUID stays,
-// the primary term is bumped and persisted with a commit.
-func (s *Shard) Promote() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.term++
-	return s.flushLocked()
 }
 
 // Flush writes the memtable into a new segment and publishes a commit point

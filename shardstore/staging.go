@@ -430,11 +430,8 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 // never leaves the files without the ops fetched for them.
 func (st *Staging) AppendOps(ops []Op) error {
 	for i := range ops {
-		if err := validateKey(ops[i].Key); err != nil {
-			return err
-		}
-		if ops[i].SeqNo < 0 || ops[i].Kind > OpDelete {
-			return fmt.Errorf("shardstore: staged op %d has seqno %v or kind %d", i, ops[i].SeqNo, ops[i].Kind)
+		if err := validateOp(&ops[i]); err != nil {
+			return fmt.Errorf("staged op %d: %w", i, err)
 		}
 	}
 	st.mu.Lock()

@@ -201,8 +201,11 @@ func LeaseFromPB(m *pb.RetentionLease) (seqno.RetentionLease, time.Duration, err
 
 // OpKind converts an op kind to the wire.
 func OpKind(k shardstore.OpKind) pb.OpKind {
-	if k == shardstore.OpDelete {
+	switch k {
+	case shardstore.OpDelete:
 		return pb.OpKind_OP_KIND_DELETE
+	case shardstore.OpNoOp:
+		return pb.OpKind_OP_KIND_NOOP
 	}
 	return pb.OpKind_OP_KIND_INDEX
 }
@@ -215,8 +218,10 @@ func OpKindFromPB(k pb.OpKind) (shardstore.OpKind, error) {
 		return shardstore.OpIndex, nil
 	case pb.OpKind_OP_KIND_DELETE:
 		return shardstore.OpDelete, nil
+	case pb.OpKind_OP_KIND_NOOP:
+		return shardstore.OpNoOp, nil
 	}
-	return 0, fmt.Errorf("op kind %v is not index or delete", k)
+	return 0, fmt.Errorf("op kind %v is not index, delete or no-op", k)
 }
 
 // Op converts an op to the wire.
@@ -233,8 +238,8 @@ func OpFromPB(m *pb.Op) (shardstore.Op, error) {
 	if err != nil {
 		return shardstore.Op{}, fmt.Errorf("op %d: %w", m.Seqno, err)
 	}
-	if m.Key == "" {
-		return shardstore.Op{}, fmt.Errorf("op %d has an empty key", m.Seqno)
+	if noop := k == shardstore.OpNoOp; noop != (m.Key == "") {
+		return shardstore.Op{}, fmt.Errorf("op %d is %v with key %q: index and delete ops need a key, no-ops have none", m.Seqno, k, m.Key)
 	}
 	return shardstore.Op{Key: m.Key, SeqNo: seqno.SeqNo(m.Seqno), PrimaryTerm: m.PrimaryTerm, Kind: k, Value: m.Value}, nil
 }

@@ -28,6 +28,15 @@ func TestRoundTrip(t *testing.T) {
 	if got, err := OpFromPB(Op(op)); err != nil || got.Key != op.Key || got.SeqNo != op.SeqNo || got.Kind != op.Kind || got.PrimaryTerm != 2 {
 		t.Fatalf("op %+v %v", got, err)
 	}
+	noop := shardstore.Op{SeqNo: 5, PrimaryTerm: 3, Kind: shardstore.OpNoOp}
+	if got, err := OpFromPB(Op(noop)); err != nil || got.Key != "" || got.SeqNo != 5 || got.Kind != shardstore.OpNoOp || got.PrimaryTerm != 3 {
+		t.Fatalf("no-op %+v %v", got, err)
+	}
+	for _, bad := range []*pb.Op{{Seqno: 1, Kind: pb.OpKind_OP_KIND_INDEX}, {Key: "k", Seqno: 1, Kind: pb.OpKind_OP_KIND_NOOP}} {
+		if _, err := OpFromPB(bad); err == nil {
+			t.Errorf("op %v accepted", bad)
+		}
+	}
 	ts := time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
 	l, ttl, err := LeaseFromPB(Lease(seqno.RetentionLease{ID: "a", RetainingSeqNo: 3, Source: "s", Timestamp: ts}, time.Minute))
 	if err != nil || l.ID != "a" || l.RetainingSeqNo != 3 || !l.Timestamp.Equal(ts) || ttl != time.Minute {

@@ -153,6 +153,9 @@ const (
 	OpKind_OP_KIND_UNSPECIFIED OpKind = 0
 	OpKind_OP_KIND_INDEX       OpKind = 1
 	OpKind_OP_KIND_DELETE      OpKind = 2
+	// A no-op takes a seqno and changes no document (no key, no value): a
+	// promoted primary fills the seqnos it never received with no-ops.
+	OpKind_OP_KIND_NOOP OpKind = 3
 )
 
 // Enum value maps for OpKind.
@@ -161,11 +164,13 @@ var (
 		0: "OP_KIND_UNSPECIFIED",
 		1: "OP_KIND_INDEX",
 		2: "OP_KIND_DELETE",
+		3: "OP_KIND_NOOP",
 	}
 	OpKind_value = map[string]int32{
 		"OP_KIND_UNSPECIFIED": 0,
 		"OP_KIND_INDEX":       1,
 		"OP_KIND_DELETE":      2,
+		"OP_KIND_NOOP":        3,
 	}
 )
 
@@ -930,8 +935,8 @@ func (x *RetentionLease) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
-// Op is one operation on a document, with the seqno and primary term the
-// primary gave it.
+// Op is one operation on a document (or a no-op), with the seqno and
+// primary term the primary gave it.
 type Op struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Key         string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -5913,11 +5918,12 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x10RECOVERY_RUNNING\x10\n" +
 	"\x12\x16\n" +
 	"\x12SNAPSHOT_NOT_FOUND\x10\v\x12\x1a\n" +
-	"\x16REPOSITORY_UNAVAILABLE\x10\f*H\n" +
+	"\x16REPOSITORY_UNAVAILABLE\x10\f*Z\n" +
 	"\x06OpKind\x12\x17\n" +
 	"\x13OP_KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rOP_KIND_INDEX\x10\x01\x12\x12\n" +
-	"\x0eOP_KIND_DELETE\x10\x02*\xcd\x01\n" +
+	"\x0eOP_KIND_DELETE\x10\x02\x12\x10\n" +
+	"\fOP_KIND_NOOP\x10\x03*\xcd\x01\n" +
 	"\x05Stage\x12\x15\n" +
 	"\x11STAGE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSTAGE_QUEUED\x10\x01\x12\x0e\n" +
