@@ -777,6 +777,9 @@ func (a *attempt) catchUp(ctx context.Context, history string, done, counted seq
 		}
 		done = to
 	}
+	// The copy now holds the source's history: it takes the source's term
+	// (the ops it applied never raise it).
+	a.target.AdoptTerm(a.sourceTerm)
 	if err := a.target.Flush(); err != nil {
 		return fmt.Errorf("commit the replayed ops: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/recoverd/recoverd/internal/fsutil"
+	"github.com/recoverd/recoverd/seqno"
 )
 
 // A commit point file is: u32 magic, u32 payload length, JSON payload,
@@ -34,6 +35,11 @@ type commitPoint struct {
 	// switches to it with the commit, so ops of the old and the new content
 	// never mix, whenever a crash strikes.
 	OplogEpoch uint64 `json:"oplog_epoch"`
+	// Terms maps each primary term of an op the shard holds or held to the
+	// highest seqno of such an op: what Data.MaxTermAboveGlobalCheckpoint
+	// is computed from as the global checkpoint moves. A commit published
+	// by a recovery has none (the source tells only the highest term).
+	Terms map[uint64]seqno.SeqNo `json:"terms,omitempty"`
 }
 
 func commitName(gen uint64) string { return fmt.Sprintf("%s%016d", commitPrefix, gen) }

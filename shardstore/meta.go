@@ -109,6 +109,13 @@ type CommitData struct {
 	PrimaryTerm      uint64      `json:"primary_term"`
 	WriterVersion    string      `json:"writer_version"`
 	FormatVersion    int         `json:"format_version"`
+	// MaxTermAboveGlobalCheckpoint is the highest primary term of the ops
+	// the commit holds above its global checkpoint (0 when it holds none).
+	// PrimaryTerm is the copy's own term, never raised from the ops it
+	// receives; the planner trusts only this field to tell whether a
+	// copy's ops above its global checkpoint may differ from a newer
+	// primary's.
+	MaxTermAboveGlobalCheckpoint uint64 `json:"max_term_above_global_checkpoint,omitempty"`
 }
 
 // Stats returns the seqno statistics recorded in the commit.

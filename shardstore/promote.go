@@ -25,7 +25,7 @@ func (s *Shard) Promote() error {
 	// Ops appended by writes still in flight are not gaps: wait until they
 	// are marked processed (no new write starts while mu is held).
 	s.writes.Wait()
-	term := s.term + 1
+	term := s.knownTermLocked() + 1
 	for _, gap := range s.tracker.Gaps() {
 		for from := gap.From; from <= gap.To; from += noOpBatch {
 			to := min(gap.To, from+noOpBatch-1)
@@ -52,6 +52,7 @@ func (s *Shard) fillLocked(r seqno.Range, term uint64) error {
 		return err
 	}
 	for i := range ops {
+		s.noteTermLocked(term, ops[i].SeqNo)
 		s.tracker.MarkProcessed(ops[i].SeqNo)
 	}
 	return nil

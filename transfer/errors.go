@@ -110,6 +110,8 @@ func ToStatus(err error) error {
 		return status.Error(codes.Unavailable, msg+": the shard is closing, retry later")
 	case errors.Is(err, shardstore.ErrCorrupt):
 		return status.Error(codes.DataLoss, msg)
+	case errors.Is(err, shardstore.ErrStaleTerm):
+		return status.Error(codes.FailedPrecondition, msg)
 	}
 	return status.Error(codes.Internal, msg)
 }

@@ -96,6 +96,7 @@ func CommitData(c shardstore.CommitData) *pb.CommitData {
 		HistoryUuid: c.HistoryUUID, MaxSeqno: int64(c.MaxSeqNo), LocalCheckpoint: int64(c.LocalCheckpoint),
 		GlobalCheckpoint: int64(c.GlobalCheckpoint), MinRetainedSeqno: int64(c.MinRetainedSeqNo),
 		PrimaryTerm: c.PrimaryTerm, WriterVersion: c.WriterVersion, FormatVersion: int32(c.FormatVersion),
+		MaxTermAboveGlobalCheckpoint: c.MaxTermAboveGlobalCheckpoint,
 	}
 }
 
@@ -108,6 +109,7 @@ func CommitDataFromPB(m *pb.CommitData) (shardstore.CommitData, error) {
 		HistoryUUID: m.HistoryUuid, MaxSeqNo: seqno.SeqNo(m.MaxSeqno), LocalCheckpoint: seqno.SeqNo(m.LocalCheckpoint),
 		GlobalCheckpoint: seqno.SeqNo(m.GlobalCheckpoint), MinRetainedSeqNo: seqno.SeqNo(m.MinRetainedSeqno),
 		PrimaryTerm: m.PrimaryTerm, WriterVersion: m.WriterVersion, FormatVersion: int(m.FormatVersion),
+		MaxTermAboveGlobalCheckpoint: m.MaxTermAboveGlobalCheckpoint,
 	}
 	for name, s := range map[string]seqno.SeqNo{"max_seqno": c.MaxSeqNo, "local_checkpoint": c.LocalCheckpoint, "global_checkpoint": c.GlobalCheckpoint} {
 		if s < seqno.Unassigned {

@@ -14,7 +14,7 @@ func TestRoundTrip(t *testing.T) {
 	meta := shardstore.Metadata{Generation: 7, Files: []shardstore.FileMeta{
 		{Name: "seg_1", Length: 10, CRC32C: 0xdeadbeef, WriterUUID: "w1"}, {Name: "seg_2", Length: 20, CRC32C: 1},
 	}, Commit: shardstore.CommitData{HistoryUUID: "h", MaxSeqNo: 9, LocalCheckpoint: 9, GlobalCheckpoint: 5,
-		MinRetainedSeqNo: 3, PrimaryTerm: 2, WriterVersion: "0.1.0", FormatVersion: 1}}
+		MinRetainedSeqNo: 3, PrimaryTerm: 2, MaxTermAboveGlobalCheckpoint: 1, WriterVersion: "0.1.0", FormatVersion: 1}}
 	m := Metadata(meta)
 	m.Files[0], m.Files[1] = m.Files[1], m.Files[0] // any order on the wire
 	back, err := MetadataFromPB(m)

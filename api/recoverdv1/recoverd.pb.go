@@ -578,11 +578,18 @@ type CommitData struct {
 	LocalCheckpoint  int64                  `protobuf:"varint,3,opt,name=local_checkpoint,json=localCheckpoint,proto3" json:"local_checkpoint,omitempty"`
 	GlobalCheckpoint int64                  `protobuf:"varint,4,opt,name=global_checkpoint,json=globalCheckpoint,proto3" json:"global_checkpoint,omitempty"`
 	MinRetainedSeqno int64                  `protobuf:"varint,5,opt,name=min_retained_seqno,json=minRetainedSeqno,proto3" json:"min_retained_seqno,omitempty"`
-	PrimaryTerm      uint64                 `protobuf:"varint,6,opt,name=primary_term,json=primaryTerm,proto3" json:"primary_term,omitempty"`
-	WriterVersion    string                 `protobuf:"bytes,7,opt,name=writer_version,json=writerVersion,proto3" json:"writer_version,omitempty"`
-	FormatVersion    int32                  `protobuf:"varint,8,opt,name=format_version,json=formatVersion,proto3" json:"format_version,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// primary_term is the copy's own term (promoted to, or published with by
+	// a recovery); it is never raised from the terms of the ops it receives.
+	PrimaryTerm   uint64 `protobuf:"varint,6,opt,name=primary_term,json=primaryTerm,proto3" json:"primary_term,omitempty"`
+	WriterVersion string `protobuf:"bytes,7,opt,name=writer_version,json=writerVersion,proto3" json:"writer_version,omitempty"`
+	FormatVersion int32  `protobuf:"varint,8,opt,name=format_version,json=formatVersion,proto3" json:"format_version,omitempty"`
+	// max_term_above_global_checkpoint is the highest primary term of the ops
+	// the commit holds above its global checkpoint (0 when none): a copy
+	// whose ops above its global checkpoint are of an older term than the
+	// source's is never continued with the source's ops.
+	MaxTermAboveGlobalCheckpoint uint64 `protobuf:"varint,9,opt,name=max_term_above_global_checkpoint,json=maxTermAboveGlobalCheckpoint,proto3" json:"max_term_above_global_checkpoint,omitempty"`
+	unknownFields                protoimpl.UnknownFields
+	sizeCache                    protoimpl.SizeCache
 }
 
 func (x *CommitData) Reset() {
@@ -667,6 +674,13 @@ func (x *CommitData) GetWriterVersion() string {
 func (x *CommitData) GetFormatVersion() int32 {
 	if x != nil {
 		return x.FormatVersion
+	}
+	return 0
+}
+
+func (x *CommitData) GetMaxTermAboveGlobalCheckpoint() uint64 {
+	if x != nil {
+		return x.MaxTermAboveGlobalCheckpoint
 	}
 	return 0
 }
@@ -5550,7 +5564,7 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12\x16\n" +
 	"\x06crc32c\x18\x03 \x01(\aR\x06crc32c\x12\x1f\n" +
 	"\vwriter_uuid\x18\x04 \x01(\tR\n" +
-	"writerUuid\"\xc3\x02\n" +
+	"writerUuid\"\x8b\x03\n" +
 	"\n" +
 	"CommitData\x12!\n" +
 	"\fhistory_uuid\x18\x01 \x01(\tR\vhistoryUuid\x12\x1b\n" +
@@ -5560,7 +5574,8 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x12min_retained_seqno\x18\x05 \x01(\x03R\x10minRetainedSeqno\x12!\n" +
 	"\fprimary_term\x18\x06 \x01(\x04R\vprimaryTerm\x12%\n" +
 	"\x0ewriter_version\x18\a \x01(\tR\rwriterVersion\x12%\n" +
-	"\x0eformat_version\x18\b \x01(\x05R\rformatVersion\"\x8d\x01\n" +
+	"\x0eformat_version\x18\b \x01(\x05R\rformatVersion\x12F\n" +
+	" max_term_above_global_checkpoint\x18\t \x01(\x04R\x1cmaxTermAboveGlobalCheckpoint\"\x8d\x01\n" +
 	"\rShardMetadata\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +

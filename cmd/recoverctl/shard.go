@@ -72,7 +72,7 @@ func printShard(w io.Writer, md shardstore.Metadata, st shardstore.Stats, digest
 	fmt.Fprintf(w, "commit generation  %d\n", md.Generation)
 	fmt.Fprintf(w, "max seqno          %v (live %v)\n", c.MaxSeqNo, st.Seq.MaxSeqNo)
 	fmt.Fprintf(w, "local checkpoint   %v (live %v)\n", c.LocalCheckpoint, st.Seq.LocalCheckpoint)
-	fmt.Fprintf(w, "global checkpoint  %v\n", c.GlobalCheckpoint)
+	fmt.Fprintf(w, "global checkpoint  %s\n", globalCheckpointLine(c))
 	fmt.Fprintf(w, "min retained seqno %v\n", c.MinRetainedSeqNo)
 	fmt.Fprintf(w, "writer version     %s (format %d)\n", c.WriterVersion, c.FormatVersion)
 	fmt.Fprintf(w, "digest             %s\n", digest)
@@ -83,4 +83,13 @@ func printShard(w io.Writer, md shardstore.Metadata, st shardstore.Stats, digest
 		fmt.Fprintf(tw, "  %s\t%d\t%08x\t%s\n", f.Name, f.Length, f.CRC32C, f.WriterUUID)
 	}
 	tw.Flush()
+}
+
+// globalCheckpointLine shows a commit's global checkpoint and the newest
+// term of the ops it holds above it.
+func globalCheckpointLine(c shardstore.CommitData) string {
+	if c.MaxSeqNo <= c.GlobalCheckpoint {
+		return c.GlobalCheckpoint.String()
+	}
+	return fmt.Sprintf("%v (ops %v..%v above it, of terms up to %d)", c.GlobalCheckpoint, c.GlobalCheckpoint+1, c.MaxSeqNo, c.MaxTermAboveGlobalCheckpoint)
 }

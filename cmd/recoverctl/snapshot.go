@@ -457,7 +457,7 @@ func snapPrintManifest(w io.Writer, repo string, m *snapshot.Manifest) {
 	fmt.Fprintf(w, "primary term       %d\n", c.PrimaryTerm)
 	fmt.Fprintf(w, "max seqno          %v\n", c.MaxSeqNo)
 	fmt.Fprintf(w, "local checkpoint   %v\n", c.LocalCheckpoint)
-	fmt.Fprintf(w, "global checkpoint  %v\n", c.GlobalCheckpoint)
+	fmt.Fprintf(w, "global checkpoint  %s\n", globalCheckpointLine(c))
 	fmt.Fprintf(w, "min retained seqno %v\n", c.MinRetainedSeqNo)
 	fmt.Fprintf(w, "writer version     %s (format %d)\n", c.WriterVersion, c.FormatVersion)
 	fmt.Fprintf(w, "files              %d (%s)\n", len(m.Files), humanBytes(m.TotalBytes()))

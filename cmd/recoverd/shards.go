@@ -234,6 +234,9 @@ func writeErr(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return transfer.Errorf(codes.Canceled, 0, "%v", err)
 	}
+	if errors.Is(err, shardstore.ErrStaleTerm) {
+		return transfer.ToStatus(err)
+	}
 	return transfer.Errorf(codes.InvalidArgument, 0, "%v", err)
 }
 
