@@ -25,13 +25,19 @@
 // and no file moves. This is taken whenever it is possible, as
 // Elasticsearch does: the op range is bounded by the source's retention.
 //
-// After a failover, a copy written under an older primary term than the
-// source's that holds ops above its global checkpoint is not continued
-// (neither a target by ops-only nor a snapshot's commit): the new primary
-// may never have had those ops, or may have given their seqnos to other
-// ops, and replaying from the copy's checkpoint would leave the two
-// silently different. Elasticsearch rolls such a copy back to its global
-// checkpoint; recoverd copies files instead.
+// After a failover, a copy whose ops above its global checkpoint are of an
+// older primary term than the source's is not continued (neither a target
+// by ops-only nor a snapshot's commit): the new primary may never have had
+// those ops, or may have given their seqnos to other ops, and replaying
+// from the copy's checkpoint would leave the two silently different. The
+// planner reads the terms of those ops from the commit's
+// MaxTermAboveGlobalCheckpoint, never from the commit's PrimaryTerm (the
+// copy's own term, which says nothing of the ops it holds), and compares it
+// with the source's term: the higher of the source commit's PrimaryTerm and
+// MaxTermAboveGlobalCheckpoint. A commit with nothing above its global
+// checkpoint is continued whatever its terms. Elasticsearch rolls such a
+// copy back to its global checkpoint; recoverd copies files instead.
+// Validate rejects a plan that continues such a commit.
 //
 // Otherwise the recovery is file-based: a file set is published on the
 // target with its commit, then the source replays the ops from the file
@@ -56,7 +62,8 @@
 //     from the snapshot taken on the old one, so a hybrid plan would find
 //     nothing to take from the repository, yet the snapshot is logically
 //     equivalent (same history, same max seqno, max seqno == local
-//     checkpoint in both). Beyond Elasticsearch, a snapshot that is older
+//     checkpoint in both, and its ops above its global checkpoint, if any,
+//     not of an older term than the source's). Beyond Elasticsearch, a snapshot that is older
 //     than the source commit is used too, with more ops from the source,
 //     but only when that reads fewer bytes off the source than the peer plan.
 //

@@ -203,18 +203,27 @@ func (v *view) describeCommon(c *candidate) {
 }
 
 // divergent says why a copy's commit c must not be continued with the
-// source's ops, or "" when it may. A commit written under an older primary
-// term than the source's, holding ops above its global checkpoint, may hold
-// ops the primary that took over never had, or other ops under the same
-// seqnos: replaying from its checkpoint would leave the copies silently
-// different. Elasticsearch rolls such a copy back to its global checkpoint;
-// here its files are not continued, a file-based plan copies the source's.
+// source's ops, or "" when it may. A commit holding ops above its global
+// checkpoint of an older primary term than the source's (as its
+// MaxTermAboveGlobalCheckpoint says; never its own PrimaryTerm, which says
+// nothing of the ops it holds) may hold ops the primary that took over
+// never had, or other ops under the same seqnos: replaying from its
+// checkpoint would leave the copies silently different. Elasticsearch
+// rolls such a copy back to its global checkpoint; here its files are not
+// continued, a file-based plan copies the source's.
 func (v *view) divergent(c shardstore.CommitData) string {
-	if c.PrimaryTerm >= v.srcCommit.PrimaryTerm || c.MaxSeqNo <= c.GlobalCheckpoint {
+	term := v.sourceTerm()
+	if c.MaxSeqNo <= c.GlobalCheckpoint || c.MaxTermAboveGlobalCheckpoint >= term {
 		return ""
 	}
-	return fmt.Sprintf("was written under primary term %d, before the source's term %d, and holds ops %v..%v above its global checkpoint %v that the new primary may not have",
-		c.PrimaryTerm, v.srcCommit.PrimaryTerm, c.GlobalCheckpoint+1, c.MaxSeqNo, c.GlobalCheckpoint)
+	return fmt.Sprintf("holds ops %v..%v above its global checkpoint %v of primary terms up to %d, older than the source's term %d: the new primary may not have them, or gave their seqnos to other ops",
+		c.GlobalCheckpoint+1, c.MaxSeqNo, c.GlobalCheckpoint, c.MaxTermAboveGlobalCheckpoint, term)
+}
+
+// sourceTerm is the newest primary term the source's commit knows: its own,
+// or that of the ops it holds above its global checkpoint.
+func (v *view) sourceTerm() uint64 {
+	return max(v.srcCommit.PrimaryTerm, v.srcCommit.MaxTermAboveGlobalCheckpoint)
 }
 
 // opsOnly returns the ops-only candidate, or why there is none.

@@ -629,10 +629,43 @@ func TestOpsOnlyRefusedForOpsAboveGlobalCheckpointFromAnOlderTerm(t *testing.T) 
 	}
 	hasReason(t, p, "above its global checkpoint 800")
 
-	// The same target under the source's term (no failover since) continues.
+	// Its commit's own term says nothing of the ops it holds: a copy whose
+	// term was raised from the new primary's ops while it kept the old
+	// primary's is not continued either.
 	in.Target.Meta.Commit.PrimaryTerm = 2
+	in.Target.Meta.Commit.MaxTermAboveGlobalCheckpoint = 1
+	p = Compute(in)
+	mustValid(t, in, p)
+	if p.Kind == KindOpsOnly {
+		t.Fatalf("ops-only over term-1 ops in a commit of term 2\n%s", p.Explain())
+	}
+	hasReason(t, p, "of primary terms up to 1, older than the source's term 2")
+
+	// Ops above the global checkpoint of the source's term (taken from the
+	// new primary) continue, whatever the copy's own term.
+	in.Target.Meta.Commit.PrimaryTerm = 1
+	in.Target.Meta.Commit.MaxTermAboveGlobalCheckpoint = 2
 	in.Target.Meta.Commit.MaxSeqNo, in.Target.Meta.Commit.LocalCheckpoint = 880, 880
 	wantKind(t, Compute(in), KindOpsOnly)
+}
+
+// TestValidateRejectsContinuingStaleOps: a plan that continues a commit
+// whose ops above its global checkpoint are of an older term is invalid,
+// whoever made it.
+func TestValidateRejectsContinuingStaleOps(t *testing.T) {
+	in := failover()
+	in.Source.Meta.Commit.PrimaryTerm = 2
+	in.Source.Retained = seqno.Range{From: 0, To: 930}
+	in.Target.Meta.Commit = commitAt("h1", 880, 880)
+	in.Target.Meta.Commit.MaxTermAboveGlobalCheckpoint = 2
+	in.Target.Meta.Commit.GlobalCheckpoint = 800
+	p := Compute(in)
+	wantKind(t, p, KindOpsOnly)
+	in.Target.Meta.Commit.MaxTermAboveGlobalCheckpoint = 1
+	p.Commit = in.Target.Meta.Commit
+	if err := p.Validate(in); err == nil || !strings.Contains(err.Error(), "older than the source's term 2") {
+		t.Fatalf("Validate accepted an ops-only plan over stale ops: %v", err)
+	}
 }
 
 func TestSnapshotCommitFromOlderTermAboveGlobalCheckpointNotRestored(t *testing.T) {
@@ -647,7 +680,19 @@ func TestSnapshotCommitFromOlderTermAboveGlobalCheckpointNotRestored(t *testing.
 	}
 	hasReason(t, p, "snapshot s-42's commit cannot be restored")
 
+	// A snapshot commit of the new term whose ops above its global
+	// checkpoint are of the old term is not restored either.
+	in.Snapshot.Commit.PrimaryTerm = 2
+	in.Snapshot.Commit.MaxTermAboveGlobalCheckpoint = 1
+	if p := Compute(in); p.Kind == KindSnapshot {
+		t.Fatalf("restored a term-2 snapshot commit holding term-1 ops above its global checkpoint\n%s", p.Explain())
+	}
+	// Its ops above the global checkpoint of the source's term: usable.
+	in.Snapshot.Commit.MaxTermAboveGlobalCheckpoint = 2
+	wantKind(t, Compute(in), KindSnapshot)
+
 	// Taken when every copy was in sync (global checkpoint = max): usable.
+	in.Snapshot.Commit.PrimaryTerm, in.Snapshot.Commit.MaxTermAboveGlobalCheckpoint = 1, 0
 	in.Snapshot.Commit.GlobalCheckpoint = 900
 	wantKind(t, Compute(in), KindSnapshot)
 }

@@ -131,7 +131,7 @@ func parseCommit(s string) (shardstore.CommitData, error) {
 			c.HistoryUUID = v
 		case "version":
 			c.WriterVersion = v
-		case "max", "checkpoint", "global", "format", "term":
+		case "max", "checkpoint", "global", "format", "term", "above_term":
 			n, err = strconv.ParseInt(v, 10, 64)
 			switch k {
 			case "max":
@@ -144,6 +144,8 @@ func parseCommit(s string) (shardstore.CommitData, error) {
 				c.FormatVersion = int(n)
 			case "term":
 				c.PrimaryTerm = uint64(n)
+			case "above_term":
+				c.MaxTermAboveGlobalCheckpoint = uint64(n)
 			}
 		default:
 			err = fmt.Errorf("unknown field")

@@ -18,8 +18,10 @@ var ErrInvalidPlan = errors.New("planner: invalid plan")
 // nothing else is; reused files are identical on the target and snapshot
 // files are in the snapshot; the op range runs from the file set's
 // checkpoint + 1 to the source's max seqno and the source retains it; no op
-// crosses histories; the lease starts at the op range; a snapshot or hybrid
-// plan has a valid peer fallback; an input that demands a refusal gets one.
+// crosses histories; no plan continues a commit whose ops above its global
+// checkpoint are of an older term than the source's; the lease starts at
+// the op range; a snapshot or hybrid plan has a valid peer fallback; an
+// input that demands a refusal gets one.
 // The executor calls it before acting on a plan, as a defensive check.
 func (p Plan) Validate(in Input) error {
 	return validate(p, prepare(in))
@@ -93,6 +95,9 @@ func validate(p Plan, v *view) error {
 	}
 	if commit.HistoryUUID != v.srcCommit.HistoryUUID {
 		return fail("its file set is of history %s, the source's ops of %s: ops must never cross histories", commit.HistoryUUID, v.srcCommit.HistoryUUID)
+	}
+	if why := v.divergent(commit); why != "" && (p.Kind == KindOpsOnly || p.Kind == KindSnapshot) {
+		return fail("it continues a commit that %s", why)
 	}
 
 	// Every file of the set exactly once.
