@@ -1121,7 +1121,11 @@ type ShardServiceClient interface {
 	// Delete deletes documents as the primary.
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
 	// Apply applies a primary's ops (seqno and term set) as a replica, in any
-	// order; ops already processed are skipped.
+	// order; ops already processed are skipped. The copy's term is never
+	// raised from the ops. FailedPrecondition when the ops are of a term newer
+	// than any the copy knows while it holds ops above its global checkpoint
+	// (an old primary's, maybe not the new one's): recover it from the new
+	// primary first.
 	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
 	// Get reads one live document.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
@@ -1132,7 +1136,9 @@ type ShardServiceClient interface {
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
 	// Digest hashes every live document (key, seqno, value) in key order.
 	Digest(ctx context.Context, in *DigestRequest, opts ...grpc.CallOption) (*DigestResponse, error)
-	// Promote makes this copy the primary of a new term (same history).
+	// Promote makes this copy the primary of a new term (same history): one
+	// above every term it knows; every seqno below its max seqno it never
+	// received is filled with a no-op of that term.
 	Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
 }
 
@@ -1270,7 +1276,11 @@ type ShardServiceServer interface {
 	// Delete deletes documents as the primary.
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
 	// Apply applies a primary's ops (seqno and term set) as a replica, in any
-	// order; ops already processed are skipped.
+	// order; ops already processed are skipped. The copy's term is never
+	// raised from the ops. FailedPrecondition when the ops are of a term newer
+	// than any the copy knows while it holds ops above its global checkpoint
+	// (an old primary's, maybe not the new one's): recover it from the new
+	// primary first.
 	Apply(context.Context, *ApplyRequest) (*ApplyResponse, error)
 	// Get reads one live document.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
@@ -1281,7 +1291,9 @@ type ShardServiceServer interface {
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 	// Digest hashes every live document (key, seqno, value) in key order.
 	Digest(context.Context, *DigestRequest) (*DigestResponse, error)
-	// Promote makes this copy the primary of a new term (same history).
+	// Promote makes this copy the primary of a new term (same history): one
+	// above every term it knows; every seqno below its max seqno it never
+	// received is filled with a no-op of that term.
 	Promote(context.Context, *PromoteRequest) (*PromoteResponse, error)
 	mustEmbedUnimplementedShardServiceServer()
 }
