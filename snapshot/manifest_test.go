@@ -18,7 +18,7 @@ func sampleManifest() *Manifest {
 		StartTime: start, EndTime: start.Add(3 * time.Second), Generation: 7,
 		Commit: shardstore.CommitData{
 			HistoryUUID: "5b0e3c1e-6c39-4a7e-9d7c-2f1f3c0b9a11", MaxSeqNo: 99, LocalCheckpoint: 99, GlobalCheckpoint: 90,
-			MinRetainedSeqNo: 50, PrimaryTerm: 2, WriterVersion: "0.1.0", FormatVersion: 1,
+			MinRetainedSeqNo: 50, PrimaryTerm: 2, WriterVersion: "0.1.0", FormatVersion: 1, MaxTermAboveGlobalCheckpoint: 2,
 		},
 		Files: []FileEntry{
 			{FileMeta: shardstore.FileMeta{Name: "seg_00000002_a", Length: 1000, CRC32C: 0xdeadbeef, WriterUUID: "00112233445566778899aabbccddeeff"}, Blob: "logs/3/blobs/seg_00000002_a-0123456789ab"},
@@ -42,7 +42,7 @@ func TestManifestRoundTrip(t *testing.T) {
 		t.Fatalf("round trip differs:\n%s\n%s", data, again)
 	}
 	for _, field := range []string{`"manifest_version": 1`, `"snapshot_id"`, `"history_uuid"`, `"max_seqno": 99`, `"local_checkpoint": 99`,
-		`"global_checkpoint": 90`, `"writer_version": "0.1.0"`, `"format_version": 1`, `"start_time"`, `"end_time"`,
+		`"global_checkpoint": 90`, `"max_term_above_global_checkpoint": 2`, `"writer_version": "0.1.0"`, `"format_version": 1`, `"start_time"`, `"end_time"`,
 		`"name": "seg_00000002_a"`, `"length": 1000`, `"crc32c": 3735928559`, `"writer_uuid"`, `"blob": "logs/3/blobs/seg_00000002_a-0123456789ab"`} {
 		if !strings.Contains(string(data), field) {
 			t.Errorf("manifest lacks %s:\n%s", field, data)

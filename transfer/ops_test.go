@@ -227,3 +227,59 @@ func TestLeases(t *testing.T) {
 		t.Fatalf("leases left: %+v", src.Leases().List())
 	}
 }
+
+// TestFetchOpsCarriesNoOpsAndTerms: the no-ops a promotion filled its gaps
+// with, and every op's term, go through the op stream, and a replica that
+// applies the stream reaches the primary's checkpoint and content.
+func TestFetchOpsCarriesNoOpsAndTerms(t *testing.T) {
+	ctx := context.Background()
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 10, valueSize: 20, opts: shardstore.Options{RetainOps: 1 << 20}})
+	var old []shardstore.Op
+	for i := range 10 {
+		old = append(old, shardstore.Op{Key: fmt.Sprintf("old-%d", i), SeqNo: seqno.SeqNo(10 + 2*i), PrimaryTerm: 1, Value: []byte("v")})
+	}
+	if err := src.Apply(ctx, old); err != nil { // seqnos 10, 12, .. 28: nine holes
+		t.Fatal(err)
+	}
+	if err := src.Promote(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Index(ctx, "new", []byte("term 2")); err != nil {
+		t.Fatal(err)
+	}
+	e := startEnv(t, src, envOpts{})
+	r := seqno.Range{From: 0, To: 29}
+	got, _, err := collectOps(t, e, r, OpsOptions{BatchSize: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameOps(t, got, wantOps(t, src, r))
+	var noops int
+	for _, op := range got {
+		if op.Kind == shardstore.OpNoOp {
+			noops++
+			if op.PrimaryTerm != 2 || op.Key != "" || op.SeqNo%2 == 0 {
+				t.Fatalf("no-op %+v: want term 2, no key, at an odd seqno", op)
+			}
+		}
+	}
+	if noops != 9 {
+		t.Fatalf("%d no-ops in the stream, want the 9 holes", noops)
+	}
+	replica, err := shardstore.Open(t.TempDir(), testShard, shardstore.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replica.Close()
+	if err := replica.Apply(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if st, want := replica.Stats().Seq, src.Stats().Seq; st.LocalCheckpoint != want.LocalCheckpoint || st.MaxSeqNo != want.MaxSeqNo {
+		t.Fatalf("replica at %v, primary at %v", st, want)
+	}
+	d1, _ := replica.Digest()
+	d2, _ := src.Digest()
+	if d1 != d2 {
+		t.Fatal("the replica differs from the primary")
+	}
+}
