@@ -89,7 +89,8 @@
 // shardstore.ErrCorrupt. Permanent errors (NotFound, InvalidArgument,
 // FailedPrecondition, OutOfRange, a message over the 16 MiB bound, a file
 // that does not verify, local write errors, cancellation) are never
-// retried. FetchOps resumes the same way,
+// retried: a full disk (ENOSPC, EDQUOT: IsNoSpace) fails the transfer at
+// the first write, with "no space left on device" in its error. FetchOps resumes the same way,
 // after the last op the caller's function accepted.
 //
 // # Ops, leases and errors

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"strings"
 	"syscall"
@@ -182,10 +183,15 @@ func FromStatus(err error) error {
 // EOFs and network errors, idle or short streams, and corrupt chunks (the
 // caller bounds how often). Permanent: NotFound, InvalidArgument,
 // FailedPrecondition, OutOfRange, checksum mismatches of whole files,
-// cancellation, and anything local (disk writes).
+// cancellation, and anything local: a disk that is full (IsNoSpace) or
+// fails a write is not fixed by asking the source again.
 func IsTransient(err error) bool {
-	if err == nil || errors.Is(err, ErrRetriesExhausted) {
+	if err == nil || errors.Is(err, ErrRetriesExhausted) || IsNoSpace(err) {
 		return false
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return false // a local file: syscall.Errno would pass for a net.Error below
 	}
 	if errors.Is(err, ErrIdle) || errors.Is(err, ErrShortStream) || errors.Is(err, ErrChunkCorrupt) {
 		return true
@@ -211,4 +217,10 @@ func IsTransient(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne)
+}
+
+// IsNoSpace reports whether err is a full disk or an exhausted quota
+// (ENOSPC, EDQUOT): permanent for a transfer, whose bytes need the space.
+func IsNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -485,6 +486,9 @@ func TestErrorMapping(t *testing.T) {
 		{fmt.Errorf("x: %w", ErrIdle), true},
 		{fmt.Errorf("x: %w: %w", ErrRetriesExhausted, ErrIdle), false},
 		{fmt.Errorf("x: %w", shardstore.ErrCorrupt), false},
+		{fmt.Errorf("transfer: write f: %w", &fs.PathError{Op: "write", Path: "f", Err: syscall.ENOSPC}), false},
+		{fmt.Errorf("append: %w", syscall.EDQUOT), false},
+		{&fs.PathError{Op: "write", Path: "f", Err: syscall.EIO}, false},
 		{nil, false},
 	} {
 		if got := IsTransient(tc.err); got != tc.want {
