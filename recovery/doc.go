@@ -26,9 +26,17 @@
 // the planner gave as fallback. In a hybrid plan a file whose download fails
 // is fetched from the source instead.
 //
-// The retention lease on the source is taken before any file moves and
-// renewed at a third of its TTL; a renewal that fails is retried until the
-// lease would have expired. A lease lost, a commit pin lost (the source
+// The commit pin and the retention lease on the source live under TTLs
+// (--pin-ttl, the source's --lease-ttl); both are kept alive for the whole
+// attempt, whatever it is doing (peer files, snapshot downloads, ops), by
+// one keeper (transfer.KeepAlive), so a recovery may last any multiple of
+// them. The lease is taken before any file moves and renewed at a third of
+// its TTL; a renewal that fails is retried until the lease would have
+// expired. The pin is renewed the same way; before a snapshot plan falls
+// back, it is renewed once more and, if the source lost it, the commit is
+// pinned again: the same commit serves the fallback, a newer one makes the
+// recovery re-plan. A plan that failed on the repository is not planned
+// again on it by the same recovery. A lease lost, a commit pin lost (the source
 // restarted) or ops found compacted make the recovery re-plan, a bounded
 // number of times: it never goes on as if history it relied on were still
 // there. What the earlier attempt verified is not fetched again: its

@@ -54,6 +54,10 @@ type attempt struct {
 	target *shardstore.Shard
 	client pb.PeerServiceClient
 	pin    transfer.Pin
+	unpin  func() // stops keeping pin alive (holdPin)
+	// noSnapshot says why later plans of this recovery must not use the
+	// repository: a snapshot plan of an earlier attempt failed on it.
+	noSnapshot error
 	// sourceTerm is the source's primary term: the recovered copy takes
 	// it, whatever term wrote the files it got (a snapshot may be older).
 	sourceTerm uint64
@@ -234,18 +238,9 @@ func (a *attempt) plan(ctx context.Context, req StartRequest, useSnapshots bool,
 	if err != nil {
 		return err
 	}
-	a.pin, a.sourceTerm = pin, info.PrimaryTerm
-	r.update(func(s *Snapshot) { s.pinID = pin.ID })
-	if s, _ := r.Snapshot(); r.onStage != nil {
-		r.onStage(s) // journal the pin: a restart releases it
-	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := transfer.ReleasePin(rctx, a.client, pin.ID); err != nil {
-			a.log.Warn("could not release the commit pin; it expires on the source", "pin", pin.ID, "error", err)
-		}
-	}()
+	a.sourceTerm = info.PrimaryTerm
+	a.holdPin(ctx, pin)
+	defer a.dropPin(ctx)
 	in, manifest := a.input(ctx, info, useSnapshots, unreadable)
 	p := planner.Compute(in)
 	if err := p.Validate(in); err != nil {
@@ -421,6 +416,9 @@ func (a *attempt) input(ctx context.Context, info transfer.ShardInfo, useSnapsho
 		in.Snapshot.State = planner.SnapshotDisabled
 	case !useSnapshots:
 		in.Snapshot.State = planner.SnapshotNone
+	case a.noSnapshot != nil:
+		in.Snapshot.State = planner.SnapshotUnavailable
+		in.Snapshot.Err = "an earlier plan of this recovery failed on it: " + a.noSnapshot.Error()
 	default:
 		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		man, err := snapshot.Latest(qctx, m.cfg.Repo, a.shard)
@@ -459,45 +457,6 @@ func (a *attempt) acquireLease(ctx context.Context, retaining seqno.SeqNo) (tran
 	return l, nil
 }
 
-// keepLease renews the lease at a third of its TTL. A failed renewal is
-// retried, faster, until the lease would have expired; then (or when the
-// source says the lease is gone) the attempt is cancelled with
-// errLeaseLost so that it re-plans instead of trusting history that may be
-// gone.
-func (a *attempt) keepLease(ctx context.Context, lost context.CancelCauseFunc, l transfer.Lease) {
-	ttl := max(l.TTL, 300*time.Millisecond)
-	every := ttl / 3
-	expires := time.Now().Add(ttl)
-	wait := every
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		sent := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, every)
-		nl, err := transfer.RenewLease(rctx, a.client, a.shard, l.ID, seqno.Unassigned)
-		cancel()
-		switch {
-		case err == nil:
-			expires, wait = sent.Add(max(nl.TTL, 300*time.Millisecond)), every
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, seqno.ErrLeaseLost):
-			lost(fmt.Errorf("%w: %v", errLeaseLost, err))
-			return
-		case time.Now().After(expires):
-			lost(fmt.Errorf("%w: renewals failed until it expired, last: %v", errLeaseLost, err))
-			return
-		default:
-			a.m.cfg.Metrics.retries.WithLabelValues("lease_renewal").Inc()
-			a.log.Warn("lease renewal failed; retrying until it would expire", "expires_in", time.Until(expires).Round(time.Millisecond), "error", err)
-			wait = min(every/4+time.Millisecond, time.Until(expires)/2+time.Millisecond)
-		}
-	}
-}
-
 // execute runs a plan, falling back to its peer plan when a snapshot
 // download fails.
 func (a *attempt) execute(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest) error {
@@ -508,10 +467,14 @@ func (a *attempt) execute(ctx context.Context, p planner.Plan, manifest *snapsho
 	err := a.files(ctx, p, manifest)
 	var sf *snapshotFailure
 	if errors.As(err, &sf) && p.Fallback != nil && ctx.Err() == nil {
+		a.noSnapshot = sf
 		a.r.addFallback(Fallback{Time: time.Now(), Cause: sf.Error(), From: p.Kind, To: p.Fallback.Kind})
 		a.m.cfg.Metrics.fallbacks.WithLabelValues(fallbackCause(sf.err)).Inc()
 		a.log.Warn("snapshot plan failed; falling back to the peer plan", "cause", sf)
 		a.dropStaging() // what the snapshot plan staged is not trusted
+		if err := a.pinForFallback(ctx); err != nil {
+			return fmt.Errorf("fall back to the peer plan: %w", err)
+		}
 		p = *p.Fallback
 		a.r.setPlan(p)
 		err = a.files(ctx, p, nil)
@@ -631,6 +594,7 @@ func (a *attempt) fetch(ctx context.Context, files []shardstore.FileMeta, st *sh
 		a.log.Info("resuming file transfer", "file", file, "offset", off, "cause", cause)
 	}
 	opts.OnThrottle = a.throttled
+	opts.PinKept = true // holdPin keeps it for the whole attempt
 	_, err := transfer.FetchFiles(ctx, a.client, a.shard, a.pin, files, st, opts)
 	if err != nil {
 		return fmt.Errorf("copy files from the source: %w", err)

@@ -109,6 +109,7 @@ type env struct {
 	addr   string
 	faults *faults
 	m      *Manager
+	peer   *transfer.PeerServer
 }
 
 // newEnv serves the source's shards on a loopback gRPC listener and builds
@@ -120,6 +121,7 @@ func newEnv(t *testing.T, srcOpts shardstore.Options, cfg Config) *env {
 		t.Fatal(err)
 	}
 	peer := transfer.NewPeerServer(e.src, transfer.PeerServerConfig{})
+	e.peer = peer
 	srv := grpc.NewServer(
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			if err := e.faults.check(info.FullMethod); err != nil {

@@ -145,8 +145,9 @@ type Pin struct {
 	ID         string
 	Shard      shardstore.ShardID
 	Generation uint64
-	// TTL is how long the pin outlives its holder's silence; FetchFiles
-	// renews the pin at a third of it while it runs.
+	// TTL is how long the pin outlives its holder's silence; KeepPin (and
+	// FetchFiles, unless told the caller does) renews the pin at a third
+	// of it.
 	TTL       time.Duration
 	ExpiresAt time.Time
 }
@@ -182,6 +183,9 @@ type FetchOptions struct {
 	// MaxCorruptRepeats: a file whose chunk at the same offset fails its
 	// checks this many times in a row fails (default 3).
 	MaxCorruptRepeats int
+	// PinKept says the caller keeps the pin alive (KeepPin) for longer
+	// than this call, so FetchFiles does not renew it itself.
+	PinKept bool
 
 	// OnBytes is called with every run of verified bytes written to a
 	// staged file (and with a file's whole length, or its checked prefix,
@@ -258,8 +262,9 @@ type fetcher struct {
 // again. Permanent errors (NotFound, InvalidArgument, FailedPrecondition,
 // OutOfRange, a file that does not verify, repeated corruption at one
 // offset, local write errors) fail the call at once, cancelling the other
-// files. Errors name the file. While it runs, FetchFiles renews the pin
-// every pin.TTL/3; a pin found gone fails the call with ErrPinNotFound.
+// files. Errors name the file. While it runs, FetchFiles keeps the pin
+// alive (KeepPin) unless opts.PinKept says the caller does; a pin found
+// gone fails the call with ErrPinNotFound.
 func FetchFiles(ctx context.Context, c FileClient, shard shardstore.ShardID, pin Pin, files []shardstore.FileMeta,
 	staging *shardstore.Staging, opts FetchOptions) (FetchResult, error) {
 	opts.defaults()
@@ -286,11 +291,13 @@ func FetchFiles(ctx context.Context, c FileClient, shard shardstore.ShardID, pin
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	if pin.TTL > 0 {
+	if pin.TTL > 0 && !opts.PinKept {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f.keepPin(ctx, cancel)
+			if err := KeepPin(ctx, c, pin, nil); err != nil {
+				cancel(fmt.Errorf("transfer: commit pin %s on the source was lost: %w", pin.ID, err))
+			}
 		}()
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -315,28 +322,6 @@ func (f *fetcher) result() FetchResult {
 	return FetchResult{
 		Files: int(f.files.Load()), AlreadyStaged: int(f.staged.Load()), ResumedBytes: f.resumed.Load(), Bytes: f.bytes.Load(), WireBytes: f.wire.Load(),
 		Resumes: f.resumes.Load(), ThrottleWait: time.Duration(f.throttled.Load()),
-	}
-}
-
-// keepPin renews the pin every TTL/3 until ctx ends; a pin found gone
-// cancels the fetch. Other renewal errors are left to the next tick: open
-// streams keep the pin alive meanwhile.
-func (f *fetcher) keepPin(ctx context.Context, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(max(f.pin.TTL/3, 10*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		rctx, rcancel := context.WithTimeout(ctx, max(f.pin.TTL/3, time.Second))
-		_, err := f.c.RenewPin(rctx, &pb.RenewPinRequest{PinId: f.pin.ID})
-		rcancel()
-		if err = FromStatus(err); errors.Is(err, ErrPinNotFound) {
-			cancel(fmt.Errorf("transfer: commit pin %s on the source was lost: %w", f.pin.ID, err))
-			return
-		}
 	}
 }
 

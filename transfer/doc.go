@@ -16,8 +16,10 @@
 // a pin, and a closed PeerServer leaves nothing running. Releasing a pin a
 // stream still reads from only takes effect when that stream ends. The
 // number of pins is bounded (ResourceExhausted, reason TOO_MANY_PINS).
-// FetchFiles renews the pin every TTL/3 while it runs, so backoffs longer
-// than the TTL do not lose it.
+// KeepPin renews a pin every TTL/3 until its caller is done with it (one
+// keeper, KeepAlive, serves pins and leases alike); FetchFiles runs it
+// while it runs unless the caller keeps the pin itself (FetchOptions.PinKept),
+// so backoffs longer than the TTL do not lose it.
 //
 // FetchFile streams [offset, offset+length) of one file in chunks of raw
 // bytes (default 1 MiB, the client may ask for 64 KiB to 4 MiB). While the
