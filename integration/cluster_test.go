@@ -214,11 +214,17 @@ func replicate(t *testing.T, replica *node, ops []*pb.Op) {
 // sync, then n1 killed and n2 promoted. It returns the snapshot id.
 func failover(t *testing.T, n1, n2 *node, docs int) string {
 	t.Helper()
+	return failoverSegments(t, n1, n2, docs, 4)
+}
+
+// failoverSegments is failover with the primary's docs in segments files.
+func failoverSegments(t *testing.T, n1, n2 *node, docs, segments int) string {
+	t.Helper()
 	mustv(n1.shard.CreateShard(ctxT(t), &pb.CreateShardRequest{Shard: shardID}))(t)
 	requireDone(t, recoverOnto(t, n2, n1, nil))
 	var ops []*pb.Op
-	for i := 0; i < 4; i++ {
-		ops = append(ops, index(t, n1, docs/4, 1024, uint64(i+1))...)
+	for i := 0; i < segments; i++ {
+		ops = append(ops, index(t, n1, docs/segments, 1024, uint64(i+1))...)
 		flush(t, n1)
 	}
 	replicate(t, n2, ops)
