@@ -83,6 +83,12 @@ func mustv[T any](v T, err error) func(*testing.T) T {
 // the ops, for replication.
 func index(t *testing.T, n *node, docs, size int, seed uint64) []*pb.Op {
 	t.Helper()
+	return indexFrom(t, n, docs, size, seed, 0)
+}
+
+// indexFrom is index with the keys drawn from [first, first+2*docs).
+func indexFrom(t *testing.T, n *node, docs, size int, seed uint64, first int) []*pb.Op {
+	t.Helper()
 	r := rand.New(rand.NewPCG(seed, seed))
 	var ops []*pb.Op
 	for i := 0; i < docs; i += 500 {
@@ -92,7 +98,7 @@ func index(t *testing.T, n *node, docs, size int, seed uint64) []*pb.Op {
 			for k := range v {
 				v[k] = byte(r.Uint32())
 			}
-			batch = append(batch, &pb.Doc{Key: fmt.Sprintf("doc-%07d", r.IntN(docs*2)), Value: v})
+			batch = append(batch, &pb.Doc{Key: fmt.Sprintf("doc-%07d", first+r.IntN(docs*2)), Value: v})
 		}
 		resp := mustv(n.shard.Index(ctxT(t), &pb.IndexRequest{Shard: shardID, Docs: batch}))(t)
 		ops = append(ops, resp.Ops...)
@@ -214,17 +220,24 @@ func replicate(t *testing.T, replica *node, ops []*pb.Op) {
 // sync, then n1 killed and n2 promoted. It returns the snapshot id.
 func failover(t *testing.T, n1, n2 *node, docs int) string {
 	t.Helper()
-	return failoverSegments(t, n1, n2, docs, 4)
+	return failoverSegments(t, n1, n2, docs, 4, false)
 }
 
-// failoverSegments is failover with the primary's docs in segments files.
-func failoverSegments(t *testing.T, n1, n2 *node, docs, segments int) string {
+// failoverSegments is failover with the primary's docs in segments files;
+// distinct draws each segment's keys from a range of its own, so that the
+// replica's merged copy is as large as the snapshot (else the source
+// holds a fraction of the snapshot's bytes and no snapshot plan is chosen).
+func failoverSegments(t *testing.T, n1, n2 *node, docs, segments int, distinct bool) string {
 	t.Helper()
 	mustv(n1.shard.CreateShard(ctxT(t), &pb.CreateShardRequest{Shard: shardID}))(t)
 	requireDone(t, recoverOnto(t, n2, n1, nil))
 	var ops []*pb.Op
 	for i := 0; i < segments; i++ {
-		ops = append(ops, index(t, n1, docs/segments, 1024, uint64(i+1))...)
+		first := 0
+		if distinct {
+			first = i * 2 * (docs / segments)
+		}
+		ops = append(ops, indexFrom(t, n1, docs/segments, 1024, uint64(i+1), first)...)
 		flush(t, n1)
 	}
 	replicate(t, n2, ops)

@@ -23,7 +23,7 @@ func TestRecoveryOutlivesEveryTTL(t *testing.T) {
 	slow := testutil.StartProxy(t, c.minio.Endpoint)
 	n1, n2 := c.node("n1", ttls...), c.node("n2", ttls...)
 	n3 := c.node("n3", append(ttls, "--repo", strings.Replace(c.repo, c.minio.Endpoint, slow.Addr, 1), "--max-snapshot-downloads", "1")...)
-	snapID := failoverSegments(t, n1, n2, 2000, 10)
+	snapID := failoverSegments(t, n1, n2, 2000, 10, true)
 	man := readManifest(t, c, snapID)
 	src := stateOf(t, n2, shardID)
 	before := scrape(t, n3)

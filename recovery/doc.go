@@ -23,8 +23,18 @@
 // A snapshot plan that fails (anything but a cancel or a lost lease) stops
 // issuing downloads, cancels those in flight, waits for all of them, deletes
 // the staging directory, records a fallback event and runs the peer plan
-// the planner gave as fallback. In a hybrid plan a file whose download fails
-// is fetched from the source instead.
+// the planner gave as fallback. In a hybrid plan a download that fails
+// because of the repository (unavailable, a timeout, a 5xx after the
+// retries, access denied) stops every download the same way, and every
+// file not downloaded yet is fetched from the source in one batch: one
+// failure of the repository costs one timeout, not one per round of
+// downloads. A download that fails because of its file (checksum mismatch,
+// blob missing) sends that file alone to the source, at once and
+// concurrently with the other downloads. Peer files never wait for
+// snapshot downloads. A full disk on the target is neither: the recovery
+// fails with it. The error a failed files stage reports is the first one
+// (the op stream's, the source's or the repository's), never the
+// cancellation it caused elsewhere.
 //
 // The commit pin and the retention lease on the source live under TTLs
 // (--pin-ttl, the source's --lease-ttl); both are kept alive for the whole

@@ -511,46 +511,21 @@ func (a *attempt) files(ctx context.Context, p planner.Plan, manifest *snapshot.
 	}
 	// On an error the staging stays for a re-plan; run removes it when the
 	// recovery ends, execute before a fallback.
-	var (
-		mu       sync.Mutex
-		retryMe  []shardstore.FileMeta // hybrid files whose download failed
-		snapErrs = make(chan error, 1)
-	)
 	g, gctx := errgroup.WithContext(ctx)
-	if len(p.FromSnapshot) > 0 {
-		g.Go(func() error {
-			err := a.download(gctx, p, manifest, st, func(f shardstore.FileMeta) {
-				mu.Lock()
-				retryMe = append(retryMe, f)
-				mu.Unlock()
-			})
-			if err != nil {
-				snapErrs <- err
-			}
-			return err
-		})
-	}
+	toPeer := a.peerFetches(gctx, g, st)
 	if len(p.FromPeer) > 0 {
-		g.Go(func() error { return a.fetch(gctx, p.FromPeer, st) })
+		toPeer(p.FromPeer)
+	}
+	if len(p.FromSnapshot) > 0 {
+		g.Go(func() error { return a.download(gctx, p, manifest, st, toPeer) })
 	}
 	if !p.Ops.Empty() {
 		g.Go(func() error { return a.stageOps(gctx, p, st) })
 	}
-	err = g.Wait()
-	select {
-	case serr := <-snapErrs: // the snapshot side failed first or too
-		if ctx.Err() == nil {
-			return serr
-		}
-	default:
-	}
-	if err != nil {
+	// The first error is the cause (a snapshot failure, the source's, the
+	// ops'), never the cancellation it caused on the other sides.
+	if err := g.Wait(); err != nil {
 		return err
-	}
-	if len(retryMe) > 0 {
-		if err := a.fetch(ctx, retryMe, st); err != nil {
-			return err
-		}
 	}
 
 	a.r.setStage(StageVerify)
@@ -605,70 +580,6 @@ func (a *attempt) fetch(ctx context.Context, files []shardstore.FileMeta, st *sh
 func (a *attempt) throttled(d time.Duration) {
 	a.r.addThrottle(d)
 	a.m.cfg.Metrics.throttleWait.Add(d.Seconds())
-}
-
-// download fetches the plan's snapshot files, at most
-// Config.MaxSnapshotDownloads at once on the node. In a snapshot plan the
-// first failure stops the others (the caller falls back); in a hybrid plan a
-// failed file is handed to peerInstead and the others go on.
-func (a *attempt) download(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest, st *shardstore.Staging, peerInstead func(shardstore.FileMeta)) error {
-	m := a.m
-	if manifest == nil || manifest.ID != p.SnapshotID {
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		var err error
-		manifest, err = snapshot.Read(rctx, m.cfg.Repo, a.shard, p.SnapshotID)
-		cancel()
-		if err != nil {
-			return &snapshotFailure{err: err}
-		}
-	}
-	d := m.cfg.NewDownloader()
-	d.OnBytes = a.r.addBytes
-	if m.cfg.Throttle != nil {
-		d.Throttle = func(ctx context.Context, n int) error {
-			w, err := m.cfg.Throttle.WaitN(ctx, n)
-			if w > 0 {
-				a.throttled(w)
-			}
-			return err
-		}
-	}
-	hybrid := p.Kind == planner.KindHybrid
-	g, gctx := errgroup.WithContext(ctx)
-	for _, f := range p.FromSnapshot {
-		entry, ok := manifest.Lookup(f.Name)
-		if !ok || !entry.FileMeta.SameAs(f) {
-			return &snapshotFailure{file: f.Name, err: fmt.Errorf("not in snapshot %s as planned", manifest.ID)}
-		}
-		g.Go(func() error {
-			select {
-			case m.downloads <- struct{}{}:
-			case <-gctx.Done():
-				return context.Cause(gctx)
-			}
-			err := d.DownloadFile(gctx, m.cfg.Repo, entry, st)
-			<-m.downloads
-			if err == nil {
-				a.r.fileDone(f.Name)
-				return nil
-			}
-			if gctx.Err() != nil {
-				return err
-			}
-			m.cfg.Metrics.downloadErrors.Inc()
-			if hybrid {
-				a.log.Warn("snapshot download failed; fetching the file from the source", "file", f.Name, "error", err)
-				a.r.moveToPeer(f.Name)
-				a.r.addFallback(Fallback{Time: time.Now(), Cause: (&snapshotFailure{file: f.Name, err: err}).Error() + "; fetched from the source",
-					From: planner.KindHybrid, To: planner.KindPeer})
-				m.cfg.Metrics.fallbacks.WithLabelValues(fallbackCause(err)).Inc()
-				peerInstead(f)
-				return nil
-			}
-			return &snapshotFailure{file: f.Name, err: err}
-		})
-	}
-	return g.Wait()
 }
 
 // stageOps fetches the plan's ops and stages them to be published with the
