@@ -61,6 +61,10 @@
 //
 // One recovery per shard runs at a time on a node; at most
 // Config.MaxConcurrent run at once and the others wait, visibly, in the
-// queued stage. Finished recoveries are kept for Config.KeepFinished so
+// queued stage. A recovery whose source is at its limit of outgoing
+// recoveries (too many pins) goes back to the queued stage and gives its
+// slot back while it waits, so that recoveries from other sources run;
+// it asks again, with backoff, once it holds a slot, and fails after
+// Config.PinWait. Finished recoveries are kept for Config.KeepFinished so
 // their progress can still be read.
 package recovery

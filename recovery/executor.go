@@ -116,20 +116,13 @@ func (a *attempt) dropStaging() {
 func (m *Manager) execute(ctx context.Context, r *Recovery, req StartRequest, useSnapshots bool) {
 	defer close(r.done)
 	log := m.cfg.Logger.With("recovery", req.ID, "shard", req.Shard.String(), "source", req.Source)
-	mt := m.cfg.Metrics
-	mt.queued.Inc()
-	select {
-	case m.slots <- struct{}{}:
-		mt.queued.Dec()
-	case <-ctx.Done():
-		mt.queued.Dec()
-		m.end(r, req, log, context.Cause(ctx))
+	r.slot = &nodeSlot{m: m, r: r}
+	if err := r.slot.acquire(ctx); err != nil {
+		m.end(r, req, log, err)
 		return
 	}
-	mt.inFlight.Inc()
 	err := m.run(ctx, r, req, useSnapshots, log)
-	mt.inFlight.Dec()
-	<-m.slots
+	r.slot.release()
 	if err == nil && ctx.Err() != nil {
 		err = context.Cause(ctx)
 	}
@@ -299,39 +292,6 @@ func causeOf(err error) string {
 		return "lease_lost"
 	}
 	return "other"
-}
-
-// pinSource pins the source's commit; while the source is at its limit of
-// outgoing recoveries (too many pins) the recovery waits for a slot.
-func (a *attempt) pinSource(ctx context.Context) (transfer.Pin, transfer.ShardInfo, error) {
-	wait := 200 * time.Millisecond
-	for {
-		var (
-			pin  transfer.Pin
-			info transfer.ShardInfo
-			perr error
-		)
-		err := a.callSource(ctx, "pin the source's commit", func(ctx context.Context) error {
-			pin, info, perr = transfer.PinCommit(ctx, a.client, a.shard, a.m.cfg.PinTTL, "recovery/"+a.id+"@"+a.m.cfg.NodeID)
-			if transfer.Reason(perr) == pb.ErrorReason_TOO_MANY_PINS {
-				return nil // not a failure: wait below for a slot, however long
-			}
-			return perr
-		})
-		if err != nil {
-			return pin, info, fmt.Errorf("pin the source's commit: %w", err)
-		}
-		if perr == nil {
-			return pin, info, nil
-		}
-		a.log.Info("the source is at its limit of outgoing recoveries; waiting", "retry_in", wait)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return transfer.Pin{}, transfer.ShardInfo{}, context.Cause(ctx)
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
 }
 
 // callSource runs a unary call to the source, retrying transient errors

@@ -76,6 +76,10 @@ type Config struct {
 	NewDownloader func() *snapshot.Downloader
 	// PinTTL is asked of sources for commit pins (default 2 minutes).
 	PinTTL time.Duration
+	// PinWait bounds how long a recovery waits, queued and without a node
+	// slot, for a source at its limit of outgoing recoveries to grant a
+	// pin (default 10 minutes).
+	PinWait time.Duration
 	// MaxReplans bounds re-planning after a lost lease or compacted ops
 	// (default 3).
 	MaxReplans int
@@ -106,6 +110,9 @@ func (c *Config) defaults() {
 	}
 	if c.PinTTL <= 0 {
 		c.PinTTL = 2 * time.Minute
+	}
+	if c.PinWait <= 0 {
+		c.PinWait = 10 * time.Minute
 	}
 	if c.MaxReplans <= 0 {
 		c.MaxReplans = 3

@@ -127,6 +127,9 @@ type Recovery struct {
 	done         chan struct{}
 	// onStage is called (outside the lock) after each stage change.
 	onStage func(Snapshot)
+	// slot is its hold on a node slot (nil when planning only); only the
+	// goroutine running the recovery uses it.
+	slot *nodeSlot
 	// counted is set once the recovery is counted as started (by the kind
 	// of its first plan).
 	counted bool

@@ -191,7 +191,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 		Fetch: transfer.FetchOptions{Parallel: cfg.ParallelFiles, ChunkSize: int(cfg.ChunkSize), NoCompression: !cfg.Compression,
 			IdleTimeout: cfg.IdleTimeout, Retry: retry},
 		Ops:    transfer.OpsOptions{IdleTimeout: cfg.IdleTimeout, Retry: retry},
-		PinTTL: cfg.PinTTL, KeepFinished: cfg.KeepFinished, VerifyDigest: digestCheck, StateDir: filepath.Join(cfg.Data, "recoveries"),
+		PinTTL: cfg.PinTTL, PinWait: cfg.PinWait, KeepFinished: cfg.KeepFinished, VerifyDigest: digestCheck, StateDir: filepath.Join(cfg.Data, "recoveries"),
 		NewDownloader: func() *snapshot.Downloader {
 			return &snapshot.Downloader{RetryMaxElapsed: min(cfg.RetryBudget, 30*time.Second)}
 		},

@@ -1,0 +1,118 @@
+package recovery
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/transfer"
+)
+
+// nodeSlot is a recovery's hold on one of the node's Config.MaxConcurrent
+// slots. A recovery without one is queued: in the queued stage and counted
+// in recoverd_recoveries_queued. It gives its slot back while it waits for
+// something that is not this node's to give (a source at its limit of
+// outgoing recoveries), so that the wait never blocks recoveries from
+// other sources.
+type nodeSlot struct {
+	m            *Manager
+	r            *Recovery
+	held, queued bool
+}
+
+// acquire waits, queued, until the recovery holds a slot.
+func (s *nodeSlot) acquire(ctx context.Context) error {
+	s.enqueue()
+	mt := s.m.cfg.Metrics
+	defer func() {
+		s.queued = false
+		mt.queued.Dec()
+	}()
+	select {
+	case s.m.slots <- struct{}{}:
+		s.held = true
+		mt.inFlight.Inc()
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// enqueue gives the slot back, if held, and puts the recovery in the
+// queued stage.
+func (s *nodeSlot) enqueue() {
+	s.release()
+	if s.queued {
+		return
+	}
+	s.queued = true
+	s.m.cfg.Metrics.queued.Inc()
+	if st, _ := s.r.Snapshot(); st.Stage != StageQueued {
+		s.r.setStage(StageQueued)
+	}
+}
+
+// release gives the slot back, if held.
+func (s *nodeSlot) release() {
+	if !s.held {
+		return
+	}
+	s.held = false
+	<-s.m.slots
+	s.m.cfg.Metrics.inFlight.Dec()
+}
+
+// pinSource pins the source's commit. While the source is at its limit of
+// outgoing recoveries (too many pins) the recovery waits for it, queued,
+// without holding one of this node's slots, and asks again with backoff
+// (200ms up to 5s) once it holds a slot again; after Config.PinWait it
+// fails, naming the limit.
+func (a *attempt) pinSource(ctx context.Context) (transfer.Pin, transfer.ShardInfo, error) {
+	wait := 200 * time.Millisecond
+	var since time.Time
+	for {
+		var (
+			pin  transfer.Pin
+			info transfer.ShardInfo
+			perr error
+		)
+		err := a.callSource(ctx, "pin the source's commit", func(ctx context.Context) error {
+			pin, info, perr = transfer.PinCommit(ctx, a.client, a.shard, a.m.cfg.PinTTL, "recovery/"+a.id+"@"+a.m.cfg.NodeID)
+			if transfer.Reason(perr) == pb.ErrorReason_TOO_MANY_PINS {
+				return nil // not a failure: wait below for a slot
+			}
+			return perr
+		})
+		if err != nil {
+			return pin, info, fmt.Errorf("pin the source's commit: %w", err)
+		}
+		if perr == nil {
+			return pin, info, nil
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		if waited := time.Since(since); waited >= a.m.cfg.PinWait {
+			return pin, info, fmt.Errorf("the source stayed at its limit of outgoing recoveries (its --max-outgoing) for %v, this node's --pin-wait: %w",
+				waited.Round(time.Millisecond), perr)
+		}
+		a.log.Info("the source is at its limit of outgoing recoveries; waiting, queued", "retry_in", wait, "waited", time.Since(since).Round(time.Millisecond))
+		slot := a.r.slot
+		if slot != nil {
+			slot.enqueue()
+		}
+		select {
+		case <-time.After(min(wait, max(a.m.cfg.PinWait-time.Since(since), 0))):
+		case <-ctx.Done():
+			return transfer.Pin{}, transfer.ShardInfo{}, context.Cause(ctx)
+		}
+		if slot != nil {
+			if err := slot.acquire(ctx); err != nil {
+				return transfer.Pin{}, transfer.ShardInfo{}, err
+			}
+			a.r.setStage(StagePlan)
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
