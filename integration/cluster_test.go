@@ -45,8 +45,14 @@ type node struct {
 // budgets keep fault tests fast.
 func (c *cluster) node(name string, args ...string) *node {
 	c.t.Helper()
+	return c.nodeOn(name, "", args...)
+}
+
+// nodeOn is node with its data directory at data (empty: a new one).
+func (c *cluster) nodeOn(name, data string, args ...string) *node {
+	c.t.Helper()
 	base := []string{"--retry-budget", "3s", "--idle-timeout", "3s", "--lease-ttl", "10s"}
-	n := testutil.StartNode(c.t, testutil.NodeOptions{Name: name, Repo: c.repo, Env: c.env, Args: append(base, args...)})
+	n := testutil.StartNode(c.t, testutil.NodeOptions{Name: name, Data: data, Repo: c.repo, Env: c.env, Args: append(base, args...)})
 	c.t.Cleanup(func() {
 		if c.t.Failed() {
 			c.t.Logf("%s log tail:\n%s", name, n.LogTail(40))

@@ -54,6 +54,12 @@
 // files its plan still lists (complete ones as they are, partial ones from
 // the prefix checked chunk by chunk) and fetches its ops afresh.
 //
+// Before any byte moves (and before the lease is taken) the plan is
+// checked against the free space of Config.DataDir: what it stages (files
+// not staged yet and ops; with a fallback, the larger plan) plus
+// Config.DiskMargin must fit, or the recovery is refused with both numbers
+// in its error (ErrNoSpace).
+//
 // Unary calls to the source (pin, lease, metadata, digest) retry transient
 // errors with the same backoff and budget as file and op streams, each
 // attempt bounded by the idle timeout, so a source that restarts or a

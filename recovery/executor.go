@@ -248,6 +248,9 @@ func (a *attempt) plan(ctx context.Context, req StartRequest, useSnapshots bool,
 	if p.Refused() {
 		return fmt.Errorf("recovery refused: %s", strings.Join(p.Reasons, "; "))
 	}
+	if err := a.checkSpace(p); err != nil {
+		return fmt.Errorf("recovery refused: %w", err)
+	}
 	if req.DryRun {
 		return nil
 	}

@@ -76,6 +76,11 @@ type Config struct {
 	NewDownloader func() *snapshot.Downloader
 	// PinTTL is asked of sources for commit pins (default 2 minutes).
 	PinTTL time.Duration
+	// DataDir is the node's data directory: a plan is refused, before any
+	// byte moves, when what it stages plus DiskMargin is more than the
+	// free space of its file system. Empty skips the check.
+	DataDir    string
+	DiskMargin DiskMargin
 	// PinWait bounds how long a recovery waits, queued and without a node
 	// slot, for a source at its limit of outgoing recoveries to grant a
 	// pin (default 10 minutes).

@@ -46,6 +46,7 @@ type Config struct {
 	LeaseTTL             time.Duration
 	PinTTL               time.Duration
 	PinWait              time.Duration
+	DiskMargin           string
 	RetainOps            int64
 	KeepFinished         time.Duration
 	VerifyDigest         string
@@ -69,7 +70,7 @@ func defaultConfig() Config {
 		NodeID: host, GRPCAddr: "127.0.0.1:7400", PeerAddr: "127.0.0.1:7401", HTTPAddr: "127.0.0.1:7402",
 		S3Region: "us-east-1", S3Timeout: 30 * time.Second, UseSnapshots: true,
 		MaxRecoveries: 2, MaxOutgoing: 2, MaxSnapshotDownloads: 4, ChunkSize: 1 << 20, ParallelFiles: 4, Compression: true,
-		RetryBudget: 2 * time.Minute, IdleTimeout: 30 * time.Second, LeaseTTL: 5 * time.Minute, PinTTL: 2 * time.Minute, PinWait: 10 * time.Minute,
+		RetryBudget: 2 * time.Minute, IdleTimeout: 30 * time.Second, LeaseTTL: 5 * time.Minute, PinTTL: 2 * time.Minute, PinWait: 10 * time.Minute, DiskMargin: "5%",
 		RetainOps: 10000, KeepFinished: time.Hour, VerifyDigest: "auto", CleanupInterval: 10 * time.Minute, UploadGrace: 24 * time.Hour,
 		LogLevel: "info", LogFormat: "text",
 	}
@@ -169,6 +170,7 @@ var options = []option{
 	durOpt("lease-ttl", "retention lease lifetime without renewal (leases this node grants)", func(c *Config) *time.Duration { return &c.LeaseTTL }),
 	durOpt("pin-ttl", "commit pin lifetime asked of sources (a recovery renews its pin for as long as it runs)", func(c *Config) *time.Duration { return &c.PinTTL }),
 	durOpt("pin-wait", "how long a recovery waits, queued and without holding a --max-recoveries slot, for a source at its --max-outgoing limit; then it fails", func(c *Config) *time.Duration { return &c.PinWait }),
+	strOpt("disk-margin", "free space a recovery must leave on this node's disk once it has staged what its plan moves, as a share of the disk (5%) or a size (2GiB); a plan that would not leave it is refused before any byte moves", func(c *Config) *string { return &c.DiskMargin }),
 	countOpt("retain-ops", "ops kept below the local checkpoint for ops-based recoveries, beyond what leases ask", func(c *Config) *int64 { return &c.RetainOps }),
 	strOpt("verify-digest", "when a recovery ends by comparing content digests with the source, which reads the whole shard once on both nodes: auto (always but after a snapshot plan, whose point is to spare the source), always, never", func(c *Config) *string { return &c.VerifyDigest }),
 	durOpt("keep-finished", "how long finished recoveries stay readable", func(c *Config) *time.Duration { return &c.KeepFinished }),

@@ -97,6 +97,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "recoverd: --verify-digest:", err)
 		return 2
 	}
+	if _, err := recovery.ParseDiskMargin(cfg.DiskMargin); err != nil {
+		fmt.Fprintln(stderr, "recoverd: --disk-margin:", err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := serve(ctx, cfg, sec, log); err != nil {
@@ -182,6 +186,10 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	if err != nil {
 		return fmt.Errorf("--verify-digest: %w", err)
 	}
+	diskMargin, err := recovery.ParseDiskMargin(cfg.DiskMargin)
+	if err != nil {
+		return fmt.Errorf("--disk-margin: %w", err)
+	}
 	dialer := &peers{opts: append(transfer.DialOptions(), sec.dialCreds()), conns: map[string]*grpc.ClientConn{}}
 	defer dialer.close()
 	retry := transfer.RetryPolicy{MaxElapsed: cfg.RetryBudget}
@@ -191,7 +199,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 		Fetch: transfer.FetchOptions{Parallel: cfg.ParallelFiles, ChunkSize: int(cfg.ChunkSize), NoCompression: !cfg.Compression,
 			IdleTimeout: cfg.IdleTimeout, Retry: retry},
 		Ops:    transfer.OpsOptions{IdleTimeout: cfg.IdleTimeout, Retry: retry},
-		PinTTL: cfg.PinTTL, PinWait: cfg.PinWait, KeepFinished: cfg.KeepFinished, VerifyDigest: digestCheck, StateDir: filepath.Join(cfg.Data, "recoveries"),
+		PinTTL: cfg.PinTTL, PinWait: cfg.PinWait, DataDir: cfg.Data, DiskMargin: diskMargin, KeepFinished: cfg.KeepFinished, VerifyDigest: digestCheck, StateDir: filepath.Join(cfg.Data, "recoveries"),
 		NewDownloader: func() *snapshot.Downloader {
 			return &snapshot.Downloader{RetryMaxElapsed: min(cfg.RetryBudget, 30*time.Second)}
 		},
