@@ -28,16 +28,21 @@ func freezeNodeArgs() []string {
 	return []string{"--throttle", "1MB", "--max-snapshot-downloads", "4", "--s3-timeout", freezeS3Timeout.String()}
 }
 
-// freezeDuring freezes MinIO once the recovery has downloaded its first
-// bytes, waits for the recovery to end and thaws MinIO. It returns the
-// recovery and when MinIO froze.
-func freezeDuring(t *testing.T, c *cluster, target *node, id string) (*pb.Recovery, time.Time) {
+// freezeDuring starts a recovery of shardID onto target from source,
+// freezes MinIO once it has downloaded its first bytes, waits for it to
+// end and thaws MinIO. It returns the recovery, when MinIO froze and the
+// target's metrics from before the recovery.
+func freezeDuring(t *testing.T, c *cluster, target, source *node) (*pb.Recovery, time.Time, metrics) {
 	t.Helper()
+	before := scrape(t, target)
+	id := startRecovery(t, target, source.PeerAddr, nil)
 	waitFor(t, target, id, func(r *pb.Recovery) bool { return r.GetTotals().GetFromSnapshot().GetRecoveredBytes() > 0 })
 	c.minio.Pause()
 	defer c.minio.Resume() // also when the test fails
 	frozen := time.Now()
-	return waitRecovery(t, target, id), frozen
+	r := waitRecovery(t, target, id)
+	requireDone(t, r)
+	return r, frozen, before
 }
 
 // requireOneRepositoryFailure checks that the frozen repository cost the
@@ -79,11 +84,7 @@ func TestRepositoryFrozenDuringHybridPlan(t *testing.T) {
 	index(t, n1, 50, 2048, 5) // the newest segment comes from the source
 	flush(t, n1)
 	src := stateOf(t, n1, shardID)
-	before := scrape(t, n2)
-
-	id := startRecovery(t, n2, n1.PeerAddr, nil)
-	r, frozen := freezeDuring(t, c, n2, id)
-	requireDone(t, r)
+	r, frozen, before := freezeDuring(t, c, n2, n1)
 	requireKind(t, r, pb.PlanKind_PLAN_KIND_HYBRID)
 	if planned := len(r.GetPlan().GetFromSnapshot()); planned < 40 {
 		t.Fatalf("the hybrid plan downloads %d files; the test needs 40 or more", planned)
@@ -108,11 +109,7 @@ func TestRepositoryFrozenDuringSnapshotPlan(t *testing.T) {
 	n3 := c.node("n3", freezeNodeArgs()...)
 	failoverSegments(t, n1, n2, 4100, 41, true)
 	src := stateOf(t, n2, shardID)
-	before := scrape(t, n3)
-
-	id := startRecovery(t, n3, n2.PeerAddr, nil)
-	r, frozen := freezeDuring(t, c, n3, id)
-	requireDone(t, r)
+	r, frozen, before := freezeDuring(t, c, n3, n2)
 	requireKind(t, r, pb.PlanKind_PLAN_KIND_PEER)
 	if r.GetTotals().GetFromPeer().GetRecoveredBytes() != r.GetTotals().GetTotal().GetBytes() {
 		t.Fatalf("after the fallback every byte must come from the peer: %v", r.GetTotals())

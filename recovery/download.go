@@ -22,7 +22,11 @@ import (
 // (each streams up to Parallel files); a call waits only for other peer
 // calls, never for snapshot downloads.
 func (a *attempt) peerFetches(ctx context.Context, g *errgroup.Group, st *shardstore.Staging) func([]shardstore.FileMeta) {
-	calls := make(chan struct{}, max(a.m.cfg.Fetch.Parallel, 4))
+	parallel := a.m.cfg.Fetch.Parallel
+	if parallel <= 0 {
+		parallel = 4 // transfer's default
+	}
+	calls := make(chan struct{}, parallel)
 	return func(files []shardstore.FileMeta) {
 		g.Go(func() error {
 			select {
