@@ -65,6 +65,15 @@
 // attempt bounded by the idle timeout, so a source that restarts or a
 // network that drops for a moment does not fail a recovery outright.
 //
+// What cannot work is refused when it is asked for (Service): a source
+// address that is not host:port is InvalidArgument, and StartRecovery and
+// ExplainPlan open one TCP connection to the source (SourceProbeTimeout)
+// and answer Unavailable with the dial error when that fails, rather than
+// accepting a recovery that fails once the retry budget has passed. Only
+// that first contact is probed: a source that answered and goes away later
+// is retried within the budget. ListRecoveries refuses a stage that does
+// not exist.
+//
 // One recovery per shard runs at a time on a node; at most
 // Config.MaxConcurrent run at once and the others wait, visibly, in the
 // queued stage. A recovery whose source is at its limit of outgoing

@@ -3,6 +3,7 @@ package recovery
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -32,6 +33,9 @@ func (s *Service) StartRecovery(ctx context.Context, req *pb.StartRecoveryReques
 	if req.SourceAddress == "" {
 		return nil, transfer.Errorf(codes.InvalidArgument, 0, "source_address is required (host:port of the source node's peer listener)")
 	}
+	if err := s.checkSource(ctx, shard, req.RecoveryId, req.SourceAddress); err != nil {
+		return nil, err
+	}
 	sr := StartRequest{Shard: shard, Source: req.SourceAddress, ID: req.RecoveryId}
 	if o := req.Options; o != nil {
 		sr.UseSnapshots = o.UseSnapshots
@@ -53,6 +57,25 @@ func (s *Service) StartRecovery(ctx context.Context, req *pb.StartRecoveryReques
 	}
 	snap, _ := r.Snapshot()
 	return &pb.StartRecoveryResponse{Recovery: ToPB(snap, true)}, nil
+}
+
+// checkSource refuses a source address that is not host:port
+// (InvalidArgument) and a source that cannot be connected to now
+// (Unavailable, with the dial error), so that neither is accepted and then
+// reported failed once the retry budget has passed. A request for a
+// recovery of the shard that already runs is not probed: Start answers it
+// (the running one, or AlreadyExists).
+func (s *Service) checkSource(ctx context.Context, shard shardstore.ShardID, id, addr string) error {
+	if err := ValidateSourceAddress(addr); err != nil {
+		return transfer.Errorf(codes.InvalidArgument, 0, "source_address: %v", err)
+	}
+	if _, running := s.m.ActiveStagings()[shard]; running {
+		return nil
+	}
+	if err := ProbeSource(ctx, addr, SourceProbeTimeout); err != nil {
+		return transfer.Errorf(codes.Unavailable, pb.ErrorReason_SOURCE_UNREACHABLE, "%v; nothing was started: check the source node is up and source_address is its peer listener (--peer-addr), then try again", err)
+	}
+	return nil
 }
 
 func (s *Service) get(id string) (*Recovery, error) {
@@ -83,6 +106,9 @@ func (s *Service) ListRecoveries(ctx context.Context, req *pb.ListRecoveriesRequ
 	}
 	stages := map[pb.Stage]bool{}
 	for _, st := range req.Stages {
+		if !validStage(st) {
+			return nil, transfer.Errorf(codes.InvalidArgument, 0, "stages: %d is not a stage; use one of %s", int32(st), stageNames())
+		}
 		stages[st] = true
 	}
 	resp := &pb.ListRecoveriesResponse{}
@@ -140,6 +166,12 @@ func (s *Service) ExplainPlan(ctx context.Context, req *pb.ExplainPlanRequest) (
 	if err != nil {
 		return nil, transfer.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
 	}
+	if req.SourceAddress == "" {
+		return nil, transfer.Errorf(codes.InvalidArgument, 0, "source_address is required (host:port of the source node's peer listener)")
+	}
+	if err := s.checkSource(ctx, shard, "", req.SourceAddress); err != nil {
+		return nil, err
+	}
 	sr := StartRequest{Shard: shard, Source: req.SourceAddress}
 	if req.Options != nil {
 		sr.UseSnapshots = req.Options.UseSnapshots
@@ -150,7 +182,8 @@ func (s *Service) ExplainPlan(ctx context.Context, req *pb.ExplainPlanRequest) (
 		switch {
 		case errors.Is(err, shardstore.ErrInvalidName):
 			code = codes.InvalidArgument
-		case transfer.IsTransient(err):
+		case transfer.IsTransient(err), errors.Is(err, transfer.ErrRetriesExhausted):
+			// The source stopped answering while planning.
 			code = codes.Unavailable
 		}
 		return nil, transfer.Errorf(code, 0, "%v", err)
@@ -166,6 +199,27 @@ var stages = map[Stage]pb.Stage{
 }
 
 func stageToPB(s Stage) pb.Stage { return stages[s] }
+
+// validStage reports whether st is a stage a recovery can be in.
+func validStage(st pb.Stage) bool {
+	for _, v := range stages {
+		if v == st {
+			return true
+		}
+	}
+	return false
+}
+
+// stageNames lists the stages' wire names, in order.
+func stageNames() string {
+	var names []string
+	for v := range int32(len(pb.Stage_name)) {
+		if validStage(pb.Stage(v)) {
+			names = append(names, pb.Stage(v).String())
+		}
+	}
+	return strings.Join(names, ", ")
+}
 
 var kinds = map[planner.Kind]pb.PlanKind{
 	planner.KindOpsOnly: pb.PlanKind_PLAN_KIND_OPS_ONLY, planner.KindPeer: pb.PlanKind_PLAN_KIND_PEER,

@@ -84,6 +84,12 @@ const (
 	ErrorReason_SNAPSHOT_NOT_FOUND ErrorReason = 11
 	// Unavailable: the snapshot repository could not be read or written.
 	ErrorReason_REPOSITORY_UNAVAILABLE ErrorReason = 12
+	// Unavailable: the source node of a recovery could not be connected to
+	// (the message holds the dial error); nothing was started.
+	ErrorReason_SOURCE_UNREACHABLE ErrorReason = 13
+	// ResourceExhausted: the caller holds as many retention leases on the
+	// shard as the source allows one holder.
+	ErrorReason_TOO_MANY_LEASES ErrorReason = 14
 )
 
 // Enum value maps for ErrorReason.
@@ -102,6 +108,8 @@ var (
 		10: "RECOVERY_RUNNING",
 		11: "SNAPSHOT_NOT_FOUND",
 		12: "REPOSITORY_UNAVAILABLE",
+		13: "SOURCE_UNREACHABLE",
+		14: "TOO_MANY_LEASES",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED": 0,
@@ -117,6 +125,8 @@ var (
 		"RECOVERY_RUNNING":         10,
 		"SNAPSHOT_NOT_FOUND":       11,
 		"REPOSITORY_UNAVAILABLE":   12,
+		"SOURCE_UNREACHABLE":       13,
+		"TOO_MANY_LEASES":          14,
 	}
 )
 
@@ -5917,7 +5927,7 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x0ePromoteRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\"@\n" +
 	"\x0fPromoteResponse\x12-\n" +
-	"\x05stats\x18\x01 \x01(\v2\x17.recoverd.v1.ShardStatsR\x05stats*\xa7\x02\n" +
+	"\x05stats\x18\x01 \x01(\v2\x17.recoverd.v1.ShardStatsR\x05stats*\xd4\x02\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rOPS_COMPACTED\x10\x01\x12\x0e\n" +
@@ -5933,7 +5943,9 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x10RECOVERY_RUNNING\x10\n" +
 	"\x12\x16\n" +
 	"\x12SNAPSHOT_NOT_FOUND\x10\v\x12\x1a\n" +
-	"\x16REPOSITORY_UNAVAILABLE\x10\f*Z\n" +
+	"\x16REPOSITORY_UNAVAILABLE\x10\f\x12\x16\n" +
+	"\x12SOURCE_UNREACHABLE\x10\r\x12\x13\n" +
+	"\x0fTOO_MANY_LEASES\x10\x0e*Z\n" +
 	"\x06OpKind\x12\x17\n" +
 	"\x13OP_KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rOP_KIND_INDEX\x10\x01\x12\x12\n" +

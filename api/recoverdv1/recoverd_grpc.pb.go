@@ -66,11 +66,14 @@ type RecoveryServiceClient interface {
 	// or later); follow it with WatchRecovery. With options.dry_run it only
 	// plans and returns a recovery in stage DONE holding the plan.
 	// AlreadyExists (reason RECOVERY_RUNNING) while another recovery of the
-	// same shard runs on this node.
+	// same shard runs on this node. InvalidArgument when source_address is
+	// not host:port; Unavailable (reason SOURCE_UNREACHABLE) when the source
+	// cannot be connected to now: nothing is started either way.
 	StartRecovery(ctx context.Context, in *StartRecoveryRequest, opts ...grpc.CallOption) (*StartRecoveryResponse, error)
 	// GetRecovery returns one recovery, running or finished.
 	GetRecovery(ctx context.Context, in *GetRecoveryRequest, opts ...grpc.CallOption) (*GetRecoveryResponse, error)
 	// ListRecoveries returns the recoveries this node knows, newest first.
+	// InvalidArgument for a stage that does not exist.
 	ListRecoveries(ctx context.Context, in *ListRecoveriesRequest, opts ...grpc.CallOption) (*ListRecoveriesResponse, error)
 	// CancelRecovery stops a recovery: no fallback runs, staging is removed.
 	// Cancelling a finished recovery is not an error; it returns it as it is.
@@ -82,6 +85,7 @@ type RecoveryServiceClient interface {
 	WatchRecovery(ctx context.Context, in *WatchRecoveryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRecoveryResponse], error)
 	// ExplainPlan computes the plan a StartRecovery would run now, without
 	// running it; reasons say why every option was taken or rejected.
+	// InvalidArgument and Unavailable as StartRecovery.
 	ExplainPlan(ctx context.Context, in *ExplainPlanRequest, opts ...grpc.CallOption) (*ExplainPlanResponse, error)
 }
 
@@ -173,11 +177,14 @@ type RecoveryServiceServer interface {
 	// or later); follow it with WatchRecovery. With options.dry_run it only
 	// plans and returns a recovery in stage DONE holding the plan.
 	// AlreadyExists (reason RECOVERY_RUNNING) while another recovery of the
-	// same shard runs on this node.
+	// same shard runs on this node. InvalidArgument when source_address is
+	// not host:port; Unavailable (reason SOURCE_UNREACHABLE) when the source
+	// cannot be connected to now: nothing is started either way.
 	StartRecovery(context.Context, *StartRecoveryRequest) (*StartRecoveryResponse, error)
 	// GetRecovery returns one recovery, running or finished.
 	GetRecovery(context.Context, *GetRecoveryRequest) (*GetRecoveryResponse, error)
 	// ListRecoveries returns the recoveries this node knows, newest first.
+	// InvalidArgument for a stage that does not exist.
 	ListRecoveries(context.Context, *ListRecoveriesRequest) (*ListRecoveriesResponse, error)
 	// CancelRecovery stops a recovery: no fallback runs, staging is removed.
 	// Cancelling a finished recovery is not an error; it returns it as it is.
@@ -189,6 +196,7 @@ type RecoveryServiceServer interface {
 	WatchRecovery(*WatchRecoveryRequest, grpc.ServerStreamingServer[WatchRecoveryResponse]) error
 	// ExplainPlan computes the plan a StartRecovery would run now, without
 	// running it; reasons say why every option was taken or rejected.
+	// InvalidArgument and Unavailable as StartRecovery.
 	ExplainPlan(context.Context, *ExplainPlanRequest) (*ExplainPlanResponse, error)
 	mustEmbedUnimplementedRecoveryServiceServer()
 }

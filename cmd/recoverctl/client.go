@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/transfer"
 )
 
 // Exit codes scripts can rely on.
@@ -45,6 +46,11 @@ func rpcError(err error) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
+		if transfer.Reason(err) != pb.ErrorReason_ERROR_REASON_UNSPECIFIED {
+			// The daemon answered: what it needs (a source, the
+			// repository) is unavailable, not the daemon.
+			return fmt.Errorf("unavailable: %s", st.Message())
+		}
 		return exitError{exitUnreachable, fmt.Errorf("daemon unreachable: %s (is recoverd running? check --addr)", st.Message())}
 	case codes.Unauthenticated, codes.PermissionDenied:
 		return exitError{exitUnreachable, fmt.Errorf("refused by the daemon: %s (check --token-file and TLS flags)", st.Message())}
