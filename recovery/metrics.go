@@ -1,6 +1,7 @@
 package recovery
 
 import (
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,11 +53,50 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		replans: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "recoverd_replans_total", Help: "Recoveries planned again, by cause (lease lost, ops compacted, pin lost)."}, []string{"cause"}),
 	}
+	m.initLabels()
 	if reg != nil {
 		reg.MustRegister(m.started, m.finished, m.inFlight, m.queued, m.duration, m.bytes, m.opsReplayed,
 			m.fallbacks, m.throttleWait, m.retries, m.downloadErrors, m.replans)
 	}
 	return m
+}
+
+// The label values the node knows in advance. Every series they make
+// exists from the first scrape at zero, so that rates and alerts on them
+// work before the first event (an absent series is not a zero rate).
+var (
+	metricKinds    = []string{"ops-only", "peer", "snapshot", "hybrid"} // planner.Kind of plans that run
+	metricEarly    = []string{"refused", "none"}                        // refused by the planner, or ended before planning
+	metricResults  = []string{string(StageDone), string(StageFailed), string(StageCancelled)}
+	metricSources  = []string{"peer", "snapshot", "reused"}
+	fallbackCauses = []string{"checksum", "not_found", "unavailable", "deadline", "other"} // fallbackCause
+	retryCauses    = []string{"source_call", "lease_renewal", "peer_stream", "ops_stream"}
+	replanCauses   = []string{"lease_lost", "ops_compacted", "pin_lost", "other"} // causeOf
+)
+
+// initLabels creates every known series at zero.
+func (m *Metrics) initLabels() {
+	for _, k := range append(append([]string{}, metricKinds...), metricEarly...) {
+		m.started.WithLabelValues(k)
+		m.duration.WithLabelValues(k)
+		for _, r := range metricResults {
+			if r != string(StageDone) || !slices.Contains(metricEarly, k) {
+				m.finished.WithLabelValues(k, r)
+			}
+		}
+	}
+	for _, s := range metricSources {
+		m.bytes.WithLabelValues(s)
+	}
+	for _, c := range fallbackCauses {
+		m.fallbacks.WithLabelValues(c)
+	}
+	for _, c := range retryCauses {
+		m.retries.WithLabelValues(c)
+	}
+	for _, c := range replanCauses {
+		m.replans.WithLabelValues(c)
+	}
 }
 
 func (m *Metrics) observeFinished(kind string, stage Stage, d time.Duration) {

@@ -222,7 +222,14 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	go func() { defer close(sweepDone); sweeper.Run(sweepCtx, cfg.CleanupInterval) }()
 	defer func() { stopSweep(); <-sweepDone }()
 
-	healthSrv := health.NewServer()
+	// Health answers per service ("" is the whole listener): each listener
+	// names the services it serves.
+	healthSrv, peerHealth := health.NewServer(), health.NewServer()
+	for _, name := range []string{pb.RecoveryService_ServiceDesc.ServiceName, pb.SnapshotService_ServiceDesc.ServiceName,
+		pb.ShardService_ServiceDesc.ServiceName} {
+		healthSrv.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	peerHealth.SetServingStatus(pb.PeerService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	control := grpc.NewServer(append(append(transfer.ServerOptions(), sec.controlCreds()), sec.interceptors()...)...)
 	pb.RegisterRecoveryServiceServer(control, recovery.NewService(mgr))
 	pb.RegisterSnapshotServiceServer(control, snapSvc)
@@ -231,7 +238,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	reflection.Register(control)
 	peer := grpc.NewServer(append(append(transfer.ServerOptions(), sec.peerCreds()), sec.peerInterceptors()...)...)
 	pb.RegisterPeerServiceServer(peer, peerSrv)
-	healthpb.RegisterHealthServer(peer, healthSrv)
+	healthpb.RegisterHealthServer(peer, peerHealth)
 
 	var ready atomic.Bool
 	mux := http.NewServeMux()
@@ -288,6 +295,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	}
 	ready.Store(false)
 	healthSrv.Shutdown()
+	peerHealth.Shutdown()
 	mgr.Close()
 	stopGracefully(control, 10*time.Second)
 	stopGracefully(peer, 10*time.Second)
