@@ -18,10 +18,22 @@ type RetentionLease struct {
 	RetainingSeqNo SeqNo     `json:"retaining_seqno"`
 	Source         string    `json:"source"`
 	Timestamp      time.Time `json:"timestamp"`
+	// Holder is the authenticated identity that took the lease through
+	// the peer API (a node id); only it may renew or release the lease.
+	// Empty for a lease taken without authentication.
+	Holder string `json:"holder,omitempty"`
 }
 
-// ErrLeaseExists is returned by Add for an id already held.
-var ErrLeaseExists = errors.New("seqno: retention lease already exists")
+var (
+	// ErrLeaseExists is returned by Add for an id already held.
+	ErrLeaseExists = errors.New("seqno: retention lease already exists")
+	// ErrNotHolder is returned when a caller renews or releases a lease
+	// another holder took.
+	ErrNotHolder = errors.New("seqno: retention lease held by another holder")
+	// ErrTooManyLeases is returned by AddHeld when the holder already
+	// holds as many leases on the shard as allowed.
+	ErrTooManyLeases = errors.New("seqno: too many retention leases for one holder")
+)
 
 // Leases is the durable set of retention leases of one shard. Every change
 // is written to its file before the call returns. It is safe for concurrent
@@ -122,19 +134,72 @@ func (l *Leases) Add(id string, retaining SeqNo, source string) (RetentionLease,
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.addLocked(id, retaining, source, "")
+}
+
+func (l *Leases) addLocked(id string, retaining SeqNo, source, holder string) (RetentionLease, error) {
 	if old, ok := l.leases[id]; ok && !l.expiredLocked(old) {
 		return RetentionLease{}, fmt.Errorf("%w: %s", ErrLeaseExists, id)
 	}
 	if f := l.floor; retaining < f {
 		return RetentionLease{}, fmt.Errorf("%w: lease %s wants ops from %v, retained from %v", ErrCompacted, id, retaining, f)
 	}
-	le := RetentionLease{ID: id, RetainingSeqNo: retaining, Source: source, Timestamp: l.now()}
+	le := RetentionLease{ID: id, RetainingSeqNo: retaining, Source: source, Timestamp: l.now(), Holder: holder}
+	prev, had := l.leases[id]
 	l.leases[id] = le
 	if err := l.persistLocked(); err != nil {
 		delete(l.leases, id)
+		if had {
+			l.leases[id] = prev
+		}
 		return RetentionLease{}, err
 	}
 	return le, nil
+}
+
+// AddHeld is Add for a holder: the lease records it, and the holder may
+// hold at most max live leases of the set (max <= 0: no bound). A lease
+// whose id is taken but expired is replaced, whoever held it.
+func (l *Leases) AddHeld(id string, retaining SeqNo, source, holder string, max int) (RetentionLease, error) {
+	if id == "" {
+		return RetentionLease{}, errors.New("seqno: lease id must not be empty")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if max > 0 {
+		n := 0
+		for _, le := range l.leases {
+			if le.Holder == holder && le.ID != id && !l.expiredLocked(le) {
+				n++
+			}
+		}
+		if n >= max {
+			return RetentionLease{}, fmt.Errorf("%w: %q holds %d leases here, the most one holder may", ErrTooManyLeases, holder, n)
+		}
+	}
+	return l.addLocked(id, retaining, source, holder)
+}
+
+// RenewHeld is Renew for a holder: a live lease another holder took
+// answers ErrNotHolder and is left as it is.
+func (l *Leases) RenewHeld(id, holder string, retaining SeqNo) (RetentionLease, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if le, ok := l.leases[id]; ok && le.Holder != holder && !l.expiredLocked(le) {
+		return RetentionLease{}, fmt.Errorf("%w: lease %s", ErrNotHolder, id)
+	}
+	return l.renewLocked(id, retaining)
+}
+
+// RemoveHeld is Remove for a holder: a live lease another holder took
+// answers ErrNotHolder and stays. An expired one may be removed by anyone.
+func (l *Leases) RemoveHeld(id, holder string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if le, ok := l.leases[id]; ok && le.Holder != holder && !l.expiredLocked(le) {
+		return fmt.Errorf("%w: lease %s", ErrNotHolder, id)
+	}
+	return l.removeLocked(id)
 }
 
 // Renew refreshes a lease's timestamp and may raise its retaining seqno (never
@@ -142,6 +207,10 @@ func (l *Leases) Add(id string, retaining SeqNo, source string) (RetentionLease,
 func (l *Leases) Renew(id string, retaining SeqNo) (RetentionLease, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.renewLocked(id, retaining)
+}
+
+func (l *Leases) renewLocked(id string, retaining SeqNo) (RetentionLease, error) {
 	le, ok := l.leases[id]
 	if !ok {
 		return RetentionLease{}, fmt.Errorf("%w: %s is not held", ErrLeaseLost, id)
@@ -169,6 +238,10 @@ func (l *Leases) Renew(id string, retaining SeqNo) (RetentionLease, error) {
 func (l *Leases) Remove(id string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.removeLocked(id)
+}
+
+func (l *Leases) removeLocked(id string) error {
 	prev, ok := l.leases[id]
 	if !ok {
 		return nil

@@ -15,7 +15,19 @@
 // releases it, so a target that crashes or is partitioned away never leaks
 // a pin, and a closed PeerServer leaves nothing running. Releasing a pin a
 // stream still reads from only takes effect when that stream ends. The
-// number of pins is bounded (ResourceExhausted, reason TOO_MANY_PINS).
+// number of pins is bounded, on the node and per holder (ResourceExhausted,
+// reason TOO_MANY_PINS).
+//
+// # Holders
+//
+// The holder of a pin or lease is the caller's authenticated identity
+// (PeerIdentity: the node id of its certificate, see identity.go), not
+// what the request says. Only the holder may renew or release a pin, or
+// read under it, and renew or release a lease (PermissionDenied otherwise;
+// seqno.ErrNotHolder); a lease records its holder durably. One holder
+// holds at most PeerServerConfig.MaxPinsPerHolder pins and
+// MaxLeasesPerHolder leases per shard (TOO_MANY_LEASES). Without
+// authentication every caller is the one anonymous holder.
 // KeepPin renews a pin every TTL/3 until its caller is done with it (one
 // keeper, KeepAlive, serves pins and leases alike); FetchFiles runs it
 // while it runs unless the caller keeps the pin itself (FetchOptions.PinKept),

@@ -99,6 +99,10 @@ func ToStatus(err error) error {
 		return Errorf(codes.NotFound, pb.ErrorReason_LEASE_LOST, "%s: re-plan the recovery", msg)
 	case errors.Is(err, seqno.ErrLeaseExists):
 		return Errorf(codes.AlreadyExists, pb.ErrorReason_LEASE_EXISTS, "%s: use another lease id or release it", msg)
+	case errors.Is(err, seqno.ErrNotHolder):
+		return status.Error(codes.PermissionDenied, msg+": only the holder that took it may renew or release it")
+	case errors.Is(err, seqno.ErrTooManyLeases):
+		return Errorf(codes.ResourceExhausted, pb.ErrorReason_TOO_MANY_LEASES, "%s: release one, or retry once one expired", msg)
 	case errors.Is(err, ErrHistoryMismatch):
 		return Errorf(codes.FailedPrecondition, pb.ErrorReason_HISTORY_MISMATCH, "%s", msg)
 	case errors.Is(err, ErrPinNotFound):
@@ -144,7 +148,7 @@ func (e *RemoteError) Reason() pb.ErrorReason { return e.reason }
 
 // FromStatus turns a status error from a peer into a *RemoteError wrapping
 // the matching sentinel (seqno.ErrCompacted, seqno.ErrLeaseLost,
-// seqno.ErrLeaseExists, ErrPinNotFound, ErrHistoryMismatch,
+// seqno.ErrLeaseExists, seqno.ErrTooManyLeases, ErrPinNotFound, ErrHistoryMismatch,
 // shardstore.ErrNotFound). Other errors are returned unchanged.
 func FromStatus(err error) error {
 	if err == nil {
@@ -166,6 +170,8 @@ func FromStatus(err error) error {
 		e.sentinel = seqno.ErrLeaseLost
 	case pb.ErrorReason_LEASE_EXISTS:
 		e.sentinel = seqno.ErrLeaseExists
+	case pb.ErrorReason_TOO_MANY_LEASES:
+		e.sentinel = seqno.ErrTooManyLeases
 	case pb.ErrorReason_PIN_NOT_FOUND:
 		e.sentinel = ErrPinNotFound
 	case pb.ErrorReason_HISTORY_MISMATCH:

@@ -43,8 +43,14 @@ type PeerServerConfig struct {
 	// (default 10 minutes). A client may not ask for less than
 	// min(PinTTL, 1s).
 	PinTTL, MaxPinTTL time.Duration
-	// MaxPins bounds the pins held at once (default 256).
-	MaxPins int
+	// MaxPins bounds the pins held at once (default 256);
+	// MaxPinsPerHolder bounds those one holder (a node, see identity.go)
+	// holds (default MaxPins).
+	MaxPins, MaxPinsPerHolder int
+	// MaxLeasesPerHolder bounds the live retention leases one holder holds
+	// on one shard (default 16): a node runs one recovery of a shard at a
+	// time, plus leases of attempts cut short until they expire.
+	MaxLeasesPerHolder int
 	// OpBatchSize is the ops per batch when the client asks for none
 	// (default 1000); OpBatchBytes ends a batch early (default 1 MiB).
 	OpBatchSize, OpBatchBytes int
@@ -59,6 +65,7 @@ const (
 	defaultPinTTL       = time.Minute
 	defaultMaxPinTTL    = 10 * time.Minute
 	defaultMaxPins      = 256
+	defaultMaxLeases    = 16
 	defaultOpBatchSize  = 1000
 	defaultOpBatchBytes = 1 << 20
 	maxOpBatchSize      = 100000
@@ -78,6 +85,12 @@ func (c *PeerServerConfig) defaults() {
 	c.MaxPinTTL = max(c.MaxPinTTL, c.PinTTL)
 	if c.MaxPins <= 0 {
 		c.MaxPins = defaultMaxPins
+	}
+	if c.MaxPinsPerHolder <= 0 || c.MaxPinsPerHolder > c.MaxPins {
+		c.MaxPinsPerHolder = c.MaxPins
+	}
+	if c.MaxLeasesPerHolder <= 0 {
+		c.MaxLeasesPerHolder = defaultMaxLeases
 	}
 	if c.OpBatchSize <= 0 {
 		c.OpBatchSize = defaultOpBatchSize
@@ -141,7 +154,8 @@ type PeerServer struct {
 type pin struct {
 	id      string
 	shard   shardstore.ShardID
-	holder  string
+	holder  string // the label the client gave, for logs
+	owner   string // the authenticated caller that took it (PeerIdentity)
 	ref     *shardstore.CommitRef
 	ttl     time.Duration
 	expires time.Time   // valid while streams == 0
@@ -268,7 +282,7 @@ func (p *pin) pb() *pb.Pin {
 }
 
 // PinCommit implements PeerService.
-func (s *PeerServer) PinCommit(_ context.Context, req *pb.PinCommitRequest) (*pb.PinCommitResponse, error) {
+func (s *PeerServer) PinCommit(ctx context.Context, req *pb.PinCommitRequest) (*pb.PinCommitResponse, error) {
 	sh, id, err := s.shard(req.GetShard())
 	if err != nil {
 		return nil, err
@@ -295,19 +309,42 @@ func (s *PeerServer) PinCommit(_ context.Context, req *pb.PinCommitRequest) (*pb
 		return nil, Errorf(codes.ResourceExhausted, pb.ErrorReason_TOO_MANY_PINS,
 			"this node holds %d commit pins, its limit; retry later", s.cfg.MaxPins)
 	}
+	owner := PeerIdentity(ctx)
+	if n := s.pinsOfLocked(owner); n >= s.cfg.MaxPinsPerHolder {
+		s.mu.Unlock()
+		return nil, Errorf(codes.ResourceExhausted, pb.ErrorReason_TOO_MANY_PINS,
+			"%s holds %d commit pins on this node, the most one holder may; release one or retry later", holderName(owner), n)
+	}
 	ref, err := sh.AcquireCommit()
 	if err != nil {
 		s.mu.Unlock()
 		return nil, ToStatus(err)
 	}
-	p := &pin{id: uuid.NewString(), shard: id, holder: req.Holder, ref: ref, ttl: ttl, expires: time.Now().Add(ttl)}
+	p := &pin{id: uuid.NewString(), shard: id, holder: req.Holder, owner: owner, ref: ref, ttl: ttl, expires: time.Now().Add(ttl)}
 	p.timer = time.AfterFunc(ttl, func() { s.expire(p) })
 	s.pins[p.id] = p
 	resp := &pb.PinCommitResponse{Pin: p.pb()}
 	s.mu.Unlock()
 	resp.Info = s.info(sh, ref.Metadata())
-	s.log.Debug("commit pinned", "pin", p.id, "shard", id.String(), "generation", ref.Metadata().Generation, "holder", p.holder, "ttl", ttl)
+	s.log.Debug("commit pinned", "pin", p.id, "shard", id.String(), "generation", ref.Metadata().Generation, "holder", p.holder, "owner", owner, "ttl", ttl)
 	return resp, nil
+}
+
+// pinsOfLocked counts the pins owner holds.
+func (s *PeerServer) pinsOfLocked(owner string) int {
+	n := 0
+	for _, p := range s.pins {
+		if p.owner == owner {
+			n++
+		}
+	}
+	return n
+}
+
+// notOwner refuses a call on a pin another holder took.
+func notOwner(p *pin, caller string) error {
+	return status.Errorf(codes.PermissionDenied, "commit pin %s is held by %s, not %s: only the holder that took it may renew, release or read under it",
+		p.id, holderName(p.owner), holderName(caller))
 }
 
 // expire runs when a pin's timer fires: it releases the pin if it is idle
@@ -344,7 +381,7 @@ func pinNotFound(id string) error {
 }
 
 // RenewPin implements PeerService.
-func (s *PeerServer) RenewPin(_ context.Context, req *pb.RenewPinRequest) (*pb.RenewPinResponse, error) {
+func (s *PeerServer) RenewPin(ctx context.Context, req *pb.RenewPinRequest) (*pb.RenewPinResponse, error) {
 	if req.PinId == "" {
 		return nil, invalid("pin_id is required")
 	}
@@ -354,17 +391,24 @@ func (s *PeerServer) RenewPin(_ context.Context, req *pb.RenewPinRequest) (*pb.R
 	if p == nil {
 		return nil, pinNotFound(req.PinId)
 	}
+	if caller := PeerIdentity(ctx); p.owner != caller {
+		return nil, notOwner(p, caller)
+	}
 	p.expires = time.Now().Add(p.ttl)
 	return &pb.RenewPinResponse{Pin: p.pb()}, nil
 }
 
 // ReleasePin implements PeerService.
-func (s *PeerServer) ReleasePin(_ context.Context, req *pb.ReleasePinRequest) (*pb.ReleasePinResponse, error) {
+func (s *PeerServer) ReleasePin(ctx context.Context, req *pb.ReleasePinRequest) (*pb.ReleasePinResponse, error) {
 	if req.PinId == "" {
 		return nil, invalid("pin_id is required")
 	}
 	s.mu.Lock()
 	p := s.pins[req.PinId]
+	if caller := PeerIdentity(ctx); p != nil && p.owner != caller {
+		s.mu.Unlock()
+		return nil, notOwner(p, caller)
+	}
 	release := false
 	if p != nil {
 		delete(s.pins, p.id)
@@ -383,12 +427,15 @@ func (s *PeerServer) ReleasePin(_ context.Context, req *pb.ReleasePinRequest) (*
 
 // usePin registers a stream reading under a pin; done must be called when
 // the stream ends.
-func (s *PeerServer) usePin(pinID string, shard shardstore.ShardID) (*pin, func(), error) {
+func (s *PeerServer) usePin(ctx context.Context, pinID string, shard shardstore.ShardID) (*pin, func(), error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.pins[pinID]
 	if p == nil {
 		return nil, nil, pinNotFound(pinID)
+	}
+	if caller := PeerIdentity(ctx); p.owner != caller {
+		return nil, nil, notOwner(p, caller)
 	}
 	if p.shard != shard {
 		return nil, nil, invalid("commit pin %q holds shard %s, not %s", pinID, p.shard, shard)
@@ -423,7 +470,7 @@ func (s *PeerServer) FetchFile(req *pb.FetchFileRequest, stream pb.PeerService_F
 	if err := shardstore.ValidateName(req.Name); err != nil {
 		return invalid("file name: %v", err)
 	}
-	p, done, err := s.usePin(req.PinId, id)
+	p, done, err := s.usePin(stream.Context(), req.PinId, id)
 	if err != nil {
 		return err
 	}
@@ -639,7 +686,7 @@ func (s *PeerServer) leaseResp(sh *shardstore.Shard, l seqno.RetentionLease) *pb
 }
 
 // AcquireLease implements PeerService.
-func (s *PeerServer) AcquireLease(_ context.Context, req *pb.AcquireLeaseRequest) (*pb.AcquireLeaseResponse, error) {
+func (s *PeerServer) AcquireLease(ctx context.Context, req *pb.AcquireLeaseRequest) (*pb.AcquireLeaseResponse, error) {
 	sh, id, err := s.shard(req.GetShard())
 	if err != nil {
 		return nil, err
@@ -653,16 +700,16 @@ func (s *PeerServer) AcquireLease(_ context.Context, req *pb.AcquireLeaseRequest
 	if len(req.Source) > shardstore.MaxNameLen {
 		return nil, invalid("lease source is %d bytes long, at most %d allowed", len(req.Source), shardstore.MaxNameLen)
 	}
-	l, err := sh.Leases().Add(req.LeaseId, seqno.SeqNo(req.RetainingSeqno), req.Source)
+	l, err := sh.Leases().AddHeld(req.LeaseId, seqno.SeqNo(req.RetainingSeqno), req.Source, PeerIdentity(ctx), s.cfg.MaxLeasesPerHolder)
 	if err != nil {
 		return nil, ToStatus(fmt.Errorf("shard %s: %w", id, err))
 	}
-	s.log.Debug("retention lease acquired", "shard", id.String(), "lease", l.ID, "retaining", l.RetainingSeqNo, "source", l.Source)
+	s.log.Debug("retention lease acquired", "shard", id.String(), "lease", l.ID, "retaining", l.RetainingSeqNo, "source", l.Source, "holder", l.Holder)
 	return &pb.AcquireLeaseResponse{Lease: s.leaseResp(sh, l)}, nil
 }
 
 // RenewLease implements PeerService.
-func (s *PeerServer) RenewLease(_ context.Context, req *pb.RenewLeaseRequest) (*pb.RenewLeaseResponse, error) {
+func (s *PeerServer) RenewLease(ctx context.Context, req *pb.RenewLeaseRequest) (*pb.RenewLeaseResponse, error) {
 	sh, id, err := s.shard(req.GetShard())
 	if err != nil {
 		return nil, err
@@ -684,7 +731,7 @@ func (s *PeerServer) RenewLease(_ context.Context, req *pb.RenewLeaseRequest) (*
 	}
 	// An unknown or expired lease answers ErrLeaseLost (and an expired one
 	// is dropped durably), whatever the seqno.
-	l, err := sh.Leases().Renew(req.LeaseId, retaining)
+	l, err := sh.Leases().RenewHeld(req.LeaseId, PeerIdentity(ctx), retaining)
 	if err != nil {
 		return nil, ToStatus(fmt.Errorf("shard %s: %w", id, err))
 	}
@@ -701,7 +748,7 @@ func findLease(ls []seqno.RetentionLease, id string) (seqno.RetentionLease, bool
 }
 
 // ReleaseLease implements PeerService.
-func (s *PeerServer) ReleaseLease(_ context.Context, req *pb.ReleaseLeaseRequest) (*pb.ReleaseLeaseResponse, error) {
+func (s *PeerServer) ReleaseLease(ctx context.Context, req *pb.ReleaseLeaseRequest) (*pb.ReleaseLeaseResponse, error) {
 	sh, id, err := s.shard(req.GetShard())
 	if err != nil {
 		return nil, err
@@ -709,7 +756,7 @@ func (s *PeerServer) ReleaseLease(_ context.Context, req *pb.ReleaseLeaseRequest
 	if err := shardstore.ValidateName(req.LeaseId); err != nil {
 		return nil, invalid("lease_id: %v", err)
 	}
-	if err := sh.Leases().Remove(req.LeaseId); err != nil {
+	if err := sh.Leases().RemoveHeld(req.LeaseId, PeerIdentity(ctx)); err != nil {
 		return nil, ToStatus(fmt.Errorf("shard %s: release lease %s: %w", id, req.LeaseId, err))
 	}
 	return &pb.ReleaseLeaseResponse{}, nil

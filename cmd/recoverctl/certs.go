@@ -14,12 +14,15 @@ import (
 	"io/fs"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/recoverd/recoverd/transfer"
 )
 
 // certs: a throw-away cluster CA, node and client certificates and a bearer
@@ -71,13 +74,18 @@ func newCertsCmd(g *globalFlags) *cobra.Command {
   ca.pem, ca-key.pem                a cluster CA (ECDSA P-256)
   <node>.pem, <node>-key.pem        per node: a certificate for both server and
                                     client auth (mutual TLS between peers), with
-                                    SANs 127.0.0.1, ::1, localhost and the node name
-  recoverctl.pem, recoverctl-key.pem a client certificate for recoverctl
+                                    SANs 127.0.0.1, ::1, localhost and the node name,
+                                    marked as a node's by the URI SAN
+                                    recoverd://node/<node>
+  recoverctl.pem, recoverctl-key.pem a client certificate for recoverctl (an
+                                    operator's: without the node mark, so the
+                                    peer API refuses it)
   token                             a random 32-byte bearer token, hex
 
 Keys and the token are written 0600. Existing files are never overwritten
 unless --force. This is for tests and demos: a production cluster takes its
-certificates from its own PKI.`,
+certificates from its own PKI, which must mark node certificates with the
+URI SAN recoverd://node/<node-id> (the peer API accepts only those).`,
 		Example: `  recoverctl certs --out /tmp/pki --nodes n1,n2,n3
   recoverctl certs --out /tmp/pki --nodes n1,n2 --days 7 --force
   recoverd --data /tmp/n1 --node-id n1 --tls-cert /tmp/pki/n1.pem --tls-key /tmp/pki/n1-key.pem \
@@ -210,7 +218,7 @@ func certsGenerate(dir string, nodes []string, days int, now time.Time) (*certsO
 	res.CA = add("ca.pem", 0o644, "cluster CA certificate", certsPEM("CERTIFICATE", caDER))
 	add("ca-key.pem", 0o600, "cluster CA key (keep it, or delete it once the certificates are made)", caKeyPEM)
 
-	leaf := func(cn string, usages []x509.ExtKeyUsage, dns []string, ips []net.IP) (certPEM, keyPEM []byte, err error) {
+	leaf := func(cn string, usages []x509.ExtKeyUsage, dns []string, ips []net.IP, uris []*url.URL) (certPEM, keyPEM []byte, err error) {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			return nil, nil, err
@@ -229,6 +237,7 @@ func certsGenerate(dir string, nodes []string, days int, now time.Time) (*certsO
 			BasicConstraintsValid: true,
 			DNSNames:              dns,
 			IPAddresses:           ips,
+			URIs:                  uris,
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 		if err != nil {
@@ -247,22 +256,22 @@ func certsGenerate(dir string, nodes []string, days int, now time.Time) (*certsO
 		} else if n != "localhost" {
 			dns = append(dns, n)
 		}
-		c, k, err := leaf(n, both, dns, ips)
+		c, k, err := leaf(n, both, dns, ips, []*url.URL{transfer.NodeURI(n)})
 		if err != nil {
 			return nil, err
 		}
 		res.Nodes = append(res.Nodes, certsNode{
 			Name: n,
-			Cert: add(n+".pem", 0o644, "node "+n+": server and client certificate", c),
+			Cert: add(n+".pem", 0o644, "node "+n+": server and client certificate, marked "+transfer.NodeURI(n).String(), c),
 			Key:  add(n+"-key.pem", 0o600, "node "+n+": key", k),
 		})
 	}
-	c, k, err := leaf("recoverctl", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil, nil)
+	c, k, err := leaf("recoverctl", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil, nil, nil)
 	if err != nil {
 		return nil, err
 	}
 	res.Client = certsNode{Name: "recoverctl",
-		Cert: add("recoverctl.pem", 0o644, "recoverctl: client certificate", c),
+		Cert: add("recoverctl.pem", 0o644, "recoverctl: operator client certificate (not accepted on the peer API)", c),
 		Key:  add("recoverctl-key.pem", 0o600, "recoverctl: key", k),
 	}
 

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/recoverd/recoverd/transfer"
 )
 
 func ctLoad(t *testing.T, dir, name string) (tls.Certificate, *x509.Certificate) {
@@ -52,6 +54,9 @@ func TestCertsGenerateVerify(t *testing.T) {
 				}
 			}
 		}
+		if id, ok := transfer.NodeID(leaf); !ok || id != n {
+			t.Errorf("%s is not marked as node %s: URIs %v", n, n, leaf.URIs)
+		}
 		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "other.example"}); err == nil {
 			t.Errorf("%s verifies for another host", n)
 		}
@@ -62,6 +67,9 @@ func TestCertsGenerateVerify(t *testing.T) {
 	_, client := ctLoad(t, dir, "recoverctl")
 	if _, err := client.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Errorf("client certificate: %v", err)
+	}
+	if id, ok := transfer.NodeID(client); ok {
+		t.Errorf("the operator certificate is marked as node %s", id)
 	}
 	if client.Subject.CommonName != "recoverctl" {
 		t.Errorf("client CN %q", client.Subject.CommonName)

@@ -36,6 +36,8 @@ type Config struct {
 
 	MaxRecoveries        int
 	MaxOutgoing          int
+	MaxPinsPerHolder     int
+	MaxLeasesPerHolder   int
 	MaxSnapshotDownloads int
 	Throttle             int64
 	ChunkSize            int64
@@ -69,7 +71,7 @@ func defaultConfig() Config {
 	return Config{
 		NodeID: host, GRPCAddr: "127.0.0.1:7400", PeerAddr: "127.0.0.1:7401", HTTPAddr: "127.0.0.1:7402",
 		S3Region: "us-east-1", S3Timeout: 30 * time.Second, UseSnapshots: true,
-		MaxRecoveries: 2, MaxOutgoing: 2, MaxSnapshotDownloads: 4, ChunkSize: 1 << 20, ParallelFiles: 4, Compression: true,
+		MaxRecoveries: 2, MaxOutgoing: 2, MaxLeasesPerHolder: 16, MaxSnapshotDownloads: 4, ChunkSize: 1 << 20, ParallelFiles: 4, Compression: true,
 		RetryBudget: 2 * time.Minute, IdleTimeout: 30 * time.Second, LeaseTTL: 5 * time.Minute, PinTTL: 2 * time.Minute, PinWait: 10 * time.Minute, DiskMargin: "5%",
 		RetainOps: 10000, KeepFinished: time.Hour, VerifyDigest: "auto", CleanupInterval: 10 * time.Minute, UploadGrace: 24 * time.Hour,
 		LogLevel: "info", LogFormat: "text",
@@ -160,6 +162,8 @@ var options = []option{
 	boolOpt("use-snapshots", "let plans use snapshots (per recovery it can be overridden)", func(c *Config) *bool { return &c.UseSnapshots }),
 	intOpt("max-recoveries", "recoveries running at once on this node as target; more queue", func(c *Config) *int { return &c.MaxRecoveries }),
 	intOpt("max-outgoing", "recoveries served at once by this node as source (commit pins); more wait", func(c *Config) *int { return &c.MaxOutgoing }),
+	intOpt("max-pins-per-holder", "commit pins one peer node may hold on this node at once (0 = --max-outgoing)", func(c *Config) *int { return &c.MaxPinsPerHolder }),
+	intOpt("max-leases-per-holder", "retention leases one peer node may hold on one shard of this node", func(c *Config) *int { return &c.MaxLeasesPerHolder }),
 	intOpt("max-snapshot-downloads", "snapshot files downloading at once on this node", func(c *Config) *int { return &c.MaxSnapshotDownloads }),
 	bytesOpt("throttle", "node-wide bandwidth budget in bytes/s shared by peer and snapshot transfers, e.g. 50MB (0 = unlimited)", func(c *Config) *int64 { return &c.Throttle }),
 	bytesOpt("chunk-size", "peer file chunk size", func(c *Config) *int64 { return &c.ChunkSize }),

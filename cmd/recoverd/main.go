@@ -178,7 +178,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 		return fmt.Errorf("snapshot repository: %w", err)
 	}
 	peerSrv := transfer.NewPeerServer(shards, transfer.PeerServerConfig{ChunkSize: int(cfg.ChunkSize), DisableCompression: !cfg.Compression,
-		Throttle: throttle, MaxPins: cfg.MaxOutgoing, Logger: log})
+		Throttle: throttle, MaxPins: cfg.MaxOutgoing, MaxPinsPerHolder: cfg.MaxPinsPerHolder, MaxLeasesPerHolder: cfg.MaxLeasesPerHolder, Logger: log})
 	defer peerSrv.Close()
 	registerPeerMetrics(reg, peerSrv, shards)
 

@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/recoverd/recoverd/transfer"
 )
 
 // security is how the node authenticates: mutual TLS between peers (both
@@ -30,7 +32,14 @@ import (
 // runs: a caller without one, or with one another CA signed, gets
 // Unauthenticated with a message that says what is missing (a refusal in
 // the handshake would reach it as an opaque Unavailable), and nothing is
-// read or written for it. Health checks stay open, as on the control API.
+// read or written for it. Only node certificates may use the peer API: the
+// CA marks them with the URI SAN recoverd://node/<id> (recoverctl certs
+// does), which operator certificates lack; a certificate without it gets
+// PermissionDenied. The node id it names is the caller's identity
+// (transfer.WithPeerIdentity): the holder of the pins and leases it takes,
+// bounded per holder, renewed and released only by it. With --insecure
+// nobody is authenticated and every caller is the anonymous holder (see
+// transfer/identity.go). Health checks stay open, as on the control API.
 type security struct {
 	insecure bool
 	server   *tls.Config // control listener: server certificate
@@ -153,11 +162,11 @@ func (s *security) authorize(ctx context.Context, method string) error {
 	return nil
 }
 
-// verifyPeer checks that the caller of the peer API presented a client
-// certificate the cluster CA signed.
-func (s *security) verifyPeer(ctx context.Context, method string) error {
+// verifyPeer checks that the caller of the peer API presented a node
+// certificate the cluster CA signed, and returns ctx with the node's id.
+func (s *security) verifyPeer(ctx context.Context, method string) (context.Context, error) {
 	if s.insecure || strings.HasPrefix(method, "/grpc.health.v1.Health/") {
-		return nil
+		return ctx, nil
 	}
 	var certs []*x509.Certificate
 	if p, ok := peer.FromContext(ctx); ok {
@@ -166,7 +175,7 @@ func (s *security) verifyPeer(ctx context.Context, method string) error {
 		}
 	}
 	if len(certs) == 0 {
-		return status.Error(codes.Unauthenticated, "the peer API requires a client certificate signed by the cluster CA (a node's --tls-cert and --tls-key)")
+		return ctx, status.Error(codes.Unauthenticated, "the peer API requires a client certificate signed by the cluster CA (a node's --tls-cert and --tls-key)")
 	}
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
@@ -174,31 +183,53 @@ func (s *security) verifyPeer(ctx context.Context, method string) error {
 	}
 	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: s.ca, Intermediates: inter,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return status.Errorf(codes.Unauthenticated, "client certificate %q is not accepted by the cluster CA: %v", certs[0].Subject.CommonName, err)
+		return ctx, status.Errorf(codes.Unauthenticated, "client certificate %q is not accepted by the cluster CA: %v", certs[0].Subject.CommonName, err)
 	}
-	return nil
+	id, ok := transfer.NodeID(certs[0])
+	if !ok {
+		return ctx, status.Errorf(codes.PermissionDenied,
+			"certificate %q is not a node certificate: the peer API is for nodes, whose certificates the cluster CA marks with the URI SAN %s (operator certificates may not use it)",
+			certs[0].Subject.CommonName, transfer.NodeURI("<node-id>"))
+	}
+	return transfer.WithPeerIdentity(ctx, id), nil
 }
 
 // interceptors check the token before any handler runs, so nothing is read
 // or written for a caller that is refused.
-func (s *security) interceptors() []grpc.ServerOption { return guard(s.authorize) }
+func (s *security) interceptors() []grpc.ServerOption {
+	return guard(func(ctx context.Context, method string) (context.Context, error) {
+		return ctx, s.authorize(ctx, method)
+	})
+}
 
 // peerInterceptors check the client certificate before any handler runs.
 func (s *security) peerInterceptors() []grpc.ServerOption { return guard(s.verifyPeer) }
 
-func guard(check func(ctx context.Context, method string) error) []grpc.ServerOption {
+// guard runs check before every handler; the context it returns (with the
+// caller's identity) is the handler's.
+func guard(check func(ctx context.Context, method string) (context.Context, error)) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if err := check(ctx, info.FullMethod); err != nil {
+			ctx, err := check(ctx, info.FullMethod)
+			if err != nil {
 				return nil, err
 			}
 			return h(ctx, req)
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			if err := check(ss.Context(), info.FullMethod); err != nil {
+			ctx, err := check(ss.Context(), info.FullMethod)
+			if err != nil {
 				return err
 			}
-			return h(srv, ss)
+			return h(srv, &guardedStream{ServerStream: ss, ctx: ctx})
 		}),
 	}
 }
+
+// guardedStream is a server stream with the context guard's check returned.
+type guardedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (g *guardedStream) Context() context.Context { return g.ctx }

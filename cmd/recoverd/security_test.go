@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/recoverd/recoverd/transfer"
 )
 
 // testCA is a throw-away certificate authority.
@@ -48,8 +51,16 @@ func newTestCA(t *testing.T, name string) *testCA {
 	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
-// issue returns a leaf for server and client auth on loopback.
+// issue returns a node certificate for server and client auth on loopback,
+// marked recoverd://node/<cn>.
 func (ca *testCA) issue(t *testing.T, cn string) (certPEM, keyPEM []byte, leaf *x509.Certificate) {
+	t.Helper()
+	return ca.issueLeaf(t, cn, []*url.URL{transfer.NodeURI(cn)})
+}
+
+// issueLeaf returns a leaf for server and client auth on loopback with the
+// given URI SANs.
+func (ca *testCA) issueLeaf(t *testing.T, cn string, uris []*url.URL) (certPEM, keyPEM []byte, leaf *x509.Certificate) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -59,7 +70,7 @@ func (ca *testCA) issue(t *testing.T, cn string) (certPEM, keyPEM []byte, leaf *
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}, URIs: uris}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
 		t.Fatal(err)
@@ -183,6 +194,8 @@ func TestPeerCertificateCodes(t *testing.T) {
 	}
 	_, _, good := ca.issue(t, "n2")
 	_, _, foreign := rogue.issue(t, "n2")
+	_, _, operator := ca.issueLeaf(t, "recoverctl", nil)
+	_, _, otherMark := ca.issueLeaf(t, "n3", []*url.URL{{Scheme: "spiffe", Host: "node", Path: "/n3"}, {Scheme: "recoverd", Host: "operator", Path: "/n3"}})
 	withCerts := func(certs ...*x509.Certificate) context.Context {
 		return peer.NewContext(context.Background(), &peer.Peer{AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{PeerCertificates: certs}}})
 	}
@@ -196,12 +209,18 @@ func TestPeerCertificateCodes(t *testing.T) {
 		"another CA's":        {withCerts(foreign), codes.Unauthenticated},
 		"the cluster CA's":    {withCerts(good), codes.OK},
 		"the CA itself as ID": {withCerts(rogue.cert), codes.Unauthenticated},
+		"an operator's":       {withCerts(operator), codes.PermissionDenied},
+		"another mark":        {withCerts(otherMark), codes.PermissionDenied},
 	} {
-		if got := status.Code(sec.verifyPeer(c.ctx, method)); got != c.code {
+		ctx, err := sec.verifyPeer(c.ctx, method)
+		if got := status.Code(err); got != c.code {
 			t.Errorf("%s: %v, want %v", name, got, c.code)
 		}
+		if want := map[bool]string{true: "n2"}[c.code == codes.OK]; transfer.PeerIdentity(ctx) != want {
+			t.Errorf("%s: identity %q, want %q", name, transfer.PeerIdentity(ctx), want)
+		}
 	}
-	if err := sec.verifyPeer(context.Background(), "/grpc.health.v1.Health/Check"); err != nil {
+	if _, err := sec.verifyPeer(context.Background(), "/grpc.health.v1.Health/Check"); err != nil {
 		t.Errorf("health check needs a certificate: %v", err)
 	}
 }
