@@ -19,16 +19,17 @@ type Kind string
 
 // The kinds of removal, the values of the kind label.
 const (
-	KindStaging      Kind = "staging"      // a staging directory of a recovery not running
-	KindTemp         Kind = "temp"         // a temp file of an interrupted durable write in a shard
-	KindUnreferenced Kind = "unreferenced" // a file or op log epoch no commit or pin references
-	KindLease        Kind = "lease"        // a retention lease past its TTL
-	KindUpload       Kind = "upload"       // a blob of an unfinished snapshot upload
-	KindRepoTemp     Kind = "repo_temp"    // a temp file of an interrupted Put in a local repository
+	KindStaging      Kind = "staging"       // a staging directory of a recovery not running
+	KindTemp         Kind = "temp"          // a temp file of an interrupted durable write in a shard
+	KindUnreferenced Kind = "unreferenced"  // a file or op log epoch no commit or pin references
+	KindLease        Kind = "lease"         // a retention lease past its TTL
+	KindUpload       Kind = "upload"        // a blob of an unfinished snapshot upload, marked and then past the deletion delay
+	KindSnapshotBlob Kind = "snapshot_blob" // a blob of a deleted snapshot (gc, delete), marked and then past the deletion delay
+	KindRepoTemp     Kind = "repo_temp"     // a temp file of an interrupted Put in a local repository
 )
 
 // Kinds lists every kind.
-var Kinds = []Kind{KindStaging, KindTemp, KindUnreferenced, KindLease, KindUpload, KindRepoTemp}
+var Kinds = []Kind{KindStaging, KindTemp, KindUnreferenced, KindLease, KindUpload, KindSnapshotBlob, KindRepoTemp}
 
 // Removal is one thing a sweep removed.
 type Removal struct {
@@ -42,6 +43,10 @@ type Removal struct {
 // Report says what one sweep did.
 type Report struct {
 	Removed []Removal
+	// Marked are the unfinished snapshot uploads marked for deletion
+	// (Kind KindUpload): a later sweep deletes them once the deletion
+	// delay has passed, if no snapshot took them meanwhile.
+	Marked []Removal
 	// Skipped says, in words, what was left alone because it could not be
 	// read or was in use (e.g. a repository that is unreachable).
 	Skipped []string
@@ -80,6 +85,10 @@ type Config struct {
 	// UploadGrace is the age after which a blob no manifest references
 	// counts as an abandoned upload; required (> 0) with a Repo.
 	UploadGrace time.Duration
+	// DeletionDelay is how long a blob stays marked for deletion before a
+	// sweep deletes it (snapshot.DeleteOptions.Delay; default
+	// snapshot.DefaultDeletionDelay).
+	DeletionDelay time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives one line per removal; nil discards.
@@ -111,6 +120,9 @@ func New(cfg Config) (*Sweeper, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.DeletionDelay <= 0 {
+		cfg.DeletionDelay = snapshot.DefaultDeletionDelay
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -233,9 +245,17 @@ func (s *Sweeper) sweepRepo(ctx context.Context, rep *Report) error {
 			rep.Skipped = append(rep.Skipped, fmt.Sprintf("unfinished uploads of %s: a snapshot of it is being uploaded", id))
 			continue
 		}
-		gone, err := snapshot.RemoveUnfinished(ctx, repo, id, grace, now)
-		for _, b := range gone {
-			s.removed(rep, KindUpload, id, b.Key)
+		res, err := snapshot.RemoveUnfinished(ctx, repo, id, grace, snapshot.DeleteOptions{Delay: s.cfg.DeletionDelay, Now: func() time.Time { return now }})
+		for _, b := range res.Marked {
+			rep.Marked = append(rep.Marked, Removal{Kind: KindUpload, Shard: id, Name: b.Key})
+			s.cfg.Logger.Info("cleanup marked for deletion", "kind", string(KindUpload), "name", b.Key, "shard", id.String(), "delay", s.cfg.DeletionDelay)
+		}
+		for _, b := range res.Deleted {
+			kind := KindSnapshotBlob
+			if b.Reason == snapshot.ReasonUnfinished {
+				kind = KindUpload
+			}
+			s.removed(rep, kind, id, b.Key)
 		}
 		if err != nil {
 			err = fmt.Errorf("cleanup: unfinished uploads of %s skipped: %w", id, err)

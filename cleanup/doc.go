@@ -7,11 +7,16 @@
 //     neither the current commit nor a pinned commit references, op log
 //     epochs the current commit does not use;
 //   - per open shard: retention leases past their TTL (Leases().Expire);
-//   - in the repository (when there is one): blobs of unfinished uploads
-//     (no manifest references them) older than the upload grace period
-//     (snapshot.RemoveUnfinished), for every shard the repository holds,
-//     and, for a local repository, temp files of interrupted Puts older
-//     than the grace period.
+//   - in the repository (when there is one), for every shard it holds
+//     (snapshot.RemoveUnfinished): blobs of unfinished uploads (no manifest
+//     references them) older than the upload grace period are marked for
+//     deletion, and blobs whose deletion marks (from this sweep, or from a
+//     snapshot gc or delete in any process) are older than the deletion
+//     delay and that no manifest references are deleted; for a local
+//     repository, temp files of interrupted Puts older than the grace
+//     period. The marks and the delay are what keep a snapshot being
+//     created in another process from naming a blob this sweep deletes
+//     (see package snapshot, deletion.go).
 //
 // Decisions:
 //
@@ -28,8 +33,10 @@
 //   - The upload grace must exceed the longest snapshot upload of any node
 //     sharing the repository: a blob younger than it may belong to an
 //     upload in progress. Zero or negative is refused.
-//   - Every removal is logged (slog, Info) with its kind, shard and name,
-//     and counted in recoverd_cleanup_removals_total{kind}; failures are
+//   - Every mark and removal is logged (slog, Info) with its kind, shard
+//     and name; removals are counted in recoverd_cleanup_removals_total{kind}
+//     (upload: an unfinished upload; snapshot_blob: a blob of a deleted
+//     snapshot); failures are
 //     counted in recoverd_cleanup_failures_total{step}.
 //   - Snapshot retention (keeping the newest N snapshots) is snapshot.GC,
 //     run by an operator with `recoverctl snapshot gc --keep N`: deleting

@@ -29,6 +29,7 @@
 //
 //	<index>/<shard>/blobs/<file-name>-<random>        one uploaded file
 //	<index>/<shard>/snapshots/<snapshot-id>.json      its manifest
+//	<index>/<shard>/marks/<file-name>-<random>        a blob's deletion mark
 //
 // Snapshot ids are "s-<UTC start time to the ms>-<6 hex>", so sorting ids
 // sorts snapshots by start time (by the age of the commit they hold).
@@ -48,13 +49,25 @@
 //
 //   - Data first, manifest last (Thanos' pkg/block rule): Create uploads
 //     every missing blob, then writes the manifest. A blob no manifest
-//     references is an unfinished upload; RemoveUnfinished deletes those
-//     older than a grace period (their LastModified time), which protects
-//     an upload in progress.
+//     references is an unfinished upload; RemoveUnfinished marks those
+//     older than a grace period (their LastModified time) for deletion,
+//     which protects an upload in progress.
 //   - Deletion is the reverse: Delete and GC remove manifests first, then
-//     only the blobs of the deleted manifests that no remaining manifest
-//     references. A crash in between leaves unreferenced blobs, never a
-//     manifest pointing at missing data.
+//     mark for deletion only the blobs of the deleted manifests that no
+//     remaining manifest references. A crash in between leaves
+//     unreferenced blobs, never a manifest pointing at missing data.
+//   - Blobs are deleted in two phases, without locks (deletion.go, as
+//     Thanos' deletion marks): marked first; deleted by Delete, GC or
+//     RemoveUnfinished, in any process, once the mark is older than the
+//     deletion delay (DeleteOptions.Delay, default 1h) and no manifest
+//     references the blob. Create never reuses a marked blob and checks
+//     every blob it names just before and after writing its manifest,
+//     uploading again (under new keys) the files whose blobs another
+//     process marked or deleted meanwhile: so a snapshot, gc, delete or
+//     sweep in another process never leaves a manifest naming a removed
+//     blob. The upload grace must still exceed a snapshot's uploads (S3
+//     dates an object from the start of its upload): a sweep with a
+//     shorter one makes a Create fail (ErrConcurrentDeletion), safely.
 //   - Unavailable is never empty: a listing or read that fails returns an
 //     ErrUnavailable error (ErrAccessDenied for refused credentials, which
 //     is also ErrUnavailable). A missing bucket or repository directory is
@@ -72,10 +85,9 @@
 //     is never stored.
 //   - Create pins the commit (shardstore.Shard.AcquireCommit) for the
 //     whole upload, so a flush or merge meanwhile cannot delete its files.
-//   - Create, Delete and GC of one shard are meant to be run by one process
-//     at a time (recoverd runs one snapshot job per shard). As a defence,
-//     Create checks after writing the manifest that every reused blob is
-//     still there and uploads again any that a concurrent deletion removed.
+//   - Create, Delete, GC and RemoveUnfinished of one shard may run in
+//     several processes at once (a node's snapshot, every node's cleanup
+//     sweep, an operator's recoverctl), by the deletion protocol above.
 //
 // # Retries
 //

@@ -28,6 +28,11 @@ var (
 	// ErrChecksum: downloaded or uploaded bytes do not have the length or
 	// CRC32C the manifest or commit records. The error names the file.
 	ErrChecksum = errors.New("snapshot: checksum mismatch")
+	// ErrConcurrentDeletion: a Create gave up because other processes kept
+	// marking or deleting the blobs it uploaded (see deletion.go); nothing
+	// it wrote names a missing blob. A sweep whose upload grace is shorter
+	// than the snapshot's uploads does that.
+	ErrConcurrentDeletion = errors.New("snapshot: blobs deleted concurrently")
 )
 
 // repoError is what repositories return: the operation, the key (never a

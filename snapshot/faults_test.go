@@ -127,7 +127,7 @@ func TestS3Stopped(t *testing.T) {
 	checkUnavailable(t, "latest with MinIO stopped", err)
 	_, err = List(ctx, repo, testShard)
 	checkUnavailable(t, "list with MinIO stopped", err)
-	_, err = GC(ctx, repo, testShard, 0)
+	_, err = GC(ctx, repo, testShard, 0, DeleteOptions{})
 	checkUnavailable(t, "gc with MinIO stopped", err)
 	if d := time.Since(start); d > 20*time.Second {
 		t.Fatalf("queries took %v with a 2s retry budget", d)
@@ -143,7 +143,7 @@ func TestS3Stopped(t *testing.T) {
 	if err := d.Download(ctx, repo, fx.m.Files, fx.st); err != nil {
 		t.Fatalf("download after restart: %v", err)
 	}
-	if got, err := GC(ctx, repo, testShard, 1); err != nil || len(got.Kept) != 1 {
+	if got, err := GC(ctx, repo, testShard, 1, DeleteOptions{}); err != nil || len(got.Kept) != 1 {
 		t.Fatalf("gc after restart = %+v, %v", got, err)
 	}
 }

@@ -55,7 +55,7 @@ func TestS3(t *testing.T) {
 		checkUnavailable(t, "latest", err)
 		_, err = List(ctx, r, testShard)
 		checkUnavailable(t, "snapshot list", err)
-		_, err = GC(ctx, r, testShard, 1)
+		_, err = GC(ctx, r, testShard, 1, DeleteOptions{})
 		checkUnavailable(t, "gc", err)
 		if d := time.Since(start); d > 10*time.Second {
 			t.Fatalf("permanent errors took %v: retried?", d)

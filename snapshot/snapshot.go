@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -70,9 +69,13 @@ type CreateResult struct {
 // Create snapshots the source's current commit into repo. It pins the
 // commit (so a flush or merge during the upload cannot delete its files),
 // uploads the files no readable manifest of the shard already stores the
-// same (DESIGN.md section 3), then writes the manifest, last. On failure no
-// manifest is written: the blobs uploaded so far are an unfinished upload
-// that RemoveUnfinished deletes after its grace period.
+// same (DESIGN.md section 3) in a blob not marked for deletion, then
+// writes the manifest, last. Just before and after writing it, it checks
+// that every blob it names is there and unmarked, and uploads again under
+// new keys the files of those another process marked or removed meanwhile
+// (deletion.go). On failure before the manifest no manifest is written:
+// the blobs uploaded so far are an unfinished upload that RemoveUnfinished
+// marks after its grace period and deletes after the deletion delay.
 func Create(ctx context.Context, repo Repository, src Source, opts CreateOptions) (*CreateResult, error) {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 4
@@ -115,26 +118,30 @@ func Create(ctx context.Context, repo Repository, src Source, opts CreateOptions
 			stored[f.Name] = append(stored[f.Name], f)
 		}
 	}
+	// Marks before blobs (deletion.go): a blob marked for deletion is not
+	// reused.
+	marks, err := listKeys(ctx, repo, opts.Retry, MarkPrefix(id))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: create %s: %w", id, err)
+	}
 	blobs, err := listKeys(ctx, repo, opts.Retry, BlobPrefix(id))
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: create %s: %w", id, err)
 	}
-	var uploads, reused []FileEntry
-	for _, f := range meta.Files {
+	var uploads []FileEntry
+	uploaded := make([]bool, len(meta.Files)) // by index in m.Files
+	for i, f := range meta.Files {
 		entry := FileEntry{FileMeta: f}
 		for _, s := range stored[f.Name] {
-			if s.FileMeta.SameAs(f) && blobs[s.Blob] {
+			if s.FileMeta.SameAs(f) && blobs[s.Blob] && !marks[markKey(id, s.Blob)] {
 				entry.Blob = s.Blob
 				break
 			}
 		}
-		if entry.Blob != "" {
-			reused = append(reused, entry)
-			res.ReusedFiles++
-			res.ReusedBytes += f.Length
-		} else {
+		if entry.Blob == "" {
 			entry.Blob = BlobPrefix(id) + newBlobID(f.Name)
 			uploads = append(uploads, entry)
+			uploaded[i] = true
 		}
 		m.Files = append(m.Files, entry)
 	}
@@ -143,45 +150,88 @@ func Create(ctx context.Context, repo Repository, src Source, opts CreateOptions
 	if err := uploadAll(ctx, repo, ref, uploads, opts); err != nil {
 		return nil, fmt.Errorf("snapshot: create %s: %w", id, err)
 	}
-	for _, f := range uploads {
-		res.UploadedFiles++
-		res.UploadedBytes += f.Length
+	// Every blob the manifest names must still be there and unmarked just
+	// before the manifest is written, and again after (deletion.go):
+	// another process may have swept an upload older than its grace, or
+	// deleted a snapshot whose blobs this one reuses. Such files are
+	// uploaded again, under new keys, while the commit is pinned.
+	if err := settle(ctx, repo, ref, m, uploaded, opts, nil); err != nil {
+		return nil, fmt.Errorf("snapshot: create %s: %w", id, err)
 	}
-
-	// Manifest last.
 	m.EndTime = opts.Now().UTC()
 	if m.EndTime.Before(start) {
 		m.EndTime = start
 	}
-	data, err := EncodeManifest(m)
-	if err != nil {
+	write := func(ctx context.Context) error { return writeManifest(ctx, repo, opts.Retry, m) }
+	if err := write(ctx); err != nil {
 		return nil, fmt.Errorf("snapshot: create %s: %w", id, err)
 	}
-	key := ManifestKey(id, m.ID)
-	if err := retry(ctx, opts.Retry, func(ctx context.Context) error {
-		return repo.Put(ctx, key, strings.NewReader(string(data)), int64(len(data)))
-	}); err != nil {
-		return nil, fmt.Errorf("snapshot: create %s: write manifest %s: %w", id, key, err)
+	if err := settle(ctx, repo, ref, m, uploaded, opts, write); err != nil {
+		return nil, fmt.Errorf("snapshot: create %s: manifest written, but %w", id, err)
 	}
-
-	// A reused blob deleted meanwhile (a Delete or GC that ran against the
-	// rules, concurrently) is uploaded again while the commit is pinned.
-	if len(reused) > 0 {
-		now, err := listKeys(ctx, repo, opts.Retry, BlobPrefix(id))
-		if err != nil {
-			return nil, fmt.Errorf("snapshot: create %s: check reused blobs: %w", id, err)
-		}
-		var missing []FileEntry
-		for _, f := range reused {
-			if !now[f.Blob] {
-				missing = append(missing, f)
-			}
-		}
-		if err := uploadAll(ctx, repo, ref, missing, opts); err != nil {
-			return nil, fmt.Errorf("snapshot: create %s: re-upload reused blobs deleted during the snapshot: %w", id, err)
+	for i, f := range m.Files {
+		if uploaded[i] {
+			res.UploadedFiles++
+			res.UploadedBytes += f.Length
+		} else {
+			res.ReusedFiles++
+			res.ReusedBytes += f.Length
 		}
 	}
 	return res, nil
+}
+
+// settleTries bounds how often Create uploads again files whose blobs
+// another process marked or removed meanwhile.
+const settleTries = 3
+
+// settle checks that every blob m names exists and is not marked for
+// deletion; the files of those that fail are uploaded again under new
+// keys (uploaded records it) and, once a manifest was written (rewrite is
+// set), the manifest is written again, until all pass.
+func settle(ctx context.Context, repo Repository, ref *shardstore.CommitRef, m *Manifest, uploaded []bool, opts CreateOptions, rewrite func(context.Context) error) error {
+	for try := 0; ; try++ {
+		bad, err := unusable(ctx, repo, opts.Retry, m.Shard, m.Files)
+		if err != nil {
+			return fmt.Errorf("check its blobs: %w", err)
+		}
+		if len(bad) == 0 {
+			return nil
+		}
+		if try == settleTries {
+			return fmt.Errorf("%w: %d of its blobs were marked for deletion or removed by another process %d times in a row (is a cleanup's --upload-grace shorter than this snapshot's uploads?)",
+				ErrConcurrentDeletion, len(bad), try)
+		}
+		again := make([]FileEntry, len(bad))
+		for j, i := range bad {
+			m.Files[i].Blob = BlobPrefix(m.Shard) + newBlobID(m.Files[i].Name)
+			uploaded[i] = true
+			again[j] = m.Files[i]
+		}
+		if err := uploadAll(ctx, repo, ref, again, opts); err != nil {
+			return fmt.Errorf("upload again the files whose blobs were marked for deletion or removed meanwhile: %w", err)
+		}
+		if rewrite != nil {
+			if err := rewrite(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// writeManifest encodes m and writes it, last.
+func writeManifest(ctx context.Context, repo Repository, p RetryPolicy, m *Manifest) error {
+	data, err := EncodeManifest(m)
+	if err != nil {
+		return err
+	}
+	key := ManifestKey(m.Shard, m.ID)
+	if err := retry(ctx, p, func(ctx context.Context) error {
+		return repo.Put(ctx, key, strings.NewReader(string(data)), int64(len(data)))
+	}); err != nil {
+		return fmt.Errorf("write manifest %s: %w", key, err)
+	}
+	return nil
 }
 
 // uploadAll uploads files of the pinned commit to their blob keys.
@@ -461,223 +511,6 @@ func Read(ctx context.Context, repo Repository, id shardstore.ShardID, snapshotI
 	return readManifest(ctx, repo, policyOf(repo), id, snapshotID)
 }
 
-// DeleteResult says what Delete did.
-type DeleteResult struct {
-	SnapshotID   string
-	DeletedBlobs int
-	FreedBytes   int64
-	// KeptBlobs is set when the snapshot's blobs were left in place
-	// because some manifest could not be decoded (so it is not known
-	// which blobs are still referenced) or the deleted manifest itself
-	// was corrupt; RemoveUnfinished deletes them once every manifest
-	// reads.
-	KeptBlobs string
-}
-
-// Delete removes one snapshot: its manifest first, then its blobs that no
-// other manifest references. When the repository cannot be read nothing is
-// deleted. A corrupt manifest can be deleted; its blobs, and the blobs of
-// any snapshot deleted while another manifest is corrupt, are kept.
-func Delete(ctx context.Context, repo Repository, id shardstore.ShardID, snapshotID string) (*DeleteResult, error) {
-	if err := ValidateSnapshotID(snapshotID); err != nil {
-		return nil, err
-	}
-	p := policyOf(repo)
-	entries, err := readAll(ctx, repo, p, id)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: delete %s of %s: nothing deleted: %w", snapshotID, id, err)
-	}
-	var target *Entry
-	referenced := map[string]bool{}
-	var unreadable []string
-	for i, e := range entries {
-		if e.ID == snapshotID {
-			target = &entries[i]
-			continue
-		}
-		if e.Err != nil {
-			unreadable = append(unreadable, e.ID)
-			continue
-		}
-		for _, f := range e.Manifest.Files {
-			referenced[f.Blob] = true
-		}
-	}
-	if target == nil {
-		return nil, fmt.Errorf("%w: snapshot %s of shard %s in %s", ErrNotFound, snapshotID, id, repo)
-	}
-	res := &DeleteResult{SnapshotID: snapshotID}
-	key := ManifestKey(id, snapshotID)
-	if err := retry(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, key) }); err != nil {
-		return nil, fmt.Errorf("snapshot: delete manifest %s: %w", key, err)
-	}
-	switch {
-	case target.Err != nil:
-		res.KeptBlobs = "the deleted manifest was corrupt, so its blobs are unknown"
-		return res, nil
-	case len(unreadable) > 0:
-		res.KeptBlobs = fmt.Sprintf("manifests %s cannot be read, so which blobs they reference is unknown", strings.Join(unreadable, ", "))
-		return res, nil
-	}
-	n, freed, err := deleteBlobs(ctx, repo, p, []*Manifest{target.Manifest}, referenced)
-	res.DeletedBlobs, res.FreedBytes = n, freed
-	if err != nil {
-		return res, fmt.Errorf("snapshot: delete %s of %s: manifest deleted, blobs in part: %w", snapshotID, id, err)
-	}
-	return res, nil
-}
-
-// deleteBlobs deletes the blobs of the given manifests that referenced
-// does not hold.
-func deleteBlobs(ctx context.Context, repo Repository, p RetryPolicy, ms []*Manifest, referenced map[string]bool) (int, int64, error) {
-	seen := map[string]bool{}
-	var n atomic.Int64
-	var freed atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for _, m := range ms {
-		for _, f := range m.Files {
-			if referenced[f.Blob] || seen[f.Blob] {
-				continue
-			}
-			seen[f.Blob] = true
-			g.Go(func() error {
-				if err := retry(gctx, p, func(ctx context.Context) error { return repo.Delete(ctx, f.Blob) }); err != nil {
-					return err
-				}
-				n.Add(1)
-				freed.Add(f.Length)
-				return nil
-			})
-		}
-	}
-	err := g.Wait()
-	return int(n.Load()), freed.Load(), err
-}
-
-// GCResult says what GC did.
-type GCResult struct {
-	Kept         []string // snapshot ids kept, oldest first
-	Deleted      []string // snapshot ids deleted, oldest first
-	DeletedBlobs int
-	FreedBytes   int64
-}
-
-// GC keeps the newest keep snapshots of a shard and deletes the others:
-// their manifests first, then the blobs no kept manifest references. If
-// any manifest cannot be read (unavailable or corrupt) GC stops whole and
-// deletes nothing.
-func GC(ctx context.Context, repo Repository, id shardstore.ShardID, keep int) (*GCResult, error) {
-	if keep < 0 {
-		return nil, fmt.Errorf("snapshot: gc: keep %d is negative", keep)
-	}
-	p := policyOf(repo)
-	entries, err := readAll(ctx, repo, p, id)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: gc %s: nothing deleted: %w", id, err)
-	}
-	var bad []error
-	for _, e := range entries {
-		if e.Err != nil {
-			bad = append(bad, e.Err)
-		}
-	}
-	if len(bad) > 0 {
-		return nil, fmt.Errorf("snapshot: gc %s: nothing deleted, %d manifest(s) cannot be read: %w", id, len(bad), errors.Join(bad...))
-	}
-	res := &GCResult{}
-	cut := max(len(entries)-keep, 0)
-	referenced := map[string]bool{}
-	for _, e := range entries[cut:] {
-		res.Kept = append(res.Kept, e.ID)
-		for _, f := range e.Manifest.Files {
-			referenced[f.Blob] = true
-		}
-	}
-	var gone []*Manifest
-	for _, e := range entries[:cut] {
-		key := ManifestKey(id, e.ID)
-		if err := retry(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, key) }); err != nil {
-			return res, fmt.Errorf("snapshot: gc %s: delete manifest %s: %w", id, key, err)
-		}
-		res.Deleted = append(res.Deleted, e.ID)
-		gone = append(gone, e.Manifest)
-	}
-	n, freed, err := deleteBlobs(ctx, repo, p, gone, referenced)
-	res.DeletedBlobs, res.FreedBytes = n, freed
-	if err != nil {
-		return res, fmt.Errorf("snapshot: gc %s: manifests deleted, blobs in part: %w", id, err)
-	}
-	return res, nil
-}
-
-// Unfinished lists the blobs of a shard that no manifest references and
-// that are older than grace: what an interrupted Create (or a Delete that
-// had to keep blobs) left. A blob younger than grace may belong to an
-// upload in progress. It fails, listing nothing, if any manifest cannot be
-// read.
-func Unfinished(ctx context.Context, repo Repository, id shardstore.ShardID, grace time.Duration, now time.Time) ([]ObjectInfo, error) {
-	p := policyOf(repo)
-	entries, err := readAll(ctx, repo, p, id)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: unfinished uploads of %s: %w", id, err)
-	}
-	referenced := map[string]bool{}
-	for _, e := range entries {
-		if e.Err != nil {
-			return nil, fmt.Errorf("snapshot: unfinished uploads of %s: a manifest cannot be read: %w", id, e.Err)
-		}
-		for _, f := range e.Manifest.Files {
-			referenced[f.Blob] = true
-		}
-	}
-	blobs, err := listKeys(ctx, repo, p, BlobPrefix(id))
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: unfinished uploads of %s: %w", id, err)
-	}
-	keys := make([]string, 0, len(blobs))
-	for k := range blobs {
-		if !referenced[k] {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	var out []ObjectInfo
-	for _, k := range keys {
-		var info ObjectInfo
-		err := retry(ctx, p, func(ctx context.Context) error {
-			var err error
-			info, err = repo.Stat(ctx, k)
-			return err
-		})
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("snapshot: unfinished uploads of %s: %w", id, err)
-		}
-		if now.Sub(info.ModTime) >= grace {
-			out = append(out, info)
-		}
-	}
-	return out, nil
-}
-
-// RemoveUnfinished deletes what Unfinished lists and returns it.
-func RemoveUnfinished(ctx context.Context, repo Repository, id shardstore.ShardID, grace time.Duration, now time.Time) ([]ObjectInfo, error) {
-	blobs, err := Unfinished(ctx, repo, id, grace, now)
-	if err != nil {
-		return nil, err
-	}
-	p := policyOf(repo)
-	for i, b := range blobs {
-		if err := retry(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, b.Key) }); err != nil {
-			return blobs[:i], fmt.Errorf("snapshot: remove unfinished upload %s: %w", b.Key, err)
-		}
-	}
-	return blobs, nil
-}
-
 // Shards lists the shards that have objects in the repository.
 func Shards(ctx context.Context, repo Repository) ([]shardstore.ShardID, error) {
 	var keys []string
@@ -693,7 +526,7 @@ func Shards(ctx context.Context, repo Repository) ([]shardstore.ShardID, error) 
 	var out []shardstore.ShardID
 	for _, k := range keys {
 		parts := strings.SplitN(k, "/", 4)
-		if len(parts) < 4 || (parts[2] != "blobs" && parts[2] != "snapshots") {
+		if len(parts) < 4 || (parts[2] != "blobs" && parts[2] != "snapshots" && parts[2] != "marks") {
 			continue
 		}
 		n, err := strconv.Atoi(parts[1])

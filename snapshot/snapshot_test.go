@@ -59,6 +59,7 @@ func keysUnder(t *testing.T, repo Repository, prefix string) []string {
 
 // testSnapshots runs the snapshot life cycle against a repository.
 func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
+	t.Run("ConcurrentDeletion", func(t *testing.T) { testConcurrentDeletion(t, newRepo) })
 	t.Run("CreateListLatestRead", func(t *testing.T) {
 		repo := newRepo(t)
 		ctx := ctxTimeout(t, time.Minute)
@@ -259,7 +260,7 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 		}
 		_, err = Read(ctx, repo, testShard, NewSnapshotID(time.Now()))
 		checkNotFound(t, "read of a missing snapshot", err)
-		_, err = Delete(ctx, repo, testShard, NewSnapshotID(time.Now()))
+		_, err = Delete(ctx, repo, testShard, NewSnapshotID(time.Now()), DeleteOptions{})
 		checkNotFound(t, "delete of a missing snapshot", err)
 		if _, err := Read(ctx, repo, testShard, "../../x"); err == nil {
 			t.Fatal("read of an invalid id: no error")
@@ -342,13 +343,17 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 			results = append(results, res)
 			time.Sleep(2 * time.Millisecond) // distinct ids
 		}
-		// Delete the second: its blobs shared with the first stay.
-		del, err := Delete(ctx, repo, testShard, ids[1])
+		// Delete the second: its blobs shared with the first stay; the one
+		// blob only it had is marked for deletion, not deleted yet.
+		del, err := Delete(ctx, repo, testShard, ids[1], DeleteOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if del.DeletedBlobs != 1 || del.KeptBlobs != "" {
-			t.Fatalf("delete result %+v: want the one blob only snapshot 2 had", del)
+		if del.MarkedBlobs != 1 || del.DeletedBlobs != 0 || del.KeptBlobs != "" {
+			t.Fatalf("delete result %+v: want the one blob only snapshot 2 had marked", del)
+		}
+		if n := len(keysUnder(t, repo, MarkPrefix(testShard))); n != 1 {
+			t.Fatalf("%d deletion marks, want 1", n)
 		}
 		if _, err := Read(ctx, repo, testShard, ids[0]); err != nil {
 			t.Fatal(err)
@@ -356,13 +361,23 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 		if d := digest(t, restore(t, repo, results[0].Manifest, nil)); d == "" {
 			t.Fatal("empty digest")
 		}
-		// GC keeping the newest one.
-		gc, err := GC(ctx, repo, testShard, 1)
+		// GC keeping the newest one: it marks, and deletes nothing before
+		// the delay has passed.
+		gc, err := GC(ctx, repo, testShard, 1, DeleteOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(gc.Kept, ids[3:]) || !slices.Equal(gc.Deleted, []string{ids[0], ids[2]}) {
+		if !slices.Equal(gc.Kept, ids[3:]) || !slices.Equal(gc.Deleted, []string{ids[0], ids[2]}) || gc.MarkedBlobs == 0 || gc.DeletedBlobs != 0 {
 			t.Fatalf("gc = %+v", gc)
+		}
+		// Past the delay, the next GC deletes every marked blob, then the marks.
+		later := DeleteOptions{Now: func() time.Time { return time.Now().Add(2 * DefaultDeletionDelay) }}
+		again, err := GC(ctx, repo, testShard, 1, later)
+		if err != nil || len(again.Deleted) != 0 || again.DeletedBlobs != gc.MarkedBlobs+del.MarkedBlobs || again.FreedBytes == 0 {
+			t.Fatalf("gc past the delay = %+v, %v; want the %d marked blobs deleted", again, err, gc.MarkedBlobs+del.MarkedBlobs)
+		}
+		if marks := keysUnder(t, repo, MarkPrefix(testShard)); len(marks) != 0 {
+			t.Fatalf("marks left after their blobs were deleted: %q", marks)
 		}
 		last := results[3].Manifest
 		var want []string
@@ -376,10 +391,10 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 		if digest(t, restore(t, repo, last, nil)) != digest(t, s) {
 			t.Fatal("kept snapshot restores other content")
 		}
-		if gc, err := GC(ctx, repo, testShard, 5); err != nil || len(gc.Deleted) != 0 {
+		if gc, err := GC(ctx, repo, testShard, 5, later); err != nil || len(gc.Deleted) != 0 || gc.DeletedBlobs != 0 {
 			t.Fatalf("gc with nothing to do = %+v, %v", gc, err)
 		}
-		if _, err := GC(ctx, repo, testShard, -1); err == nil {
+		if _, err := GC(ctx, repo, testShard, -1, DeleteOptions{}); err == nil {
 			t.Fatal("gc keep -1: no error")
 		}
 	})
@@ -407,7 +422,7 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 			t.Fatal(err)
 		}
 		before := keysUnder(t, repo, "")
-		_, err := GC(ctx, repo, testShard, 1)
+		_, err := GC(ctx, repo, testShard, 1, DeleteOptions{})
 		if !errors.Is(err, ErrCorruptManifest) || !strings.Contains(err.Error(), "nothing deleted") {
 			t.Fatalf("gc with a corrupt manifest: %v", err)
 		}
@@ -418,18 +433,23 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 			t.Fatalf("unfinished with a corrupt manifest: %v", err)
 		}
 		// Delete of another snapshot removes its manifest but keeps blobs.
-		del, err := Delete(ctx, repo, testShard, ids[0])
-		if err != nil || del.DeletedBlobs != 0 || del.KeptBlobs == "" {
+		del, err := Delete(ctx, repo, testShard, ids[0], DeleteOptions{})
+		if err != nil || del.MarkedBlobs != 0 || del.DeletedBlobs != 0 || del.KeptBlobs == "" {
 			t.Fatalf("delete while another manifest is corrupt = %+v, %v", del, err)
 		}
 		// The corrupt manifest itself can be deleted.
-		if del, err := Delete(ctx, repo, testShard, ids[2]); err != nil || del.KeptBlobs == "" {
+		if del, err := Delete(ctx, repo, testShard, ids[2], DeleteOptions{}); err != nil || del.KeptBlobs == "" {
 			t.Fatalf("delete of the corrupt manifest = %+v, %v", del, err)
 		}
-		// Now every manifest reads: the orphans are unfinished uploads.
-		orphans, err := RemoveUnfinished(ctx, repo, testShard, 0, time.Now().Add(time.Second))
-		if err != nil || len(orphans) == 0 {
-			t.Fatalf("remove unfinished = %v, %v", orphans, err)
+		// Now every manifest reads: the orphans are unfinished uploads,
+		// marked first, deleted once the marks are older than the delay.
+		orphans, err := RemoveUnfinished(ctx, repo, testShard, 0, DeleteOptions{Now: func() time.Time { return time.Now().Add(time.Second) }})
+		if err != nil || len(orphans.Marked) == 0 || len(orphans.Deleted) != 0 {
+			t.Fatalf("remove unfinished = %+v, %v", orphans, err)
+		}
+		gone, err := RemoveUnfinished(ctx, repo, testShard, 0, DeleteOptions{Now: func() time.Time { return time.Now().Add(2 * DefaultDeletionDelay) }})
+		if err != nil || len(gone.Deleted) != len(orphans.Marked) || gone.Deleted[0].Reason != ReasonUnfinished {
+			t.Fatalf("remove unfinished past the delay = %+v, %v", gone, err)
 		}
 		m, err := Read(ctx, repo, testShard, ids[1])
 		if err != nil {
@@ -453,9 +473,11 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 		if got, err := Unfinished(ctx, repo, testShard, time.Hour, time.Now()); err != nil || len(got) != 0 {
 			t.Fatalf("unfinished within the grace period = %v, %v", got, err)
 		}
-		got, err := RemoveUnfinished(ctx, repo, testShard, time.Hour, time.Now().Add(2*time.Hour))
-		if err != nil || len(got) != 1 || got[0].Key != stray {
-			t.Fatalf("remove unfinished = %v, %v", got, err)
+		// Two hours later it is marked, and its mark is older than the
+		// delay at once.
+		got, err := RemoveUnfinished(ctx, repo, testShard, time.Hour, DeleteOptions{Now: func() time.Time { return time.Now().Add(2 * time.Hour) }})
+		if err != nil || len(got.Marked) != 1 || got.Marked[0].Key != stray || len(got.Deleted) != 1 || got.Deleted[0].Key != stray {
+			t.Fatalf("remove unfinished = %+v, %v", got, err)
 		}
 		if n := len(keysUnder(t, repo, BlobPrefix(testShard))); n != len(res.Manifest.Files) {
 			t.Fatalf("%d blobs left, %d referenced", n, len(res.Manifest.Files))

@@ -177,8 +177,13 @@ printed.
 A repository that cannot be read is an error (exit code 1), never an empty
 listing. Nothing is deleted because something could not be read.
 
-create, delete and gc of one shard are meant to run in one process at a
-time: do not run them while recoverd snapshots the same shard.`,
+delete, gc and unfinished --remove never delete a blob at once: they mark
+it for deletion, and a blob marked longer than --deletion-delay ago that no
+snapshot references is deleted by the next of them (or by a node's cleanup
+sweep). A snapshot being created meanwhile, by recoverd or recoverctl in
+any process, never reuses a marked blob and checks its blobs before and
+after writing its manifest, so none of these removes a blob it names. Use
+the same --deletion-delay everywhere (recoverd's default is 1h).`,
 		Example: `  export RECOVERD_S3_ACCESS_KEY=minioadmin RECOVERD_S3_SECRET_KEY=minioadmin
   R='s3://snapshots/prod?endpoint=127.0.0.1:9000&tls=false'
   recoverctl snapshot create --repo "$R" --data /tmp/n1 --index logs --shard 0
@@ -473,42 +478,62 @@ type snapDeleteOutput struct {
 	Repo         string `json:"repo"`
 	Shard        string `json:"shard"`
 	SnapshotID   string `json:"snapshot_id"`
+	MarkedBlobs  int    `json:"marked_blobs"`
 	DeletedBlobs int    `json:"deleted_blobs"`
 	FreedBytes   int64  `json:"freed_bytes"`
 	KeptBlobs    string `json:"kept_blobs,omitempty"`
 }
 
+// deletionDelayFlag registers --deletion-delay on cmd.
+func deletionDelayFlag(cmd *cobra.Command, d *time.Duration) {
+	cmd.Flags().DurationVar(d, "deletion-delay", snapshot.DefaultDeletionDelay,
+		"a blob marked for deletion longer ago than this, and referenced by no snapshot, is deleted (protects snapshots being created)")
+}
+
+func checkDeletionDelay(d time.Duration) error {
+	if d <= 0 {
+		return usagef("--deletion-delay must be positive, got %v", d)
+	}
+	return nil
+}
+
 func newSnapshotDeleteCmd(g *globalFlags) *cobra.Command {
 	var (
-		idf snapIDFlags
-		rf  snapRepoFlags
+		idf   snapIDFlags
+		rf    snapRepoFlags
+		delay time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "delete SNAPSHOT-ID",
 		Short: "Delete one snapshot: its manifest, then its blobs no other snapshot references",
-		Long: `delete removes the manifest first, then the snapshot's blobs that no other
-manifest references. A corrupt manifest can be deleted; when any manifest of
-the shard cannot be read, the blobs are kept (snapshot unfinished --remove
-deletes them once every manifest reads).`,
+		Long: `delete removes the manifest first, then marks for deletion the snapshot's
+blobs that no other manifest references, and deletes the blobs of the shard
+marked longer ago than --deletion-delay. A corrupt manifest can be deleted;
+when any manifest of the shard cannot be read, the blobs are kept (snapshot
+unfinished --remove marks them once every manifest reads).`,
 		Example: `  recoverctl snapshot delete --repo file:///tmp/repo --index logs --shard 0 s-20250101T120000.000Z-a1b2c3`,
 		Args:    snapUsageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := snapshot.ValidateSnapshotID(args[0]); err != nil {
 				return usageError{err}
 			}
+			if err := checkDeletionDelay(delay); err != nil {
+				return err
+			}
 			ctx, done, id, repo, err := snapSetup(cmd, &idf, &rf)
 			if err != nil {
 				return err
 			}
 			defer done()
-			res, err := snapshot.Delete(ctx, repo, id, args[0])
+			res, err := snapshot.Delete(ctx, repo, id, args[0], snapshot.DeleteOptions{Delay: delay})
 			if err != nil {
 				return err
 			}
-			out := snapDeleteOutput{Repo: repo.String(), Shard: id.String(), SnapshotID: res.SnapshotID,
+			out := snapDeleteOutput{Repo: repo.String(), Shard: id.String(), SnapshotID: res.SnapshotID, MarkedBlobs: res.MarkedBlobs,
 				DeletedBlobs: res.DeletedBlobs, FreedBytes: res.FreedBytes, KeptBlobs: res.KeptBlobs}
 			return emit(cmd, g, out, func(w io.Writer) {
-				fmt.Fprintf(w, "deleted snapshot %s of %s: %d blobs deleted, %s freed\n", out.SnapshotID, out.Shard, out.DeletedBlobs, humanBytes(out.FreedBytes))
+				fmt.Fprintf(w, "deleted snapshot %s of %s: %d blobs marked for deletion; %d marked blobs past the deletion delay deleted, %s freed\n",
+					out.SnapshotID, out.Shard, out.MarkedBlobs, out.DeletedBlobs, humanBytes(out.FreedBytes))
 				if out.KeptBlobs != "" {
 					fmt.Fprintf(w, "note: blobs kept: %s\n", out.KeptBlobs)
 				}
@@ -517,6 +542,7 @@ deletes them once every manifest reads).`,
 	}
 	idf.register(cmd)
 	rf.register(cmd)
+	deletionDelayFlag(cmd, &delay)
 	return cmd
 }
 
@@ -526,6 +552,7 @@ type snapGCOutput struct {
 	DryRun       bool     `json:"dry_run,omitempty"`
 	Kept         []string `json:"kept"`
 	Deleted      []string `json:"deleted"`
+	MarkedBlobs  int      `json:"marked_blobs"`
 	DeletedBlobs int      `json:"deleted_blobs"`
 	FreedBytes   int64    `json:"freed_bytes"`
 }
@@ -536,12 +563,16 @@ func newSnapshotGCCmd(g *globalFlags) *cobra.Command {
 		rf     snapRepoFlags
 		keep   int
 		dryRun bool
+		delay  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "gc",
 		Short: "Keep the newest N snapshots of a shard and delete the others",
 		Long: `gc keeps the newest --keep snapshots (by start time) and deletes the others:
-manifests first, then the blobs no kept snapshot references. If any manifest
+manifests first, then it marks for deletion the blobs no kept snapshot
+references and deletes the blobs marked longer ago than --deletion-delay
+(so the space of a gc is freed by the next gc, or a node's cleanup sweep,
+once the delay has passed). If any manifest
 of the shard cannot be read, gc stops whole and deletes nothing (exit code 1):
 inspect with snapshot list, then delete the corrupt one by id.`,
 		Example: `  recoverctl snapshot gc --repo file:///tmp/repo --index logs --shard 0 --keep 3
@@ -550,6 +581,9 @@ inspect with snapshot list, then delete the corrupt one by id.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if keep < 0 {
 				return usagef("--keep must be >= 0, got %d", keep)
+			}
+			if err := checkDeletionDelay(delay); err != nil {
+				return err
 			}
 			ctx, done, id, repo, err := snapSetup(cmd, &idf, &rf)
 			if err != nil {
@@ -580,11 +614,11 @@ inspect with snapshot list, then delete the corrupt one by id.`,
 					}
 				}
 			} else {
-				res, err := snapshot.GC(ctx, repo, id, keep)
+				res, err := snapshot.GC(ctx, repo, id, keep, snapshot.DeleteOptions{Delay: delay})
 				if res != nil {
 					out.Kept = append(out.Kept, res.Kept...)
 					out.Deleted = append(out.Deleted, res.Deleted...)
-					out.DeletedBlobs, out.FreedBytes = res.DeletedBlobs, res.FreedBytes
+					out.MarkedBlobs, out.DeletedBlobs, out.FreedBytes = res.MarkedBlobs, res.DeletedBlobs, res.FreedBytes
 				}
 				if err != nil {
 					if res != nil && len(res.Deleted) > 0 {
@@ -605,8 +639,8 @@ inspect with snapshot list, then delete the corrupt one by id.`,
 					fmt.Fprintf(w, "dry run: would keep %d, delete %d snapshot(s) of %s\n", len(out.Kept), len(out.Deleted), out.Shard)
 					return
 				}
-				fmt.Fprintf(w, "kept %d, deleted %d snapshot(s) of %s: %d blobs deleted, %s freed\n",
-					len(out.Kept), len(out.Deleted), out.Shard, out.DeletedBlobs, humanBytes(out.FreedBytes))
+				fmt.Fprintf(w, "kept %d, deleted %d snapshot(s) of %s: %d blobs marked for deletion; %d marked blobs past the deletion delay deleted, %s freed\n",
+					len(out.Kept), len(out.Deleted), out.Shard, out.MarkedBlobs, out.DeletedBlobs, humanBytes(out.FreedBytes))
 			})
 		},
 	}
@@ -614,6 +648,7 @@ inspect with snapshot list, then delete the corrupt one by id.`,
 	rf.register(cmd)
 	cmd.Flags().IntVar(&keep, "keep", 0, "number of newest snapshots to keep (required)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be deleted, delete nothing")
+	deletionDelayFlag(cmd, &delay)
 	markRequired(cmd, "keep")
 	return cmd
 }
@@ -625,12 +660,16 @@ type snapBlob struct {
 }
 
 type snapUnfinishedOutput struct {
-	Repo    string     `json:"repo"`
-	Shard   string     `json:"shard"`
-	Grace   string     `json:"grace"`
-	Removed bool       `json:"removed"`
-	Blobs   []snapBlob `json:"blobs"`
-	Bytes   int64      `json:"bytes"`
+	Repo  string `json:"repo"`
+	Shard string `json:"shard"`
+	Grace string `json:"grace"`
+	// Removed is --remove: Blobs were marked for deletion by this run,
+	// Deleted deleted (marked longer ago than the deletion delay).
+	Removed      bool       `json:"removed"`
+	Blobs        []snapBlob `json:"blobs"`
+	Bytes        int64      `json:"bytes"`
+	Deleted      []snapBlob `json:"deleted"`
+	DeletedBytes int64      `json:"deleted_bytes"`
 }
 
 func newSnapshotUnfinishedCmd(g *globalFlags) *cobra.Command {
@@ -639,6 +678,7 @@ func newSnapshotUnfinishedCmd(g *globalFlags) *cobra.Command {
 		rf     snapRepoFlags
 		grace  time.Duration
 		remove bool
+		delay  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "unfinished",
@@ -646,7 +686,10 @@ func newSnapshotUnfinishedCmd(g *globalFlags) *cobra.Command {
 		Long: `unfinished lists the blobs of a shard that no manifest references and that
 are older than --grace: what an interrupted create, or a delete that had to
 keep blobs, left behind. A younger blob may belong to an upload in progress.
-Nothing is listed or removed if any manifest of the shard cannot be read.`,
+With --remove they are marked for deletion, and the blobs of the shard marked
+longer ago than --deletion-delay (by this command, gc, delete or a node's
+cleanup) that no manifest references are deleted. Nothing is listed, marked
+or deleted if any manifest of the shard cannot be read.`,
 		Example: `  recoverctl snapshot unfinished --repo file:///tmp/repo --index logs
   recoverctl snapshot unfinished --repo file:///tmp/repo --index logs --grace 1h --remove`,
 		Args: snapUsageArgs(cobra.NoArgs),
@@ -654,53 +697,64 @@ Nothing is listed or removed if any manifest of the shard cannot be read.`,
 			if grace < 0 {
 				return usagef("--grace must be >= 0")
 			}
+			if err := checkDeletionDelay(delay); err != nil {
+				return err
+			}
 			ctx, done, id, repo, err := snapSetup(cmd, &idf, &rf)
 			if err != nil {
 				return err
 			}
 			defer done()
+			out := snapUnfinishedOutput{Repo: repo.String(), Shard: id.String(), Grace: grace.String(), Removed: remove,
+				Blobs: []snapBlob{}, Deleted: []snapBlob{}}
 			var blobs []snapshot.ObjectInfo
 			if remove {
-				blobs, err = snapshot.RemoveUnfinished(ctx, repo, id, grace, time.Now())
-			} else {
-				blobs, err = snapshot.Unfinished(ctx, repo, id, grace, time.Now())
-			}
-			if err != nil {
-				if remove && len(blobs) > 0 {
-					return fmt.Errorf("%w (%d blob(s) removed before the failure)", err, len(blobs))
+				res, err := snapshot.RemoveUnfinished(ctx, repo, id, grace, snapshot.DeleteOptions{Delay: delay})
+				if err != nil {
+					if len(res.Marked)+len(res.Deleted) > 0 {
+						return fmt.Errorf("%w (%d blob(s) marked, %d deleted before the failure)", err, len(res.Marked), len(res.Deleted))
+					}
+					return err
 				}
+				blobs = res.Marked
+				for _, b := range res.Deleted {
+					out.Deleted = append(out.Deleted, snapBlob{Key: b.Key, Size: b.Size, ModTime: b.ModTime})
+					out.DeletedBytes += b.Size
+				}
+			} else if blobs, err = snapshot.Unfinished(ctx, repo, id, grace, time.Now()); err != nil {
 				return err
 			}
-			out := snapUnfinishedOutput{Repo: repo.String(), Shard: id.String(), Grace: grace.String(), Removed: remove, Blobs: []snapBlob{}}
 			for _, b := range blobs {
 				out.Blobs = append(out.Blobs, snapBlob{Key: b.Key, Size: b.Size, ModTime: b.ModTime})
 				out.Bytes += b.Size
 			}
 			return emit(cmd, g, out, func(w io.Writer) {
-				verb := "unfinished"
-				if out.Removed {
-					verb = "removed"
-				}
-				if len(out.Blobs) == 0 {
+				if len(out.Blobs) == 0 && len(out.Deleted) == 0 {
 					fmt.Fprintf(w, "no unfinished upload of %s older than %s\n", out.Shard, out.Grace)
 					return
 				}
 				tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-				fmt.Fprintln(tw, "BLOB\tSIZE\tMODIFIED")
+				fmt.Fprintln(tw, "BLOB\tSIZE\tMODIFIED\t")
 				for _, b := range out.Blobs {
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", b.Key, humanBytes(b.Size), b.ModTime.UTC().Format(time.RFC3339))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", b.Key, humanBytes(b.Size), b.ModTime.UTC().Format(time.RFC3339), map[bool]string{true: "marked for deletion"}[out.Removed])
+				}
+				for _, b := range out.Deleted {
+					fmt.Fprintf(tw, "%s\t%s\t%s\tdeleted\n", b.Key, humanBytes(b.Size), b.ModTime.UTC().Format(time.RFC3339))
 				}
 				tw.Flush()
-				fmt.Fprintf(w, "%d %s blob(s), %s\n", len(out.Blobs), verb, humanBytes(out.Bytes))
 				if !out.Removed {
-					fmt.Fprintln(w, "remove them with --remove")
+					fmt.Fprintf(w, "%d unfinished blob(s), %s; mark them for deletion with --remove\n", len(out.Blobs), humanBytes(out.Bytes))
+					return
 				}
+				fmt.Fprintf(w, "%d blob(s) marked for deletion (%s); %d marked blob(s) past the deletion delay deleted, %s freed\n",
+					len(out.Blobs), humanBytes(out.Bytes), len(out.Deleted), humanBytes(out.DeletedBytes))
 			})
 		},
 	}
 	idf.register(cmd)
 	rf.register(cmd)
 	cmd.Flags().DurationVar(&grace, "grace", 24*time.Hour, "only blobs older than this (protects uploads in progress)")
-	cmd.Flags().BoolVar(&remove, "remove", false, "delete the listed blobs")
+	cmd.Flags().BoolVar(&remove, "remove", false, "mark the listed blobs for deletion, and delete those marked longer ago than --deletion-delay")
+	deletionDelayFlag(cmd, &delay)
 	return cmd
 }

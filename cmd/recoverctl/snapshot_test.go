@@ -253,9 +253,17 @@ func TestSnapshotLifecycleFileRepo(t *testing.T) {
 	if len(u.Blobs) != 1 || !strings.HasSuffix(u.Blobs[0].Key, "seg_00000099_dead-000000000000") || u.Removed {
 		t.Fatalf("unfinished: %+v", u)
 	}
+	// --remove marks it; it is deleted once marked longer than the delay.
 	spJSON(t, &u, append([]string{"snapshot", "unfinished", "--grace", "1h", "--remove"}, sel...)...)
-	if len(u.Blobs) != 1 || !u.Removed {
+	if len(u.Blobs) != 1 || !u.Removed || len(u.Deleted) != 0 {
 		t.Fatalf("unfinished --remove: %+v", u)
+	}
+	if _, err := os.Stat(old); err != nil {
+		t.Fatalf("old unfinished blob deleted before the deletion delay: %v", err)
+	}
+	spJSON(t, &u, append([]string{"snapshot", "unfinished", "--grace", "1h", "--remove", "--deletion-delay", "1ns"}, sel...)...)
+	if len(u.Blobs) != 0 || len(u.Deleted) != 1 || !strings.HasSuffix(u.Deleted[0].Key, "seg_00000099_dead-000000000000") {
+		t.Fatalf("unfinished --remove past the delay: %+v", u)
 	}
 	if _, err := os.Stat(old); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("old unfinished blob still there: %v", err)

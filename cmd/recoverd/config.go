@@ -54,6 +54,7 @@ type Config struct {
 	VerifyDigest         string
 	CleanupInterval      time.Duration
 	UploadGrace          time.Duration
+	DeletionDelay        time.Duration
 
 	Insecure  bool
 	TLSCert   string
@@ -73,7 +74,7 @@ func defaultConfig() Config {
 		S3Region: "us-east-1", S3Timeout: 30 * time.Second, UseSnapshots: true,
 		MaxRecoveries: 2, MaxOutgoing: 2, MaxLeasesPerHolder: 16, MaxSnapshotDownloads: 4, ChunkSize: 1 << 20, ParallelFiles: 4, Compression: true,
 		RetryBudget: 2 * time.Minute, IdleTimeout: 30 * time.Second, LeaseTTL: 5 * time.Minute, PinTTL: 2 * time.Minute, PinWait: 10 * time.Minute, DiskMargin: "5%",
-		RetainOps: 10000, KeepFinished: time.Hour, VerifyDigest: "auto", CleanupInterval: 10 * time.Minute, UploadGrace: 24 * time.Hour,
+		RetainOps: 10000, KeepFinished: time.Hour, VerifyDigest: "auto", CleanupInterval: 10 * time.Minute, UploadGrace: 24 * time.Hour, DeletionDelay: time.Hour,
 		LogLevel: "info", LogFormat: "text",
 	}
 }
@@ -179,7 +180,8 @@ var options = []option{
 	strOpt("verify-digest", "when a recovery ends by comparing content digests with the source, which reads the whole shard once on both nodes: auto (always but after a snapshot plan, whose point is to spare the source), always, never", func(c *Config) *string { return &c.VerifyDigest }),
 	durOpt("keep-finished", "how long finished recoveries stay readable", func(c *Config) *time.Duration { return &c.KeepFinished }),
 	durOpt("cleanup-interval", "period of the cleanup sweep (0 = only at start)", func(c *Config) *time.Duration { return &c.CleanupInterval }),
-	durOpt("upload-grace", "age after which a snapshot upload without manifest counts as abandoned", func(c *Config) *time.Duration { return &c.UploadGrace }),
+	durOpt("upload-grace", "age after which a snapshot upload without manifest counts as abandoned (and is marked for deletion)", func(c *Config) *time.Duration { return &c.UploadGrace }),
+	durOpt("deletion-delay", "how long a snapshot blob stays marked for deletion before it is deleted; protects snapshots other processes are creating (use the same on every node and recoverctl)", func(c *Config) *time.Duration { return &c.DeletionDelay }),
 	boolOpt("insecure", "serve and dial plaintext without TLS or token (refused unless every listener is on loopback)", func(c *Config) *bool { return &c.Insecure }),
 	strOpt("tls-cert", "this node's certificate (PEM), for both listeners and for dialing peers", func(c *Config) *string { return &c.TLSCert }),
 	strOpt("tls-key", "this node's private key (PEM)", func(c *Config) *string { return &c.TLSKey }),

@@ -156,6 +156,7 @@ func TestRunExitCodes(t *testing.T) {
 		"no data":               {[]string{"--insecure"}, 2, "--data is required"},
 		"bad flag":              {[]string{"--no-such-flag"}, 2, "no-such-flag"},
 		"zero grace":            {[]string{"--data", t.TempDir(), "--insecure", "--upload-grace", "0s"}, 2, "--upload-grace must be positive"},
+		"zero deletion delay":   {[]string{"--data", t.TempDir(), "--insecure", "--deletion-delay", "0s"}, 2, "--deletion-delay must be positive"},
 		"negative interval":     {[]string{"--data", t.TempDir(), "--insecure", "--cleanup-interval", "-1m"}, 2, "--cleanup-interval"},
 		"insecure off loopback": {[]string{"--data", t.TempDir(), "--insecure", "--grpc-addr", "0.0.0.0:7400"}, 2, "refused on 0.0.0.0:7400"},
 		"no TLS":                {[]string{"--data", t.TempDir()}, 2, "TLS is required"},

@@ -83,6 +83,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			cfg.UploadGrace, cfg.CleanupInterval)
 		return 2
 	}
+	if cfg.DeletionDelay <= 0 {
+		fmt.Fprintf(stderr, "recoverd: --deletion-delay must be positive (it protects snapshots other processes are creating); got %v\n", cfg.DeletionDelay)
+		return 2
+	}
 	log, err := newLogger(cfg, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "recoverd:", err)
@@ -209,11 +213,11 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 		return err
 	}
 	defer mgr.Close()
-	snapSvc := &snapshotService{repo: repo, shards: shards, throttle: throttle}
+	snapSvc := &snapshotService{repo: repo, shards: shards, throttle: throttle, deletionDelay: cfg.DeletionDelay}
 
 	// Cleanup: at start (the shards are open) and every --cleanup-interval.
 	sweeper, err := cleanup.New(cleanup.Config{Shards: shards.list, Running: mgr.ActiveStagings, Uploading: snapSvc.isUploading,
-		Repo: repo, UploadGrace: cfg.UploadGrace, Logger: log.With("component", "cleanup"), Registerer: reg})
+		Repo: repo, UploadGrace: cfg.UploadGrace, DeletionDelay: cfg.DeletionDelay, Logger: log.With("component", "cleanup"), Registerer: reg})
 	if err != nil {
 		return err
 	}

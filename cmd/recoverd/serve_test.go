@@ -124,8 +124,9 @@ func series(mfs map[string]*dto.MetricFamily, name, label, value string) (float6
 
 // The real wiring: health, readiness, /metrics that promlint accepts and
 // that holds the families the issue lists, and a cleanup at start that
-// removes an expired lease and an unfinished upload past the grace (and
-// counts them).
+// removes an expired lease and an unfinished upload marked for deletion
+// longer ago than the delay (and counts them), and marks an unfinished
+// upload past the grace without deleting it.
 func TestServeMetricsHealthAndStartupCleanup(t *testing.T) {
 	data := t.TempDir()
 	id := shardstore.ShardID{Index: "logs", Shard: 0}
@@ -150,6 +151,20 @@ func TestServeMetricsHealthAndStartupCleanup(t *testing.T) {
 	old := time.Now().Add(-48 * time.Hour)
 	orphanPath := filepath.Join(repo.Root(), filepath.FromSlash(orphan))
 	os.Chtimes(orphanPath, old, old)
+	// It was marked for deletion (by a sweep) two days ago.
+	mark := snapshot.MarkPrefix(id) + "orphan"
+	markJSON := `{"blob":"` + orphan + `","reason":"unfinished"}`
+	if err := repo.Put(context.Background(), mark, strings.NewReader(markJSON), int64(len(markJSON))); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(filepath.Join(repo.Root(), filepath.FromSlash(mark)), old, old)
+	// Another, not marked yet: the sweep marks it and deletes nothing.
+	unmarked := snapshot.BlobPrefix(id) + "orphan2"
+	if err := repo.Put(context.Background(), unmarked, strings.NewReader("abandoned"), 9); err != nil {
+		t.Fatal(err)
+	}
+	unmarkedPath := filepath.Join(repo.Root(), filepath.FromSlash(unmarked))
+	os.Chtimes(unmarkedPath, old, old)
 	time.Sleep(1100 * time.Millisecond) // the lease expires
 
 	cfg := defaultConfig()
@@ -198,7 +213,13 @@ func TestServeMetricsHealthAndStartupCleanup(t *testing.T) {
 		}
 	}
 	if _, err := os.Stat(orphanPath); !os.IsNotExist(err) {
-		t.Errorf("abandoned upload survived the startup cleanup: %v", err)
+		t.Errorf("abandoned upload marked two days ago survived the startup cleanup: %v", err)
+	}
+	if _, err := os.Stat(unmarkedPath); err != nil {
+		t.Errorf("abandoned upload not marked yet was deleted at once: %v", err)
+	}
+	if !strings.Contains(logs.String(), "cleanup marked for deletion") || !strings.Contains(logs.String(), "orphan2") {
+		t.Errorf("mark not logged:\n%s", logs.String())
 	}
 	if !strings.Contains(logs.String(), "cleanup removed") || !strings.Contains(logs.String(), "peer-gone") {
 		t.Errorf("removals not logged:\n%s", logs.String())

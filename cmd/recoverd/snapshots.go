@@ -22,6 +22,9 @@ type snapshotService struct {
 	repo     snapshot.Repository // nil: snapshots disabled
 	shards   *shards
 	throttle *transfer.Throttle
+	// deletionDelay is how long the blobs of a deleted snapshot stay
+	// marked before they are deleted (--deletion-delay).
+	deletionDelay time.Duration
 
 	mu        sync.Mutex
 	uploading map[shardstore.ShardID]int // snapshots being created, per shard
@@ -59,6 +62,8 @@ func repoErr(err error) error {
 		return transfer.Errorf(codes.NotFound, pb.ErrorReason_SNAPSHOT_NOT_FOUND, "%v", err)
 	case errors.Is(err, snapshot.ErrUnavailable):
 		return transfer.Errorf(codes.Unavailable, pb.ErrorReason_REPOSITORY_UNAVAILABLE, "%v", err)
+	case errors.Is(err, snapshot.ErrConcurrentDeletion):
+		return transfer.Errorf(codes.Aborted, 0, "%v", err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return transfer.Errorf(codes.Canceled, 0, "%v", err)
 	}
@@ -125,7 +130,7 @@ func (s *snapshotService) DeleteSnapshot(ctx context.Context, req *pb.DeleteSnap
 	if err := snapshot.ValidateSnapshotID(req.SnapshotId); err != nil {
 		return nil, transfer.Errorf(codes.InvalidArgument, 0, "snapshot id: %v", err)
 	}
-	if _, err := snapshot.Delete(ctx, s.repo, id, req.SnapshotId); err != nil {
+	if _, err := snapshot.Delete(ctx, s.repo, id, req.SnapshotId, snapshot.DeleteOptions{Delay: s.deletionDelay}); err != nil {
 		return nil, repoErr(err)
 	}
 	return &pb.DeleteSnapshotResponse{}, nil

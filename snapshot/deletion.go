@@ -1,0 +1,507 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/recoverd/recoverd/shardstore"
+)
+
+// Deleting blobs when other processes create snapshots, without locks.
+//
+// A repository is shared: the primary's recoverd creates snapshots, every
+// node's cleanup sweeps unfinished uploads, an operator runs recoverctl
+// snapshot gc or delete. An object store has no lock to take, so a blob is
+// never deleted the moment it looks unreferenced (a Create in another
+// process may be about to write a manifest naming it). Deletion has two
+// phases, as Thanos' deletion marks:
+//
+//  1. Mark: a blob that no manifest references (every manifest read) gets
+//     a deletion mark, <index>/<shard>/marks/<blob name>. Delete and GC
+//     mark the blobs of the manifests they removed; RemoveUnfinished marks
+//     unreferenced blobs older than the upload grace.
+//  2. Collect, later: a blob whose mark is older than the deletion delay
+//     (DeleteOptions.Delay, by the mark's modification time) is deleted,
+//     then its mark, if no manifest references it. The marks are listed
+//     before the manifests are read. A mark is never removed while its
+//     blob exists, even when a manifest references the blob again.
+//
+// Create never reuses a marked blob, and checks every blob its manifest
+// names (listing marks, then blobs) just before it writes the manifest
+// and again after: a blob marked or gone by then is uploaded again under a
+// new key (the commit is pinned) and the manifest rewritten. The check
+// after the write is what makes the manifest safe for good: a blob
+// present and unmarked then can only be collected through a mark written
+// after the manifest, and collecting it reads the manifests after that
+// mark, so it sees the manifest and keeps the blob. The check before the
+// write, with the delay, keeps the manifest from naming a missing blob
+// even for a moment: a mark that appears after that check is younger
+// than the time the manifest write takes, far below the delay.
+//
+// Each blob is listed by Create before it trusts it: marks before blobs,
+// and collection deletes the blob before its mark, so a blob seen present
+// and unmarked was not being collected when it was seen.
+
+// DefaultDeletionDelay is how long a blob stays marked for deletion before
+// it is deleted. It must be far longer than a Create takes to write its
+// manifest after checking its blobs (well under a second; bounded by the
+// retry budget when the store is slow), and it lets a recovery that is
+// downloading a snapshot deleted meanwhile finish.
+const DefaultDeletionDelay = time.Hour
+
+// DeleteOptions tune Delete, GC and RemoveUnfinished.
+type DeleteOptions struct {
+	// Delay is how long a blob stays marked before it is deleted
+	// (default DefaultDeletionDelay). Every process deleting from a
+	// repository should use the same.
+	Delay time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (o DeleteOptions) withDefaults() DeleteOptions {
+	if o.Delay <= 0 {
+		o.Delay = DefaultDeletionDelay
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Why a blob was marked for deletion (Collected.Reason).
+const (
+	ReasonGC         = "gc"         // its snapshot was deleted by GC
+	ReasonDelete     = "delete"     // its snapshot was deleted by Delete
+	ReasonUnfinished = "unfinished" // an upload no manifest took, older than the grace
+)
+
+// MarkPrefix is "<index>/<shard>/marks/".
+func MarkPrefix(id shardstore.ShardID) string { return ShardPrefix(id) + "marks/" }
+
+// markKey is the deletion mark of a blob of shard id.
+func markKey(id shardstore.ShardID, blob string) string {
+	return MarkPrefix(id) + strings.TrimPrefix(blob, BlobPrefix(id))
+}
+
+// deletionMark is what a mark holds; its age is the object's modification
+// time, the store's clock, as for the upload grace.
+type deletionMark struct {
+	Blob     string    `json:"blob"`
+	Reason   string    `json:"reason"`
+	MarkedAt time.Time `json:"marked_at"`
+}
+
+// Collected is a blob deleted because its deletion mark had passed the
+// delay and no manifest referenced it.
+type Collected struct {
+	ObjectInfo
+	Reason string // ReasonGC, ReasonDelete, ReasonUnfinished, or "" if the mark did not say
+}
+
+// unusable returns the blobs of files that are marked for deletion or gone:
+// marks are listed before blobs (see the package comment).
+func unusable(ctx context.Context, repo Repository, p RetryPolicy, id shardstore.ShardID, files []FileEntry) ([]int, error) {
+	marks, err := listKeys(ctx, repo, p, MarkPrefix(id))
+	if err != nil {
+		return nil, err
+	}
+	blobs, err := listKeys(ctx, repo, p, BlobPrefix(id))
+	if err != nil {
+		return nil, err
+	}
+	var bad []int
+	for i, f := range files {
+		if marks[markKey(id, f.Blob)] || !blobs[f.Blob] {
+			bad = append(bad, i)
+		}
+	}
+	return bad, nil
+}
+
+// mark writes deletion marks for the blobs that have none and returns
+// those it marked.
+func mark(ctx context.Context, repo Repository, p RetryPolicy, id shardstore.ShardID, blobs []string, reason string, now time.Time) ([]string, error) {
+	if len(blobs) == 0 {
+		return nil, nil
+	}
+	marks, err := listKeys(ctx, repo, p, MarkPrefix(id))
+	if err != nil {
+		return nil, err
+	}
+	var n []string
+	for _, b := range blobs {
+		key := markKey(id, b)
+		if marks[key] {
+			continue
+		}
+		data, err := json.Marshal(deletionMark{Blob: b, Reason: reason, MarkedAt: now.UTC()})
+		if err != nil {
+			return n, err
+		}
+		if err := retry(ctx, p, func(ctx context.Context) error {
+			return repo.Put(ctx, key, strings.NewReader(string(data)), int64(len(data)))
+		}); err != nil {
+			return n, fmt.Errorf("snapshot: mark %s for deletion: %w", b, err)
+		}
+		n = append(n, b)
+	}
+	return n, nil
+}
+
+// collect deletes the blobs of shard id whose marks are older than the
+// delay and that no manifest references, each before its mark; a mark
+// whose blob is gone is removed. If any manifest cannot be read nothing is
+// deleted.
+func collect(ctx context.Context, repo Repository, p RetryPolicy, id shardstore.ShardID, o DeleteOptions) ([]Collected, error) {
+	marks, err := listKeys(ctx, repo, p, MarkPrefix(id)) // before the manifests
+	if err != nil {
+		return nil, err
+	}
+	if len(marks) == 0 {
+		return nil, nil
+	}
+	entries, err := readAll(ctx, repo, p, id)
+	if err != nil {
+		return nil, err
+	}
+	referenced := map[string]bool{}
+	for _, e := range entries {
+		if e.Err != nil {
+			return nil, fmt.Errorf("snapshot: nothing collected, a manifest cannot be read: %w", e.Err)
+		}
+		for _, f := range e.Manifest.Files {
+			referenced[f.Blob] = true
+		}
+	}
+	blobs, err := listKeys(ctx, repo, p, BlobPrefix(id))
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(marks))
+	for k := range marks {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	now := o.Now()
+	var out []Collected
+	for _, k := range keys {
+		blob := BlobPrefix(id) + strings.TrimPrefix(k, MarkPrefix(id))
+		if !blobs[blob] {
+			if err := retry(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, k) }); err != nil {
+				return out, err
+			}
+			continue
+		}
+		if referenced[blob] {
+			continue
+		}
+		var mi, bi ObjectInfo
+		err := retry(ctx, p, func(ctx context.Context) error {
+			var err error
+			if mi, err = repo.Stat(ctx, k); err != nil {
+				return err
+			}
+			bi, err = repo.Stat(ctx, blob)
+			return err
+		})
+		if errors.Is(err, ErrNotFound) {
+			continue // collected meanwhile by another process
+		}
+		if err != nil {
+			return out, err
+		}
+		if now.Sub(mi.ModTime) < o.Delay {
+			continue
+		}
+		reason := markReason(ctx, repo, k)
+		if err := retry(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, blob) }); err != nil {
+			return out, fmt.Errorf("snapshot: delete blob %s: %w", blob, err)
+		}
+		out = append(out, Collected{ObjectInfo: bi, Reason: reason})
+		if err := retry(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, k) }); err != nil {
+			return out, fmt.Errorf("snapshot: delete mark %s: %w", k, err)
+		}
+	}
+	return out, nil
+}
+
+// markReason reads why a blob was marked; "" when the mark cannot be read.
+func markReason(ctx context.Context, repo Repository, key string) string {
+	body, err := repo.Get(ctx, key)
+	if err != nil {
+		return ""
+	}
+	defer body.Close()
+	var m deletionMark
+	if json.NewDecoder(io.LimitReader(body, 4096)).Decode(&m) != nil {
+		return ""
+	}
+	return m.Reason
+}
+
+func freed(c []Collected) (n int64) {
+	for _, b := range c {
+		n += b.Size
+	}
+	return n
+}
+
+// DeleteResult says what Delete did.
+type DeleteResult struct {
+	SnapshotID string
+	// MarkedBlobs are the snapshot's blobs no other manifest references,
+	// marked for deletion; DeletedBlobs and FreedBytes count the blobs
+	// (of this or earlier deletions) whose marks had passed the delay.
+	MarkedBlobs  int
+	DeletedBlobs int
+	FreedBytes   int64
+	// KeptBlobs is set when the snapshot's blobs were left unmarked
+	// because some manifest could not be decoded (so it is not known
+	// which blobs are still referenced) or the deleted manifest itself
+	// was corrupt; RemoveUnfinished marks them once every manifest reads.
+	KeptBlobs string
+}
+
+// Delete removes one snapshot: its manifest first, then it marks for
+// deletion its blobs that no other manifest references and deletes the
+// blobs whose marks have passed the delay (see the package comment). When
+// the repository cannot be read nothing is deleted. A corrupt manifest can
+// be deleted; its blobs, and the blobs of any snapshot deleted while
+// another manifest is corrupt, are kept.
+func Delete(ctx context.Context, repo Repository, id shardstore.ShardID, snapshotID string, opts DeleteOptions) (*DeleteResult, error) {
+	if err := ValidateSnapshotID(snapshotID); err != nil {
+		return nil, err
+	}
+	o := opts.withDefaults()
+	p := policyOf(repo)
+	entries, err := readAll(ctx, repo, p, id)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: delete %s of %s: nothing deleted: %w", snapshotID, id, err)
+	}
+	var target *Entry
+	referenced := map[string]bool{}
+	var unreadable []string
+	for i, e := range entries {
+		if e.ID == snapshotID {
+			target = &entries[i]
+			continue
+		}
+		if e.Err != nil {
+			unreadable = append(unreadable, e.ID)
+			continue
+		}
+		for _, f := range e.Manifest.Files {
+			referenced[f.Blob] = true
+		}
+	}
+	if target == nil {
+		return nil, fmt.Errorf("%w: snapshot %s of shard %s in %s", ErrNotFound, snapshotID, id, repo)
+	}
+	res := &DeleteResult{SnapshotID: snapshotID}
+	key := ManifestKey(id, snapshotID)
+	if err := retry(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, key) }); err != nil {
+		return nil, fmt.Errorf("snapshot: delete manifest %s: %w", key, err)
+	}
+	switch {
+	case target.Err != nil:
+		res.KeptBlobs = "the deleted manifest was corrupt, so its blobs are unknown"
+		return res, nil
+	case len(unreadable) > 0:
+		res.KeptBlobs = fmt.Sprintf("manifests %s cannot be read, so which blobs they reference is unknown", strings.Join(unreadable, ", "))
+		return res, nil
+	}
+	marked, err := mark(ctx, repo, p, id, unreferenced([]*Manifest{target.Manifest}, referenced), ReasonDelete, o.Now())
+	res.MarkedBlobs = len(marked)
+	if err != nil {
+		return res, fmt.Errorf("snapshot: delete %s of %s: manifest deleted, blobs marked in part: %w", snapshotID, id, err)
+	}
+	gone, err := collect(ctx, repo, p, id, o)
+	res.DeletedBlobs, res.FreedBytes = len(gone), freed(gone)
+	if err != nil {
+		return res, fmt.Errorf("snapshot: delete %s of %s: manifest deleted, blobs marked, collected in part: %w", snapshotID, id, err)
+	}
+	return res, nil
+}
+
+// unreferenced lists the blobs of ms that referenced does not hold.
+func unreferenced(ms []*Manifest, referenced map[string]bool) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, m := range ms {
+		for _, f := range m.Files {
+			if !referenced[f.Blob] && !seen[f.Blob] {
+				seen[f.Blob] = true
+				out = append(out, f.Blob)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// GCResult says what GC did.
+type GCResult struct {
+	Kept    []string // snapshot ids kept, oldest first
+	Deleted []string // snapshot ids deleted, oldest first
+	// MarkedBlobs, DeletedBlobs and FreedBytes as in DeleteResult.
+	MarkedBlobs  int
+	DeletedBlobs int
+	FreedBytes   int64
+}
+
+// GC keeps the newest keep snapshots of a shard and deletes the others:
+// their manifests first, then it marks for deletion the blobs no kept
+// manifest references and deletes the blobs whose marks have passed the
+// delay. If any manifest cannot be read (unavailable or corrupt) GC stops
+// whole and deletes nothing.
+func GC(ctx context.Context, repo Repository, id shardstore.ShardID, keep int, opts DeleteOptions) (*GCResult, error) {
+	if keep < 0 {
+		return nil, fmt.Errorf("snapshot: gc: keep %d is negative", keep)
+	}
+	o := opts.withDefaults()
+	p := policyOf(repo)
+	entries, err := readAll(ctx, repo, p, id)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: gc %s: nothing deleted: %w", id, err)
+	}
+	var bad []error
+	for _, e := range entries {
+		if e.Err != nil {
+			bad = append(bad, e.Err)
+		}
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("snapshot: gc %s: nothing deleted, %d manifest(s) cannot be read: %w", id, len(bad), errors.Join(bad...))
+	}
+	res := &GCResult{}
+	cut := max(len(entries)-keep, 0)
+	referenced := map[string]bool{}
+	for _, e := range entries[cut:] {
+		res.Kept = append(res.Kept, e.ID)
+		for _, f := range e.Manifest.Files {
+			referenced[f.Blob] = true
+		}
+	}
+	var gone []*Manifest
+	for _, e := range entries[:cut] {
+		key := ManifestKey(id, e.ID)
+		if err := retry(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, key) }); err != nil {
+			return res, fmt.Errorf("snapshot: gc %s: delete manifest %s: %w", id, key, err)
+		}
+		res.Deleted = append(res.Deleted, e.ID)
+		gone = append(gone, e.Manifest)
+	}
+	marked, err := mark(ctx, repo, p, id, unreferenced(gone, referenced), ReasonGC, o.Now())
+	res.MarkedBlobs = len(marked)
+	if err != nil {
+		return res, fmt.Errorf("snapshot: gc %s: manifests deleted, blobs marked in part: %w", id, err)
+	}
+	collected, err := collect(ctx, repo, p, id, o)
+	res.DeletedBlobs, res.FreedBytes = len(collected), freed(collected)
+	if err != nil {
+		return res, fmt.Errorf("snapshot: gc %s: manifests deleted, blobs marked, collected in part: %w", id, err)
+	}
+	return res, nil
+}
+
+// Unfinished lists the blobs of a shard that no manifest references and
+// that are older than grace: what an interrupted Create (or a Delete that
+// had to keep blobs) left. A blob younger than grace may belong to an
+// upload in progress. It fails, listing nothing, if any manifest cannot be
+// read.
+func Unfinished(ctx context.Context, repo Repository, id shardstore.ShardID, grace time.Duration, now time.Time) ([]ObjectInfo, error) {
+	p := policyOf(repo)
+	entries, err := readAll(ctx, repo, p, id)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: unfinished uploads of %s: %w", id, err)
+	}
+	referenced := map[string]bool{}
+	for _, e := range entries {
+		if e.Err != nil {
+			return nil, fmt.Errorf("snapshot: unfinished uploads of %s: a manifest cannot be read: %w", id, e.Err)
+		}
+		for _, f := range e.Manifest.Files {
+			referenced[f.Blob] = true
+		}
+	}
+	blobs, err := listKeys(ctx, repo, p, BlobPrefix(id))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: unfinished uploads of %s: %w", id, err)
+	}
+	keys := make([]string, 0, len(blobs))
+	for k := range blobs {
+		if !referenced[k] {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var out []ObjectInfo
+	for _, k := range keys {
+		var info ObjectInfo
+		err := retry(ctx, p, func(ctx context.Context) error {
+			var err error
+			info, err = repo.Stat(ctx, k)
+			return err
+		})
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: unfinished uploads of %s: %w", id, err)
+		}
+		if now.Sub(info.ModTime) >= grace {
+			out = append(out, info)
+		}
+	}
+	return out, nil
+}
+
+// SweepResult says what RemoveUnfinished did.
+type SweepResult struct {
+	// Marked are the unfinished uploads marked for deletion by this call.
+	Marked []ObjectInfo
+	// Deleted are the blobs deleted by this call: marked (by it or
+	// earlier, for any reason) longer ago than the delay, and referenced
+	// by no manifest.
+	Deleted []Collected
+}
+
+// RemoveUnfinished marks for deletion what Unfinished lists (with
+// opts.Now() as now), then deletes the blobs of the shard whose marks have
+// passed the delay: an unfinished upload is deleted by a later call, once
+// its mark is old enough and if no Create took it meanwhile.
+func RemoveUnfinished(ctx context.Context, repo Repository, id shardstore.ShardID, grace time.Duration, opts DeleteOptions) (*SweepResult, error) {
+	o := opts.withDefaults()
+	now := o.Now()
+	res := &SweepResult{}
+	blobs, err := Unfinished(ctx, repo, id, grace, now)
+	if err != nil {
+		return res, err
+	}
+	p := policyOf(repo)
+	keys := make([]string, len(blobs))
+	for i, b := range blobs {
+		keys[i] = b.Key
+	}
+	marked, err := mark(ctx, repo, p, id, keys, ReasonUnfinished, now)
+	for _, b := range blobs {
+		if slices.Contains(marked, b.Key) {
+			res.Marked = append(res.Marked, b)
+		}
+	}
+	if err != nil {
+		return res, fmt.Errorf("snapshot: unfinished uploads of %s: %w", id, err)
+	}
+	res.Deleted, err = collect(ctx, repo, p, id, o)
+	if err != nil {
+		return res, fmt.Errorf("snapshot: unfinished uploads of %s: %w", id, err)
+	}
+	return res, nil
+}
