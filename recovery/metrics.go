@@ -70,7 +70,7 @@ var (
 	metricResults  = []string{string(StageDone), string(StageFailed), string(StageCancelled)}
 	metricSources  = []string{"peer", "snapshot", "reused"}
 	fallbackCauses = []string{"checksum", "not_found", "unavailable", "deadline", "other"} // fallbackCause
-	retryCauses    = []string{"source_call", "lease_renewal", "peer_stream", "ops_stream"}
+	retryCauses    = []string{"source_call", "pin_renewal", "lease_renewal", "peer_stream", "ops_stream"}
 	replanCauses   = []string{"lease_lost", "ops_compacted", "pin_lost", "other"} // causeOf
 )
 
