@@ -64,6 +64,7 @@ func (g *oplogGen) add(seq seqno.SeqNo, off int64) {
 type opLog struct {
 	dir       string
 	failpoint func(string)
+	fault     func(point, path string) error
 
 	syncMu sync.Mutex // held by the one goroutine running an fsync; taken before mu
 	mu     sync.Mutex
@@ -104,7 +105,7 @@ func removeOtherEpochs(shardDir string, keep uint64) error {
 // openOpLog opens the log in dir, truncating a torn record at the tail of
 // the newest generation and calling replay for every record in order of
 // appearance.
-func openOpLog(dir string, failpoint func(string), replay func(*Op)) (*opLog, error) {
+func openOpLog(dir string, opts *Options, replay func(*Op)) (*opLog, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("shardstore: create op log dir: %w", err)
 	}
@@ -125,9 +126,9 @@ func openOpLog(dir string, failpoint func(string), replay func(*Op)) (*opLog, er
 		gens = append(gens, g)
 	}
 	slices.Sort(gens)
-	l := &opLog{dir: dir, failpoint: failpoint}
+	l := &opLog{dir: dir, failpoint: opts.Failpoint, fault: opts.Fault}
 	for i, g := range gens {
-		og, err := scanGen(filepath.Join(dir, genFileName(g)), g, i == len(gens)-1, replay)
+		og, err := scanGen(filepath.Join(dir, genFileName(g)), g, i == len(gens)-1, l.fault, replay)
 		if err != nil {
 			return nil, err
 		}
@@ -151,14 +152,14 @@ func openOpLog(dir string, failpoint func(string), replay func(*Op)) (*opLog, er
 // scanGen reads one generation. A damaged record in the newest generation
 // is a torn write from a crash: the file is truncated there. In an older
 // generation (fsynced before the next one started) it is corruption.
-func scanGen(path string, gen uint64, newest bool, replay func(*Op)) (*oplogGen, error) {
+func scanGen(path string, gen uint64, newest bool, fault func(point, path string) error, replay func(*Op)) (*oplogGen, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("shardstore: open op log %s: %w", filepath.Base(path), err)
 	}
 	defer f.Close()
 	og := &oplogGen{gen: gen, path: path}
-	r := bufio.NewReaderSize(f, 1<<20)
+	r := bufio.NewReaderSize(faultReader{f, fault, path}, 1<<20)
 	var off int64
 	var op Op
 	for {
@@ -279,11 +280,33 @@ func (l *opLog) sync(ticket uint64) error {
 		return fmt.Errorf("shardstore: write op log: %w", err)
 	}
 	l.failpoint("oplog.before-fsync")
-	if err := f.Sync(); err != nil {
+	if err := l.fsync(f); err != nil {
 		return fmt.Errorf("shardstore: fsync op log: %w", err)
 	}
 	l.synced = target
 	return nil
+}
+
+// fsync makes f durable (Options.Fault may fail it first).
+func (l *opLog) fsync(f *os.File) error {
+	if err := l.fault("oplog.fsync", f.Name()); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// faultReader reads a file, asking Options.Fault before every read.
+type faultReader struct {
+	f     *os.File
+	fault func(point, path string) error
+	path  string
+}
+
+func (r faultReader) Read(p []byte) (int, error) {
+	if err := r.fault("oplog.read", r.path); err != nil {
+		return 0, err
+	}
+	return r.f.Read(p)
 }
 
 // roll makes everything durable and starts generation gen (which must be
@@ -296,7 +319,7 @@ func (l *opLog) roll(gen uint64) error {
 	if err := l.w.Flush(); err != nil {
 		return fmt.Errorf("shardstore: write op log: %w", err)
 	}
-	if err := l.f.Sync(); err != nil {
+	if err := l.fsync(l.f); err != nil {
 		return fmt.Errorf("shardstore: fsync op log: %w", err)
 	}
 	l.synced = l.appended

@@ -60,7 +60,13 @@ type Options struct {
 	// Failpoint, when set, is called at named points of writes so crash
 	// tests can stop the process exactly there.
 	Failpoint func(name string)
-	Logger    *slog.Logger
+	// Fault, when set, is asked before named I/O steps ("oplog.read",
+	// "oplog.fsync", "staging.fsync") with the path of the file; an error
+	// it returns is handled as if that step had failed. Tests use it to
+	// make a disk fault happen where no real disk can be made to fail on
+	// demand.
+	Fault  func(point, path string) error
+	Logger *slog.Logger
 }
 
 // Shard is one shard copy on disk, opened by one process at a time.
@@ -184,6 +190,9 @@ func (o *Options) defaults() {
 	if o.Failpoint == nil {
 		o.Failpoint = func(string) {}
 	}
+	if o.Fault == nil {
+		o.Fault = func(string, string) error { return nil }
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -300,7 +309,7 @@ func (s *Shard) open() error {
 // checkpoint into the memtable (the ones at or below it are in segments).
 func (s *Shard) openEpoch(c *commitPoint) (*opLog, error) {
 	s.replayed = 0
-	return openOpLog(epochDir(s.dir, c.OplogEpoch), s.opts.Failpoint, func(op *Op) {
+	return openOpLog(epochDir(s.dir, c.OplogEpoch), &s.opts, func(op *Op) {
 		s.noteTermLocked(op.PrimaryTerm, op.SeqNo)
 		if op.SeqNo > c.Data.LocalCheckpoint {
 			s.applyMemLocked(op)

@@ -441,7 +441,7 @@ func (st *Staging) AppendOps(ops []Op) error {
 		return fmt.Errorf("shardstore: staging %s is finished", st.id)
 	}
 	if st.ops == nil {
-		l, err := openOpLog(filepath.Join(st.dir, stagedOpsDir), st.s.opts.Failpoint, func(*Op) {})
+		l, err := openOpLog(filepath.Join(st.dir, stagedOpsDir), &st.s.opts, func(*Op) {})
 		if err != nil {
 			return err
 		}
