@@ -65,6 +65,8 @@ type opLog struct {
 	dir       string
 	failpoint func(string)
 	fault     func(point, path string) error
+	// repaired describes the incomplete tail cut at open, if any.
+	repaired []string
 
 	syncMu sync.Mutex // held by the one goroutine running an fsync; taken before mu
 	mu     sync.Mutex
@@ -102,9 +104,9 @@ func removeOtherEpochs(shardDir string, keep uint64) error {
 	return nil
 }
 
-// openOpLog opens the log in dir, truncating a torn record at the tail of
-// the newest generation and calling replay for every record in order of
-// appearance.
+// openOpLog opens the log in dir, cutting an incomplete write at the tail
+// of the newest generation (scanGen says what may be cut) and calling
+// replay for every record in order of appearance.
 func openOpLog(dir string, opts *Options, replay func(*Op)) (*opLog, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("shardstore: create op log dir: %w", err)
@@ -128,9 +130,12 @@ func openOpLog(dir string, opts *Options, replay func(*Op)) (*opLog, error) {
 	slices.Sort(gens)
 	l := &opLog{dir: dir, failpoint: opts.Failpoint, fault: opts.Fault}
 	for i, g := range gens {
-		og, err := scanGen(filepath.Join(dir, genFileName(g)), g, i == len(gens)-1, l.fault, replay)
+		og, repaired, err := scanGen(filepath.Join(dir, genFileName(g)), g, i == len(gens)-1, l.fault, replay)
 		if err != nil {
 			return nil, err
+		}
+		if repaired != "" {
+			l.repaired = append(l.repaired, repaired)
 		}
 		l.gens = append(l.gens, og)
 	}
@@ -146,19 +151,29 @@ func openOpLog(dir string, opts *Options, replay func(*Op)) (*opLog, error) {
 		}
 		l.f, l.w = f, bufio.NewWriterSize(f, 256<<10)
 	}
-	return l, fsutil.SyncDir(dir)
+	if err := fsutil.SyncDir(dir); err != nil {
+		l.f.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
-// scanGen reads one generation. A damaged record in the newest generation
-// is a torn write from a crash: the file is truncated there. In an older
-// generation (fsynced before the next one started) it is corruption.
-func scanGen(path string, gen uint64, newest bool, fault func(point, path string) error, replay func(*Op)) (*oplogGen, error) {
+// scanGen reads one generation, calling replay for every record. Damage in
+// the newest generation that is provably a write a crash cut short (see
+// tornTail) is cut off, and the cut is described in repaired. Anything
+// else stops the open with an error naming the file and the offset, and
+// nothing is changed: a checksum failure with valid records after it is
+// corruption (ErrCorrupt), a read error is not (it may pass), and in
+// either case cutting would drop acknowledged ops and hand their seqnos
+// to other documents. An older generation was fsynced before the next one
+// started, so any damage in it is corruption.
+func scanGen(path string, gen uint64, newest bool, fault func(point, path string) error, replay func(*Op)) (og *oplogGen, repaired string, err error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return nil, fmt.Errorf("shardstore: open op log %s: %w", filepath.Base(path), err)
+		return nil, "", fmt.Errorf("shardstore: open op log %s: %w", path, err)
 	}
 	defer f.Close()
-	og := &oplogGen{gen: gen, path: path}
+	og = &oplogGen{gen: gen, path: path}
 	r := bufio.NewReaderSize(faultReader{f, fault, path}, 1<<20)
 	var off int64
 	var op Op
@@ -167,16 +182,27 @@ func scanGen(path string, gen uint64, newest bool, fault func(point, path string
 		if err == io.EOF {
 			break
 		}
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			return nil, "", fmt.Errorf("shardstore: op log %s at offset %d: %w (nothing was cut; a read error is not damage)", path, off, err)
+		}
 		if err != nil {
 			if !newest {
-				return nil, fmt.Errorf("op log %s at offset %d: %w", filepath.Base(path), off, err)
+				return nil, "", fmt.Errorf("shardstore: op log %s at offset %d: %w (an older generation, fsynced before the next began: nothing was cut)", path, off, err)
+			}
+			size, why, terr := tornTail(f, off)
+			if terr != nil {
+				return nil, "", fmt.Errorf("shardstore: op log %s at offset %d: %w; reading what follows: %w (nothing was cut)", path, off, err, terr)
+			}
+			if why != "" {
+				return nil, "", fmt.Errorf("shardstore: op log %s at offset %d: %w; %s, so this is not a write cut short by a crash: nothing was cut", path, off, err, why)
 			}
 			if err := f.Truncate(off); err != nil {
-				return nil, fmt.Errorf("shardstore: truncate torn op log: %w", err)
+				return nil, "", fmt.Errorf("shardstore: cut the incomplete tail of op log %s at offset %d: %w", path, off, err)
 			}
 			if err := f.Sync(); err != nil {
-				return nil, fmt.Errorf("shardstore: fsync op log: %w", err)
+				return nil, "", fmt.Errorf("shardstore: fsync op log %s: %w", path, err)
 			}
+			repaired = fmt.Sprintf("cut %d bytes of an incomplete write at offset %d of %s (%v)", size-off, off, path, err)
 			break
 		}
 		og.add(op.SeqNo, off)
@@ -184,18 +210,123 @@ func scanGen(path string, gen uint64, newest bool, fault func(point, path string
 		off += int64(n)
 	}
 	og.size = off
-	return og, nil
+	return og, repaired, nil
 }
 
-// readRecord decodes one record; io.EOF means a clean end, any other error
-// a damaged or torn record.
+// sectorSize is the unit a disk writes whole or not at all; a torn write
+// leaves some sectors of a record zeroed (etcd wal's minSectorSize).
+const sectorSize = 512
+
+// tornTail reports whether everything in f from off to its end is what a
+// crash in the middle of an append leaves: records that run past the end
+// of the file, records with a sector never written (zeroed), and zeros.
+// It returns the file size and, when the tail is not torn, why (a valid
+// record follows, a record fails its checksum with every sector written,
+// a length no record has). I/O errors are returned as such.
+func tornTail(f *os.File, off int64) (size int64, why string, err error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, "", err
+	}
+	size = st.Size()
+	var hdr [recHeaderLen]byte
+	for pos := off; pos < size; {
+		if size-pos < recHeaderLen {
+			return size, "", nil // a header cut short
+		}
+		if _, err := f.ReadAt(hdr[:], pos); err != nil {
+			return size, "", err
+		}
+		n := int64(binary.LittleEndian.Uint32(hdr[:]))
+		if n == 0 {
+			zero, err := allZero(f, pos, size)
+			if err != nil || zero {
+				return size, "", err // zeros to the end: space never written
+			}
+			return size, fmt.Sprintf("a zero length at offset %d has data after it", pos), nil
+		}
+		if n > maxRecordSize {
+			return size, fmt.Sprintf("the record at offset %d declares %d bytes, more than any record holds", pos, n), nil
+		}
+		end := pos + recHeaderLen + n
+		if end > size {
+			return size, "", nil // runs past the end: an incomplete record
+		}
+		rec := make([]byte, recHeaderLen+n)
+		if _, err := f.ReadAt(rec, pos); err != nil {
+			return size, "", err
+		}
+		payload := rec[recHeaderLen:]
+		if crc32.Checksum(payload, castagnoli) == binary.LittleEndian.Uint32(rec[4:]) {
+			var op Op
+			if err := decodeOp(payload, &op); err != nil {
+				return size, fmt.Sprintf("the record at offset %d verifies but does not decode", pos), nil
+			}
+			if pos == off {
+				return size, fmt.Sprintf("the record at offset %d verifies when read again", pos), nil
+			}
+			return size, fmt.Sprintf("a valid record follows at offset %d", pos), nil
+		}
+		if !hasZeroSector(rec, pos) {
+			return size, fmt.Sprintf("the record at offset %d fails its checksum with every sector written", pos), nil
+		}
+		pos = end
+	}
+	return size, "", nil
+}
+
+// hasZeroSector reports whether a part of rec (which starts at file offset
+// pos) that fills one disk sector, or the part of it that lies in one, is
+// all zeros.
+func hasZeroSector(rec []byte, pos int64) bool {
+	for i := 0; i < len(rec); {
+		j := min(len(rec), i+int(sectorSize-(pos+int64(i))%sectorSize))
+		if isZero(rec[i:j]) {
+			return true
+		}
+		i = j
+	}
+	return false
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// allZero reports whether f holds only zero bytes from off to size.
+func allZero(f *os.File, off, size int64) (bool, error) {
+	buf := make([]byte, 64<<10)
+	for off < size {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		if !isZero(buf[:n]) {
+			return false, nil
+		}
+		if err != nil && !(err == io.EOF && off+int64(n) >= size) {
+			return false, err
+		}
+		off += int64(n)
+	}
+	return true, nil
+}
+
+// readRecord decodes one record. io.EOF means a clean end; an ErrCorrupt
+// error a damaged or incomplete record; any other error is the reader's
+// (an I/O error, not damage).
 func readRecord(r *bufio.Reader, op *Op) (int, error) {
 	var hdr [recHeaderLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		if err == io.EOF {
 			return 0, io.EOF
 		}
-		return 0, fmt.Errorf("%w: torn record header", ErrCorrupt)
+		if err == io.ErrUnexpectedEOF {
+			return 0, fmt.Errorf("%w: incomplete record header", ErrCorrupt)
+		}
+		return 0, err
 	}
 	n := binary.LittleEndian.Uint32(hdr[0:])
 	if n == 0 || n > maxRecordSize {
@@ -203,7 +334,10 @@ func readRecord(r *bufio.Reader, op *Op) (int, error) {
 	}
 	payload := make([]byte, n)
 	if _, err := io.ReadFull(r, payload); err != nil {
-		return 0, fmt.Errorf("%w: torn record", ErrCorrupt)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return 0, fmt.Errorf("%w: incomplete record", ErrCorrupt)
+		}
+		return 0, err
 	}
 	if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(hdr[4:]) {
 		return 0, fmt.Errorf("%w: record checksum", ErrCorrupt)

@@ -309,7 +309,7 @@ func (s *Shard) open() error {
 // checkpoint into the memtable (the ones at or below it are in segments).
 func (s *Shard) openEpoch(c *commitPoint) (*opLog, error) {
 	s.replayed = 0
-	return openOpLog(epochDir(s.dir, c.OplogEpoch), &s.opts, func(op *Op) {
+	l, err := openOpLog(epochDir(s.dir, c.OplogEpoch), &s.opts, func(op *Op) {
 		s.noteTermLocked(op.PrimaryTerm, op.SeqNo)
 		if op.SeqNo > c.Data.LocalCheckpoint {
 			s.applyMemLocked(op)
@@ -319,6 +319,13 @@ func (s *Shard) openEpoch(c *commitPoint) (*opLog, error) {
 			s.tracker.AdvanceMaxSeqNo(op.SeqNo)
 		}
 	})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range l.repaired {
+		s.log.Warn("op log repaired at its tail", "repair", r)
+	}
+	return l, nil
 }
 
 // removeUnreferenced deletes segment files and commit points that neither
