@@ -145,11 +145,14 @@ var ErrNoCommit = errors.New("shardstore: no commit point")
 
 // loadNewestCommit returns the newest commit whose checksum verifies, and
 // the highest generation number present (valid or not), so a new commit
-// never reuses the name of a damaged one.
+// never reuses the name of a damaged one. Only a damaged commit (ErrCorrupt)
+// is passed over for an older one; a commit that cannot be read (an I/O
+// error) or is of a newer format stops the load with that error, which is
+// not ErrCorrupt: falling back would silently roll the shard back.
 func loadNewestCommit(dir string) (c *commitPoint, highest uint64, err error) {
 	gens, err := commitGens(dir)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("shardstore: list commits in %s: %w", dir, err)
 	}
 	if len(gens) == 0 {
 		return nil, 0, ErrNoCommit
@@ -157,15 +160,18 @@ func loadNewestCommit(dir string) (c *commitPoint, highest uint64, err error) {
 	var errs []error
 	for _, g := range gens {
 		b, err := os.ReadFile(filepath.Join(dir, commitName(g)))
-		if err == nil {
-			c, err = decodeCommit(b)
+		if err != nil {
+			return nil, gens[0], fmt.Errorf("shardstore: read %s: %w", commitName(g), err)
+		}
+		c, err = decodeCommit(b)
+		if err == nil && c.Generation != g {
+			err = fmt.Errorf("%w: %s holds generation %d", ErrCorrupt, commitName(g), c.Generation)
 		}
 		if err == nil {
-			if c.Generation != g {
-				err = fmt.Errorf("%w: %s holds generation %d", ErrCorrupt, commitName(g), c.Generation)
-			} else {
-				return c, gens[0], nil
-			}
+			return c, gens[0], nil
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			return nil, gens[0], fmt.Errorf("%s: %w", commitName(g), err)
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", commitName(g), err))
 	}

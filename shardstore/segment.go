@@ -9,8 +9,10 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"os"
 	"sort"
+	"syscall"
 
 	"github.com/google/uuid"
 
@@ -37,8 +39,27 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// ErrCorrupt marks data that fails its checksum or cannot be decoded.
+// ErrCorrupt marks data that fails its checksum or cannot be decoded: a
+// shard proven damaged. A file that cannot be read is not corrupt (see
+// readFailure and ErrUnavailable).
 var ErrCorrupt = errors.New("shardstore: corrupt data")
+
+// readFailure wraps an error met while decoding a file. The reader's own
+// errors (a *fs.PathError or an errno: EIO, EMFILE, EACCES, EISDIR) say
+// nothing about the bytes and are wrapped as they are; anything else (the
+// input ends early, a varint overflows, a field is out of range) is
+// ErrCorrupt.
+func readFailure(err error, format string, args ...any) error {
+	var pe *fs.PathError
+	var errno syscall.Errno
+	if errors.As(err, &pe) || errors.As(err, &errno) {
+		return fmt.Errorf("shardstore: "+format+": %w", append(args, err)...)
+	}
+	if errors.Is(err, ErrCorrupt) {
+		return fmt.Errorf(format+": %w", append(args, err)...)
+	}
+	return fmt.Errorf("%w: "+format+": %v", append(append([]any{ErrCorrupt}, args...), err)...)
+}
 
 // OpKind says whether an op indexes or deletes a document, or is a no-op.
 type OpKind uint8
@@ -372,7 +393,7 @@ func (it *segmentIter) next() bool {
 	}
 	it.curOff = it.off
 	if err := readEntry(it.r, &it.cur); err != nil {
-		it.err = fmt.Errorf("%w: segment %s record %d: %v", ErrCorrupt, it.s.meta.Name, it.n, err)
+		it.err = readFailure(err, "segment %s record %d", it.s.meta.Name, it.n)
 		return false
 	}
 	it.off += int64(entrySize(&it.cur))
@@ -418,7 +439,7 @@ func (s *segment) get(key string) (Op, bool, error) {
 			if errors.Is(err, io.EOF) {
 				return Op{}, false, nil
 			}
-			return Op{}, false, fmt.Errorf("%w: segment %s: %v", ErrCorrupt, s.meta.Name, err)
+			return Op{}, false, readFailure(err, "segment %s", s.meta.Name)
 		}
 		switch {
 		case e.Key == key:

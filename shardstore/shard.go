@@ -32,6 +32,13 @@ var ErrClosed = errors.New("shardstore: shard is closed")
 // ErrNotFound is returned when a shard does not exist on disk.
 var ErrNotFound = errors.New("shardstore: shard not found")
 
+// ErrUnavailable is returned by Open when a shard cannot be opened now for
+// a reason that proves nothing about its data: a read error (EIO, EMFILE,
+// EACCES), its lock held by another process, a format newer than this
+// build. Unlike ErrCorrupt it never justifies moving the shard aside: it
+// stays where it is and opens again once the cause is gone.
+var ErrUnavailable = errors.New("shardstore: shard unavailable")
+
 const (
 	leasesFile = "leases"
 	lockFile   = "LOCK"
@@ -125,10 +132,21 @@ func Dir(dataDir string, id ShardID) string {
 	return filepath.Join(dataDir, "shards", id.Index, strconv.Itoa(id.Shard))
 }
 
-// Exists reports whether a shard directory with a commit point exists.
+// Exists reports whether a shard directory with a commit point exists
+// (false too when its directory cannot be read; Open says why).
 func Exists(dataDir string, id ShardID) bool {
-	gens, err := commitGens(Dir(dataDir, id))
-	return err == nil && len(gens) > 0
+	ok, err := hasCommit(Dir(dataDir, id))
+	return ok && err == nil
+}
+
+// hasCommit reports whether dir holds a commit point; an error other than
+// a missing directory is returned as such.
+func hasCommit(dir string) (bool, error) {
+	gens, err := commitGens(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return len(gens) > 0, err
 }
 
 // List returns the shards present under a data directory.
@@ -152,8 +170,13 @@ func List(dataDir string) ([]ShardID, error) {
 		}
 		for _, s := range shards {
 			n, err := strconv.Atoi(s.Name())
+			if err != nil || !s.IsDir() {
+				continue
+			}
+			// A shard whose directory cannot be read now is listed: Open
+			// reports it unavailable rather than it going unseen.
 			id := ShardID{Index: ix.Name(), Shard: n}
-			if err == nil && s.IsDir() && Exists(dataDir, id) {
+			if ok, err := hasCommit(Dir(dataDir, id)); ok || err != nil {
 				out = append(out, id)
 			}
 		}
@@ -211,23 +234,38 @@ func Open(dataDir string, id ShardID, opts Options) (*Shard, error) {
 	}
 	opts.defaults()
 	dir := Dir(dataDir, id)
-	if !opts.Create && !Exists(dataDir, id) {
-		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, dataDir)
+	if !opts.Create {
+		ok, err := hasCommit(dir)
+		if err != nil {
+			return nil, unavailable(id, err)
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, dataDir)
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("shardstore: create shard dir: %w", err)
+		return nil, unavailable(id, fmt.Errorf("shardstore: create shard dir: %w", err))
 	}
 	lock, err := lockDir(dir)
 	if err != nil {
-		return nil, err
+		return nil, unavailable(id, err)
 	}
 	s := &Shard{id: id, dir: dir, opts: opts, lock: lock, log: opts.Logger.With("shard", id.String()),
 		memtable: map[string]*Op{}, pins: map[string]int{}, stagings: map[string]*Staging{}}
 	if err := s.open(); err != nil {
 		lock.Close()
-		return nil, err
+		return nil, unavailable(id, err)
 	}
 	return s, nil
+}
+
+// unavailable marks an open error that is not proven damage (ErrCorrupt)
+// as ErrUnavailable.
+func unavailable(id ShardID, err error) error {
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, id, err)
 }
 
 func lockDir(dir string) (*os.File, error) {
@@ -694,7 +732,7 @@ func (s *Shard) scanBySegment(fn func(key string, value []byte, seq seqno.SeqNo)
 			files[w.seg] = f
 		}
 		if err := readEntryAt(f, w.off, &e); err != nil {
-			return fmt.Errorf("%w: segment %s at %d: %v", ErrCorrupt, s.segments[w.seg].meta.Name, w.off, err)
+			return readFailure(err, "segment %s at %d", s.segments[w.seg].meta.Name, w.off)
 		}
 		if err := fn(k, e.Value, w.seq); err != nil {
 			return err
