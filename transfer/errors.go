@@ -113,6 +113,8 @@ func ToStatus(err error) error {
 		return status.Error(codes.InvalidArgument, msg)
 	case errors.Is(err, shardstore.ErrClosed):
 		return status.Error(codes.Unavailable, msg+": the shard is closing, retry later")
+	case errors.Is(err, shardstore.ErrUnavailable):
+		return status.Error(codes.Unavailable, msg+": the shard cannot be read now; it stays in place, retry later")
 	case errors.Is(err, shardstore.ErrCorrupt):
 		return status.Error(codes.DataLoss, msg)
 	case errors.Is(err, shardstore.ErrStaleTerm):

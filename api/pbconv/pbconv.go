@@ -274,6 +274,7 @@ func ShardStats(s shardstore.Stats) *pb.ShardStats {
 		Shard: ShardID(s.ID), HistoryUuid: s.HistoryUUID, PrimaryTerm: s.PrimaryTerm, Seqno: Stats(s.Seq),
 		MinRetainedSeqno: int64(s.MinRetainedSeqNo), Generation: s.Generation, Segments: int64(s.Segments),
 		SegmentBytes: s.SegmentBytes, MemtableDocs: int64(s.MemtableDocs), Leases: int64(s.Leases),
+		State: pb.ShardState_SHARD_STATE_OPEN,
 	}
 }
 

@@ -456,6 +456,67 @@ func (Compression) EnumDescriptor() ([]byte, []int) {
 	return file_recoverd_proto_rawDescGZIP(), []int{5}
 }
 
+// ShardState says whether a shard on this node is open.
+type ShardState int32
+
+const (
+	ShardState_SHARD_STATE_UNSPECIFIED ShardState = 0
+	// OPEN: the shard is open and serves reads, writes and peers.
+	ShardState_SHARD_STATE_OPEN ShardState = 1
+	// UNAVAILABLE: the shard is on disk but could not be read now (an I/O
+	// error, too many open files, its lock held by another process). Nothing
+	// is proven wrong with its data: it stays where it is and is opened
+	// again on its next access.
+	ShardState_SHARD_STATE_UNAVAILABLE ShardState = 2
+	// CORRUPT: the shard failed a checksum or format check. A recovery onto
+	// this node moves it to <data>/quarantine (never deletes it) and
+	// rebuilds it.
+	ShardState_SHARD_STATE_CORRUPT ShardState = 3
+)
+
+// Enum value maps for ShardState.
+var (
+	ShardState_name = map[int32]string{
+		0: "SHARD_STATE_UNSPECIFIED",
+		1: "SHARD_STATE_OPEN",
+		2: "SHARD_STATE_UNAVAILABLE",
+		3: "SHARD_STATE_CORRUPT",
+	}
+	ShardState_value = map[string]int32{
+		"SHARD_STATE_UNSPECIFIED": 0,
+		"SHARD_STATE_OPEN":        1,
+		"SHARD_STATE_UNAVAILABLE": 2,
+		"SHARD_STATE_CORRUPT":     3,
+	}
+)
+
+func (x ShardState) Enum() *ShardState {
+	p := new(ShardState)
+	*p = x
+	return p
+}
+
+func (x ShardState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ShardState) Descriptor() protoreflect.EnumDescriptor {
+	return file_recoverd_proto_enumTypes[6].Descriptor()
+}
+
+func (ShardState) Type() protoreflect.EnumType {
+	return &file_recoverd_proto_enumTypes[6]
+}
+
+func (x ShardState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ShardState.Descriptor instead.
+func (ShardState) EnumDescriptor() ([]byte, []int) {
+	return file_recoverd_proto_rawDescGZIP(), []int{6}
+}
+
 // ShardId names one shard: an index and a shard number.
 type ShardId struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -4361,8 +4422,13 @@ type ShardStats struct {
 	SegmentBytes     int64                  `protobuf:"varint,8,opt,name=segment_bytes,json=segmentBytes,proto3" json:"segment_bytes,omitempty"`
 	MemtableDocs     int64                  `protobuf:"varint,9,opt,name=memtable_docs,json=memtableDocs,proto3" json:"memtable_docs,omitempty"`
 	Leases           int64                  `protobuf:"varint,10,opt,name=leases,proto3" json:"leases,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// state: OPEN for a shard that serves; ListShards also lists the shards
+	// on disk that did not open, with only shard, state and state_reason set.
+	State ShardState `protobuf:"varint,11,opt,name=state,proto3,enum=recoverd.v1.ShardState" json:"state,omitempty"`
+	// state_reason: why the shard is not open (the error of its last open).
+	StateReason   string `protobuf:"bytes,12,opt,name=state_reason,json=stateReason,proto3" json:"state_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ShardStats) Reset() {
@@ -4463,6 +4529,20 @@ func (x *ShardStats) GetLeases() int64 {
 		return x.Leases
 	}
 	return 0
+}
+
+func (x *ShardStats) GetState() ShardState {
+	if x != nil {
+		return x.State
+	}
+	return ShardState_SHARD_STATE_UNSPECIFIED
+}
+
+func (x *ShardStats) GetStateReason() string {
+	if x != nil {
+		return x.StateReason
+	}
+	return ""
 }
 
 type Doc struct {
@@ -5854,7 +5934,7 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12\x1f\n" +
 	"\vsnapshot_id\x18\x02 \x01(\tR\n" +
 	"snapshotId\"\x18\n" +
-	"\x16DeleteSnapshotResponse\"\xf9\x02\n" +
+	"\x16DeleteSnapshotResponse\"\xcb\x03\n" +
 	"\n" +
 	"ShardStats\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12!\n" +
@@ -5869,7 +5949,9 @@ const file_recoverd_proto_rawDesc = "" +
 	"\rsegment_bytes\x18\b \x01(\x03R\fsegmentBytes\x12#\n" +
 	"\rmemtable_docs\x18\t \x01(\x03R\fmemtableDocs\x12\x16\n" +
 	"\x06leases\x18\n" +
-	" \x01(\x03R\x06leases\"-\n" +
+	" \x01(\x03R\x06leases\x12-\n" +
+	"\x05state\x18\v \x01(\x0e2\x17.recoverd.v1.ShardStateR\x05state\x12!\n" +
+	"\fstate_reason\x18\f \x01(\tR\vstateReason\"-\n" +
 	"\x03Doc\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\"[\n" +
@@ -5983,7 +6065,13 @@ const file_recoverd_proto_rawDesc = "" +
 	"\vCompression\x12\x1b\n" +
 	"\x17COMPRESSION_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10COMPRESSION_NONE\x10\x01\x12\x14\n" +
-	"\x10COMPRESSION_ZSTD\x10\x022\x9d\x04\n" +
+	"\x10COMPRESSION_ZSTD\x10\x02*u\n" +
+	"\n" +
+	"ShardState\x12\x1b\n" +
+	"\x17SHARD_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10SHARD_STATE_OPEN\x10\x01\x12\x1b\n" +
+	"\x17SHARD_STATE_UNAVAILABLE\x10\x02\x12\x17\n" +
+	"\x13SHARD_STATE_CORRUPT\x10\x032\x9d\x04\n" +
 	"\x0fRecoveryService\x12V\n" +
 	"\rStartRecovery\x12!.recoverd.v1.StartRecoveryRequest\x1a\".recoverd.v1.StartRecoveryResponse\x12P\n" +
 	"\vGetRecovery\x12\x1f.recoverd.v1.GetRecoveryRequest\x1a .recoverd.v1.GetRecoveryResponse\x12Y\n" +
@@ -6034,7 +6122,7 @@ func file_recoverd_proto_rawDescGZIP() []byte {
 	return file_recoverd_proto_rawDescData
 }
 
-var file_recoverd_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_recoverd_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
 var file_recoverd_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
 var file_recoverd_proto_goTypes = []any{
 	(ErrorReason)(0),                 // 0: recoverd.v1.ErrorReason
@@ -6043,274 +6131,276 @@ var file_recoverd_proto_goTypes = []any{
 	(PlanKind)(0),                    // 3: recoverd.v1.PlanKind
 	(FileSource)(0),                  // 4: recoverd.v1.FileSource
 	(Compression)(0),                 // 5: recoverd.v1.Compression
-	(*ShardId)(nil),                  // 6: recoverd.v1.ShardId
-	(*FileMeta)(nil),                 // 7: recoverd.v1.FileMeta
-	(*CommitData)(nil),               // 8: recoverd.v1.CommitData
-	(*ShardMetadata)(nil),            // 9: recoverd.v1.ShardMetadata
-	(*SeqNoRange)(nil),               // 10: recoverd.v1.SeqNoRange
-	(*SeqNoStats)(nil),               // 11: recoverd.v1.SeqNoStats
-	(*RetentionLease)(nil),           // 12: recoverd.v1.RetentionLease
-	(*Op)(nil),                       // 13: recoverd.v1.Op
-	(*RecoveryOptions)(nil),          // 14: recoverd.v1.RecoveryOptions
-	(*StartRecoveryRequest)(nil),     // 15: recoverd.v1.StartRecoveryRequest
-	(*StartRecoveryResponse)(nil),    // 16: recoverd.v1.StartRecoveryResponse
-	(*GetRecoveryRequest)(nil),       // 17: recoverd.v1.GetRecoveryRequest
-	(*GetRecoveryResponse)(nil),      // 18: recoverd.v1.GetRecoveryResponse
-	(*ListRecoveriesRequest)(nil),    // 19: recoverd.v1.ListRecoveriesRequest
-	(*ListRecoveriesResponse)(nil),   // 20: recoverd.v1.ListRecoveriesResponse
-	(*CancelRecoveryRequest)(nil),    // 21: recoverd.v1.CancelRecoveryRequest
-	(*CancelRecoveryResponse)(nil),   // 22: recoverd.v1.CancelRecoveryResponse
-	(*WatchRecoveryRequest)(nil),     // 23: recoverd.v1.WatchRecoveryRequest
-	(*WatchRecoveryResponse)(nil),    // 24: recoverd.v1.WatchRecoveryResponse
-	(*ExplainPlanRequest)(nil),       // 25: recoverd.v1.ExplainPlanRequest
-	(*ExplainPlanResponse)(nil),      // 26: recoverd.v1.ExplainPlanResponse
-	(*Plan)(nil),                     // 27: recoverd.v1.Plan
-	(*PlanLease)(nil),                // 28: recoverd.v1.PlanLease
-	(*PlanEstimate)(nil),             // 29: recoverd.v1.PlanEstimate
-	(*Recovery)(nil),                 // 30: recoverd.v1.Recovery
-	(*FileProgress)(nil),             // 31: recoverd.v1.FileProgress
-	(*Counts)(nil),                   // 32: recoverd.v1.Counts
-	(*RecoveryTotals)(nil),           // 33: recoverd.v1.RecoveryTotals
-	(*OpsProgress)(nil),              // 34: recoverd.v1.OpsProgress
-	(*StageTiming)(nil),              // 35: recoverd.v1.StageTiming
-	(*FallbackEvent)(nil),            // 36: recoverd.v1.FallbackEvent
-	(*ResultCheck)(nil),              // 37: recoverd.v1.ResultCheck
-	(*GetShardMetadataRequest)(nil),  // 38: recoverd.v1.GetShardMetadataRequest
-	(*ShardInfo)(nil),                // 39: recoverd.v1.ShardInfo
-	(*GetShardMetadataResponse)(nil), // 40: recoverd.v1.GetShardMetadataResponse
-	(*GetShardDigestRequest)(nil),    // 41: recoverd.v1.GetShardDigestRequest
-	(*GetShardDigestResponse)(nil),   // 42: recoverd.v1.GetShardDigestResponse
-	(*Pin)(nil),                      // 43: recoverd.v1.Pin
-	(*PinCommitRequest)(nil),         // 44: recoverd.v1.PinCommitRequest
-	(*PinCommitResponse)(nil),        // 45: recoverd.v1.PinCommitResponse
-	(*RenewPinRequest)(nil),          // 46: recoverd.v1.RenewPinRequest
-	(*RenewPinResponse)(nil),         // 47: recoverd.v1.RenewPinResponse
-	(*ReleasePinRequest)(nil),        // 48: recoverd.v1.ReleasePinRequest
-	(*ReleasePinResponse)(nil),       // 49: recoverd.v1.ReleasePinResponse
-	(*FetchFileRequest)(nil),         // 50: recoverd.v1.FetchFileRequest
-	(*FileChunk)(nil),                // 51: recoverd.v1.FileChunk
-	(*FetchOpsRequest)(nil),          // 52: recoverd.v1.FetchOpsRequest
-	(*OpBatch)(nil),                  // 53: recoverd.v1.OpBatch
-	(*AcquireLeaseRequest)(nil),      // 54: recoverd.v1.AcquireLeaseRequest
-	(*AcquireLeaseResponse)(nil),     // 55: recoverd.v1.AcquireLeaseResponse
-	(*RenewLeaseRequest)(nil),        // 56: recoverd.v1.RenewLeaseRequest
-	(*RenewLeaseResponse)(nil),       // 57: recoverd.v1.RenewLeaseResponse
-	(*ReleaseLeaseRequest)(nil),      // 58: recoverd.v1.ReleaseLeaseRequest
-	(*ReleaseLeaseResponse)(nil),     // 59: recoverd.v1.ReleaseLeaseResponse
-	(*SnapshotInfo)(nil),             // 60: recoverd.v1.SnapshotInfo
-	(*CreateSnapshotRequest)(nil),    // 61: recoverd.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil),   // 62: recoverd.v1.CreateSnapshotResponse
-	(*ListSnapshotsRequest)(nil),     // 63: recoverd.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),    // 64: recoverd.v1.ListSnapshotsResponse
-	(*DeleteSnapshotRequest)(nil),    // 65: recoverd.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil),   // 66: recoverd.v1.DeleteSnapshotResponse
-	(*ShardStats)(nil),               // 67: recoverd.v1.ShardStats
-	(*Doc)(nil),                      // 68: recoverd.v1.Doc
-	(*CreateShardRequest)(nil),       // 69: recoverd.v1.CreateShardRequest
-	(*CreateShardResponse)(nil),      // 70: recoverd.v1.CreateShardResponse
-	(*ListShardsRequest)(nil),        // 71: recoverd.v1.ListShardsRequest
-	(*ListShardsResponse)(nil),       // 72: recoverd.v1.ListShardsResponse
-	(*IndexRequest)(nil),             // 73: recoverd.v1.IndexRequest
-	(*IndexResponse)(nil),            // 74: recoverd.v1.IndexResponse
-	(*DeleteRequest)(nil),            // 75: recoverd.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 76: recoverd.v1.DeleteResponse
-	(*ApplyRequest)(nil),             // 77: recoverd.v1.ApplyRequest
-	(*ApplyResponse)(nil),            // 78: recoverd.v1.ApplyResponse
-	(*GetRequest)(nil),               // 79: recoverd.v1.GetRequest
-	(*GetResponse)(nil),              // 80: recoverd.v1.GetResponse
-	(*FlushRequest)(nil),             // 81: recoverd.v1.FlushRequest
-	(*FlushResponse)(nil),            // 82: recoverd.v1.FlushResponse
-	(*MergeRequest)(nil),             // 83: recoverd.v1.MergeRequest
-	(*MergeResponse)(nil),            // 84: recoverd.v1.MergeResponse
-	(*StatsRequest)(nil),             // 85: recoverd.v1.StatsRequest
-	(*StatsResponse)(nil),            // 86: recoverd.v1.StatsResponse
-	(*DigestRequest)(nil),            // 87: recoverd.v1.DigestRequest
-	(*DigestResponse)(nil),           // 88: recoverd.v1.DigestResponse
-	(*PromoteRequest)(nil),           // 89: recoverd.v1.PromoteRequest
-	(*PromoteResponse)(nil),          // 90: recoverd.v1.PromoteResponse
-	(*timestamppb.Timestamp)(nil),    // 91: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 92: google.protobuf.Duration
+	(ShardState)(0),                  // 6: recoverd.v1.ShardState
+	(*ShardId)(nil),                  // 7: recoverd.v1.ShardId
+	(*FileMeta)(nil),                 // 8: recoverd.v1.FileMeta
+	(*CommitData)(nil),               // 9: recoverd.v1.CommitData
+	(*ShardMetadata)(nil),            // 10: recoverd.v1.ShardMetadata
+	(*SeqNoRange)(nil),               // 11: recoverd.v1.SeqNoRange
+	(*SeqNoStats)(nil),               // 12: recoverd.v1.SeqNoStats
+	(*RetentionLease)(nil),           // 13: recoverd.v1.RetentionLease
+	(*Op)(nil),                       // 14: recoverd.v1.Op
+	(*RecoveryOptions)(nil),          // 15: recoverd.v1.RecoveryOptions
+	(*StartRecoveryRequest)(nil),     // 16: recoverd.v1.StartRecoveryRequest
+	(*StartRecoveryResponse)(nil),    // 17: recoverd.v1.StartRecoveryResponse
+	(*GetRecoveryRequest)(nil),       // 18: recoverd.v1.GetRecoveryRequest
+	(*GetRecoveryResponse)(nil),      // 19: recoverd.v1.GetRecoveryResponse
+	(*ListRecoveriesRequest)(nil),    // 20: recoverd.v1.ListRecoveriesRequest
+	(*ListRecoveriesResponse)(nil),   // 21: recoverd.v1.ListRecoveriesResponse
+	(*CancelRecoveryRequest)(nil),    // 22: recoverd.v1.CancelRecoveryRequest
+	(*CancelRecoveryResponse)(nil),   // 23: recoverd.v1.CancelRecoveryResponse
+	(*WatchRecoveryRequest)(nil),     // 24: recoverd.v1.WatchRecoveryRequest
+	(*WatchRecoveryResponse)(nil),    // 25: recoverd.v1.WatchRecoveryResponse
+	(*ExplainPlanRequest)(nil),       // 26: recoverd.v1.ExplainPlanRequest
+	(*ExplainPlanResponse)(nil),      // 27: recoverd.v1.ExplainPlanResponse
+	(*Plan)(nil),                     // 28: recoverd.v1.Plan
+	(*PlanLease)(nil),                // 29: recoverd.v1.PlanLease
+	(*PlanEstimate)(nil),             // 30: recoverd.v1.PlanEstimate
+	(*Recovery)(nil),                 // 31: recoverd.v1.Recovery
+	(*FileProgress)(nil),             // 32: recoverd.v1.FileProgress
+	(*Counts)(nil),                   // 33: recoverd.v1.Counts
+	(*RecoveryTotals)(nil),           // 34: recoverd.v1.RecoveryTotals
+	(*OpsProgress)(nil),              // 35: recoverd.v1.OpsProgress
+	(*StageTiming)(nil),              // 36: recoverd.v1.StageTiming
+	(*FallbackEvent)(nil),            // 37: recoverd.v1.FallbackEvent
+	(*ResultCheck)(nil),              // 38: recoverd.v1.ResultCheck
+	(*GetShardMetadataRequest)(nil),  // 39: recoverd.v1.GetShardMetadataRequest
+	(*ShardInfo)(nil),                // 40: recoverd.v1.ShardInfo
+	(*GetShardMetadataResponse)(nil), // 41: recoverd.v1.GetShardMetadataResponse
+	(*GetShardDigestRequest)(nil),    // 42: recoverd.v1.GetShardDigestRequest
+	(*GetShardDigestResponse)(nil),   // 43: recoverd.v1.GetShardDigestResponse
+	(*Pin)(nil),                      // 44: recoverd.v1.Pin
+	(*PinCommitRequest)(nil),         // 45: recoverd.v1.PinCommitRequest
+	(*PinCommitResponse)(nil),        // 46: recoverd.v1.PinCommitResponse
+	(*RenewPinRequest)(nil),          // 47: recoverd.v1.RenewPinRequest
+	(*RenewPinResponse)(nil),         // 48: recoverd.v1.RenewPinResponse
+	(*ReleasePinRequest)(nil),        // 49: recoverd.v1.ReleasePinRequest
+	(*ReleasePinResponse)(nil),       // 50: recoverd.v1.ReleasePinResponse
+	(*FetchFileRequest)(nil),         // 51: recoverd.v1.FetchFileRequest
+	(*FileChunk)(nil),                // 52: recoverd.v1.FileChunk
+	(*FetchOpsRequest)(nil),          // 53: recoverd.v1.FetchOpsRequest
+	(*OpBatch)(nil),                  // 54: recoverd.v1.OpBatch
+	(*AcquireLeaseRequest)(nil),      // 55: recoverd.v1.AcquireLeaseRequest
+	(*AcquireLeaseResponse)(nil),     // 56: recoverd.v1.AcquireLeaseResponse
+	(*RenewLeaseRequest)(nil),        // 57: recoverd.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),       // 58: recoverd.v1.RenewLeaseResponse
+	(*ReleaseLeaseRequest)(nil),      // 59: recoverd.v1.ReleaseLeaseRequest
+	(*ReleaseLeaseResponse)(nil),     // 60: recoverd.v1.ReleaseLeaseResponse
+	(*SnapshotInfo)(nil),             // 61: recoverd.v1.SnapshotInfo
+	(*CreateSnapshotRequest)(nil),    // 62: recoverd.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),   // 63: recoverd.v1.CreateSnapshotResponse
+	(*ListSnapshotsRequest)(nil),     // 64: recoverd.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),    // 65: recoverd.v1.ListSnapshotsResponse
+	(*DeleteSnapshotRequest)(nil),    // 66: recoverd.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),   // 67: recoverd.v1.DeleteSnapshotResponse
+	(*ShardStats)(nil),               // 68: recoverd.v1.ShardStats
+	(*Doc)(nil),                      // 69: recoverd.v1.Doc
+	(*CreateShardRequest)(nil),       // 70: recoverd.v1.CreateShardRequest
+	(*CreateShardResponse)(nil),      // 71: recoverd.v1.CreateShardResponse
+	(*ListShardsRequest)(nil),        // 72: recoverd.v1.ListShardsRequest
+	(*ListShardsResponse)(nil),       // 73: recoverd.v1.ListShardsResponse
+	(*IndexRequest)(nil),             // 74: recoverd.v1.IndexRequest
+	(*IndexResponse)(nil),            // 75: recoverd.v1.IndexResponse
+	(*DeleteRequest)(nil),            // 76: recoverd.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 77: recoverd.v1.DeleteResponse
+	(*ApplyRequest)(nil),             // 78: recoverd.v1.ApplyRequest
+	(*ApplyResponse)(nil),            // 79: recoverd.v1.ApplyResponse
+	(*GetRequest)(nil),               // 80: recoverd.v1.GetRequest
+	(*GetResponse)(nil),              // 81: recoverd.v1.GetResponse
+	(*FlushRequest)(nil),             // 82: recoverd.v1.FlushRequest
+	(*FlushResponse)(nil),            // 83: recoverd.v1.FlushResponse
+	(*MergeRequest)(nil),             // 84: recoverd.v1.MergeRequest
+	(*MergeResponse)(nil),            // 85: recoverd.v1.MergeResponse
+	(*StatsRequest)(nil),             // 86: recoverd.v1.StatsRequest
+	(*StatsResponse)(nil),            // 87: recoverd.v1.StatsResponse
+	(*DigestRequest)(nil),            // 88: recoverd.v1.DigestRequest
+	(*DigestResponse)(nil),           // 89: recoverd.v1.DigestResponse
+	(*PromoteRequest)(nil),           // 90: recoverd.v1.PromoteRequest
+	(*PromoteResponse)(nil),          // 91: recoverd.v1.PromoteResponse
+	(*timestamppb.Timestamp)(nil),    // 92: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 93: google.protobuf.Duration
 }
 var file_recoverd_proto_depIdxs = []int32{
-	7,   // 0: recoverd.v1.ShardMetadata.files:type_name -> recoverd.v1.FileMeta
-	8,   // 1: recoverd.v1.ShardMetadata.commit:type_name -> recoverd.v1.CommitData
-	91,  // 2: recoverd.v1.RetentionLease.timestamp:type_name -> google.protobuf.Timestamp
-	92,  // 3: recoverd.v1.RetentionLease.ttl:type_name -> google.protobuf.Duration
-	91,  // 4: recoverd.v1.RetentionLease.expires_at:type_name -> google.protobuf.Timestamp
+	8,   // 0: recoverd.v1.ShardMetadata.files:type_name -> recoverd.v1.FileMeta
+	9,   // 1: recoverd.v1.ShardMetadata.commit:type_name -> recoverd.v1.CommitData
+	92,  // 2: recoverd.v1.RetentionLease.timestamp:type_name -> google.protobuf.Timestamp
+	93,  // 3: recoverd.v1.RetentionLease.ttl:type_name -> google.protobuf.Duration
+	92,  // 4: recoverd.v1.RetentionLease.expires_at:type_name -> google.protobuf.Timestamp
 	1,   // 5: recoverd.v1.Op.kind:type_name -> recoverd.v1.OpKind
-	6,   // 6: recoverd.v1.StartRecoveryRequest.shard:type_name -> recoverd.v1.ShardId
-	14,  // 7: recoverd.v1.StartRecoveryRequest.options:type_name -> recoverd.v1.RecoveryOptions
-	30,  // 8: recoverd.v1.StartRecoveryResponse.recovery:type_name -> recoverd.v1.Recovery
-	30,  // 9: recoverd.v1.GetRecoveryResponse.recovery:type_name -> recoverd.v1.Recovery
-	6,   // 10: recoverd.v1.ListRecoveriesRequest.shard:type_name -> recoverd.v1.ShardId
+	7,   // 6: recoverd.v1.StartRecoveryRequest.shard:type_name -> recoverd.v1.ShardId
+	15,  // 7: recoverd.v1.StartRecoveryRequest.options:type_name -> recoverd.v1.RecoveryOptions
+	31,  // 8: recoverd.v1.StartRecoveryResponse.recovery:type_name -> recoverd.v1.Recovery
+	31,  // 9: recoverd.v1.GetRecoveryResponse.recovery:type_name -> recoverd.v1.Recovery
+	7,   // 10: recoverd.v1.ListRecoveriesRequest.shard:type_name -> recoverd.v1.ShardId
 	2,   // 11: recoverd.v1.ListRecoveriesRequest.stages:type_name -> recoverd.v1.Stage
-	30,  // 12: recoverd.v1.ListRecoveriesResponse.recoveries:type_name -> recoverd.v1.Recovery
-	30,  // 13: recoverd.v1.CancelRecoveryResponse.recovery:type_name -> recoverd.v1.Recovery
-	92,  // 14: recoverd.v1.WatchRecoveryRequest.min_interval:type_name -> google.protobuf.Duration
-	30,  // 15: recoverd.v1.WatchRecoveryResponse.recovery:type_name -> recoverd.v1.Recovery
-	6,   // 16: recoverd.v1.ExplainPlanRequest.shard:type_name -> recoverd.v1.ShardId
-	14,  // 17: recoverd.v1.ExplainPlanRequest.options:type_name -> recoverd.v1.RecoveryOptions
-	27,  // 18: recoverd.v1.ExplainPlanResponse.plan:type_name -> recoverd.v1.Plan
+	31,  // 12: recoverd.v1.ListRecoveriesResponse.recoveries:type_name -> recoverd.v1.Recovery
+	31,  // 13: recoverd.v1.CancelRecoveryResponse.recovery:type_name -> recoverd.v1.Recovery
+	93,  // 14: recoverd.v1.WatchRecoveryRequest.min_interval:type_name -> google.protobuf.Duration
+	31,  // 15: recoverd.v1.WatchRecoveryResponse.recovery:type_name -> recoverd.v1.Recovery
+	7,   // 16: recoverd.v1.ExplainPlanRequest.shard:type_name -> recoverd.v1.ShardId
+	15,  // 17: recoverd.v1.ExplainPlanRequest.options:type_name -> recoverd.v1.RecoveryOptions
+	28,  // 18: recoverd.v1.ExplainPlanResponse.plan:type_name -> recoverd.v1.Plan
 	3,   // 19: recoverd.v1.Plan.kind:type_name -> recoverd.v1.PlanKind
-	8,   // 20: recoverd.v1.Plan.commit:type_name -> recoverd.v1.CommitData
-	7,   // 21: recoverd.v1.Plan.reused:type_name -> recoverd.v1.FileMeta
-	7,   // 22: recoverd.v1.Plan.from_snapshot:type_name -> recoverd.v1.FileMeta
-	7,   // 23: recoverd.v1.Plan.from_peer:type_name -> recoverd.v1.FileMeta
-	10,  // 24: recoverd.v1.Plan.ops:type_name -> recoverd.v1.SeqNoRange
-	28,  // 25: recoverd.v1.Plan.lease:type_name -> recoverd.v1.PlanLease
-	27,  // 26: recoverd.v1.Plan.fallback:type_name -> recoverd.v1.Plan
-	29,  // 27: recoverd.v1.Plan.estimate:type_name -> recoverd.v1.PlanEstimate
-	6,   // 28: recoverd.v1.Recovery.shard:type_name -> recoverd.v1.ShardId
+	9,   // 20: recoverd.v1.Plan.commit:type_name -> recoverd.v1.CommitData
+	8,   // 21: recoverd.v1.Plan.reused:type_name -> recoverd.v1.FileMeta
+	8,   // 22: recoverd.v1.Plan.from_snapshot:type_name -> recoverd.v1.FileMeta
+	8,   // 23: recoverd.v1.Plan.from_peer:type_name -> recoverd.v1.FileMeta
+	11,  // 24: recoverd.v1.Plan.ops:type_name -> recoverd.v1.SeqNoRange
+	29,  // 25: recoverd.v1.Plan.lease:type_name -> recoverd.v1.PlanLease
+	28,  // 26: recoverd.v1.Plan.fallback:type_name -> recoverd.v1.Plan
+	30,  // 27: recoverd.v1.Plan.estimate:type_name -> recoverd.v1.PlanEstimate
+	7,   // 28: recoverd.v1.Recovery.shard:type_name -> recoverd.v1.ShardId
 	2,   // 29: recoverd.v1.Recovery.stage:type_name -> recoverd.v1.Stage
-	14,  // 30: recoverd.v1.Recovery.options:type_name -> recoverd.v1.RecoveryOptions
-	27,  // 31: recoverd.v1.Recovery.plan:type_name -> recoverd.v1.Plan
-	31,  // 32: recoverd.v1.Recovery.files:type_name -> recoverd.v1.FileProgress
-	33,  // 33: recoverd.v1.Recovery.totals:type_name -> recoverd.v1.RecoveryTotals
-	34,  // 34: recoverd.v1.Recovery.ops:type_name -> recoverd.v1.OpsProgress
-	92,  // 35: recoverd.v1.Recovery.throttle_wait:type_name -> google.protobuf.Duration
-	35,  // 36: recoverd.v1.Recovery.stages:type_name -> recoverd.v1.StageTiming
-	36,  // 37: recoverd.v1.Recovery.fallbacks:type_name -> recoverd.v1.FallbackEvent
-	37,  // 38: recoverd.v1.Recovery.result:type_name -> recoverd.v1.ResultCheck
-	91,  // 39: recoverd.v1.Recovery.start_time:type_name -> google.protobuf.Timestamp
-	91,  // 40: recoverd.v1.Recovery.end_time:type_name -> google.protobuf.Timestamp
+	15,  // 30: recoverd.v1.Recovery.options:type_name -> recoverd.v1.RecoveryOptions
+	28,  // 31: recoverd.v1.Recovery.plan:type_name -> recoverd.v1.Plan
+	32,  // 32: recoverd.v1.Recovery.files:type_name -> recoverd.v1.FileProgress
+	34,  // 33: recoverd.v1.Recovery.totals:type_name -> recoverd.v1.RecoveryTotals
+	35,  // 34: recoverd.v1.Recovery.ops:type_name -> recoverd.v1.OpsProgress
+	93,  // 35: recoverd.v1.Recovery.throttle_wait:type_name -> google.protobuf.Duration
+	36,  // 36: recoverd.v1.Recovery.stages:type_name -> recoverd.v1.StageTiming
+	37,  // 37: recoverd.v1.Recovery.fallbacks:type_name -> recoverd.v1.FallbackEvent
+	38,  // 38: recoverd.v1.Recovery.result:type_name -> recoverd.v1.ResultCheck
+	92,  // 39: recoverd.v1.Recovery.start_time:type_name -> google.protobuf.Timestamp
+	92,  // 40: recoverd.v1.Recovery.end_time:type_name -> google.protobuf.Timestamp
 	4,   // 41: recoverd.v1.FileProgress.source:type_name -> recoverd.v1.FileSource
-	32,  // 42: recoverd.v1.RecoveryTotals.total:type_name -> recoverd.v1.Counts
-	32,  // 43: recoverd.v1.RecoveryTotals.reused:type_name -> recoverd.v1.Counts
-	32,  // 44: recoverd.v1.RecoveryTotals.from_peer:type_name -> recoverd.v1.Counts
-	32,  // 45: recoverd.v1.RecoveryTotals.from_snapshot:type_name -> recoverd.v1.Counts
+	33,  // 42: recoverd.v1.RecoveryTotals.total:type_name -> recoverd.v1.Counts
+	33,  // 43: recoverd.v1.RecoveryTotals.reused:type_name -> recoverd.v1.Counts
+	33,  // 44: recoverd.v1.RecoveryTotals.from_peer:type_name -> recoverd.v1.Counts
+	33,  // 45: recoverd.v1.RecoveryTotals.from_snapshot:type_name -> recoverd.v1.Counts
 	2,   // 46: recoverd.v1.StageTiming.stage:type_name -> recoverd.v1.Stage
-	91,  // 47: recoverd.v1.StageTiming.start_time:type_name -> google.protobuf.Timestamp
-	91,  // 48: recoverd.v1.StageTiming.end_time:type_name -> google.protobuf.Timestamp
-	91,  // 49: recoverd.v1.FallbackEvent.time:type_name -> google.protobuf.Timestamp
+	92,  // 47: recoverd.v1.StageTiming.start_time:type_name -> google.protobuf.Timestamp
+	92,  // 48: recoverd.v1.StageTiming.end_time:type_name -> google.protobuf.Timestamp
+	92,  // 49: recoverd.v1.FallbackEvent.time:type_name -> google.protobuf.Timestamp
 	3,   // 50: recoverd.v1.FallbackEvent.from_kind:type_name -> recoverd.v1.PlanKind
 	3,   // 51: recoverd.v1.FallbackEvent.to_kind:type_name -> recoverd.v1.PlanKind
-	6,   // 52: recoverd.v1.GetShardMetadataRequest.shard:type_name -> recoverd.v1.ShardId
-	6,   // 53: recoverd.v1.ShardInfo.shard:type_name -> recoverd.v1.ShardId
-	9,   // 54: recoverd.v1.ShardInfo.metadata:type_name -> recoverd.v1.ShardMetadata
-	11,  // 55: recoverd.v1.ShardInfo.seqno:type_name -> recoverd.v1.SeqNoStats
-	10,  // 56: recoverd.v1.ShardInfo.retained_ops:type_name -> recoverd.v1.SeqNoRange
-	12,  // 57: recoverd.v1.ShardInfo.leases:type_name -> recoverd.v1.RetentionLease
-	39,  // 58: recoverd.v1.GetShardMetadataResponse.info:type_name -> recoverd.v1.ShardInfo
-	6,   // 59: recoverd.v1.GetShardDigestRequest.shard:type_name -> recoverd.v1.ShardId
-	11,  // 60: recoverd.v1.GetShardDigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
-	6,   // 61: recoverd.v1.Pin.shard:type_name -> recoverd.v1.ShardId
-	92,  // 62: recoverd.v1.Pin.ttl:type_name -> google.protobuf.Duration
-	91,  // 63: recoverd.v1.Pin.expires_at:type_name -> google.protobuf.Timestamp
-	6,   // 64: recoverd.v1.PinCommitRequest.shard:type_name -> recoverd.v1.ShardId
-	92,  // 65: recoverd.v1.PinCommitRequest.ttl:type_name -> google.protobuf.Duration
-	43,  // 66: recoverd.v1.PinCommitResponse.pin:type_name -> recoverd.v1.Pin
-	39,  // 67: recoverd.v1.PinCommitResponse.info:type_name -> recoverd.v1.ShardInfo
-	43,  // 68: recoverd.v1.RenewPinResponse.pin:type_name -> recoverd.v1.Pin
-	6,   // 69: recoverd.v1.FetchFileRequest.shard:type_name -> recoverd.v1.ShardId
+	7,   // 52: recoverd.v1.GetShardMetadataRequest.shard:type_name -> recoverd.v1.ShardId
+	7,   // 53: recoverd.v1.ShardInfo.shard:type_name -> recoverd.v1.ShardId
+	10,  // 54: recoverd.v1.ShardInfo.metadata:type_name -> recoverd.v1.ShardMetadata
+	12,  // 55: recoverd.v1.ShardInfo.seqno:type_name -> recoverd.v1.SeqNoStats
+	11,  // 56: recoverd.v1.ShardInfo.retained_ops:type_name -> recoverd.v1.SeqNoRange
+	13,  // 57: recoverd.v1.ShardInfo.leases:type_name -> recoverd.v1.RetentionLease
+	40,  // 58: recoverd.v1.GetShardMetadataResponse.info:type_name -> recoverd.v1.ShardInfo
+	7,   // 59: recoverd.v1.GetShardDigestRequest.shard:type_name -> recoverd.v1.ShardId
+	12,  // 60: recoverd.v1.GetShardDigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
+	7,   // 61: recoverd.v1.Pin.shard:type_name -> recoverd.v1.ShardId
+	93,  // 62: recoverd.v1.Pin.ttl:type_name -> google.protobuf.Duration
+	92,  // 63: recoverd.v1.Pin.expires_at:type_name -> google.protobuf.Timestamp
+	7,   // 64: recoverd.v1.PinCommitRequest.shard:type_name -> recoverd.v1.ShardId
+	93,  // 65: recoverd.v1.PinCommitRequest.ttl:type_name -> google.protobuf.Duration
+	44,  // 66: recoverd.v1.PinCommitResponse.pin:type_name -> recoverd.v1.Pin
+	40,  // 67: recoverd.v1.PinCommitResponse.info:type_name -> recoverd.v1.ShardInfo
+	44,  // 68: recoverd.v1.RenewPinResponse.pin:type_name -> recoverd.v1.Pin
+	7,   // 69: recoverd.v1.FetchFileRequest.shard:type_name -> recoverd.v1.ShardId
 	5,   // 70: recoverd.v1.FetchFileRequest.compression:type_name -> recoverd.v1.Compression
 	5,   // 71: recoverd.v1.FileChunk.compression:type_name -> recoverd.v1.Compression
-	6,   // 72: recoverd.v1.FetchOpsRequest.shard:type_name -> recoverd.v1.ShardId
-	10,  // 73: recoverd.v1.FetchOpsRequest.range:type_name -> recoverd.v1.SeqNoRange
-	13,  // 74: recoverd.v1.OpBatch.ops:type_name -> recoverd.v1.Op
-	6,   // 75: recoverd.v1.AcquireLeaseRequest.shard:type_name -> recoverd.v1.ShardId
-	12,  // 76: recoverd.v1.AcquireLeaseResponse.lease:type_name -> recoverd.v1.RetentionLease
-	6,   // 77: recoverd.v1.RenewLeaseRequest.shard:type_name -> recoverd.v1.ShardId
-	12,  // 78: recoverd.v1.RenewLeaseResponse.lease:type_name -> recoverd.v1.RetentionLease
-	6,   // 79: recoverd.v1.ReleaseLeaseRequest.shard:type_name -> recoverd.v1.ShardId
-	6,   // 80: recoverd.v1.SnapshotInfo.shard:type_name -> recoverd.v1.ShardId
-	91,  // 81: recoverd.v1.SnapshotInfo.start_time:type_name -> google.protobuf.Timestamp
-	8,   // 82: recoverd.v1.SnapshotInfo.commit:type_name -> recoverd.v1.CommitData
-	7,   // 83: recoverd.v1.SnapshotInfo.files:type_name -> recoverd.v1.FileMeta
-	6,   // 84: recoverd.v1.CreateSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
-	60,  // 85: recoverd.v1.CreateSnapshotResponse.snapshot:type_name -> recoverd.v1.SnapshotInfo
-	92,  // 86: recoverd.v1.CreateSnapshotResponse.took:type_name -> google.protobuf.Duration
-	6,   // 87: recoverd.v1.ListSnapshotsRequest.shard:type_name -> recoverd.v1.ShardId
-	60,  // 88: recoverd.v1.ListSnapshotsResponse.snapshots:type_name -> recoverd.v1.SnapshotInfo
-	6,   // 89: recoverd.v1.DeleteSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
-	6,   // 90: recoverd.v1.ShardStats.shard:type_name -> recoverd.v1.ShardId
-	11,  // 91: recoverd.v1.ShardStats.seqno:type_name -> recoverd.v1.SeqNoStats
-	6,   // 92: recoverd.v1.CreateShardRequest.shard:type_name -> recoverd.v1.ShardId
-	67,  // 93: recoverd.v1.CreateShardResponse.stats:type_name -> recoverd.v1.ShardStats
-	67,  // 94: recoverd.v1.ListShardsResponse.shards:type_name -> recoverd.v1.ShardStats
-	6,   // 95: recoverd.v1.IndexRequest.shard:type_name -> recoverd.v1.ShardId
-	68,  // 96: recoverd.v1.IndexRequest.docs:type_name -> recoverd.v1.Doc
-	13,  // 97: recoverd.v1.IndexResponse.ops:type_name -> recoverd.v1.Op
-	6,   // 98: recoverd.v1.DeleteRequest.shard:type_name -> recoverd.v1.ShardId
-	13,  // 99: recoverd.v1.DeleteResponse.ops:type_name -> recoverd.v1.Op
-	6,   // 100: recoverd.v1.ApplyRequest.shard:type_name -> recoverd.v1.ShardId
-	13,  // 101: recoverd.v1.ApplyRequest.ops:type_name -> recoverd.v1.Op
-	11,  // 102: recoverd.v1.ApplyResponse.seqno:type_name -> recoverd.v1.SeqNoStats
-	6,   // 103: recoverd.v1.GetRequest.shard:type_name -> recoverd.v1.ShardId
-	6,   // 104: recoverd.v1.FlushRequest.shard:type_name -> recoverd.v1.ShardId
-	67,  // 105: recoverd.v1.FlushResponse.stats:type_name -> recoverd.v1.ShardStats
-	6,   // 106: recoverd.v1.MergeRequest.shard:type_name -> recoverd.v1.ShardId
-	67,  // 107: recoverd.v1.MergeResponse.stats:type_name -> recoverd.v1.ShardStats
-	6,   // 108: recoverd.v1.StatsRequest.shard:type_name -> recoverd.v1.ShardId
-	67,  // 109: recoverd.v1.StatsResponse.stats:type_name -> recoverd.v1.ShardStats
-	6,   // 110: recoverd.v1.DigestRequest.shard:type_name -> recoverd.v1.ShardId
-	11,  // 111: recoverd.v1.DigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
-	6,   // 112: recoverd.v1.PromoteRequest.shard:type_name -> recoverd.v1.ShardId
-	67,  // 113: recoverd.v1.PromoteResponse.stats:type_name -> recoverd.v1.ShardStats
-	15,  // 114: recoverd.v1.RecoveryService.StartRecovery:input_type -> recoverd.v1.StartRecoveryRequest
-	17,  // 115: recoverd.v1.RecoveryService.GetRecovery:input_type -> recoverd.v1.GetRecoveryRequest
-	19,  // 116: recoverd.v1.RecoveryService.ListRecoveries:input_type -> recoverd.v1.ListRecoveriesRequest
-	21,  // 117: recoverd.v1.RecoveryService.CancelRecovery:input_type -> recoverd.v1.CancelRecoveryRequest
-	23,  // 118: recoverd.v1.RecoveryService.WatchRecovery:input_type -> recoverd.v1.WatchRecoveryRequest
-	25,  // 119: recoverd.v1.RecoveryService.ExplainPlan:input_type -> recoverd.v1.ExplainPlanRequest
-	38,  // 120: recoverd.v1.PeerService.GetShardMetadata:input_type -> recoverd.v1.GetShardMetadataRequest
-	41,  // 121: recoverd.v1.PeerService.GetShardDigest:input_type -> recoverd.v1.GetShardDigestRequest
-	44,  // 122: recoverd.v1.PeerService.PinCommit:input_type -> recoverd.v1.PinCommitRequest
-	46,  // 123: recoverd.v1.PeerService.RenewPin:input_type -> recoverd.v1.RenewPinRequest
-	48,  // 124: recoverd.v1.PeerService.ReleasePin:input_type -> recoverd.v1.ReleasePinRequest
-	50,  // 125: recoverd.v1.PeerService.FetchFile:input_type -> recoverd.v1.FetchFileRequest
-	52,  // 126: recoverd.v1.PeerService.FetchOps:input_type -> recoverd.v1.FetchOpsRequest
-	54,  // 127: recoverd.v1.PeerService.AcquireLease:input_type -> recoverd.v1.AcquireLeaseRequest
-	56,  // 128: recoverd.v1.PeerService.RenewLease:input_type -> recoverd.v1.RenewLeaseRequest
-	58,  // 129: recoverd.v1.PeerService.ReleaseLease:input_type -> recoverd.v1.ReleaseLeaseRequest
-	61,  // 130: recoverd.v1.SnapshotService.CreateSnapshot:input_type -> recoverd.v1.CreateSnapshotRequest
-	63,  // 131: recoverd.v1.SnapshotService.ListSnapshots:input_type -> recoverd.v1.ListSnapshotsRequest
-	65,  // 132: recoverd.v1.SnapshotService.DeleteSnapshot:input_type -> recoverd.v1.DeleteSnapshotRequest
-	69,  // 133: recoverd.v1.ShardService.CreateShard:input_type -> recoverd.v1.CreateShardRequest
-	71,  // 134: recoverd.v1.ShardService.ListShards:input_type -> recoverd.v1.ListShardsRequest
-	73,  // 135: recoverd.v1.ShardService.Index:input_type -> recoverd.v1.IndexRequest
-	75,  // 136: recoverd.v1.ShardService.Delete:input_type -> recoverd.v1.DeleteRequest
-	77,  // 137: recoverd.v1.ShardService.Apply:input_type -> recoverd.v1.ApplyRequest
-	79,  // 138: recoverd.v1.ShardService.Get:input_type -> recoverd.v1.GetRequest
-	81,  // 139: recoverd.v1.ShardService.Flush:input_type -> recoverd.v1.FlushRequest
-	83,  // 140: recoverd.v1.ShardService.Merge:input_type -> recoverd.v1.MergeRequest
-	85,  // 141: recoverd.v1.ShardService.Stats:input_type -> recoverd.v1.StatsRequest
-	87,  // 142: recoverd.v1.ShardService.Digest:input_type -> recoverd.v1.DigestRequest
-	89,  // 143: recoverd.v1.ShardService.Promote:input_type -> recoverd.v1.PromoteRequest
-	16,  // 144: recoverd.v1.RecoveryService.StartRecovery:output_type -> recoverd.v1.StartRecoveryResponse
-	18,  // 145: recoverd.v1.RecoveryService.GetRecovery:output_type -> recoverd.v1.GetRecoveryResponse
-	20,  // 146: recoverd.v1.RecoveryService.ListRecoveries:output_type -> recoverd.v1.ListRecoveriesResponse
-	22,  // 147: recoverd.v1.RecoveryService.CancelRecovery:output_type -> recoverd.v1.CancelRecoveryResponse
-	24,  // 148: recoverd.v1.RecoveryService.WatchRecovery:output_type -> recoverd.v1.WatchRecoveryResponse
-	26,  // 149: recoverd.v1.RecoveryService.ExplainPlan:output_type -> recoverd.v1.ExplainPlanResponse
-	40,  // 150: recoverd.v1.PeerService.GetShardMetadata:output_type -> recoverd.v1.GetShardMetadataResponse
-	42,  // 151: recoverd.v1.PeerService.GetShardDigest:output_type -> recoverd.v1.GetShardDigestResponse
-	45,  // 152: recoverd.v1.PeerService.PinCommit:output_type -> recoverd.v1.PinCommitResponse
-	47,  // 153: recoverd.v1.PeerService.RenewPin:output_type -> recoverd.v1.RenewPinResponse
-	49,  // 154: recoverd.v1.PeerService.ReleasePin:output_type -> recoverd.v1.ReleasePinResponse
-	51,  // 155: recoverd.v1.PeerService.FetchFile:output_type -> recoverd.v1.FileChunk
-	53,  // 156: recoverd.v1.PeerService.FetchOps:output_type -> recoverd.v1.OpBatch
-	55,  // 157: recoverd.v1.PeerService.AcquireLease:output_type -> recoverd.v1.AcquireLeaseResponse
-	57,  // 158: recoverd.v1.PeerService.RenewLease:output_type -> recoverd.v1.RenewLeaseResponse
-	59,  // 159: recoverd.v1.PeerService.ReleaseLease:output_type -> recoverd.v1.ReleaseLeaseResponse
-	62,  // 160: recoverd.v1.SnapshotService.CreateSnapshot:output_type -> recoverd.v1.CreateSnapshotResponse
-	64,  // 161: recoverd.v1.SnapshotService.ListSnapshots:output_type -> recoverd.v1.ListSnapshotsResponse
-	66,  // 162: recoverd.v1.SnapshotService.DeleteSnapshot:output_type -> recoverd.v1.DeleteSnapshotResponse
-	70,  // 163: recoverd.v1.ShardService.CreateShard:output_type -> recoverd.v1.CreateShardResponse
-	72,  // 164: recoverd.v1.ShardService.ListShards:output_type -> recoverd.v1.ListShardsResponse
-	74,  // 165: recoverd.v1.ShardService.Index:output_type -> recoverd.v1.IndexResponse
-	76,  // 166: recoverd.v1.ShardService.Delete:output_type -> recoverd.v1.DeleteResponse
-	78,  // 167: recoverd.v1.ShardService.Apply:output_type -> recoverd.v1.ApplyResponse
-	80,  // 168: recoverd.v1.ShardService.Get:output_type -> recoverd.v1.GetResponse
-	82,  // 169: recoverd.v1.ShardService.Flush:output_type -> recoverd.v1.FlushResponse
-	84,  // 170: recoverd.v1.ShardService.Merge:output_type -> recoverd.v1.MergeResponse
-	86,  // 171: recoverd.v1.ShardService.Stats:output_type -> recoverd.v1.StatsResponse
-	88,  // 172: recoverd.v1.ShardService.Digest:output_type -> recoverd.v1.DigestResponse
-	90,  // 173: recoverd.v1.ShardService.Promote:output_type -> recoverd.v1.PromoteResponse
-	144, // [144:174] is the sub-list for method output_type
-	114, // [114:144] is the sub-list for method input_type
-	114, // [114:114] is the sub-list for extension type_name
-	114, // [114:114] is the sub-list for extension extendee
-	0,   // [0:114] is the sub-list for field type_name
+	7,   // 72: recoverd.v1.FetchOpsRequest.shard:type_name -> recoverd.v1.ShardId
+	11,  // 73: recoverd.v1.FetchOpsRequest.range:type_name -> recoverd.v1.SeqNoRange
+	14,  // 74: recoverd.v1.OpBatch.ops:type_name -> recoverd.v1.Op
+	7,   // 75: recoverd.v1.AcquireLeaseRequest.shard:type_name -> recoverd.v1.ShardId
+	13,  // 76: recoverd.v1.AcquireLeaseResponse.lease:type_name -> recoverd.v1.RetentionLease
+	7,   // 77: recoverd.v1.RenewLeaseRequest.shard:type_name -> recoverd.v1.ShardId
+	13,  // 78: recoverd.v1.RenewLeaseResponse.lease:type_name -> recoverd.v1.RetentionLease
+	7,   // 79: recoverd.v1.ReleaseLeaseRequest.shard:type_name -> recoverd.v1.ShardId
+	7,   // 80: recoverd.v1.SnapshotInfo.shard:type_name -> recoverd.v1.ShardId
+	92,  // 81: recoverd.v1.SnapshotInfo.start_time:type_name -> google.protobuf.Timestamp
+	9,   // 82: recoverd.v1.SnapshotInfo.commit:type_name -> recoverd.v1.CommitData
+	8,   // 83: recoverd.v1.SnapshotInfo.files:type_name -> recoverd.v1.FileMeta
+	7,   // 84: recoverd.v1.CreateSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
+	61,  // 85: recoverd.v1.CreateSnapshotResponse.snapshot:type_name -> recoverd.v1.SnapshotInfo
+	93,  // 86: recoverd.v1.CreateSnapshotResponse.took:type_name -> google.protobuf.Duration
+	7,   // 87: recoverd.v1.ListSnapshotsRequest.shard:type_name -> recoverd.v1.ShardId
+	61,  // 88: recoverd.v1.ListSnapshotsResponse.snapshots:type_name -> recoverd.v1.SnapshotInfo
+	7,   // 89: recoverd.v1.DeleteSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
+	7,   // 90: recoverd.v1.ShardStats.shard:type_name -> recoverd.v1.ShardId
+	12,  // 91: recoverd.v1.ShardStats.seqno:type_name -> recoverd.v1.SeqNoStats
+	6,   // 92: recoverd.v1.ShardStats.state:type_name -> recoverd.v1.ShardState
+	7,   // 93: recoverd.v1.CreateShardRequest.shard:type_name -> recoverd.v1.ShardId
+	68,  // 94: recoverd.v1.CreateShardResponse.stats:type_name -> recoverd.v1.ShardStats
+	68,  // 95: recoverd.v1.ListShardsResponse.shards:type_name -> recoverd.v1.ShardStats
+	7,   // 96: recoverd.v1.IndexRequest.shard:type_name -> recoverd.v1.ShardId
+	69,  // 97: recoverd.v1.IndexRequest.docs:type_name -> recoverd.v1.Doc
+	14,  // 98: recoverd.v1.IndexResponse.ops:type_name -> recoverd.v1.Op
+	7,   // 99: recoverd.v1.DeleteRequest.shard:type_name -> recoverd.v1.ShardId
+	14,  // 100: recoverd.v1.DeleteResponse.ops:type_name -> recoverd.v1.Op
+	7,   // 101: recoverd.v1.ApplyRequest.shard:type_name -> recoverd.v1.ShardId
+	14,  // 102: recoverd.v1.ApplyRequest.ops:type_name -> recoverd.v1.Op
+	12,  // 103: recoverd.v1.ApplyResponse.seqno:type_name -> recoverd.v1.SeqNoStats
+	7,   // 104: recoverd.v1.GetRequest.shard:type_name -> recoverd.v1.ShardId
+	7,   // 105: recoverd.v1.FlushRequest.shard:type_name -> recoverd.v1.ShardId
+	68,  // 106: recoverd.v1.FlushResponse.stats:type_name -> recoverd.v1.ShardStats
+	7,   // 107: recoverd.v1.MergeRequest.shard:type_name -> recoverd.v1.ShardId
+	68,  // 108: recoverd.v1.MergeResponse.stats:type_name -> recoverd.v1.ShardStats
+	7,   // 109: recoverd.v1.StatsRequest.shard:type_name -> recoverd.v1.ShardId
+	68,  // 110: recoverd.v1.StatsResponse.stats:type_name -> recoverd.v1.ShardStats
+	7,   // 111: recoverd.v1.DigestRequest.shard:type_name -> recoverd.v1.ShardId
+	12,  // 112: recoverd.v1.DigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
+	7,   // 113: recoverd.v1.PromoteRequest.shard:type_name -> recoverd.v1.ShardId
+	68,  // 114: recoverd.v1.PromoteResponse.stats:type_name -> recoverd.v1.ShardStats
+	16,  // 115: recoverd.v1.RecoveryService.StartRecovery:input_type -> recoverd.v1.StartRecoveryRequest
+	18,  // 116: recoverd.v1.RecoveryService.GetRecovery:input_type -> recoverd.v1.GetRecoveryRequest
+	20,  // 117: recoverd.v1.RecoveryService.ListRecoveries:input_type -> recoverd.v1.ListRecoveriesRequest
+	22,  // 118: recoverd.v1.RecoveryService.CancelRecovery:input_type -> recoverd.v1.CancelRecoveryRequest
+	24,  // 119: recoverd.v1.RecoveryService.WatchRecovery:input_type -> recoverd.v1.WatchRecoveryRequest
+	26,  // 120: recoverd.v1.RecoveryService.ExplainPlan:input_type -> recoverd.v1.ExplainPlanRequest
+	39,  // 121: recoverd.v1.PeerService.GetShardMetadata:input_type -> recoverd.v1.GetShardMetadataRequest
+	42,  // 122: recoverd.v1.PeerService.GetShardDigest:input_type -> recoverd.v1.GetShardDigestRequest
+	45,  // 123: recoverd.v1.PeerService.PinCommit:input_type -> recoverd.v1.PinCommitRequest
+	47,  // 124: recoverd.v1.PeerService.RenewPin:input_type -> recoverd.v1.RenewPinRequest
+	49,  // 125: recoverd.v1.PeerService.ReleasePin:input_type -> recoverd.v1.ReleasePinRequest
+	51,  // 126: recoverd.v1.PeerService.FetchFile:input_type -> recoverd.v1.FetchFileRequest
+	53,  // 127: recoverd.v1.PeerService.FetchOps:input_type -> recoverd.v1.FetchOpsRequest
+	55,  // 128: recoverd.v1.PeerService.AcquireLease:input_type -> recoverd.v1.AcquireLeaseRequest
+	57,  // 129: recoverd.v1.PeerService.RenewLease:input_type -> recoverd.v1.RenewLeaseRequest
+	59,  // 130: recoverd.v1.PeerService.ReleaseLease:input_type -> recoverd.v1.ReleaseLeaseRequest
+	62,  // 131: recoverd.v1.SnapshotService.CreateSnapshot:input_type -> recoverd.v1.CreateSnapshotRequest
+	64,  // 132: recoverd.v1.SnapshotService.ListSnapshots:input_type -> recoverd.v1.ListSnapshotsRequest
+	66,  // 133: recoverd.v1.SnapshotService.DeleteSnapshot:input_type -> recoverd.v1.DeleteSnapshotRequest
+	70,  // 134: recoverd.v1.ShardService.CreateShard:input_type -> recoverd.v1.CreateShardRequest
+	72,  // 135: recoverd.v1.ShardService.ListShards:input_type -> recoverd.v1.ListShardsRequest
+	74,  // 136: recoverd.v1.ShardService.Index:input_type -> recoverd.v1.IndexRequest
+	76,  // 137: recoverd.v1.ShardService.Delete:input_type -> recoverd.v1.DeleteRequest
+	78,  // 138: recoverd.v1.ShardService.Apply:input_type -> recoverd.v1.ApplyRequest
+	80,  // 139: recoverd.v1.ShardService.Get:input_type -> recoverd.v1.GetRequest
+	82,  // 140: recoverd.v1.ShardService.Flush:input_type -> recoverd.v1.FlushRequest
+	84,  // 141: recoverd.v1.ShardService.Merge:input_type -> recoverd.v1.MergeRequest
+	86,  // 142: recoverd.v1.ShardService.Stats:input_type -> recoverd.v1.StatsRequest
+	88,  // 143: recoverd.v1.ShardService.Digest:input_type -> recoverd.v1.DigestRequest
+	90,  // 144: recoverd.v1.ShardService.Promote:input_type -> recoverd.v1.PromoteRequest
+	17,  // 145: recoverd.v1.RecoveryService.StartRecovery:output_type -> recoverd.v1.StartRecoveryResponse
+	19,  // 146: recoverd.v1.RecoveryService.GetRecovery:output_type -> recoverd.v1.GetRecoveryResponse
+	21,  // 147: recoverd.v1.RecoveryService.ListRecoveries:output_type -> recoverd.v1.ListRecoveriesResponse
+	23,  // 148: recoverd.v1.RecoveryService.CancelRecovery:output_type -> recoverd.v1.CancelRecoveryResponse
+	25,  // 149: recoverd.v1.RecoveryService.WatchRecovery:output_type -> recoverd.v1.WatchRecoveryResponse
+	27,  // 150: recoverd.v1.RecoveryService.ExplainPlan:output_type -> recoverd.v1.ExplainPlanResponse
+	41,  // 151: recoverd.v1.PeerService.GetShardMetadata:output_type -> recoverd.v1.GetShardMetadataResponse
+	43,  // 152: recoverd.v1.PeerService.GetShardDigest:output_type -> recoverd.v1.GetShardDigestResponse
+	46,  // 153: recoverd.v1.PeerService.PinCommit:output_type -> recoverd.v1.PinCommitResponse
+	48,  // 154: recoverd.v1.PeerService.RenewPin:output_type -> recoverd.v1.RenewPinResponse
+	50,  // 155: recoverd.v1.PeerService.ReleasePin:output_type -> recoverd.v1.ReleasePinResponse
+	52,  // 156: recoverd.v1.PeerService.FetchFile:output_type -> recoverd.v1.FileChunk
+	54,  // 157: recoverd.v1.PeerService.FetchOps:output_type -> recoverd.v1.OpBatch
+	56,  // 158: recoverd.v1.PeerService.AcquireLease:output_type -> recoverd.v1.AcquireLeaseResponse
+	58,  // 159: recoverd.v1.PeerService.RenewLease:output_type -> recoverd.v1.RenewLeaseResponse
+	60,  // 160: recoverd.v1.PeerService.ReleaseLease:output_type -> recoverd.v1.ReleaseLeaseResponse
+	63,  // 161: recoverd.v1.SnapshotService.CreateSnapshot:output_type -> recoverd.v1.CreateSnapshotResponse
+	65,  // 162: recoverd.v1.SnapshotService.ListSnapshots:output_type -> recoverd.v1.ListSnapshotsResponse
+	67,  // 163: recoverd.v1.SnapshotService.DeleteSnapshot:output_type -> recoverd.v1.DeleteSnapshotResponse
+	71,  // 164: recoverd.v1.ShardService.CreateShard:output_type -> recoverd.v1.CreateShardResponse
+	73,  // 165: recoverd.v1.ShardService.ListShards:output_type -> recoverd.v1.ListShardsResponse
+	75,  // 166: recoverd.v1.ShardService.Index:output_type -> recoverd.v1.IndexResponse
+	77,  // 167: recoverd.v1.ShardService.Delete:output_type -> recoverd.v1.DeleteResponse
+	79,  // 168: recoverd.v1.ShardService.Apply:output_type -> recoverd.v1.ApplyResponse
+	81,  // 169: recoverd.v1.ShardService.Get:output_type -> recoverd.v1.GetResponse
+	83,  // 170: recoverd.v1.ShardService.Flush:output_type -> recoverd.v1.FlushResponse
+	85,  // 171: recoverd.v1.ShardService.Merge:output_type -> recoverd.v1.MergeResponse
+	87,  // 172: recoverd.v1.ShardService.Stats:output_type -> recoverd.v1.StatsResponse
+	89,  // 173: recoverd.v1.ShardService.Digest:output_type -> recoverd.v1.DigestResponse
+	91,  // 174: recoverd.v1.ShardService.Promote:output_type -> recoverd.v1.PromoteResponse
+	145, // [145:175] is the sub-list for method output_type
+	115, // [115:145] is the sub-list for method input_type
+	115, // [115:115] is the sub-list for extension type_name
+	115, // [115:115] is the sub-list for extension extendee
+	0,   // [0:115] is the sub-list for field type_name
 }
 
 func init() { file_recoverd_proto_init() }
@@ -6326,7 +6416,7 @@ func file_recoverd_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recoverd_proto_rawDesc), len(file_recoverd_proto_rawDesc)),
-			NumEnums:      6,
+			NumEnums:      7,
 			NumMessages:   85,
 			NumExtensions: 0,
 			NumServices:   4,

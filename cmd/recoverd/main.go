@@ -185,6 +185,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 		Throttle: throttle, MaxPins: cfg.MaxOutgoing, MaxPinsPerHolder: cfg.MaxPinsPerHolder, MaxLeasesPerHolder: cfg.MaxLeasesPerHolder, Logger: log})
 	defer peerSrv.Close()
 	registerPeerMetrics(reg, peerSrv, shards)
+	registerShardMetrics(reg, shards)
 
 	digestCheck, err := recovery.ParseDigestCheck(cfg.VerifyDigest)
 	if err != nil {
@@ -341,4 +342,16 @@ func registerPeerMetrics(reg prometheus.Registerer, p *transfer.PeerServer, sh *
 				return float64(n)
 			}),
 	)
+}
+
+// registerShardMetrics exports how many shards are open, unavailable (on
+// disk, not readable now, opened again on their next access) and corrupt
+// (moved aside by the next recovery onto this node).
+func registerShardMetrics(reg prometheus.Registerer, sh *shards) {
+	for _, state := range []string{"open", "unavailable", "corrupt"} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_shards",
+			Help:        "Shards on this node by state: open, unavailable (not readable now, retried on access), corrupt.",
+			ConstLabels: prometheus.Labels{"state": state}},
+			func() float64 { return float64(sh.count(state)) }))
+	}
 }

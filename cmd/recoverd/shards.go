@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,6 +24,13 @@ import (
 // shards holds the shards open on this node: the peer server reads them as
 // a source, recoveries write them as a target, ShardService runs the
 // reference engine on them.
+//
+// A shard that does not open is kept out of the way by what its error
+// proves. ErrCorrupt (a checksum or format failure) is reported corrupt
+// and moved aside only by a recovery onto this node (OpenTarget). Any
+// other error (a read error, too many open files, its lock held) proves
+// nothing about the data: the shard stays where it is, is reported
+// unavailable, and is opened again on its next access.
 type shards struct {
 	dataDir string
 	opts    shardstore.Options
@@ -30,11 +38,27 @@ type shards struct {
 
 	mu   sync.Mutex
 	open map[shardstore.ShardID]*shardstore.Shard
+	// failed holds the shards on disk whose last open failed.
+	failed map[shardstore.ShardID]openFailure
+}
+
+// openFailure is the last failed open of a shard.
+type openFailure struct {
+	err     error
+	corrupt bool
+	since   time.Time
 }
 
 func newShards(dataDir string, opts shardstore.Options, log *slog.Logger) *shards {
-	return &shards{dataDir: dataDir, opts: opts, log: log, open: map[shardstore.ShardID]*shardstore.Shard{}}
+	return &shards{dataDir: dataDir, opts: opts, log: log,
+		open: map[shardstore.ShardID]*shardstore.Shard{}, failed: map[shardstore.ShardID]openFailure{}}
 }
+
+// fdReserve is how many file descriptors openAll leaves free for the node
+// itself (listeners, connections, recoveries), so that a node whose shards
+// would take every descriptor still starts, answers and reports the
+// shards it could not open.
+const fdReserve = 64
 
 // openAll opens every shard on disk: opening cleans what a crash left
 // (staging of interrupted recoveries, temp files, unreferenced files).
@@ -43,12 +67,39 @@ func (r *shards) openAll() error {
 	if err != nil {
 		return err
 	}
+	release := reserveFDs(fdReserve)
+	defer release()
+	var unavailable, corrupt int
 	for _, id := range ids {
 		if _, err := r.Shard(id); err != nil {
-			r.log.Error("shard does not open; a recovery onto this node will move it aside", "shard", id.String(), "error", err)
+			if errors.Is(err, shardstore.ErrCorrupt) {
+				corrupt++
+			} else {
+				unavailable++
+			}
 		}
 	}
+	if unavailable+corrupt > 0 {
+		r.log.Warn("some shards did not open", "shards", len(ids), "unavailable", unavailable, "corrupt", corrupt)
+	}
 	return nil
+}
+
+// reserveFDs holds up to n descriptors open until release is called.
+func reserveFDs(n int) (release func()) {
+	var held []*os.File
+	for range n {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			break
+		}
+		held = append(held, f)
+	}
+	return func() {
+		for _, f := range held {
+			f.Close()
+		}
+	}
 }
 
 // Shard returns an open shard, opening it if it exists on disk
@@ -70,10 +121,46 @@ func (r *shards) openLocked(id shardstore.ShardID, create bool) (*shardstore.Sha
 	opts.Create = create
 	s, err := shardstore.Open(r.dataDir, id, opts)
 	if err != nil {
+		r.noteFailureLocked(id, err)
 		return nil, err
+	}
+	if f, ok := r.failed[id]; ok {
+		r.log.Info("shard opened", "shard", id.String(), "was", f.state(), "since", f.since)
+		delete(r.failed, id)
 	}
 	r.open[id] = s
 	return s, nil
+}
+
+// noteFailureLocked records a failed open and logs it when the shard's
+// state changes.
+func (r *shards) noteFailureLocked(id shardstore.ShardID, err error) {
+	if errors.Is(err, shardstore.ErrNotFound) || errors.Is(err, shardstore.ErrInvalidName) {
+		delete(r.failed, id)
+		return
+	}
+	f := openFailure{err: err, corrupt: errors.Is(err, shardstore.ErrCorrupt), since: time.Now()}
+	prev, seen := r.failed[id]
+	if seen && prev.corrupt == f.corrupt {
+		f.since = prev.since
+	}
+	r.failed[id] = f
+	switch {
+	case seen && prev.corrupt == f.corrupt:
+		r.log.Debug("shard still does not open", "shard", id.String(), "state", f.state(), "error", err)
+	case f.corrupt:
+		r.log.Error("shard is damaged; a recovery onto this node will move it aside and rebuild it", "shard", id.String(), "error", err)
+	default:
+		r.log.Warn("shard cannot be read now; it stays where it is, reported unavailable, and is opened again on its next access",
+			"shard", id.String(), "error", err)
+	}
+}
+
+func (f openFailure) state() string {
+	if f.corrupt {
+		return "corrupt"
+	}
+	return "unavailable"
 }
 
 // Create creates an empty shard with a new history.
@@ -92,8 +179,11 @@ func (r *shards) Create(id shardstore.ShardID, existOK bool) (*shardstore.Shard,
 }
 
 // OpenTarget implements recovery.Targets. A shard that does not open
-// because its data is damaged is moved to <data>/quarantine (never
-// deleted) and an empty one takes its place.
+// because its data is damaged (shardstore.ErrCorrupt) is moved to
+// <data>/quarantine (never deleted) and an empty one takes its place. Any
+// other failure (shardstore.ErrUnavailable) leaves the shard where it is
+// and fails the call: a recovery must not replace a copy that could not
+// be read now.
 func (r *shards) OpenTarget(id shardstore.ShardID) (*shardstore.Shard, string, error) {
 	if err := id.Validate(); err != nil {
 		return nil, "", err
@@ -110,11 +200,36 @@ func (r *shards) OpenTarget(id shardstore.ShardID) (*shardstore.Shard, string, e
 		return nil, "", err
 	}
 	if err := os.Rename(shardstore.Dir(r.dataDir, id), dst); err != nil {
-		return nil, "", fmt.Errorf("move unreadable shard aside: %w", err)
+		return nil, "", fmt.Errorf("move damaged shard aside: %w", err)
 	}
-	r.log.Warn("moved an unreadable shard aside", "shard", id.String(), "to", dst, "cause", unreadable)
+	r.log.Warn("moved a damaged shard aside", "shard", id.String(), "to", dst, "cause", unreadable)
+	delete(r.failed, id)
 	s, err = r.openLocked(id, true)
 	return s, unreadable, err
+}
+
+// notOpen lists the shards on disk whose last open failed, and counts
+// them by state, for ListShards and the metrics.
+func (r *shards) notOpen() map[shardstore.ShardID]openFailure {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.failed)
+}
+
+// count is the number of shards in a state: open, unavailable or corrupt.
+func (r *shards) count(state string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if state == "open" {
+		return len(r.open)
+	}
+	n := 0
+	for _, f := range r.failed {
+		if f.state() == state {
+			n++
+		}
+	}
+	return n
 }
 
 func (r *shards) list() []*shardstore.Shard {
@@ -184,6 +299,10 @@ func shardErr(id shardstore.ShardID, err error) error {
 		return transfer.Errorf(codes.InvalidArgument, 0, "%v", err)
 	case errors.Is(err, shardstore.ErrClosed):
 		return transfer.Errorf(codes.Unavailable, 0, "shard %s is closed (the node is stopping)", id)
+	case errors.Is(err, shardstore.ErrUnavailable):
+		return transfer.Errorf(codes.Unavailable, 0, "shard %s cannot be read now; it stays in place and is opened again on the next request: %v", id, err)
+	case errors.Is(err, shardstore.ErrCorrupt):
+		return transfer.Errorf(codes.DataLoss, 0, "shard %s is damaged; a recovery onto this node moves it aside and rebuilds it: %v", id, err)
 	}
 	return transfer.Errorf(codes.Internal, 0, "shard %s: %v", id, err)
 }
@@ -203,10 +322,19 @@ func (s *shardService) CreateShard(ctx context.Context, req *pb.CreateShardReque
 	return &pb.CreateShardResponse{Stats: pbconv.ShardStats(sh.Stats())}, nil
 }
 
+// ListShards lists the open shards and, with their state and reason, the
+// shards on disk whose last open failed.
 func (s *shardService) ListShards(ctx context.Context, req *pb.ListShardsRequest) (*pb.ListShardsResponse, error) {
 	resp := &pb.ListShardsResponse{}
 	for _, sh := range s.shards.list() {
 		resp.Shards = append(resp.Shards, pbconv.ShardStats(sh.Stats()))
+	}
+	for id, f := range s.shards.notOpen() {
+		st := pb.ShardState_SHARD_STATE_UNAVAILABLE
+		if f.corrupt {
+			st = pb.ShardState_SHARD_STATE_CORRUPT
+		}
+		resp.Shards = append(resp.Shards, &pb.ShardStats{Shard: pbconv.ShardID(id), State: st, StateReason: f.err.Error()})
 	}
 	return resp, nil
 }

@@ -109,6 +109,10 @@ type NodeOptions struct {
 	Args []string
 	// Secure leaves out --insecure (the caller passes TLS flags in Args).
 	Secure bool
+	// MaxOpenFiles, when set, starts the process with RLIMIT_NOFILE set to
+	// it, soft and hard (through prlimit(1), which execs recoverd: the PID
+	// is recoverd's), so that it runs out of descriptors for real.
+	MaxOpenFiles int
 }
 
 // Node is a recoverd process started for a test; t.Cleanup stops it by PID.
@@ -170,6 +174,10 @@ func (n *Node) start() error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(n.bin, args...)
+	if n.opts.MaxOpenFiles > 0 {
+		lim := strconv.Itoa(n.opts.MaxOpenFiles)
+		cmd = exec.Command("prlimit", append([]string{"--nofile=" + lim + ":" + lim, "--", n.bin}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), n.opts.Env...)
 	if err := cmd.Start(); err != nil {
