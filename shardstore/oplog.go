@@ -108,7 +108,7 @@ func removeOtherEpochs(shardDir string, keep uint64) error {
 // of the newest generation (scanGen says what may be cut) and calling
 // replay for every record in order of appearance.
 func openOpLog(dir string, opts *Options, replay func(*Op)) (*opLog, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := fsutil.MkdirAllSync(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("shardstore: create op log dir: %w", err)
 	}
 	if _, err := fsutil.RemoveTemps(dir); err != nil {

@@ -243,7 +243,7 @@ func Open(dataDir string, id ShardID, opts Options) (*Shard, error) {
 			return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, dataDir)
 		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := fsutil.MkdirAllSync(dir, 0o755); err != nil {
 		return nil, unavailable(id, fmt.Errorf("shardstore: create shard dir: %w", err))
 	}
 	lock, err := lockDir(dir)

@@ -70,6 +70,37 @@ func SyncDir(dir string) error {
 	return nil
 }
 
+// MkdirAllSync creates dir and any missing parents, as os.MkdirAll, and
+// fsyncs the parent of every directory it created, so that the new
+// directories survive a crash.
+func MkdirAllSync(dir string, perm os.FileMode) error {
+	dir = filepath.Clean(dir)
+	var created []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		} else if !os.IsNotExist(err) {
+			return fmt.Errorf("fsutil: stat %s: %w", d, err)
+		}
+		created = append(created, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if len(created) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return fmt.Errorf("fsutil: create %s: %w", dir, err)
+	}
+	for i := len(created) - 1; i >= 0; i-- {
+		if err := SyncDir(filepath.Dir(created[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // RemoveTemps deletes temporary files left in dir by an interrupted
 // WriteFileAtomic and returns their names.
 func RemoveTemps(dir string) ([]string, error) {
