@@ -49,6 +49,9 @@ type oplogGen struct {
 	locs           []opLoc
 	minSeq, maxSeq seqno.SeqNo
 	size           int64
+	// durable is the length of the file's prefix known durable: its size
+	// at open (or 0 when created) and after every fsync that returned.
+	durable int64
 }
 
 func (g *oplogGen) add(seq seqno.SeqNo, off int64) {
@@ -74,8 +77,21 @@ type opLog struct {
 	f      *os.File
 	w      *bufio.Writer
 	buf    []byte
-	// appended counts records written to w; synced counts those made durable.
+	// appended counts records written to w; synced counts those made
+	// durable or lost.
 	appended, synced uint64
+	// lost are the tickets whose records a failed write or fsync dropped
+	// (cutBackLocked): their sync fails with the error.
+	lost []lostTickets
+	// broken is set when the log could not even be cut back: every later
+	// append and sync fails with it (reopen the shard).
+	broken error
+}
+
+// lostTickets are tickets from..to whose records were dropped by err.
+type lostTickets struct {
+	from, to uint64
+	err      error
 }
 
 func genFileName(gen uint64) string { return fmt.Sprintf("%016d%s", gen, oplogSuffix) }
@@ -209,7 +225,7 @@ func scanGen(path string, gen uint64, newest bool, fault func(point, path string
 		replay(&op)
 		off += int64(n)
 	}
-	og.size = off
+	og.size, og.durable = off, off
 	return og, repaired, nil
 }
 
@@ -372,10 +388,27 @@ func (l *opLog) createGen(gen uint64) error {
 
 func (l *opLog) current() *oplogGen { return l.gens[len(l.gens)-1] }
 
-// append buffers ops and returns the ticket to pass to sync.
+// append buffers ops and returns the ticket to pass to sync. A write
+// error (the buffer filled and went to the file) cuts the log back to its
+// last fsync, as a failed sync does.
 func (l *opLog) append(ops []Op) (uint64, error) {
+	ticket, err := l.appendBuffered(ops)
+	if err == nil || l.broken != nil {
+		return ticket, err
+	}
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return 0, l.cutBackLocked(err)
+}
+
+func (l *opLog) appendBuffered(ops []Op) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.broken != nil {
+		return 0, l.broken
+	}
 	cur := l.current()
 	for i := range ops {
 		l.buf = appendRecord(l.buf[:0], &ops[i])
@@ -399,26 +432,78 @@ func appendRecord(b []byte, op *Op) []byte {
 	return b
 }
 
-// sync returns once every record up to ticket is durable.
+// sync returns once every record up to ticket is durable, or with the
+// error that dropped it.
 func (l *opLog) sync(ticket uint64) error {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
+	for _, lt := range l.lost {
+		if ticket >= lt.from && ticket <= lt.to {
+			return lt.err
+		}
+	}
 	if l.synced >= ticket {
 		return nil
 	}
 	l.mu.Lock()
+	if l.broken != nil {
+		l.mu.Unlock()
+		return l.broken
+	}
 	err := l.w.Flush()
-	target, f := l.appended, l.f
+	target, f, cur, size := l.appended, l.f, l.current(), l.current().size
 	l.mu.Unlock()
+	if err == nil {
+		// Appenders go on filling the buffer while the fsync runs; the next
+		// fsync covers them (group commit).
+		l.failpoint("oplog.before-fsync")
+		err = l.fsync(f)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("shardstore: write op log: %w", err)
+		return l.cutBackLocked(err)
 	}
-	l.failpoint("oplog.before-fsync")
-	if err := l.fsync(f); err != nil {
-		return fmt.Errorf("shardstore: fsync op log: %w", err)
-	}
-	l.synced = target
+	l.synced, cur.durable = target, size
 	return nil
+}
+
+// cutBackLocked handles a failed write or fsync of the current generation
+// (syncMu and mu held). Once an fsync failed, a later one that succeeds
+// proves nothing about the pages written before it (the kernel reports a
+// writeback error once and may drop the pages), so every record appended
+// since the last good fsync is dropped: the file is cut back to its
+// durable prefix and fsynced, and the tickets of those records fail with
+// the error. Their ops were never applied (write applies only after sync),
+// so they are neither visible nor committed, now or after a reopen. If the
+// cut itself fails the log is broken until the shard is reopened.
+func (l *opLog) cutBackLocked(cause error) error {
+	cur := l.current()
+	err := fmt.Errorf("shardstore: op log %s: %w; the %d ops appended since its last fsync are dropped", cur.path, cause, l.appended-l.synced)
+	if l.appended > l.synced {
+		l.lost = append(l.lost, lostTickets{from: l.synced + 1, to: l.appended, err: err})
+	}
+	l.synced = l.appended
+	l.w.Reset(l.f)
+	terr := l.f.Truncate(cur.durable)
+	if terr == nil {
+		terr = l.f.Sync()
+	}
+	if terr != nil {
+		l.broken = fmt.Errorf("%w; cutting it back to its last fsync failed too (%w): reopen the shard", err, terr)
+		return l.broken
+	}
+	n := sort.Search(len(cur.locs), func(i int) bool { return cur.locs[i].off >= cur.durable })
+	cur.locs, cur.size = cur.locs[:n], cur.durable
+	for i, lc := range cur.locs {
+		if i == 0 || lc.seq < cur.minSeq {
+			cur.minSeq = lc.seq
+		}
+		if i == 0 || lc.seq > cur.maxSeq {
+			cur.maxSeq = lc.seq
+		}
+	}
+	return err
 }
 
 // fsync makes f durable (Options.Fault may fail it first).
@@ -450,11 +535,15 @@ func (l *opLog) roll(gen uint64) error {
 	defer l.syncMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.w.Flush(); err != nil {
-		return fmt.Errorf("shardstore: write op log: %w", err)
+	if l.broken != nil {
+		return l.broken
 	}
-	if err := l.fsync(l.f); err != nil {
-		return fmt.Errorf("shardstore: fsync op log: %w", err)
+	err := l.w.Flush()
+	if err == nil {
+		err = l.fsync(l.f)
+	}
+	if err != nil {
+		return l.cutBackLocked(err)
 	}
 	l.synced = l.appended
 	if err := l.f.Close(); err != nil {

@@ -23,8 +23,19 @@ func (s *Shard) Promote() error {
 		return ErrClosed
 	}
 	// Ops appended by writes still in flight are not gaps: wait until they
-	// are marked processed (no new write starts while mu is held).
-	s.writes.Wait()
+	// are applied or dropped. The wait releases mu (the writes need it to
+	// apply their ops); no new write starts meanwhile.
+	s.promoting++
+	defer func() {
+		s.promoting--
+		s.settled.Broadcast()
+	}()
+	for s.inflight > 0 {
+		s.settled.Wait()
+	}
+	if s.closed {
+		return ErrClosed
+	}
 	term := s.knownTermLocked() + 1
 	for _, gap := range s.tracker.Gaps() {
 		for from := gap.From; from <= gap.To; from += noOpBatch {

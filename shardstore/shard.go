@@ -110,10 +110,14 @@ type Shard struct {
 	// termSeq maps each primary term of an op the copy holds or held to
 	// the highest seqno of such an op (terms.go).
 	termSeq map[uint64]seqno.SeqNo
-	// writes counts the writes whose ops are appended to the op log but
-	// not yet marked processed; Promote waits for them, so that what is
-	// left unprocessed below the max seqno is a real gap.
-	writes sync.WaitGroup
+	// inflight counts the writes whose ops are appended to the op log but
+	// not yet applied and marked processed (or dropped by a failed fsync);
+	// settled (on mu) is signalled whenever one ends. Promote waits for
+	// none to be left, so that what is left unprocessed below the max
+	// seqno is a real gap; while promoting is set no write starts.
+	inflight  int
+	settled   sync.Cond
+	promoting int
 	// replayed is how many ops the last open replayed above the commit's
 	// local checkpoint.
 	replayed int
@@ -252,6 +256,7 @@ func Open(dataDir string, id ShardID, opts Options) (*Shard, error) {
 	}
 	s := &Shard{id: id, dir: dir, opts: opts, lock: lock, log: opts.Logger.With("shard", id.String()),
 		memtable: map[string]*Op{}, pins: map[string]int{}, stagings: map[string]*Staging{}}
+	s.settled.L = &s.mu
 	if err := s.open(); err != nil {
 		lock.Close()
 		return nil, unavailable(id, err)
@@ -421,6 +426,7 @@ func (s *Shard) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.settled.Broadcast() // writes waiting for a promotion see it closed
 	for _, st := range s.stagings {
 		st.mu.Lock()
 		if st.ops != nil {
@@ -524,6 +530,9 @@ func (s *Shard) write(ctx context.Context, ops []Op, primary bool) ([]Op, error)
 		return nil, err
 	}
 	s.mu.Lock()
+	for s.promoting > 0 && !s.closed {
+		s.settled.Wait()
+	}
 	if s.closed {
 		s.mu.Unlock()
 		return nil, ErrClosed
@@ -550,30 +559,40 @@ func (s *Shard) write(ctx context.Context, ops []Op, primary bool) ([]Op, error)
 		s.mu.Unlock()
 		return nil, err
 	}
-	s.writes.Add(1)
-	defer s.writes.Done()
-	s.contentVersion.Add(1)
+	s.inflight++
 	for i := range todo {
-		s.applyMemLocked(&todo[i])
 		s.noteTermLocked(todo[i].PrimaryTerm, todo[i].SeqNo)
 		if !primary {
 			s.tracker.AdvanceMaxSeqNo(todo[i].SeqNo)
 		}
 	}
-	tracker := s.tracker
-	if s.opts.FlushBytes > 0 && s.memBytes >= s.opts.FlushBytes {
-		// The roll inside the flush makes these ops durable too.
-		if err := s.flushLocked(); err != nil {
-			s.mu.Unlock()
-			return nil, err
-		}
-	}
 	s.mu.Unlock()
-	if err := oplog.sync(ticket); err != nil {
+	// The ops reach the memtable (become visible, and part of the next
+	// commit) only once their fsync returned: after an fsync error they
+	// are neither (the op log drops them too, see cutBackLocked).
+	err = oplog.sync(ticket)
+	s.opts.Failpoint("write.synced")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inflight--
+	s.settled.Broadcast()
+	if err != nil {
 		return nil, err
 	}
+	if s.closed || s.oplog != oplog {
+		// Closed (the op log replays them at the next open) or replaced by
+		// a publish (its content replaces them, as ops applied before it).
+		return ops, nil
+	}
+	s.contentVersion.Add(1)
 	for i := range todo {
-		tracker.MarkProcessed(todo[i].SeqNo)
+		s.applyMemLocked(&todo[i])
+		s.tracker.MarkProcessed(todo[i].SeqNo)
+	}
+	if s.opts.FlushBytes > 0 && s.memBytes >= s.opts.FlushBytes {
+		if err := s.flushLocked(); err != nil {
+			return nil, err
+		}
 	}
 	return ops, nil
 }
