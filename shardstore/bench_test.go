@@ -102,3 +102,45 @@ func BenchmarkOpenAfterCrash1M(b *testing.B) {
 		s.Close()
 	}
 }
+
+// BenchmarkPublish times Publish alone (the staged files made durable,
+// moved into place, one commit) for many small segments and a few large
+// ones, as a peer recovery ends.
+func BenchmarkPublish(b *testing.B) {
+	for _, c := range []struct {
+		name       string
+		segs, docs int
+		value      int
+	}{{"64x128KiB", 64, 128, 1024}, {"4x16MiB", 4, 4096, 4096}} {
+		b.Run(c.name, func(b *testing.B) {
+			src := openNew(b, b.TempDir(), Options{FlushBytes: -1})
+			val := make([]byte, c.value)
+			for i := range c.segs {
+				docs := make([]Doc, c.docs)
+				for j := range docs {
+					docs[j] = Doc{Key: fmt.Sprintf("k%03d-%06d", i, j), Value: val}
+				}
+				if _, err := src.IndexBatch(ctx, docs); err != nil {
+					b.Fatal(err)
+				}
+				if err := src.Flush(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(src.Metadata().TotalBytes())
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				dst := openNew(b, b.TempDir(), Options{})
+				st, err := dst.StartStaging(fmt.Sprintf("rec-%d", i))
+				if err != nil {
+					b.Fatal(err)
+				}
+				files := copyShardFiles(b, src, st)
+				b.StartTimer()
+				if err := st.Publish(files, src.Metadata().Commit); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
