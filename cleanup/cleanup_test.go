@@ -89,7 +89,7 @@ func openShard(t *testing.T, dir string, id shardstore.ShardID, docs int, clk *c
 
 func mustDigest(t *testing.T, s *shardstore.Shard) string {
 	t.Helper()
-	d, err := s.Digest()
+	d, err := s.Digest(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

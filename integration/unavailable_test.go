@@ -39,7 +39,7 @@ func TestDescriptorLimitLeavesShardsInPlace(t *testing.T) {
 		if err := s.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		if want[id.Index], err = s.Digest(); err != nil {
+		if want[id.Index], err = s.Digest(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.Close(); err != nil {

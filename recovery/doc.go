@@ -18,7 +18,12 @@
 //     or cancelled recovery abandons the staging directory); after it the
 //     target is a complete copy of the source as of the plan.
 //   - ops: ops the source indexed while files moved are replayed live and
-//     flushed, then source and target digests are compared.
+//     flushed, then source and target digests are compared at the seqno
+//     the copy reached: the source digests its pinned commit and the ops
+//     above it up to that seqno (shardstore.DigestAt) without stopping
+//     its writes, so a source that indexed more meanwhile is compared all
+//     the same. A source that no longer holds that history is compared by
+//     seqnos only, and the result says why.
 //
 // A snapshot plan that fails (anything but a cancel or a lost lease) stops
 // issuing downloads, cancels those in flight, waits for all of them, deletes

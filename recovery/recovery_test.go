@@ -215,7 +215,7 @@ func flush(t *testing.T, s *shardstore.Shard) {
 
 func digest(t *testing.T, s *shardstore.Shard) string {
 	t.Helper()
-	d, err := s.Digest()
+	d, err := s.Digest(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

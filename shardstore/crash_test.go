@@ -133,11 +133,11 @@ func crashPublishWorkload(dir string, opts Options) error {
 	if err != nil {
 		return err
 	}
-	oldDigest, err := dst.Digest()
+	oldDigest, err := dst.Digest(ctx)
 	if err != nil {
 		return err
 	}
-	newDigest, err := src.Digest()
+	newDigest, err := src.Digest(ctx)
 	if err != nil {
 		return err
 	}
@@ -274,7 +274,7 @@ func checkAfterCrash(t *testing.T, dir string) (string, Stats) {
 			t.Fatalf("committed file damaged: %v", err)
 		}
 	}
-	d, err := s.Digest()
+	d, err := s.Digest(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

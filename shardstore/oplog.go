@@ -86,6 +86,9 @@ type opLog struct {
 	// broken is set when the log could not even be cut back: every later
 	// append and sync fails with it (reopen the shard).
 	broken error
+	// holds are the first seqnos readers without the shard's lock (a
+	// digest) still need: dropGens keeps every generation holding one.
+	holds map[*seqno.SeqNo]struct{}
 }
 
 // lostTickets are tickets from..to whose records were dropped by err.
@@ -561,15 +564,41 @@ func (l *opLog) nextGen() uint64 {
 	return l.current().gen + 1
 }
 
-// dropGens deletes every generation, but the open one, for which drop
-// returns true.
+// hold keeps every op from seqno from on in the log until release.
+func (l *opLog) hold(from seqno.SeqNo) (release func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.holds == nil {
+		l.holds = map[*seqno.SeqNo]struct{}{}
+	}
+	h := &from
+	l.holds[h] = struct{}{}
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		delete(l.holds, h)
+	}
+}
+
+// heldLocked reports whether a hold needs an op of g.
+func (l *opLog) heldLocked(g *oplogGen) bool {
+	for h := range l.holds {
+		if g.maxSeq >= *h {
+			return true
+		}
+	}
+	return false
+}
+
+// dropGens deletes every generation, but the open one and those a hold
+// needs, for which drop returns true.
 func (l *opLog) dropGens(drop func(*oplogGen) bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	keep := l.gens[:0]
 	var errs []error
 	for i, g := range l.gens {
-		if i < len(l.gens)-1 && drop(g) {
+		if i < len(l.gens)-1 && drop(g) && !l.heldLocked(g) {
 			if err := os.Remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 				keep = append(keep, g)

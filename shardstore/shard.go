@@ -2,9 +2,6 @@ package shardstore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -123,11 +120,12 @@ type Shard struct {
 	replayed int
 
 	// contentVersion changes with every op applied and every publish; the
-	// digest cached for a version is valid while it holds.
+	// digest cached for a version (at digestUpTo) is valid while it holds.
 	contentVersion atomic.Uint64
 	digestMu       sync.Mutex
 	digest         string
 	digestVersion  uint64
+	digestUpTo     seqno.SeqNo
 	digestOK       bool
 }
 
@@ -633,17 +631,41 @@ const scanMergeMax = 256
 
 // scanLocked calls fn for every live document in key order.
 func (s *Shard) scanLocked(fn func(key string, value []byte, seq seqno.SeqNo) error) error {
-	if len(s.segments) > scanMergeMax {
-		return s.scanBySegment(fn)
-	}
-	return s.scanMerged(fn)
+	return s.view().scan(fn)
 }
 
-// scanMerged streams a k-way merge of the segments and the memtable: one
-// sequential pass over each file.
 func (s *Shard) scanMerged(fn func(key string, value []byte, seq seqno.SeqNo) error) error {
-	mem := make([]string, 0, len(s.memtable))
-	for k := range s.memtable {
+	return s.view().scanMerged(fn)
+}
+
+func (s *Shard) scanBySegment(fn func(key string, value []byte, seq seqno.SeqNo) error) error {
+	return s.view().scanBySegment(fn)
+}
+
+// view is the shard's current content (s.mu held while it is scanned).
+func (s *Shard) view() view { return view{segs: s.segments, mem: s.memtable} }
+
+// view is content to scan: segments and, above them, ops by key (the
+// memtable, or the ops a digest read from the op log). A view is read
+// only; whoever scans it keeps its segments' files and its map unchanged.
+type view struct {
+	segs []*segment
+	mem  map[string]*Op
+}
+
+// scan calls fn for every live document in key order.
+func (v view) scan(fn func(key string, value []byte, seq seqno.SeqNo) error) error {
+	if len(v.segs) > scanMergeMax {
+		return v.scanBySegment(fn)
+	}
+	return v.scanMerged(fn)
+}
+
+// scanMerged streams a k-way merge of the segments and the ops above
+// them: one sequential pass over each file.
+func (v view) scanMerged(fn func(key string, value []byte, seq seqno.SeqNo) error) error {
+	mem := make([]string, 0, len(v.mem))
+	for k := range v.mem {
 		mem = append(mem, k)
 	}
 	slices.Sort(mem)
@@ -657,20 +679,20 @@ func (s *Shard) scanMerged(fn func(key string, value []byte, seq seqno.SeqNo) er
 	// key is nil).
 	flushMem := func(key *string) error {
 		for len(mem) > 0 && (key == nil || mem[0] < *key) {
-			if err := emit(s.memtable[mem[0]]); err != nil {
+			if err := emit(v.mem[mem[0]]); err != nil {
 				return err
 			}
 			mem = mem[1:]
 		}
 		return nil
 	}
-	bufSize := max(16<<10, min(1<<20, (32<<20)/max(1, len(s.segments))))
-	err := mergeIterate(s.segments, bufSize, func(op *Op) error {
+	bufSize := max(16<<10, min(1<<20, (32<<20)/max(1, len(v.segs))))
+	err := mergeIterate(v.segs, bufSize, func(op *Op) error {
 		if err := flushMem(&op.Key); err != nil {
 			return err
 		}
 		if len(mem) > 0 && mem[0] == op.Key {
-			m := s.memtable[mem[0]]
+			m := v.mem[mem[0]]
 			mem = mem[1:]
 			if m.newer(op) {
 				return emit(m)
@@ -696,9 +718,9 @@ type winner struct {
 // time (so at most one segment file is open: a shard may hold more segments
 // than the process may open files), then reads the live values in key
 // order.
-func (s *Shard) scanBySegment(fn func(key string, value []byte, seq seqno.SeqNo) error) error {
-	wins := make(map[string]winner, len(s.memtable))
-	for i, seg := range s.segments {
+func (v view) scanBySegment(fn func(key string, value []byte, seq seqno.SeqNo) error) error {
+	wins := make(map[string]winner, len(v.mem))
+	for i, seg := range v.segs {
 		err := seg.iterate(64<<10, func(e *Op, off int64) error {
 			if w, ok := wins[e.Key]; !ok || e.SeqNo > w.seq {
 				wins[e.Key] = winner{seq: e.SeqNo, seg: int32(i), deleted: e.Kind == OpDelete, off: off}
@@ -709,7 +731,7 @@ func (s *Shard) scanBySegment(fn func(key string, value []byte, seq seqno.SeqNo)
 			return err
 		}
 	}
-	for k, op := range s.memtable {
+	for k, op := range v.mem {
 		if w, ok := wins[k]; !ok || op.SeqNo > w.seq {
 			wins[k] = winner{seq: op.SeqNo, seg: -1, deleted: op.Kind == OpDelete}
 		}
@@ -731,7 +753,7 @@ func (s *Shard) scanBySegment(fn func(key string, value []byte, seq seqno.SeqNo)
 	for _, k := range keys {
 		w := wins[k]
 		if w.seg < 0 {
-			if err := fn(k, s.memtable[k].Value, w.seq); err != nil {
+			if err := fn(k, v.mem[k].Value, w.seq); err != nil {
 				return err
 			}
 			continue
@@ -745,57 +767,19 @@ func (s *Shard) scanBySegment(fn func(key string, value []byte, seq seqno.SeqNo)
 				}
 			}
 			var err error
-			if f, err = os.Open(s.segments[w.seg].path); err != nil {
+			if f, err = os.Open(v.segs[w.seg].path); err != nil {
 				return fmt.Errorf("shardstore: scan: %w", err)
 			}
 			files[w.seg] = f
 		}
 		if err := readEntryAt(f, w.off, &e); err != nil {
-			return readFailure(err, "segment %s at %d", s.segments[w.seg].meta.Name, w.off)
+			return readFailure(err, "segment %s at %d", v.segs[w.seg].meta.Name, w.off)
 		}
 		if err := fn(k, e.Value, w.seq); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// Digest is a SHA-256 over every live document (key, seqno, value) in key
-// order: two copies with the same logical content have the same digest,
-// whatever their physical files.
-func (s *Shard) Digest() (string, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	// Flushes and merges do not change the logical content, so a digest
-	// stays valid until the next op or publish.
-	version := s.contentVersion.Load()
-	s.digestMu.Lock()
-	if s.digestOK && s.digestVersion == version {
-		d := s.digest
-		s.digestMu.Unlock()
-		return d, nil
-	}
-	s.digestMu.Unlock()
-	h := sha256.New()
-	var n [binary.MaxVarintLen64]byte
-	put := func(b []byte) {
-		h.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
-		h.Write(b)
-	}
-	err := s.scanLocked(func(key string, value []byte, seq seqno.SeqNo) error {
-		put([]byte(key))
-		h.Write(n[:binary.PutVarint(n[:], int64(seq))])
-		put(value)
-		return nil
-	})
-	if err != nil {
-		return "", err
-	}
-	d := hex.EncodeToString(h.Sum(nil))
-	s.digestMu.Lock()
-	s.digest, s.digestVersion, s.digestOK = d, version, true
-	s.digestMu.Unlock()
-	return d, nil
 }
 
 // Stats are a shard's live numbers.

@@ -63,7 +63,7 @@ func mustIndex(t testing.TB, s *Shard, n, from int) {
 
 func digest(t testing.TB, s *Shard) string {
 	t.Helper()
-	d, err := s.Digest()
+	d, err := s.Digest(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

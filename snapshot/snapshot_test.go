@@ -41,7 +41,7 @@ func restore(t *testing.T, repo Repository, m *Manifest, d *Downloader) *shardst
 
 func digest(t *testing.T, s *shardstore.Shard) string {
 	t.Helper()
-	d, err := s.Digest()
+	d, err := s.Digest(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -719,15 +719,30 @@ type Digest struct {
 	Digest      string
 	HistoryUUID string
 	Seq         seqno.Stats
+	// UpTo is the seqno the digest covers; seqno.Unassigned from a source
+	// that digests only its whole content.
+	UpTo seqno.SeqNo
 }
 
-// GetShardDigest asks a source for the digest of its copy (a full scan).
-func GetShardDigest(ctx context.Context, c pb.PeerServiceClient, shard shardstore.ShardID) (Digest, error) {
-	resp, err := c.GetShardDigest(ctx, &pb.GetShardDigestRequest{Shard: pbconv.ShardID(shard)})
+// GetShardDigest asks a source for the digest of its content as of upTo
+// (seqno.Unassigned: all of it), starting from the commit pinned by pinID
+// ("": none) when the source's current commit holds ops past upTo. It is
+// a full scan of the source's shard, which goes on taking writes.
+// seqno.ErrCompacted when the source no longer holds its content at upTo.
+func GetShardDigest(ctx context.Context, c pb.PeerServiceClient, shard shardstore.ShardID, pinID string, upTo seqno.SeqNo) (Digest, error) {
+	req := &pb.GetShardDigestRequest{Shard: pbconv.ShardID(shard), PinId: pinID}
+	if upTo != seqno.Unassigned {
+		req.UpToSeqno = proto.Int64(int64(upTo))
+	}
+	resp, err := c.GetShardDigest(ctx, req)
 	if err != nil {
 		return Digest{}, fmt.Errorf("transfer: digest of %s: %w", shard, FromStatus(err))
 	}
-	return Digest{Digest: resp.Digest, HistoryUUID: resp.HistoryUuid, Seq: pbconv.StatsFromPB(resp.Seqno)}, nil
+	d := Digest{Digest: resp.Digest, HistoryUUID: resp.HistoryUuid, Seq: pbconv.StatsFromPB(resp.Seqno), UpTo: seqno.Unassigned}
+	if resp.UpToSeqno != nil {
+		d.UpTo = seqno.SeqNo(resp.GetUpToSeqno())
+	}
+	return d, nil
 }
 
 // PinCommit pins the source's current commit for ttl (0: the source's

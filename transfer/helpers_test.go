@@ -221,7 +221,7 @@ func (h *hookStream) SendMsg(m any) error {
 
 func mustDigest(t testing.TB, s *shardstore.Shard) string {
 	t.Helper()
-	d, err := s.Digest()
+	d, err := s.Digest(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

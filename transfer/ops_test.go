@@ -277,9 +277,9 @@ func TestFetchOpsCarriesNoOpsAndTerms(t *testing.T) {
 	if st, want := replica.Stats().Seq, src.Stats().Seq; st.LocalCheckpoint != want.LocalCheckpoint || st.MaxSeqNo != want.MaxSeqNo {
 		t.Fatalf("replica at %v, primary at %v", st, want)
 	}
-	d1, _ := replica.Digest()
-	d2, _ := src.Digest()
-	if d1 != d2 {
-		t.Fatal("the replica differs from the primary")
+	d1, err1 := replica.Digest(ctx)
+	d2, err2 := src.Digest(ctx)
+	if d1 != d2 || err1 != nil || err2 != nil {
+		t.Fatalf("the replica differs from the primary: %v, %v", err1, err2)
 	}
 }

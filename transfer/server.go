@@ -259,18 +259,39 @@ func (s *PeerServer) GetShardMetadata(_ context.Context, req *pb.GetShardMetadat
 	return &pb.GetShardMetadataResponse{Info: s.info(sh, sh.Metadata())}, nil
 }
 
-// GetShardDigest implements PeerService.
-func (s *PeerServer) GetShardDigest(_ context.Context, req *pb.GetShardDigestRequest) (*pb.GetShardDigestResponse, error) {
-	sh, _, err := s.shard(req.GetShard())
+// GetShardDigest implements PeerService: the digest of the content at
+// up_to_seqno (shardstore.DigestAt), from the current commit or, when that
+// holds ops past up_to_seqno, from the caller's pinned commit. The shard
+// takes writes while it runs; the call's context cancels it.
+func (s *PeerServer) GetShardDigest(ctx context.Context, req *pb.GetShardDigestRequest) (*pb.GetShardDigestResponse, error) {
+	sh, id, err := s.shard(req.GetShard())
 	if err != nil {
 		return nil, err
 	}
-	d, err := sh.Digest()
+	upTo := seqno.Unassigned
+	if req.UpToSeqno != nil {
+		if upTo = seqno.SeqNo(req.GetUpToSeqno()); upTo < seqno.NoOpsPerformed {
+			return nil, invalid("up_to_seqno %d is below %d", upTo, seqno.NoOpsPerformed)
+		}
+	}
+	var base *shardstore.CommitRef
+	if req.PinId != "" {
+		p, done, err := s.usePin(req.PinId, id)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		base = p.ref
+	}
+	d, at, err := sh.DigestAt(ctx, nil, upTo)
+	if errors.Is(err, seqno.ErrCompacted) && base != nil {
+		d, at, err = sh.DigestAt(ctx, base, upTo)
+	}
 	if err != nil {
 		return nil, ToStatus(err)
 	}
 	st := sh.Stats()
-	return &pb.GetShardDigestResponse{Digest: d, HistoryUuid: st.HistoryUUID, Seqno: pbconv.Stats(st.Seq)}, nil
+	return &pb.GetShardDigestResponse{Digest: d, HistoryUuid: st.HistoryUUID, Seqno: pbconv.Stats(st.Seq), UpToSeqno: proto.Int64(int64(at))}, nil
 }
 
 // ---------------------------------------------------------------------------

@@ -150,8 +150,8 @@ func TestShardInfoAndDigest(t *testing.T) {
 	if info.Seq.MaxSeqNo != 300 || info.Meta.Commit.MaxSeqNo != 299 {
 		t.Fatalf("live max seqno %v, commit %v", info.Seq.MaxSeqNo, info.Meta.Commit.MaxSeqNo)
 	}
-	d, err := GetShardDigest(ctx, e.client, testShard)
-	if err != nil || d.Digest != mustDigest(t, src) || d.HistoryUUID != st.HistoryUUID {
+	d, err := GetShardDigest(ctx, e.client, testShard, "", seqno.Unassigned)
+	if err != nil || d.Digest != mustDigest(t, src) || d.HistoryUUID != st.HistoryUUID || d.UpTo != 300 {
 		t.Fatalf("digest %+v, %v", d, err)
 	}
 }

@@ -2950,8 +2950,16 @@ func (x *GetShardMetadataResponse) GetInfo() *ShardInfo {
 }
 
 type GetShardDigestRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Shard         *ShardId               `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard *ShardId               `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// up_to_seqno: digest the content made of the ops at or below this seqno
+	// (the seqno the recovered copy reached), whatever the source indexed
+	// since. Unset: its whole content.
+	UpToSeqno *int64 `protobuf:"varint,2,opt,name=up_to_seqno,json=upToSeqno,proto3,oneof" json:"up_to_seqno,omitempty"`
+	// pin_id: a commit pin of the caller's. When the current commit already
+	// holds ops past up_to_seqno, the digest starts from the pinned commit
+	// (and the op log above it) instead.
+	PinId         string `protobuf:"bytes,3,opt,name=pin_id,json=pinId,proto3" json:"pin_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2993,11 +3001,28 @@ func (x *GetShardDigestRequest) GetShard() *ShardId {
 	return nil
 }
 
+func (x *GetShardDigestRequest) GetUpToSeqno() int64 {
+	if x != nil && x.UpToSeqno != nil {
+		return *x.UpToSeqno
+	}
+	return 0
+}
+
+func (x *GetShardDigestRequest) GetPinId() string {
+	if x != nil {
+		return x.PinId
+	}
+	return ""
+}
+
 type GetShardDigestResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
-	HistoryUuid   string                 `protobuf:"bytes,2,opt,name=history_uuid,json=historyUuid,proto3" json:"history_uuid,omitempty"`
-	Seqno         *SeqNoStats            `protobuf:"bytes,3,opt,name=seqno,proto3" json:"seqno,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Digest      string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	HistoryUuid string                 `protobuf:"bytes,2,opt,name=history_uuid,json=historyUuid,proto3" json:"history_uuid,omitempty"`
+	Seqno       *SeqNoStats            `protobuf:"bytes,3,opt,name=seqno,proto3" json:"seqno,omitempty"`
+	// up_to_seqno: the seqno the digest covers (unset from a source that
+	// digests only its whole content).
+	UpToSeqno     *int64 `protobuf:"varint,4,opt,name=up_to_seqno,json=upToSeqno,proto3,oneof" json:"up_to_seqno,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3051,6 +3076,13 @@ func (x *GetShardDigestResponse) GetSeqno() *SeqNoStats {
 		return x.Seqno
 	}
 	return nil
+}
+
+func (x *GetShardDigestResponse) GetUpToSeqno() int64 {
+	if x != nil && x.UpToSeqno != nil {
+		return *x.UpToSeqno
+	}
+	return 0
 }
 
 // Pin holds the files of one commit on the source.
@@ -5837,13 +5869,18 @@ const file_recoverd_proto_rawDesc = "" +
 	"avgOpBytes\x12!\n" +
 	"\fprimary_term\x18\t \x01(\x04R\vprimaryTerm\"F\n" +
 	"\x18GetShardMetadataResponse\x12*\n" +
-	"\x04info\x18\x01 \x01(\v2\x16.recoverd.v1.ShardInfoR\x04info\"C\n" +
+	"\x04info\x18\x01 \x01(\v2\x16.recoverd.v1.ShardInfoR\x04info\"\x8f\x01\n" +
 	"\x15GetShardDigestRequest\x12*\n" +
-	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\"\x82\x01\n" +
+	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12#\n" +
+	"\vup_to_seqno\x18\x02 \x01(\x03H\x00R\tupToSeqno\x88\x01\x01\x12\x15\n" +
+	"\x06pin_id\x18\x03 \x01(\tR\x05pinIdB\x0e\n" +
+	"\f_up_to_seqno\"\xb7\x01\n" +
 	"\x16GetShardDigestResponse\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12!\n" +
 	"\fhistory_uuid\x18\x02 \x01(\tR\vhistoryUuid\x12-\n" +
-	"\x05seqno\x18\x03 \x01(\v2\x17.recoverd.v1.SeqNoStatsR\x05seqno\"\xc9\x01\n" +
+	"\x05seqno\x18\x03 \x01(\v2\x17.recoverd.v1.SeqNoStatsR\x05seqno\x12#\n" +
+	"\vup_to_seqno\x18\x04 \x01(\x03H\x00R\tupToSeqno\x88\x01\x01B\x0e\n" +
+	"\f_up_to_seqno\"\xc9\x01\n" +
 	"\x03Pin\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
 	"\x05shard\x18\x02 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12\x1e\n" +
@@ -6409,6 +6446,8 @@ func file_recoverd_proto_init() {
 		return
 	}
 	file_recoverd_proto_msgTypes[8].OneofWrappers = []any{}
+	file_recoverd_proto_msgTypes[35].OneofWrappers = []any{}
+	file_recoverd_proto_msgTypes[36].OneofWrappers = []any{}
 	file_recoverd_proto_msgTypes[50].OneofWrappers = []any{}
 	file_recoverd_proto_msgTypes[75].OneofWrappers = []any{}
 	type x struct{}

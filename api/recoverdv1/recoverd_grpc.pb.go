@@ -416,8 +416,11 @@ type PeerServiceClient interface {
 	// the ops its log retains, its leases and this node's versions (for
 	// planning). It pins nothing.
 	GetShardMetadata(ctx context.Context, in *GetShardMetadataRequest, opts ...grpc.CallOption) (*GetShardMetadataResponse, error)
-	// GetShardDigest returns the digest of the shard's live documents and its
-	// seqnos (for the final result check). It scans the whole shard.
+	// GetShardDigest returns the digest of the shard's live documents as of a
+	// seqno, and its seqnos (for the final result check). It scans the whole
+	// shard from a pinned commit and the op log, without stopping writes.
+	// FailedPrecondition OPS_COMPACTED when this copy no longer holds its
+	// content at that seqno.
 	GetShardDigest(ctx context.Context, in *GetShardDigestRequest, opts ...grpc.CallOption) (*GetShardDigestResponse, error)
 	// PinCommit pins the current commit and describes it (the same answer as
 	// GetShardMetadata, for exactly the pinned commit).
@@ -591,8 +594,11 @@ type PeerServiceServer interface {
 	// the ops its log retains, its leases and this node's versions (for
 	// planning). It pins nothing.
 	GetShardMetadata(context.Context, *GetShardMetadataRequest) (*GetShardMetadataResponse, error)
-	// GetShardDigest returns the digest of the shard's live documents and its
-	// seqnos (for the final result check). It scans the whole shard.
+	// GetShardDigest returns the digest of the shard's live documents as of a
+	// seqno, and its seqnos (for the final result check). It scans the whole
+	// shard from a pinned commit and the op log, without stopping writes.
+	// FailedPrecondition OPS_COMPACTED when this copy no longer holds its
+	// content at that seqno.
 	GetShardDigest(context.Context, *GetShardDigestRequest) (*GetShardDigestResponse, error)
 	// PinCommit pins the current commit and describes it (the same answer as
 	// GetShardMetadata, for exactly the pinned commit).

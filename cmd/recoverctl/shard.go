@@ -47,7 +47,7 @@ func newShardCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			digest, err := s.Digest()
+			digest, err := s.Digest(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -450,7 +450,7 @@ func (s *shardService) Digest(ctx context.Context, req *pb.DigestRequest) (*pb.D
 		return nil, err
 	}
 	st := sh.Stats()
-	d, err := sh.Digest()
+	d, err := sh.Digest(ctx)
 	if err != nil {
 		return nil, transfer.Errorf(codes.Internal, 0, "digest: %v", err)
 	}
