@@ -52,8 +52,9 @@
 // # Promotion fills the gaps
 //
 // Promote makes the copy the primary of a term one above every term it
-// knows, keeping the history UUID. It waits for the writes in flight,
-// then fills every seqno below the max seqno that the copy never received
+// knows, keeping the history UUID. It waits for the writes in flight to
+// apply or drop their ops (releasing the shard's lock, which they need;
+// no write starts meanwhile), then fills every seqno below the max seqno that the copy never received
 // with a no-op of the new term (Elasticsearch's fillSeqNoGaps), fsynced
 // before the commit that records the new term, so the local checkpoint
 // reaches the max seqno: otherwise one hole left by the old primary would
@@ -70,4 +71,72 @@
 // older generations are deleted. Open replays the op log above the
 // commit's local checkpoint into the memtable (the count is logged), so
 // after a promotion and a flush it replays only the ops written since.
+//
+// # Durability of writes
+//
+// A write (IndexBatch, Delete, Apply) appends its ops to the op log under
+// the shard's lock, then waits without the lock for an fsync that covers
+// them (group commit: one fsync serves every write appended before it
+// started). Only once that fsync returned are the ops applied to the
+// memtable and marked processed: before it they are neither visible to
+// Get nor part of a commit. A failed write or fsync of the op log cuts
+// its file back to the prefix known durable (a later fsync that succeeds
+// proves nothing about pages written before the failure: the kernel
+// reports a writeback error once and may drop the pages) and fails every
+// write appended since, so those ops are never visible or committed, not
+// even after a reopen; later writes go on. If even the cut fails, the op
+// log refuses writes until the shard is reopened. A primary keeps the
+// seqnos of dropped ops as holes below its max seqno, which a promotion
+// fills.
+//
+// # Durability of a recovery's files
+//
+// Publish fsyncs every staged file on a descriptor of its own, at most 16
+// at once, and fails on the first error before anything moves, leaving
+// the old shard: a syncfs would not report a writeback error another
+// descriptor has seen (nor any, before Linux 5.8). The staged op log is
+// fsynced when it is closed. The files are then renamed into place, the
+// shard directory fsynced, and one commit point written atomically. Every
+// directory created for a shard, its op log, a staging or an op log epoch
+// has its parent fsynced (fsutil.MkdirAllSync).
+//
+// # Op log repair
+//
+// The op log is repaired only at its tail (etcd wal's rule). Opening cuts
+// the newest generation at its first bad record only when everything from
+// there to the end of the file is what a crash in the middle of an append
+// leaves: records running past the end of the file, records with a zeroed
+// 512-byte sector, zeros. A bad record that a valid one follows, a
+// complete record failing its checksum with every sector written, or an
+// impossible length stops the open with ErrCorrupt, naming the file and
+// the offset; a read error stops it with that error (not ErrCorrupt). In
+// both cases nothing is changed. Any damage in an older generation (which
+// was fsynced before the next one began) is ErrCorrupt.
+//
+// # Unreadable is not corrupt
+//
+// ErrCorrupt means proven damage: a checksum or format failure of a
+// commit point, a segment or an op log record. A file that cannot be read
+// (EIO, EMFILE, EACCES, EISDIR: any *fs.PathError or errno) is not: the
+// error is returned as it is, and Open wraps it, and every other failure
+// that is not ErrCorrupt, ErrNotFound or ErrInvalidName (a lock held by
+// another process, a format newer than this build), as ErrUnavailable.
+// Only ErrCorrupt may justify moving a shard aside; a shard that is
+// unavailable stays where it is and opens once the cause is gone. Opening
+// passes over a damaged commit point to an older one, never over one it
+// could not read (that would roll the shard back). List lists a shard
+// whose directory cannot be read, so that it is reported rather than
+// unseen.
+//
+// # Digests
+//
+// DigestAt hashes every live document (key, seqno, value), in key order,
+// of the content the ops at or below a seqno make: two copies holding the
+// same ops up to that seqno have the same digest whatever their files and
+// whatever either holds above it, so a recovery compares its copy with a
+// source that goes on indexing. It reads a pinned commit whose max seqno
+// is at or below that seqno plus the ops above its checkpoint from the op
+// log, holding the shard's lock only to pin them; writes, flushes and
+// merges go on during the scan, and its context cancels it. A copy that
+// no longer holds its content at that seqno answers seqno.ErrCompacted.
 package shardstore
