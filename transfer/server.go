@@ -276,7 +276,7 @@ func (s *PeerServer) GetShardDigest(ctx context.Context, req *pb.GetShardDigestR
 	}
 	var base *shardstore.CommitRef
 	if req.PinId != "" {
-		p, done, err := s.usePin(req.PinId, id)
+		p, done, err := s.usePin(ctx, req.PinId, id)
 		if err != nil {
 			return nil, err
 		}
