@@ -79,6 +79,7 @@ func (d *dirShards) OpenTarget(id shardstore.ShardID) (*shardstore.Shard, string
 type faults struct {
 	mu   sync.Mutex
 	fail map[string]bool
+	next map[string]int // calls still to fail, then the method works
 	hits atomic.Int64
 }
 
@@ -91,9 +92,24 @@ func (f *faults) set(method string, on bool) {
 	f.fail[method] = on
 }
 
+// failNext fails the next n calls of method, whenever they come.
+func (f *faults) failNext(method string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.next == nil {
+		f.next = map[string]int{}
+	}
+	f.next[method] = n
+}
+
 func (f *faults) check(method string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.next[method] > 0 {
+		f.next[method]--
+		f.hits.Add(1)
+		return status.Error(codes.Unavailable, "injected fault")
+	}
 	if f.fail[method] {
 		f.hits.Add(1)
 		return status.Error(codes.Unavailable, "injected fault")
