@@ -282,9 +282,6 @@ func (a *attempt) plan(ctx context.Context, req StartRequest, useSnapshots bool,
 	return err
 }
 
-// leaseID names the retention lease a recovery takes on its source.
-func leaseID(recoveryID string) string { return "recovery-" + recoveryID }
-
 func causeOf(err error) string {
 	switch {
 	case errors.Is(err, seqno.ErrCompacted):
@@ -401,11 +398,11 @@ func (a *attempt) input(ctx context.Context, info transfer.ShardInfo, useSnapsho
 
 // acquireLease takes the recovery's retention lease on the source.
 func (a *attempt) acquireLease(ctx context.Context, retaining seqno.SeqNo) (transfer.Lease, error) {
-	id := leaseID(a.id)
+	id := leaseID(a.m.cfg.NodeID, a.id)
 	var l transfer.Lease
 	err := a.callSource(ctx, "take a retention lease", func(ctx context.Context) error {
 		var err error
-		l, err = transfer.AcquireLease(ctx, a.client, a.shard, id, retaining, "recovery/"+a.id+"@"+a.m.cfg.NodeID)
+		l, err = transfer.AcquireLease(ctx, a.client, a.shard, id, retaining, holderName(a.m.cfg.NodeID, a.id))
 		if errors.Is(err, seqno.ErrLeaseExists) { // ours, from an attempt that was cut short (or an answer lost)
 			l, err = transfer.RenewLease(ctx, a.client, a.shard, id, retaining)
 		}

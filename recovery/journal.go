@@ -125,7 +125,7 @@ func (m *Manager) releaseOnSource(je journalEntry) {
 	log := m.cfg.Logger.With("recovery", je.ID, "source", je.Source, "shard", je.Shard.String())
 	client, err := m.cfg.Dial(ctx, je.Source)
 	if err == nil {
-		err = transfer.ReleaseLease(ctx, client, je.Shard, leaseID(je.ID))
+		err = transfer.ReleaseLease(ctx, client, je.Shard, leaseID(m.cfg.NodeID, je.ID))
 		if je.Pin != "" {
 			err = errors.Join(err, transfer.ReleasePin(ctx, client, je.Pin))
 		}

@@ -29,7 +29,7 @@ func TestRestartReleasesWhatInterruptedRecoveriesHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := transfer.AcquireLease(ctx, client, shardID, leaseID("r-crashed"), 20, "recovery/r-crashed@target"); err != nil {
+	if _, err := transfer.AcquireLease(ctx, client, shardID, leaseID("target", "r-crashed"), 20, "recovery/r-crashed@target"); err != nil {
 		t.Fatal(err)
 	}
 	// What the crashed process left: its journal, naming the pin.
@@ -48,7 +48,7 @@ func TestRestartReleasesWhatInterruptedRecoveriesHeld(t *testing.T) {
 			t.Fatalf("after the restart: leases %v, pin renewal %v", src.Leases().List(), perr)
 		}
 	}
-	if _, err := transfer.RenewLease(ctx, client, shardID, leaseID("r-crashed"), seqno.Unassigned); !errors.Is(err, seqno.ErrLeaseLost) {
+	if _, err := transfer.RenewLease(ctx, client, shardID, leaseID("target", "r-crashed"), seqno.Unassigned); !errors.Is(err, seqno.ErrLeaseLost) {
 		t.Fatalf("the lease is still held: %v", err)
 	}
 	r, err := e.m.Get("r-crashed")

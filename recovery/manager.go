@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -107,6 +108,12 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
+	if c.NodeID == "" {
+		c.NodeID, _ = os.Hostname()
+		if shardstore.ValidateName(c.NodeID) != nil {
+			c.NodeID = "node"
+		}
+	}
 	if c.MaxConcurrent <= 0 {
 		c.MaxConcurrent = 2
 	}
@@ -213,8 +220,9 @@ func (m *Manager) Start(req StartRequest) (*Recovery, error) {
 	}
 	if req.ID == "" {
 		req.ID = "r-" + time.Now().UTC().Format("20060102T150405") + "-" + uuid.NewString()[:8]
-	} else if err := shardstore.ValidateName(req.ID); err != nil {
-		return nil, fmt.Errorf("recovery id: %w", err)
+	}
+	if err := checkNames(m.cfg.NodeID, req.ID); err != nil {
+		return nil, err
 	}
 	useSnap := m.cfg.UseSnapshots
 	if req.UseSnapshots != nil {

@@ -78,7 +78,7 @@ func (a *attempt) pinSource(ctx context.Context) (transfer.Pin, transfer.ShardIn
 			perr error
 		)
 		err := a.callSource(ctx, "pin the source's commit", func(ctx context.Context) error {
-			pin, info, perr = transfer.PinCommit(ctx, a.client, a.shard, a.m.cfg.PinTTL, "recovery/"+a.id+"@"+a.m.cfg.NodeID)
+			pin, info, perr = transfer.PinCommit(ctx, a.client, a.shard, a.m.cfg.PinTTL, holderName(a.m.cfg.NodeID, a.id))
 			if transfer.Reason(perr) == pb.ErrorReason_TOO_MANY_PINS {
 				return nil // not a failure: wait below for a slot
 			}

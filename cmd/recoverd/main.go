@@ -78,6 +78,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "recoverd: --data is required (the node's data directory)")
 		return 2
 	}
+	if err := shardstore.ValidateName(cfg.NodeID); err != nil {
+		fmt.Fprintf(stderr, "recoverd: --node-id names this node's leases and pins on sources: %v\n", err)
+		return 2
+	}
 	if cfg.UploadGrace <= 0 || cfg.CleanupInterval < 0 {
 		fmt.Fprintf(stderr, "recoverd: --upload-grace must be positive (it protects uploads in progress) and --cleanup-interval not negative (0 = only at start); got %v and %v\n",
 			cfg.UploadGrace, cfg.CleanupInterval)

@@ -1,0 +1,43 @@
+package recovery
+
+import (
+	"fmt"
+
+	"github.com/recoverd/recoverd/shardstore"
+)
+
+// The names a recovery leaves on its source are derived from the recovery
+// id and the target node's id, so that two targets that happen to use the
+// same recovery id never share (renew, release) each other's lease. The
+// source bounds each of them to shardstore.MaxNameLen and checks the lease
+// id with shardstore.ValidateName, so Start refuses an id for which one of
+// them would not fit: the source would refuse it only once the recovery
+// ran.
+
+// leaseID names the retention lease a recovery takes on its source.
+func leaseID(node, recoveryID string) string { return "recovery-" + node + "-" + recoveryID }
+
+// holderName labels the recovery's lease and pins on the source.
+func holderName(node, recoveryID string) string { return "recovery/" + recoveryID + "@" + node }
+
+// checkNames reports, wrapping shardstore.ErrInvalidName, a recovery id
+// (or node id) that makes a name the source would refuse.
+func checkNames(node, recoveryID string) error {
+	if err := shardstore.ValidateName(node); err != nil {
+		return fmt.Errorf("node id %q cannot name leases on a source: %w", node, err)
+	}
+	if err := shardstore.ValidateName(recoveryID); err != nil {
+		return fmt.Errorf("recovery id: %w", err)
+	}
+	if id := recoveryID; len(id) > maxIDLen(node) {
+		return fmt.Errorf("%w: recovery id is %d bytes long; at most %d are allowed on node %s, because a source accepts at most %d bytes for the lease id %q and the holder %q derived from it",
+			shardstore.ErrInvalidName, len(id), maxIDLen(node), node, shardstore.MaxNameLen, leaseID(node, "<id>"), holderName(node, "<id>"))
+	}
+	return nil
+}
+
+// maxIDLen is the longest recovery id whose derived names all fit.
+func maxIDLen(node string) int {
+	longest := max(len(leaseID(node, "")), len(holderName(node, "")))
+	return shardstore.MaxNameLen - longest
+}
