@@ -39,6 +39,17 @@
 // copy back to its global checkpoint; recoverd copies files instead.
 // Validate rejects a plan that continues such a commit.
 //
+// A target ahead of its source is never overwritten silently. When the
+// target's commit is of the source's history and holds ops past the
+// source's max seqno, no op replay can keep them and every file-based plan
+// would drop them, though they may have been acknowledged: the recovery is
+// refused, and the reason names both max seqnos, unless the request allows
+// data loss (Settings.AllowDataLoss; then the reasons say which ops are
+// discarded). The exception is the failover case above: ops of an older
+// primary term above the target's global checkpoint, when that checkpoint
+// is within the source's ops, were never acknowledged by every in-sync
+// copy and are discarded as Elasticsearch rolls them back.
+//
 // Otherwise the recovery is file-based: a file set is published on the
 // target with its commit, then the source replays the ops from the file
 // set's local checkpoint + 1 to its max seqno. Ops never cross histories:

@@ -25,6 +25,11 @@ func Compute(in Input) Plan {
 		// The refusal first: it is what the operator must act on.
 		return refusedPlan(append(append([]string(nil), v.refusal...), reasons...))
 	}
+	if refusal, note := v.refuseAhead(); refusal != "" {
+		return refusedPlan(append([]string{refusal}, reasons...))
+	} else if note != "" {
+		reasons = append(reasons, note)
+	}
 
 	oo, why := v.opsOnly()
 	if oo != nil {

@@ -44,6 +44,7 @@ import (
 //
 //	[settings]                defaults: DefaultSettings()
 //	use_snapshots: true
+//	allow_data_loss: false    overwrite a target ahead of the source
 //	source_byte_cost: 1
 //	repo_byte_cost: 0.25
 //	op_cost: 0
@@ -277,6 +278,10 @@ func parseScenario(path string) (*scenario, error) {
 			case "settings.use_snapshots":
 				b, err := strconv.ParseBool(val)
 				in.Settings.UseSnapshots = b
+				return err
+			case "settings.allow_data_loss":
+				b, err := strconv.ParseBool(val)
+				in.Settings.AllowDataLoss = b
 				return err
 			case "settings.source_byte_cost", "settings.repo_byte_cost", "settings.op_cost":
 				x, err := strconv.ParseFloat(val, 64)

@@ -105,6 +105,10 @@ type Snapshot struct {
 type Settings struct {
 	// UseSnapshots allows snapshot and hybrid plans.
 	UseSnapshots bool `json:"use_snapshots"`
+	// AllowDataLoss lets a file-based plan overwrite a target that holds
+	// ops of the source's history past the source's max seqno; without it
+	// such a recovery is refused.
+	AllowDataLoss bool `json:"allow_data_loss,omitempty"`
 	// SourceByteCost is the cost of one byte read off the source node
 	// (files and ops); 0 means DefaultSourceByteCost.
 	SourceByteCost float64 `json:"source_byte_cost,omitempty"`

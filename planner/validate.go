@@ -51,6 +51,9 @@ func validate(p Plan, v *view) error {
 	if len(v.refusal) > 0 {
 		return fail("the input demands a refusal (%s)", v.refusal[0])
 	}
+	if refusal, _ := v.refuseAhead(); refusal != "" {
+		return fail("the input demands a refusal (%s)", refusal)
+	}
 
 	var set []shardstore.FileMeta
 	var commit = v.srcCommit
