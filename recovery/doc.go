@@ -77,7 +77,10 @@
 // accepting a recovery that fails once the retry budget has passed. Only
 // that first contact is probed: a source that answered and goes away later
 // is retried within the budget. ListRecoveries refuses a stage that does
-// not exist.
+// not exist. StartRecovery then plans the recovery once on what both nodes
+// hold (Precheck) and answers the planner's refusal at once, as
+// FailedPrecondition with its reasons: a target ahead of its source is not
+// overwritten unless the request allows data loss.
 //
 // One recovery per shard runs at a time on a node; at most
 // Config.MaxConcurrent run at once and the others wait, visibly, in the

@@ -58,6 +58,8 @@ type attempt struct {
 	// noSnapshot says why later plans of this recovery must not use the
 	// repository: a snapshot plan of an earlier attempt failed on it.
 	noSnapshot error
+	// allowDataLoss is the request's (planner.Settings.AllowDataLoss).
+	allowDataLoss bool
 	// sourceTerm is the source's primary term: the recovered copy takes
 	// it, whatever term wrote the files it got (a snapshot may be older).
 	sourceTerm uint64
@@ -167,7 +169,7 @@ func (m *Manager) run(ctx context.Context, r *Recovery, req StartRequest, useSna
 	if err != nil {
 		return fmt.Errorf("connect to source %s: %w", req.Source, err)
 	}
-	a := &attempt{m: m, r: r, id: req.ID, shard: req.Shard, client: client, log: log}
+	a := &attempt{m: m, r: r, id: req.ID, shard: req.Shard, client: client, log: log, allowDataLoss: req.AllowDataLoss}
 	if !req.DryRun {
 		// Nothing is created on this node for a shard the source does not
 		// hold (a wrong shard or source address).
@@ -370,6 +372,7 @@ func (a *attempt) input(ctx context.Context, info transfer.ShardInfo, useSnapsho
 		Settings: m.cfg.Settings,
 	}
 	in.Settings.UseSnapshots = useSnapshots
+	in.Settings.AllowDataLoss = a.allowDataLoss
 	var manifest *snapshot.Manifest
 	switch {
 	case m.cfg.Repo == nil:

@@ -206,6 +206,9 @@ type StartRequest struct {
 	UseSnapshots *bool
 	// DryRun plans without moving anything.
 	DryRun bool
+	// AllowDataLoss lets the plan overwrite a target that holds ops past
+	// the source's max seqno (planner.Settings.AllowDataLoss).
+	AllowDataLoss bool
 }
 
 // Start registers a recovery and runs it in the background. While another
@@ -248,7 +251,7 @@ func (m *Manager) Start(req StartRequest) (*Recovery, error) {
 	}
 	now := time.Now()
 	r := newRecovery(Snapshot{ID: req.ID, Shard: req.Shard, Source: req.Source, Target: m.cfg.NodeID,
-		UseSnapshots: useSnap, DryRun: req.DryRun, Stage: StageQueued, Start: now,
+		UseSnapshots: useSnap, DryRun: req.DryRun, AllowDataLoss: req.AllowDataLoss, Stage: StageQueued, Start: now,
 		Stages: []StageTiming{{Stage: StageQueued, Start: now}}})
 	ctx, cancel := context.WithCancelCause(m.ctx)
 	r.cancel = cancel

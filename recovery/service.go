@@ -40,6 +40,10 @@ func (s *Service) StartRecovery(ctx context.Context, req *pb.StartRecoveryReques
 	if o := req.Options; o != nil {
 		sr.UseSnapshots = o.UseSnapshots
 		sr.DryRun = o.DryRun
+		sr.AllowDataLoss = o.AllowDataLoss
+	}
+	if err := s.m.Precheck(ctx, sr); err != nil {
+		return nil, transfer.Errorf(codes.FailedPrecondition, 0, "%v", err)
 	}
 	r, err := s.m.Start(sr)
 	switch {
@@ -175,6 +179,7 @@ func (s *Service) ExplainPlan(ctx context.Context, req *pb.ExplainPlanRequest) (
 	sr := StartRequest{Shard: shard, Source: req.SourceAddress}
 	if req.Options != nil {
 		sr.UseSnapshots = req.Options.UseSnapshots
+		sr.AllowDataLoss = req.Options.AllowDataLoss
 	}
 	p, err := s.m.Explain(ctx, sr)
 	if err != nil {
@@ -257,7 +262,7 @@ func ToPB(s Snapshot, detailed bool) *pb.Recovery {
 	useSnap := s.UseSnapshots
 	out := &pb.Recovery{
 		Id: s.ID, Shard: pbconv.ShardID(s.Shard), SourceAddress: s.Source, TargetNode: s.Target, Stage: stageToPB(s.Stage),
-		Options: &pb.RecoveryOptions{UseSnapshots: &useSnap, DryRun: s.DryRun},
+		Options: &pb.RecoveryOptions{UseSnapshots: &useSnap, DryRun: s.DryRun, AllowDataLoss: s.AllowDataLoss},
 		Totals: &pb.RecoveryTotals{Total: countsToPB(s.Totals.Total), Reused: countsToPB(s.Totals.Reused),
 			FromPeer: countsToPB(s.Totals.FromPeer), FromSnapshot: countsToPB(s.Totals.FromSnapshot)},
 		Ops:          &pb.OpsProgress{Total: s.OpsTotal, Replayed: s.OpsReplayed},

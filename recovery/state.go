@@ -94,20 +94,23 @@ type Snapshot struct {
 	Stage        Stage              `json:"stage"`
 	UseSnapshots bool               `json:"use_snapshots"`
 	DryRun       bool               `json:"dry_run"`
-	Plan         *planner.Plan      `json:"plan,omitempty"`
-	Files        []FileProgress     `json:"files"`
-	Totals       Totals             `json:"totals"`
-	OpsTotal     int64              `json:"ops_total"`
-	OpsReplayed  int64              `json:"ops_replayed"`
-	ThrottleWait time.Duration      `json:"throttle_wait"`
-	Stages       []StageTiming      `json:"stages"`
-	Fallbacks    []Fallback         `json:"fallbacks"`
-	Error        string             `json:"error,omitempty"`
-	Result       *Check             `json:"result,omitempty"`
-	Start        time.Time          `json:"start"`
-	End          time.Time          `json:"end,omitempty"`
-	Resumes      int64              `json:"resumes"`
-	Replans      int                `json:"replans"`
+	// AllowDataLoss: the request accepts overwriting a target ahead of
+	// its source.
+	AllowDataLoss bool           `json:"allow_data_loss,omitempty"`
+	Plan          *planner.Plan  `json:"plan,omitempty"`
+	Files         []FileProgress `json:"files"`
+	Totals        Totals         `json:"totals"`
+	OpsTotal      int64          `json:"ops_total"`
+	OpsReplayed   int64          `json:"ops_replayed"`
+	ThrottleWait  time.Duration  `json:"throttle_wait"`
+	Stages        []StageTiming  `json:"stages"`
+	Fallbacks     []Fallback     `json:"fallbacks"`
+	Error         string         `json:"error,omitempty"`
+	Result        *Check         `json:"result,omitempty"`
+	Start         time.Time      `json:"start"`
+	End           time.Time      `json:"end,omitempty"`
+	Resumes       int64          `json:"resumes"`
+	Replans       int            `json:"replans"`
 
 	// pinID is the commit pin held on the source (journaled, so that a
 	// restart after a crash can release it).

@@ -1106,7 +1106,12 @@ type RecoveryOptions struct {
 	// default.
 	UseSnapshots *bool `protobuf:"varint,1,opt,name=use_snapshots,json=useSnapshots,proto3,oneof" json:"use_snapshots,omitempty"`
 	// dry_run plans without moving anything.
-	DryRun        bool `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	DryRun bool `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// allow_data_loss lets the recovery overwrite a target that holds ops of
+	// the source's history past the source's max seqno (they are lost).
+	// Without it such a recovery is refused: StartRecovery and ExplainPlan
+	// answer FAILED_PRECONDITION naming both max seqnos.
+	AllowDataLoss bool `protobuf:"varint,3,opt,name=allow_data_loss,json=allowDataLoss,proto3" json:"allow_data_loss,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1151,6 +1156,13 @@ func (x *RecoveryOptions) GetUseSnapshots() bool {
 func (x *RecoveryOptions) GetDryRun() bool {
 	if x != nil {
 		return x.DryRun
+	}
+	return false
+}
+
+func (x *RecoveryOptions) GetAllowDataLoss() bool {
+	if x != nil {
+		return x.AllowDataLoss
 	}
 	return false
 }
@@ -5726,10 +5738,11 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x05seqno\x18\x02 \x01(\x03R\x05seqno\x12!\n" +
 	"\fprimary_term\x18\x03 \x01(\x04R\vprimaryTerm\x12'\n" +
 	"\x04kind\x18\x04 \x01(\x0e2\x13.recoverd.v1.OpKindR\x04kind\x12\x14\n" +
-	"\x05value\x18\x05 \x01(\fR\x05value\"f\n" +
+	"\x05value\x18\x05 \x01(\fR\x05value\"\x8e\x01\n" +
 	"\x0fRecoveryOptions\x12(\n" +
 	"\ruse_snapshots\x18\x01 \x01(\bH\x00R\fuseSnapshots\x88\x01\x01\x12\x17\n" +
-	"\adry_run\x18\x02 \x01(\bR\x06dryRunB\x10\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12&\n" +
+	"\x0fallow_data_loss\x18\x03 \x01(\bR\rallowDataLossB\x10\n" +
 	"\x0e_use_snapshots\"\xc2\x01\n" +
 	"\x14StartRecoveryRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12%\n" +

@@ -30,6 +30,7 @@ type planFlags struct {
 	shard                         int
 	repo                          snapRepoFlags
 	noSnapshots, explain          bool
+	allowDataLoss                 bool
 }
 
 func newPlanCmd(g *globalFlags) *cobra.Command {
@@ -97,6 +98,7 @@ read), 2 bad usage.`,
 	fl.StringVar(&f.repo.url, "repo", "", "snapshot repository: file:///abs/path or s3://bucket/prefix?endpoint=host:port&tls=false (none or empty: snapshots disabled)")
 	fl.DurationVar(&f.repo.retryFor, "retry-for", 10*time.Second, "how long to retry transient S3 errors before calling the repository unavailable (0: one attempt)")
 	fl.BoolVar(&f.noSnapshots, "no-snapshots", false, "plan as with snapshots turned off in the settings")
+	fl.BoolVar(&f.allowDataLoss, "allow-data-loss", false, "plan as a recovery that may overwrite a target ahead of its source")
 	fl.BoolVar(&f.explain, "explain", true, "print the plan with its reasons (the default; --explain=false prints a one-line summary)")
 	markRequired(cmd, "source-data", "target-data", "index")
 	return cmd
@@ -107,6 +109,7 @@ func planGather(ctx context.Context, f planFlags, id shardstore.ShardID) (planne
 	var notes []string
 	in := planner.Input{Settings: planner.DefaultSettings()}
 	in.Settings.UseSnapshots = !f.noSnapshots
+	in.Settings.AllowDataLoss = f.allowDataLoss
 
 	// The snapshot first: a --repo that names no repository is bad usage,
 	// reported before anything is read.

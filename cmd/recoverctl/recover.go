@@ -49,6 +49,7 @@ func newRecoverCmd(g *globalFlags) *cobra.Command {
 		cf                 connFlags
 		shard, source, id  string
 		wait, dry, noSnaps bool
+		allowDataLoss      bool
 		interval           time.Duration
 	)
 	cmd := &cobra.Command{
@@ -71,7 +72,7 @@ says how it ended (0 done, 1 failed, 3 cancelled).`,
 				return err
 			}
 			defer closeConn()
-			req := &pb.StartRecoveryRequest{Shard: sid, SourceAddress: source, RecoveryId: id, Options: &pb.RecoveryOptions{DryRun: dry}}
+			req := &pb.StartRecoveryRequest{Shard: sid, SourceAddress: source, RecoveryId: id, Options: &pb.RecoveryOptions{DryRun: dry, AllowDataLoss: allowDataLoss}}
 			if cmd.Flags().Changed("no-snapshots") {
 				use := !noSnaps
 				req.Options.UseSnapshots = &use
@@ -102,6 +103,7 @@ says how it ended (0 done, 1 failed, 3 cancelled).`,
 	f.BoolVar(&wait, "wait", false, "watch the recovery until it ends")
 	f.BoolVar(&dry, "dry-run", false, "plan only")
 	f.BoolVar(&noSnaps, "no-snapshots", false, "do not use snapshots for this recovery (default: the node's setting)")
+	f.BoolVar(&allowDataLoss, "allow-data-loss", false, "overwrite a target that holds ops past the source's max seqno (they are lost); without it such a recovery is refused")
 	f.DurationVar(&interval, "interval", 500*time.Millisecond, "progress refresh interval")
 	markRequired(cmd, "shard", "source")
 	return cmd
@@ -487,7 +489,7 @@ func newCancelCmd(g *globalFlags) *cobra.Command {
 func newExplainCmd(g *globalFlags) *cobra.Command {
 	var cf connFlags
 	var shard, source string
-	var noSnaps bool
+	var noSnaps, allowDataLoss bool
 	cmd := &cobra.Command{
 		Use:   "explain",
 		Short: "Ask the daemon which plan a recovery would run now, and why",
@@ -503,10 +505,10 @@ func newExplainCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			defer closeConn()
-			req := &pb.ExplainPlanRequest{Shard: sid, SourceAddress: source}
+			req := &pb.ExplainPlanRequest{Shard: sid, SourceAddress: source, Options: &pb.RecoveryOptions{AllowDataLoss: allowDataLoss}}
 			if cmd.Flags().Changed("no-snapshots") {
 				use := !noSnaps
-				req.Options = &pb.RecoveryOptions{UseSnapshots: &use}
+				req.Options.UseSnapshots = &use
 			}
 			resp, err := c.ExplainPlan(cmd.Context(), req)
 			if err != nil {
@@ -519,6 +521,7 @@ func newExplainCmd(g *globalFlags) *cobra.Command {
 	cmd.Flags().StringVar(&shard, "shard", "", "index/number (required)")
 	cmd.Flags().StringVar(&source, "source", "", "source node's peer address (required)")
 	cmd.Flags().BoolVar(&noSnaps, "no-snapshots", false, "plan without snapshots")
+	cmd.Flags().BoolVar(&allowDataLoss, "allow-data-loss", false, "plan as a recovery that may overwrite a target ahead of its source")
 	markRequired(cmd, "shard", "source")
 	return cmd
 }
