@@ -133,14 +133,12 @@ func (s shardState) String() string {
 	return fmt.Sprintf("digest %.12s history %.8s max %d checkpoint %d", s.Digest, s.HistoryUUID, s.MaxSeqNo, s.Checkpoint)
 }
 
-// empty: the shard does not exist, or holds no op (an empty shard the
-// recovery created to recover into).
-func (s shardState) empty() bool { return !s.Exists || s.MaxSeqNo < 0 }
-
+// stateOf reads a copy's state; a shard a recovery is creating on the
+// node does not exist yet.
 func stateOf(t *testing.T, n *node, shard *pb.ShardId) shardState {
 	t.Helper()
 	d, err := n.shard.Digest(ctxT(t), &pb.DigestRequest{Shard: shard})
-	if status.Code(err) == codes.NotFound {
+	if status.Code(err) == codes.NotFound || isBeingCreated(err) {
 		return shardState{}
 	}
 	if err != nil {
@@ -149,12 +147,18 @@ func stateOf(t *testing.T, n *node, shard *pb.ShardId) shardState {
 	return shardState{Exists: true, Digest: d.Digest, HistoryUUID: d.HistoryUuid, MaxSeqNo: d.Seqno.MaxSeqno, Checkpoint: d.Seqno.LocalCheckpoint}
 }
 
+// isBeingCreated: the error a node answers for a shard a recovery onto it
+// is creating (it exists once the recovery publishes).
+func isBeingCreated(err error) bool {
+	return status.Code(err) == codes.FailedPrecondition && strings.Contains(err.Error(), "being created by a recovery")
+}
+
 // requireUnchanged: the target is its previous self (a shard that did not
-// exist may now exist empty: the recovery created it to recover into).
+// exist still does not: a failed recovery leaves nothing).
 func requireUnchanged(t *testing.T, n *node, shard *pb.ShardId, before shardState) {
 	t.Helper()
 	now := stateOf(t, n, shard)
-	if now == before || !before.Exists && now.empty() {
+	if now == before {
 		return
 	}
 	t.Fatalf("%s changed: before %v, now %v", n.Name, before, now)

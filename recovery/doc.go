@@ -15,8 +15,10 @@
 //     checked.
 //   - finalize: Staging.Publish makes files and staged ops the shard in one
 //     atomic commit. Before it the target is exactly its old self (a failed
-//     or cancelled recovery abandons the staging directory); after it the
-//     target is a complete copy of the source as of the plan.
+//     or cancelled recovery abandons the staging directory); a target the
+//     recovery created is no shard of the node until then (Targets opens
+//     it uncommitted) and is removed if the recovery ends unpublished.
+//     After it the target is a complete copy of the source as of the plan.
 //   - ops: ops the source indexed while files moved are replayed live and
 //     flushed, then source and target digests are compared at the seqno
 //     the copy reached: the source digests its pinned commit and the ops

@@ -203,10 +203,19 @@ func (m *Manager) run(ctx context.Context, r *Recovery, req StartRequest, useSna
 		if unreadable != "" {
 			log.Warn("target shard was unreadable; moved aside and recovering into an empty one", "cause", unreadable)
 		}
-		// The target's commit must hold all it has, for the planner to see it.
-		if err := a.target.Flush(); err != nil {
-			return fmt.Errorf("flush target shard %s: %w", req.Shard, err)
+		// The target's commit must hold all it has, for the planner to see
+		// it (a shard this recovery creates has none until it publishes).
+		if a.target.Committed() {
+			if err := a.target.Flush(); err != nil {
+				return fmt.Errorf("flush target shard %s: %w", req.Shard, err)
+			}
 		}
+		// A shard created by the recovery and never published goes.
+		defer func() {
+			if err := m.cfg.Targets.RemoveUncommitted(req.Shard); err != nil {
+				log.Error("could not remove the shard this recovery created and did not publish", "error", err)
+			}
+		}()
 	}
 	defer a.dropStaging() // unless published: then there is none
 	for replans := 0; ; replans++ {

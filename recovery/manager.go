@@ -33,11 +33,18 @@ var (
 
 // Targets opens the shards recoveries write into.
 type Targets interface {
-	// OpenTarget returns the open shard to recover into, creating it empty
-	// when it does not exist. A shard whose commit cannot be read is moved
-	// aside, never deleted, and a new empty one created; unreadable then
-	// says why, for the planner and the operator.
+	// OpenTarget returns the open shard to recover into. One that does not
+	// exist is opened uncommitted (shardstore.Options.Uncommitted): it is
+	// no shard of the node (not listed, not served to peers, not
+	// snapshotted) until the recovery publishes. A shard whose commit
+	// cannot be read is moved aside, never deleted, and an uncommitted one
+	// takes its place; unreadable then says why, for the planner and the
+	// operator.
 	OpenTarget(id shardstore.ShardID) (s *shardstore.Shard, unreadable string, err error)
+	// RemoveUncommitted closes and deletes the shard if it is open without
+	// a commit (a recovery that created it ended without publishing); a
+	// shard with a commit is left alone.
+	RemoveUncommitted(id shardstore.ShardID) error
 	// Shard returns the shard if it exists on the node (an error wrapping
 	// shardstore.ErrNotFound if not), without creating or moving anything:
 	// planning alone must not change the node.

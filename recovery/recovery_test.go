@@ -53,14 +53,16 @@ func newDirShards(t *testing.T, opts shardstore.Options) *dirShards {
 	return d
 }
 
-func (d *dirShards) get(id shardstore.ShardID, create bool) (*shardstore.Shard, error) {
+// get opens a shard; create makes a missing one, a real (committed) one
+// unless uncommitted (a recovery's target).
+func (d *dirShards) get(id shardstore.ShardID, create, uncommitted bool) (*shardstore.Shard, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if s, ok := d.open[id]; ok {
 		return s, nil
 	}
 	o := d.opts
-	o.Create = create
+	o.Create, o.Uncommitted = create, uncommitted
 	s, err := shardstore.Open(d.dir, id, o)
 	if err != nil {
 		return nil, err
@@ -69,9 +71,26 @@ func (d *dirShards) get(id shardstore.ShardID, create bool) (*shardstore.Shard, 
 	return s, nil
 }
 
-func (d *dirShards) Shard(id shardstore.ShardID) (*shardstore.Shard, error) { return d.get(id, false) }
+func (d *dirShards) Shard(id shardstore.ShardID) (*shardstore.Shard, error) {
+	s, err := d.get(id, false, false)
+	if err == nil && !s.Committed() {
+		return nil, fmt.Errorf("%w: %w", shardstore.ErrNotFound, shardstore.ErrNoCommit)
+	}
+	return s, err
+}
+
+func (d *dirShards) RemoveUncommitted(id shardstore.ShardID) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s, ok := d.open[id]
+	if !ok || s.Committed() {
+		return nil
+	}
+	delete(d.open, id)
+	return errors.Join(s.Close(), os.RemoveAll(s.Path()))
+}
 func (d *dirShards) OpenTarget(id shardstore.ShardID) (*shardstore.Shard, string, error) {
-	s, err := d.get(id, true)
+	s, err := d.get(id, true, true)
 	return s, "", err
 }
 
@@ -192,7 +211,7 @@ func newEnv(t *testing.T, srcOpts shardstore.Options, cfg Config) *env {
 }
 
 func (e *env) source() *shardstore.Shard {
-	s, err := e.src.get(shardID, true)
+	s, err := e.src.get(shardID, true, false)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -324,8 +343,11 @@ func TestCancelLeavesTargetAsItWas(t *testing.T) {
 	src := e.source()
 	write(t, src, 2000, 0, 1024)
 	flush(t, src)
-	tgt := e.target()
-	write(t, tgt, 10, 90000, 64) // the target's own content
+	tgt, err := e.tgt.get(shardID, true, false) // a copy with content of its own
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, tgt, 10, 90000, 64)
 	flush(t, tgt)
 	before := digest(t, tgt)
 	r, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr, ID: "to-cancel"})
@@ -362,7 +384,7 @@ func TestQueueHoldsRecoveriesBeyondTheLimit(t *testing.T) {
 	var rs []*Recovery
 	for i := 0; i < 3; i++ {
 		id := shardstore.ShardID{Index: "q", Shard: i}
-		s, err := e.src.get(id, true)
+		s, err := e.src.get(id, true, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -447,7 +469,7 @@ func TestLeaseRenewalFailingBrieflyIsRidden(t *testing.T) {
 func failoverSource(t *testing.T, e *env) *snapshot.CreateResult {
 	t.Helper()
 	primaryDir := newDirShards(t, shardstore.Options{})
-	primary, err := primaryDir.get(shardID, true)
+	primary, err := primaryDir.get(shardID, true, false)
 	if err != nil {
 		t.Fatal(err)
 	}

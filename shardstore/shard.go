@@ -46,6 +46,15 @@ const (
 type Options struct {
 	// Create makes an empty shard with a new history when none exists.
 	Create bool
+	// Uncommitted, with Create, opens a shard that does not exist without
+	// writing its first commit: a recovery onto this node builds it. Until
+	// a Staging publishes its first commit the directory holds no commit
+	// point, so List, Exists, ReadMetadata and Open without Create see no
+	// shard, and the open Shard has no history (Committed is false):
+	// Flush, Merge, Promote and AcquireCommit refuse with ErrNoCommit. A
+	// recovery that fails leaves a directory without a commit, which the
+	// caller removes: nothing of it was ever a shard.
+	Uncommitted bool
 	// RetainOps keeps at least this many ops below the local checkpoint in
 	// the op log (beyond what retention leases ask for), so a copy that was
 	// briefly away can catch up with ops alone.
@@ -293,7 +302,11 @@ func (s *Shard) open() error {
 		s.log.Info("removed temp files left by a crash", "files", removed)
 	}
 	c, highest, err := loadNewestCommit(s.dir)
-	if errors.Is(err, ErrNoCommit) {
+	if errors.Is(err, ErrNoCommit) && s.opts.Uncommitted {
+		// Generation 0 is never written: the first publish writes 1.
+		c = &commitPoint{Data: CommitData{MaxSeqNo: seqno.NoOpsPerformed, LocalCheckpoint: seqno.NoOpsPerformed,
+			GlobalCheckpoint: seqno.NoOpsPerformed, WriterVersion: WriterVersion, FormatVersion: FormatVersion}}
+	} else if errors.Is(err, ErrNoCommit) {
 		c = &commitPoint{Generation: 1, OplogEpoch: 1, Data: CommitData{
 			HistoryUUID: uuid.NewString(), MaxSeqNo: seqno.NoOpsPerformed, LocalCheckpoint: seqno.NoOpsPerformed,
 			GlobalCheckpoint: seqno.NoOpsPerformed, MinRetainedSeqNo: 0, PrimaryTerm: 1,
@@ -408,6 +421,20 @@ func (s *Shard) removeUnreferencedNames() ([]string, error) {
 
 // ID returns the shard's id.
 func (s *Shard) ID() ShardID { return s.id }
+
+// Committed reports whether the shard has a commit on disk: false for a
+// shard opened Uncommitted until a Staging publishes its first commit.
+func (s *Shard) Committed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.commit.Generation > 0
+}
+
+// errUncommitted is what an operation that needs a commit answers on a
+// shard that has none yet.
+func (s *Shard) errUncommitted() error {
+	return fmt.Errorf("%w: shard %s is being created by a recovery and exists once it publishes", ErrNoCommit, s.id)
+}
 
 // Path returns the shard's directory.
 func (s *Shard) Path() string { return s.dir }
@@ -897,6 +924,9 @@ func (s *Shard) flushLocked() error {
 	if s.closed {
 		return ErrClosed
 	}
+	if s.commit.Generation == 0 {
+		return s.errUncommitted()
+	}
 	// Rolling the op log makes every appended op durable first, so the
 	// segment never holds an op the log could lose.
 	nextGen := s.oplog.nextGen()
@@ -1174,6 +1204,9 @@ func (s *Shard) AcquireCommit() (*CommitRef, error) {
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrClosed
+	}
+	if s.commit.Generation == 0 {
+		return nil, s.errUncommitted()
 	}
 	meta := s.commit.metadata()
 	for _, f := range meta.Files {

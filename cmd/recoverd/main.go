@@ -218,7 +218,10 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 		return err
 	}
 	defer mgr.Close()
-	snapSvc := &snapshotService{repo: repo, shards: shards, throttle: throttle, deletionDelay: cfg.DeletionDelay}
+	if err := shards.removeUncommitted(mgr.ActiveStagings()); err != nil {
+		return err
+	}
+	snapSvc := &snapshotService{repo: repo, shards: shards, throttle: throttle, deletionDelay: cfg.DeletionDelay, recovering: mgr.ActiveStagings}
 
 	// Cleanup: at start (the shards are open) and every --cleanup-interval.
 	sweeper, err := cleanup.New(cleanup.Config{Shards: shards.list, Running: mgr.ActiveStagings, Uploading: snapSvc.isUploading,

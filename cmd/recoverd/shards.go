@@ -103,22 +103,35 @@ func reserveFDs(n int) (release func()) {
 }
 
 // Shard returns an open shard, opening it if it exists on disk
-// (transfer.ShardProvider).
+// (transfer.ShardProvider). A shard a recovery is creating is none yet: the
+// error wraps shardstore.ErrNotFound (peers are told the node does not
+// hold it) and shardstore.ErrNoCommit.
 func (r *shards) Shard(id shardstore.ShardID) (*shardstore.Shard, error) {
 	if err := id.Validate(); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.openLocked(id, false)
+	s, err := r.openLocked(id, false, false)
+	if err == nil && !s.Committed() {
+		return nil, errRecovering(id)
+	}
+	return s, err
 }
 
-func (r *shards) openLocked(id shardstore.ShardID, create bool) (*shardstore.Shard, error) {
+func errRecovering(id shardstore.ShardID) error {
+	return fmt.Errorf("%w: %w: shard %s is being created by a recovery onto this node and exists once it publishes",
+		shardstore.ErrNotFound, shardstore.ErrNoCommit, id)
+}
+
+// openLocked opens a shard; create makes a missing one, with its first
+// commit unless uncommitted (a recovery's target).
+func (r *shards) openLocked(id shardstore.ShardID, create, uncommitted bool) (*shardstore.Shard, error) {
 	if s, ok := r.open[id]; ok {
 		return s, nil
 	}
 	opts := r.opts
-	opts.Create = create
+	opts.Create, opts.Uncommitted = create, uncommitted
 	s, err := shardstore.Open(r.dataDir, id, opts)
 	if err != nil {
 		r.noteFailureLocked(id, err)
@@ -170,27 +183,31 @@ func (r *shards) Create(id shardstore.ShardID, existOK bool) (*shardstore.Shard,
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if s, ok := r.open[id]; ok && !s.Committed() {
+		return nil, errRecovering(id)
+	}
 	if _, ok := r.open[id]; ok || shardstore.Exists(r.dataDir, id) {
 		if !existOK {
 			return nil, fmt.Errorf("shard %s already exists", id)
 		}
 	}
-	return r.openLocked(id, true)
+	return r.openLocked(id, true, false)
 }
 
-// OpenTarget implements recovery.Targets. A shard that does not open
-// because its data is damaged (shardstore.ErrCorrupt) is moved to
-// <data>/quarantine (never deleted) and an empty one takes its place. Any
-// other failure (shardstore.ErrUnavailable) leaves the shard where it is
-// and fails the call: a recovery must not replace a copy that could not
-// be read now.
+// OpenTarget implements recovery.Targets. A shard that does not exist is
+// opened without a commit: it becomes a shard of this node when the
+// recovery publishes. A shard that does not open because its data is
+// damaged (shardstore.ErrCorrupt) is moved to <data>/quarantine (never
+// deleted) and an uncommitted one takes its place. Any other failure
+// (shardstore.ErrUnavailable) leaves the shard where it is and fails the
+// call: a recovery must not replace a copy that could not be read now.
 func (r *shards) OpenTarget(id shardstore.ShardID) (*shardstore.Shard, string, error) {
 	if err := id.Validate(); err != nil {
 		return nil, "", err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s, err := r.openLocked(id, true)
+	s, err := r.openLocked(id, true, true)
 	if err == nil || !errors.Is(err, shardstore.ErrCorrupt) {
 		return s, "", err
 	}
@@ -204,7 +221,7 @@ func (r *shards) OpenTarget(id shardstore.ShardID) (*shardstore.Shard, string, e
 	}
 	r.log.Warn("moved a damaged shard aside", "shard", id.String(), "to", dst, "cause", unreadable)
 	delete(r.failed, id)
-	s, err = r.openLocked(id, true)
+	s, err = r.openLocked(id, true, true)
 	return s, unreadable, err
 }
 
@@ -232,12 +249,69 @@ func (r *shards) count(state string) int {
 	return n
 }
 
+// RemoveUncommitted implements recovery.Targets.
+func (r *shards) RemoveUncommitted(id shardstore.ShardID) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.open[id]
+	if !ok || s.Committed() {
+		return nil
+	}
+	delete(r.open, id)
+	err := errors.Join(s.Close(), os.RemoveAll(s.Path()))
+	r.log.Info("removed the shard a recovery created and did not publish", "shard", id.String(), "error", err)
+	return err
+}
+
+// removeUncommitted deletes the shard directories without a commit that
+// no open shard or running recovery (keep) owns: what recoveries that
+// never published left when the node stopped. Nothing in them was a shard.
+func (r *shards) removeUncommitted(keep map[shardstore.ShardID]string) error {
+	root := filepath.Join(r.dataDir, "shards")
+	indices, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ix := range indices {
+		dirs, err := os.ReadDir(filepath.Join(root, ix.Name()))
+		if err != nil || shardstore.ValidateName(ix.Name()) != nil {
+			continue
+		}
+		for _, d := range dirs {
+			n, err := strconv.Atoi(d.Name())
+			id := shardstore.ShardID{Index: ix.Name(), Shard: n}
+			if err != nil || !d.IsDir() || id.Validate() != nil || shardstore.Exists(r.dataDir, id) {
+				continue
+			}
+			if _, open := r.open[id]; open {
+				continue
+			}
+			if _, running := keep[id]; running {
+				continue
+			}
+			if err := os.RemoveAll(shardstore.Dir(r.dataDir, id)); err != nil {
+				return err
+			}
+			r.log.Info("removed a shard directory without a commit: a recovery created it and never published", "shard", id.String())
+		}
+	}
+	return nil
+}
+
+// list returns the open shards; one a recovery is creating is none yet.
 func (r *shards) list() []*shardstore.Shard {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]*shardstore.Shard, 0, len(r.open))
 	for _, s := range r.open {
-		out = append(out, s)
+		if s.Committed() {
+			out = append(out, s)
+		}
 	}
 	return out
 }
@@ -285,6 +359,12 @@ func (s *shardService) shard(m *pb.ShardId) (*shardstore.Shard, error) {
 		return nil, transfer.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
 	}
 	sh, err := s.shards.Shard(id)
+	if errors.Is(err, shardstore.ErrNoCommit) && s.recovering != nil {
+		if rid, ok := s.recovering()[id]; ok {
+			return nil, transfer.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
+				"shard %s is being created by recovery %s onto this node; it exists once the recovery publishes (or cancel it)", id, rid)
+		}
+	}
 	if err != nil {
 		return nil, shardErr(id, err)
 	}
@@ -293,6 +373,9 @@ func (s *shardService) shard(m *pb.ShardId) (*shardstore.Shard, error) {
 
 func shardErr(id shardstore.ShardID, err error) error {
 	switch {
+	case errors.Is(err, shardstore.ErrNoCommit):
+		return transfer.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
+			"shard %s is being created by a recovery onto this node; it exists once the recovery publishes", id)
 	case errors.Is(err, shardstore.ErrNotFound):
 		return transfer.Errorf(codes.NotFound, pb.ErrorReason_SHARD_NOT_FOUND, "shard %s does not exist on this node", id)
 	case errors.Is(err, shardstore.ErrInvalidName):

@@ -25,6 +25,10 @@ type snapshotService struct {
 	// deletionDelay is how long the blobs of a deleted snapshot stay
 	// marked before they are deleted (--deletion-delay).
 	deletionDelay time.Duration
+	// recovering reports the shards a recovery is rebuilding on this node:
+	// a snapshot of one would record a copy that is neither its old self
+	// for long nor the source yet.
+	recovering func() map[shardstore.ShardID]string
 
 	mu        sync.Mutex
 	uploading map[shardstore.ShardID]int // snapshots being created, per shard
@@ -79,9 +83,15 @@ func (s *snapshotService) CreateSnapshot(ctx context.Context, req *pb.CreateSnap
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	sh, err := (&shardService{shards: s.shards}).shard(req.Shard)
+	sh, err := (&shardService{shards: s.shards, recovering: s.recovering}).shard(req.Shard)
 	if err != nil {
 		return nil, err
+	}
+	if s.recovering != nil {
+		if rid, ok := s.recovering()[sh.ID()]; ok {
+			return nil, transfer.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
+				"shard %s is being recovered by %s; snapshot it once the recovery is done (a snapshot now could shadow a good one)", sh.ID(), rid)
+		}
 	}
 	opts := snapshot.CreateOptions{}
 	if s.throttle != nil {
