@@ -749,7 +749,15 @@ func GetShardDigest(ctx context.Context, c pb.PeerServiceClient, shard shardstor
 // default) and returns the pin and the pinned commit's info. holder labels
 // the pin in the source's logs.
 func PinCommit(ctx context.Context, c pb.PeerServiceClient, shard shardstore.ShardID, ttl time.Duration, holder string) (Pin, ShardInfo, error) {
-	req := &pb.PinCommitRequest{Shard: pbconv.ShardID(shard), Holder: holder}
+	return PinCommitAs(ctx, c, shard, ttl, holder, "")
+}
+
+// PinCommitAs is PinCommit with an id chosen by the caller (see
+// PinCommitRequest.pin_id): recorded before the call, it lets the caller
+// release the pin whatever became of the answer, and a call retried after
+// a lost answer gets the same pin.
+func PinCommitAs(ctx context.Context, c pb.PeerServiceClient, shard shardstore.ShardID, ttl time.Duration, holder, id string) (Pin, ShardInfo, error) {
+	req := &pb.PinCommitRequest{Shard: pbconv.ShardID(shard), Holder: holder, PinId: id}
 	if ttl > 0 {
 		req.Ttl = durationpb.New(ttl)
 	}

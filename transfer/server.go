@@ -320,17 +320,34 @@ func (s *PeerServer) PinCommit(ctx context.Context, req *pb.PinCommitRequest) (*
 	if len(req.Holder) > shardstore.MaxNameLen {
 		return nil, invalid("pin holder is %d bytes long, at most %d allowed", len(req.Holder), shardstore.MaxNameLen)
 	}
+	if req.PinId != "" {
+		if err := shardstore.ValidateName(req.PinId); err != nil {
+			return nil, invalid("pin id: %v", err)
+		}
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return nil, status.Error(codes.Unavailable, "peer server is shutting down; retry on another node or later")
+	}
+	owner := PeerIdentity(ctx)
+	if p := s.pins[req.PinId]; req.PinId != "" && p != nil {
+		// Asked again (an answer lost, a client restarted): the same pin.
+		if p.shard != id || p.holder != req.Holder || p.owner != owner {
+			s.mu.Unlock()
+			return nil, status.Errorf(codes.AlreadyExists, "pin id %q is taken by another holder or shard; choose another id", req.PinId)
+		}
+		p.expires = time.Now().Add(p.ttl)
+		resp := &pb.PinCommitResponse{Pin: p.pb()}
+		s.mu.Unlock()
+		resp.Info = s.info(sh, p.ref.Metadata())
+		return resp, nil
 	}
 	if len(s.pins) >= s.cfg.MaxPins {
 		s.mu.Unlock()
 		return nil, Errorf(codes.ResourceExhausted, pb.ErrorReason_TOO_MANY_PINS,
 			"this node holds %d commit pins, its limit; retry later", s.cfg.MaxPins)
 	}
-	owner := PeerIdentity(ctx)
 	if n := s.pinsOfLocked(owner); n >= s.cfg.MaxPinsPerHolder {
 		s.mu.Unlock()
 		return nil, Errorf(codes.ResourceExhausted, pb.ErrorReason_TOO_MANY_PINS,
@@ -341,7 +358,10 @@ func (s *PeerServer) PinCommit(ctx context.Context, req *pb.PinCommitRequest) (*
 		s.mu.Unlock()
 		return nil, ToStatus(err)
 	}
-	p := &pin{id: uuid.NewString(), shard: id, holder: req.Holder, owner: owner, ref: ref, ttl: ttl, expires: time.Now().Add(ttl)}
+	p := &pin{id: req.PinId, shard: id, holder: req.Holder, owner: owner, ref: ref, ttl: ttl, expires: time.Now().Add(ttl)}
+	if p.id == "" {
+		p.id = uuid.NewString()
+	}
 	p.timer = time.AfterFunc(ttl, func() { s.expire(p) })
 	s.pins[p.id] = p
 	resp := &pb.PinCommitResponse{Pin: p.pb()}

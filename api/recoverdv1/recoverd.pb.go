@@ -2088,7 +2088,11 @@ type Recovery struct {
 	// resumes counts file and op transfers resumed after a transient error.
 	Resumes int64 `protobuf:"varint,18,opt,name=resumes,proto3" json:"resumes,omitempty"`
 	// replans counts plans recomputed (lease lost, pin expired).
-	Replans       int32 `protobuf:"varint,19,opt,name=replans,proto3" json:"replans,omitempty"`
+	Replans int32 `protobuf:"varint,19,opt,name=replans,proto3" json:"replans,omitempty"`
+	// restarts counts the times the target node restarted (or stopped and
+	// started) during the recovery; each time it resumed under the same id
+	// from the files it had staged and verified.
+	Restarts      int32 `protobuf:"varint,20,opt,name=restarts,proto3" json:"restarts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2252,6 +2256,13 @@ func (x *Recovery) GetResumes() int64 {
 func (x *Recovery) GetReplans() int32 {
 	if x != nil {
 		return x.Replans
+	}
+	return 0
+}
+
+func (x *Recovery) GetRestarts() int32 {
+	if x != nil {
+		return x.Restarts
 	}
 	return 0
 }
@@ -3183,7 +3194,14 @@ type PinCommitRequest struct {
 	// to its bounds; the answer says what it granted.
 	Ttl *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	// holder labels the pin in logs (e.g. "recovery/<id>@<node>").
-	Holder        string `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
+	Holder string `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
+	// pin_id, when set, is the id the pin takes ([A-Za-z0-9._-], at most 200
+	// bytes), so that the client can record it before asking and release
+	// the pin even if the answer is lost (it crashed, the call timed out).
+	// Asking again with the id of a live pin of the same shard and holder
+	// answers that pin (its TTL restarted); an id held for another shard or
+	// holder is ALREADY_EXISTS. Empty: the server picks one.
+	PinId         string `protobuf:"bytes,4,opt,name=pin_id,json=pinId,proto3" json:"pin_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3235,6 +3253,13 @@ func (x *PinCommitRequest) GetTtl() *durationpb.Duration {
 func (x *PinCommitRequest) GetHolder() string {
 	if x != nil {
 		return x.Holder
+	}
+	return ""
+}
+
+func (x *PinCommitRequest) GetPinId() string {
+	if x != nil {
+		return x.PinId
 	}
 	return ""
 }
@@ -5805,7 +5830,7 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x0fbytes_from_peer\x18\x03 \x01(\x03R\rbytesFromPeer\x12\x1b\n" +
 	"\tops_bytes\x18\x04 \x01(\x03R\bopsBytes\x12*\n" +
 	"\x11bytes_from_source\x18\x05 \x01(\x03R\x0fbytesFromSource\x12\x12\n" +
-	"\x04cost\x18\x06 \x01(\x01R\x04cost\"\xc3\x06\n" +
+	"\x04cost\x18\x06 \x01(\x01R\x04cost\"\xdf\x06\n" +
 	"\bRecovery\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
 	"\x05shard\x18\x02 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12%\n" +
@@ -5828,7 +5853,8 @@ const file_recoverd_proto_rawDesc = "" +
 	"start_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x18\n" +
 	"\aresumes\x18\x12 \x01(\x03R\aresumes\x12\x18\n" +
-	"\areplans\x18\x13 \x01(\x05R\areplans\"\xa8\x01\n" +
+	"\areplans\x18\x13 \x01(\x05R\areplans\x12\x1a\n" +
+	"\brestarts\x18\x14 \x01(\x05R\brestarts\"\xa8\x01\n" +
 	"\fFileProgress\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12'\n" +
@@ -5902,11 +5928,12 @@ const file_recoverd_proto_rawDesc = "" +
 	"generation\x12+\n" +
 	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x129\n" +
 	"\n" +
-	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x83\x01\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x9a\x01\n" +
 	"\x10PinCommitRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12+\n" +
 	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x16\n" +
-	"\x06holder\x18\x03 \x01(\tR\x06holder\"c\n" +
+	"\x06holder\x18\x03 \x01(\tR\x06holder\x12\x15\n" +
+	"\x06pin_id\x18\x04 \x01(\tR\x05pinId\"c\n" +
 	"\x11PinCommitResponse\x12\"\n" +
 	"\x03pin\x18\x01 \x01(\v2\x10.recoverd.v1.PinR\x03pin\x12*\n" +
 	"\x04info\x18\x02 \x01(\v2\x16.recoverd.v1.ShardInfoR\x04info\"(\n" +
