@@ -46,6 +46,11 @@ const (
 type Options struct {
 	// Create makes an empty shard with a new history when none exists.
 	Create bool
+	// KeepStaging keeps the staging directories at open, for recoveries
+	// that resume after a restart (Staging.Keep checks what they staged);
+	// Sweep removes those of recoveries that do not. By default Open
+	// removes them.
+	KeepStaging bool
 	// Uncommitted, with Create, opens a shard that does not exist without
 	// writing its first commit: a recovery onto this node builds it. Until
 	// a Staging publishes its first commit the directory holds no commit
@@ -236,7 +241,7 @@ func (o *Options) defaults() {
 }
 
 // Open opens (or with Options.Create, creates) a shard. It cleans what a
-// crash left: staging directories, temp files, files no commit references
+// crash left: staging directories (unless Options.KeepStaging), temp files, files no commit references
 // and older commit points; then it replays the op log above the commit's
 // local checkpoint.
 func Open(dataDir string, id ShardID, opts Options) (*Shard, error) {
@@ -293,8 +298,10 @@ func lockDir(dir string) (*os.File, error) {
 }
 
 func (s *Shard) open() error {
-	if err := os.RemoveAll(filepath.Join(s.dir, stagingDir)); err != nil {
-		return fmt.Errorf("shardstore: remove staging left by a crash: %w", err)
+	if !s.opts.KeepStaging {
+		if err := os.RemoveAll(filepath.Join(s.dir, stagingDir)); err != nil {
+			return fmt.Errorf("shardstore: remove staging left by a crash: %w", err)
+		}
 	}
 	if removed, err := fsutil.RemoveTemps(s.dir); err != nil {
 		return err

@@ -36,6 +36,9 @@ type Staging struct {
 	ops       *opLog // staged ops, created by the first AppendOps
 	stagedOps int
 	done      bool
+	// found lists the files an earlier process of this recovery left in
+	// the directory: none counts until Keep has checked it.
+	found map[string]bool
 }
 
 // stagedOpsDir holds the staged op log inside a staging directory; its
@@ -46,10 +49,12 @@ const stagedOpsDir = "ops.staged"
 type stagedState struct {
 	meta     FileMeta
 	verified bool
-	// good is the length of the prefix a writer of this process declared
-	// written and checked (MarkGood): a transfer cut short resumes after
-	// it. It lives in memory only: after a crash nothing staged is trusted.
+	// good is the length of the prefix a writer declared written and
+	// checked (MarkGood): a transfer cut short resumes after it. After a
+	// restart it is what Keep could check again (staging_resume.go).
 	good int64
+	// recorded is the prefix the file's progress record names.
+	recorded int64
 	// crc is the CRC32C of the file's first crcOff bytes (capped at
 	// Length-4), as written in order; tail holds the last four bytes once
 	// written. When the whole file was written in order, Verify checks
@@ -77,7 +82,10 @@ func (s *stagedState) track(p []byte, off int64) {
 	s.crcOff = off + int64(len(p))
 }
 
-// StartStaging creates staging/<recoveryID>/ for a recovery.
+// StartStaging creates staging/<recoveryID>/ for a recovery. When the
+// directory is there already (the recovery ran in an earlier process of
+// this node, which kept it: Options.KeepStaging), its files stay for Keep
+// to check against the recovery's plan; until then none counts as staged.
 func (s *Shard) StartStaging(recoveryID string) (*Staging, error) {
 	if err := ValidateName(recoveryID); err != nil {
 		return nil, fmt.Errorf("recovery id: %w", err)
@@ -95,6 +103,11 @@ func (s *Shard) StartStaging(recoveryID string) (*Staging, error) {
 		return nil, fmt.Errorf("shardstore: create staging: %w", err)
 	}
 	st := &Staging{s: s, id: recoveryID, dir: dir, files: map[string]*stagedState{}}
+	found, err := st.scan()
+	if err != nil {
+		return nil, err
+	}
+	st.found = found
 	s.stagings[recoveryID] = st
 	return st, nil
 }
@@ -147,7 +160,7 @@ func (st *Staging) CreateFile(meta FileMeta) (*StagedFile, error) {
 	if ok {
 		// What an earlier attempt checked, and its running checksum if it
 		// stopped in order (a resume continues from there).
-		state.good, state.crc, state.crcOff, state.tail = old.good, old.crc, old.crcOff, old.tail
+		state.good, state.recorded, state.crc, state.crcOff, state.tail = old.good, old.recorded, old.crc, old.crcOff, old.tail
 	}
 	st.files[meta.Name] = state
 	return &StagedFile{st: st, f: f, meta: meta}, nil
@@ -175,9 +188,14 @@ func (sf *StagedFile) Good() int64 {
 // checked (chunk by chunk, by their sender's checksums).
 func (sf *StagedFile) MarkGood(n int64) {
 	sf.st.mu.Lock()
-	defer sf.st.mu.Unlock()
+	var rec *progressRecord
 	if s, ok := sf.st.files[sf.meta.Name]; ok {
 		s.good = min(max(n, 0), sf.meta.Length)
+		rec = s.progress(false)
+	}
+	sf.st.mu.Unlock()
+	if rec != nil {
+		sf.st.writeProgress(sf.meta.Name, rec)
 	}
 }
 
@@ -216,6 +234,7 @@ func (sf *StagedFile) Truncate(n int64) error {
 	sf.st.mu.Lock()
 	if s, ok := sf.st.files[sf.meta.Name]; ok {
 		s.good = min(s.good, max(n, 0))
+		s.recorded = min(s.recorded, max(n, 0))
 		s.verified = s.verified && n >= sf.meta.Length
 		if n < s.crcOff { // the running checksum covers bytes now gone
 			s.crc, s.crcOff = 0, 0
@@ -272,6 +291,8 @@ func (st *Staging) RemoveFile(name string) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	delete(st.files, name)
+	delete(st.found, name)
+	os.Remove(st.progressPath(name))
 	if err := os.Remove(filepath.Join(st.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}

@@ -157,6 +157,9 @@ func (d *Downloader) downloadFile(ctx context.Context, repo Repository, f FileEn
 	if err := ValidateKey(f.Blob); err != nil {
 		return err
 	}
+	if staging.Verified(f.FileMeta) {
+		return nil // staged and checked by an earlier attempt (or before a restart)
+	}
 	// The blob must exist with the manifest's length before anything is
 	// staged.
 	var info ObjectInfo
