@@ -33,6 +33,7 @@ func TestSoak(t *testing.T) {
 		{"SourceRestartedMidTransfer", TestSourceRestartedMidTransfer},
 		{"SourceKilledForGood", TestSourceKilledForGood},
 		{"TargetKilledAtRandomPoints", TestTargetKilledAtRandomPoints},
+		{"TargetKilledDuringALargePeerPlanResumes", TestTargetKilledDuringALargePeerPlanResumes},
 		{"NetworkBlackholeMidStream", TestNetworkBlackholeMidStream},
 		{"NetworkTrickle", TestNetworkTrickle},
 		{"LeaseRenewalsFailBriefly", TestLeaseRenewalsFailBriefly},

@@ -67,6 +67,11 @@
 // Config.DiskMargin must fit, or the recovery is refused with both numbers
 // in its error (ErrNoSpace).
 //
+// The node stopping (Close) or crashing does not abandon a recovery: it
+// resumes under the same id when the node starts again (journal.go), from
+// what its staging holds, checked again (shardstore Staging.Keep); a
+// caller cancelling it does (no fallback, staging removed).
+//
 // Unary calls to the source (pin, lease, metadata, digest) retry transient
 // errors with the same backoff and budget as file and op streams, each
 // attempt bounded by the idle timeout, so a source that restarts or a
@@ -91,5 +96,5 @@
 // slot back while it waits, so that recoveries from other sources run;
 // it asks again, with backoff, once it holds a slot, and fails after
 // Config.PinWait. Finished recoveries are kept for Config.KeepFinished so
-// their progress can still be read.
+// their progress can still be read, across restarts: they are journaled.
 package recovery

@@ -66,14 +66,16 @@ type attempt struct {
 	log        *slog.Logger
 	// st is the recovery's staging. It outlives an attempt that ends in a
 	// re-plan, so the next attempt keeps the files (and checked prefixes)
-	// already received; it is removed when the recovery ends unpublished
+	// already received, and a stop of the node (suspended, it resumes at
+	// the next start); it is removed when the recovery ends unpublished
 	// and before a fallback.
 	st *shardstore.Staging
 }
 
-// staging returns the recovery's staging, created on first use. On a
-// later attempt its files stay (those the new plan does not list are
-// removed) and its staged ops are dropped: the new plan's ops are fetched.
+// staging returns the recovery's staging for plan p, created on first
+// use. What an earlier attempt, or an earlier process of this node,
+// staged for the files p lists stays, checked (shardstore Staging.Keep);
+// the rest goes, and so do the staged ops: p's ops are fetched.
 func (a *attempt) staging(p planner.Plan) (*shardstore.Staging, error) {
 	if a.st == nil {
 		st, err := a.target.StartStaging(a.id)
@@ -81,27 +83,26 @@ func (a *attempt) staging(p planner.Plan) (*shardstore.Staging, error) {
 			return nil, err
 		}
 		a.st = st
-		return st, nil
 	}
-	if err := a.st.DiscardOps(); err != nil {
+	files, n, err := a.st.Keep(append(append([]shardstore.FileMeta(nil), p.FromPeer...), p.FromSnapshot...))
+	if err != nil {
 		return nil, err
 	}
-	want := map[string]shardstore.FileMeta{}
-	for _, f := range append(append([]shardstore.FileMeta(nil), p.FromPeer...), p.FromSnapshot...) {
-		want[f.Name] = f
+	if files > 0 {
+		a.log.Info("keeping what was staged before (an earlier attempt, or before the node restarted)", "files", files, "bytes", n)
 	}
-	kept := 0
-	for _, f := range a.st.Files() {
-		if w, ok := want[f.Name]; ok && w == f {
-			kept++
-			continue
-		}
-		if err := a.st.RemoveFile(f.Name); err != nil {
-			return nil, err
-		}
-	}
-	a.log.Info("re-planned: keeping what the previous attempt staged", "files", kept)
 	return a.st, nil
+}
+
+// suspendStaging keeps the staging for the next start of the node.
+func (a *attempt) suspendStaging() {
+	if a.st == nil {
+		return
+	}
+	if err := a.st.Suspend(); err != nil {
+		a.log.Error("could not suspend the staging", "error", err)
+	}
+	a.st = nil
 }
 
 // dropStaging removes the staging, if any.
@@ -120,12 +121,21 @@ func (m *Manager) execute(ctx context.Context, r *Recovery, req StartRequest, us
 	log := m.cfg.Logger.With("recovery", req.ID, "shard", req.Shard.String(), "source", req.Source)
 	r.slot = &nodeSlot{m: m, r: r}
 	if err := r.slot.acquire(ctx); err != nil {
+		if stopping(ctx) {
+			m.pause(r, req.Shard)
+			return
+		}
 		m.end(r, req, log, err)
 		return
 	}
 	err := m.run(ctx, r, req, useSnapshots, log)
 	r.slot.release()
-	if err == nil && ctx.Err() != nil {
+	if err != nil && stopping(ctx) {
+		log.Info("recovery paused: the node is stopping; it resumes when the node starts again")
+		m.pause(r, req.Shard)
+		return
+	}
+	if err == nil && ctx.Err() != nil && !stopping(ctx) {
 		err = context.Cause(ctx)
 	}
 	m.end(r, req, log, err)
@@ -210,14 +220,28 @@ func (m *Manager) run(ctx context.Context, r *Recovery, req StartRequest, useSna
 				return fmt.Errorf("flush target shard %s: %w", req.Shard, err)
 			}
 		}
-		// A shard created by the recovery and never published goes.
+		// A shard created by the recovery and never published goes, unless
+		// the node stops: the recovery resumes into it.
 		defer func() {
+			if stopping(ctx) {
+				return
+			}
 			if err := m.cfg.Targets.RemoveUncommitted(req.Shard); err != nil {
 				log.Error("could not remove the shard this recovery created and did not publish", "error", err)
 			}
 		}()
+		// What this recovery staged before the node restarted is its own.
+		if a.st, err = a.target.StartStaging(req.ID); err != nil {
+			return fmt.Errorf("staging on target shard %s: %w", req.Shard, err)
+		}
 	}
-	defer a.dropStaging() // unless published: then there is none
+	defer func() { // unless published: then there is none
+		if stopping(ctx) {
+			a.suspendStaging()
+		} else {
+			a.dropStaging()
+		}
+	}()
 	for replans := 0; ; replans++ {
 		err := a.plan(ctx, req, useSnapshots, unreadable)
 		var rp *replanError

@@ -15,25 +15,32 @@ import (
 	"github.com/recoverd/recoverd/transfer"
 )
 
-// The journal is one small file per running recovery in Config.StateDir,
-// written when it starts, at each stage and when it pins the source's
-// commit, removed when it ends. A node that restarts finds the files of the
-// recoveries it was running, reports them as failed (interrupted), and
-// removes the files: the caller triggers them again. Their staging
-// directories were removed when the shards were opened. What they held on
-// their sources (the retention lease, the commit pin) is released in the
-// background, best effort: otherwise it would stay until it expired, the
-// lease retaining ops and the pin files and one of the source's outgoing
-// recovery slots.
+// The journal is one small file per recovery in Config.StateDir,
+// <id>.recovery, holding the recovery's state. It is written when the
+// recovery is started, at each stage, before each commit pin is asked of
+// the source (naming the pin: its id is chosen here, so that a pin whose
+// answer never came can still be released), when the node stops it
+// (pause) and when it ends; it is removed KeepFinished after the end.
+//
+// A node that starts reads it back (Open):
+//   - A recovery that was running (the node crashed or stopped) resumes by
+//     itself under the same id: it queues again, counts a restart, releases
+//     the pin it had asked for, and plans anew on what the source holds
+//     now (its retention lease is renewed if still there). What it had
+//     staged and verified stays: the staging directory survives the
+//     restart (shardstore.Options.KeepStaging) and Staging.Keep checks it
+//     against the new plan, so verified files are not fetched again and a
+//     partial file resumes after its recorded prefix. A caller watching it
+//     watches again under the same id and sees it go on.
+//   - A finished recovery stays readable until KeepFinished after its end.
 
 type journalEntry struct {
-	ID     string             `json:"id"`
-	Shard  shardstore.ShardID `json:"shard"`
-	Source string             `json:"source"`
-	Stage  Stage              `json:"stage"`
-	Start  time.Time          `json:"start"`
-	// Pin is the commit pin held on the source, once taken.
-	Pin string `json:"pin,omitempty"`
+	Snapshot
+	// Pin is the commit pin asked for or held on the source, PinSeq its
+	// number; Lease the retention lease id on the source.
+	Pin    string `json:"pin,omitempty"`
+	PinSeq int    `json:"pin_seq,omitempty"`
+	Lease  string `json:"lease,omitempty"`
 }
 
 const journalSuffix = ".recovery"
@@ -42,14 +49,18 @@ func (m *Manager) journalPath(id string) string {
 	return filepath.Join(m.cfg.StateDir, id+journalSuffix)
 }
 
-// journal records a running recovery's stage; errors are logged, not
-// fatal: the journal only serves reporting after a restart.
+// journal records a recovery's state; errors are logged, not fatal: a
+// recovery that cannot be journaled runs, it only cannot resume after a
+// restart (nor be read once finished).
 func (m *Manager) journal(s Snapshot) {
 	if m.cfg.StateDir == "" || s.DryRun {
 		return
 	}
-	b, _ := json.Marshal(journalEntry{ID: s.ID, Shard: s.Shard, Source: s.Source, Stage: s.Stage, Start: s.Start, Pin: s.pinID})
-	if err := fsutil.WriteFileAtomic(m.journalPath(s.ID), b, 0o644); err != nil {
+	b, err := json.Marshal(journalEntry{Snapshot: s, Pin: s.pinID, PinSeq: s.pinSeq, Lease: leaseID(m.cfg.NodeID, s.ID)})
+	if err == nil {
+		err = fsutil.WriteFileAtomic(m.journalPath(s.ID), b, 0o644)
+	}
+	if err != nil {
 		m.cfg.Logger.Warn("could not journal the recovery", "recovery", s.ID, "error", err)
 	}
 }
@@ -64,7 +75,8 @@ func (m *Manager) unjournal(id string) {
 }
 
 // Open loads the journal: recoveries that were running when the node
-// stopped are listed as failed. Call it once, before serving.
+// stopped resume, finished ones are listed until they expire. Call it
+// once, before serving, with the targets' shards openable.
 func (m *Manager) Open() error {
 	if m.cfg.StateDir == "" {
 		return nil
@@ -79,7 +91,6 @@ func (m *Manager) Open() error {
 	if err != nil {
 		return err
 	}
-	now := time.Now()
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), journalSuffix) {
 			continue
@@ -90,49 +101,119 @@ func (m *Manager) Open() error {
 		if err == nil {
 			err = json.Unmarshal(b, &je)
 		}
+		if err == nil && je.ID+journalSuffix != e.Name() {
+			err = fmt.Errorf("it names recovery %q", je.ID)
+		}
 		if err != nil || shardstore.ValidateName(je.ID) != nil {
 			m.cfg.Logger.Warn("unreadable recovery journal file removed", "file", path, "error", err)
 			os.Remove(path)
 			continue
 		}
-		r := newRecovery(Snapshot{ID: je.ID, Shard: je.Shard, Source: je.Source, Target: m.cfg.NodeID, Stage: StageFailed,
-			Start: je.Start, End: now,
-			Error: fmt.Sprintf("interrupted: the node stopped during stage %s; its staging was removed at restart, start the recovery again", je.Stage)})
-		close(r.done)
-		m.mu.Lock()
-		m.all[je.ID] = r
-		m.mu.Unlock()
-		m.cfg.Metrics.finished.WithLabelValues("unknown", string(StageFailed)).Inc()
-		m.cfg.Logger.Warn("recovery interrupted by a restart", "recovery", je.ID, "shard", je.Shard.String(), "stage", je.Stage)
-		os.Remove(path)
-		m.forgetLater(r, je.ID)
-		if je.Source != "" && m.cfg.Dial != nil && je.Shard.Validate() == nil {
-			m.wg.Add(1)
-			go func() {
-				defer m.wg.Done()
-				m.releaseOnSource(je)
-			}()
+		if je.Stage.Finished() {
+			m.restoreFinished(je)
+			continue
 		}
+		m.resume(je)
 	}
 	return nil
 }
 
-// releaseOnSource releases the lease and pin an interrupted recovery held on
-// its source. Failures are logged: both expire on the source anyway.
+// restoreFinished lists a finished recovery of an earlier process until
+// KeepFinished after its end.
+func (m *Manager) restoreFinished(je journalEntry) {
+	left := time.Until(je.End.Add(m.cfg.KeepFinished))
+	if left <= 0 {
+		m.unjournal(je.ID)
+		return
+	}
+	r := newRecovery(je.Snapshot)
+	r.counted = true
+	close(r.done)
+	m.mu.Lock()
+	m.all[je.ID] = r
+	m.mu.Unlock()
+	m.forgetAfter(r, je.ID, left)
+}
+
+// resume starts again a recovery that was running when the node stopped.
+func (m *Manager) resume(je journalEntry) {
+	log := m.cfg.Logger.With("recovery", je.ID, "shard", je.Shard.String(), "source", je.Source)
+	now := time.Now()
+	s := je.Snapshot
+	s.Target, s.Restarts = m.cfg.NodeID, s.Restarts+1
+	if n := len(s.Stages); n > 0 && s.Stages[n-1].End.IsZero() {
+		s.Stages[n-1].End = now // left when the node stopped; when exactly is not known
+	}
+	s.Stage, s.Error, s.Result, s.End = StageQueued, "", nil, time.Time{}
+	s.Stages = append(s.Stages, StageTiming{Stage: StageQueued, Start: now})
+	s.pinID, s.pinSeq = "", je.PinSeq
+	r := newRecovery(s)
+	req := StartRequest{Shard: s.Shard, Source: s.Source, ID: s.ID, UseSnapshots: &s.UseSnapshots, AllowDataLoss: s.AllowDataLoss}
+	err := req.Shard.Validate()
+	if err == nil && req.Source == "" {
+		err = errors.New("it names no source")
+	}
+	if err == nil {
+		err = checkNames(m.cfg.NodeID, req.ID)
+	}
+	if je.Source != "" && m.cfg.Dial != nil && je.Shard.Validate() == nil {
+		// The pin asked for before the stop (granted or not: it is released
+		// either way); a lease of another name (the node's id changed).
+		release := journalEntry{Snapshot: Snapshot{ID: je.ID, Shard: je.Shard, Source: je.Source}, Pin: je.Pin}
+		if je.Lease != "" && (err != nil || je.Lease != leaseID(m.cfg.NodeID, je.ID)) {
+			release.Lease = je.Lease
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.releaseOnSource(release)
+		}()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err == nil {
+		if cur, ok := m.active[req.Shard]; ok {
+			cs, _ := cur.Snapshot()
+			err = fmt.Errorf("recovery %s of the same shard resumed too", cs.ID)
+		}
+	}
+	if err != nil {
+		log.Error("a recovery interrupted by the node stopping cannot resume", "error", err)
+		r.s.Stage, r.s.End, r.s.Error = StageFailed, now, fmt.Sprintf("interrupted by a restart and cannot resume: %v", err)
+		r.s.Stages[len(r.s.Stages)-1].End = now
+		r.counted = true
+		close(r.done)
+		m.all[s.ID] = r
+		m.cfg.Metrics.finished.WithLabelValues("unknown", string(StageFailed)).Inc()
+		snap, _ := r.Snapshot()
+		m.journal(snap)
+		m.forgetAfter(r, s.ID, m.cfg.KeepFinished)
+		return
+	}
+	log.Info("resuming the recovery the node was running when it stopped", "stage", je.Stage, "restarts", s.Restarts)
+	m.launch(r, req, s.UseSnapshots)
+}
+
+// releaseOnSource releases the pin (and lease, if named) that an
+// interrupted recovery held on its source. Failures are logged: both
+// expire on the source anyway.
 func (m *Manager) releaseOnSource(je journalEntry) {
+	if je.Pin == "" && je.Lease == "" {
+		return
+	}
 	ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
 	defer cancel()
 	log := m.cfg.Logger.With("recovery", je.ID, "source", je.Source, "shard", je.Shard.String())
 	client, err := m.cfg.Dial(ctx, je.Source)
-	if err == nil {
-		err = transfer.ReleaseLease(ctx, client, je.Shard, leaseID(m.cfg.NodeID, je.ID))
-		if je.Pin != "" {
-			err = errors.Join(err, transfer.ReleasePin(ctx, client, je.Pin))
-		}
+	if err == nil && je.Lease != "" {
+		err = transfer.ReleaseLease(ctx, client, je.Shard, je.Lease)
+	}
+	if err == nil && je.Pin != "" {
+		err = transfer.ReleasePin(ctx, client, je.Pin)
 	}
 	if err != nil {
-		log.Info("could not release what the interrupted recovery held on its source; it expires there", "error", err)
+		log.Info("could not release what the interrupted recovery held on its source; it expires there", "pin", je.Pin, "lease", je.Lease, "error", err)
 		return
 	}
-	log.Info("released the lease and pin the interrupted recovery held on its source")
+	log.Info("released what the interrupted recovery held on its source", "pin", je.Pin, "lease", je.Lease)
 }

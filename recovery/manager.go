@@ -26,9 +26,11 @@ var (
 	ErrRunning = errors.New("recovery: a recovery of this shard is running")
 	// ErrNotFound is returned for an unknown recovery id.
 	ErrNotFound = errors.New("recovery: no such recovery")
-	// ErrCancelled is the cause of a recovery cancelled by a caller or by
-	// the node shutting down.
+	// ErrCancelled is the cause of a recovery cancelled by a caller.
 	ErrCancelled = errors.New("recovery: cancelled")
+	// errNodeStopping is the cause of a recovery stopped by Close: it
+	// pauses, to resume when the node starts again.
+	errNodeStopping = errors.New("recovery: the node is stopping; the recovery resumes when it starts again")
 )
 
 // Targets opens the shards recoveries write into.
@@ -107,8 +109,9 @@ type Config struct {
 	// history UUID and seqnos, the files standing verified by their
 	// checksums and the ops by seqno.
 	VerifyDigest DigestCheck
-	// StateDir holds the journal of running recoveries, so that a restart
-	// can report them as interrupted; empty disables it.
+	// StateDir holds the journal of recoveries (journal.go): running ones
+	// resume after a restart, finished ones stay readable for
+	// KeepFinished; empty disables it.
 	StateDir string
 	Metrics  *Metrics
 	Logger   *slog.Logger
@@ -260,6 +263,13 @@ func (m *Manager) Start(req StartRequest) (*Recovery, error) {
 	r := newRecovery(Snapshot{ID: req.ID, Shard: req.Shard, Source: req.Source, Target: m.cfg.NodeID,
 		UseSnapshots: useSnap, DryRun: req.DryRun, AllowDataLoss: req.AllowDataLoss, Stage: StageQueued, Start: now,
 		Stages: []StageTiming{{Stage: StageQueued, Start: now}}})
+	m.launch(r, req, useSnap)
+	return r, nil
+}
+
+// launch journals a queued recovery, registers it and runs it in the
+// background. Call with m.mu held.
+func (m *Manager) launch(r *Recovery, req StartRequest, useSnap bool) {
 	ctx, cancel := context.WithCancelCause(m.ctx)
 	r.cancel = cancel
 	r.onStage = m.journal
@@ -272,7 +282,6 @@ func (m *Manager) Start(req StartRequest) (*Recovery, error) {
 		defer m.wg.Done()
 		m.execute(ctx, r, req, useSnap)
 	}()
-	return r, nil
 }
 
 // Explain computes the plan a recovery would run now, without registering
@@ -361,30 +370,50 @@ func (m *Manager) ActiveStagings() map[shardstore.ShardID]string {
 	return out
 }
 
-// Close cancels every recovery (their staging is removed) and waits for
-// them to stop.
+// Close stops every recovery and waits for them: they pause, keeping
+// their journal and what they staged (what they held on their sources is
+// released), and resume when the node starts again (Open). Watchers are
+// told the node is stopping.
 func (m *Manager) Close() {
-	m.stop(fmt.Errorf("%w: the node is shutting down", ErrCancelled))
+	m.stop(errNodeStopping)
 	m.wg.Wait()
 }
 
-// finish unregisters a finished recovery and schedules its removal.
+// stopping reports whether ctx ended because the node is stopping.
+func stopping(ctx context.Context) bool { return errors.Is(context.Cause(ctx), errNodeStopping) }
+
+// finish unregisters a finished recovery (its final state is journaled:
+// setStage) and schedules its removal.
 func (m *Manager) finish(r *Recovery, shard shardstore.ShardID, id string) {
 	m.mu.Lock()
 	if m.active[shard] == r {
 		delete(m.active, shard)
 	}
 	m.mu.Unlock()
-	m.unjournal(id)
-	m.forgetLater(r, id)
+	m.forgetAfter(r, id, m.cfg.KeepFinished)
 }
 
-func (m *Manager) forgetLater(r *Recovery, id string) {
-	time.AfterFunc(m.cfg.KeepFinished, func() {
+// pause unregisters a recovery stopped with the node; its journal entry
+// says where it was, so that it resumes at the next start.
+func (m *Manager) pause(r *Recovery, shard shardstore.ShardID) {
+	m.mu.Lock()
+	if m.active[shard] == r {
+		delete(m.active, shard)
+	}
+	m.mu.Unlock()
+	s, _ := r.Snapshot()
+	m.journal(s)
+}
+
+// forgetAfter forgets a finished recovery, and removes its journal file,
+// after d.
+func (m *Manager) forgetAfter(r *Recovery, id string, d time.Duration) {
+	time.AfterFunc(d, func() {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if m.all[id] == r {
 			delete(m.all, id)
+			m.unjournal(id)
 		}
 	})
 }

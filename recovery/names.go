@@ -20,6 +20,16 @@ func leaseID(node, recoveryID string) string { return "recovery-" + node + "-" +
 // holderName labels the recovery's lease and pins on the source.
 func holderName(node, recoveryID string) string { return "recovery/" + recoveryID + "@" + node }
 
+// maxPinSeq bounds the number in pin names (they wrap past it).
+const maxPinSeq = 999999
+
+// pinName names the seq-th commit pin a recovery asks its source for: the
+// id is chosen, and journaled, before it is asked for, so that a restart
+// can release a pin whose answer never arrived.
+func pinName(node, recoveryID string, seq int) string {
+	return fmt.Sprintf("pin-%s-%s-%d", node, recoveryID, (seq-1)%maxPinSeq+1)
+}
+
 // checkNames reports, wrapping shardstore.ErrInvalidName, a recovery id
 // (or node id) that makes a name the source would refuse.
 func checkNames(node, recoveryID string) error {
@@ -30,14 +40,14 @@ func checkNames(node, recoveryID string) error {
 		return fmt.Errorf("recovery id: %w", err)
 	}
 	if id := recoveryID; len(id) > maxIDLen(node) {
-		return fmt.Errorf("%w: recovery id is %d bytes long; at most %d are allowed on node %s, because a source accepts at most %d bytes for the lease id %q and the holder %q derived from it",
-			shardstore.ErrInvalidName, len(id), maxIDLen(node), node, shardstore.MaxNameLen, leaseID(node, "<id>"), holderName(node, "<id>"))
+		return fmt.Errorf("%w: recovery id is %d bytes long; at most %d are allowed on node %s, because a source accepts at most %d bytes for the lease id %q, the pin id %q and the holder %q derived from it",
+			shardstore.ErrInvalidName, len(id), maxIDLen(node), node, shardstore.MaxNameLen, leaseID(node, "<id>"), pinName(node, "<id>", maxPinSeq), holderName(node, "<id>"))
 	}
 	return nil
 }
 
 // maxIDLen is the longest recovery id whose derived names all fit.
 func maxIDLen(node string) int {
-	longest := max(len(leaseID(node, "")), len(holderName(node, "")))
+	longest := max(len(leaseID(node, "")), len(holderName(node, "")), len(pinName(node, "", maxPinSeq)))
 	return shardstore.MaxNameLen - longest
 }

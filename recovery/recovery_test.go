@@ -94,12 +94,33 @@ func (d *dirShards) OpenTarget(id shardstore.ShardID) (*shardstore.Shard, string
 	return s, "", err
 }
 
-// faults injects errors into chosen PeerService methods.
+// faults injects errors into chosen PeerService methods: fail before the
+// call runs, lose the answer after it ran.
 type faults struct {
 	mu   sync.Mutex
 	fail map[string]bool
 	next map[string]int // calls still to fail, then the method works
+	lose map[string]bool
 	hits atomic.Int64
+}
+
+func (f *faults) loseAnswers(method string, on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lose == nil {
+		f.lose = map[string]bool{}
+	}
+	f.lose[method] = on
+}
+
+func (f *faults) lost(method string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lose[method] {
+		f.hits.Add(1)
+		return status.Error(codes.Unavailable, "injected fault: answer lost")
+	}
+	return nil
 }
 
 func (f *faults) set(method string, on bool) {
@@ -162,7 +183,11 @@ func newEnv(t *testing.T, srcOpts shardstore.Options, cfg Config) *env {
 			if err := e.faults.check(info.FullMethod); err != nil {
 				return nil, err
 			}
-			return h(ctx, req)
+			resp, err := h(ctx, req)
+			if err == nil {
+				err = e.faults.lost(info.FullMethod)
+			}
+			return resp, err
 		}),
 		grpc.StreamInterceptor(func(s any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			if err := e.faults.check(info.FullMethod); err != nil {
@@ -595,29 +620,6 @@ func TestRepositoryUnavailableMeansPeerPlan(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no reason says the repository is unavailable: %v", s.Plan.Reasons)
-	}
-}
-
-func TestJournalReportsInterruptedRecoveries(t *testing.T) {
-	dir := t.TempDir()
-	m := NewManager(Config{StateDir: dir})
-	m.journal(Snapshot{ID: "r-1", Shard: shardID, Source: "x:1", Stage: StageFiles, Start: time.Now()})
-	m.Close()
-	m2 := NewManager(Config{StateDir: dir})
-	defer m2.Close()
-	if err := m2.Open(); err != nil {
-		t.Fatal(err)
-	}
-	r, err := m2.Get("r-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := r.Snapshot()
-	if s.Stage != StageFailed || !contains(s.Error, "interrupted") || !contains(s.Error, "files") {
-		t.Fatalf("interrupted recovery reported as %s: %s", s.Stage, s.Error)
-	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-		t.Fatal("journal file not removed after reporting")
 	}
 }
 

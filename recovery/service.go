@@ -159,6 +159,10 @@ func (s *Service) WatchRecovery(req *pb.WatchRecoveryRequest, stream pb.Recovery
 		select {
 		case <-stageChanged:
 		case <-time.After(every):
+		case <-r.Done():
+			if s, _ := r.Snapshot(); !s.Stage.Finished() { // paused
+				return transfer.Errorf(codes.Unavailable, 0, "the node is stopping; recovery %s resumes when it starts again: watch it then", s.ID)
+			}
 		case <-stream.Context().Done():
 			return stream.Context().Err()
 		}
@@ -267,7 +271,7 @@ func ToPB(s Snapshot, detailed bool) *pb.Recovery {
 			FromPeer: countsToPB(s.Totals.FromPeer), FromSnapshot: countsToPB(s.Totals.FromSnapshot)},
 		Ops:          &pb.OpsProgress{Total: s.OpsTotal, Replayed: s.OpsReplayed},
 		ThrottleWait: durationpb.New(s.ThrottleWait), Error: s.Error, StartTime: pbconv.Time(s.Start),
-		Resumes: s.Resumes, Replans: int32(s.Replans),
+		Resumes: s.Resumes, Replans: int32(s.Replans), Restarts: int32(s.Restarts),
 	}
 	if !s.End.IsZero() {
 		out.EndTime = pbconv.Time(s.End)

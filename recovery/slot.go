@@ -77,8 +77,14 @@ func (a *attempt) pinSource(ctx context.Context) (transfer.Pin, transfer.ShardIn
 			info transfer.ShardInfo
 			perr error
 		)
+		// The pin's id is journaled before it is asked for: a restart
+		// releases it even if the node died before the answer came.
+		id := a.r.nextPin(a.m.cfg.NodeID)
+		if s, _ := a.r.Snapshot(); a.r.onStage != nil {
+			a.r.onStage(s)
+		}
 		err := a.callSource(ctx, "pin the source's commit", func(ctx context.Context) error {
-			pin, info, perr = transfer.PinCommit(ctx, a.client, a.shard, a.m.cfg.PinTTL, holderName(a.m.cfg.NodeID, a.id))
+			pin, info, perr = transfer.PinCommitAs(ctx, a.client, a.shard, a.m.cfg.PinTTL, holderName(a.m.cfg.NodeID, a.id), id)
 			if transfer.Reason(perr) == pb.ErrorReason_TOO_MANY_PINS {
 				return nil // not a failure: wait below for a slot
 			}

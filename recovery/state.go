@@ -111,10 +111,15 @@ type Snapshot struct {
 	End           time.Time      `json:"end,omitempty"`
 	Resumes       int64          `json:"resumes"`
 	Replans       int            `json:"replans"`
+	// Restarts counts the times the node restarted during the recovery;
+	// each time it resumed under the same id.
+	Restarts int `json:"restarts,omitempty"`
 
-	// pinID is the commit pin held on the source (journaled, so that a
-	// restart after a crash can release it).
-	pinID string
+	// pinID is the commit pin asked for or held on the source, the
+	// pinSeq-th of the recovery (journaled before it is asked for, so that
+	// a restart after a crash can release it).
+	pinID  string
+	pinSeq int
 }
 
 // Recovery is one recovery's live state. Its methods are safe for
@@ -128,7 +133,9 @@ type Recovery struct {
 	stageChanged chan struct{}
 	cancel       func(error)
 	done         chan struct{}
-	// onStage is called (outside the lock) after each stage change.
+	// onStage is called with the state at each stage change: outside the
+	// lock after it, or for a final stage under the lock before anyone
+	// sees it (see setStage).
 	onStage func(Snapshot)
 	// slot is its hold on a node slot (nil when planning only); only the
 	// goroutine running the recovery uses it.
@@ -164,6 +171,10 @@ func (r *Recovery) update(fn func(s *Snapshot)) {
 func (r *Recovery) Snapshot() (Snapshot, <-chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.copyLocked(), r.stageChanged
+}
+
+func (r *Recovery) copyLocked() Snapshot {
 	s := r.s
 	s.Files = append([]FileProgress(nil), r.s.Files...)
 	s.Stages = append([]StageTiming(nil), r.s.Stages...)
@@ -172,27 +183,34 @@ func (r *Recovery) Snapshot() (Snapshot, <-chan struct{}) {
 		c := *r.s.Result
 		s.Result = &c
 	}
-	return s, r.stageChanged
+	return s
 }
 
 // Done is closed when the recovery has finished and released everything.
 func (r *Recovery) Done() <-chan struct{} { return r.done }
 
+// setStage enters stage st and calls onStage with the new state: for a
+// final stage before anyone can see it (the end is journaled before a
+// watcher or a caller learns of it), for the others after.
 func (r *Recovery) setStage(st Stage) {
 	now := time.Now()
-	r.update(func(s *Snapshot) {
-		close(r.stageChanged)
-		r.stageChanged = make(chan struct{})
-		if n := len(s.Stages); n > 0 && s.Stages[n-1].End.IsZero() {
-			s.Stages[n-1].End = now
+	r.mu.Lock()
+	s := &r.s
+	if n := len(s.Stages); n > 0 && s.Stages[n-1].End.IsZero() {
+		s.Stages[n-1].End = now
+	}
+	s.Stage = st
+	if st.Finished() {
+		s.End = now
+		if r.onStage != nil {
+			r.onStage(r.copyLocked())
 		}
-		s.Stage = st
-		if st.Finished() {
-			s.End = now
-			return
-		}
+	} else {
 		s.Stages = append(s.Stages, StageTiming{Stage: st, Start: now})
-	})
+	}
+	close(r.stageChanged)
+	r.stageChanged = make(chan struct{})
+	r.mu.Unlock()
 	if r.onStage != nil && !st.Finished() {
 		snap, _ := r.Snapshot()
 		r.onStage(snap)
@@ -318,3 +336,14 @@ func (r *Recovery) addThrottle(d time.Duration) {
 }
 
 func (r *Recovery) addResume() { r.update(func(s *Snapshot) { s.Resumes++ }) }
+
+// nextPin names the next commit pin the recovery asks its source for.
+func (r *Recovery) nextPin(node string) string {
+	var id string
+	r.update(func(s *Snapshot) {
+		s.pinSeq++
+		s.pinID = pinName(node, s.ID, s.pinSeq)
+		id = s.pinID
+	})
+	return id
+}

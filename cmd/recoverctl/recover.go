@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"golang.org/x/term"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
@@ -50,7 +48,7 @@ func newRecoverCmd(g *globalFlags) *cobra.Command {
 		shard, source, id  string
 		wait, dry, noSnaps bool
 		allowDataLoss      bool
-		interval           time.Duration
+		wf                 watchFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "recover",
@@ -92,7 +90,7 @@ says how it ended (0 done, 1 failed, 3 cancelled).`,
 					}
 				})
 			}
-			return watch(cmd, g, c, rec.Id, interval)
+			return watch(cmd, g, c, rec.Id, wf)
 		},
 	}
 	cf.register(cmd)
@@ -104,30 +102,8 @@ says how it ended (0 done, 1 failed, 3 cancelled).`,
 	f.BoolVar(&dry, "dry-run", false, "plan only")
 	f.BoolVar(&noSnaps, "no-snapshots", false, "do not use snapshots for this recovery (default: the node's setting)")
 	f.BoolVar(&allowDataLoss, "allow-data-loss", false, "overwrite a target that holds ops past the source's max seqno (they are lost); without it such a recovery is refused")
-	f.DurationVar(&interval, "interval", 500*time.Millisecond, "progress refresh interval")
+	wf.register(cmd)
 	markRequired(cmd, "shard", "source")
-	return cmd
-}
-
-func newWatchCmd(g *globalFlags) *cobra.Command {
-	var cf connFlags
-	var interval time.Duration
-	cmd := &cobra.Command{
-		Use:     "watch ID",
-		Short:   "Follow a recovery's progress until it ends",
-		Example: `  recoverctl watch r-20261123T184500-1a2b3c4d --insecure`,
-		Args:    exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, closeConn, err := cf.recoveryClient()
-			if err != nil {
-				return err
-			}
-			defer closeConn()
-			return watch(cmd, g, c, args[0], interval)
-		},
-	}
-	cf.register(cmd)
-	cmd.Flags().DurationVar(&interval, "interval", 500*time.Millisecond, "progress refresh interval")
 	return cmd
 }
 
@@ -138,63 +114,6 @@ func exactArgs(n int) cobra.PositionalArgs {
 		}
 		return nil
 	}
-}
-
-// watch follows a recovery: bars on a terminal, a line every few seconds
-// otherwise, the final state as JSON with -o json. The exit code says how
-// it ended.
-func watch(cmd *cobra.Command, g *globalFlags, c pb.RecoveryServiceClient, id string, interval time.Duration) error {
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	stream, err := c.WatchRecovery(ctx, &pb.WatchRecoveryRequest{Id: id, MinInterval: durationpb.New(interval)})
-	if err != nil {
-		return rpcError(err)
-	}
-	out := cmd.OutOrStdout()
-	var view progressView
-	switch {
-	case g.output == "json":
-		view = nopView{}
-	case isTerminal(out):
-		view = newBarView(out)
-	default:
-		view = &lineView{w: out}
-	}
-	var last *pb.Recovery
-	planShown := false
-	for {
-		resp, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			view.close()
-			return rpcError(err)
-		}
-		last = resp.Recovery
-		// The plan and its reasons come first, once known.
-		if g.output == "text" && !planShown && (last.Plan != nil || last.Stage >= pb.Stage_STAGE_DONE) {
-			printHeader(out, last)
-			planShown = true
-		}
-		view.update(last)
-	}
-	view.close()
-	if last == nil {
-		return fmt.Errorf("the daemon ended the watch without a state")
-	}
-	if err := emitProto(cmd, g, last, func(w io.Writer) { printSummary(w, last) }); err != nil {
-		return err
-	}
-	switch last.Stage {
-	case pb.Stage_STAGE_DONE:
-		return nil
-	case pb.Stage_STAGE_CANCELLED:
-		return exitError{exitCancelled, fmt.Errorf("recovery %s cancelled: %s", last.Id, last.Error)}
-	}
-	return exitError{exitFailed, fmt.Errorf("recovery %s failed: %s", last.Id, last.Error)}
 }
 
 func isTerminal(w io.Writer) bool {

@@ -178,7 +178,7 @@ var options = []option{
 	strOpt("disk-margin", "free space a recovery must leave on this node's disk once it has staged what its plan moves, as a share of the disk (5%) or a size (2GiB); a plan that would not leave it is refused before any byte moves", func(c *Config) *string { return &c.DiskMargin }),
 	countOpt("retain-ops", "ops kept below the local checkpoint for ops-based recoveries, beyond what leases ask", func(c *Config) *int64 { return &c.RetainOps }),
 	strOpt("verify-digest", "when a recovery ends by comparing content digests with the source, which reads the whole shard once on both nodes: auto (always but after a snapshot plan, whose point is to spare the source), always, never", func(c *Config) *string { return &c.VerifyDigest }),
-	durOpt("keep-finished", "how long finished recoveries stay readable", func(c *Config) *time.Duration { return &c.KeepFinished }),
+	durOpt("keep-finished", "how long finished recoveries stay readable, restarts included (they are journaled)", func(c *Config) *time.Duration { return &c.KeepFinished }),
 	durOpt("cleanup-interval", "period of the cleanup sweep (0 = only at start)", func(c *Config) *time.Duration { return &c.CleanupInterval }),
 	durOpt("upload-grace", "age after which a snapshot upload without manifest counts as abandoned (and is marked for deletion)", func(c *Config) *time.Duration { return &c.UploadGrace }),
 	durOpt("deletion-delay", "how long a snapshot blob stays marked for deletion before it is deleted; protects snapshots other processes are creating (use the same on every node and recoverctl)", func(c *Config) *time.Duration { return &c.DeletionDelay }),
@@ -299,6 +299,11 @@ It serves the control API (RecoveryService, SnapshotService, ShardService)
 on --grpc-addr, the peer API on --peer-addr and /metrics, /healthz, /readyz
 on --http-addr. Configuration: flags > RECOVERD_* environment > --config
 YAML file > defaults.
+
+Recoveries are journaled under <data>/recoveries: one that is running when
+the node stops (SIGTERM) or crashes resumes by itself under the same id when
+it starts again, keeping the files it had staged and verified; finished ones
+stay readable for --keep-finished across restarts.
 
 Examples:
   recoverd --data /var/lib/recoverd --node-id n1 \

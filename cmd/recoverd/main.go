@@ -176,7 +176,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	throttle := transfer.NewThrottle(cfg.Throttle)
 
-	shards := newShards(cfg.Data, shardstore.Options{RetainOps: cfg.RetainOps, LeaseTTL: cfg.LeaseTTL, Logger: log}, log)
+	shards := newShards(cfg.Data, shardstore.Options{RetainOps: cfg.RetainOps, LeaseTTL: cfg.LeaseTTL, KeepStaging: true, Logger: log}, log)
 	defer shards.closeAll()
 	if err := shards.openAll(); err != nil {
 		return err
@@ -301,7 +301,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	var serveErr error
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down: cancelling recoveries and removing their staging")
+		log.Info("shutting down: pausing recoveries (they resume at the next start, from what they staged)")
 	case serveErr = <-errc:
 		log.Error("a listener failed; shutting down", "error", serveErr)
 	}
