@@ -16,7 +16,10 @@
 // a pin, and a closed PeerServer leaves nothing running. Releasing a pin a
 // stream still reads from only takes effect when that stream ends. The
 // number of pins is bounded, on the node and per holder (ResourceExhausted,
-// reason TOO_MANY_PINS).
+// reason TOO_MANY_PINS). A client may choose the pin's id (PinCommitAs)
+// and record it before it asks, so that it can release the pin even when
+// the answer never came; asking again with the id (same shard, holder and
+// caller) answers the same pin.
 //
 // # Holders
 //
@@ -56,9 +59,11 @@
 // largest first so the last one to finish is a small one. A file that a
 // previous attempt of the same recovery left complete and verified is not
 // fetched again, and one it left partly staged resumes after the prefix it
-// checked (StagedFile.MarkGood, kept in memory by the staging): a recovery
-// that re-plans after the source restarted (its pins died with it) asks
-// only for bytes it does not have.
+// checked (StagedFile.MarkGood; the staging records it on disk every MiB,
+// so a target that restarted resumes there too, once the prefix checks
+// again): a recovery that re-plans after the source restarted (its pins
+// died with it), or resumes after its own node restarted, asks only for
+// bytes it does not have.
 //
 // # Compression
 //
