@@ -27,7 +27,9 @@ func TestTargetKilledDuringALargePeerPlanResumes(t *testing.T) {
 	// Plain chunks, so that the source's sent bytes are file bytes; its
 	// throttle makes the copy last seconds and keeps little in flight.
 	n1 := c.node("n1", "--throttle", "3MB", "--compression=false")
-	n2 := c.node("n2", "--compression=false", "--parallel-files", fmt.Sprint(parallel), "--chunk-size", "256KB")
+	// Cleanup sweeps all the time: never of what a paused or resumed
+	// recovery staged.
+	n2 := c.node("n2", "--compression=false", "--parallel-files", fmt.Sprint(parallel), "--chunk-size", "256KB", "--cleanup-interval", "20ms")
 	mustv(n1.shard.CreateShard(ctxT(t), &pb.CreateShardRequest{Shard: shardID}))(t)
 	for i := 0; i < 14; i++ { // 14 files of ~1.3 MB
 		index(t, n1, 400, 4096, uint64(i))

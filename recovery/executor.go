@@ -122,7 +122,7 @@ func (m *Manager) execute(ctx context.Context, r *Recovery, req StartRequest, us
 	r.slot = &nodeSlot{m: m, r: r}
 	if err := r.slot.acquire(ctx); err != nil {
 		if stopping(ctx) {
-			m.pause(r, req.Shard)
+			m.pause(r)
 			return
 		}
 		m.end(r, req, log, err)
@@ -132,7 +132,7 @@ func (m *Manager) execute(ctx context.Context, r *Recovery, req StartRequest, us
 	r.slot.release()
 	if err != nil && stopping(ctx) {
 		log.Info("recovery paused: the node is stopping; it resumes when the node starts again")
-		m.pause(r, req.Shard)
+		m.pause(r)
 		return
 	}
 	if err == nil && ctx.Err() != nil && !stopping(ctx) {

@@ -153,6 +153,9 @@ func (m *Manager) resume(je journalEntry) {
 	if err == nil && req.Source == "" {
 		err = errors.New("it names no source")
 	}
+	if err == nil && m.cfg.Dial == nil {
+		err = errors.New("this node dials no source")
+	}
 	if err == nil {
 		err = checkNames(m.cfg.NodeID, req.ID)
 	}

@@ -393,14 +393,10 @@ func (m *Manager) finish(r *Recovery, shard shardstore.ShardID, id string) {
 	m.forgetAfter(r, id, m.cfg.KeepFinished)
 }
 
-// pause unregisters a recovery stopped with the node; its journal entry
-// says where it was, so that it resumes at the next start.
-func (m *Manager) pause(r *Recovery, shard shardstore.ShardID) {
-	m.mu.Lock()
-	if m.active[shard] == r {
-		delete(m.active, shard)
-	}
-	m.mu.Unlock()
+// pause journals a recovery stopped with the node, so that it resumes at
+// the next start. It stays active until the process ends: nothing (a
+// cleanup sweep, a write to the shard) may take what it will resume from.
+func (m *Manager) pause(r *Recovery) {
 	s, _ := r.Snapshot()
 	m.journal(s)
 }

@@ -97,6 +97,10 @@ func TestStoppedNodeResumesTheRecovery(t *testing.T) {
 	if _, err := os.Stat(e.m.journalPath("r-resume")); err != nil {
 		t.Fatalf("journal of the paused recovery: %v", err)
 	}
+	// Until the process ends its staging is not a leftover for cleanup.
+	if got := e.m.ActiveStagings()[shardID]; got != "r-resume" {
+		t.Fatalf("after the stop the node's active stagings are %v, want the paused recovery's", e.m.ActiveStagings())
+	}
 	if st := e.peer.Stats(); st.Pins != 0 || len(src.Leases().List()) != 0 {
 		t.Fatalf("the paused recovery holds %d pins and leases %v on the source", st.Pins, src.Leases().List())
 	}
