@@ -19,7 +19,7 @@ export RECOVERD_MINIO_BIN := $(MINIO)
 export RECOVERD_BIN := $(CURDIR)/bin/recoverd
 export RECOVERCTL_BIN := $(CURDIR)/bin/recoverctl
 
-.PHONY: all build test unit integration soak lint demo bench minio proto clean
+.PHONY: all build test unit integration soak lint demo bench minio proto clean sim
 
 all: build
 
@@ -82,6 +82,19 @@ bench: build minio
 	@mkdir -p bench/results
 	if [ "$(BENCH_MICRO)" = 1 ]; then set -o pipefail; env $(BENCH_MICRO_ENV) $(GO) test -run '^$$' -bench . -benchmem -timeout 60m $(BENCH_MICRO_PKGS) | tee bench/results/micro.txt; fi
 	./bin/recoverd-bench $(BENCH_ARGS)
+
+# make sim: the fleet simulations of SCALE.md, one command per table, in
+# the page's order (sim/: deterministic, no I/O; about 10 minutes here).
+SIM ?= $(GO) run ./sim
+sim:
+	$(SIM) -fail rack:0
+	$(SIM) -fail zone:0
+	$(SIM) -fail rack:0 -vary max-outgoing=2,8 -vary max-snapshot-downloads=4,16 -vary use-snapshots=true,false
+	$(SIM) -fail zone:0 -max-outgoing 8 -vary max-snapshot-downloads=4,16 -vary use-snapshots=true,false
+	$(SIM) -fail rack:0 -max-outgoing 8 -max-snapshot-downloads 16 -vary throttle=0,250MB,100MB,50MB
+	$(SIM) -fail none -vary cleanup-sweep=all,own,off -vary snapshot-interval=0s,1h,30m
+	$(SIM) -fail rack:0 -cleanup-sweep off -max-outgoing 8 -max-snapshot-downloads 16 -vary layout=current,hashed -vary prefix-chars=1,2,8,12
+	$(SIM) -fail rack:0 -cleanup-sweep off -prefix-depth 0 -max-outgoing 8 -max-snapshot-downloads 16 -vary throttle=0,100MB,50MB
 
 # Regenerates api/recoverdv1 from recoverd.proto (protoc from Debian's
 # protobuf-compiler, plugins pinned through the Go module proxy).
