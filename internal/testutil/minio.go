@@ -4,7 +4,9 @@
 // StartMinIO runs a real MinIO server (never a mock) on a free loopback
 // port with a temporary data directory, so tests can exercise S3 code
 // against the real thing, including faults: Stop, Kill, Pause (SIGSTOP),
-// Resume (SIGCONT) and Restart.
+// Resume (SIGCONT) and Restart. StartMinIOCluster runs MinIO in
+// distributed erasure-coded mode instead (4 servers on loopback, one drive
+// each), to test what the loss of one server, or of a quorum, does.
 package testutil
 
 import (
@@ -52,6 +54,12 @@ type MinIO struct {
 	console int
 	logPath string
 	env     []string
+	// drives are the server's drive arguments (nil: DataDir alone); a
+	// member of a distributed cluster names every member's drive.
+	drives []string
+	// readyPath is the health endpoint start waits for (default
+	// /minio/health/ready).
+	readyPath string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -181,20 +189,34 @@ func freePort() (int, error) {
 
 // start launches the process on m.port and waits until it is ready.
 func (m *MinIO) start() error {
-	if err := os.MkdirAll(m.DataDir, 0o755); err != nil {
-		return err
-	}
-	logf, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	done, err := m.launch()
 	if err != nil {
 		return err
 	}
+	return m.waitReady(done, 30*time.Second)
+}
+
+// launch starts the process on m.port without waiting; the channel is
+// closed when it exits.
+func (m *MinIO) launch() (<-chan struct{}, error) {
+	if err := os.MkdirAll(m.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
 	defer logf.Close()
 	base := filepath.Dir(m.DataDir)
-	cmd := exec.Command(m.bin, "server", "--quiet",
+	drives := m.drives
+	if len(drives) == 0 {
+		drives = []string{m.DataDir}
+	}
+	cmd := exec.Command(m.bin, append([]string{"server", "--quiet",
 		"--address", m.Endpoint,
 		"--console-address", net.JoinHostPort("127.0.0.1", strconv.Itoa(m.console)),
-		"--certs-dir", filepath.Join(base, "certs"),
-		m.DataDir)
+		"--certs-dir", filepath.Join(base, "certs")},
+		drives...)...)
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + base,
@@ -213,7 +235,7 @@ func (m *MinIO) start() error {
 	// reach it, and it does not outlive us through inheritance.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("testutil: start %s: %w", m.bin, err)
+		return nil, fmt.Errorf("testutil: start %s: %w", m.bin, err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -223,7 +245,7 @@ func (m *MinIO) start() error {
 	m.mu.Lock()
 	m.cmd, m.done = cmd, done
 	m.mu.Unlock()
-	return m.waitReady(done, 30*time.Second)
+	return done, nil
 }
 
 func (m *MinIO) waitReady(done <-chan struct{}, timeout time.Duration) error {
@@ -231,7 +253,11 @@ func (m *MinIO) waitReady(done <-chan struct{}, timeout time.Duration) error {
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 2 * time.Second}
 	deadline := time.Now().Add(timeout)
-	url := "http://" + m.Endpoint + "/minio/health/ready"
+	path := m.readyPath
+	if path == "" {
+		path = "/minio/health/ready"
+	}
+	url := "http://" + m.Endpoint + path
 	for time.Now().Before(deadline) {
 		select {
 		case <-done:

@@ -3,6 +3,8 @@ package testutil
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -84,5 +86,90 @@ func TestFindMinIO(t *testing.T) {
 	_, err := FindMinIO()
 	if err == nil || !strings.Contains(err.Error(), "make minio") {
 		t.Fatalf("FindMinIO with nothing installed: %v", err)
+	}
+}
+
+// TestMinIOCluster: four servers as one erasure set, each with a part of
+// every object on its own drive. With one server killed the cluster keeps
+// its read and write quorum; with three killed it has neither and says so
+// on its health endpoint; restarted, it holds everything it stored.
+func TestMinIOCluster(t *testing.T) {
+	c := StartMinIOCluster(t, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pids := map[int]bool{}
+	for i, m := range c.Servers {
+		if m.PID() == 0 || pids[m.PID()] || m.AccessKey != c.AccessKey || !strings.HasPrefix(m.Endpoint, "127.0.0.1:") {
+			t.Fatalf("server %d: %+v", i, m)
+		}
+		pids[m.PID()] = true
+	}
+	if c.Endpoint() != c.Servers[0].Endpoint {
+		t.Fatalf("clients talk to %s, not to server 0", c.Endpoint())
+	}
+	bucket := c.MakeBucket("Dist")
+	cl := c.Client()
+	put := func(ctx context.Context, key string) error {
+		_, err := cl.PutObject(ctx, bucket, key, strings.NewReader(key), int64(len(key)), minio.PutObjectOptions{})
+		return err
+	}
+	get := func(ctx context.Context, key string) error {
+		o, err := cl.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
+		if err != nil {
+			return err
+		}
+		defer o.Close()
+		b, err := io.ReadAll(o)
+		if err == nil && string(b) != key {
+			err = fmt.Errorf("read %q, want %q", b, key)
+		}
+		return err
+	}
+	if err := put(ctx, "before"); err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range c.Servers {
+		if _, err := os.Stat(filepath.Join(m.DataDir, bucket, "before")); err != nil {
+			t.Fatalf("server %d's drive holds no part of the object: %v", i, err)
+		}
+	}
+
+	c.Kill(2)
+	if c.Servers[2].PID() != 0 {
+		t.Fatal("a killed server has a pid")
+	}
+	if err := put(ctx, "one-down"); err != nil {
+		t.Fatalf("put with one server down: %v", err)
+	}
+	if err := get(ctx, "before"); err != nil {
+		t.Fatalf("get with one server down: %v", err)
+	}
+	if !c.Healthy(ctx) {
+		t.Fatal("the cluster says it lost its quorum with one server of four down")
+	}
+
+	// Without quorum MinIO does not refuse reads and writes: it holds them
+	// (waiting for locks no quorum can grant) until the client gives up.
+	c.Kill(1, 3)
+	if c.Healthy(ctx) {
+		t.Fatal("the cluster says it is healthy with three servers of four down")
+	}
+	short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
+	defer cancelShort()
+	if err := put(short, "three-down"); err == nil {
+		t.Fatal("put with three servers down succeeded")
+	}
+	if err := get(short, "before"); err == nil {
+		t.Fatal("get with three servers down succeeded")
+	}
+
+	c.Restart(1, 2, 3)
+	if !c.Healthy(ctx) {
+		t.Fatal("not healthy after the restart")
+	}
+	for _, k := range []string{"before", "one-down"} {
+		if err := get(ctx, k); err != nil {
+			t.Fatalf("get %s after the restart: %v", k, err)
+		}
 	}
 }
