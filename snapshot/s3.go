@@ -63,6 +63,9 @@ type S3Options struct {
 	// Retry is the policy this package's functions apply to calls on this
 	// repository (the repository itself makes one attempt per call).
 	Retry RetryPolicy
+	// Metrics, when set, counts every request in
+	// recoverd_s3_requests_total (see CountRequests for the kind label).
+	Metrics *RequestMetrics
 	// Getenv reads the environment; nil means os.Getenv.
 	Getenv func(string) string
 }
@@ -267,10 +270,12 @@ func NewS3Repository(_ context.Context, bucket, prefix string, opts S3Options) (
 		creds = credentials.New(&credentials.Static{Value: credentials.Value{SignerType: credentials.SignatureAnonymous}})
 	}
 	client, err := minio.New(o.Endpoint, &minio.Options{
-		Creds:      creds,
-		Secure:     !o.DisableTLS,
-		Region:     o.Region,
-		Transport:  tr,
+		Creds:  creds,
+		Secure: !o.DisableTLS,
+		Region: o.Region,
+		// Every request, retries and multipart parts included, is counted
+		// where it is sent.
+		Transport:  &countingTransport{next: tr, metrics: o.Metrics},
 		MaxRetries: 1, // one attempt: retries are ours, with one budget
 		// Uploads carry a CRC32C trailer the server verifies: integrity of
 		// the body at the cost of a CRC instead of a SHA-256.
