@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,6 +182,26 @@ func TestS3Paused(t *testing.T) {
 		checkUnavailable(t, "create with MinIO paused", err)
 		if d := time.Since(start); d > 20*time.Second {
 			t.Fatalf("calls to a paused server took %v", d)
+		}
+	})
+
+	// A store that does not answer (paused here; a distributed MinIO
+	// without quorum does the same) is named as such, once, without the
+	// request's URL: the error already names the operation and the key.
+	t.Run("Wording", func(t *testing.T) {
+		m.Pause()
+		defer m.Resume()
+		ctx := ctxTimeout(t, time.Minute)
+		_, serr := repo.Stat(ctx, "some/key")
+		perr := repo.Put(ctx, "some/key", strings.NewReader("v"), 1)
+		_, gerr := repo.Get(ctx, fx.m.Files[0].Blob)
+		for what, err := range map[string]error{"stat": serr, "put": perr, "get": gerr} {
+			msg := fmt.Sprint(err)
+			t.Logf("%s: %s", what, msg)
+			if !errors.Is(err, ErrUnavailable) || !IsTransient(err) || !errors.Is(err, errRequestTimeout) ||
+				strings.Count(msg, "no answer within ") != 1 || !strings.Contains(msg, "lost its quorum") || strings.Contains(msg, "http://") {
+				t.Fatalf("%s with the store paused: %q; want one transient ErrUnavailable saying it got no answer within the deadline, and why that may be, without the URL", what, msg)
+			}
 		}
 	})
 

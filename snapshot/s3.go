@@ -316,60 +316,6 @@ func (r *S3Repository) Close() error {
 	return nil
 }
 
-// errRequestTimeout is the cause of a request context that ran out.
-var errRequestTimeout = errors.New("no answer in time")
-
-// classify maps a minio-go or network error to the package's kinds. ctx is
-// the caller's context: when it is done, its error is returned as is.
-func (r *S3Repository) classify(ctx context.Context, op, key string, err error) error {
-	if cerr := ctx.Err(); cerr != nil {
-		return fmt.Errorf("snapshot: %s %s: %w", op, key, context.Cause(ctx))
-	}
-	repo := r.String()
-	var er minio.ErrorResponse
-	if errors.As(err, &er) && (er.Code != "" || er.StatusCode != 0) {
-		// Keep only the code, status and message: no request details.
-		e := fmt.Errorf("%s (HTTP %d): %s", er.Code, er.StatusCode, er.Message)
-		switch er.Code {
-		case "NoSuchKey", "NoSuchObject", "NoSuchVersion":
-			return notFound(op, repo, key, e)
-		case "NoSuchBucket":
-			return unavailablePermanent(op, repo, key, fmt.Errorf("bucket %q does not exist: %w", r.bucket, e))
-		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
-			"AccountProblem", "AllAccessDisabled", "InvalidSecurity", "AuthorizationHeaderMalformed":
-			return accessDenied(op, repo, key, e)
-		case "SlowDown", "SlowDownRead", "SlowDownWrite", "TooManyRequests", "InternalError", "ServiceUnavailable", "RequestTimeout",
-			"XMinioServerNotInitialized", "OperationTimedOut", "XMinioReadQuorum", "XMinioWriteQuorum", "RequestTimeTooSkewed":
-			return unavailable(op, repo, key, e)
-		}
-		switch {
-		case er.StatusCode == http.StatusNotFound:
-			return notFound(op, repo, key, e)
-		case er.StatusCode == http.StatusForbidden || er.StatusCode == http.StatusUnauthorized:
-			return accessDenied(op, repo, key, e)
-		case er.StatusCode >= 500 || er.StatusCode == http.StatusTooManyRequests || er.StatusCode == http.StatusRequestTimeout:
-			return unavailable(op, repo, key, e)
-		}
-		return unavailablePermanent(op, repo, key, e)
-	}
-	// Network errors (refused, reset, EOF, DNS, TLS handshake timeouts),
-	// our request deadline, a body cut short: all may pass.
-	return unavailable(op, repo, key, err)
-}
-
-// request derives the context of one request: it is cancelled when ctx
-// is, or after d with errRequestTimeout as its cause.
-func request(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeoutCause(ctx, d, fmt.Errorf("%w (%v)", errRequestTimeout, d))
-}
-
-func (r *S3Repository) timeoutErr(rctx context.Context, err error) error {
-	if cause := context.Cause(rctx); cause != nil && errors.Is(cause, errRequestTimeout) {
-		return fmt.Errorf("%w: %w", cause, err)
-	}
-	return err
-}
-
 // Put uploads the object (multipart when large, as minio-go decides).
 func (r *S3Repository) Put(ctx context.Context, key string, src io.Reader, size int64) error {
 	if err := ValidateKey(key); err != nil {
@@ -512,7 +458,7 @@ func (r *S3Repository) get(ctx context.Context, key string, off, length int64) (
 	if err != nil {
 		cancel()
 		if timedOut.Load() {
-			err = fmt.Errorf("%w (%v): %w", errRequestTimeout, r.requestTimeout, err)
+			err = fmt.Errorf("%w: %w", timeout(r.requestTimeout), err)
 		}
 		if length >= 0 {
 			var er minio.ErrorResponse
@@ -584,7 +530,7 @@ func (r *S3Repository) List(ctx context.Context, prefix string) ([]string, error
 		if obj.Err != nil {
 			err := obj.Err
 			if timedOut.Load() {
-				err = fmt.Errorf("%w (%v): %w", errRequestTimeout, r.requestTimeout, err)
+				err = fmt.Errorf("%w: %w", timeout(r.requestTimeout), err)
 			}
 			return nil, r.classify(ctx, "list", prefix, err)
 		}
@@ -597,7 +543,7 @@ func (r *S3Repository) List(ctx context.Context, prefix string) ([]string, error
 	if timedOut.Load() || ctx.Err() != nil {
 		// The channel closed because the context ended: the list is not
 		// complete, so it must not be returned as if it were.
-		return nil, r.classify(ctx, "list", prefix, fmt.Errorf("%w (%v)", errRequestTimeout, r.requestTimeout))
+		return nil, r.classify(ctx, "list", prefix, timeout(r.requestTimeout))
 	}
 	return keys, nil
 }
