@@ -174,6 +174,7 @@ func (m *Manager) end(r *Recovery, req StartRequest, log *slog.Logger, err error
 }
 
 func (m *Manager) run(ctx context.Context, r *Recovery, req StartRequest, useSnapshots bool, log *slog.Logger) error {
+	ctx = snapshot.CountRequests(ctx, snapshot.KindRecovery, &r.requests)
 	r.setStage(StageInit)
 	client, err := m.cfg.Dial(ctx, req.Source)
 	if err != nil {

@@ -272,6 +272,7 @@ func ToPB(s Snapshot, detailed bool) *pb.Recovery {
 		Ops:          &pb.OpsProgress{Total: s.OpsTotal, Replayed: s.OpsReplayed},
 		ThrottleWait: durationpb.New(s.ThrottleWait), Error: s.Error, StartTime: pbconv.Time(s.Start),
 		Resumes: s.Resumes, Replans: int32(s.Replans), Restarts: int32(s.Restarts),
+		RepositoryRequests: pbconv.RepositoryRequests(s.S3Requests),
 	}
 	if !s.End.IsZero() {
 		out.EndTime = pbconv.Time(s.End)

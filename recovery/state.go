@@ -6,6 +6,7 @@ import (
 
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/snapshot"
 )
 
 // Stage is where a recovery is.
@@ -114,6 +115,8 @@ type Snapshot struct {
 	// Restarts counts the times the node restarted during the recovery;
 	// each time it resumed under the same id.
 	Restarts int `json:"restarts,omitempty"`
+	// S3Requests counts the requests sent to an S3 repository.
+	S3Requests snapshot.RequestTally `json:"s3_requests"`
 
 	// pinID is the commit pin asked for or held on the source, the
 	// pinSeq-th of the recovery (journaled before it is asked for, so that
@@ -143,6 +146,9 @@ type Recovery struct {
 	// counted is set once the recovery is counted as started (by the kind
 	// of its first plan).
 	counted bool
+	// requests counts the S3 requests of this process's run of the
+	// recovery (Snapshot adds them to S3Requests).
+	requests snapshot.RequestCounter
 }
 
 // countStart reports whether the recovery still has to be counted as
@@ -176,6 +182,7 @@ func (r *Recovery) Snapshot() (Snapshot, <-chan struct{}) {
 
 func (r *Recovery) copyLocked() Snapshot {
 	s := r.s
+	s.S3Requests = r.s.S3Requests.Plus(r.requests.Tally())
 	s.Files = append([]FileProgress(nil), r.s.Files...)
 	s.Stages = append([]StageTiming(nil), r.s.Stages...)
 	s.Fallbacks = append([]Fallback(nil), r.s.Fallbacks...)

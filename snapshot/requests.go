@@ -57,6 +57,11 @@ type RequestTally struct {
 	Delete int64 `json:"delete,omitempty"`
 }
 
+// Plus adds two tallies.
+func (t RequestTally) Plus(o RequestTally) RequestTally {
+	return RequestTally{List: t.List + o.List, Get: t.Get + o.Get, Put: t.Put + o.Put, Head: t.Head + o.Head, Delete: t.Delete + o.Delete}
+}
+
 // Total is the number of requests of every type.
 func (t RequestTally) Total() int64 { return t.List + t.Get + t.Put + t.Head + t.Delete }
 

@@ -1,5 +1,5 @@
 // Package pbconv converts between the wire messages of api/recoverdv1 and
-// the domain types of shardstore and seqno.
+// the domain types of shardstore, seqno and snapshot.
 //
 // ToPB functions never fail. FromPB functions check what came off the wire
 // (names, seqno ranges, lengths, enum values) and return an error that names
@@ -21,6 +21,7 @@ import (
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/snapshot"
 )
 
 // ShardID converts a shard id to the wire.
@@ -292,4 +293,9 @@ func TimeFromPB(m *timestamppb.Timestamp) time.Time {
 		return time.Time{}
 	}
 	return m.AsTime()
+}
+
+// RepositoryRequests converts counts of S3 requests by type.
+func RepositoryRequests(t snapshot.RequestTally) *pb.RepositoryRequests {
+	return &pb.RepositoryRequests{List: t.List, Get: t.Get, Put: t.Put, Head: t.Head, Delete: t.Delete}
 }

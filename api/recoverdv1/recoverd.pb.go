@@ -2092,9 +2092,12 @@ type Recovery struct {
 	// restarts counts the times the target node restarted (or stopped and
 	// started) during the recovery; each time it resumed under the same id
 	// from the files it had staged and verified.
-	Restarts      int32 `protobuf:"varint,20,opt,name=restarts,proto3" json:"restarts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Restarts int32 `protobuf:"varint,20,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	// repository_requests counts the S3 requests this recovery sent to the
+	// snapshot repository (planning and downloads).
+	RepositoryRequests *RepositoryRequests `protobuf:"bytes,21,opt,name=repository_requests,json=repositoryRequests,proto3" json:"repository_requests,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Recovery) Reset() {
@@ -2267,6 +2270,92 @@ func (x *Recovery) GetRestarts() int32 {
 	return 0
 }
 
+func (x *Recovery) GetRepositoryRequests() *RepositoryRequests {
+	if x != nil {
+		return x.RepositoryRequests
+	}
+	return nil
+}
+
+// RepositoryRequests counts requests sent to an S3 snapshot repository,
+// every attempt (retries and multipart parts included), by type. A local
+// (file://) repository sends none.
+type RepositoryRequests struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	List          int64                  `protobuf:"varint,1,opt,name=list,proto3" json:"list,omitempty"`
+	Get           int64                  `protobuf:"varint,2,opt,name=get,proto3" json:"get,omitempty"`
+	Put           int64                  `protobuf:"varint,3,opt,name=put,proto3" json:"put,omitempty"`
+	Head          int64                  `protobuf:"varint,4,opt,name=head,proto3" json:"head,omitempty"`
+	Delete        int64                  `protobuf:"varint,5,opt,name=delete,proto3" json:"delete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepositoryRequests) Reset() {
+	*x = RepositoryRequests{}
+	mi := &file_recoverd_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepositoryRequests) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepositoryRequests) ProtoMessage() {}
+
+func (x *RepositoryRequests) ProtoReflect() protoreflect.Message {
+	mi := &file_recoverd_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepositoryRequests.ProtoReflect.Descriptor instead.
+func (*RepositoryRequests) Descriptor() ([]byte, []int) {
+	return file_recoverd_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RepositoryRequests) GetList() int64 {
+	if x != nil {
+		return x.List
+	}
+	return 0
+}
+
+func (x *RepositoryRequests) GetGet() int64 {
+	if x != nil {
+		return x.Get
+	}
+	return 0
+}
+
+func (x *RepositoryRequests) GetPut() int64 {
+	if x != nil {
+		return x.Put
+	}
+	return 0
+}
+
+func (x *RepositoryRequests) GetHead() int64 {
+	if x != nil {
+		return x.Head
+	}
+	return 0
+}
+
+func (x *RepositoryRequests) GetDelete() int64 {
+	if x != nil {
+		return x.Delete
+	}
+	return 0
+}
+
 type FileProgress struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Name           string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -2281,7 +2370,7 @@ type FileProgress struct {
 
 func (x *FileProgress) Reset() {
 	*x = FileProgress{}
-	mi := &file_recoverd_proto_msgTypes[25]
+	mi := &file_recoverd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2382,7 @@ func (x *FileProgress) String() string {
 func (*FileProgress) ProtoMessage() {}
 
 func (x *FileProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[25]
+	mi := &file_recoverd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2395,7 @@ func (x *FileProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileProgress.ProtoReflect.Descriptor instead.
 func (*FileProgress) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{25}
+	return file_recoverd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FileProgress) GetName() string {
@@ -2358,7 +2447,7 @@ type Counts struct {
 
 func (x *Counts) Reset() {
 	*x = Counts{}
-	mi := &file_recoverd_proto_msgTypes[26]
+	mi := &file_recoverd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2459,7 @@ func (x *Counts) String() string {
 func (*Counts) ProtoMessage() {}
 
 func (x *Counts) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[26]
+	mi := &file_recoverd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2472,7 @@ func (x *Counts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Counts.ProtoReflect.Descriptor instead.
 func (*Counts) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{26}
+	return file_recoverd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Counts) GetFiles() int64 {
@@ -2428,7 +2517,7 @@ type RecoveryTotals struct {
 
 func (x *RecoveryTotals) Reset() {
 	*x = RecoveryTotals{}
-	mi := &file_recoverd_proto_msgTypes[27]
+	mi := &file_recoverd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2529,7 @@ func (x *RecoveryTotals) String() string {
 func (*RecoveryTotals) ProtoMessage() {}
 
 func (x *RecoveryTotals) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[27]
+	mi := &file_recoverd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2542,7 @@ func (x *RecoveryTotals) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoveryTotals.ProtoReflect.Descriptor instead.
 func (*RecoveryTotals) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{27}
+	return file_recoverd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RecoveryTotals) GetTotal() *Counts {
@@ -2494,7 +2583,7 @@ type OpsProgress struct {
 
 func (x *OpsProgress) Reset() {
 	*x = OpsProgress{}
-	mi := &file_recoverd_proto_msgTypes[28]
+	mi := &file_recoverd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2506,7 +2595,7 @@ func (x *OpsProgress) String() string {
 func (*OpsProgress) ProtoMessage() {}
 
 func (x *OpsProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[28]
+	mi := &file_recoverd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2519,7 +2608,7 @@ func (x *OpsProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpsProgress.ProtoReflect.Descriptor instead.
 func (*OpsProgress) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{28}
+	return file_recoverd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *OpsProgress) GetTotal() int64 {
@@ -2548,7 +2637,7 @@ type StageTiming struct {
 
 func (x *StageTiming) Reset() {
 	*x = StageTiming{}
-	mi := &file_recoverd_proto_msgTypes[29]
+	mi := &file_recoverd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2560,7 +2649,7 @@ func (x *StageTiming) String() string {
 func (*StageTiming) ProtoMessage() {}
 
 func (x *StageTiming) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[29]
+	mi := &file_recoverd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2573,7 +2662,7 @@ func (x *StageTiming) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StageTiming.ProtoReflect.Descriptor instead.
 func (*StageTiming) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{29}
+	return file_recoverd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StageTiming) GetStage() Stage {
@@ -2610,7 +2699,7 @@ type FallbackEvent struct {
 
 func (x *FallbackEvent) Reset() {
 	*x = FallbackEvent{}
-	mi := &file_recoverd_proto_msgTypes[30]
+	mi := &file_recoverd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2622,7 +2711,7 @@ func (x *FallbackEvent) String() string {
 func (*FallbackEvent) ProtoMessage() {}
 
 func (x *FallbackEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[30]
+	mi := &file_recoverd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2635,7 +2724,7 @@ func (x *FallbackEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FallbackEvent.ProtoReflect.Descriptor instead.
 func (*FallbackEvent) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{30}
+	return file_recoverd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *FallbackEvent) GetTime() *timestamppb.Timestamp {
@@ -2685,7 +2774,7 @@ type ResultCheck struct {
 
 func (x *ResultCheck) Reset() {
 	*x = ResultCheck{}
-	mi := &file_recoverd_proto_msgTypes[31]
+	mi := &file_recoverd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2697,7 +2786,7 @@ func (x *ResultCheck) String() string {
 func (*ResultCheck) ProtoMessage() {}
 
 func (x *ResultCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[31]
+	mi := &file_recoverd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2710,7 +2799,7 @@ func (x *ResultCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultCheck.ProtoReflect.Descriptor instead.
 func (*ResultCheck) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{31}
+	return file_recoverd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ResultCheck) GetSourceDigest() string {
@@ -2778,7 +2867,7 @@ type GetShardMetadataRequest struct {
 
 func (x *GetShardMetadataRequest) Reset() {
 	*x = GetShardMetadataRequest{}
-	mi := &file_recoverd_proto_msgTypes[32]
+	mi := &file_recoverd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2790,7 +2879,7 @@ func (x *GetShardMetadataRequest) String() string {
 func (*GetShardMetadataRequest) ProtoMessage() {}
 
 func (x *GetShardMetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[32]
+	mi := &file_recoverd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2803,7 +2892,7 @@ func (x *GetShardMetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetShardMetadataRequest.ProtoReflect.Descriptor instead.
 func (*GetShardMetadataRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{32}
+	return file_recoverd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetShardMetadataRequest) GetShard() *ShardId {
@@ -2837,7 +2926,7 @@ type ShardInfo struct {
 
 func (x *ShardInfo) Reset() {
 	*x = ShardInfo{}
-	mi := &file_recoverd_proto_msgTypes[33]
+	mi := &file_recoverd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2849,7 +2938,7 @@ func (x *ShardInfo) String() string {
 func (*ShardInfo) ProtoMessage() {}
 
 func (x *ShardInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[33]
+	mi := &file_recoverd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2862,7 +2951,7 @@ func (x *ShardInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardInfo.ProtoReflect.Descriptor instead.
 func (*ShardInfo) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{33}
+	return file_recoverd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ShardInfo) GetShard() *ShardId {
@@ -2937,7 +3026,7 @@ type GetShardMetadataResponse struct {
 
 func (x *GetShardMetadataResponse) Reset() {
 	*x = GetShardMetadataResponse{}
-	mi := &file_recoverd_proto_msgTypes[34]
+	mi := &file_recoverd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2949,7 +3038,7 @@ func (x *GetShardMetadataResponse) String() string {
 func (*GetShardMetadataResponse) ProtoMessage() {}
 
 func (x *GetShardMetadataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[34]
+	mi := &file_recoverd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2962,7 +3051,7 @@ func (x *GetShardMetadataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetShardMetadataResponse.ProtoReflect.Descriptor instead.
 func (*GetShardMetadataResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{34}
+	return file_recoverd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetShardMetadataResponse) GetInfo() *ShardInfo {
@@ -2989,7 +3078,7 @@ type GetShardDigestRequest struct {
 
 func (x *GetShardDigestRequest) Reset() {
 	*x = GetShardDigestRequest{}
-	mi := &file_recoverd_proto_msgTypes[35]
+	mi := &file_recoverd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3001,7 +3090,7 @@ func (x *GetShardDigestRequest) String() string {
 func (*GetShardDigestRequest) ProtoMessage() {}
 
 func (x *GetShardDigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[35]
+	mi := &file_recoverd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3014,7 +3103,7 @@ func (x *GetShardDigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetShardDigestRequest.ProtoReflect.Descriptor instead.
 func (*GetShardDigestRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{35}
+	return file_recoverd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetShardDigestRequest) GetShard() *ShardId {
@@ -3052,7 +3141,7 @@ type GetShardDigestResponse struct {
 
 func (x *GetShardDigestResponse) Reset() {
 	*x = GetShardDigestResponse{}
-	mi := &file_recoverd_proto_msgTypes[36]
+	mi := &file_recoverd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3064,7 +3153,7 @@ func (x *GetShardDigestResponse) String() string {
 func (*GetShardDigestResponse) ProtoMessage() {}
 
 func (x *GetShardDigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[36]
+	mi := &file_recoverd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3077,7 +3166,7 @@ func (x *GetShardDigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetShardDigestResponse.ProtoReflect.Descriptor instead.
 func (*GetShardDigestResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{36}
+	return file_recoverd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetShardDigestResponse) GetDigest() string {
@@ -3124,7 +3213,7 @@ type Pin struct {
 
 func (x *Pin) Reset() {
 	*x = Pin{}
-	mi := &file_recoverd_proto_msgTypes[37]
+	mi := &file_recoverd_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3136,7 +3225,7 @@ func (x *Pin) String() string {
 func (*Pin) ProtoMessage() {}
 
 func (x *Pin) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[37]
+	mi := &file_recoverd_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3149,7 +3238,7 @@ func (x *Pin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pin.ProtoReflect.Descriptor instead.
 func (*Pin) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{37}
+	return file_recoverd_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Pin) GetId() string {
@@ -3208,7 +3297,7 @@ type PinCommitRequest struct {
 
 func (x *PinCommitRequest) Reset() {
 	*x = PinCommitRequest{}
-	mi := &file_recoverd_proto_msgTypes[38]
+	mi := &file_recoverd_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3220,7 +3309,7 @@ func (x *PinCommitRequest) String() string {
 func (*PinCommitRequest) ProtoMessage() {}
 
 func (x *PinCommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[38]
+	mi := &file_recoverd_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3233,7 +3322,7 @@ func (x *PinCommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinCommitRequest.ProtoReflect.Descriptor instead.
 func (*PinCommitRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{38}
+	return file_recoverd_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PinCommitRequest) GetShard() *ShardId {
@@ -3274,7 +3363,7 @@ type PinCommitResponse struct {
 
 func (x *PinCommitResponse) Reset() {
 	*x = PinCommitResponse{}
-	mi := &file_recoverd_proto_msgTypes[39]
+	mi := &file_recoverd_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3286,7 +3375,7 @@ func (x *PinCommitResponse) String() string {
 func (*PinCommitResponse) ProtoMessage() {}
 
 func (x *PinCommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[39]
+	mi := &file_recoverd_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3299,7 +3388,7 @@ func (x *PinCommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinCommitResponse.ProtoReflect.Descriptor instead.
 func (*PinCommitResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{39}
+	return file_recoverd_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PinCommitResponse) GetPin() *Pin {
@@ -3325,7 +3414,7 @@ type RenewPinRequest struct {
 
 func (x *RenewPinRequest) Reset() {
 	*x = RenewPinRequest{}
-	mi := &file_recoverd_proto_msgTypes[40]
+	mi := &file_recoverd_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3337,7 +3426,7 @@ func (x *RenewPinRequest) String() string {
 func (*RenewPinRequest) ProtoMessage() {}
 
 func (x *RenewPinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[40]
+	mi := &file_recoverd_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3350,7 +3439,7 @@ func (x *RenewPinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewPinRequest.ProtoReflect.Descriptor instead.
 func (*RenewPinRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{40}
+	return file_recoverd_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RenewPinRequest) GetPinId() string {
@@ -3369,7 +3458,7 @@ type RenewPinResponse struct {
 
 func (x *RenewPinResponse) Reset() {
 	*x = RenewPinResponse{}
-	mi := &file_recoverd_proto_msgTypes[41]
+	mi := &file_recoverd_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3381,7 +3470,7 @@ func (x *RenewPinResponse) String() string {
 func (*RenewPinResponse) ProtoMessage() {}
 
 func (x *RenewPinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[41]
+	mi := &file_recoverd_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3394,7 +3483,7 @@ func (x *RenewPinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewPinResponse.ProtoReflect.Descriptor instead.
 func (*RenewPinResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{41}
+	return file_recoverd_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RenewPinResponse) GetPin() *Pin {
@@ -3413,7 +3502,7 @@ type ReleasePinRequest struct {
 
 func (x *ReleasePinRequest) Reset() {
 	*x = ReleasePinRequest{}
-	mi := &file_recoverd_proto_msgTypes[42]
+	mi := &file_recoverd_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3425,7 +3514,7 @@ func (x *ReleasePinRequest) String() string {
 func (*ReleasePinRequest) ProtoMessage() {}
 
 func (x *ReleasePinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[42]
+	mi := &file_recoverd_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3438,7 +3527,7 @@ func (x *ReleasePinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleasePinRequest.ProtoReflect.Descriptor instead.
 func (*ReleasePinRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{42}
+	return file_recoverd_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ReleasePinRequest) GetPinId() string {
@@ -3456,7 +3545,7 @@ type ReleasePinResponse struct {
 
 func (x *ReleasePinResponse) Reset() {
 	*x = ReleasePinResponse{}
-	mi := &file_recoverd_proto_msgTypes[43]
+	mi := &file_recoverd_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3468,7 +3557,7 @@ func (x *ReleasePinResponse) String() string {
 func (*ReleasePinResponse) ProtoMessage() {}
 
 func (x *ReleasePinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[43]
+	mi := &file_recoverd_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3481,7 +3570,7 @@ func (x *ReleasePinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleasePinResponse.ProtoReflect.Descriptor instead.
 func (*ReleasePinResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{43}
+	return file_recoverd_proto_rawDescGZIP(), []int{44}
 }
 
 type FetchFileRequest struct {
@@ -3507,7 +3596,7 @@ type FetchFileRequest struct {
 
 func (x *FetchFileRequest) Reset() {
 	*x = FetchFileRequest{}
-	mi := &file_recoverd_proto_msgTypes[44]
+	mi := &file_recoverd_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3519,7 +3608,7 @@ func (x *FetchFileRequest) String() string {
 func (*FetchFileRequest) ProtoMessage() {}
 
 func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[44]
+	mi := &file_recoverd_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3532,7 +3621,7 @@ func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileRequest.ProtoReflect.Descriptor instead.
 func (*FetchFileRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{44}
+	return file_recoverd_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *FetchFileRequest) GetShard() *ShardId {
@@ -3602,7 +3691,7 @@ type FileChunk struct {
 
 func (x *FileChunk) Reset() {
 	*x = FileChunk{}
-	mi := &file_recoverd_proto_msgTypes[45]
+	mi := &file_recoverd_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3614,7 +3703,7 @@ func (x *FileChunk) String() string {
 func (*FileChunk) ProtoMessage() {}
 
 func (x *FileChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[45]
+	mi := &file_recoverd_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3627,7 +3716,7 @@ func (x *FileChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileChunk.ProtoReflect.Descriptor instead.
 func (*FileChunk) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{45}
+	return file_recoverd_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *FileChunk) GetOffset() int64 {
@@ -3681,7 +3770,7 @@ type FetchOpsRequest struct {
 
 func (x *FetchOpsRequest) Reset() {
 	*x = FetchOpsRequest{}
-	mi := &file_recoverd_proto_msgTypes[46]
+	mi := &file_recoverd_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3693,7 +3782,7 @@ func (x *FetchOpsRequest) String() string {
 func (*FetchOpsRequest) ProtoMessage() {}
 
 func (x *FetchOpsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[46]
+	mi := &file_recoverd_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3706,7 +3795,7 @@ func (x *FetchOpsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchOpsRequest.ProtoReflect.Descriptor instead.
 func (*FetchOpsRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{46}
+	return file_recoverd_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *FetchOpsRequest) GetShard() *ShardId {
@@ -3747,7 +3836,7 @@ type OpBatch struct {
 
 func (x *OpBatch) Reset() {
 	*x = OpBatch{}
-	mi := &file_recoverd_proto_msgTypes[47]
+	mi := &file_recoverd_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3759,7 +3848,7 @@ func (x *OpBatch) String() string {
 func (*OpBatch) ProtoMessage() {}
 
 func (x *OpBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[47]
+	mi := &file_recoverd_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3772,7 +3861,7 @@ func (x *OpBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpBatch.ProtoReflect.Descriptor instead.
 func (*OpBatch) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{47}
+	return file_recoverd_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *OpBatch) GetOps() []*Op {
@@ -3796,7 +3885,7 @@ type AcquireLeaseRequest struct {
 
 func (x *AcquireLeaseRequest) Reset() {
 	*x = AcquireLeaseRequest{}
-	mi := &file_recoverd_proto_msgTypes[48]
+	mi := &file_recoverd_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3808,7 +3897,7 @@ func (x *AcquireLeaseRequest) String() string {
 func (*AcquireLeaseRequest) ProtoMessage() {}
 
 func (x *AcquireLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[48]
+	mi := &file_recoverd_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3821,7 +3910,7 @@ func (x *AcquireLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireLeaseRequest.ProtoReflect.Descriptor instead.
 func (*AcquireLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{48}
+	return file_recoverd_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AcquireLeaseRequest) GetShard() *ShardId {
@@ -3861,7 +3950,7 @@ type AcquireLeaseResponse struct {
 
 func (x *AcquireLeaseResponse) Reset() {
 	*x = AcquireLeaseResponse{}
-	mi := &file_recoverd_proto_msgTypes[49]
+	mi := &file_recoverd_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3873,7 +3962,7 @@ func (x *AcquireLeaseResponse) String() string {
 func (*AcquireLeaseResponse) ProtoMessage() {}
 
 func (x *AcquireLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[49]
+	mi := &file_recoverd_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3886,7 +3975,7 @@ func (x *AcquireLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireLeaseResponse.ProtoReflect.Descriptor instead.
 func (*AcquireLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{49}
+	return file_recoverd_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *AcquireLeaseResponse) GetLease() *RetentionLease {
@@ -3908,7 +3997,7 @@ type RenewLeaseRequest struct {
 
 func (x *RenewLeaseRequest) Reset() {
 	*x = RenewLeaseRequest{}
-	mi := &file_recoverd_proto_msgTypes[50]
+	mi := &file_recoverd_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3920,7 +4009,7 @@ func (x *RenewLeaseRequest) String() string {
 func (*RenewLeaseRequest) ProtoMessage() {}
 
 func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[50]
+	mi := &file_recoverd_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3933,7 +4022,7 @@ func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseRequest.ProtoReflect.Descriptor instead.
 func (*RenewLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{50}
+	return file_recoverd_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RenewLeaseRequest) GetShard() *ShardId {
@@ -3966,7 +4055,7 @@ type RenewLeaseResponse struct {
 
 func (x *RenewLeaseResponse) Reset() {
 	*x = RenewLeaseResponse{}
-	mi := &file_recoverd_proto_msgTypes[51]
+	mi := &file_recoverd_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3978,7 +4067,7 @@ func (x *RenewLeaseResponse) String() string {
 func (*RenewLeaseResponse) ProtoMessage() {}
 
 func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[51]
+	mi := &file_recoverd_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3991,7 +4080,7 @@ func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseResponse.ProtoReflect.Descriptor instead.
 func (*RenewLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{51}
+	return file_recoverd_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RenewLeaseResponse) GetLease() *RetentionLease {
@@ -4011,7 +4100,7 @@ type ReleaseLeaseRequest struct {
 
 func (x *ReleaseLeaseRequest) Reset() {
 	*x = ReleaseLeaseRequest{}
-	mi := &file_recoverd_proto_msgTypes[52]
+	mi := &file_recoverd_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4023,7 +4112,7 @@ func (x *ReleaseLeaseRequest) String() string {
 func (*ReleaseLeaseRequest) ProtoMessage() {}
 
 func (x *ReleaseLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[52]
+	mi := &file_recoverd_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4036,7 +4125,7 @@ func (x *ReleaseLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLeaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{52}
+	return file_recoverd_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReleaseLeaseRequest) GetShard() *ShardId {
@@ -4061,7 +4150,7 @@ type ReleaseLeaseResponse struct {
 
 func (x *ReleaseLeaseResponse) Reset() {
 	*x = ReleaseLeaseResponse{}
-	mi := &file_recoverd_proto_msgTypes[53]
+	mi := &file_recoverd_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4073,7 +4162,7 @@ func (x *ReleaseLeaseResponse) String() string {
 func (*ReleaseLeaseResponse) ProtoMessage() {}
 
 func (x *ReleaseLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[53]
+	mi := &file_recoverd_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4086,7 +4175,7 @@ func (x *ReleaseLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLeaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{53}
+	return file_recoverd_proto_rawDescGZIP(), []int{54}
 }
 
 type SnapshotInfo struct {
@@ -4103,7 +4192,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_recoverd_proto_msgTypes[54]
+	mi := &file_recoverd_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4115,7 +4204,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[54]
+	mi := &file_recoverd_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4128,7 +4217,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{54}
+	return file_recoverd_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SnapshotInfo) GetId() string {
@@ -4182,7 +4271,7 @@ type CreateSnapshotRequest struct {
 
 func (x *CreateSnapshotRequest) Reset() {
 	*x = CreateSnapshotRequest{}
-	mi := &file_recoverd_proto_msgTypes[55]
+	mi := &file_recoverd_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4194,7 +4283,7 @@ func (x *CreateSnapshotRequest) String() string {
 func (*CreateSnapshotRequest) ProtoMessage() {}
 
 func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[55]
+	mi := &file_recoverd_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4207,7 +4296,7 @@ func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{55}
+	return file_recoverd_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *CreateSnapshotRequest) GetShard() *ShardId {
@@ -4223,16 +4312,18 @@ type CreateSnapshotResponse struct {
 	UploadedFiles int64                  `protobuf:"varint,2,opt,name=uploaded_files,json=uploadedFiles,proto3" json:"uploaded_files,omitempty"`
 	UploadedBytes int64                  `protobuf:"varint,3,opt,name=uploaded_bytes,json=uploadedBytes,proto3" json:"uploaded_bytes,omitempty"`
 	// reused_*: files already in the repository, not uploaded again.
-	ReusedFiles   int64                `protobuf:"varint,4,opt,name=reused_files,json=reusedFiles,proto3" json:"reused_files,omitempty"`
-	ReusedBytes   int64                `protobuf:"varint,5,opt,name=reused_bytes,json=reusedBytes,proto3" json:"reused_bytes,omitempty"`
-	Took          *durationpb.Duration `protobuf:"bytes,6,opt,name=took,proto3" json:"took,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ReusedFiles int64                `protobuf:"varint,4,opt,name=reused_files,json=reusedFiles,proto3" json:"reused_files,omitempty"`
+	ReusedBytes int64                `protobuf:"varint,5,opt,name=reused_bytes,json=reusedBytes,proto3" json:"reused_bytes,omitempty"`
+	Took        *durationpb.Duration `protobuf:"bytes,6,opt,name=took,proto3" json:"took,omitempty"`
+	// repository_requests counts the S3 requests the snapshot sent.
+	RepositoryRequests *RepositoryRequests `protobuf:"bytes,7,opt,name=repository_requests,json=repositoryRequests,proto3" json:"repository_requests,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *CreateSnapshotResponse) Reset() {
 	*x = CreateSnapshotResponse{}
-	mi := &file_recoverd_proto_msgTypes[56]
+	mi := &file_recoverd_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4244,7 +4335,7 @@ func (x *CreateSnapshotResponse) String() string {
 func (*CreateSnapshotResponse) ProtoMessage() {}
 
 func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[56]
+	mi := &file_recoverd_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4257,7 +4348,7 @@ func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{56}
+	return file_recoverd_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *CreateSnapshotResponse) GetSnapshot() *SnapshotInfo {
@@ -4302,6 +4393,13 @@ func (x *CreateSnapshotResponse) GetTook() *durationpb.Duration {
 	return nil
 }
 
+func (x *CreateSnapshotResponse) GetRepositoryRequests() *RepositoryRequests {
+	if x != nil {
+		return x.RepositoryRequests
+	}
+	return nil
+}
+
 type ListSnapshotsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Shard         *ShardId               `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
@@ -4311,7 +4409,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_recoverd_proto_msgTypes[57]
+	mi := &file_recoverd_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4323,7 +4421,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[57]
+	mi := &file_recoverd_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4336,7 +4434,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{57}
+	return file_recoverd_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListSnapshotsRequest) GetShard() *ShardId {
@@ -4355,7 +4453,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_recoverd_proto_msgTypes[58]
+	mi := &file_recoverd_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4367,7 +4465,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[58]
+	mi := &file_recoverd_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4380,7 +4478,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{58}
+	return file_recoverd_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
@@ -4400,7 +4498,7 @@ type DeleteSnapshotRequest struct {
 
 func (x *DeleteSnapshotRequest) Reset() {
 	*x = DeleteSnapshotRequest{}
-	mi := &file_recoverd_proto_msgTypes[59]
+	mi := &file_recoverd_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4412,7 +4510,7 @@ func (x *DeleteSnapshotRequest) String() string {
 func (*DeleteSnapshotRequest) ProtoMessage() {}
 
 func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[59]
+	mi := &file_recoverd_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4425,7 +4523,7 @@ func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{59}
+	return file_recoverd_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *DeleteSnapshotRequest) GetShard() *ShardId {
@@ -4450,7 +4548,7 @@ type DeleteSnapshotResponse struct {
 
 func (x *DeleteSnapshotResponse) Reset() {
 	*x = DeleteSnapshotResponse{}
-	mi := &file_recoverd_proto_msgTypes[60]
+	mi := &file_recoverd_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4462,7 +4560,7 @@ func (x *DeleteSnapshotResponse) String() string {
 func (*DeleteSnapshotResponse) ProtoMessage() {}
 
 func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[60]
+	mi := &file_recoverd_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4475,7 +4573,7 @@ func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{60}
+	return file_recoverd_proto_rawDescGZIP(), []int{61}
 }
 
 // ShardStats are a shard's live numbers (shardstore.Stats).
@@ -4502,7 +4600,7 @@ type ShardStats struct {
 
 func (x *ShardStats) Reset() {
 	*x = ShardStats{}
-	mi := &file_recoverd_proto_msgTypes[61]
+	mi := &file_recoverd_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4514,7 +4612,7 @@ func (x *ShardStats) String() string {
 func (*ShardStats) ProtoMessage() {}
 
 func (x *ShardStats) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[61]
+	mi := &file_recoverd_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4527,7 +4625,7 @@ func (x *ShardStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardStats.ProtoReflect.Descriptor instead.
 func (*ShardStats) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{61}
+	return file_recoverd_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ShardStats) GetShard() *ShardId {
@@ -4624,7 +4722,7 @@ type Doc struct {
 
 func (x *Doc) Reset() {
 	*x = Doc{}
-	mi := &file_recoverd_proto_msgTypes[62]
+	mi := &file_recoverd_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4636,7 +4734,7 @@ func (x *Doc) String() string {
 func (*Doc) ProtoMessage() {}
 
 func (x *Doc) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[62]
+	mi := &file_recoverd_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4649,7 +4747,7 @@ func (x *Doc) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Doc.ProtoReflect.Descriptor instead.
 func (*Doc) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{62}
+	return file_recoverd_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Doc) GetKey() string {
@@ -4676,7 +4774,7 @@ type CreateShardRequest struct {
 
 func (x *CreateShardRequest) Reset() {
 	*x = CreateShardRequest{}
-	mi := &file_recoverd_proto_msgTypes[63]
+	mi := &file_recoverd_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4688,7 +4786,7 @@ func (x *CreateShardRequest) String() string {
 func (*CreateShardRequest) ProtoMessage() {}
 
 func (x *CreateShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[63]
+	mi := &file_recoverd_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4701,7 +4799,7 @@ func (x *CreateShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateShardRequest.ProtoReflect.Descriptor instead.
 func (*CreateShardRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{63}
+	return file_recoverd_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CreateShardRequest) GetShard() *ShardId {
@@ -4727,7 +4825,7 @@ type CreateShardResponse struct {
 
 func (x *CreateShardResponse) Reset() {
 	*x = CreateShardResponse{}
-	mi := &file_recoverd_proto_msgTypes[64]
+	mi := &file_recoverd_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4739,7 +4837,7 @@ func (x *CreateShardResponse) String() string {
 func (*CreateShardResponse) ProtoMessage() {}
 
 func (x *CreateShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[64]
+	mi := &file_recoverd_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4752,7 +4850,7 @@ func (x *CreateShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateShardResponse.ProtoReflect.Descriptor instead.
 func (*CreateShardResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{64}
+	return file_recoverd_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CreateShardResponse) GetStats() *ShardStats {
@@ -4770,7 +4868,7 @@ type ListShardsRequest struct {
 
 func (x *ListShardsRequest) Reset() {
 	*x = ListShardsRequest{}
-	mi := &file_recoverd_proto_msgTypes[65]
+	mi := &file_recoverd_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4782,7 +4880,7 @@ func (x *ListShardsRequest) String() string {
 func (*ListShardsRequest) ProtoMessage() {}
 
 func (x *ListShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[65]
+	mi := &file_recoverd_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4795,7 +4893,7 @@ func (x *ListShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShardsRequest.ProtoReflect.Descriptor instead.
 func (*ListShardsRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{65}
+	return file_recoverd_proto_rawDescGZIP(), []int{66}
 }
 
 type ListShardsResponse struct {
@@ -4807,7 +4905,7 @@ type ListShardsResponse struct {
 
 func (x *ListShardsResponse) Reset() {
 	*x = ListShardsResponse{}
-	mi := &file_recoverd_proto_msgTypes[66]
+	mi := &file_recoverd_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4819,7 +4917,7 @@ func (x *ListShardsResponse) String() string {
 func (*ListShardsResponse) ProtoMessage() {}
 
 func (x *ListShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[66]
+	mi := &file_recoverd_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4832,7 +4930,7 @@ func (x *ListShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShardsResponse.ProtoReflect.Descriptor instead.
 func (*ListShardsResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{66}
+	return file_recoverd_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ListShardsResponse) GetShards() []*ShardStats {
@@ -4852,7 +4950,7 @@ type IndexRequest struct {
 
 func (x *IndexRequest) Reset() {
 	*x = IndexRequest{}
-	mi := &file_recoverd_proto_msgTypes[67]
+	mi := &file_recoverd_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4864,7 +4962,7 @@ func (x *IndexRequest) String() string {
 func (*IndexRequest) ProtoMessage() {}
 
 func (x *IndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[67]
+	mi := &file_recoverd_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4877,7 +4975,7 @@ func (x *IndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexRequest.ProtoReflect.Descriptor instead.
 func (*IndexRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{67}
+	return file_recoverd_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *IndexRequest) GetShard() *ShardId {
@@ -4904,7 +5002,7 @@ type IndexResponse struct {
 
 func (x *IndexResponse) Reset() {
 	*x = IndexResponse{}
-	mi := &file_recoverd_proto_msgTypes[68]
+	mi := &file_recoverd_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4916,7 +5014,7 @@ func (x *IndexResponse) String() string {
 func (*IndexResponse) ProtoMessage() {}
 
 func (x *IndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[68]
+	mi := &file_recoverd_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4929,7 +5027,7 @@ func (x *IndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexResponse.ProtoReflect.Descriptor instead.
 func (*IndexResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{68}
+	return file_recoverd_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *IndexResponse) GetOps() []*Op {
@@ -4949,7 +5047,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_recoverd_proto_msgTypes[69]
+	mi := &file_recoverd_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4961,7 +5059,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[69]
+	mi := &file_recoverd_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4974,7 +5072,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{69}
+	return file_recoverd_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *DeleteRequest) GetShard() *ShardId {
@@ -5000,7 +5098,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_recoverd_proto_msgTypes[70]
+	mi := &file_recoverd_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5012,7 +5110,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[70]
+	mi := &file_recoverd_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5025,7 +5123,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{70}
+	return file_recoverd_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *DeleteResponse) GetOps() []*Op {
@@ -5045,7 +5143,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_recoverd_proto_msgTypes[71]
+	mi := &file_recoverd_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5057,7 +5155,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[71]
+	mi := &file_recoverd_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5070,7 +5168,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{71}
+	return file_recoverd_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ApplyRequest) GetShard() *ShardId {
@@ -5096,7 +5194,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_recoverd_proto_msgTypes[72]
+	mi := &file_recoverd_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5108,7 +5206,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[72]
+	mi := &file_recoverd_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5121,7 +5219,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{72}
+	return file_recoverd_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ApplyResponse) GetSeqno() *SeqNoStats {
@@ -5141,7 +5239,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_recoverd_proto_msgTypes[73]
+	mi := &file_recoverd_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5153,7 +5251,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[73]
+	mi := &file_recoverd_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5166,7 +5264,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{73}
+	return file_recoverd_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *GetRequest) GetShard() *ShardId {
@@ -5194,7 +5292,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_recoverd_proto_msgTypes[74]
+	mi := &file_recoverd_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5206,7 +5304,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[74]
+	mi := &file_recoverd_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5219,7 +5317,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{74}
+	return file_recoverd_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *GetResponse) GetFound() bool {
@@ -5256,7 +5354,7 @@ type FlushRequest struct {
 
 func (x *FlushRequest) Reset() {
 	*x = FlushRequest{}
-	mi := &file_recoverd_proto_msgTypes[75]
+	mi := &file_recoverd_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5268,7 +5366,7 @@ func (x *FlushRequest) String() string {
 func (*FlushRequest) ProtoMessage() {}
 
 func (x *FlushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[75]
+	mi := &file_recoverd_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5281,7 +5379,7 @@ func (x *FlushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushRequest.ProtoReflect.Descriptor instead.
 func (*FlushRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{75}
+	return file_recoverd_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *FlushRequest) GetShard() *ShardId {
@@ -5307,7 +5405,7 @@ type FlushResponse struct {
 
 func (x *FlushResponse) Reset() {
 	*x = FlushResponse{}
-	mi := &file_recoverd_proto_msgTypes[76]
+	mi := &file_recoverd_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5319,7 +5417,7 @@ func (x *FlushResponse) String() string {
 func (*FlushResponse) ProtoMessage() {}
 
 func (x *FlushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[76]
+	mi := &file_recoverd_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5332,7 +5430,7 @@ func (x *FlushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushResponse.ProtoReflect.Descriptor instead.
 func (*FlushResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{76}
+	return file_recoverd_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *FlushResponse) GetStats() *ShardStats {
@@ -5351,7 +5449,7 @@ type MergeRequest struct {
 
 func (x *MergeRequest) Reset() {
 	*x = MergeRequest{}
-	mi := &file_recoverd_proto_msgTypes[77]
+	mi := &file_recoverd_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5363,7 +5461,7 @@ func (x *MergeRequest) String() string {
 func (*MergeRequest) ProtoMessage() {}
 
 func (x *MergeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[77]
+	mi := &file_recoverd_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5376,7 +5474,7 @@ func (x *MergeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRequest.ProtoReflect.Descriptor instead.
 func (*MergeRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{77}
+	return file_recoverd_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *MergeRequest) GetShard() *ShardId {
@@ -5395,7 +5493,7 @@ type MergeResponse struct {
 
 func (x *MergeResponse) Reset() {
 	*x = MergeResponse{}
-	mi := &file_recoverd_proto_msgTypes[78]
+	mi := &file_recoverd_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5407,7 +5505,7 @@ func (x *MergeResponse) String() string {
 func (*MergeResponse) ProtoMessage() {}
 
 func (x *MergeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[78]
+	mi := &file_recoverd_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5420,7 +5518,7 @@ func (x *MergeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeResponse.ProtoReflect.Descriptor instead.
 func (*MergeResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{78}
+	return file_recoverd_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *MergeResponse) GetStats() *ShardStats {
@@ -5439,7 +5537,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_recoverd_proto_msgTypes[79]
+	mi := &file_recoverd_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5451,7 +5549,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[79]
+	mi := &file_recoverd_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5464,7 +5562,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{79}
+	return file_recoverd_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *StatsRequest) GetShard() *ShardId {
@@ -5483,7 +5581,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_recoverd_proto_msgTypes[80]
+	mi := &file_recoverd_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5495,7 +5593,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[80]
+	mi := &file_recoverd_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5508,7 +5606,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{80}
+	return file_recoverd_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *StatsResponse) GetStats() *ShardStats {
@@ -5527,7 +5625,7 @@ type DigestRequest struct {
 
 func (x *DigestRequest) Reset() {
 	*x = DigestRequest{}
-	mi := &file_recoverd_proto_msgTypes[81]
+	mi := &file_recoverd_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5539,7 +5637,7 @@ func (x *DigestRequest) String() string {
 func (*DigestRequest) ProtoMessage() {}
 
 func (x *DigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[81]
+	mi := &file_recoverd_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5552,7 +5650,7 @@ func (x *DigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestRequest.ProtoReflect.Descriptor instead.
 func (*DigestRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{81}
+	return file_recoverd_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *DigestRequest) GetShard() *ShardId {
@@ -5573,7 +5671,7 @@ type DigestResponse struct {
 
 func (x *DigestResponse) Reset() {
 	*x = DigestResponse{}
-	mi := &file_recoverd_proto_msgTypes[82]
+	mi := &file_recoverd_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5585,7 +5683,7 @@ func (x *DigestResponse) String() string {
 func (*DigestResponse) ProtoMessage() {}
 
 func (x *DigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[82]
+	mi := &file_recoverd_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5598,7 +5696,7 @@ func (x *DigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestResponse.ProtoReflect.Descriptor instead.
 func (*DigestResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{82}
+	return file_recoverd_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *DigestResponse) GetDigest() string {
@@ -5631,7 +5729,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_recoverd_proto_msgTypes[83]
+	mi := &file_recoverd_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5643,7 +5741,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[83]
+	mi := &file_recoverd_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5656,7 +5754,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{83}
+	return file_recoverd_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *PromoteRequest) GetShard() *ShardId {
@@ -5675,7 +5773,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_recoverd_proto_msgTypes[84]
+	mi := &file_recoverd_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5687,7 +5785,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[84]
+	mi := &file_recoverd_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5700,7 +5798,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{84}
+	return file_recoverd_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *PromoteResponse) GetStats() *ShardStats {
@@ -5830,7 +5928,7 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x0fbytes_from_peer\x18\x03 \x01(\x03R\rbytesFromPeer\x12\x1b\n" +
 	"\tops_bytes\x18\x04 \x01(\x03R\bopsBytes\x12*\n" +
 	"\x11bytes_from_source\x18\x05 \x01(\x03R\x0fbytesFromSource\x12\x12\n" +
-	"\x04cost\x18\x06 \x01(\x01R\x04cost\"\xdf\x06\n" +
+	"\x04cost\x18\x06 \x01(\x01R\x04cost\"\xb1\a\n" +
 	"\bRecovery\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
 	"\x05shard\x18\x02 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12%\n" +
@@ -5854,7 +5952,14 @@ const file_recoverd_proto_rawDesc = "" +
 	"\bend_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x18\n" +
 	"\aresumes\x18\x12 \x01(\x03R\aresumes\x12\x18\n" +
 	"\areplans\x18\x13 \x01(\x05R\areplans\x12\x1a\n" +
-	"\brestarts\x18\x14 \x01(\x05R\brestarts\"\xa8\x01\n" +
+	"\brestarts\x18\x14 \x01(\x05R\brestarts\x12P\n" +
+	"\x13repository_requests\x18\x15 \x01(\v2\x1f.recoverd.v1.RepositoryRequestsR\x12repositoryRequests\"x\n" +
+	"\x12RepositoryRequests\x12\x12\n" +
+	"\x04list\x18\x01 \x01(\x03R\x04list\x12\x10\n" +
+	"\x03get\x18\x02 \x01(\x03R\x03get\x12\x10\n" +
+	"\x03put\x18\x03 \x01(\x03R\x03put\x12\x12\n" +
+	"\x04head\x18\x04 \x01(\x03R\x04head\x12\x16\n" +
+	"\x06delete\x18\x05 \x01(\x03R\x06delete\"\xa8\x01\n" +
 	"\fFileProgress\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x03R\x06length\x12'\n" +
@@ -5995,14 +6100,15 @@ const file_recoverd_proto_rawDesc = "" +
 	"\vtotal_bytes\x18\x06 \x01(\x03R\n" +
 	"totalBytes\"C\n" +
 	"\x15CreateSnapshotRequest\x12*\n" +
-	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\"\x92\x02\n" +
+	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\"\xe4\x02\n" +
 	"\x16CreateSnapshotResponse\x125\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x19.recoverd.v1.SnapshotInfoR\bsnapshot\x12%\n" +
 	"\x0euploaded_files\x18\x02 \x01(\x03R\ruploadedFiles\x12%\n" +
 	"\x0euploaded_bytes\x18\x03 \x01(\x03R\ruploadedBytes\x12!\n" +
 	"\freused_files\x18\x04 \x01(\x03R\vreusedFiles\x12!\n" +
 	"\freused_bytes\x18\x05 \x01(\x03R\vreusedBytes\x12-\n" +
-	"\x04took\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x04took\"B\n" +
+	"\x04took\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x04took\x12P\n" +
+	"\x13repository_requests\x18\a \x01(\v2\x1f.recoverd.v1.RepositoryRequestsR\x12repositoryRequests\"B\n" +
 	"\x14ListSnapshotsRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\"P\n" +
 	"\x15ListSnapshotsResponse\x127\n" +
@@ -6200,7 +6306,7 @@ func file_recoverd_proto_rawDescGZIP() []byte {
 }
 
 var file_recoverd_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_recoverd_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
+var file_recoverd_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
 var file_recoverd_proto_goTypes = []any{
 	(ErrorReason)(0),                 // 0: recoverd.v1.ErrorReason
 	(OpKind)(0),                      // 1: recoverd.v1.OpKind
@@ -6234,75 +6340,76 @@ var file_recoverd_proto_goTypes = []any{
 	(*PlanLease)(nil),                // 29: recoverd.v1.PlanLease
 	(*PlanEstimate)(nil),             // 30: recoverd.v1.PlanEstimate
 	(*Recovery)(nil),                 // 31: recoverd.v1.Recovery
-	(*FileProgress)(nil),             // 32: recoverd.v1.FileProgress
-	(*Counts)(nil),                   // 33: recoverd.v1.Counts
-	(*RecoveryTotals)(nil),           // 34: recoverd.v1.RecoveryTotals
-	(*OpsProgress)(nil),              // 35: recoverd.v1.OpsProgress
-	(*StageTiming)(nil),              // 36: recoverd.v1.StageTiming
-	(*FallbackEvent)(nil),            // 37: recoverd.v1.FallbackEvent
-	(*ResultCheck)(nil),              // 38: recoverd.v1.ResultCheck
-	(*GetShardMetadataRequest)(nil),  // 39: recoverd.v1.GetShardMetadataRequest
-	(*ShardInfo)(nil),                // 40: recoverd.v1.ShardInfo
-	(*GetShardMetadataResponse)(nil), // 41: recoverd.v1.GetShardMetadataResponse
-	(*GetShardDigestRequest)(nil),    // 42: recoverd.v1.GetShardDigestRequest
-	(*GetShardDigestResponse)(nil),   // 43: recoverd.v1.GetShardDigestResponse
-	(*Pin)(nil),                      // 44: recoverd.v1.Pin
-	(*PinCommitRequest)(nil),         // 45: recoverd.v1.PinCommitRequest
-	(*PinCommitResponse)(nil),        // 46: recoverd.v1.PinCommitResponse
-	(*RenewPinRequest)(nil),          // 47: recoverd.v1.RenewPinRequest
-	(*RenewPinResponse)(nil),         // 48: recoverd.v1.RenewPinResponse
-	(*ReleasePinRequest)(nil),        // 49: recoverd.v1.ReleasePinRequest
-	(*ReleasePinResponse)(nil),       // 50: recoverd.v1.ReleasePinResponse
-	(*FetchFileRequest)(nil),         // 51: recoverd.v1.FetchFileRequest
-	(*FileChunk)(nil),                // 52: recoverd.v1.FileChunk
-	(*FetchOpsRequest)(nil),          // 53: recoverd.v1.FetchOpsRequest
-	(*OpBatch)(nil),                  // 54: recoverd.v1.OpBatch
-	(*AcquireLeaseRequest)(nil),      // 55: recoverd.v1.AcquireLeaseRequest
-	(*AcquireLeaseResponse)(nil),     // 56: recoverd.v1.AcquireLeaseResponse
-	(*RenewLeaseRequest)(nil),        // 57: recoverd.v1.RenewLeaseRequest
-	(*RenewLeaseResponse)(nil),       // 58: recoverd.v1.RenewLeaseResponse
-	(*ReleaseLeaseRequest)(nil),      // 59: recoverd.v1.ReleaseLeaseRequest
-	(*ReleaseLeaseResponse)(nil),     // 60: recoverd.v1.ReleaseLeaseResponse
-	(*SnapshotInfo)(nil),             // 61: recoverd.v1.SnapshotInfo
-	(*CreateSnapshotRequest)(nil),    // 62: recoverd.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil),   // 63: recoverd.v1.CreateSnapshotResponse
-	(*ListSnapshotsRequest)(nil),     // 64: recoverd.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),    // 65: recoverd.v1.ListSnapshotsResponse
-	(*DeleteSnapshotRequest)(nil),    // 66: recoverd.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil),   // 67: recoverd.v1.DeleteSnapshotResponse
-	(*ShardStats)(nil),               // 68: recoverd.v1.ShardStats
-	(*Doc)(nil),                      // 69: recoverd.v1.Doc
-	(*CreateShardRequest)(nil),       // 70: recoverd.v1.CreateShardRequest
-	(*CreateShardResponse)(nil),      // 71: recoverd.v1.CreateShardResponse
-	(*ListShardsRequest)(nil),        // 72: recoverd.v1.ListShardsRequest
-	(*ListShardsResponse)(nil),       // 73: recoverd.v1.ListShardsResponse
-	(*IndexRequest)(nil),             // 74: recoverd.v1.IndexRequest
-	(*IndexResponse)(nil),            // 75: recoverd.v1.IndexResponse
-	(*DeleteRequest)(nil),            // 76: recoverd.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 77: recoverd.v1.DeleteResponse
-	(*ApplyRequest)(nil),             // 78: recoverd.v1.ApplyRequest
-	(*ApplyResponse)(nil),            // 79: recoverd.v1.ApplyResponse
-	(*GetRequest)(nil),               // 80: recoverd.v1.GetRequest
-	(*GetResponse)(nil),              // 81: recoverd.v1.GetResponse
-	(*FlushRequest)(nil),             // 82: recoverd.v1.FlushRequest
-	(*FlushResponse)(nil),            // 83: recoverd.v1.FlushResponse
-	(*MergeRequest)(nil),             // 84: recoverd.v1.MergeRequest
-	(*MergeResponse)(nil),            // 85: recoverd.v1.MergeResponse
-	(*StatsRequest)(nil),             // 86: recoverd.v1.StatsRequest
-	(*StatsResponse)(nil),            // 87: recoverd.v1.StatsResponse
-	(*DigestRequest)(nil),            // 88: recoverd.v1.DigestRequest
-	(*DigestResponse)(nil),           // 89: recoverd.v1.DigestResponse
-	(*PromoteRequest)(nil),           // 90: recoverd.v1.PromoteRequest
-	(*PromoteResponse)(nil),          // 91: recoverd.v1.PromoteResponse
-	(*timestamppb.Timestamp)(nil),    // 92: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 93: google.protobuf.Duration
+	(*RepositoryRequests)(nil),       // 32: recoverd.v1.RepositoryRequests
+	(*FileProgress)(nil),             // 33: recoverd.v1.FileProgress
+	(*Counts)(nil),                   // 34: recoverd.v1.Counts
+	(*RecoveryTotals)(nil),           // 35: recoverd.v1.RecoveryTotals
+	(*OpsProgress)(nil),              // 36: recoverd.v1.OpsProgress
+	(*StageTiming)(nil),              // 37: recoverd.v1.StageTiming
+	(*FallbackEvent)(nil),            // 38: recoverd.v1.FallbackEvent
+	(*ResultCheck)(nil),              // 39: recoverd.v1.ResultCheck
+	(*GetShardMetadataRequest)(nil),  // 40: recoverd.v1.GetShardMetadataRequest
+	(*ShardInfo)(nil),                // 41: recoverd.v1.ShardInfo
+	(*GetShardMetadataResponse)(nil), // 42: recoverd.v1.GetShardMetadataResponse
+	(*GetShardDigestRequest)(nil),    // 43: recoverd.v1.GetShardDigestRequest
+	(*GetShardDigestResponse)(nil),   // 44: recoverd.v1.GetShardDigestResponse
+	(*Pin)(nil),                      // 45: recoverd.v1.Pin
+	(*PinCommitRequest)(nil),         // 46: recoverd.v1.PinCommitRequest
+	(*PinCommitResponse)(nil),        // 47: recoverd.v1.PinCommitResponse
+	(*RenewPinRequest)(nil),          // 48: recoverd.v1.RenewPinRequest
+	(*RenewPinResponse)(nil),         // 49: recoverd.v1.RenewPinResponse
+	(*ReleasePinRequest)(nil),        // 50: recoverd.v1.ReleasePinRequest
+	(*ReleasePinResponse)(nil),       // 51: recoverd.v1.ReleasePinResponse
+	(*FetchFileRequest)(nil),         // 52: recoverd.v1.FetchFileRequest
+	(*FileChunk)(nil),                // 53: recoverd.v1.FileChunk
+	(*FetchOpsRequest)(nil),          // 54: recoverd.v1.FetchOpsRequest
+	(*OpBatch)(nil),                  // 55: recoverd.v1.OpBatch
+	(*AcquireLeaseRequest)(nil),      // 56: recoverd.v1.AcquireLeaseRequest
+	(*AcquireLeaseResponse)(nil),     // 57: recoverd.v1.AcquireLeaseResponse
+	(*RenewLeaseRequest)(nil),        // 58: recoverd.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),       // 59: recoverd.v1.RenewLeaseResponse
+	(*ReleaseLeaseRequest)(nil),      // 60: recoverd.v1.ReleaseLeaseRequest
+	(*ReleaseLeaseResponse)(nil),     // 61: recoverd.v1.ReleaseLeaseResponse
+	(*SnapshotInfo)(nil),             // 62: recoverd.v1.SnapshotInfo
+	(*CreateSnapshotRequest)(nil),    // 63: recoverd.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),   // 64: recoverd.v1.CreateSnapshotResponse
+	(*ListSnapshotsRequest)(nil),     // 65: recoverd.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),    // 66: recoverd.v1.ListSnapshotsResponse
+	(*DeleteSnapshotRequest)(nil),    // 67: recoverd.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),   // 68: recoverd.v1.DeleteSnapshotResponse
+	(*ShardStats)(nil),               // 69: recoverd.v1.ShardStats
+	(*Doc)(nil),                      // 70: recoverd.v1.Doc
+	(*CreateShardRequest)(nil),       // 71: recoverd.v1.CreateShardRequest
+	(*CreateShardResponse)(nil),      // 72: recoverd.v1.CreateShardResponse
+	(*ListShardsRequest)(nil),        // 73: recoverd.v1.ListShardsRequest
+	(*ListShardsResponse)(nil),       // 74: recoverd.v1.ListShardsResponse
+	(*IndexRequest)(nil),             // 75: recoverd.v1.IndexRequest
+	(*IndexResponse)(nil),            // 76: recoverd.v1.IndexResponse
+	(*DeleteRequest)(nil),            // 77: recoverd.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 78: recoverd.v1.DeleteResponse
+	(*ApplyRequest)(nil),             // 79: recoverd.v1.ApplyRequest
+	(*ApplyResponse)(nil),            // 80: recoverd.v1.ApplyResponse
+	(*GetRequest)(nil),               // 81: recoverd.v1.GetRequest
+	(*GetResponse)(nil),              // 82: recoverd.v1.GetResponse
+	(*FlushRequest)(nil),             // 83: recoverd.v1.FlushRequest
+	(*FlushResponse)(nil),            // 84: recoverd.v1.FlushResponse
+	(*MergeRequest)(nil),             // 85: recoverd.v1.MergeRequest
+	(*MergeResponse)(nil),            // 86: recoverd.v1.MergeResponse
+	(*StatsRequest)(nil),             // 87: recoverd.v1.StatsRequest
+	(*StatsResponse)(nil),            // 88: recoverd.v1.StatsResponse
+	(*DigestRequest)(nil),            // 89: recoverd.v1.DigestRequest
+	(*DigestResponse)(nil),           // 90: recoverd.v1.DigestResponse
+	(*PromoteRequest)(nil),           // 91: recoverd.v1.PromoteRequest
+	(*PromoteResponse)(nil),          // 92: recoverd.v1.PromoteResponse
+	(*timestamppb.Timestamp)(nil),    // 93: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 94: google.protobuf.Duration
 }
 var file_recoverd_proto_depIdxs = []int32{
 	8,   // 0: recoverd.v1.ShardMetadata.files:type_name -> recoverd.v1.FileMeta
 	9,   // 1: recoverd.v1.ShardMetadata.commit:type_name -> recoverd.v1.CommitData
-	92,  // 2: recoverd.v1.RetentionLease.timestamp:type_name -> google.protobuf.Timestamp
-	93,  // 3: recoverd.v1.RetentionLease.ttl:type_name -> google.protobuf.Duration
-	92,  // 4: recoverd.v1.RetentionLease.expires_at:type_name -> google.protobuf.Timestamp
+	93,  // 2: recoverd.v1.RetentionLease.timestamp:type_name -> google.protobuf.Timestamp
+	94,  // 3: recoverd.v1.RetentionLease.ttl:type_name -> google.protobuf.Duration
+	93,  // 4: recoverd.v1.RetentionLease.expires_at:type_name -> google.protobuf.Timestamp
 	1,   // 5: recoverd.v1.Op.kind:type_name -> recoverd.v1.OpKind
 	7,   // 6: recoverd.v1.StartRecoveryRequest.shard:type_name -> recoverd.v1.ShardId
 	15,  // 7: recoverd.v1.StartRecoveryRequest.options:type_name -> recoverd.v1.RecoveryOptions
@@ -6312,7 +6419,7 @@ var file_recoverd_proto_depIdxs = []int32{
 	2,   // 11: recoverd.v1.ListRecoveriesRequest.stages:type_name -> recoverd.v1.Stage
 	31,  // 12: recoverd.v1.ListRecoveriesResponse.recoveries:type_name -> recoverd.v1.Recovery
 	31,  // 13: recoverd.v1.CancelRecoveryResponse.recovery:type_name -> recoverd.v1.Recovery
-	93,  // 14: recoverd.v1.WatchRecoveryRequest.min_interval:type_name -> google.protobuf.Duration
+	94,  // 14: recoverd.v1.WatchRecoveryRequest.min_interval:type_name -> google.protobuf.Duration
 	31,  // 15: recoverd.v1.WatchRecoveryResponse.recovery:type_name -> recoverd.v1.Recovery
 	7,   // 16: recoverd.v1.ExplainPlanRequest.shard:type_name -> recoverd.v1.ShardId
 	15,  // 17: recoverd.v1.ExplainPlanRequest.options:type_name -> recoverd.v1.RecoveryOptions
@@ -6330,154 +6437,156 @@ var file_recoverd_proto_depIdxs = []int32{
 	2,   // 29: recoverd.v1.Recovery.stage:type_name -> recoverd.v1.Stage
 	15,  // 30: recoverd.v1.Recovery.options:type_name -> recoverd.v1.RecoveryOptions
 	28,  // 31: recoverd.v1.Recovery.plan:type_name -> recoverd.v1.Plan
-	32,  // 32: recoverd.v1.Recovery.files:type_name -> recoverd.v1.FileProgress
-	34,  // 33: recoverd.v1.Recovery.totals:type_name -> recoverd.v1.RecoveryTotals
-	35,  // 34: recoverd.v1.Recovery.ops:type_name -> recoverd.v1.OpsProgress
-	93,  // 35: recoverd.v1.Recovery.throttle_wait:type_name -> google.protobuf.Duration
-	36,  // 36: recoverd.v1.Recovery.stages:type_name -> recoverd.v1.StageTiming
-	37,  // 37: recoverd.v1.Recovery.fallbacks:type_name -> recoverd.v1.FallbackEvent
-	38,  // 38: recoverd.v1.Recovery.result:type_name -> recoverd.v1.ResultCheck
-	92,  // 39: recoverd.v1.Recovery.start_time:type_name -> google.protobuf.Timestamp
-	92,  // 40: recoverd.v1.Recovery.end_time:type_name -> google.protobuf.Timestamp
-	4,   // 41: recoverd.v1.FileProgress.source:type_name -> recoverd.v1.FileSource
-	33,  // 42: recoverd.v1.RecoveryTotals.total:type_name -> recoverd.v1.Counts
-	33,  // 43: recoverd.v1.RecoveryTotals.reused:type_name -> recoverd.v1.Counts
-	33,  // 44: recoverd.v1.RecoveryTotals.from_peer:type_name -> recoverd.v1.Counts
-	33,  // 45: recoverd.v1.RecoveryTotals.from_snapshot:type_name -> recoverd.v1.Counts
-	2,   // 46: recoverd.v1.StageTiming.stage:type_name -> recoverd.v1.Stage
-	92,  // 47: recoverd.v1.StageTiming.start_time:type_name -> google.protobuf.Timestamp
-	92,  // 48: recoverd.v1.StageTiming.end_time:type_name -> google.protobuf.Timestamp
-	92,  // 49: recoverd.v1.FallbackEvent.time:type_name -> google.protobuf.Timestamp
-	3,   // 50: recoverd.v1.FallbackEvent.from_kind:type_name -> recoverd.v1.PlanKind
-	3,   // 51: recoverd.v1.FallbackEvent.to_kind:type_name -> recoverd.v1.PlanKind
-	7,   // 52: recoverd.v1.GetShardMetadataRequest.shard:type_name -> recoverd.v1.ShardId
-	7,   // 53: recoverd.v1.ShardInfo.shard:type_name -> recoverd.v1.ShardId
-	10,  // 54: recoverd.v1.ShardInfo.metadata:type_name -> recoverd.v1.ShardMetadata
-	12,  // 55: recoverd.v1.ShardInfo.seqno:type_name -> recoverd.v1.SeqNoStats
-	11,  // 56: recoverd.v1.ShardInfo.retained_ops:type_name -> recoverd.v1.SeqNoRange
-	13,  // 57: recoverd.v1.ShardInfo.leases:type_name -> recoverd.v1.RetentionLease
-	40,  // 58: recoverd.v1.GetShardMetadataResponse.info:type_name -> recoverd.v1.ShardInfo
-	7,   // 59: recoverd.v1.GetShardDigestRequest.shard:type_name -> recoverd.v1.ShardId
-	12,  // 60: recoverd.v1.GetShardDigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
-	7,   // 61: recoverd.v1.Pin.shard:type_name -> recoverd.v1.ShardId
-	93,  // 62: recoverd.v1.Pin.ttl:type_name -> google.protobuf.Duration
-	92,  // 63: recoverd.v1.Pin.expires_at:type_name -> google.protobuf.Timestamp
-	7,   // 64: recoverd.v1.PinCommitRequest.shard:type_name -> recoverd.v1.ShardId
-	93,  // 65: recoverd.v1.PinCommitRequest.ttl:type_name -> google.protobuf.Duration
-	44,  // 66: recoverd.v1.PinCommitResponse.pin:type_name -> recoverd.v1.Pin
-	40,  // 67: recoverd.v1.PinCommitResponse.info:type_name -> recoverd.v1.ShardInfo
-	44,  // 68: recoverd.v1.RenewPinResponse.pin:type_name -> recoverd.v1.Pin
-	7,   // 69: recoverd.v1.FetchFileRequest.shard:type_name -> recoverd.v1.ShardId
-	5,   // 70: recoverd.v1.FetchFileRequest.compression:type_name -> recoverd.v1.Compression
-	5,   // 71: recoverd.v1.FileChunk.compression:type_name -> recoverd.v1.Compression
-	7,   // 72: recoverd.v1.FetchOpsRequest.shard:type_name -> recoverd.v1.ShardId
-	11,  // 73: recoverd.v1.FetchOpsRequest.range:type_name -> recoverd.v1.SeqNoRange
-	14,  // 74: recoverd.v1.OpBatch.ops:type_name -> recoverd.v1.Op
-	7,   // 75: recoverd.v1.AcquireLeaseRequest.shard:type_name -> recoverd.v1.ShardId
-	13,  // 76: recoverd.v1.AcquireLeaseResponse.lease:type_name -> recoverd.v1.RetentionLease
-	7,   // 77: recoverd.v1.RenewLeaseRequest.shard:type_name -> recoverd.v1.ShardId
-	13,  // 78: recoverd.v1.RenewLeaseResponse.lease:type_name -> recoverd.v1.RetentionLease
-	7,   // 79: recoverd.v1.ReleaseLeaseRequest.shard:type_name -> recoverd.v1.ShardId
-	7,   // 80: recoverd.v1.SnapshotInfo.shard:type_name -> recoverd.v1.ShardId
-	92,  // 81: recoverd.v1.SnapshotInfo.start_time:type_name -> google.protobuf.Timestamp
-	9,   // 82: recoverd.v1.SnapshotInfo.commit:type_name -> recoverd.v1.CommitData
-	8,   // 83: recoverd.v1.SnapshotInfo.files:type_name -> recoverd.v1.FileMeta
-	7,   // 84: recoverd.v1.CreateSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
-	61,  // 85: recoverd.v1.CreateSnapshotResponse.snapshot:type_name -> recoverd.v1.SnapshotInfo
-	93,  // 86: recoverd.v1.CreateSnapshotResponse.took:type_name -> google.protobuf.Duration
-	7,   // 87: recoverd.v1.ListSnapshotsRequest.shard:type_name -> recoverd.v1.ShardId
-	61,  // 88: recoverd.v1.ListSnapshotsResponse.snapshots:type_name -> recoverd.v1.SnapshotInfo
-	7,   // 89: recoverd.v1.DeleteSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
-	7,   // 90: recoverd.v1.ShardStats.shard:type_name -> recoverd.v1.ShardId
-	12,  // 91: recoverd.v1.ShardStats.seqno:type_name -> recoverd.v1.SeqNoStats
-	6,   // 92: recoverd.v1.ShardStats.state:type_name -> recoverd.v1.ShardState
-	7,   // 93: recoverd.v1.CreateShardRequest.shard:type_name -> recoverd.v1.ShardId
-	68,  // 94: recoverd.v1.CreateShardResponse.stats:type_name -> recoverd.v1.ShardStats
-	68,  // 95: recoverd.v1.ListShardsResponse.shards:type_name -> recoverd.v1.ShardStats
-	7,   // 96: recoverd.v1.IndexRequest.shard:type_name -> recoverd.v1.ShardId
-	69,  // 97: recoverd.v1.IndexRequest.docs:type_name -> recoverd.v1.Doc
-	14,  // 98: recoverd.v1.IndexResponse.ops:type_name -> recoverd.v1.Op
-	7,   // 99: recoverd.v1.DeleteRequest.shard:type_name -> recoverd.v1.ShardId
-	14,  // 100: recoverd.v1.DeleteResponse.ops:type_name -> recoverd.v1.Op
-	7,   // 101: recoverd.v1.ApplyRequest.shard:type_name -> recoverd.v1.ShardId
-	14,  // 102: recoverd.v1.ApplyRequest.ops:type_name -> recoverd.v1.Op
-	12,  // 103: recoverd.v1.ApplyResponse.seqno:type_name -> recoverd.v1.SeqNoStats
-	7,   // 104: recoverd.v1.GetRequest.shard:type_name -> recoverd.v1.ShardId
-	7,   // 105: recoverd.v1.FlushRequest.shard:type_name -> recoverd.v1.ShardId
-	68,  // 106: recoverd.v1.FlushResponse.stats:type_name -> recoverd.v1.ShardStats
-	7,   // 107: recoverd.v1.MergeRequest.shard:type_name -> recoverd.v1.ShardId
-	68,  // 108: recoverd.v1.MergeResponse.stats:type_name -> recoverd.v1.ShardStats
-	7,   // 109: recoverd.v1.StatsRequest.shard:type_name -> recoverd.v1.ShardId
-	68,  // 110: recoverd.v1.StatsResponse.stats:type_name -> recoverd.v1.ShardStats
-	7,   // 111: recoverd.v1.DigestRequest.shard:type_name -> recoverd.v1.ShardId
-	12,  // 112: recoverd.v1.DigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
-	7,   // 113: recoverd.v1.PromoteRequest.shard:type_name -> recoverd.v1.ShardId
-	68,  // 114: recoverd.v1.PromoteResponse.stats:type_name -> recoverd.v1.ShardStats
-	16,  // 115: recoverd.v1.RecoveryService.StartRecovery:input_type -> recoverd.v1.StartRecoveryRequest
-	18,  // 116: recoverd.v1.RecoveryService.GetRecovery:input_type -> recoverd.v1.GetRecoveryRequest
-	20,  // 117: recoverd.v1.RecoveryService.ListRecoveries:input_type -> recoverd.v1.ListRecoveriesRequest
-	22,  // 118: recoverd.v1.RecoveryService.CancelRecovery:input_type -> recoverd.v1.CancelRecoveryRequest
-	24,  // 119: recoverd.v1.RecoveryService.WatchRecovery:input_type -> recoverd.v1.WatchRecoveryRequest
-	26,  // 120: recoverd.v1.RecoveryService.ExplainPlan:input_type -> recoverd.v1.ExplainPlanRequest
-	39,  // 121: recoverd.v1.PeerService.GetShardMetadata:input_type -> recoverd.v1.GetShardMetadataRequest
-	42,  // 122: recoverd.v1.PeerService.GetShardDigest:input_type -> recoverd.v1.GetShardDigestRequest
-	45,  // 123: recoverd.v1.PeerService.PinCommit:input_type -> recoverd.v1.PinCommitRequest
-	47,  // 124: recoverd.v1.PeerService.RenewPin:input_type -> recoverd.v1.RenewPinRequest
-	49,  // 125: recoverd.v1.PeerService.ReleasePin:input_type -> recoverd.v1.ReleasePinRequest
-	51,  // 126: recoverd.v1.PeerService.FetchFile:input_type -> recoverd.v1.FetchFileRequest
-	53,  // 127: recoverd.v1.PeerService.FetchOps:input_type -> recoverd.v1.FetchOpsRequest
-	55,  // 128: recoverd.v1.PeerService.AcquireLease:input_type -> recoverd.v1.AcquireLeaseRequest
-	57,  // 129: recoverd.v1.PeerService.RenewLease:input_type -> recoverd.v1.RenewLeaseRequest
-	59,  // 130: recoverd.v1.PeerService.ReleaseLease:input_type -> recoverd.v1.ReleaseLeaseRequest
-	62,  // 131: recoverd.v1.SnapshotService.CreateSnapshot:input_type -> recoverd.v1.CreateSnapshotRequest
-	64,  // 132: recoverd.v1.SnapshotService.ListSnapshots:input_type -> recoverd.v1.ListSnapshotsRequest
-	66,  // 133: recoverd.v1.SnapshotService.DeleteSnapshot:input_type -> recoverd.v1.DeleteSnapshotRequest
-	70,  // 134: recoverd.v1.ShardService.CreateShard:input_type -> recoverd.v1.CreateShardRequest
-	72,  // 135: recoverd.v1.ShardService.ListShards:input_type -> recoverd.v1.ListShardsRequest
-	74,  // 136: recoverd.v1.ShardService.Index:input_type -> recoverd.v1.IndexRequest
-	76,  // 137: recoverd.v1.ShardService.Delete:input_type -> recoverd.v1.DeleteRequest
-	78,  // 138: recoverd.v1.ShardService.Apply:input_type -> recoverd.v1.ApplyRequest
-	80,  // 139: recoverd.v1.ShardService.Get:input_type -> recoverd.v1.GetRequest
-	82,  // 140: recoverd.v1.ShardService.Flush:input_type -> recoverd.v1.FlushRequest
-	84,  // 141: recoverd.v1.ShardService.Merge:input_type -> recoverd.v1.MergeRequest
-	86,  // 142: recoverd.v1.ShardService.Stats:input_type -> recoverd.v1.StatsRequest
-	88,  // 143: recoverd.v1.ShardService.Digest:input_type -> recoverd.v1.DigestRequest
-	90,  // 144: recoverd.v1.ShardService.Promote:input_type -> recoverd.v1.PromoteRequest
-	17,  // 145: recoverd.v1.RecoveryService.StartRecovery:output_type -> recoverd.v1.StartRecoveryResponse
-	19,  // 146: recoverd.v1.RecoveryService.GetRecovery:output_type -> recoverd.v1.GetRecoveryResponse
-	21,  // 147: recoverd.v1.RecoveryService.ListRecoveries:output_type -> recoverd.v1.ListRecoveriesResponse
-	23,  // 148: recoverd.v1.RecoveryService.CancelRecovery:output_type -> recoverd.v1.CancelRecoveryResponse
-	25,  // 149: recoverd.v1.RecoveryService.WatchRecovery:output_type -> recoverd.v1.WatchRecoveryResponse
-	27,  // 150: recoverd.v1.RecoveryService.ExplainPlan:output_type -> recoverd.v1.ExplainPlanResponse
-	41,  // 151: recoverd.v1.PeerService.GetShardMetadata:output_type -> recoverd.v1.GetShardMetadataResponse
-	43,  // 152: recoverd.v1.PeerService.GetShardDigest:output_type -> recoverd.v1.GetShardDigestResponse
-	46,  // 153: recoverd.v1.PeerService.PinCommit:output_type -> recoverd.v1.PinCommitResponse
-	48,  // 154: recoverd.v1.PeerService.RenewPin:output_type -> recoverd.v1.RenewPinResponse
-	50,  // 155: recoverd.v1.PeerService.ReleasePin:output_type -> recoverd.v1.ReleasePinResponse
-	52,  // 156: recoverd.v1.PeerService.FetchFile:output_type -> recoverd.v1.FileChunk
-	54,  // 157: recoverd.v1.PeerService.FetchOps:output_type -> recoverd.v1.OpBatch
-	56,  // 158: recoverd.v1.PeerService.AcquireLease:output_type -> recoverd.v1.AcquireLeaseResponse
-	58,  // 159: recoverd.v1.PeerService.RenewLease:output_type -> recoverd.v1.RenewLeaseResponse
-	60,  // 160: recoverd.v1.PeerService.ReleaseLease:output_type -> recoverd.v1.ReleaseLeaseResponse
-	63,  // 161: recoverd.v1.SnapshotService.CreateSnapshot:output_type -> recoverd.v1.CreateSnapshotResponse
-	65,  // 162: recoverd.v1.SnapshotService.ListSnapshots:output_type -> recoverd.v1.ListSnapshotsResponse
-	67,  // 163: recoverd.v1.SnapshotService.DeleteSnapshot:output_type -> recoverd.v1.DeleteSnapshotResponse
-	71,  // 164: recoverd.v1.ShardService.CreateShard:output_type -> recoverd.v1.CreateShardResponse
-	73,  // 165: recoverd.v1.ShardService.ListShards:output_type -> recoverd.v1.ListShardsResponse
-	75,  // 166: recoverd.v1.ShardService.Index:output_type -> recoverd.v1.IndexResponse
-	77,  // 167: recoverd.v1.ShardService.Delete:output_type -> recoverd.v1.DeleteResponse
-	79,  // 168: recoverd.v1.ShardService.Apply:output_type -> recoverd.v1.ApplyResponse
-	81,  // 169: recoverd.v1.ShardService.Get:output_type -> recoverd.v1.GetResponse
-	83,  // 170: recoverd.v1.ShardService.Flush:output_type -> recoverd.v1.FlushResponse
-	85,  // 171: recoverd.v1.ShardService.Merge:output_type -> recoverd.v1.MergeResponse
-	87,  // 172: recoverd.v1.ShardService.Stats:output_type -> recoverd.v1.StatsResponse
-	89,  // 173: recoverd.v1.ShardService.Digest:output_type -> recoverd.v1.DigestResponse
-	91,  // 174: recoverd.v1.ShardService.Promote:output_type -> recoverd.v1.PromoteResponse
-	145, // [145:175] is the sub-list for method output_type
-	115, // [115:145] is the sub-list for method input_type
-	115, // [115:115] is the sub-list for extension type_name
-	115, // [115:115] is the sub-list for extension extendee
-	0,   // [0:115] is the sub-list for field type_name
+	33,  // 32: recoverd.v1.Recovery.files:type_name -> recoverd.v1.FileProgress
+	35,  // 33: recoverd.v1.Recovery.totals:type_name -> recoverd.v1.RecoveryTotals
+	36,  // 34: recoverd.v1.Recovery.ops:type_name -> recoverd.v1.OpsProgress
+	94,  // 35: recoverd.v1.Recovery.throttle_wait:type_name -> google.protobuf.Duration
+	37,  // 36: recoverd.v1.Recovery.stages:type_name -> recoverd.v1.StageTiming
+	38,  // 37: recoverd.v1.Recovery.fallbacks:type_name -> recoverd.v1.FallbackEvent
+	39,  // 38: recoverd.v1.Recovery.result:type_name -> recoverd.v1.ResultCheck
+	93,  // 39: recoverd.v1.Recovery.start_time:type_name -> google.protobuf.Timestamp
+	93,  // 40: recoverd.v1.Recovery.end_time:type_name -> google.protobuf.Timestamp
+	32,  // 41: recoverd.v1.Recovery.repository_requests:type_name -> recoverd.v1.RepositoryRequests
+	4,   // 42: recoverd.v1.FileProgress.source:type_name -> recoverd.v1.FileSource
+	34,  // 43: recoverd.v1.RecoveryTotals.total:type_name -> recoverd.v1.Counts
+	34,  // 44: recoverd.v1.RecoveryTotals.reused:type_name -> recoverd.v1.Counts
+	34,  // 45: recoverd.v1.RecoveryTotals.from_peer:type_name -> recoverd.v1.Counts
+	34,  // 46: recoverd.v1.RecoveryTotals.from_snapshot:type_name -> recoverd.v1.Counts
+	2,   // 47: recoverd.v1.StageTiming.stage:type_name -> recoverd.v1.Stage
+	93,  // 48: recoverd.v1.StageTiming.start_time:type_name -> google.protobuf.Timestamp
+	93,  // 49: recoverd.v1.StageTiming.end_time:type_name -> google.protobuf.Timestamp
+	93,  // 50: recoverd.v1.FallbackEvent.time:type_name -> google.protobuf.Timestamp
+	3,   // 51: recoverd.v1.FallbackEvent.from_kind:type_name -> recoverd.v1.PlanKind
+	3,   // 52: recoverd.v1.FallbackEvent.to_kind:type_name -> recoverd.v1.PlanKind
+	7,   // 53: recoverd.v1.GetShardMetadataRequest.shard:type_name -> recoverd.v1.ShardId
+	7,   // 54: recoverd.v1.ShardInfo.shard:type_name -> recoverd.v1.ShardId
+	10,  // 55: recoverd.v1.ShardInfo.metadata:type_name -> recoverd.v1.ShardMetadata
+	12,  // 56: recoverd.v1.ShardInfo.seqno:type_name -> recoverd.v1.SeqNoStats
+	11,  // 57: recoverd.v1.ShardInfo.retained_ops:type_name -> recoverd.v1.SeqNoRange
+	13,  // 58: recoverd.v1.ShardInfo.leases:type_name -> recoverd.v1.RetentionLease
+	41,  // 59: recoverd.v1.GetShardMetadataResponse.info:type_name -> recoverd.v1.ShardInfo
+	7,   // 60: recoverd.v1.GetShardDigestRequest.shard:type_name -> recoverd.v1.ShardId
+	12,  // 61: recoverd.v1.GetShardDigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
+	7,   // 62: recoverd.v1.Pin.shard:type_name -> recoverd.v1.ShardId
+	94,  // 63: recoverd.v1.Pin.ttl:type_name -> google.protobuf.Duration
+	93,  // 64: recoverd.v1.Pin.expires_at:type_name -> google.protobuf.Timestamp
+	7,   // 65: recoverd.v1.PinCommitRequest.shard:type_name -> recoverd.v1.ShardId
+	94,  // 66: recoverd.v1.PinCommitRequest.ttl:type_name -> google.protobuf.Duration
+	45,  // 67: recoverd.v1.PinCommitResponse.pin:type_name -> recoverd.v1.Pin
+	41,  // 68: recoverd.v1.PinCommitResponse.info:type_name -> recoverd.v1.ShardInfo
+	45,  // 69: recoverd.v1.RenewPinResponse.pin:type_name -> recoverd.v1.Pin
+	7,   // 70: recoverd.v1.FetchFileRequest.shard:type_name -> recoverd.v1.ShardId
+	5,   // 71: recoverd.v1.FetchFileRequest.compression:type_name -> recoverd.v1.Compression
+	5,   // 72: recoverd.v1.FileChunk.compression:type_name -> recoverd.v1.Compression
+	7,   // 73: recoverd.v1.FetchOpsRequest.shard:type_name -> recoverd.v1.ShardId
+	11,  // 74: recoverd.v1.FetchOpsRequest.range:type_name -> recoverd.v1.SeqNoRange
+	14,  // 75: recoverd.v1.OpBatch.ops:type_name -> recoverd.v1.Op
+	7,   // 76: recoverd.v1.AcquireLeaseRequest.shard:type_name -> recoverd.v1.ShardId
+	13,  // 77: recoverd.v1.AcquireLeaseResponse.lease:type_name -> recoverd.v1.RetentionLease
+	7,   // 78: recoverd.v1.RenewLeaseRequest.shard:type_name -> recoverd.v1.ShardId
+	13,  // 79: recoverd.v1.RenewLeaseResponse.lease:type_name -> recoverd.v1.RetentionLease
+	7,   // 80: recoverd.v1.ReleaseLeaseRequest.shard:type_name -> recoverd.v1.ShardId
+	7,   // 81: recoverd.v1.SnapshotInfo.shard:type_name -> recoverd.v1.ShardId
+	93,  // 82: recoverd.v1.SnapshotInfo.start_time:type_name -> google.protobuf.Timestamp
+	9,   // 83: recoverd.v1.SnapshotInfo.commit:type_name -> recoverd.v1.CommitData
+	8,   // 84: recoverd.v1.SnapshotInfo.files:type_name -> recoverd.v1.FileMeta
+	7,   // 85: recoverd.v1.CreateSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
+	62,  // 86: recoverd.v1.CreateSnapshotResponse.snapshot:type_name -> recoverd.v1.SnapshotInfo
+	94,  // 87: recoverd.v1.CreateSnapshotResponse.took:type_name -> google.protobuf.Duration
+	32,  // 88: recoverd.v1.CreateSnapshotResponse.repository_requests:type_name -> recoverd.v1.RepositoryRequests
+	7,   // 89: recoverd.v1.ListSnapshotsRequest.shard:type_name -> recoverd.v1.ShardId
+	62,  // 90: recoverd.v1.ListSnapshotsResponse.snapshots:type_name -> recoverd.v1.SnapshotInfo
+	7,   // 91: recoverd.v1.DeleteSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
+	7,   // 92: recoverd.v1.ShardStats.shard:type_name -> recoverd.v1.ShardId
+	12,  // 93: recoverd.v1.ShardStats.seqno:type_name -> recoverd.v1.SeqNoStats
+	6,   // 94: recoverd.v1.ShardStats.state:type_name -> recoverd.v1.ShardState
+	7,   // 95: recoverd.v1.CreateShardRequest.shard:type_name -> recoverd.v1.ShardId
+	69,  // 96: recoverd.v1.CreateShardResponse.stats:type_name -> recoverd.v1.ShardStats
+	69,  // 97: recoverd.v1.ListShardsResponse.shards:type_name -> recoverd.v1.ShardStats
+	7,   // 98: recoverd.v1.IndexRequest.shard:type_name -> recoverd.v1.ShardId
+	70,  // 99: recoverd.v1.IndexRequest.docs:type_name -> recoverd.v1.Doc
+	14,  // 100: recoverd.v1.IndexResponse.ops:type_name -> recoverd.v1.Op
+	7,   // 101: recoverd.v1.DeleteRequest.shard:type_name -> recoverd.v1.ShardId
+	14,  // 102: recoverd.v1.DeleteResponse.ops:type_name -> recoverd.v1.Op
+	7,   // 103: recoverd.v1.ApplyRequest.shard:type_name -> recoverd.v1.ShardId
+	14,  // 104: recoverd.v1.ApplyRequest.ops:type_name -> recoverd.v1.Op
+	12,  // 105: recoverd.v1.ApplyResponse.seqno:type_name -> recoverd.v1.SeqNoStats
+	7,   // 106: recoverd.v1.GetRequest.shard:type_name -> recoverd.v1.ShardId
+	7,   // 107: recoverd.v1.FlushRequest.shard:type_name -> recoverd.v1.ShardId
+	69,  // 108: recoverd.v1.FlushResponse.stats:type_name -> recoverd.v1.ShardStats
+	7,   // 109: recoverd.v1.MergeRequest.shard:type_name -> recoverd.v1.ShardId
+	69,  // 110: recoverd.v1.MergeResponse.stats:type_name -> recoverd.v1.ShardStats
+	7,   // 111: recoverd.v1.StatsRequest.shard:type_name -> recoverd.v1.ShardId
+	69,  // 112: recoverd.v1.StatsResponse.stats:type_name -> recoverd.v1.ShardStats
+	7,   // 113: recoverd.v1.DigestRequest.shard:type_name -> recoverd.v1.ShardId
+	12,  // 114: recoverd.v1.DigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
+	7,   // 115: recoverd.v1.PromoteRequest.shard:type_name -> recoverd.v1.ShardId
+	69,  // 116: recoverd.v1.PromoteResponse.stats:type_name -> recoverd.v1.ShardStats
+	16,  // 117: recoverd.v1.RecoveryService.StartRecovery:input_type -> recoverd.v1.StartRecoveryRequest
+	18,  // 118: recoverd.v1.RecoveryService.GetRecovery:input_type -> recoverd.v1.GetRecoveryRequest
+	20,  // 119: recoverd.v1.RecoveryService.ListRecoveries:input_type -> recoverd.v1.ListRecoveriesRequest
+	22,  // 120: recoverd.v1.RecoveryService.CancelRecovery:input_type -> recoverd.v1.CancelRecoveryRequest
+	24,  // 121: recoverd.v1.RecoveryService.WatchRecovery:input_type -> recoverd.v1.WatchRecoveryRequest
+	26,  // 122: recoverd.v1.RecoveryService.ExplainPlan:input_type -> recoverd.v1.ExplainPlanRequest
+	40,  // 123: recoverd.v1.PeerService.GetShardMetadata:input_type -> recoverd.v1.GetShardMetadataRequest
+	43,  // 124: recoverd.v1.PeerService.GetShardDigest:input_type -> recoverd.v1.GetShardDigestRequest
+	46,  // 125: recoverd.v1.PeerService.PinCommit:input_type -> recoverd.v1.PinCommitRequest
+	48,  // 126: recoverd.v1.PeerService.RenewPin:input_type -> recoverd.v1.RenewPinRequest
+	50,  // 127: recoverd.v1.PeerService.ReleasePin:input_type -> recoverd.v1.ReleasePinRequest
+	52,  // 128: recoverd.v1.PeerService.FetchFile:input_type -> recoverd.v1.FetchFileRequest
+	54,  // 129: recoverd.v1.PeerService.FetchOps:input_type -> recoverd.v1.FetchOpsRequest
+	56,  // 130: recoverd.v1.PeerService.AcquireLease:input_type -> recoverd.v1.AcquireLeaseRequest
+	58,  // 131: recoverd.v1.PeerService.RenewLease:input_type -> recoverd.v1.RenewLeaseRequest
+	60,  // 132: recoverd.v1.PeerService.ReleaseLease:input_type -> recoverd.v1.ReleaseLeaseRequest
+	63,  // 133: recoverd.v1.SnapshotService.CreateSnapshot:input_type -> recoverd.v1.CreateSnapshotRequest
+	65,  // 134: recoverd.v1.SnapshotService.ListSnapshots:input_type -> recoverd.v1.ListSnapshotsRequest
+	67,  // 135: recoverd.v1.SnapshotService.DeleteSnapshot:input_type -> recoverd.v1.DeleteSnapshotRequest
+	71,  // 136: recoverd.v1.ShardService.CreateShard:input_type -> recoverd.v1.CreateShardRequest
+	73,  // 137: recoverd.v1.ShardService.ListShards:input_type -> recoverd.v1.ListShardsRequest
+	75,  // 138: recoverd.v1.ShardService.Index:input_type -> recoverd.v1.IndexRequest
+	77,  // 139: recoverd.v1.ShardService.Delete:input_type -> recoverd.v1.DeleteRequest
+	79,  // 140: recoverd.v1.ShardService.Apply:input_type -> recoverd.v1.ApplyRequest
+	81,  // 141: recoverd.v1.ShardService.Get:input_type -> recoverd.v1.GetRequest
+	83,  // 142: recoverd.v1.ShardService.Flush:input_type -> recoverd.v1.FlushRequest
+	85,  // 143: recoverd.v1.ShardService.Merge:input_type -> recoverd.v1.MergeRequest
+	87,  // 144: recoverd.v1.ShardService.Stats:input_type -> recoverd.v1.StatsRequest
+	89,  // 145: recoverd.v1.ShardService.Digest:input_type -> recoverd.v1.DigestRequest
+	91,  // 146: recoverd.v1.ShardService.Promote:input_type -> recoverd.v1.PromoteRequest
+	17,  // 147: recoverd.v1.RecoveryService.StartRecovery:output_type -> recoverd.v1.StartRecoveryResponse
+	19,  // 148: recoverd.v1.RecoveryService.GetRecovery:output_type -> recoverd.v1.GetRecoveryResponse
+	21,  // 149: recoverd.v1.RecoveryService.ListRecoveries:output_type -> recoverd.v1.ListRecoveriesResponse
+	23,  // 150: recoverd.v1.RecoveryService.CancelRecovery:output_type -> recoverd.v1.CancelRecoveryResponse
+	25,  // 151: recoverd.v1.RecoveryService.WatchRecovery:output_type -> recoverd.v1.WatchRecoveryResponse
+	27,  // 152: recoverd.v1.RecoveryService.ExplainPlan:output_type -> recoverd.v1.ExplainPlanResponse
+	42,  // 153: recoverd.v1.PeerService.GetShardMetadata:output_type -> recoverd.v1.GetShardMetadataResponse
+	44,  // 154: recoverd.v1.PeerService.GetShardDigest:output_type -> recoverd.v1.GetShardDigestResponse
+	47,  // 155: recoverd.v1.PeerService.PinCommit:output_type -> recoverd.v1.PinCommitResponse
+	49,  // 156: recoverd.v1.PeerService.RenewPin:output_type -> recoverd.v1.RenewPinResponse
+	51,  // 157: recoverd.v1.PeerService.ReleasePin:output_type -> recoverd.v1.ReleasePinResponse
+	53,  // 158: recoverd.v1.PeerService.FetchFile:output_type -> recoverd.v1.FileChunk
+	55,  // 159: recoverd.v1.PeerService.FetchOps:output_type -> recoverd.v1.OpBatch
+	57,  // 160: recoverd.v1.PeerService.AcquireLease:output_type -> recoverd.v1.AcquireLeaseResponse
+	59,  // 161: recoverd.v1.PeerService.RenewLease:output_type -> recoverd.v1.RenewLeaseResponse
+	61,  // 162: recoverd.v1.PeerService.ReleaseLease:output_type -> recoverd.v1.ReleaseLeaseResponse
+	64,  // 163: recoverd.v1.SnapshotService.CreateSnapshot:output_type -> recoverd.v1.CreateSnapshotResponse
+	66,  // 164: recoverd.v1.SnapshotService.ListSnapshots:output_type -> recoverd.v1.ListSnapshotsResponse
+	68,  // 165: recoverd.v1.SnapshotService.DeleteSnapshot:output_type -> recoverd.v1.DeleteSnapshotResponse
+	72,  // 166: recoverd.v1.ShardService.CreateShard:output_type -> recoverd.v1.CreateShardResponse
+	74,  // 167: recoverd.v1.ShardService.ListShards:output_type -> recoverd.v1.ListShardsResponse
+	76,  // 168: recoverd.v1.ShardService.Index:output_type -> recoverd.v1.IndexResponse
+	78,  // 169: recoverd.v1.ShardService.Delete:output_type -> recoverd.v1.DeleteResponse
+	80,  // 170: recoverd.v1.ShardService.Apply:output_type -> recoverd.v1.ApplyResponse
+	82,  // 171: recoverd.v1.ShardService.Get:output_type -> recoverd.v1.GetResponse
+	84,  // 172: recoverd.v1.ShardService.Flush:output_type -> recoverd.v1.FlushResponse
+	86,  // 173: recoverd.v1.ShardService.Merge:output_type -> recoverd.v1.MergeResponse
+	88,  // 174: recoverd.v1.ShardService.Stats:output_type -> recoverd.v1.StatsResponse
+	90,  // 175: recoverd.v1.ShardService.Digest:output_type -> recoverd.v1.DigestResponse
+	92,  // 176: recoverd.v1.ShardService.Promote:output_type -> recoverd.v1.PromoteResponse
+	147, // [147:177] is the sub-list for method output_type
+	117, // [117:147] is the sub-list for method input_type
+	117, // [117:117] is the sub-list for extension type_name
+	117, // [117:117] is the sub-list for extension extendee
+	0,   // [0:117] is the sub-list for field type_name
 }
 
 func init() { file_recoverd_proto_init() }
@@ -6486,17 +6595,17 @@ func file_recoverd_proto_init() {
 		return
 	}
 	file_recoverd_proto_msgTypes[8].OneofWrappers = []any{}
-	file_recoverd_proto_msgTypes[35].OneofWrappers = []any{}
 	file_recoverd_proto_msgTypes[36].OneofWrappers = []any{}
-	file_recoverd_proto_msgTypes[50].OneofWrappers = []any{}
-	file_recoverd_proto_msgTypes[75].OneofWrappers = []any{}
+	file_recoverd_proto_msgTypes[37].OneofWrappers = []any{}
+	file_recoverd_proto_msgTypes[51].OneofWrappers = []any{}
+	file_recoverd_proto_msgTypes[76].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recoverd_proto_rawDesc), len(file_recoverd_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   85,
+			NumMessages:   86,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -118,7 +118,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	return 0
 }
 
-func openRepo(ctx context.Context, cfg Config) (snapshot.Repository, error) {
+func openRepo(ctx context.Context, cfg Config, requests *snapshot.RequestMetrics) (snapshot.Repository, error) {
 	url := cfg.Repo
 	switch url {
 	case "none":
@@ -134,7 +134,7 @@ func openRepo(ctx context.Context, cfg Config) (snapshot.Repository, error) {
 	// (at most the package default, 30s), as snapshot downloads do.
 	return snapshot.OpenRepository(ctx, url, snapshot.S3Options{Endpoint: cfg.S3Endpoint, Region: cfg.S3Region,
 		AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, DisableTLS: cfg.S3Insecure,
-		RequestTimeout: cfg.S3Timeout, ReadIdleTimeout: cfg.S3Timeout,
+		RequestTimeout: cfg.S3Timeout, ReadIdleTimeout: cfg.S3Timeout, Metrics: requests,
 		Retry: snapshot.RetryPolicy{MaxElapsed: min(cfg.RetryBudget, snapshot.DefaultRetry.MaxElapsed)}})
 }
 
@@ -181,7 +181,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	if err := shards.openAll(); err != nil {
 		return err
 	}
-	repo, err := openRepo(ctx, cfg)
+	repo, err := openRepo(ctx, cfg, snapshot.NewRequestMetrics(reg))
 	if err != nil {
 		return fmt.Errorf("snapshot repository: %w", err)
 	}
@@ -231,7 +231,10 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	}
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	sweepDone := make(chan struct{})
-	go func() { defer close(sweepDone); sweeper.Run(sweepCtx, cfg.CleanupInterval) }()
+	go func() {
+		defer close(sweepDone)
+		sweeper.Run(snapshot.CountRequests(sweepCtx, snapshot.KindCleanup, nil), cfg.CleanupInterval)
+	}()
 	defer func() { stopSweep(); <-sweepDone }()
 
 	// Health answers per service ("" is the whole listener): each listener

@@ -80,6 +80,8 @@ func info(m *snapshot.Manifest) *pb.SnapshotInfo {
 }
 
 func (s *snapshotService) CreateSnapshot(ctx context.Context, req *pb.CreateSnapshotRequest) (*pb.CreateSnapshotResponse, error) {
+	var requests snapshot.RequestCounter
+	ctx = snapshot.CountRequests(ctx, snapshot.KindSnapshot, &requests)
 	if err := s.check(); err != nil {
 		return nil, err
 	}
@@ -105,10 +107,12 @@ func (s *snapshotService) CreateSnapshot(ctx context.Context, req *pb.CreateSnap
 		return nil, repoErr(err)
 	}
 	return &pb.CreateSnapshotResponse{Snapshot: info(res.Manifest), UploadedFiles: int64(res.UploadedFiles), UploadedBytes: res.UploadedBytes,
-		ReusedFiles: int64(res.ReusedFiles), ReusedBytes: res.ReusedBytes, Took: durationpb.New(time.Since(start))}, nil
+		ReusedFiles: int64(res.ReusedFiles), ReusedBytes: res.ReusedBytes, Took: durationpb.New(time.Since(start)),
+		RepositoryRequests: pbconv.RepositoryRequests(requests.Tally())}, nil
 }
 
 func (s *snapshotService) ListSnapshots(ctx context.Context, req *pb.ListSnapshotsRequest) (*pb.ListSnapshotsResponse, error) {
+	ctx = snapshot.CountRequests(ctx, snapshot.KindSnapshot, nil)
 	if err := s.check(); err != nil {
 		return nil, err
 	}
@@ -130,6 +134,7 @@ func (s *snapshotService) ListSnapshots(ctx context.Context, req *pb.ListSnapsho
 }
 
 func (s *snapshotService) DeleteSnapshot(ctx context.Context, req *pb.DeleteSnapshotRequest) (*pb.DeleteSnapshotResponse, error) {
+	ctx = snapshot.CountRequests(ctx, snapshot.KindSnapshot, nil)
 	if err := s.check(); err != nil {
 		return nil, err
 	}
