@@ -235,6 +235,16 @@ func failover(t *testing.T, n1, n2 *node, docs int) string {
 // holds a fraction of the snapshot's bytes and no snapshot plan is chosen).
 func failoverSegments(t *testing.T, n1, n2 *node, docs, segments int, distinct bool) string {
 	t.Helper()
+	inSync(t, n1, n2, docs, segments, distinct)
+	snap := mustv(n1.snap.CreateSnapshot(ctxT(t), &pb.CreateSnapshotRequest{Shard: shardID}))(t)
+	promote(t, n1, n2)
+	return snap.Snapshot.Id
+}
+
+// inSync is the first half of failoverSegments: n1 primary, n2 a replica
+// with the same documents in other files, every copy in sync.
+func inSync(t *testing.T, n1, n2 *node, docs, segments int, distinct bool) {
+	t.Helper()
 	mustv(n1.shard.CreateShard(ctxT(t), &pb.CreateShardRequest{Shard: shardID}))(t)
 	requireDone(t, recoverOnto(t, n2, n1, nil))
 	var ops []*pb.Op
@@ -250,8 +260,11 @@ func failoverSegments(t *testing.T, n1, n2 *node, docs, segments int, distinct b
 	gcp := stats(t, n1).Seqno.LocalCheckpoint
 	flush(t, n1, gcp)
 	flush(t, n2, gcp)
-	snap := mustv(n1.snap.CreateSnapshot(ctxT(t), &pb.CreateSnapshotRequest{Shard: shardID}))(t)
+}
+
+// promote is the second half of failoverSegments: n1 dies, n2 is promoted.
+func promote(t *testing.T, n1, n2 *node) {
+	t.Helper()
 	n1.Kill()
 	mustv(n2.shard.Promote(ctxT(t), &pb.PromoteRequest{Shard: shardID}))(t)
-	return snap.Snapshot.Id
 }
