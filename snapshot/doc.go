@@ -25,6 +25,33 @@
 //
 // OpenRepository(ctx, url, S3Options) opens either from a URL.
 //
+// # A distributed store
+//
+// The S3 endpoint is meant to be a load balancer in front of a
+// distributed store (MinIO erasure sets, S3), and it is tested against
+// MinIO in distributed erasure-coded mode: 4 servers with one drive each,
+// 2 data and 2 parity shards per object. A server lost in the middle of a
+// Create or a Download changes nothing (the store keeps its read and
+// write quorum; at most a request fails and is retried). A store that
+// lost its quorum does not refuse requests but holds them without
+// answering: the request deadlines below end them, as ErrUnavailable
+// errors that read "no answer within <d> (the store is hung, overloaded
+// or has lost its quorum)". Its listings may still answer from the
+// drives left (MinIO lists from one), but no manifest or blob can be
+// read, so unavailable is never taken for empty.
+//
+// # Counting requests
+//
+// Every S3 request (every attempt: retries and multipart parts included)
+// goes through a counting http.RoundTripper under minio-go. It is counted
+// by type, from its method and query (list, get, put, head, delete;
+// multipart initiate, parts and complete are put, an abort is delete),
+// and by the kind its context carries (CountRequests: recovery, snapshot,
+// cleanup; other when untagged): in recoverd_s3_requests_total{op,kind}
+// when S3Options.Metrics is set (NewRequestMetrics registers it on the
+// registry it is given, every series at zero), and in the context's
+// RequestCounter if it has one (a recovery's, a snapshot's).
+//
 // # Layout
 //
 //	<index>/<shard>/blobs/<file-name>-<random>        one uploaded file
