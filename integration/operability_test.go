@@ -42,6 +42,11 @@ func TestFreshNodeMetricsAtZero(t *testing.T) {
 	}
 	want = append(want, series("recoverd_recoveries_finished_total", "kind", "none", "result", "failed"),
 		series("recoverd_recoveries_finished_total", "kind", "refused", "result", "failed"))
+	for _, op := range []string{"list", "get", "put", "head", "delete"} {
+		for _, kind := range []string{"recovery", "snapshot", "cleanup", "other"} {
+			want = append(want, series("recoverd_s3_requests_total", "op", op, "kind", kind))
+		}
+	}
 	for _, s := range want {
 		v, ok := m[s]
 		if !ok {
