@@ -200,7 +200,38 @@ func (c *MinIOCluster) launch(servers ...*MinIO) error {
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "\n"))
 	}
-	return nil
+	return c.waitWritable(60 * time.Second)
+}
+
+// waitWritable waits until an object can be written and removed: a
+// cluster that reports write quorum may still answer SlowDownWrite (503)
+// for a while after servers came back, until its drives are in use again.
+func (c *MinIOCluster) waitWritable(d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	mc := c.Client()
+	const bucket = "testutil-write-probe"
+	var err error
+	for {
+		err = mc.MakeBucket(ctx, bucket, minio.MakeBucketOptions{})
+		if err != nil && minio.ToErrorResponse(err).Code == "BucketAlreadyOwnedByYou" {
+			err = nil
+		}
+		if err == nil {
+			_, err = mc.PutObject(ctx, bucket, "probe", strings.NewReader("probe"), 5, minio.PutObjectOptions{})
+		}
+		if err == nil {
+			err = mc.RemoveObject(ctx, bucket, "probe", minio.RemoveObjectOptions{})
+		}
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the cluster does not take writes after %v: %w", d, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func (c *MinIOCluster) killAll() {
