@@ -1,0 +1,352 @@
+package transfer
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/recoverd/recoverd/api/pbconv"
+	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/shardstore"
+)
+
+// FileClient is the part of pb.PeerServiceClient that FetchFiles uses.
+type FileClient interface {
+	FetchFile(ctx context.Context, in *pb.FetchFileRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[pb.FileChunk], error)
+	RenewPin(ctx context.Context, in *pb.RenewPinRequest, opts ...grpc.CallOption) (*pb.RenewPinResponse, error)
+}
+
+// FetchOptions tune FetchFiles; the zero value is usable.
+type FetchOptions struct {
+	// Parallel is the number of files in flight (default 4).
+	Parallel int
+	// ChunkSize asked of the source; 0 means the source's default.
+	ChunkSize int
+	// NoCompression refuses zstd chunks (for a CPU-starved target, or a
+	// network fast enough that compression only costs).
+	NoCompression bool
+	// Throttle is the node's bandwidth budget, applied to bytes received
+	// as they came over the wire; nil is unlimited.
+	Throttle *Throttle
+	// IdleTimeout cancels and resumes a stream that delivered nothing for
+	// this long (default 30s; negative disables).
+	IdleTimeout time.Duration
+	// Retry is the policy for transient errors.
+	Retry RetryPolicy
+	// MaxCorruptRepeats: a file whose chunk at the same offset fails its
+	// checks this many times in a row fails (default 3).
+	MaxCorruptRepeats int
+	// PinKept says the caller keeps the pin alive (KeepPin) for longer
+	// than this call, so FetchFiles does not renew it itself.
+	PinKept bool
+
+	// OnBytes is called with every run of verified bytes written to a
+	// staged file (and with a file's whole length, or its checked prefix,
+	// when a previous attempt of the same recovery left it complete, or
+	// partly staged). It must be safe for
+	// concurrent use, as must the other callbacks.
+	OnBytes func(file string, n int64)
+	// OnFileDone is called once a file is staged and verified.
+	OnFileDone func(f shardstore.FileMeta)
+	// OnResume is called before a file is resumed from offset after cause.
+	OnResume func(file string, offset int64, cause error)
+	// OnThrottle is called with each wait for the bandwidth budget.
+	OnThrottle func(d time.Duration)
+}
+
+const (
+	defaultParallel          = 4
+	defaultIdleTimeout       = 30 * time.Second
+	defaultMaxCorruptRepeats = 3
+)
+
+func (o *FetchOptions) defaults() {
+	if o.Parallel <= 0 {
+		o.Parallel = defaultParallel
+	}
+	if o.ChunkSize < 0 {
+		o.ChunkSize = 0
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = defaultIdleTimeout
+	}
+	if o.MaxCorruptRepeats <= 0 {
+		o.MaxCorruptRepeats = defaultMaxCorruptRepeats
+	}
+	o.Retry.defaults()
+}
+
+// FetchResult sums up a FetchFiles call (also when it failed).
+type FetchResult struct {
+	// Files fetched and verified; AlreadyStaged files a previous attempt of
+	// the same recovery left complete and verified.
+	Files, AlreadyStaged int
+	// ResumedBytes were checked by a previous attempt of the same recovery
+	// (the prefixes of files it left partly staged): not asked for again.
+	ResumedBytes int64
+	// Bytes is the raw bytes received and written; WireBytes the chunk
+	// payloads as they came over the wire.
+	Bytes, WireBytes int64
+	// Resumes counts streams resumed after a transient error.
+	Resumes      int64
+	ThrottleWait time.Duration
+}
+
+type fetcher struct {
+	c       FileClient
+	shard   shardstore.ShardID
+	pin     Pin
+	staging *shardstore.Staging
+	opts    FetchOptions
+
+	files, staged                            atomic.Int64
+	bytes, wire, resumes, throttled, resumed atomic.Int64
+}
+
+// FetchFiles copies files of a commit pinned on a source (pin) into
+// staging, several files at once (opts.Parallel), largest first. Each file
+// is streamed in chunks; each chunk's offset, length and CRC32C are checked
+// before it is written at its offset, and the whole file's CRC32C is
+// verified (StagedFile.Verify) before it counts as received.
+//
+// A stream broken by a transient error (IsTransient), a corrupt chunk or a
+// silent peer (opts.IdleTimeout) is resumed from the last verified offset
+// after a backoff (opts.Retry); bytes already verified are never asked for
+// again. Permanent errors (NotFound, InvalidArgument, FailedPrecondition,
+// OutOfRange, a file that does not verify, repeated corruption at one
+// offset, local write errors) fail the call at once, cancelling the other
+// files. Errors name the file. While it runs, FetchFiles keeps the pin
+// alive (KeepPin) unless opts.PinKept says the caller does; a pin found
+// gone fails the call with ErrPinNotFound.
+func FetchFiles(ctx context.Context, c FileClient, shard shardstore.ShardID, pin Pin, files []shardstore.FileMeta,
+	staging *shardstore.Staging, opts FetchOptions) (FetchResult, error) {
+	opts.defaults()
+	f := &fetcher{c: c, shard: shard, pin: pin, staging: staging, opts: opts}
+	if pin.ID == "" {
+		return FetchResult{}, errors.New("transfer: FetchFiles needs a commit pin")
+	}
+	if staging == nil {
+		return FetchResult{}, errors.New("transfer: FetchFiles needs a staging area")
+	}
+	seen := make(map[string]bool, len(files))
+	for _, fm := range files {
+		if err := shardstore.ValidateName(fm.Name); err != nil {
+			return FetchResult{}, fmt.Errorf("transfer: %w", err)
+		}
+		if seen[fm.Name] {
+			return FetchResult{}, fmt.Errorf("transfer: file %s listed twice", fm.Name)
+		}
+		seen[fm.Name] = true
+	}
+	order := slices.Clone(files)
+	slices.SortStableFunc(order, func(a, b shardstore.FileMeta) int { return cmp.Compare(b.Length, a.Length) })
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	if pin.TTL > 0 && !opts.PinKept {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := KeepPin(ctx, c, pin, nil); err != nil {
+				cancel(fmt.Errorf("transfer: commit pin %s on the source was lost: %w", pin.ID, err))
+			}
+		}()
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Parallel)
+	for _, fm := range order {
+		g.Go(func() error { return f.fetchFile(gctx, fm) })
+	}
+	err := g.Wait()
+	if err != nil && ctx.Err() != nil {
+		// Prefer the reason the whole call was cancelled (a lost pin, the
+		// caller's cancel) over the error of the file that noticed it.
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+			err = fmt.Errorf("%w (%w)", cause, err)
+		}
+	}
+	cancel(nil)
+	wg.Wait()
+	return f.result(), err
+}
+
+func (f *fetcher) result() FetchResult {
+	return FetchResult{
+		Files: int(f.files.Load()), AlreadyStaged: int(f.staged.Load()), ResumedBytes: f.resumed.Load(), Bytes: f.bytes.Load(), WireBytes: f.wire.Load(),
+		Resumes: f.resumes.Load(), ThrottleWait: time.Duration(f.throttled.Load()),
+	}
+}
+
+func (f *fetcher) throttle(ctx context.Context, n int) error {
+	d, err := f.opts.Throttle.WaitN(ctx, n)
+	if d > 0 {
+		f.throttled.Add(int64(d))
+		if f.opts.OnThrottle != nil {
+			f.opts.OnThrottle(d)
+		}
+	}
+	return err
+}
+
+// fetchFile stages and verifies one file, resuming as needed.
+func (f *fetcher) fetchFile(ctx context.Context, meta shardstore.FileMeta) error {
+	sf, err := f.staging.CreateFile(meta)
+	if err != nil {
+		return fmt.Errorf("transfer: stage file %s: %w", meta.Name, err)
+	}
+	defer sf.Close()
+	if size, err := sf.Size(); err == nil && size == meta.Length && sf.Verify() == nil {
+		f.staged.Add(1)
+		if f.opts.OnBytes != nil {
+			f.opts.OnBytes(meta.Name, meta.Length)
+		}
+		if f.opts.OnFileDone != nil {
+			f.opts.OnFileDone(meta)
+		}
+		return nil
+	}
+	// Resume after the prefix an earlier attempt of this recovery checked
+	// chunk by chunk (a re-plan after the source restarted keeps it); the
+	// rest is not trusted.
+	verified := sf.Good()
+	if verified >= meta.Length {
+		verified = 0 // whole but it does not verify: fetch it again
+	}
+	if err := sf.Truncate(verified); err != nil {
+		return fmt.Errorf("transfer: stage file %s: %w", meta.Name, err)
+	}
+	if verified > 0 {
+		f.resumed.Add(verified)
+		if f.opts.OnBytes != nil {
+			f.opts.OnBytes(meta.Name, verified)
+		}
+	}
+	var (
+		corruptAt int64 = -1
+		corruptN  int
+		retry     = newRetrier(f.opts.Retry)
+	)
+	for {
+		n, err := f.streamOnce(ctx, sf, meta, verified)
+		verified += n
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("transfer: file %s at offset %d: %w", meta.Name, verified, context.Cause(ctx))
+		}
+		if errors.Is(err, ErrChunkCorrupt) {
+			if verified == corruptAt {
+				corruptN++
+			} else {
+				corruptAt, corruptN = verified, 1
+			}
+			if corruptN >= f.opts.MaxCorruptRepeats {
+				return fmt.Errorf("transfer: file %s: %d corrupt chunks in a row at offset %d (last: %v): %w",
+					meta.Name, corruptN, verified, err, shardstore.ErrCorrupt)
+			}
+		} else if !IsTransient(err) {
+			return fmt.Errorf("transfer: file %s at offset %d: %w", meta.Name, verified, err)
+		}
+		d, ok := retry.next(n > 0)
+		if !ok {
+			return fmt.Errorf("transfer: file %s: giving up at offset %d of %d: %w: %w", meta.Name, verified, meta.Length, ErrRetriesExhausted, err)
+		}
+		f.resumes.Add(1)
+		if f.opts.OnResume != nil {
+			f.opts.OnResume(meta.Name, verified, err)
+		}
+		if err := sleep(ctx, d); err != nil {
+			return fmt.Errorf("transfer: file %s at offset %d: %w", meta.Name, verified, err)
+		}
+	}
+	if err := sf.Verify(); err != nil {
+		return fmt.Errorf("transfer: file %s was received whole but does not verify: %w", meta.Name, err)
+	}
+	f.files.Add(1)
+	if f.opts.OnFileDone != nil {
+		f.opts.OnFileDone(meta)
+	}
+	return nil
+}
+
+// chunkStream is the part of the FetchFile client stream streamOnce reads.
+type chunkStream interface {
+	Recv() (*pb.FileChunk, error)
+}
+
+// streamOnce runs one FetchFile stream from off and returns the bytes it
+// verified and wrote.
+func (f *fetcher) streamOnce(ctx context.Context, sf *shardstore.StagedFile, meta shardstore.FileMeta, off int64) (int64, error) {
+	if off >= meta.Length {
+		return 0, nil
+	}
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	wd := newWatchdog(f.opts.IdleTimeout, cancel)
+	defer wd.disarm()
+	comp := pb.Compression_COMPRESSION_ZSTD
+	if f.opts.NoCompression {
+		comp = pb.Compression_COMPRESSION_NONE
+	}
+	wd.arm()
+	st, err := f.c.FetchFile(sctx, &pb.FetchFileRequest{
+		Shard: pbconv.ShardID(f.shard), PinId: f.pin.ID, Name: meta.Name, Offset: off,
+		ChunkSize: uint32(f.opts.ChunkSize), Compression: comp,
+	})
+	wd.disarm()
+	if err != nil {
+		return 0, streamErr(sctx, f.opts.IdleTimeout, err)
+	}
+	return f.receive(ctx, sctx, st, wd, sf, meta, off)
+}
+
+// receive reads chunks from st until the file is complete.
+func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdog, sf *shardstore.StagedFile, meta shardstore.FileMeta, off int64) (int64, error) {
+	var got int64
+	for off+got < meta.Length {
+		wd.arm()
+		ch, err := st.Recv()
+		wd.disarm()
+		if err == io.EOF {
+			return got, fmt.Errorf("%w: file %s at offset %d of %d", ErrShortStream, meta.Name, off+got, meta.Length)
+		}
+		if err != nil {
+			return got, streamErr(sctx, f.opts.IdleTimeout, err)
+		}
+		pos := off + got
+		data, err := chunkData(ch, pos, meta.Length-pos)
+		if err != nil {
+			return got, err
+		}
+		if err := f.throttle(ctx, len(ch.Data)); err != nil {
+			return got, err
+		}
+		if _, err := sf.WriteAt(data, pos); err != nil {
+			return got, fmt.Errorf("transfer: write %s at %d: %w", meta.Name, pos, err)
+		}
+		sf.MarkGood(pos + int64(len(data)))
+		got += int64(len(data))
+		f.bytes.Add(int64(len(data)))
+		f.wire.Add(int64(len(ch.Data)))
+		if f.opts.OnBytes != nil {
+			f.opts.OnBytes(meta.Name, int64(len(data)))
+		}
+	}
+	// Let the stream end cleanly (trailers) rather than cancel it; what
+	// comes after the last byte changes nothing.
+	wd.arm()
+	_, _ = st.Recv()
+	wd.disarm()
+	return got, nil
+}

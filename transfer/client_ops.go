@@ -1,0 +1,167 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/recoverd/recoverd/api/pbconv"
+	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/seqno"
+	"github.com/recoverd/recoverd/shardstore"
+)
+
+// OpsClient is the part of pb.PeerServiceClient that FetchOps uses.
+type OpsClient interface {
+	FetchOps(ctx context.Context, in *pb.FetchOpsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[pb.OpBatch], error)
+}
+
+// OpsOptions tune FetchOps; the zero value is usable.
+type OpsOptions struct {
+	// BatchSize asked of the source (ops per batch); 0 means its default.
+	BatchSize int
+	// Throttle applies to op batches received (their encoded size).
+	Throttle *Throttle
+	// IdleTimeout as for FetchOptions (default 30s; negative disables).
+	IdleTimeout time.Duration
+	Retry       RetryPolicy
+	// OnResume is called before the stream is resumed at seqno next.
+	OnResume func(next seqno.SeqNo, cause error)
+	// OnThrottle is called with each wait for the bandwidth budget.
+	OnThrottle func(d time.Duration)
+}
+
+// OpsResult sums up a FetchOps call (also when it failed).
+type OpsResult struct {
+	Ops, Batches, WireBytes, Resumes int64
+	ThrottleWait                     time.Duration
+	// Last is the seqno of the last op handed to fn (seqno.Unassigned when
+	// none was).
+	Last seqno.SeqNo
+}
+
+// fnError marks an error returned by the caller's fn: never retried.
+type fnError struct{ err error }
+
+func (e fnError) Error() string { return e.err.Error() }
+func (e fnError) Unwrap() error { return e.err }
+
+// FetchOps streams the ops of r from a source whose history must be
+// historyUUID, in seqno order, and calls fn with each batch (fn may keep
+// the slice). Seqnos the source never processed are absent. A stream
+// broken by a transient error is resumed after the last op fn accepted;
+// errors of fn end the call as they are. ErrCompacted (a file copy is
+// needed) and ErrHistoryMismatch come back wrapped (errors.Is).
+func FetchOps(ctx context.Context, c OpsClient, shard shardstore.ShardID, r seqno.Range, historyUUID string,
+	fn func([]shardstore.Op) error, opts OpsOptions) (OpsResult, error) {
+	res := OpsResult{Last: seqno.Unassigned}
+	if err := r.Validate(); err != nil {
+		return res, fmt.Errorf("transfer: %w", err)
+	}
+	if historyUUID == "" {
+		return res, errors.New("transfer: FetchOps needs the source's history UUID")
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = defaultIdleTimeout
+	}
+	opts.Retry.defaults()
+	retry := newRetrier(opts.Retry)
+	next := r.From
+	for next <= r.To {
+		before := res.Ops
+		err := fetchOpsOnce(ctx, c, shard, seqno.Range{From: next, To: r.To}, historyUUID, fn, &opts, &res)
+		if res.Last != seqno.Unassigned {
+			next = res.Last + 1
+		}
+		if err == nil {
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("transfer: ops %v at %v: %w", r, next, context.Cause(ctx))
+		}
+		var fe fnError
+		if errors.As(err, &fe) {
+			return res, fe.err
+		}
+		if !IsTransient(err) {
+			return res, fmt.Errorf("transfer: ops %v at %v: %w", r, next, err)
+		}
+		d, ok := retry.next(res.Ops > before)
+		if !ok {
+			return res, fmt.Errorf("transfer: ops %v: giving up at %v: %w: %w", r, next, ErrRetriesExhausted, err)
+		}
+		res.Resumes++
+		if opts.OnResume != nil {
+			opts.OnResume(next, err)
+		}
+		if err := sleep(ctx, d); err != nil {
+			return res, fmt.Errorf("transfer: ops %v at %v: %w", r, next, err)
+		}
+	}
+	return res, nil
+}
+
+func fetchOpsOnce(ctx context.Context, c OpsClient, shard shardstore.ShardID, r seqno.Range, history string,
+	fn func([]shardstore.Op) error, opts *OpsOptions, res *OpsResult) error {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	wd := newWatchdog(opts.IdleTimeout, cancel)
+	defer wd.disarm()
+	wd.arm()
+	st, err := c.FetchOps(sctx, &pb.FetchOpsRequest{
+		Shard: pbconv.ShardID(shard), Range: pbconv.Range(r), BatchSize: uint32(max(opts.BatchSize, 0)), ExpectedHistoryUuid: history,
+	})
+	wd.disarm()
+	if err != nil {
+		return streamErr(sctx, opts.IdleTimeout, err)
+	}
+	next := r.From
+	for {
+		wd.arm()
+		b, err := st.Recv()
+		wd.disarm()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return streamErr(sctx, opts.IdleTimeout, err)
+		}
+		ops, err := pbconv.OpsFromPB(b.Ops)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrProtocol, err)
+		}
+		for _, op := range ops {
+			if op.SeqNo < next || op.SeqNo > r.To {
+				return fmt.Errorf("%w: op %v arrived when %v..%v was expected (ops must come in increasing seqno order within the range)",
+					ErrProtocol, op.SeqNo, next, r.To)
+			}
+			next = op.SeqNo + 1
+		}
+		size := proto.Size(b)
+		d, err := opts.Throttle.WaitN(ctx, size)
+		if d > 0 {
+			res.ThrottleWait += d
+			if opts.OnThrottle != nil {
+				opts.OnThrottle(d)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if len(ops) == 0 {
+			continue
+		}
+		if err := fn(ops); err != nil {
+			return fnError{err}
+		}
+		res.Ops += int64(len(ops))
+		res.Batches++
+		res.WireBytes += int64(size)
+		res.Last = ops[len(ops)-1].SeqNo
+	}
+}

@@ -1,0 +1,137 @@
+package transfer
+
+import (
+	"context"
+	"io"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/recoverd/recoverd/api/pbconv"
+	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/shardstore"
+)
+
+const incompressibleFiles = 3
+
+// FetchFile implements PeerService.
+func (s *PeerServer) FetchFile(req *pb.FetchFileRequest, stream pb.PeerService_FetchFileServer) error {
+	id, err := pbconv.ShardIDFromPB(req.GetShard())
+	if err != nil {
+		return invalid("%v", err)
+	}
+	if req.PinId == "" {
+		return invalid("pin_id is required: pin the commit with PinCommit first")
+	}
+	if err := shardstore.ValidateName(req.Name); err != nil {
+		return invalid("file name: %v", err)
+	}
+	p, done, err := s.usePin(stream.Context(), req.PinId, id)
+	if err != nil {
+		return err
+	}
+	defer done()
+	meta := p.ref.Metadata()
+	if _, ok := meta.Lookup(req.Name); !ok {
+		return Errorf(codes.NotFound, pb.ErrorReason_FILE_NOT_FOUND, "file %s is not in commit %d of shard %s (pin %s)",
+			req.Name, meta.Generation, id, p.id)
+	}
+	f, fm, err := p.ref.Open(req.Name)
+	if err != nil {
+		return ToStatus(err)
+	}
+	defer f.Close()
+	if req.Offset < 0 || req.Offset > fm.Length {
+		return status.Errorf(codes.OutOfRange, "offset %d is outside file %s of %d bytes", req.Offset, fm.Name, fm.Length)
+	}
+	end := fm.Length
+	if req.Length < 0 || req.Length > fm.Length-req.Offset {
+		return status.Errorf(codes.OutOfRange, "length %d from offset %d runs past the end of file %s (%d bytes)",
+			req.Length, req.Offset, fm.Name, fm.Length)
+	}
+	if req.Length > 0 {
+		end = req.Offset + req.Length
+	}
+	chunk := s.cfg.ChunkSize
+	if req.ChunkSize > 0 {
+		chunk = min(max(int(req.ChunkSize), MinChunkSize), MaxChunkSize)
+	}
+	zstdOK := !s.cfg.DisableCompression && req.Compression == pb.Compression_COMPRESSION_ZSTD &&
+		p.incompressible.Load() < incompressibleFiles
+	return s.sendFile(stream.Context(), stream, f, fm.Name, req.Offset, end, chunk, zstdOK, func() { p.incompressible.Add(1) })
+}
+
+// chunkSender is the part of the FetchFile server stream sendFile uses.
+type chunkSender interface {
+	Send(*pb.FileChunk) error
+}
+
+// throttledMessageBytes bounds a chunk or an op batch while the node's
+// bandwidth budget is set: the sender waits for the budget before each
+// message and the receiver sees nothing meanwhile, so a message must pass
+// in a fraction of a second of the budget. Otherwise a throttled source
+// serving a few streams falls silent for longer than the target's idle
+// deadline between two messages, and every stream is cut and resumed at
+// the same offset, forever (seen with 1 MiB chunks, three files and a
+// 2 MB/s budget against a 1s deadline; with the defaults, from about
+// 200 KB/s down). An eighth of a second of the budget keeps eight streams
+// delivering at least every second.
+func (s *PeerServer) throttledMessageBytes(want int) int {
+	if r := s.cfg.Throttle.Rate(); r > 0 {
+		return min(want, int(max(r/8, MinChunkSize)))
+	}
+	return want
+}
+
+// sendFile sends [off, end) of r in chunks of chunkSize raw bytes (fewer
+// while the node's budget is low: throttledMessageBytes).
+// sendFile streams [off, end) of a file; noGain is called when the data
+// turned out not to compress.
+func (s *PeerServer) sendFile(ctx context.Context, out chunkSender, r io.ReaderAt, name string, off, end int64, chunkSize int, zstdOK bool, noGain func()) error {
+	var buf []byte
+	sent := false
+	for off < end {
+		n := int(min(int64(s.throttledMessageBytes(chunkSize)), end-off))
+		if cap(buf) < n {
+			buf = make([]byte, chunkSize)
+		}
+		raw := buf[:n]
+		if _, err := r.ReadAt(raw, off); err != nil {
+			return status.Errorf(codes.Internal, "read %s at %d: %v", name, off, err)
+		}
+		ch := &pb.FileChunk{Offset: off, Crc32C: CRC32C(raw), UncompressedLength: uint32(n), Compression: pb.Compression_COMPRESSION_NONE}
+		if zstdOK && n >= minCompressLen {
+			s.c.compressionTries.Add(1)
+			if c := compressChunk(raw); c != nil {
+				ch.Data, ch.Compression = c, pb.Compression_COMPRESSION_ZSTD
+			} else {
+				zstdOK = false // does not compress: stop trying for this stream
+				noGain()
+			}
+		}
+		if ch.Data == nil {
+			ch.Data = raw
+			buf = nil // gRPC may still hold raw after Send returns
+		}
+		wait, err := s.cfg.Throttle.WaitN(ctx, len(ch.Data))
+		s.c.throttleWait.Add(int64(wait))
+		if err != nil {
+			return status.FromContextError(err).Err()
+		}
+		if err := out.Send(ch); err != nil {
+			return err
+		}
+		if !sent {
+			sent = true
+			s.c.fileStreams.Add(1)
+		}
+		s.c.chunks.Add(1)
+		if ch.Compression == pb.Compression_COMPRESSION_ZSTD {
+			s.c.compressedChunks.Add(1)
+		}
+		s.c.fileBytes.Add(int64(n))
+		s.c.fileWireBytes.Add(int64(len(ch.Data)))
+		off += int64(n)
+	}
+	return nil
+}

@@ -1,0 +1,111 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/recoverd/recoverd/api/pbconv"
+	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/seqno"
+	"github.com/recoverd/recoverd/shardstore"
+)
+
+// FetchOps implements PeerService.
+func (s *PeerServer) FetchOps(req *pb.FetchOpsRequest, stream pb.PeerService_FetchOpsServer) error {
+	sh, id, err := s.shard(req.GetShard())
+	if err != nil {
+		return err
+	}
+	r, err := pbconv.RangeFromPB(req.GetRange())
+	if err != nil {
+		return invalid("ops range: %v", err)
+	}
+	if req.ExpectedHistoryUuid == "" {
+		return invalid("expected_history_uuid is required: ops are only exchanged within one history")
+	}
+	batch := s.cfg.OpBatchSize
+	if req.BatchSize > 0 {
+		batch = min(int(req.BatchSize), maxOpBatchSize)
+	}
+	return s.sendOps(stream.Context(), stream, sh, id, r, req.ExpectedHistoryUuid, batch)
+}
+
+// opSender is the part of the FetchOps server stream sendOps uses.
+type opSender interface {
+	Send(*pb.OpBatch) error
+}
+
+func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh *shardstore.Shard, id shardstore.ShardID, r seqno.Range, history string, batchSize int) error {
+	st := sh.Stats()
+	if st.HistoryUUID != history {
+		return Errorf(codes.FailedPrecondition, pb.ErrorReason_HISTORY_MISMATCH,
+			"shard %s on this node has history %s, the request expects %s: copies of different histories never exchange ops; re-plan (a file copy is needed)",
+			id, st.HistoryUUID, history)
+	}
+	if r.Empty() {
+		return nil
+	}
+	if retained := sh.RetainedOps(); r.From < retained.From {
+		return Errorf(codes.FailedPrecondition, pb.ErrorReason_OPS_COMPACTED,
+			"ops from %v asked, shard %s retains ops from %v only: a file copy is needed", r.From, id, retained.From)
+	}
+	if r.To > st.Seq.MaxSeqNo {
+		return status.Errorf(codes.OutOfRange, "ops up to %v asked, shard %s has seen ops up to %v only", r.To, id, st.Seq.MaxSeqNo)
+	}
+	var (
+		ops   = make([]*pb.Op, 0, min(batchSize, 1024))
+		bytes int
+	)
+	flush := func() error {
+		b := &pb.OpBatch{Ops: ops}
+		size := proto.Size(b)
+		wait, err := s.cfg.Throttle.WaitN(ctx, size)
+		s.c.throttleWait.Add(int64(wait))
+		if err != nil {
+			return err
+		}
+		if err := out.Send(b); err != nil {
+			return err
+		}
+		s.c.ops.Add(int64(len(ops)))
+		s.c.opBatches.Add(1)
+		s.c.opWireBytes.Add(int64(size))
+		ops, bytes = make([]*pb.Op, 0, cap(ops)), 0
+		return nil
+	}
+	errSend := errors.New("send")
+	var sendErr error
+	err := sh.ReadOps(r, func(op shardstore.Op) error {
+		ops = append(ops, pbconv.Op(op))
+		bytes += len(op.Key) + len(op.Value) + 32
+		if len(ops) >= batchSize || bytes >= s.throttledMessageBytes(s.cfg.OpBatchBytes) {
+			if sendErr = flush(); sendErr != nil {
+				return errSend
+			}
+		}
+		return ctx.Err()
+	})
+	if errors.Is(err, errSend) {
+		if ce := ctx.Err(); ce != nil {
+			return status.FromContextError(ce).Err()
+		}
+		return sendErr
+	}
+	if err != nil {
+		return ToStatus(fmt.Errorf("read ops %v of %s: %w", r, id, err))
+	}
+	if len(ops) > 0 {
+		if err := flush(); err != nil {
+			if ce := ctx.Err(); ce != nil {
+				return status.FromContextError(ce).Err()
+			}
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,234 @@
+package transfer
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/recoverd/recoverd/api/pbconv"
+	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/shardstore"
+)
+
+// pin is one CommitRef held for a remote client.
+type pin struct {
+	id      string
+	shard   shardstore.ShardID
+	holder  string // the label the client gave, for logs
+	owner   string // the authenticated caller that took it (PeerIdentity)
+	ref     *shardstore.CommitRef
+	ttl     time.Duration
+	expires time.Time   // valid while streams == 0
+	streams int         // FetchFile streams reading under the pin
+	timer   *time.Timer // fires expire; only expire re-arms it
+	gone    bool        // removed from the map; ref released when streams reach 0
+	// incompressible counts the files of this pin whose first chunk did not
+	// compress: past incompressibleFiles, the pin's other files are sent
+	// raw without trying (a shard of many small files would otherwise pay a
+	// compression attempt per file).
+	incompressible atomic.Int32
+}
+
+func (p *pin) pb() *pb.Pin {
+	return &pb.Pin{Id: p.id, Shard: pbconv.ShardID(p.shard), Generation: p.ref.Metadata().Generation,
+		Ttl: durationpb.New(p.ttl), ExpiresAt: pbconv.Time(p.expires)}
+}
+
+// PinCommit implements PeerService.
+func (s *PeerServer) PinCommit(ctx context.Context, req *pb.PinCommitRequest) (*pb.PinCommitResponse, error) {
+	sh, id, err := s.shard(req.GetShard())
+	if err != nil {
+		return nil, err
+	}
+	ttl := s.cfg.PinTTL
+	if req.Ttl != nil {
+		if err := req.Ttl.CheckValid(); err != nil || req.Ttl.AsDuration() < 0 {
+			return nil, invalid("pin ttl %v is not a valid duration", req.Ttl)
+		}
+		if d := req.Ttl.AsDuration(); d > 0 {
+			ttl = min(max(d, min(s.cfg.PinTTL, time.Second)), s.cfg.MaxPinTTL)
+		}
+	}
+	if len(req.Holder) > shardstore.MaxNameLen {
+		return nil, invalid("pin holder is %d bytes long, at most %d allowed", len(req.Holder), shardstore.MaxNameLen)
+	}
+	if req.PinId != "" {
+		if err := shardstore.ValidateName(req.PinId); err != nil {
+			return nil, invalid("pin id: %v", err)
+		}
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, status.Error(codes.Unavailable, "peer server is shutting down; retry on another node or later")
+	}
+	owner := PeerIdentity(ctx)
+	if p := s.pins[req.PinId]; req.PinId != "" && p != nil {
+		// Asked again (an answer lost, a client restarted): the same pin.
+		if p.shard != id || p.holder != req.Holder || p.owner != owner {
+			s.mu.Unlock()
+			return nil, status.Errorf(codes.AlreadyExists, "pin id %q is taken by another holder or shard; choose another id", req.PinId)
+		}
+		p.expires = time.Now().Add(p.ttl)
+		resp := &pb.PinCommitResponse{Pin: p.pb()}
+		s.mu.Unlock()
+		resp.Info = s.info(sh, p.ref.Metadata())
+		return resp, nil
+	}
+	if len(s.pins) >= s.cfg.MaxPins {
+		s.mu.Unlock()
+		return nil, Errorf(codes.ResourceExhausted, pb.ErrorReason_TOO_MANY_PINS,
+			"this node holds %d commit pins, its limit; retry later", s.cfg.MaxPins)
+	}
+	if n := s.pinsOfLocked(owner); n >= s.cfg.MaxPinsPerHolder {
+		s.mu.Unlock()
+		return nil, Errorf(codes.ResourceExhausted, pb.ErrorReason_TOO_MANY_PINS,
+			"%s holds %d commit pins on this node, the most one holder may; release one or retry later", holderName(owner), n)
+	}
+	ref, err := sh.AcquireCommit()
+	if err != nil {
+		s.mu.Unlock()
+		return nil, ToStatus(err)
+	}
+	p := &pin{id: req.PinId, shard: id, holder: req.Holder, owner: owner, ref: ref, ttl: ttl, expires: time.Now().Add(ttl)}
+	if p.id == "" {
+		p.id = uuid.NewString()
+	}
+	p.timer = time.AfterFunc(ttl, func() { s.expire(p) })
+	s.pins[p.id] = p
+	resp := &pb.PinCommitResponse{Pin: p.pb()}
+	s.mu.Unlock()
+	resp.Info = s.info(sh, ref.Metadata())
+	s.log.Debug("commit pinned", "pin", p.id, "shard", id.String(), "generation", ref.Metadata().Generation, "holder", p.holder, "owner", owner, "ttl", ttl)
+	return resp, nil
+}
+
+// pinsOfLocked counts the pins owner holds.
+func (s *PeerServer) pinsOfLocked(owner string) int {
+	n := 0
+	for _, p := range s.pins {
+		if p.owner == owner {
+			n++
+		}
+	}
+	return n
+}
+
+// notOwner refuses a call on a pin another holder took.
+func notOwner(p *pin, caller string) error {
+	return status.Errorf(codes.PermissionDenied, "commit pin %s is held by %s, not %s: only the holder that took it may renew, release or read under it",
+		p.id, holderName(p.owner), holderName(caller))
+}
+
+// expire runs when a pin's timer fires: it releases the pin if it is idle
+// past its TTL, or re-arms the timer.
+func (s *PeerServer) expire(p *pin) {
+	s.mu.Lock()
+	if p.gone || s.pins[p.id] != p {
+		s.mu.Unlock()
+		return
+	}
+	if p.streams > 0 {
+		p.timer.Reset(p.ttl) // checked again later; the last stream sets expires
+		s.mu.Unlock()
+		return
+	}
+	if d := time.Until(p.expires); d > 0 {
+		p.timer.Reset(d)
+		s.mu.Unlock()
+		return
+	}
+	delete(s.pins, p.id)
+	p.gone = true
+	s.mu.Unlock()
+	s.c.pinsExpired.Add(1)
+	s.log.Info("commit pin expired: its holder went silent", "pin", p.id, "shard", p.shard.String(), "holder", p.holder, "ttl", p.ttl)
+	if err := p.ref.Release(); err != nil {
+		s.log.Warn("release expired pin", "pin", p.id, "err", err)
+	}
+}
+
+func pinNotFound(id string) error {
+	return Errorf(codes.NotFound, pb.ErrorReason_PIN_NOT_FOUND,
+		"commit pin %q is unknown or expired (idle for its TTL, or released): pin the commit again and re-plan", id)
+}
+
+// RenewPin implements PeerService.
+func (s *PeerServer) RenewPin(ctx context.Context, req *pb.RenewPinRequest) (*pb.RenewPinResponse, error) {
+	if req.PinId == "" {
+		return nil, invalid("pin_id is required")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pins[req.PinId]
+	if p == nil {
+		return nil, pinNotFound(req.PinId)
+	}
+	if caller := PeerIdentity(ctx); p.owner != caller {
+		return nil, notOwner(p, caller)
+	}
+	p.expires = time.Now().Add(p.ttl)
+	return &pb.RenewPinResponse{Pin: p.pb()}, nil
+}
+
+// ReleasePin implements PeerService.
+func (s *PeerServer) ReleasePin(ctx context.Context, req *pb.ReleasePinRequest) (*pb.ReleasePinResponse, error) {
+	if req.PinId == "" {
+		return nil, invalid("pin_id is required")
+	}
+	s.mu.Lock()
+	p := s.pins[req.PinId]
+	if caller := PeerIdentity(ctx); p != nil && p.owner != caller {
+		s.mu.Unlock()
+		return nil, notOwner(p, caller)
+	}
+	release := false
+	if p != nil {
+		delete(s.pins, p.id)
+		p.gone = true
+		p.timer.Stop()
+		release = p.streams == 0
+	}
+	s.mu.Unlock()
+	if release {
+		if err := p.ref.Release(); err != nil {
+			s.log.Warn("release pin", "pin", p.id, "err", err)
+		}
+	}
+	return &pb.ReleasePinResponse{}, nil
+}
+
+// usePin registers a stream reading under a pin; done must be called when
+// the stream ends.
+func (s *PeerServer) usePin(ctx context.Context, pinID string, shard shardstore.ShardID) (*pin, func(), error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pins[pinID]
+	if p == nil {
+		return nil, nil, pinNotFound(pinID)
+	}
+	if caller := PeerIdentity(ctx); p.owner != caller {
+		return nil, nil, notOwner(p, caller)
+	}
+	if p.shard != shard {
+		return nil, nil, invalid("commit pin %q holds shard %s, not %s", pinID, p.shard, shard)
+	}
+	p.streams++
+	return p, func() {
+		s.mu.Lock()
+		p.streams--
+		p.expires = time.Now().Add(p.ttl)
+		release := p.gone && p.streams == 0
+		s.mu.Unlock()
+		if release {
+			if err := p.ref.Release(); err != nil {
+				s.log.Warn("release pin", "pin", p.id, "err", err)
+			}
+		}
+	}, nil
+}
