@@ -1,0 +1,78 @@
+package shardstore
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// CommitRef pins one commit's files: they stay on disk, even after newer
+// commits, until Release.
+type CommitRef struct {
+	s    *Shard
+	meta Metadata
+	once sync.Once
+}
+
+// AcquireCommit flushes nothing and pins the current commit.
+func (s *Shard) AcquireCommit() (*CommitRef, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if s.commit.Generation == 0 {
+		return nil, s.errUncommitted()
+	}
+	meta := s.commit.metadata()
+	for _, f := range meta.Files {
+		s.pins[f.Name]++
+	}
+	return &CommitRef{s: s, meta: meta}, nil
+}
+
+// Metadata returns the pinned commit's files and user data.
+func (r *CommitRef) Metadata() Metadata { return r.meta }
+
+// Open opens one file of the pinned commit for reading.
+func (r *CommitRef) Open(name string) (*os.File, FileMeta, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, FileMeta{}, err
+	}
+	fm, ok := r.meta.Lookup(name)
+	if !ok {
+		return nil, FileMeta{}, fmt.Errorf("%w: file %s is not in commit %d of %s", ErrNotFound, name, r.meta.Generation, r.s.id)
+	}
+	f, err := os.Open(filepath.Join(r.s.dir, name))
+	if err != nil {
+		return nil, FileMeta{}, fmt.Errorf("shardstore: open %s: %w", name, err)
+	}
+	return f, fm, nil
+}
+
+// Release unpins the commit; files no commit needs any more are deleted.
+func (r *CommitRef) Release() error {
+	var err error
+	r.once.Do(func() {
+		s := r.s
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, f := range r.meta.Files {
+			if s.pins[f.Name]--; s.pins[f.Name] <= 0 {
+				delete(s.pins, f.Name)
+			}
+		}
+		if !s.closed {
+			err = s.removeUnreferenced()
+		}
+	})
+	return err
+}
+
+// Pinned reports whether a file is held by a CommitRef (for cleanup).
+func (s *Shard) Pinned(name string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.pins[name] > 0
+}
