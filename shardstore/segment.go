@@ -15,8 +15,6 @@ import (
 	"syscall"
 
 	"github.com/google/uuid"
-
-	"github.com/recoverd/recoverd/seqno"
 )
 
 // Segment file layout (all integers little-endian or varints):
@@ -59,118 +57,6 @@ func readFailure(err error, format string, args ...any) error {
 		return fmt.Errorf(format+": %w", append(args, err)...)
 	}
 	return fmt.Errorf("%w: "+format+": %v", append(append([]any{ErrCorrupt}, args...), err)...)
-}
-
-// OpKind says whether an op indexes or deletes a document, or is a no-op.
-type OpKind uint8
-
-const (
-	OpIndex  OpKind = 0
-	OpDelete OpKind = 1
-	// OpNoOp takes a seqno and changes no document: a promoted primary
-	// fills the gaps below its max seqno with no-ops (Elasticsearch's
-	// fillSeqNoGaps). It has no key and no value; the op log stores and
-	// replays it and the op stream carries it, but it never enters a
-	// segment.
-	OpNoOp OpKind = 2
-)
-
-func (k OpKind) String() string {
-	switch k {
-	case OpDelete:
-		return "delete"
-	case OpNoOp:
-		return "no-op"
-	}
-	return "index"
-}
-
-// validateOp checks an op that came from outside (a primary's op stream, a
-// recovery): a seqno, a known kind, a key for an index or delete, none for
-// a no-op.
-func validateOp(op *Op) error {
-	if op.SeqNo < 0 || op.Kind > OpNoOp {
-		return fmt.Errorf("shardstore: op has seqno %v or kind %d", op.SeqNo, op.Kind)
-	}
-	if op.Kind == OpNoOp {
-		if op.Key != "" || len(op.Value) > 0 {
-			return fmt.Errorf("shardstore: no-op %v carries a key or a value", op.SeqNo)
-		}
-		return nil
-	}
-	return validateKey(op.Key)
-}
-
-// Op is one operation on a document, as logged and as stored in a segment
-// (where it is the document's version: a live value or a tombstone).
-type Op struct {
-	Key         string
-	SeqNo       seqno.SeqNo
-	PrimaryTerm uint64
-	Kind        OpKind
-	Value       []byte
-}
-
-// newer reports whether e wins over o for the same key: the higher seqno wins.
-func (e *Op) newer(o *Op) bool { return e.SeqNo > o.SeqNo }
-
-func appendEntry(b []byte, e *Op) []byte {
-	b = binary.AppendUvarint(b, uint64(len(e.Key)))
-	b = append(b, e.Key...)
-	b = binary.AppendVarint(b, int64(e.SeqNo))
-	b = binary.AppendUvarint(b, e.PrimaryTerm)
-	b = append(b, byte(e.Kind))
-	b = binary.AppendUvarint(b, uint64(len(e.Value)))
-	return append(b, e.Value...)
-}
-
-// maxField bounds a decoded key or value length so corrupt input cannot make
-// us allocate without bound.
-const maxField = 64 << 20
-
-func readEntry(r *bufio.Reader, e *Op) error {
-	kl, err := binary.ReadUvarint(r)
-	if err != nil {
-		return err
-	}
-	if kl > maxField {
-		return fmt.Errorf("%w: key length %d", ErrCorrupt, kl)
-	}
-	kb := make([]byte, kl)
-	if _, err := io.ReadFull(r, kb); err != nil {
-		return err
-	}
-	s, err := binary.ReadVarint(r)
-	if err != nil {
-		return err
-	}
-	term, err := binary.ReadUvarint(r)
-	if err != nil {
-		return err
-	}
-	kind, err := r.ReadByte()
-	if err != nil {
-		return err
-	}
-	if kind > byte(OpNoOp) {
-		return fmt.Errorf("%w: op kind %d", ErrCorrupt, kind)
-	}
-	vl, err := binary.ReadUvarint(r)
-	if err != nil {
-		return err
-	}
-	if vl > maxField {
-		return fmt.Errorf("%w: value length %d", ErrCorrupt, vl)
-	}
-	var v []byte
-	if vl > 0 {
-		v = make([]byte, vl)
-		if _, err := io.ReadFull(r, v); err != nil {
-			return err
-		}
-	}
-	*e = Op{Key: string(kb), SeqNo: seqno.SeqNo(s), PrimaryTerm: term, Kind: OpKind(kind), Value: v}
-	return nil
 }
 
 // segmentWriter writes one segment file from entries given in key order.
