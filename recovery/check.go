@@ -1,0 +1,120 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/recoverd/recoverd/planner"
+	"github.com/recoverd/recoverd/seqno"
+	"github.com/recoverd/recoverd/transfer"
+)
+
+// check compares the recovered copy with the source: history UUID, local
+// checkpoint and max seqno, and per Config.VerifyDigest the content digest
+// (which reads the whole shard once on both nodes; without it the files
+// stand verified by their checksums and the ops by seqno, and nothing of
+// the source's shard is read). The digests are of the content at the
+// seqno the copy reached (shardstore.DigestAt): the source digests its
+// pinned commit and ops up to that seqno while it goes on indexing, so a
+// source that indexed more meanwhile is compared all the same. A source
+// that cannot (its history at that seqno compacted, or an older version)
+// is compared by seqnos, and a source that indexed more is said so; a
+// difference at the same seqnos fails the recovery.
+func (a *attempt) check(ctx context.Context) error {
+	snap, _ := a.r.Snapshot()
+	digests := a.m.cfg.VerifyDigest == DigestAlways ||
+		a.m.cfg.VerifyDigest == DigestAuto && (snap.Plan == nil || snap.Plan.Kind != planner.KindSnapshot)
+	var (
+		srcHistory string
+		srcSeq     seqno.Stats
+		srcAt      = seqno.Unassigned
+		c          = &Check{}
+		tgtErr     = make(chan error, 1)
+		upTo       = a.target.Stats().Seq.MaxSeqNo
+		notAt      string // why the digests could not be compared at upTo
+	)
+	if digests { // both nodes scan their shard at once
+		go func() {
+			var err error
+			c.TargetDigest, _, err = a.target.DigestAt(ctx, nil, upTo)
+			tgtErr <- err
+		}()
+	} else {
+		tgtErr <- nil
+	}
+	err := a.callSourceWithin(ctx, "ask the source for its digest", 0, func(ctx context.Context) error {
+		if digests { // a digest scans the whole shard: no deadline of ours on it
+			d, err := transfer.GetShardDigest(ctx, a.client, a.shard, a.pin.ID, upTo)
+			if errors.Is(err, seqno.ErrCompacted) {
+				notAt, digests = err.Error(), false
+			} else {
+				c.SourceDigest, srcHistory, srcSeq, srcAt = d.Digest, d.HistoryUUID, d.Seq, d.UpTo
+				return err
+			}
+		}
+		info, err := transfer.GetShardInfo(ctx, a.client, a.shard)
+		srcHistory, srcSeq = info.Meta.Commit.HistoryUUID, info.Seq
+		return err
+	})
+	terr := <-tgtErr
+	if digests && errors.Is(terr, seqno.ErrCompacted) { // replicated ops flushed past upTo meanwhile
+		notAt, digests = terr.Error(), false
+	}
+	if !digests {
+		c.TargetDigest, c.SourceDigest = "", ""
+	} else if terr != nil {
+		return fmt.Errorf("digest of the recovered copy: %w", terr)
+	}
+	if err != nil {
+		return fmt.Errorf("ask the source for its state: %w", err)
+	}
+	ts := a.target.Stats()
+	c.SourceHistoryUUID, c.TargetHistoryUUID = srcHistory, ts.HistoryUUID
+	c.SourceCheckpoint, c.TargetCheckpoint = int64(srcSeq.LocalCheckpoint), int64(ts.Seq.LocalCheckpoint)
+	atSeqno := digests && srcAt == upTo
+	if atSeqno {
+		c.Match = c.SourceDigest == c.TargetDigest && c.SourceHistoryUUID == c.TargetHistoryUUID
+	} else {
+		c.Match = c.SourceDigest == c.TargetDigest && c.SourceHistoryUUID == c.TargetHistoryUUID &&
+			c.SourceCheckpoint == c.TargetCheckpoint && srcSeq.MaxSeqNo == ts.Seq.MaxSeqNo
+	}
+	moving := !c.Match && !atSeqno && srcSeq.MaxSeqNo > ts.Seq.MaxSeqNo && c.SourceHistoryUUID == c.TargetHistoryUUID
+	switch {
+	case c.Match && atSeqno:
+		c.Detail = fmt.Sprintf("the copy equals the source at seqno %d: same digest and history %s; local checkpoint %d",
+			upTo, ts.HistoryUUID, ts.Seq.LocalCheckpoint)
+		if srcSeq.MaxSeqNo > upTo {
+			c.Detail += fmt.Sprintf(" (the source indexed up to %d meanwhile; those ops reach the copy by replication)", srcSeq.MaxSeqNo)
+		}
+	case c.Match && digests:
+		c.Detail = fmt.Sprintf("the copy equals the source: same digest, history %s, local checkpoint %d and max seqno %d",
+			ts.HistoryUUID, ts.Seq.LocalCheckpoint, ts.Seq.MaxSeqNo)
+	case c.Match:
+		why := "verify-digest is never"
+		switch {
+		case notAt != "":
+			why = "the source no longer holds its content at seqno " + fmt.Sprint(upTo) + ": " + notAt
+		case a.m.cfg.VerifyDigest == DigestAuto:
+			why = "a snapshot plan reads nothing of the source's shard; verify-digest=always compares them"
+		}
+		c.Detail = fmt.Sprintf("history %s, local checkpoint %d and max seqno %d equal the source's; files verified by checksum (content digests not compared: %s)",
+			ts.HistoryUUID, ts.Seq.LocalCheckpoint, ts.Seq.MaxSeqNo, why)
+	case moving:
+		c.Detail = fmt.Sprintf("the source indexed ops up to %d while the copy was checked (copy at %d); they reach it by replication", srcSeq.MaxSeqNo, ts.Seq.MaxSeqNo)
+		if notAt != "" {
+			c.Detail += "; content digests not compared: " + notAt
+		}
+	case atSeqno:
+		c.Detail = fmt.Sprintf("the copy differs from the source at seqno %d: digest %.12s vs %.12s, history %s vs %s, checkpoint %d vs %d",
+			upTo, c.TargetDigest, c.SourceDigest, c.TargetHistoryUUID, c.SourceHistoryUUID, c.TargetCheckpoint, c.SourceCheckpoint)
+	default:
+		c.Detail = fmt.Sprintf("the copy differs from the source: digest %.12s vs %.12s, history %s vs %s, checkpoint %d vs %d, max seqno %d vs %d",
+			c.TargetDigest, c.SourceDigest, c.TargetHistoryUUID, c.SourceHistoryUUID, c.TargetCheckpoint, c.SourceCheckpoint, ts.Seq.MaxSeqNo, srcSeq.MaxSeqNo)
+	}
+	a.r.update(func(s *Snapshot) { s.Result = c })
+	if !c.Match && !moving {
+		return errors.New(c.Detail)
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+package recovery
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/recoverd/recoverd/planner"
+	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/snapshot"
+	"github.com/recoverd/recoverd/transfer"
+)
+
+// files runs the files, verify and finalize stages of a file-based plan.
+// Until Publish the target is untouched; on any error the staging
+// directory is removed, after every transfer has returned.
+func (a *attempt) files(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest) error {
+	a.r.setStage(StageFiles)
+	st, err := a.staging(p)
+	if err != nil {
+		return err
+	}
+	// On an error the staging stays for a re-plan; run removes it when the
+	// recovery ends, execute before a fallback.
+	g, gctx := errgroup.WithContext(ctx)
+	toPeer := a.peerFetches(gctx, g, st)
+	if len(p.FromPeer) > 0 {
+		toPeer(p.FromPeer)
+	}
+	if len(p.FromSnapshot) > 0 {
+		g.Go(func() error { return a.download(gctx, p, manifest, st, toPeer) })
+	}
+	if !p.Ops.Empty() {
+		g.Go(func() error { return a.stageOps(gctx, p, st) })
+	}
+	// The first error is the cause (a snapshot failure, the source's, the
+	// ops'), never the cancellation it caused on the other sides.
+	if err := g.Wait(); err != nil {
+		return err
+	}
+
+	a.r.setStage(StageVerify)
+	staged := map[string]bool{}
+	for _, f := range st.Files() {
+		staged[f.Name] = true
+	}
+	for _, f := range append(append([]shardstore.FileMeta(nil), p.FromPeer...), p.FromSnapshot...) {
+		if !staged[f.Name] {
+			return fmt.Errorf("file %s was not staged", f.Name)
+		}
+	}
+
+	a.r.setStage(StageFinalize)
+	all := make([]shardstore.FileMeta, 0, len(p.Reused)+len(p.FromSnapshot)+len(p.FromPeer))
+	all = append(append(append(all, p.Reused...), p.FromSnapshot...), p.FromPeer...)
+	commit := p.Commit
+	commit.PrimaryTerm = max(commit.PrimaryTerm, a.sourceTerm)
+	if err := st.Publish(all, commit); err != nil {
+		return fmt.Errorf("publish the recovered files: %w", err)
+	}
+	a.st = nil // published: the staging directory is gone
+	s, _ := a.r.Snapshot()
+	mt := a.m.cfg.Metrics
+	mt.bytes.WithLabelValues("peer").Add(float64(s.Totals.FromPeer.Bytes))
+	mt.bytes.WithLabelValues("snapshot").Add(float64(s.Totals.FromSnapshot.Bytes))
+	mt.bytes.WithLabelValues("reused").Add(float64(s.Totals.Reused.Bytes))
+	mt.opsReplayed.Add(float64(st.StagedOps()))
+	return nil
+}
+
+// fetch copies files from the source into staging.
+func (a *attempt) fetch(ctx context.Context, files []shardstore.FileMeta, st *shardstore.Staging) error {
+	opts := a.m.cfg.Fetch
+	opts.Throttle = a.m.cfg.Throttle
+	opts.OnBytes = a.r.addBytes
+	opts.OnFileDone = func(f shardstore.FileMeta) { a.r.fileDone(f.Name) }
+	opts.OnResume = func(file string, off int64, cause error) {
+		a.r.addResume()
+		a.m.cfg.Metrics.retries.WithLabelValues("peer_stream").Inc()
+		a.log.Info("resuming file transfer", "file", file, "offset", off, "cause", cause)
+	}
+	opts.OnThrottle = a.throttled
+	opts.PinKept = true // holdPin keeps it for the whole attempt
+	_, err := transfer.FetchFiles(ctx, a.client, a.shard, a.pin, files, st, opts)
+	if err != nil {
+		return fmt.Errorf("copy files from the source: %w", err)
+	}
+	return nil
+}
+
+func (a *attempt) throttled(d time.Duration) {
+	a.r.addThrottle(d)
+	a.m.cfg.Metrics.throttleWait.Add(d.Seconds())
+}

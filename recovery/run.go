@@ -1,0 +1,156 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/snapshot"
+	"github.com/recoverd/recoverd/transfer"
+)
+
+func (m *Manager) execute(ctx context.Context, r *Recovery, req StartRequest, useSnapshots bool) {
+	defer close(r.done)
+	log := m.cfg.Logger.With("recovery", req.ID, "shard", req.Shard.String(), "source", req.Source)
+	r.slot = &nodeSlot{m: m, r: r}
+	if err := r.slot.acquire(ctx); err != nil {
+		if stopping(ctx) {
+			m.pause(r)
+			return
+		}
+		m.end(r, req, log, err)
+		return
+	}
+	err := m.run(ctx, r, req, useSnapshots, log)
+	r.slot.release()
+	if err != nil && stopping(ctx) {
+		log.Info("recovery paused: the node is stopping; it resumes when the node starts again")
+		m.pause(r)
+		return
+	}
+	if err == nil && ctx.Err() != nil && !stopping(ctx) {
+		err = context.Cause(ctx)
+	}
+	m.end(r, req, log, err)
+}
+
+// end records the final stage.
+func (m *Manager) end(r *Recovery, req StartRequest, log *slog.Logger, err error) {
+	stage := StageDone
+	switch {
+	case errors.Is(err, ErrCancelled):
+		stage = StageCancelled
+	case err != nil:
+		stage = StageFailed
+	}
+	if err != nil {
+		r.update(func(s *Snapshot) { s.Error = err.Error() })
+	}
+	r.setStage(stage)
+	s, _ := r.Snapshot()
+	kind := "none"
+	if s.Plan != nil {
+		kind = string(s.Plan.Kind)
+	}
+	if r.countStart() { // it ended before it was planned
+		m.cfg.Metrics.started.WithLabelValues(kind).Inc()
+	}
+	m.cfg.Metrics.observeFinished(kind, stage, s.End.Sub(s.Start))
+	if stage == StageDone {
+		log.Info("recovery done", "kind", kind, "duration", s.End.Sub(s.Start).Round(time.Millisecond),
+			"from_peer_bytes", s.Totals.FromPeer.RecoveredBytes, "from_snapshot_bytes", s.Totals.FromSnapshot.RecoveredBytes,
+			"reused_bytes", s.Totals.Reused.Bytes, "ops", s.OpsReplayed)
+	} else {
+		log.Warn("recovery "+string(stage), "kind", kind, "error", err)
+	}
+	m.finish(r, req.Shard, req.ID)
+}
+
+func (m *Manager) run(ctx context.Context, r *Recovery, req StartRequest, useSnapshots bool, log *slog.Logger) error {
+	ctx = snapshot.CountRequests(ctx, snapshot.KindRecovery, &r.requests)
+	r.setStage(StageInit)
+	client, err := m.cfg.Dial(ctx, req.Source)
+	if err != nil {
+		return fmt.Errorf("connect to source %s: %w", req.Source, err)
+	}
+	a := &attempt{m: m, r: r, id: req.ID, shard: req.Shard, client: client, log: log, allowDataLoss: req.AllowDataLoss}
+	if !req.DryRun {
+		// Nothing is created on this node for a shard the source does not
+		// hold (a wrong shard or source address).
+		err := a.callSource(ctx, "ask the source about the shard", func(ctx context.Context) error {
+			_, err := transfer.GetShardInfo(ctx, client, req.Shard)
+			return err
+		})
+		if errors.Is(err, shardstore.ErrNotFound) {
+			return fmt.Errorf("the source %s does not hold shard %s; nothing was changed on this node: %w", req.Source, req.Shard, err)
+		}
+		if err != nil {
+			return fmt.Errorf("ask the source %s about shard %s: %w", req.Source, req.Shard, err)
+		}
+	}
+	var unreadable string
+	if req.DryRun {
+		// Plan on what is there, changing nothing: no shard is created or
+		// moved aside, and the planner sees the target's last commit.
+		a.target, err = m.cfg.Targets.Shard(req.Shard)
+		switch {
+		case errors.Is(err, shardstore.ErrNotFound):
+			a.target, err = nil, nil
+		case err != nil:
+			a.target, unreadable, err = nil, err.Error(), nil
+		}
+	} else {
+		a.target, unreadable, err = m.cfg.Targets.OpenTarget(req.Shard)
+		if err != nil {
+			return fmt.Errorf("open target shard %s: %w", req.Shard, err)
+		}
+		if unreadable != "" {
+			log.Warn("target shard was unreadable; moved aside and recovering into an empty one", "cause", unreadable)
+		}
+		// The target's commit must hold all it has, for the planner to see
+		// it (a shard this recovery creates has none until it publishes).
+		if a.target.Committed() {
+			if err := a.target.Flush(); err != nil {
+				return fmt.Errorf("flush target shard %s: %w", req.Shard, err)
+			}
+		}
+		// A shard created by the recovery and never published goes, unless
+		// the node stops: the recovery resumes into it.
+		defer func() {
+			if stopping(ctx) {
+				return
+			}
+			if err := m.cfg.Targets.RemoveUncommitted(req.Shard); err != nil {
+				log.Error("could not remove the shard this recovery created and did not publish", "error", err)
+			}
+		}()
+		// What this recovery staged before the node restarted is its own.
+		if a.st, err = a.target.StartStaging(req.ID); err != nil {
+			return fmt.Errorf("staging on target shard %s: %w", req.Shard, err)
+		}
+	}
+	defer func() { // unless published: then there is none
+		if stopping(ctx) {
+			a.suspendStaging()
+		} else {
+			a.dropStaging()
+		}
+	}()
+	for replans := 0; ; replans++ {
+		err := a.plan(ctx, req, useSnapshots, unreadable)
+		var rp *replanError
+		if !errors.As(err, &rp) || ctx.Err() != nil {
+			return err
+		}
+		if replans >= m.cfg.MaxReplans {
+			return fmt.Errorf("gave up after %d re-plans: %w", replans, err)
+		}
+		m.cfg.Metrics.replans.WithLabelValues(rp.cause).Inc()
+		r.update(func(s *Snapshot) { s.Replans++ })
+		log.Warn("re-planning", "cause", rp.cause, "error", rp.err)
+		unreadable = ""
+	}
+}
