@@ -109,3 +109,12 @@ func retry(ctx context.Context, p RetryPolicy, fn func(ctx context.Context) erro
 		}
 	}
 }
+
+// policyOf returns the retry policy for calls on repo: the one it carries
+// (S3Options.Retry) or DefaultRetry.
+func policyOf(repo Repository) RetryPolicy {
+	if p, ok := repo.(interface{ RetryPolicy() RetryPolicy }); ok {
+		return p.RetryPolicy().withDefaults()
+	}
+	return DefaultRetry
+}
