@@ -5,7 +5,7 @@ import (
 )
 
 // A recovery follows recovery.Manager (recovery/manager.go, slot.go,
-// executor.go, download.go): it waits in its target's queue for one of
+// run.go, attempt.go, download.go): it waits in its target's queue for one of
 // --max-recoveries slots (FIFO, as goroutines blocked on the slots
 // channel); holding one, it pins its source's commit, and when the source
 // is at --max-outgoing it gives the slot back, sleeps (200ms doubling up
