@@ -76,7 +76,7 @@ func TestTargetAheadOfItsSourceIsRefused(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("recovery did not finish in a minute")
 	}
-	s, _ := r.Snapshot()
+	s, _ := r.State()
 	requireDone(t, s)
 	if !strings.Contains(strings.Join(s.Plan.Reasons, "\n"), "as the request allows") {
 		t.Fatalf("the plan does not say ops are discarded: %v", s.Plan.Reasons)

@@ -22,7 +22,7 @@ import (
 // is compared by seqnos, and a source that indexed more is said so; a
 // difference at the same seqnos fails the recovery.
 func (a *attempt) check(ctx context.Context) error {
-	snap, _ := a.r.Snapshot()
+	snap, _ := a.r.State()
 	digests := a.m.cfg.VerifyDigest == DigestAlways ||
 		a.m.cfg.VerifyDigest == DigestAuto && (snap.Plan == nil || snap.Plan.Kind != planner.KindSnapshot)
 	var (
@@ -112,7 +112,7 @@ func (a *attempt) check(ctx context.Context) error {
 		c.Detail = fmt.Sprintf("the copy differs from the source: digest %.12s vs %.12s, history %s vs %s, checkpoint %d vs %d, max seqno %d vs %d",
 			c.TargetDigest, c.SourceDigest, c.TargetHistoryUUID, c.SourceHistoryUUID, c.TargetCheckpoint, c.SourceCheckpoint, ts.Seq.MaxSeqNo, srcSeq.MaxSeqNo)
 	}
-	a.r.update(func(s *Snapshot) { s.Result = c })
+	a.r.update(func(s *State) { s.Result = c })
 	if !c.Match && !moving {
 		return errors.New(c.Detail)
 	}

@@ -92,7 +92,7 @@
 // A recovery's repository calls (planning and downloads) run under a
 // context tagged snapshot.CountRequests(KindRecovery, its counter): its
 // S3 requests are counted in the node's metric and in its own state
-// (Snapshot.S3Requests, the Recovery message's repository_requests).
+// (State.S3Requests, the Recovery message's repository_requests).
 //
 // One recovery per shard runs at a time on a node; at most
 // Config.MaxConcurrent run at once and the others wait, visibly, in the

@@ -70,7 +70,7 @@ func TestHybridFetchesAFailedFileWhileDownloadsGoOn(t *testing.T) {
 	}
 	var pending []string // snapshot files not done when the missing one was
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
-		s, _ := r.Snapshot()
+		s, _ := r.State()
 		if time.Now().After(deadline) || s.Stage.Finished() && s.Stage != StageDone {
 			t.Fatalf("recovery %s: %s", s.Stage, s.Error)
 		}
@@ -89,7 +89,7 @@ func TestHybridFetchesAFailedFileWhileDownloadsGoOn(t *testing.T) {
 		}
 	}
 	<-r.Done()
-	s, _ := r.Snapshot()
+	s, _ := r.State()
 	requireDone(t, s)
 	if len(pending) == 0 {
 		t.Fatalf("%s came from the source only once every download was done", small.Name)

@@ -61,7 +61,7 @@ func (a *attempt) files(ctx context.Context, p planner.Plan, manifest *snapshot.
 		return fmt.Errorf("publish the recovered files: %w", err)
 	}
 	a.st = nil // published: the staging directory is gone
-	s, _ := a.r.Snapshot()
+	s, _ := a.r.State()
 	mt := a.m.cfg.Metrics
 	mt.bytes.WithLabelValues("peer").Add(float64(s.Totals.FromPeer.Bytes))
 	mt.bytes.WithLabelValues("snapshot").Add(float64(s.Totals.FromSnapshot.Bytes))

@@ -278,7 +278,7 @@ func digest(t *testing.T, s *shardstore.Shard) string {
 	return d
 }
 
-func (e *env) run(req StartRequest) Snapshot {
+func (e *env) run(req StartRequest) State {
 	e.t.Helper()
 	if req.Shard == (shardstore.ShardID{}) {
 		req.Shard = shardID
@@ -293,11 +293,11 @@ func (e *env) run(req StartRequest) Snapshot {
 	case <-time.After(time.Minute):
 		e.t.Fatal("recovery did not finish in a minute")
 	}
-	s, _ := r.Snapshot()
+	s, _ := r.State()
 	return s
 }
 
-func requireDone(t *testing.T, s Snapshot) {
+func requireDone(t *testing.T, s State) {
 	t.Helper()
 	if s.Stage != StageDone || s.Result == nil || !s.Result.Match {
 		t.Fatalf("recovery ended %s: %s (result %+v)", s.Stage, s.Error, s.Result)

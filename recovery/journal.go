@@ -35,7 +35,7 @@ import (
 //   - A finished recovery stays readable until KeepFinished after its end.
 
 type journalEntry struct {
-	Snapshot
+	State
 	// Pin is the commit pin asked for or held on the source, PinSeq its
 	// number; Lease the retention lease id on the source.
 	Pin    string `json:"pin,omitempty"`
@@ -52,11 +52,11 @@ func (m *Manager) journalPath(id string) string {
 // journal records a recovery's state; errors are logged, not fatal: a
 // recovery that cannot be journaled runs, it only cannot resume after a
 // restart (nor be read once finished).
-func (m *Manager) journal(s Snapshot) {
+func (m *Manager) journal(s State) {
 	if m.cfg.StateDir == "" || s.DryRun {
 		return
 	}
-	b, err := json.Marshal(journalEntry{Snapshot: s, Pin: s.pinID, PinSeq: s.pinSeq, Lease: leaseID(m.cfg.NodeID, s.ID)})
+	b, err := json.Marshal(journalEntry{State: s, Pin: s.pinID, PinSeq: s.pinSeq, Lease: leaseID(m.cfg.NodeID, s.ID)})
 	if err == nil {
 		err = fsutil.WriteFileAtomic(m.journalPath(s.ID), b, 0o644)
 	}
@@ -126,7 +126,7 @@ func (m *Manager) restoreFinished(je journalEntry) {
 		m.unjournal(je.ID)
 		return
 	}
-	r := newRecovery(je.Snapshot)
+	r := newRecovery(je.State)
 	r.counted = true
 	close(r.done)
 	m.mu.Lock()
@@ -139,7 +139,7 @@ func (m *Manager) restoreFinished(je journalEntry) {
 func (m *Manager) resume(je journalEntry) {
 	log := m.cfg.Logger.With("recovery", je.ID, "shard", je.Shard.String(), "source", je.Source)
 	now := time.Now()
-	s := je.Snapshot
+	s := je.State
 	s.Target, s.Restarts = m.cfg.NodeID, s.Restarts+1
 	if n := len(s.Stages); n > 0 && s.Stages[n-1].End.IsZero() {
 		s.Stages[n-1].End = now // left when the node stopped; when exactly is not known
@@ -162,7 +162,7 @@ func (m *Manager) resume(je journalEntry) {
 	if je.Source != "" && m.cfg.Dial != nil && je.Shard.Validate() == nil {
 		// The pin asked for before the stop (granted or not: it is released
 		// either way); a lease of another name (the node's id changed).
-		release := journalEntry{Snapshot: Snapshot{ID: je.ID, Shard: je.Shard, Source: je.Source}, Pin: je.Pin}
+		release := journalEntry{State: State{ID: je.ID, Shard: je.Shard, Source: je.Source}, Pin: je.Pin}
 		if je.Lease != "" && (err != nil || je.Lease != leaseID(m.cfg.NodeID, je.ID)) {
 			release.Lease = je.Lease
 		}
@@ -176,7 +176,7 @@ func (m *Manager) resume(je journalEntry) {
 	defer m.mu.Unlock()
 	if err == nil {
 		if cur, ok := m.active[req.Shard]; ok {
-			cs, _ := cur.Snapshot()
+			cs, _ := cur.State()
 			err = fmt.Errorf("recovery %s of the same shard resumed too", cs.ID)
 		}
 	}
@@ -188,7 +188,7 @@ func (m *Manager) resume(je journalEntry) {
 		close(r.done)
 		m.all[s.ID] = r
 		m.cfg.Metrics.finished.WithLabelValues("unknown", string(StageFailed)).Inc()
-		snap, _ := r.Snapshot()
+		snap, _ := r.State()
 		m.journal(snap)
 		m.forgetAfter(r, s.ID, m.cfg.KeepFinished)
 		return

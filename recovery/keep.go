@@ -23,8 +23,8 @@ import (
 // re-plan.
 func (a *attempt) holdPin(ctx context.Context, pin transfer.Pin) {
 	a.pin = pin
-	a.r.update(func(s *Snapshot) { s.pinID = pin.ID })
-	if s, _ := a.r.Snapshot(); a.r.onStage != nil {
+	a.r.update(func(s *State) { s.pinID = pin.ID })
+	if s, _ := a.r.State(); a.r.onStage != nil {
 		a.r.onStage(s) // journal the pin: a restart releases it
 	}
 	kctx, stop := context.WithCancel(ctx)

@@ -18,7 +18,7 @@ import (
 func corruptLate(t *testing.T, e *env, r *Recovery, snap *snapshot.CreateResult, after time.Duration, th *transfer.Throttle) []string {
 	t.Helper()
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		s, _ := r.Snapshot()
+		s, _ := r.State()
 		if s.Stage.Finished() {
 			t.Fatalf("the recovery ended (%s: %s) before a blob could be corrupted", s.Stage, s.Error)
 		}
@@ -47,7 +47,7 @@ func corruptLate(t *testing.T, e *env, r *Recovery, snap *snapshot.CreateResult,
 	return nil
 }
 
-func requireOneFallbackNoReplan(t *testing.T, e *env, s Snapshot, corrupt []string) {
+func requireOneFallbackNoReplan(t *testing.T, e *env, s State, corrupt []string) {
 	t.Helper()
 	requireDone(t, s)
 	if s.Replans != 0 || len(s.Fallbacks) != 1 || s.Fallbacks[0].From != planner.KindSnapshot || s.Plan.Kind != planner.KindPeer {
@@ -81,7 +81,7 @@ func TestPinLivesForTheWholeAttempt(t *testing.T) {
 	}
 	corrupt := corruptLate(t, e, r, snap, 3500*time.Millisecond, th)
 	<-r.Done()
-	s, _ := r.Snapshot()
+	s, _ := r.State()
 	requireOneFallbackNoReplan(t, e, s, corrupt)
 	if st := e.peer.Stats(); st.PinsExpired != 0 {
 		t.Fatalf("%d pins expired on the source during the recovery", st.PinsExpired)
@@ -111,6 +111,6 @@ func TestFallbackPinsAgainWhenThePinWasLost(t *testing.T) {
 	e.faults.set(renew, false)
 	corrupt := corruptLate(t, e, r, snap, 0, th)
 	<-r.Done()
-	s, _ := r.Snapshot()
+	s, _ := r.State()
 	requireOneFallbackNoReplan(t, e, s, corrupt)
 }

@@ -247,20 +247,20 @@ func (m *Manager) Start(req StartRequest) (*Recovery, error) {
 		return nil, errors.New("recovery: the node is shutting down")
 	}
 	if cur, ok := m.active[req.Shard]; ok {
-		s, _ := cur.Snapshot()
+		s, _ := cur.State()
 		if s.ID == req.ID && s.Source == req.Source {
 			return cur, nil
 		}
 		return cur, fmt.Errorf("%w: %s (recovery %s from %s)", ErrRunning, req.Shard, s.ID, s.Source)
 	}
 	if old, ok := m.all[req.ID]; ok {
-		s, _ := old.Snapshot()
+		s, _ := old.State()
 		if !s.Stage.Finished() || s.Shard != req.Shard {
 			return old, fmt.Errorf("%w: id %s is taken by a recovery of %s", ErrRunning, req.ID, s.Shard)
 		}
 	}
 	now := time.Now()
-	r := newRecovery(Snapshot{ID: req.ID, Shard: req.Shard, Source: req.Source, Target: m.cfg.NodeID,
+	r := newRecovery(State{ID: req.ID, Shard: req.Shard, Source: req.Source, Target: m.cfg.NodeID,
 		UseSnapshots: useSnap, DryRun: req.DryRun, AllowDataLoss: req.AllowDataLoss, Stage: StageQueued, Start: now,
 		Stages: []StageTiming{{Stage: StageQueued, Start: now}}})
 	m.launch(r, req, useSnap)
@@ -273,7 +273,7 @@ func (m *Manager) launch(r *Recovery, req StartRequest, useSnap bool) {
 	ctx, cancel := context.WithCancelCause(m.ctx)
 	r.cancel = cancel
 	r.onStage = m.journal
-	s0, _ := r.Snapshot()
+	s0, _ := r.State()
 	m.journal(s0)
 	m.all[req.ID] = r
 	m.active[req.Shard] = r
@@ -300,11 +300,11 @@ func (m *Manager) Explain(ctx context.Context, req StartRequest) (planner.Plan, 
 	}
 	req.DryRun = true
 	req.ID = "explain-" + uuid.NewString()[:8]
-	r := newRecovery(Snapshot{ID: req.ID, Shard: req.Shard, Source: req.Source, Target: m.cfg.NodeID, DryRun: true, Start: time.Now()})
+	r := newRecovery(State{ID: req.ID, Shard: req.Shard, Source: req.Source, Target: m.cfg.NodeID, DryRun: true, Start: time.Now()})
 	if err := m.run(ctx, r, req, useSnap, m.cfg.Logger.With("explain", req.Shard.String())); err != nil {
 		return planner.Plan{}, err
 	}
-	s, _ := r.Snapshot()
+	s, _ := r.State()
 	if s.Plan == nil {
 		return planner.Plan{}, errors.New("recovery: no plan was computed")
 	}
@@ -331,8 +331,8 @@ func (m *Manager) List() []*Recovery {
 	}
 	m.mu.Unlock()
 	slices.SortFunc(out, func(a, b *Recovery) int {
-		sa, _ := a.Snapshot()
-		sb, _ := b.Snapshot()
+		sa, _ := a.State()
+		sb, _ := b.State()
 		return sb.Start.Compare(sa.Start)
 	})
 	return out
@@ -364,7 +364,7 @@ func (m *Manager) ActiveStagings() map[shardstore.ShardID]string {
 	defer m.mu.Unlock()
 	out := make(map[shardstore.ShardID]string, len(m.active))
 	for id, r := range m.active {
-		s, _ := r.Snapshot()
+		s, _ := r.State()
 		out[id] = s.ID
 	}
 	return out
@@ -397,7 +397,7 @@ func (m *Manager) finish(r *Recovery, shard shardstore.ShardID, id string) {
 // the next start. It stays active until the process ends: nothing (a
 // cleanup sweep, a write to the shard) may take what it will resume from.
 func (m *Manager) pause(r *Recovery) {
-	s, _ := r.Snapshot()
+	s, _ := r.State()
 	m.journal(s)
 }
 

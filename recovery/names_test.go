@@ -66,7 +66,7 @@ func TestTwoTargetsWithOneRecoveryIDHoldTheirOwnLeases(t *testing.T) {
 	// The lease is taken before files move; both are throttled to seconds.
 	for _, r := range []*Recovery{r1, r2} {
 		for {
-			s, changed := r.Snapshot()
+			s, changed := r.State()
 			if s.Stage == StageFiles {
 				break
 			}
@@ -89,7 +89,7 @@ func TestTwoTargetsWithOneRecoveryIDHoldTheirOwnLeases(t *testing.T) {
 		case <-time.After(time.Minute):
 			t.Fatal("recovery did not finish in a minute")
 		}
-		s, _ := r.Snapshot()
+		s, _ := r.State()
 		requireDone(t, s)
 		if s.Replans != 0 {
 			t.Fatalf("recovery re-planned %d times (a lease lost to the other target?)", s.Replans)

@@ -81,7 +81,7 @@ func TestCancelLeavesTargetAsItWas(t *testing.T) {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		s, _ := r.Snapshot()
+		s, _ := r.State()
 		if s.Totals.FromPeer.RecoveredBytes > 0 {
 			break
 		}
@@ -92,7 +92,7 @@ func TestCancelLeavesTargetAsItWas(t *testing.T) {
 	if _, err := e.m.Cancel(context.Background(), "to-cancel", "test"); err != nil {
 		t.Fatal(err)
 	}
-	s, _ := r.Snapshot()
+	s, _ := r.State()
 	if s.Stage != StageCancelled || len(s.Fallbacks) != 0 {
 		t.Fatalf("after cancel: %s, fallbacks %v", s.Stage, s.Fallbacks)
 	}
@@ -126,7 +126,7 @@ func TestQueueHoldsRecoveriesBeyondTheLimit(t *testing.T) {
 	for {
 		running, finished := 0, 0
 		for _, r := range rs {
-			s, _ := r.Snapshot()
+			s, _ := r.State()
 			switch {
 			case s.Stage == StageQueued:
 				sawQueued = true

@@ -24,14 +24,14 @@ func restartManager(t *testing.T, e *env) *Manager {
 	return m
 }
 
-func waitDone(t *testing.T, r *Recovery) Snapshot {
+func waitDone(t *testing.T, r *Recovery) State {
 	t.Helper()
 	select {
 	case <-r.Done():
 	case <-time.After(time.Minute):
 		t.Fatal("recovery did not finish in a minute")
 	}
-	s, _ := r.Snapshot()
+	s, _ := r.State()
 	return s
 }
 
@@ -80,7 +80,7 @@ func TestStoppedNodeResumesTheRecovery(t *testing.T) {
 	}
 	for {
 		// Stop with two files done and two half copied.
-		s, _ := r.Snapshot()
+		s, _ := r.State()
 		if c := s.Totals.FromPeer; c.RecoveredFiles >= 2 && c.RecoveredBytes > c.Bytes*45/100 {
 			break
 		}
@@ -90,7 +90,7 @@ func TestStoppedNodeResumesTheRecovery(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	e.m.Close()
-	s, _ := r.Snapshot()
+	s, _ := r.State()
 	if s.Stage.Finished() {
 		t.Fatalf("the stop ended the recovery: %s %s", s.Stage, s.Error)
 	}
@@ -161,7 +161,7 @@ func TestPinAskedBeforeAStopIsReleasedAtTheNextStart(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	e.m.Close() // the answer never came: the recovery does not know it holds a pin
-	if s, _ := r.Snapshot(); s.Stage.Finished() || e.peer.Stats().Pins != 1 {
+	if s, _ := r.State(); s.Stage.Finished() || e.peer.Stats().Pins != 1 {
 		t.Fatalf("before the restart: stage %s, %d pins on the source (want 1: its answer was lost)", s.Stage, e.peer.Stats().Pins)
 	}
 	e.faults.loseAnswers("/recoverd.v1.PeerService/PinCommit", false)
@@ -195,7 +195,7 @@ func TestFinishedRecoveriesOutliveARestart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a finished recovery was forgotten at the restart: %v", err)
 	}
-	s, _ := r.Snapshot()
+	s, _ := r.State()
 	if s.Stage != StageDone || s.Result == nil || !s.Result.Match || s.Plan == nil || s.Plan.Kind != done.Plan.Kind ||
 		!s.End.Equal(done.End) || s.Totals != done.Totals || len(s.Files) != len(done.Files) {
 		t.Fatalf("after the restart: %+v\nbefore: %+v", s, done)

@@ -47,10 +47,10 @@ func (m *Manager) end(r *Recovery, req StartRequest, log *slog.Logger, err error
 		stage = StageFailed
 	}
 	if err != nil {
-		r.update(func(s *Snapshot) { s.Error = err.Error() })
+		r.update(func(s *State) { s.Error = err.Error() })
 	}
 	r.setStage(stage)
-	s, _ := r.Snapshot()
+	s, _ := r.State()
 	kind := "none"
 	if s.Plan != nil {
 		kind = string(s.Plan.Kind)
@@ -149,7 +149,7 @@ func (m *Manager) run(ctx context.Context, r *Recovery, req StartRequest, useSna
 			return fmt.Errorf("gave up after %d re-plans: %w", replans, err)
 		}
 		m.cfg.Metrics.replans.WithLabelValues(rp.cause).Inc()
-		r.update(func(s *Snapshot) { s.Replans++ })
+		r.update(func(s *State) { s.Replans++ })
 		log.Warn("re-planning", "cause", rp.cause, "error", rp.err)
 		unreadable = ""
 	}

@@ -48,7 +48,7 @@ func (s *Service) StartRecovery(ctx context.Context, req *pb.StartRecoveryReques
 	r, err := s.m.Start(sr)
 	switch {
 	case errors.Is(err, ErrRunning):
-		snap, _ := r.Snapshot()
+		snap, _ := r.State()
 		return nil, transfer.Errorf(codes.AlreadyExists, pb.ErrorReason_RECOVERY_RUNNING,
 			"shard %s is already being recovered by %s (from %s); watch or cancel it", shard, snap.ID, snap.Source)
 	case errors.Is(err, shardstore.ErrInvalidName):
@@ -59,7 +59,7 @@ func (s *Service) StartRecovery(ctx context.Context, req *pb.StartRecoveryReques
 	if sr.DryRun {
 		<-r.Done()
 	}
-	snap, _ := r.Snapshot()
+	snap, _ := r.State()
 	return &pb.StartRecoveryResponse{Recovery: ToPB(snap, true)}, nil
 }
 
@@ -95,7 +95,7 @@ func (s *Service) GetRecovery(ctx context.Context, req *pb.GetRecoveryRequest) (
 	if err != nil {
 		return nil, err
 	}
-	snap, _ := r.Snapshot()
+	snap, _ := r.State()
 	return &pb.GetRecoveryResponse{Recovery: ToPB(snap, true)}, nil
 }
 
@@ -117,7 +117,7 @@ func (s *Service) ListRecoveries(ctx context.Context, req *pb.ListRecoveriesRequ
 	}
 	resp := &pb.ListRecoveriesResponse{}
 	for _, r := range s.m.List() {
-		snap, _ := r.Snapshot()
+		snap, _ := r.State()
 		if shard != nil && snap.Shard != *shard || req.ActiveOnly && snap.Stage.Finished() ||
 			len(stages) > 0 && !stages[stageToPB(snap.Stage)] {
 			continue
@@ -135,7 +135,7 @@ func (s *Service) CancelRecovery(ctx context.Context, req *pb.CancelRecoveryRequ
 	if err != nil {
 		return nil, transfer.Errorf(codes.DeadlineExceeded, 0, "the recovery is stopping but did not finish in time: %v", err)
 	}
-	snap, _ := r.Snapshot()
+	snap, _ := r.State()
 	return &pb.CancelRecoveryResponse{Recovery: ToPB(snap, true)}, nil
 }
 
@@ -149,7 +149,7 @@ func (s *Service) WatchRecovery(req *pb.WatchRecoveryRequest, stream pb.Recovery
 		every = max(req.MinInterval.AsDuration(), 10*time.Millisecond)
 	}
 	for {
-		snap, stageChanged := r.Snapshot()
+		snap, stageChanged := r.State()
 		if err := stream.Send(&pb.WatchRecoveryResponse{Recovery: ToPB(snap, true)}); err != nil {
 			return err
 		}
@@ -160,7 +160,7 @@ func (s *Service) WatchRecovery(req *pb.WatchRecoveryRequest, stream pb.Recovery
 		case <-stageChanged:
 		case <-time.After(every):
 		case <-r.Done():
-			if s, _ := r.Snapshot(); !s.Stage.Finished() { // paused
+			if s, _ := r.State(); !s.Stage.Finished() { // paused
 				return transfer.Errorf(codes.Unavailable, 0, "the node is stopping; recovery %s resumes when it starts again: watch it then", s.ID)
 			}
 		case <-stream.Context().Done():
@@ -262,7 +262,7 @@ func countsToPB(c Counts) *pb.Counts {
 
 // ToPB converts a recovery's state for the wire; files are included when
 // detailed.
-func ToPB(s Snapshot, detailed bool) *pb.Recovery {
+func ToPB(s State, detailed bool) *pb.Recovery {
 	useSnap := s.UseSnapshots
 	out := &pb.Recovery{
 		Id: s.ID, Shard: pbconv.ShardID(s.Shard), SourceAddress: s.Source, TargetNode: s.Target, Stage: stageToPB(s.Stage),

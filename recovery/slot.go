@@ -48,7 +48,7 @@ func (s *nodeSlot) enqueue() {
 	}
 	s.queued = true
 	s.m.cfg.Metrics.queued.Inc()
-	if st, _ := s.r.Snapshot(); st.Stage != StageQueued {
+	if st, _ := s.r.State(); st.Stage != StageQueued {
 		s.r.setStage(StageQueued)
 	}
 }
@@ -80,7 +80,7 @@ func (a *attempt) pinSource(ctx context.Context) (transfer.Pin, transfer.ShardIn
 		// The pin's id is journaled before it is asked for: a restart
 		// releases it even if the node died before the answer came.
 		id := a.r.nextPin(a.m.cfg.NodeID)
-		if s, _ := a.r.Snapshot(); a.r.onStage != nil {
+		if s, _ := a.r.State(); a.r.onStage != nil {
 			a.r.onStage(s)
 		}
 		err := a.callSource(ctx, "pin the source's commit", func(ctx context.Context) error {

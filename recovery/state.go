@@ -86,8 +86,8 @@ type Check struct {
 	Detail                               string
 }
 
-// Snapshot is a consistent copy of a recovery's state.
-type Snapshot struct {
+// State is a consistent copy of a recovery's state.
+type State struct {
 	ID           string             `json:"id"`
 	Shard        shardstore.ShardID `json:"shard"`
 	Source       string             `json:"source"`
@@ -129,7 +129,7 @@ type Snapshot struct {
 // concurrent use; watchers are woken on every change.
 type Recovery struct {
 	mu      sync.Mutex
-	s       Snapshot
+	s       State
 	fileIdx map[string]int
 	// stageChanged is closed and replaced when the stage changes; progress
 	// is polled (it changes with every chunk).
@@ -139,7 +139,7 @@ type Recovery struct {
 	// onStage is called with the state at each stage change: outside the
 	// lock after it, or for a final stage under the lock before anyone
 	// sees it (see setStage).
-	onStage func(Snapshot)
+	onStage func(State)
 	// slot is its hold on a node slot (nil when planning only); only the
 	// goroutine running the recovery uses it.
 	slot *nodeSlot
@@ -147,7 +147,7 @@ type Recovery struct {
 	// of its first plan).
 	counted bool
 	// requests counts the S3 requests of this process's run of the
-	// recovery (Snapshot adds them to S3Requests).
+	// recovery (State adds them to S3Requests).
 	requests snapshot.RequestCounter
 }
 
@@ -161,26 +161,26 @@ func (r *Recovery) countStart() bool {
 	return first
 }
 
-func newRecovery(s Snapshot) *Recovery {
+func newRecovery(s State) *Recovery {
 	return &Recovery{s: s, fileIdx: map[string]int{}, stageChanged: make(chan struct{}), done: make(chan struct{})}
 }
 
 // update applies fn under the lock.
-func (r *Recovery) update(fn func(s *Snapshot)) {
+func (r *Recovery) update(fn func(s *State)) {
 	r.mu.Lock()
 	fn(&r.s)
 	r.mu.Unlock()
 }
 
-// Snapshot returns a copy of the state and a channel closed at the next
+// State returns a copy of the state and a channel closed at the next
 // change of stage.
-func (r *Recovery) Snapshot() (Snapshot, <-chan struct{}) {
+func (r *Recovery) State() (State, <-chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.copyLocked(), r.stageChanged
 }
 
-func (r *Recovery) copyLocked() Snapshot {
+func (r *Recovery) copyLocked() State {
 	s := r.s
 	s.S3Requests = r.s.S3Requests.Plus(r.requests.Tally())
 	s.Files = append([]FileProgress(nil), r.s.Files...)
@@ -219,14 +219,14 @@ func (r *Recovery) setStage(st Stage) {
 	r.stageChanged = make(chan struct{})
 	r.mu.Unlock()
 	if r.onStage != nil && !st.Finished() {
-		snap, _ := r.Snapshot()
+		snap, _ := r.State()
 		r.onStage(snap)
 	}
 }
 
 // setPlan records the plan being run and resets the file progress to it.
 func (r *Recovery) setPlan(p planner.Plan) {
-	r.update(func(s *Snapshot) {
+	r.update(func(s *State) {
 		s.Plan = &p
 		s.Files = s.Files[:0]
 		s.Totals = Totals{}
@@ -264,7 +264,7 @@ func sumCounts(cs ...Counts) Counts {
 	return t
 }
 
-func (s *Snapshot) counts(src FileSource) *Counts {
+func (s *State) counts(src FileSource) *Counts {
 	switch src {
 	case FromPeer:
 		return &s.Totals.FromPeer
@@ -276,7 +276,7 @@ func (s *Snapshot) counts(src FileSource) *Counts {
 
 // addBytes records n more bytes of a file.
 func (r *Recovery) addBytes(name string, n int64) {
-	r.update(func(s *Snapshot) {
+	r.update(func(s *State) {
 		i, ok := r.fileIdx[name]
 		if !ok {
 			return
@@ -290,7 +290,7 @@ func (r *Recovery) addBytes(name string, n int64) {
 
 // fileDone marks a file verified.
 func (r *Recovery) fileDone(name string) {
-	r.update(func(s *Snapshot) {
+	r.update(func(s *State) {
 		i, ok := r.fileIdx[name]
 		if !ok || s.Files[i].Done {
 			return
@@ -310,7 +310,7 @@ func (r *Recovery) fileDone(name string) {
 // moveToPeer re-sources a file whose snapshot download failed: its bytes so
 // far are discarded.
 func (r *Recovery) moveToPeer(name string) {
-	r.update(func(s *Snapshot) {
+	r.update(func(s *State) {
 		i, ok := r.fileIdx[name]
 		if !ok {
 			return
@@ -328,26 +328,26 @@ func (r *Recovery) moveToPeer(name string) {
 }
 
 func (r *Recovery) addFallback(f Fallback) {
-	r.update(func(s *Snapshot) { s.Fallbacks = append(s.Fallbacks, f) })
+	r.update(func(s *State) { s.Fallbacks = append(s.Fallbacks, f) })
 }
 
 func (r *Recovery) addOps(total, replayed int64) {
-	r.update(func(s *Snapshot) {
+	r.update(func(s *State) {
 		s.OpsTotal += total
 		s.OpsReplayed += replayed
 	})
 }
 
 func (r *Recovery) addThrottle(d time.Duration) {
-	r.update(func(s *Snapshot) { s.ThrottleWait += d })
+	r.update(func(s *State) { s.ThrottleWait += d })
 }
 
-func (r *Recovery) addResume() { r.update(func(s *Snapshot) { s.Resumes++ }) }
+func (r *Recovery) addResume() { r.update(func(s *State) { s.Resumes++ }) }
 
 // nextPin names the next commit pin the recovery asks its source for.
 func (r *Recovery) nextPin(node string) string {
 	var id string
-	r.update(func(s *Snapshot) {
+	r.update(func(s *State) {
 		s.pinSeq++
 		s.pinID = pinName(node, s.ID, s.pinSeq)
 		id = s.pinID

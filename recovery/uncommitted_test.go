@@ -31,7 +31,7 @@ func TestFailedRecoveryOntoANewTargetLeavesNoShard(t *testing.T) {
 				t.Fatal(err)
 			}
 			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-				s, _ := r.Snapshot()
+				s, _ := r.State()
 				if s.Totals.FromPeer.RecoveredBytes > 0 {
 					break
 				}
@@ -53,7 +53,7 @@ func TestFailedRecoveryOntoANewTargetLeavesNoShard(t *testing.T) {
 				e.faults.set("/recoverd.v1.PeerService/FetchFile", true)
 				<-r.Done()
 			}
-			s, _ := r.Snapshot()
+			s, _ := r.State()
 			if string(s.Stage) != end {
 				t.Fatalf("recovery ended %s (%s), want %s", s.Stage, s.Error, end)
 			}
