@@ -88,8 +88,11 @@ func (a *attempt) dropStaging() {
 	a.st = nil
 }
 
-// plan runs one attempt: pin, plan, lease, execute.
-func (a *attempt) plan(ctx context.Context, req StartRequest, useSnapshots bool, unreadable string) error {
+// pinPlanAndRun runs one attempt: it pins the source's commit, plans on
+// it, checks the space, takes the retention lease and runs the plan while
+// the lease is kept alive (a dry run stops once planned). A lost lease,
+// pin or op history comes back as a replanError.
+func (a *attempt) pinPlanAndRun(ctx context.Context, req StartRequest, useSnapshots bool, unreadable string) error {
 	r := a.r
 	r.setStage(StagePlan)
 	pin, info, err := a.pinSource(ctx)
@@ -130,7 +133,7 @@ func (a *attempt) plan(ctx context.Context, req StartRequest, useSnapshots bool,
 		defer wg.Done()
 		a.keepLease(lctx, lost, lease)
 	}()
-	err = a.execute(lctx, p, manifest)
+	err = a.runPlan(lctx, p, manifest)
 	lost(nil)
 	wg.Wait()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -216,14 +219,14 @@ func (a *attempt) acquireLease(ctx context.Context, retaining seqno.SeqNo) (tran
 	return l, nil
 }
 
-// execute runs a plan, falling back to its peer plan when a snapshot
+// runPlan runs a plan, falling back to its peer plan when a snapshot
 // download fails.
-func (a *attempt) execute(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest) error {
+func (a *attempt) runPlan(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest) error {
 	if p.Kind == planner.KindOpsOnly {
 		a.r.setStage(StageOps)
 		return a.catchUp(ctx, p.Commit.HistoryUUID, p.Ops.From-1, p.Ops.To)
 	}
-	err := a.files(ctx, p, manifest)
+	err := a.fetchVerifyPublish(ctx, p, manifest)
 	var sf *snapshotFailure
 	if errors.As(err, &sf) && p.Fallback != nil && ctx.Err() == nil {
 		a.noSnapshot = sf
@@ -236,7 +239,7 @@ func (a *attempt) execute(ctx context.Context, p planner.Plan, manifest *snapsho
 		}
 		p = *p.Fallback
 		a.r.setPlan(p)
-		err = a.files(ctx, p, nil)
+		err = a.fetchVerifyPublish(ctx, p, nil)
 	}
 	if err != nil {
 		return err

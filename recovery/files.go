@@ -13,17 +13,19 @@ import (
 	"github.com/recoverd/recoverd/transfer"
 )
 
-// files runs the files, verify and finalize stages of a file-based plan.
-// Until Publish the target is untouched; on any error the staging
-// directory is removed, after every transfer has returned.
-func (a *attempt) files(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest) error {
+// fetchVerifyPublish runs the files, verify and finalize stages of a
+// file-based plan: it fetches the peer's files, downloads the snapshot's
+// and stages the ops, checks that every file is staged, and publishes.
+// Until Publish the target is untouched; on an error every transfer has
+// returned and the staging stays, for a re-plan.
+func (a *attempt) fetchVerifyPublish(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest) error {
 	a.r.setStage(StageFiles)
 	st, err := a.staging(p)
 	if err != nil {
 		return err
 	}
-	// On an error the staging stays for a re-plan; run removes it when the
-	// recovery ends, execute before a fallback.
+	// On an error the staging stays for a re-plan; runAttempts removes it
+	// when the recovery ends, runPlan before a fallback.
 	g, gctx := errgroup.WithContext(ctx)
 	toPeer := a.peerFetches(gctx, g, st)
 	if len(p.FromPeer) > 0 {

@@ -280,7 +280,7 @@ func (m *Manager) launch(r *Recovery, req StartRequest, useSnap bool) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		m.execute(ctx, r, req, useSnap)
+		m.runInSlot(ctx, r, req, useSnap)
 	}()
 }
 
@@ -301,7 +301,7 @@ func (m *Manager) Explain(ctx context.Context, req StartRequest) (planner.Plan, 
 	req.DryRun = true
 	req.ID = "explain-" + uuid.NewString()[:8]
 	r := newRecovery(State{ID: req.ID, Shard: req.Shard, Source: req.Source, Target: m.cfg.NodeID, DryRun: true, Start: time.Now()})
-	if err := m.run(ctx, r, req, useSnap, m.cfg.Logger.With("explain", req.Shard.String())); err != nil {
+	if err := m.runAttempts(ctx, r, req, useSnap, m.cfg.Logger.With("explain", req.Shard.String())); err != nil {
 		return planner.Plan{}, err
 	}
 	s, _ := r.State()

@@ -12,7 +12,11 @@ import (
 	"github.com/recoverd/recoverd/transfer"
 )
 
-func (m *Manager) execute(ctx context.Context, r *Recovery, req StartRequest, useSnapshots bool) {
+// runInSlot runs a launched recovery to its end: it waits for a node slot
+// (the queued stage), runs the recovery's attempts in it, gives the slot
+// back and records how the recovery ended; a node stopping pauses it
+// instead, for the next start to resume.
+func (m *Manager) runInSlot(ctx context.Context, r *Recovery, req StartRequest, useSnapshots bool) {
 	defer close(r.done)
 	log := m.cfg.Logger.With("recovery", req.ID, "shard", req.Shard.String(), "source", req.Source)
 	r.slot = &nodeSlot{m: m, r: r}
@@ -24,7 +28,7 @@ func (m *Manager) execute(ctx context.Context, r *Recovery, req StartRequest, us
 		m.end(r, req, log, err)
 		return
 	}
-	err := m.run(ctx, r, req, useSnapshots, log)
+	err := m.runAttempts(ctx, r, req, useSnapshots, log)
 	r.slot.release()
 	if err != nil && stopping(ctx) {
 		log.Info("recovery paused: the node is stopping; it resumes when the node starts again")
@@ -69,7 +73,11 @@ func (m *Manager) end(r *Recovery, req StartRequest, log *slog.Logger, err error
 	m.finish(r, req.Shard, req.ID)
 }
 
-func (m *Manager) run(ctx context.Context, r *Recovery, req StartRequest, useSnapshots bool, log *slog.Logger) error {
+// runAttempts connects to the source, checks that it holds the shard,
+// opens the target and its staging (a dry run creates and moves nothing),
+// then runs attempts until one ends without asking for a re-plan, at most
+// Config.MaxReplans re-plans. Explain calls it with a dry-run request.
+func (m *Manager) runAttempts(ctx context.Context, r *Recovery, req StartRequest, useSnapshots bool, log *slog.Logger) error {
 	ctx = snapshot.CountRequests(ctx, snapshot.KindRecovery, &r.requests)
 	r.setStage(StageInit)
 	client, err := m.cfg.Dial(ctx, req.Source)
@@ -140,7 +148,7 @@ func (m *Manager) run(ctx context.Context, r *Recovery, req StartRequest, useSna
 		}
 	}()
 	for replans := 0; ; replans++ {
-		err := a.plan(ctx, req, useSnapshots, unreadable)
+		err := a.pinPlanAndRun(ctx, req, useSnapshots, unreadable)
 		var rp *replanError
 		if !errors.As(err, &rp) || ctx.Err() != nil {
 			return err
