@@ -1,8 +1,278 @@
 // Package shardstore is one shard copy on disk and the reference storage
 // engine that writes it: segments, commit points, the op log, retention
 // leases, the staging of incoming files and ops, and the metadata diff the
-// planner works from. The on-disk formats are described beside their code
-// (commit.go, segment.go, oplog.go).
+// planner works from. This comment is the on-disk format; the code that
+// reads and writes each part is named beside it.
+//
+// # Directory layout
+//
+// A shard lives in <data>/shards/<index>/<shard>/ (Dir), <index> a valid
+// name (ValidateName), <shard> its number in decimal:
+//
+//	LOCK                        flock'ed by the process that has it open
+//	commit_<gen>                commit points, <gen> in 16 decimal digits
+//	seg_<n>_<12 hex digits>     segments: immutable, each name used once
+//	leases                      retention leases (package seqno)
+//	oplog/<epoch>/<gen>.log     the op log: <epoch> in 8 decimal digits,
+//	                            <gen> in 16
+//	staging/<recovery-id>/      what one recovery stages (never read as data):
+//	    <file name>             staged files, under their final names
+//	    ops.staged/<gen>.log    staged ops, an op log of its own
+//	    progress.staged/<name>  how much of a partial file is checked
+//	.tmp-<name>-<random>        a durable write cut short (fsutil.TempPrefix)
+//
+// What a commit point names (segments, the op log epoch) is fsynced, and
+// every directory created has its parent fsynced (fsutil.MkdirAllSync),
+// before the commit point is written, so it survives a power loss. Commit
+// points and the leases file are written by fsutil.WriteFileAtomic: a temp
+// file, fsync, rename, fsync of the directory; a crash leaves the old file
+// or the new one, and a temp file that Open removes (Sweep too, once it is
+// SweepTempAge old). List and Exists see a shard only once its directory
+// holds a commit point; Open without Options.Create refuses one that has
+// none (ErrNotFound). In the shard directory, Open and Sweep delete only
+// the names they recognise. This package never moves a shard aside:
+// recoverd moves one proven corrupt to <data>/quarantine/ when a recovery
+// replaces it, and leaves an unreadable one where it is.
+//
+// # Commit points
+//
+// A commit point is the only thing that makes files and seqnos the shard's
+// content (commit.go). The file commit_<gen> is
+//
+//	u32 magic "RCMT", u32 payload length (at most 256 MiB), JSON payload,
+//	u32 CRC32C (Castagnoli) of every byte before it
+//
+// all little-endian: JSON keeps it readable and extensible, the checksum
+// makes a damaged one detectable. The payload (commitPoint) holds:
+//
+//   - generation: equal to <gen> in the name, or the file is damaged.
+//   - files: every file of the commit (FileMeta, sorted by name): name,
+//     length, crc32c (the file's trailing checksum) and writer_uuid. The
+//     names are validated, none twice, no negative length.
+//   - data (CommitData, the user data the planner reads):
+//     history_uuid names the history of ops the copy belongs to (a new
+//     one for a new shard; Promote keeps it; a recovery takes the
+//     source's); max_seqno is the highest seqno the copy holds;
+//     local_checkpoint the highest seqno at or below which every op is
+//     processed and its effect in the commit's segments (never above
+//     max_seqno);
+//     global_checkpoint the primary's, as far as the copy holds it
+//     (min(SetGlobalCheckpoint, local_checkpoint)); min_retained_seqno the
+//     lowest seqno the op log still holds (the retention floor, below);
+//     primary_term the copy's own term; writer_version the engine that
+//     wrote it (WriterVersion); format_version (FormatVersion);
+//     max_term_above_global_checkpoint the highest term of the ops held
+//     above the global checkpoint, omitted when 0 (see below). Seqnos are
+//     int64; -1 (seqno.NoOpsPerformed) means none.
+//   - oplog_epoch: the op log directory oplog/<epoch>/ of this commit.
+//   - terms: per primary term of an op the copy holds or held, the highest
+//     seqno of such an op (a JSON object keyed by the term in decimal);
+//     omitted by a commit a recovery published, whose source told only the
+//     highest term.
+//
+// A shard created by Open (Options.Create) starts at generation 1, epoch
+// 1, term 1, a new history UUID, its max seqno and checkpoints at -1 and
+// min_retained_seqno 0. Generation 0 is
+// never written: it is the in-memory commit of a shard opened Uncommitted.
+// Flush, Merge, Promote and Publish each write the next generation; a new
+// generation is above every commit_ file present, valid or not, so it
+// never reuses the name of a damaged one. Open loads the newest commit
+// point that verifies, passing over a damaged one (ErrCorrupt) to an older
+// one, never over one it could not read or of a newer format (that would
+// roll the shard back: it fails, unavailable). Once a commit is written
+// the older commit points are deleted; a damaged newer one stays until a
+// commit above it is written.
+//
+// # Segments
+//
+// A segment (segment.go) is an immutable file of document versions, sorted
+// by key. Its name seg_<n>_<hex> is new for every file (n grows within a
+// process, the hex part is random, a name in use is skipped and the file is
+// created O_EXCL), so a name is not reused for other content. Its layout,
+// all integers little-endian or varints:
+//
+//	records  strictly ascending keys, each an op record (below): the
+//	         document's newest version, a value or a tombstone (OpDelete)
+//	index    every 64th record: uvarint keyLen, key, uvarint offset
+//	footer   u64 records, u64 index offset, u64 index entries,
+//	         [16]byte writer UUID, u32 magic "SEG1",
+//	         u32 CRC32C of every byte before it
+//
+// The footer is 48 bytes. Its last four bytes are the file's checksum
+// (FileMeta.CRC32C), so a segment can be verified alone; the writer UUID is
+// random per file, in hex in FileMeta.WriterUUID. Open checks each segment
+// of the commit: the length the commit lists, the magic, the footer's
+// bounds, the footer's checksum against the commit's, the index; the
+// whole file's checksum is recomputed when a staged file is verified
+// (StagedFile.Verify, Staging.Keep, Publish), not at Open. A segment that
+// neither the commit nor a CommitRef (a pin) references is deleted after
+// every commit and at Open. A no-op never enters a segment.
+//
+// # Op records
+//
+// One op (op.go) is encoded the same way in a segment and in the op log:
+//
+//	uvarint keyLen, key, varint seqno (zig-zag), uvarint primary term,
+//	kind byte (0 index, 1 delete, 2 no-op), uvarint valueLen, value
+//
+// A key or value longer than 64 MiB, or an unknown kind, is ErrCorrupt.
+//
+// # The op log
+//
+// The op log (oplog.go, oplog_open.go) of a commit is the directory
+// oplog/<epoch>/ its oplog_epoch names. It holds generation files
+// <gen>.log, numbered from 1; each record is
+//
+//	u32 payload length (1 to 2*64 MiB+64), u32 CRC32C of the payload, payload
+//
+// the payload an op record with no byte after it. Every write appends its
+// ops to the newest generation before it is acknowledged (see Durability of
+// writes). A flush starts a new generation (the current one is fsynced and
+// closed, the next created and the directory fsynced) so that old ones can
+// be dropped whole: after a commit, a generation other than the newest that
+// no reader holds (a digest in progress) is deleted when it holds no op, or
+// when its highest seqno is below the commit's min_retained_seqno and at or
+// below its local checkpoint. So the log keeps every op above the local
+// checkpoint (which Open replays), the Options.RetainOps ops below it, and
+// every op a live retention lease asks for: a flush raises the floor
+// towards local_checkpoint+1-RetainOps, never above the lowest live lease
+// and never down (seqno.Leases.AdvanceFloor); a publish sets it to the
+// published local_checkpoint+1. Open reads every generation in order: ops
+// above the commit's local checkpoint go to the memtable (the count is
+// logged), the others only raise the max seqno; after a promotion and a
+// flush it replays only the ops written since.
+//
+// An epoch is the op log of one content: Publish moves the staged ops into
+// a new epoch oplog/<epoch+1>/ and switches to it with its commit, so that
+// the ops of the old and the new content never mix, whenever a crash
+// strikes. Open and Sweep delete every entry of oplog/ but the commit's
+// epoch: older ones a publish replaced, a newer one a crash left before
+// its commit.
+//
+// The op log is repaired only at its tail (etcd wal's rule). Opening cuts
+// the newest generation at its first bad record only when everything from
+// there to the end of the file is what a crash in the middle of an append
+// leaves: records running past the end of the file, records with a zeroed
+// 512-byte sector, zeros. A bad record that a valid one follows, a
+// complete record failing its checksum with every sector written, or an
+// impossible length stops the open with ErrCorrupt, naming the file and
+// the offset; a read error stops it with that error (not ErrCorrupt). In
+// both cases nothing is changed. Any damage in an older generation (which
+// was fsynced before the next one began) is ErrCorrupt.
+//
+// # Leases
+//
+// The leases file is JSON, {"version": 1, "leases": [...]}, each lease its
+// id, retaining_seqno, source, timestamp (taken or last renewed) and, when
+// taken through the authenticated peer API, holder. Package seqno writes it
+// atomically under its own lock, outside the shard's. A file that does not
+// parse fails the open: forgetting leases would let retained history go.
+//
+// # Staging
+//
+// A recovery stages what it receives in staging/<recovery-id>/
+// (StartStaging; staging.go, staged_file.go, staging_ops.go): files under
+// their final names, written at any offset and verified (length and
+// CRC32C) before they may be published, and the ops fetched with them in
+// ops.staged/, an op log of its own (one generation, not fsynced until
+// Publish closes it). Nothing in a staging directory is read as data until
+// Publish moves it into place. Open removes staging/ whole, unless
+// Options.KeepStaging; Close removes the directories of the stagings still
+// open in this process; Abandon removes one.
+//
+// A recovery that the node's stop interrupts resumes from what it staged
+// (staging_resume.go). Suspend ends the staging's use in this process and
+// keeps its directory, writing a progress record progress.staged/<name> for
+// each partial file written in order: JSON {length, crc32c, good,
+// prefix_crc32c}, the file it belongs to, the length of its checked prefix
+// and that prefix's CRC32C. The record is also rewritten as the prefix
+// grows (every 1 MiB newly checked), atomically but without fsync. The next
+// process opens the shard with KeepStaging and calls StartStaging with the
+// same id, which lists the files found there and removes dot-named
+// leftovers; none of them counts until Keep has checked it against the new
+// plan: a complete file must read back with its length and CRC32C, a
+// partial one keeps the prefix its record names only if that prefix reads
+// with the recorded checksum, and is cut to it (or to nothing). Staged ops
+// are dropped and fetched anew. Sweep removes the staging directories of
+// recoveries neither open in this process nor named to keep.
+//
+// A shard that a recovery creates is opened with Options.Uncommitted: its
+// directory holds no commit point until the staging publishes (it holds
+// LOCK, oplog/00000000/ and staging/), so List, Exists, ReadMetadata and
+// Open without Create see no shard, and Flush, Merge, Promote and
+// AcquireCommit refuse with ErrNoCommit. Its first Publish writes
+// generation 1 and epoch 1. A recovery that fails leaves a directory
+// without a commit point, which the caller removes: nothing of it was
+// ever a shard.
+//
+// # Publish and a crash
+//
+// Publish (publish.go) makes a file set (staged files and files of the
+// current commit to keep) and the staged ops the shard's content with one
+// commit point. It checks first, changing nothing: every listed file is
+// either staged with exactly the metadata given (and verified, by Publish
+// if not before), or the same (below) as the current commit's file of that
+// name; a staged file must not replace a different file of the current
+// commit (ErrConflict). Then, in order:
+//
+//  1. every staged file is fsynced on a descriptor of its own, at most 16
+//     at once, every error checked (a syncfs would not report a writeback
+//     error another descriptor has seen, nor any before Linux 5.8);
+//  2. the files are renamed into the shard directory, which is fsynced;
+//  3. ops.staged/ is closed (its last generation fsynced) and renamed to
+//     oplog/<epoch+1>/ (an empty one is created when no op was staged), and
+//     oplog/ is fsynced;
+//  4. commit_<gen+1> is written atomically, naming the files, the new
+//     epoch, the data given, and min_retained_seqno = local_checkpoint+1;
+//  5. the shard switches to the new content (the new epoch's ops above
+//     the local checkpoint replayed into the memtable); the old epoch, the
+//     commit points below the new one, the segments nothing references
+//     and the staging directory are deleted.
+//
+// A crash before step 4 completes leaves the old commit, so the shard
+// reopens as it was: moved files no commit names are deleted as
+// unreferenced segments, a new epoch directory as not the commit's, the
+// staging directory by Open (or kept with KeepStaging, for the recovery to
+// resume). A crash after step 4 reopens the new content: its files, and its
+// staged ops replayed from the new epoch above the local checkpoint; what
+// step 5 did not delete, Open does (Sweep, for a kept staging). Any error
+// before step 4 leaves the shard at its previous commit. (The failpoints
+// publish.before-rename, publish.files-moved, publish.before-commit and
+// publish.after-commit mark these steps for the crash tests.)
+//
+// Flush and Merge (which flushes first) follow the same order on a smaller
+// scale: the op log is rolled (everything appended is durable), new
+// segments are written and fsynced, the directory fsynced, then the commit
+// point is written, and only then are old segments, commit points and op
+// log generations deleted. A crash before the commit reopens the old
+// commit with its op log intact.
+//
+// # When two files are the same
+//
+// Two files are the same (FileMeta.SameAs, DESIGN.md section 3) when their
+// names, lengths and checksums match and, where both carry one, their
+// writer UUIDs. Diff sorts a source's files into identical, different and
+// missing by this rule; Publish keeps a current file only when it is the
+// same as the one listed; a staged file, in contrast, must match its
+// metadata exactly (writer UUID included).
+//
+// # Locking
+//
+// The LOCK file is flock'ed (exclusive, non-blocking) by Open and released
+// by Close: a second process opening the shard fails with ErrUnavailable.
+// ReadMetadata reads the newest commit point without it, for offline
+// tools. Within a process, the Shard's RWMutex guards its state and
+// serialises flush, merge, publish, promote, sweep and the application of
+// ops against each other; Get, Scan and the read accessors take it shared. A
+// write holds it to append its ops to the op log and again to apply them,
+// not while it waits for the fsync. A digest holds it only to pin what it
+// reads. Below it, the op log has a mutex for its buffer and generations,
+// and a second one, taken first, held by the one goroutine running an
+// fsync; the cached digest has its own. A Staging's mutex guards its staged
+// files: Publish holds it and then the shard's; Close holds the shard's and
+// then each open staging's. A CommitRef (AcquireCommit) keeps its commit's
+// files from deletion until Release: the counts are kept under the shard's
+// lock, and every deletion of unreferenced files consults them.
 //
 // # Sequence numbers and primary terms
 //
@@ -53,24 +323,16 @@
 //
 // Promote makes the copy the primary of a term one above every term it
 // knows, keeping the history UUID. It waits for the writes in flight to
-// apply or drop their ops (releasing the shard's lock, which they need;
-// no write starts meanwhile), then fills every seqno below the max seqno that the copy never received
-// with a no-op of the new term (Elasticsearch's fillSeqNoGaps), fsynced
-// before the commit that records the new term, so the local checkpoint
-// reaches the max seqno: otherwise one hole left by the old primary would
-// hold the checkpoint back for good, the op log would never be trimmed and
-// every open would replay all history since the hole. A no-op (OpNoOp) has
-// no key and no value and changes no document; the op log stores and
-// replays it, ReadOps and the peer op stream carry it to replicas and
-// recoveries, and no segment ever holds one.
-//
-// # Retention and open
-//
-// A flush keeps in the op log every op above the local checkpoint, the
-// RetainOps ops below it, and every op a live retention lease asks for;
-// older generations are deleted. Open replays the op log above the
-// commit's local checkpoint into the memtable (the count is logged), so
-// after a promotion and a flush it replays only the ops written since.
+// apply or drop their ops (releasing the shard's lock, which they need; no
+// write starts meanwhile), then fills every seqno below the max seqno that
+// the copy never received with a no-op of the new term (Elasticsearch's
+// fillSeqNoGaps), fsynced before the commit that records the new term, so
+// the local checkpoint reaches the max seqno: otherwise one hole left by
+// the old primary would hold the checkpoint back for good, the op log would
+// never be trimmed and every open would replay all history since the hole.
+// A no-op (OpNoOp) has no key and no value and changes no document; the op
+// log stores and replays it, ReadOps and the peer op stream carry it to
+// replicas and recoveries, and no segment ever holds one.
 //
 // # Durability of writes
 //
@@ -88,30 +350,6 @@
 // log refuses writes until the shard is reopened. A primary keeps the
 // seqnos of dropped ops as holes below its max seqno, which a promotion
 // fills.
-//
-// # Durability of a recovery's files
-//
-// Publish fsyncs every staged file on a descriptor of its own, at most 16
-// at once, and fails on the first error before anything moves, leaving
-// the old shard: a syncfs would not report a writeback error another
-// descriptor has seen (nor any, before Linux 5.8). The staged op log is
-// fsynced when it is closed. The files are then renamed into place, the
-// shard directory fsynced, and one commit point written atomically. Every
-// directory created for a shard, its op log, a staging or an op log epoch
-// has its parent fsynced (fsutil.MkdirAllSync).
-//
-// # Op log repair
-//
-// The op log is repaired only at its tail (etcd wal's rule). Opening cuts
-// the newest generation at its first bad record only when everything from
-// there to the end of the file is what a crash in the middle of an append
-// leaves: records running past the end of the file, records with a zeroed
-// 512-byte sector, zeros. A bad record that a valid one follows, a
-// complete record failing its checksum with every sector written, or an
-// impossible length stops the open with ErrCorrupt, naming the file and
-// the offset; a read error stops it with that error (not ErrCorrupt). In
-// both cases nothing is changed. Any damage in an older generation (which
-// was fsynced before the next one began) is ErrCorrupt.
 //
 // # Unreadable is not corrupt
 //

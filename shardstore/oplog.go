@@ -18,10 +18,11 @@ import (
 	"github.com/recoverd/recoverd/seqno"
 )
 
-// The op log is a directory of generation files oplog/<gen>.log. A record
-// is u32 payload length, u32 CRC32C of the payload, payload (an Op encoded
-// as in segments). A new generation starts at every flush so that old ones
-// can be dropped whole once retention no longer needs them.
+// The op log of a commit is a directory of generation files
+// oplog/<epoch>/<gen>.log (doc.go describes epochs). A record is u32
+// payload length, u32 CRC32C of the payload, payload (an Op encoded as in
+// segments). A new generation starts at every flush so that old ones can
+// be dropped whole once retention no longer needs them.
 //
 // Durability uses group commit: appenders write into a buffer and then wait
 // in sync for an fsync that covers their records; one fsync covers every
