@@ -1,8 +1,6 @@
 package planner
 
 import (
-	"encoding/json"
-	"errors"
 	"reflect"
 	"slices"
 	"strings"
@@ -476,134 +474,6 @@ func TestUnsortedInputGivesTheSamePlan(t *testing.T) {
 	}
 }
 
-func TestValidateRejectsBrokenPlans(t *testing.T) {
-	in := failover()
-	in.Target.Meta.Files = []shardstore.FileMeta{in.Snapshot.Files[0]}
-	good := Compute(in)
-	mustValid(t, in, good)
-	wantKind(t, good, KindSnapshot)
-	clone := func() Plan {
-		var p Plan
-		b, _ := json.Marshal(good)
-		if err := json.Unmarshal(b, &p); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	breakers := map[string]func(*Plan){
-		"file dropped":         func(p *Plan) { p.FromSnapshot = p.FromSnapshot[1:] },
-		"file twice":           func(p *Plan) { p.FromSnapshot = append(p.FromSnapshot, p.Reused[0]) },
-		"foreign file":         func(p *Plan) { p.FromSnapshot = append(p.FromSnapshot, fm("zzz", 1, 1, "")) },
-		"peer file in snap":    func(p *Plan) { p.FromPeer = append(p.FromPeer, p.FromSnapshot[0]); p.FromSnapshot = nil },
-		"reuse not identical":  func(p *Plan) { p.Reused = append(p.Reused, p.FromSnapshot[0]); p.FromSnapshot = nil },
-		"ops inverted":         func(p *Plan) { p.Ops = seqno.Range{From: 950, To: 930} },
-		"ops not retained":     func(p *Plan) { p.Ops.From = 100 },
-		"ops too short":        func(p *Plan) { p.Ops.To = 920 },
-		"lease wrong":          func(p *Plan) { p.Lease.RetainingSeqNo = 0 },
-		"no lease":             func(p *Plan) { p.Lease = nil },
-		"no fallback":          func(p *Plan) { p.Fallback = nil },
-		"fallback not peer":    func(p *Plan) { p.Fallback.Kind = KindHybrid },
-		"fallback invalid":     func(p *Plan) { p.Fallback.FromPeer = nil },
-		"other history":        func(p *Plan) { p.Commit.HistoryUUID = "h0" },
-		"other snapshot":       func(p *Plan) { p.SnapshotID = "s-1" },
-		"bytes wrong":          func(p *Plan) { p.BytesFromRepo++ },
-		"no reasons":           func(p *Plan) { p.Reasons = nil },
-		"unknown kind":         func(p *Plan) { p.Kind = "magic" },
-		"refusal moving files": func(p *Plan) { p.Kind = KindRefused },
-	}
-	for name, b := range breakers {
-		t.Run(name, func(t *testing.T) {
-			p := clone()
-			b(&p)
-			if err := p.Validate(in); !errors.Is(err, ErrInvalidPlan) {
-				t.Errorf("Validate = %v, want ErrInvalidPlan", err)
-			}
-		})
-	}
-	// A plan for an input that demands a refusal.
-	old := in
-	old.Target.Version = "0.0.9"
-	if err := good.Validate(old); err == nil {
-		t.Error("Validate accepted a plan for a target older than the source")
-	}
-	// Snapshots turned off after planning.
-	off := in
-	off.Settings.UseSnapshots = false
-	if err := good.Validate(off); err == nil {
-		t.Error("Validate accepted a snapshot plan with snapshots off")
-	}
-}
-
-func TestPlanJSONRoundTrip(t *testing.T) {
-	p := Compute(failover())
-	b, err := json.Marshal(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, key := range []string{`"kind":"snapshot"`, `"from_snapshot":[`, `"fallback":{`, `"retaining_seqno":901`, `"reasons":[`} {
-		if !strings.Contains(string(b), key) {
-			t.Errorf("JSON lacks %s: %s", key, b)
-		}
-	}
-	var q Plan
-	if err := json.Unmarshal(b, &q); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(p, q) {
-		t.Errorf("round trip changed the plan")
-	}
-	// A refusal encodes empty lists, not null.
-	r, _ := json.Marshal(Compute(Input{}))
-	if !strings.Contains(string(r), `"from_peer":[]`) || !strings.Contains(string(r), `"kind":"refused"`) {
-		t.Errorf("refusal JSON: %s", r)
-	}
-}
-
-func TestExplainMentionsEverything(t *testing.T) {
-	e := Compute(failover()).Explain()
-	for _, s := range []string{"plan: snapshot (snapshot s-42)", "2 from snapshot (95 MiB)", "replay [901..930]", "lease: the source retains ops from 901", "reasons:", "fallback:\n  plan: peer"} {
-		if !strings.Contains(e, s) {
-			t.Errorf("Explain lacks %q:\n%s", s, e)
-		}
-	}
-}
-
-func TestCompareVersions(t *testing.T) {
-	cases := []struct {
-		a, b string
-		want int
-		ok   bool
-	}{
-		{"0.1.0", "0.1.0", 0, true},
-		{"2.1.0", "2.3.0", -1, true},
-		{"v2.10.0", "2.9.9", 1, true},
-		{"1.0.0-rc.1", "1.0.0", -1, true},
-		{"1.0.0-alpha", "1.0.0-alpha.1", -1, true},
-		{"1.0.0-alpha.1", "1.0.0-alpha.beta", -1, true},
-		{"1.0.0-beta.11", "1.0.0-beta.2", 1, true},
-		{"1.0.0+build.5", "1.0.0", 0, true},
-		{"99999999999999999999.0.0", "1.0.0", 1, true},
-		{"1.0", "1.0.0", 0, false},
-		{"01.0.0", "1.0.0", 0, false},
-		{"1.0.0-", "1.0.0", 0, false},
-		{"", "1.0.0", 0, false},
-	}
-	for _, c := range cases {
-		got, ok := CompareVersions(c.a, c.b)
-		if got != c.want || ok != c.ok {
-			t.Errorf("CompareVersions(%q, %q) = %d, %v; want %d, %v", c.a, c.b, got, ok, c.want, c.ok)
-		}
-	}
-}
-
-func TestHuman(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1 KiB", 1536: "1.5 KiB", 95 * MiB: "95 MiB", 1 << 62: "4 EiB"} {
-		if got := human(n); got != want {
-			t.Errorf("human(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 func TestPlanDoesNotAliasInput(t *testing.T) {
 	in := failover()
 	in.Target.Meta.Commit = commitAt("h1", 900, 900)
@@ -647,25 +517,6 @@ func TestOpsOnlyRefusedForOpsAboveGlobalCheckpointFromAnOlderTerm(t *testing.T) 
 	in.Target.Meta.Commit.MaxTermAboveGlobalCheckpoint = 2
 	in.Target.Meta.Commit.MaxSeqNo, in.Target.Meta.Commit.LocalCheckpoint = 880, 880
 	wantKind(t, Compute(in), KindOpsOnly)
-}
-
-// TestValidateRejectsContinuingStaleOps: a plan that continues a commit
-// whose ops above its global checkpoint are of an older term is invalid,
-// whoever made it.
-func TestValidateRejectsContinuingStaleOps(t *testing.T) {
-	in := failover()
-	in.Source.Meta.Commit.PrimaryTerm = 2
-	in.Source.Retained = seqno.Range{From: 0, To: 930}
-	in.Target.Meta.Commit = commitAt("h1", 880, 880)
-	in.Target.Meta.Commit.MaxTermAboveGlobalCheckpoint = 2
-	in.Target.Meta.Commit.GlobalCheckpoint = 800
-	p := Compute(in)
-	wantKind(t, p, KindOpsOnly)
-	in.Target.Meta.Commit.MaxTermAboveGlobalCheckpoint = 1
-	p.Commit = in.Target.Meta.Commit
-	if err := p.Validate(in); err == nil || !strings.Contains(err.Error(), "older than the source's term 2") {
-		t.Fatalf("Validate accepted an ops-only plan over stale ops: %v", err)
-	}
 }
 
 func TestSnapshotCommitFromOlderTermAboveGlobalCheckpointNotRestored(t *testing.T) {
