@@ -1,297 +1,258 @@
 package testutil
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
-	"net"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/time/rate"
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/Shopify/toxiproxy/v2/stream"
+	"github.com/Shopify/toxiproxy/v2/toxics"
+	"github.com/rs/zerolog"
 )
 
 // Proxy is a TCP proxy on loopback that a test puts between two processes
 // (a target and its source node, a node and MinIO) to inject network
-// faults. Modes apply to every connection, open or new:
+// faults: Shopify's toxiproxy, run in-process as a library (no HTTP API).
+// Each fault is one of its toxics, put on both directions, and applies to
+// every connection, open or new:
 //
-//   - Pass forwards bytes, optionally slowed (Slow) and delayed (Delay).
+//   - Pass forwards bytes, optionally slowed (Slow: the bandwidth toxic)
+//     and delayed (Delay: the latency toxic).
 //   - Blackhole accepts connections and reads from both sides but forwards
-//     nothing, as a partition that drops packets: peers see silence, not an
-//     error. Bytes dropped break the protocol on that connection (HTTP/2
-//     frames lost), so when the proxy passes again every connection that
-//     lost bytes is closed: the peers see a reset and reconnect, as after a
-//     real partition long enough to kill their connections.
-//   - Refuse closes every new connection at once (a peer that is down).
+//     nothing (the timeout toxic, with no timeout), as a partition that
+//     drops packets: peers see silence, not an error. Bytes dropped break
+//     the protocol on a connection (HTTP/2 frames lost), so when the proxy
+//     passes again every connection open through the blackhole is closed:
+//     the peers see a reset and reconnect, as after a real partition long
+//     enough to kill their connections.
+//   - Refuse closes every new connection at once (a peer that is down);
+//     open ones are left alone. This one is a toxic of this package's own
+//     (see the package doc).
 //
 // Cut closes every open connection now, whatever the mode.
 type Proxy struct {
 	// Addr is the proxy's listening address (127.0.0.1:port).
 	Addr string
 
-	t        testing.TB
-	upstream string
-	ln       net.Listener
-	wg       sync.WaitGroup
-	ctx      context.Context // cancelled by Close: ends waits for the rate limit
-	stop     context.CancelFunc
+	px *toxiproxy.Proxy
+	c  *proxyCounters
 
-	mu      sync.Mutex
-	mode    ProxyMode
-	delay   time.Duration
-	limiter *rate.Limiter // nil: unlimited
-	conns   map[*proxyConn]struct{}
-	closed  bool
-
-	accepted, forwarded, dropped atomic.Int64
+	mu        sync.Mutex
+	mode      proxyMode
+	listening bool
+	closed    bool
 }
 
-// ProxyMode is what a Proxy does with the bytes it reads.
-type ProxyMode int
+type proxyMode int
 
 const (
-	// ProxyPass forwards bytes.
-	ProxyPass ProxyMode = iota
-	// ProxyBlackhole reads and drops bytes.
-	ProxyBlackhole
-	// ProxyRefuse closes new connections at once.
-	ProxyRefuse
+	proxyPass proxyMode = iota
+	proxyBlackhole
+	proxyRefuse
 )
 
-func (m ProxyMode) String() string {
-	switch m {
-	case ProxyPass:
-		return "pass"
-	case ProxyBlackhole:
-		return "blackhole"
-	case ProxyRefuse:
-		return "refuse"
-	}
-	return fmt.Sprintf("mode(%d)", int(m))
-}
-
-type proxyConn struct {
-	client, upstream net.Conn
-	lost             atomic.Bool // bytes were dropped: the stream is broken
-	once             sync.Once
-}
-
-func (c *proxyConn) close() {
-	c.once.Do(func() {
-		c.client.Close()
-		c.upstream.Close()
-	})
-}
+var directions = []stream.Direction{stream.Upstream, stream.Downstream}
 
 // StartProxy listens on a free loopback port and forwards connections to
 // upstream (host:port). It is closed when the test ends.
 func StartProxy(t testing.TB, upstream string) *Proxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	p := &Proxy{px: toxiproxy.NewProxy(srv, "testutil", "127.0.0.1:0", upstream), c: &proxyCounters{}}
+	for _, dir := range directions {
+		w, err := p.add("count", "count", dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Toxic.(*countToxic).c = p.c
+		w.Toxic.(*countToxic).up = dir == stream.Upstream
+	}
+	if err := p.px.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{Addr: ln.Addr().String(), t: t, upstream: upstream, ln: ln, conns: map[*proxyConn]struct{}{}}
-	p.ctx, p.stop = context.WithCancel(context.Background())
-	p.wg.Add(1)
-	go p.accept()
+	p.Addr, p.listening = p.px.Listen, true
 	t.Cleanup(p.Close)
 	return p
 }
 
-func (p *Proxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.accepted.Add(1)
-		p.mu.Lock()
-		mode, closed := p.mode, p.closed
-		p.mu.Unlock()
-		if closed || mode == ProxyRefuse {
-			c.Close()
-			continue
-		}
-		p.wg.Add(1)
-		go p.serve(c)
-	}
-}
-
-func (p *Proxy) serve(client net.Conn) {
-	defer p.wg.Done()
-	up, err := net.DialTimeout("tcp", p.upstream, 5*time.Second)
+// add puts a toxic of type typ at the end of the chain of direction dir,
+// named after name and the direction.
+func (p *Proxy) add(name, typ string, dir stream.Direction, attrs map[string]int64) (*toxics.ToxicWrapper, error) {
+	b, err := json.Marshal(map[string]any{"name": name + "_" + dir.String(), "type": typ, "stream": dir.String(), "attributes": attrs})
 	if err != nil {
-		client.Close()
-		return
+		return nil, err
 	}
-	c := &proxyConn{client: client, upstream: up}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		c.close()
-		return
+	w, err := p.px.Toxics.AddToxicJson(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("testutil: toxiproxy: add %s: %w", typ, err)
 	}
-	p.conns[c] = struct{}{}
-	p.mu.Unlock()
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); p.pipe(c, client, up) }()
-	go func() { defer wg.Done(); p.pipe(c, up, client) }()
-	wg.Wait()
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
+	return w, nil
 }
 
-// pipe copies src to dst under the proxy's mode until either side closes;
-// then it closes both.
-func (p *Proxy) pipe(c *proxyConn, src, dst net.Conn) {
-	defer c.close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			mode, delay, lim := p.mode, p.delay, p.limiter
-			p.mu.Unlock()
-			if mode != ProxyPass || c.lost.Load() {
-				c.lost.Store(true)
-				p.dropped.Add(int64(n))
-			} else {
-				if delay > 0 {
-					time.Sleep(delay)
-				}
-				if werr := p.write(dst, buf[:n], lim); werr != nil {
-					return
-				}
-				p.forwarded.Add(int64(n))
-			}
+// both puts a toxic on both directions. The toxics are of types toxiproxy
+// registers: an error is a bug here.
+func (p *Proxy) both(name, typ string, attrs map[string]int64) {
+	for _, dir := range directions {
+		if _, err := p.add(name, typ, dir, attrs); err != nil {
+			panic(err)
 		}
+	}
+}
+
+// remove takes the toxic named name off both directions, if there.
+func (p *Proxy) remove(name string) {
+	for _, dir := range directions {
+		_ = p.px.Toxics.RemoveToxic(context.Background(), name+"_"+dir.String())
+	}
+}
+
+func (p *Proxy) blackholeOn() {
+	if p.px.Toxics.GetToxic("blackhole_upstream") == nil {
+		p.c.blackholed.Store(true)
+		p.both("blackhole", "timeout", map[string]int64{"timeout": 0})
+	}
+}
+
+// refuseOn puts the refuse toxic on; the connections open then pass
+// through it.
+func (p *Proxy) refuseOn() {
+	if p.px.Toxics.GetToxic("refuse_upstream") != nil {
+		return
+	}
+	for _, dir := range directions {
+		w, err := p.add("refuse", "refuse", dir, nil)
 		if err != nil {
-			return // EOF or error: both sides are closed (no half-close)
+			panic(err)
 		}
+		w.Toxic.(*refuseToxic).on.Store(true)
 	}
 }
 
-// write sends b to dst, at most the limiter's rate.
-func (p *Proxy) write(dst net.Conn, b []byte, lim *rate.Limiter) error {
-	for len(b) > 0 {
-		n := len(b)
-		if lim != nil {
-			n = min(n, lim.Burst())
-			if err := lim.WaitN(p.ctx, n); err != nil {
-				return err
-			}
-		}
-		if _, err := dst.Write(b[:n]); err != nil {
-			return err
-		}
-		b = b[n:]
-	}
-	return nil
+func (p *Proxy) blackholeOff() {
+	p.remove("blackhole")
+	p.c.blackholed.Store(false)
 }
 
-// Mode is the current mode.
-func (p *Proxy) Mode() ProxyMode {
+// closeAll stops listening and closes every connection, then waits for
+// every connection's toxics to end. It does so under the blackhole: a
+// toxic passing data on when its connection is closed would wait forever
+// for a writer that is gone (toxiproxy's links do not drain), and the
+// timeout toxic reads everything and passes nothing on. toxiproxy listens
+// again on the same port (setMode).
+func (p *Proxy) closeAll() {
+	if !p.listening {
+		return
+	}
+	p.blackholeOn()
+	p.px.Stop()
+	p.listening = false
+	for deadline := time.Now().Add(10 * time.Second); p.c.open.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// setMode moves to mode m. Connections are closed when cut is set, when
+// the proxy refuses, and when a blackhole is lifted.
+func (p *Proxy) setMode(m proxyMode, cut bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.mode
-}
-
-func (p *Proxy) setMode(m ProxyMode) {
-	p.mu.Lock()
-	p.mode = m
-	var broken []*proxyConn
-	if m == ProxyPass {
-		for c := range p.conns {
-			if c.lost.Load() {
-				broken = append(broken, c)
-			}
+	if p.closed {
+		return
+	}
+	if p.listening && (cut || p.mode == proxyBlackhole && m != proxyBlackhole) {
+		p.closeAll()
+	}
+	if m == proxyBlackhole {
+		p.blackholeOn()
+	} else {
+		p.blackholeOff()
+	}
+	if m == proxyRefuse {
+		p.refuseOn()
+	} else {
+		p.remove("refuse")
+	}
+	if !p.listening {
+		// The same port: toxiproxy listens again where it listened.
+		if err := p.px.Start(); err != nil {
+			panic(fmt.Sprintf("testutil: proxy listening again on %s: %v", p.Addr, err))
 		}
+		p.listening = true
 	}
-	p.mu.Unlock()
-	for _, c := range broken {
-		c.close()
-	}
+	p.mode = m
 }
 
-// Pass forwards bytes again; connections that lost bytes while the proxy
-// blackholed are closed.
-func (p *Proxy) Pass() { p.setMode(ProxyPass) }
+// Pass forwards bytes again; connections open through a blackhole are
+// closed.
+func (p *Proxy) Pass() { p.setMode(proxyPass, false) }
 
 // Blackhole drops every byte in both directions from now on, on open and
 // new connections, without closing anything.
-func (p *Proxy) Blackhole() { p.setMode(ProxyBlackhole) }
+func (p *Proxy) Blackhole() { p.setMode(proxyBlackhole, false) }
 
 // Refuse closes new connections as soon as they are accepted; open ones
 // are left alone (Cut them too for a peer that went away).
-func (p *Proxy) Refuse() { p.setMode(ProxyRefuse) }
+func (p *Proxy) Refuse() { p.setMode(proxyRefuse, false) }
 
-// Cut closes every open connection (both sides) now.
+// Cut closes every open connection (both sides) now. New connections
+// are refused for the moment it takes (see closeAll).
 func (p *Proxy) Cut() {
 	p.mu.Lock()
-	conns := make([]*proxyConn, 0, len(p.conns))
-	for c := range p.conns {
-		conns = append(conns, c)
-	}
+	m := p.mode
 	p.mu.Unlock()
-	for _, c := range conns {
-		c.close()
-	}
+	p.setMode(m, true)
 }
 
-// Slow limits forwarding to bytesPerSec in all (both directions of every
-// connection share it); 0 removes the limit.
+// Slow limits forwarding to about bytesPerSec in each direction of each
+// connection (toxiproxy counts in units of 1000 bytes); 0 removes the
+// limit.
 func (p *Proxy) Slow(bytesPerSec int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if bytesPerSec <= 0 {
-		p.limiter = nil
-		return
+	p.remove("slow")
+	if bytesPerSec > 0 {
+		p.both("slow", "bandwidth", map[string]int64{"rate": max(int64(bytesPerSec)/1000, 1)})
 	}
-	burst := max(min(bytesPerSec/10, 32<<10), 1)
-	p.limiter = rate.NewLimiter(rate.Limit(bytesPerSec), burst)
 }
 
-// Delay holds every piece of data read for d before forwarding it (added
-// latency); 0 removes it.
+// Delay delivers every piece of data d after it was read, in each
+// direction (added latency, not a bandwidth limit); 0 removes it.
 func (p *Proxy) Delay(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.delay = d
+	p.remove("delay")
+	if d > 0 {
+		p.both("delay", "latency", map[string]int64{"latency": d.Milliseconds()})
+	}
 }
 
-// ProxyStats count what a Proxy did.
+// ProxyStats count what a Proxy did. Bytes are counted as the proxy reads
+// them: a byte read as the mode changes counts in the mode it was read in.
 type ProxyStats struct {
-	Accepted  int64 // connections accepted
-	Open      int   // connections open now
-	Forwarded int64 // bytes forwarded
-	Dropped   int64 // bytes read and dropped
+	Accepted  int64 // connections accepted (and their upstream dialled)
+	Open      int64 // connections open now
+	Forwarded int64 // bytes read while the proxy did not blackhole
+	Dropped   int64 // bytes read while it blackholed
 }
 
 // Stats returns the proxy's counters.
 func (p *Proxy) Stats() ProxyStats {
-	p.mu.Lock()
-	open := len(p.conns)
-	p.mu.Unlock()
-	return ProxyStats{Accepted: p.accepted.Load(), Open: open, Forwarded: p.forwarded.Load(), Dropped: p.dropped.Load()}
+	return ProxyStats{Accepted: p.c.accepted.Load(), Open: p.c.open.Load() / 2, Forwarded: p.c.forwarded.Load(), Dropped: p.c.dropped.Load()}
 }
 
 // Close stops listening, closes every connection and waits for the
-// proxy's goroutines.
+// proxy's toxics to end.
 func (p *Proxy) Close() {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.closed {
-		p.mu.Unlock()
 		return
 	}
 	p.closed = true
-	p.mu.Unlock()
-	p.stop()
-	p.ln.Close()
-	p.Cut()
-	p.wg.Wait()
+	p.closeAll()
 }
