@@ -2,16 +2,18 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -80,23 +82,32 @@ func defaultConfig() Config {
 }
 
 // option is one configuration key: its flag name (the YAML key is the
-// same, the environment variable RECOVERD_ + upper snake case).
+// same, the environment variable RECOVERD_ + upper snake case), the group
+// --help lists it under, and the type --help shows.
 type option struct {
 	name, help string
+	group      string
+	typ        string
 	secret     bool
-	isBool     bool
 	get        func(*Config) string
 	set        func(*Config, string) error
 }
 
 func strOpt(name, help string, p func(*Config) *string) option {
-	return option{name: name, help: help,
+	return option{name: name, help: help, typ: "string",
 		get: func(c *Config) string { return *p(c) },
 		set: func(c *Config, v string) error { *p(c) = v; return nil }}
 }
 
+// secretOpt is a string never printed by --print-config.
+func secretOpt(name, help string, p func(*Config) *string) option {
+	o := strOpt(name, help, p)
+	o.secret = true
+	return o
+}
+
 func boolOpt(name, help string, p func(*Config) *bool) option {
-	return option{name: name, help: help, isBool: true,
+	return option{name: name, help: help, typ: "bool",
 		get: func(c *Config) string { return strconv.FormatBool(*p(c)) },
 		set: func(c *Config, v string) error {
 			b, err := strconv.ParseBool(v)
@@ -106,7 +117,7 @@ func boolOpt(name, help string, p func(*Config) *bool) option {
 }
 
 func intOpt(name, help string, p func(*Config) *int) option {
-	return option{name: name, help: help,
+	return option{name: name, help: help, typ: "int",
 		get: func(c *Config) string { return strconv.Itoa(*p(c)) },
 		set: func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
@@ -117,7 +128,7 @@ func intOpt(name, help string, p func(*Config) *int) option {
 
 // bytesOpt takes sizes like 1048576, 1MiB or 50MB.
 func bytesOpt(name, help string, p func(*Config) *int64) option {
-	return option{name: name, help: help,
+	return option{name: name, help: help, typ: "bytes",
 		get: func(c *Config) string { return strconv.FormatInt(*p(c), 10) },
 		set: func(c *Config, v string) error {
 			n, err := humanize.ParseBytes(v)
@@ -127,7 +138,7 @@ func bytesOpt(name, help string, p func(*Config) *int64) option {
 }
 
 func countOpt(name, help string, p func(*Config) *int64) option {
-	return option{name: name, help: help,
+	return option{name: name, help: help, typ: "int",
 		get: func(c *Config) string { return strconv.FormatInt(*p(c), 10) },
 		set: func(c *Config, v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)
@@ -137,7 +148,7 @@ func countOpt(name, help string, p func(*Config) *int64) option {
 }
 
 func durOpt(name, help string, p func(*Config) *time.Duration) option {
-	return option{name: name, help: help,
+	return option{name: name, help: help, typ: "duration",
 		get: func(c *Config) string { return p(c).String() },
 		set: func(c *Config, v string) error {
 			d, err := time.ParseDuration(v)
@@ -146,89 +157,122 @@ func durOpt(name, help string, p func(*Config) *time.Duration) option {
 		}}
 }
 
-var options = []option{
-	strOpt("data", "data directory of this node (shards live under <data>/shards)", func(c *Config) *string { return &c.Data }),
-	strOpt("node-id", "name of this node in leases, pins and logs (default: the host name)", func(c *Config) *string { return &c.NodeID }),
-	strOpt("grpc-addr", "control API listener (RecoveryService, SnapshotService, ShardService)", func(c *Config) *string { return &c.GRPCAddr }),
-	strOpt("peer-addr", "peer listener (PeerService, node to node)", func(c *Config) *string { return &c.PeerAddr }),
-	strOpt("http-addr", "HTTP listener for /metrics, /healthz and /readyz", func(c *Config) *string { return &c.HTTPAddr }),
-	strOpt("repo", "snapshot repository URL: file:///path (default <data>/snapshots) or s3://bucket/prefix; 'none' disables snapshots", func(c *Config) *string { return &c.Repo }),
-	strOpt("s3-endpoint", "S3 endpoint host:port (also RECOVERD_S3_ENDPOINT)", func(c *Config) *string { return &c.S3Endpoint }),
-	strOpt("s3-region", "S3 region", func(c *Config) *string { return &c.S3Region }),
-	strOpt("s3-access-key", "S3 access key (else RECOVERD_S3_ACCESS_KEY or AWS_ACCESS_KEY_ID)", func(c *Config) *string { return &c.S3AccessKey }),
-	{name: "s3-secret-key", help: "S3 secret key (better: RECOVERD_S3_SECRET_KEY or AWS_SECRET_ACCESS_KEY); never printed", secret: true,
-		get: func(c *Config) string { return c.S3SecretKey }, set: func(c *Config, v string) error { c.S3SecretKey = v; return nil }},
-	boolOpt("s3-insecure", "talk plain HTTP to S3 (loopback or a private network only)", func(c *Config) *bool { return &c.S3Insecure }),
-	durOpt("s3-timeout", "deadline of one S3 request's answer, and of a download that receives nothing (a hung store)", func(c *Config) *time.Duration { return &c.S3Timeout }),
-	boolOpt("use-snapshots", "let plans use snapshots (per recovery it can be overridden)", func(c *Config) *bool { return &c.UseSnapshots }),
-	intOpt("max-recoveries", "recoveries running at once on this node as target; more queue", func(c *Config) *int { return &c.MaxRecoveries }),
-	intOpt("max-outgoing", "recoveries served at once by this node as source (commit pins); more wait", func(c *Config) *int { return &c.MaxOutgoing }),
-	intOpt("max-pins-per-holder", "commit pins one peer node may hold on this node at once (0 = --max-outgoing)", func(c *Config) *int { return &c.MaxPinsPerHolder }),
-	intOpt("max-leases-per-holder", "retention leases one peer node may hold on one shard of this node", func(c *Config) *int { return &c.MaxLeasesPerHolder }),
-	intOpt("max-snapshot-downloads", "snapshot files downloading at once on this node", func(c *Config) *int { return &c.MaxSnapshotDownloads }),
-	bytesOpt("throttle", "node-wide bandwidth budget in bytes/s shared by peer and snapshot transfers, e.g. 50MB (0 = unlimited)", func(c *Config) *int64 { return &c.Throttle }),
-	bytesOpt("chunk-size", "peer file chunk size", func(c *Config) *int64 { return &c.ChunkSize }),
-	intOpt("parallel-files", "files in flight per peer transfer", func(c *Config) *int { return &c.ParallelFiles }),
-	boolOpt("compression", "accept zstd-compressed chunks from peers (switched off per file for data that does not compress)", func(c *Config) *bool { return &c.Compression }),
-	durOpt("retry-budget", "how long a transfer keeps retrying transient errors without progress", func(c *Config) *time.Duration { return &c.RetryBudget }),
-	durOpt("idle-timeout", "a stream silent this long is resumed on a new one", func(c *Config) *time.Duration { return &c.IdleTimeout }),
-	durOpt("lease-ttl", "retention lease lifetime without renewal (leases this node grants)", func(c *Config) *time.Duration { return &c.LeaseTTL }),
-	durOpt("pin-ttl", "commit pin lifetime asked of sources (a recovery renews its pin for as long as it runs)", func(c *Config) *time.Duration { return &c.PinTTL }),
-	durOpt("pin-wait", "how long a recovery waits, queued and without holding a --max-recoveries slot, for a source at its --max-outgoing limit; then it fails", func(c *Config) *time.Duration { return &c.PinWait }),
-	strOpt("disk-margin", "free space a recovery must leave on this node's disk once it has staged what its plan moves, as a share of the disk (5%) or a size (2GiB); a plan that would not leave it is refused before any byte moves", func(c *Config) *string { return &c.DiskMargin }),
-	countOpt("retain-ops", "ops kept below the local checkpoint for ops-based recoveries, beyond what leases ask", func(c *Config) *int64 { return &c.RetainOps }),
-	strOpt("verify-digest", "when a recovery ends by comparing content digests with the source, which reads the whole shard once on both nodes: auto (always but after a snapshot plan, whose point is to spare the source), always, never", func(c *Config) *string { return &c.VerifyDigest }),
-	durOpt("keep-finished", "how long finished recoveries stay readable, restarts included (they are journaled)", func(c *Config) *time.Duration { return &c.KeepFinished }),
-	durOpt("cleanup-interval", "period of the cleanup sweep (0 = only at start)", func(c *Config) *time.Duration { return &c.CleanupInterval }),
-	durOpt("upload-grace", "age after which a snapshot upload without manifest counts as abandoned (and is marked for deletion)", func(c *Config) *time.Duration { return &c.UploadGrace }),
-	durOpt("deletion-delay", "how long a snapshot blob stays marked for deletion before it is deleted; protects snapshots other processes are creating (use the same on every node and recoverctl)", func(c *Config) *time.Duration { return &c.DeletionDelay }),
-	boolOpt("insecure", "serve and dial plaintext without TLS or token (refused unless every listener is on loopback)", func(c *Config) *bool { return &c.Insecure }),
-	strOpt("tls-cert", "this node's certificate (PEM), for both listeners and for dialing peers", func(c *Config) *string { return &c.TLSCert }),
-	strOpt("tls-key", "this node's private key (PEM)", func(c *Config) *string { return &c.TLSKey }),
-	strOpt("tls-ca", "the cluster CA (PEM): peers must present a certificate it signed", func(c *Config) *string { return &c.TLSCA }),
-	strOpt("token-file", "file holding the bearer token the control API requires", func(c *Config) *string { return &c.TokenFile }),
-	strOpt("log-level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
-	strOpt("log-format", "text or json", func(c *Config) *string { return &c.LogFormat }),
-	boolOpt("pprof", "serve Go profiles under /debug/pprof/ on --http-addr (benchmarks, debugging)", func(c *Config) *bool { return &c.Pprof }),
+// The groups --help lists the flags in, in this order.
+const (
+	groupNode      = "Node and listeners"
+	groupSecurity  = "Security"
+	groupRepo      = "Snapshot repository"
+	groupLimits    = "Limits"
+	groupTransfers = "Transfers"
+	groupRecovery  = "Recoveries onto this node"
+	groupSource    = "Op history kept for recoveries from this node"
+	groupCleanup   = "Cleanup"
+	groupLogging   = "Logging and debugging"
+	groupConfig    = "Configuration"
+)
+
+func group(title string, opts ...option) []option {
+	for i := range opts {
+		opts[i].group = title
+	}
+	return opts
 }
 
-// flagValue collects a flag's text; values are applied to the Config after
-// the file and the environment, so flags win.
-type flagValue struct {
-	s      string
-	isBool bool
-}
-
-func (v *flagValue) String() string     { return v.s }
-func (v *flagValue) Set(s string) error { v.s = s; return nil }
-func (v *flagValue) IsBoolFlag() bool   { return v.isBool }
+var options = slices.Concat(
+	group(groupNode,
+		strOpt("data", "data directory of this node (shards live under <data>/shards)", func(c *Config) *string { return &c.Data }),
+		strOpt("node-id", "name of this node in leases, pins and logs (default: the host name)", func(c *Config) *string { return &c.NodeID }),
+		strOpt("grpc-addr", "control API listener (RecoveryService, SnapshotService, ShardService)", func(c *Config) *string { return &c.GRPCAddr }),
+		strOpt("peer-addr", "peer listener (PeerService, node to node)", func(c *Config) *string { return &c.PeerAddr }),
+		strOpt("http-addr", "HTTP listener for /metrics, /healthz and /readyz", func(c *Config) *string { return &c.HTTPAddr }),
+	),
+	group(groupSecurity,
+		boolOpt("insecure", "serve and dial plaintext without TLS or token (refused unless every listener is on loopback)", func(c *Config) *bool { return &c.Insecure }),
+		strOpt("tls-cert", "this node's certificate (PEM), for both listeners and for dialing peers", func(c *Config) *string { return &c.TLSCert }),
+		strOpt("tls-key", "this node's private key (PEM)", func(c *Config) *string { return &c.TLSKey }),
+		strOpt("tls-ca", "the cluster CA (PEM): peers must present a certificate it signed", func(c *Config) *string { return &c.TLSCA }),
+		strOpt("token-file", "file holding the bearer token the control API requires", func(c *Config) *string { return &c.TokenFile }),
+	),
+	group(groupRepo,
+		strOpt("repo", "snapshot repository URL: file:///path (default <data>/snapshots) or s3://bucket/prefix; 'none' disables snapshots", func(c *Config) *string { return &c.Repo }),
+		strOpt("s3-endpoint", "S3 endpoint host:port", func(c *Config) *string { return &c.S3Endpoint }),
+		strOpt("s3-region", "S3 region", func(c *Config) *string { return &c.S3Region }),
+		strOpt("s3-access-key", "S3 access key (else RECOVERD_S3_ACCESS_KEY or AWS_ACCESS_KEY_ID)", func(c *Config) *string { return &c.S3AccessKey }),
+		secretOpt("s3-secret-key", "S3 secret key (better: RECOVERD_S3_SECRET_KEY or AWS_SECRET_ACCESS_KEY); never printed", func(c *Config) *string { return &c.S3SecretKey }),
+		boolOpt("s3-insecure", "talk plain HTTP to S3 (loopback or a private network only)", func(c *Config) *bool { return &c.S3Insecure }),
+		durOpt("s3-timeout", "deadline of one S3 request's answer, and of a download that receives nothing (a hung store)", func(c *Config) *time.Duration { return &c.S3Timeout }),
+	),
+	group(groupLimits,
+		intOpt("max-recoveries", "recoveries running at once on this node as target; more queue", func(c *Config) *int { return &c.MaxRecoveries }),
+		intOpt("max-outgoing", "recoveries served at once by this node as source (commit pins); more wait", func(c *Config) *int { return &c.MaxOutgoing }),
+		intOpt("max-pins-per-holder", "commit pins one peer node may hold on this node at once (0 = --max-outgoing)", func(c *Config) *int { return &c.MaxPinsPerHolder }),
+		intOpt("max-leases-per-holder", "retention leases one peer node may hold on one shard of this node", func(c *Config) *int { return &c.MaxLeasesPerHolder }),
+		intOpt("max-snapshot-downloads", "snapshot files downloading at once on this node", func(c *Config) *int { return &c.MaxSnapshotDownloads }),
+		bytesOpt("throttle", "node-wide bandwidth budget in bytes/s shared by peer and snapshot transfers, e.g. 50MB (0 = unlimited)", func(c *Config) *int64 { return &c.Throttle }),
+		strOpt("disk-margin", "free space a recovery must leave on this node's disk once it has staged what its plan moves, as a share of the disk (5%) or a size (2GiB); a plan that would not leave it is refused before any byte moves", func(c *Config) *string { return &c.DiskMargin }),
+	),
+	group(groupTransfers,
+		bytesOpt("chunk-size", "peer file chunk size", func(c *Config) *int64 { return &c.ChunkSize }),
+		intOpt("parallel-files", "files in flight per peer transfer", func(c *Config) *int { return &c.ParallelFiles }),
+		boolOpt("compression", "accept zstd-compressed chunks from peers (switched off per file for data that does not compress)", func(c *Config) *bool { return &c.Compression }),
+		durOpt("retry-budget", "how long a transfer keeps retrying transient errors without progress", func(c *Config) *time.Duration { return &c.RetryBudget }),
+		durOpt("idle-timeout", "a stream silent this long is resumed on a new one", func(c *Config) *time.Duration { return &c.IdleTimeout }),
+	),
+	group(groupRecovery,
+		boolOpt("use-snapshots", "let plans use snapshots (per recovery it can be overridden)", func(c *Config) *bool { return &c.UseSnapshots }),
+		durOpt("pin-ttl", "commit pin lifetime asked of sources (a recovery renews its pin for as long as it runs)", func(c *Config) *time.Duration { return &c.PinTTL }),
+		durOpt("pin-wait", "how long a recovery waits, queued and without holding a --max-recoveries slot, for a source at its --max-outgoing limit; then it fails", func(c *Config) *time.Duration { return &c.PinWait }),
+		strOpt("verify-digest", "when a recovery ends by comparing content digests with the source, which reads the whole shard once on both nodes: auto (always but after a snapshot plan, whose point is to spare the source), always, never", func(c *Config) *string { return &c.VerifyDigest }),
+		durOpt("keep-finished", "how long finished recoveries stay readable, restarts included (they are journaled)", func(c *Config) *time.Duration { return &c.KeepFinished }),
+	),
+	group(groupSource,
+		durOpt("lease-ttl", "retention lease lifetime without renewal (leases this node grants)", func(c *Config) *time.Duration { return &c.LeaseTTL }),
+		countOpt("retain-ops", "ops kept below the local checkpoint for ops-based recoveries, beyond what leases ask", func(c *Config) *int64 { return &c.RetainOps }),
+	),
+	group(groupCleanup,
+		durOpt("cleanup-interval", "period of the cleanup sweep (0 = only at start)", func(c *Config) *time.Duration { return &c.CleanupInterval }),
+		durOpt("upload-grace", "age after which a snapshot upload without manifest counts as abandoned (and is marked for deletion)", func(c *Config) *time.Duration { return &c.UploadGrace }),
+		durOpt("deletion-delay", "how long a snapshot blob stays marked for deletion before it is deleted; protects snapshots other processes are creating (use the same on every node and recoverctl)", func(c *Config) *time.Duration { return &c.DeletionDelay }),
+	),
+	group(groupLogging,
+		strOpt("log-level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
+		strOpt("log-format", "text or json", func(c *Config) *string { return &c.LogFormat }),
+		boolOpt("pprof", "serve Go profiles under /debug/pprof/ on --http-addr (benchmarks, debugging)", func(c *Config) *bool { return &c.Pprof }),
+	),
+)
 
 func envName(flagName string) string {
 	return "RECOVERD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // loadConfig builds the configuration from defaults, file, environment and
-// flags. It returns printConfig when --print-config was given.
-func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (cfg Config, printConfig bool, err error) {
+// flags. It returns printConfig when --print-config was given, and
+// pflag.ErrHelp once --help has been written to out.
+func loadConfig(args []string, getenv func(string) string, out io.Writer) (cfg Config, printConfig bool, err error) {
 	cfg = defaultConfig()
-	fs := flag.NewFlagSet("recoverd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { usage(fs, stderr) }
-	var configFile string
-	fs.StringVar(&configFile, "config", getenv("RECOVERD_CONFIG"), "YAML configuration file (keys are the flag names)")
-	fs.BoolVar(&printConfig, "print-config", false, "print the effective configuration (secrets masked) and exit")
-	values := map[string]*flagValue{}
-	for _, o := range options {
-		v := &flagValue{s: o.get(&cfg), isBool: o.isBool}
-		values[o.name] = v
-		fs.Var(v, o.name, o.help+" [env "+envName(o.name)+"]")
+	cmd := newCommand(cfg, getenv, args)
+	cmd.SetOut(out)
+	cmd.SetErr(out)
+	loaded := false
+	cmd.RunE = func(c *cobra.Command, _ []string) error {
+		loaded = true
+		printConfig, _ = c.Flags().GetBool("print-config")
+		configFile, _ := c.Flags().GetString("config")
+		return applyLayers(&cfg, configFile, getenv, c.Flags())
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cmd.Execute(); err != nil {
 		return cfg, false, err
 	}
-	if fs.NArg() > 0 {
-		return cfg, false, fmt.Errorf("unexpected arguments %q", fs.Args())
+	if !loaded {
+		return cfg, false, pflag.ErrHelp
 	}
+	return cfg, printConfig, nil
+}
+
+// applyLayers sets cfg from the file, then the environment, then the flags
+// given on the command line (their text was kept as given, so a flag wins
+// over what is below it and a flag left out does not override anything).
+func applyLayers(cfg *Config, configFile string, getenv func(string) string, flags *pflag.FlagSet) error {
 	byName := map[string]option{}
 	for _, o := range options {
 		byName[o.name] = o
@@ -236,41 +280,38 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (cf
 	if configFile != "" {
 		data, err := os.ReadFile(configFile)
 		if err != nil {
-			return cfg, false, fmt.Errorf("config file: %w", err)
+			return fmt.Errorf("config file: %w", err)
 		}
 		var raw map[string]any
 		if err := yaml.Unmarshal(data, &raw); err != nil {
-			return cfg, false, fmt.Errorf("config file %s: %w", configFile, err)
+			return fmt.Errorf("config file %s: %w", configFile, err)
 		}
 		for k, v := range raw {
 			o, ok := byName[k]
 			if !ok {
-				return cfg, false, fmt.Errorf("config file %s: unknown key %q", configFile, k)
+				return fmt.Errorf("config file %s: unknown key %q", configFile, k)
 			}
-			if err := o.set(&cfg, fmt.Sprint(v)); err != nil {
-				return cfg, false, fmt.Errorf("config file %s: %s: %w", configFile, k, err)
+			if err := o.set(cfg, fmt.Sprint(v)); err != nil {
+				return fmt.Errorf("config file %s: %s: %w", configFile, k, err)
 			}
 		}
 	}
 	for _, o := range options {
 		if v := getenv(envName(o.name)); v != "" {
-			if err := o.set(&cfg, v); err != nil {
-				return cfg, false, fmt.Errorf("%s: %w", envName(o.name), err)
+			if err := o.set(cfg, v); err != nil {
+				return fmt.Errorf("%s: %w", envName(o.name), err)
 			}
 		}
 	}
 	var errs []error
-	fs.Visit(func(f *flag.Flag) {
+	flags.Visit(func(f *pflag.Flag) {
 		if o, ok := byName[f.Name]; ok {
-			if err := o.set(&cfg, values[f.Name].s); err != nil {
+			if err := o.set(cfg, f.Value.String()); err != nil {
 				errs = append(errs, fmt.Errorf("--%s: %w", f.Name, err))
 			}
 		}
 	})
-	if err := errors.Join(errs...); err != nil {
-		return cfg, false, err
-	}
-	return cfg, printConfig, nil
+	return errors.Join(errs...)
 }
 
 // printConfig writes the effective configuration as YAML, secrets masked.
@@ -290,28 +331,4 @@ func writeConfig(w io.Writer, cfg Config) {
 		}
 		fmt.Fprintf(w, "%s: %q\n", n, v)
 	}
-}
-
-func usage(fs *flag.FlagSet, w io.Writer) {
-	fmt.Fprintf(w, `recoverd: the shard recovery sidecar.
-
-It serves the control API (RecoveryService, SnapshotService, ShardService)
-on --grpc-addr, the peer API on --peer-addr and /metrics, /healthz, /readyz
-on --http-addr. Configuration: flags > RECOVERD_* environment > --config
-YAML file > defaults.
-
-Recoveries are journaled under <data>/recoveries: one that is running when
-the node stops (SIGTERM) or crashes resumes by itself under the same id when
-it starts again, keeping the files it had staged and verified; finished ones
-stay readable for --keep-finished across restarts.
-
-Examples:
-  recoverd --data /var/lib/recoverd --node-id n1 \
-    --tls-cert n1.pem --tls-key n1-key.pem --tls-ca ca.pem --token-file token
-  recoverd --data /tmp/n1 --insecure --grpc-addr 127.0.0.1:7400 --peer-addr 127.0.0.1:7401
-  recoverd --config recoverd.yaml --print-config
-
-Flags:
-`)
-	fs.PrintDefaults()
 }

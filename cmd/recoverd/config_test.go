@@ -152,7 +152,7 @@ func TestRunExitCodes(t *testing.T) {
 		code int
 		want string
 	}{
-		"help":                  {[]string{"--help"}, 0, "-cleanup-interval value"},
+		"help":                  {[]string{"--help"}, 0, "--cleanup-interval duration"},
 		"no data":               {[]string{"--insecure"}, 2, "--data is required"},
 		"bad flag":              {[]string{"--no-such-flag"}, 2, "no-such-flag"},
 		"zero grace":            {[]string{"--data", t.TempDir(), "--insecure", "--upload-grace", "0s"}, 2, "--upload-grace must be positive"},

@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -62,8 +62,8 @@ func newLogger(cfg Config, w io.Writer) (*slog.Logger, error) {
 // run is main without the exit: 0 after a clean shutdown, 1 when the node
 // failed, 2 for bad configuration.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	cfg, printCfg, err := loadConfig(args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	cfg, printCfg, err := loadConfig(args, getenv, stdout)
+	if errors.Is(err, pflag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
