@@ -101,7 +101,8 @@
 //     ErrUnavailable, not "no snapshots". Only a repository that answered
 //     gives an empty List or an ErrNotFound from Latest.
 //   - Nothing is deleted because something could not be read: GC and
-//     Unfinished stop whole if any manifest of the shard cannot be read;
+//     Unfinished stop whole if any manifest of the shard cannot be read
+//     (which snapshots GC keeps is PlanGC, pure, also used for dry runs);
 //     Delete of one snapshot removes its manifest but keeps its blobs when
 //     another manifest is corrupt.
 //   - Incremental: a commit file the same (name, length, CRC32C and, where

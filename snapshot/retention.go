@@ -119,20 +119,19 @@ type GCResult struct {
 	FreedBytes   int64
 }
 
-// GC keeps the newest keep snapshots of a shard and deletes the others:
-// their manifests first, then it marks for deletion the blobs no kept
-// manifest references and deletes the blobs whose marks have passed the
-// delay. If any manifest cannot be read (unavailable or corrupt) GC stops
-// whole and deletes nothing.
-func GC(ctx context.Context, repo Repository, id shardstore.ShardID, keep int, opts DeleteOptions) (*GCResult, error) {
-	if keep < 0 {
-		return nil, fmt.Errorf("snapshot: gc: keep %d is negative", keep)
-	}
-	o := opts.withDefaults()
-	p := policyOf(repo)
-	entries, err := readAll(ctx, repo, p, id)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: gc %s: nothing deleted: %w", id, err)
+// GCPlan is what GC does to a shard's snapshots, both lists oldest first.
+type GCPlan struct {
+	Keep   []Entry // the newest keep snapshots
+	Delete []Entry // the others
+}
+
+// PlanGC decides, without I/O, what GC does to a shard's snapshots as List
+// returns them (oldest first): keep the newest keep, delete the others. It
+// decides nothing when keep is negative or when any manifest cannot be
+// read, and GC then deletes nothing. recoverctl's gc --dry-run prints it.
+func PlanGC(entries []Entry, keep int) (GCPlan, error) {
+	if err := checkKeep(keep); err != nil {
+		return GCPlan{}, err
 	}
 	var bad []error
 	for _, e := range entries {
@@ -141,19 +140,48 @@ func GC(ctx context.Context, repo Repository, id shardstore.ShardID, keep int, o
 		}
 	}
 	if len(bad) > 0 {
-		return nil, fmt.Errorf("snapshot: gc %s: nothing deleted, %d manifest(s) cannot be read: %w", id, len(bad), errors.Join(bad...))
+		return GCPlan{}, fmt.Errorf("%d manifest(s) cannot be read: %w", len(bad), errors.Join(bad...))
+	}
+	cut := max(len(entries)-keep, 0)
+	return GCPlan{Keep: entries[cut:], Delete: entries[:cut]}, nil
+}
+
+func checkKeep(keep int) error {
+	if keep < 0 {
+		return fmt.Errorf("snapshot: gc: keep %d is negative", keep)
+	}
+	return nil
+}
+
+// GC keeps the newest keep snapshots of a shard and deletes the others
+// (PlanGC): their manifests first, then it marks for deletion the blobs no
+// kept manifest references and deletes the blobs whose marks have passed
+// the delay. If any manifest cannot be read (unavailable or corrupt) GC
+// stops whole and deletes nothing.
+func GC(ctx context.Context, repo Repository, id shardstore.ShardID, keep int, opts DeleteOptions) (*GCResult, error) {
+	if err := checkKeep(keep); err != nil {
+		return nil, err
+	}
+	o := opts.withDefaults()
+	p := policyOf(repo)
+	entries, err := readAll(ctx, repo, p, id)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: gc %s: nothing deleted: %w", id, err)
+	}
+	plan, err := PlanGC(entries, keep)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: gc %s: nothing deleted, %w", id, err)
 	}
 	res := &GCResult{}
-	cut := max(len(entries)-keep, 0)
 	referenced := map[string]bool{}
-	for _, e := range entries[cut:] {
+	for _, e := range plan.Keep {
 		res.Kept = append(res.Kept, e.ID)
 		for _, f := range e.Manifest.Files {
 			referenced[f.Blob] = true
 		}
 	}
 	var gone []*Manifest
-	for _, e := range entries[:cut] {
+	for _, e := range plan.Delete {
 		key := ManifestKey(id, e.ID)
 		if err := retry(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, key) }); err != nil {
 			return res, fmt.Errorf("snapshot: gc %s: delete manifest %s: %w", id, key, err)

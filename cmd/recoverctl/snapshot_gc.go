@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -62,22 +61,15 @@ inspect with snapshot list, then delete the corrupt one by id.`,
 				if err != nil {
 					return err
 				}
-				var bad []error
-				for _, e := range entries {
-					if e.Err != nil {
-						bad = append(bad, e.Err)
-					}
+				plan, err := snapshot.PlanGC(entries, keep)
+				if err != nil {
+					return fmt.Errorf("gc would stop: %w", err)
 				}
-				if len(bad) > 0 {
-					return fmt.Errorf("gc would stop: %d manifest(s) cannot be read: %w", len(bad), errors.Join(bad...))
+				for _, e := range plan.Delete {
+					out.Deleted = append(out.Deleted, e.ID)
 				}
-				cut := max(len(entries)-keep, 0)
-				for i, e := range entries {
-					if i < cut {
-						out.Deleted = append(out.Deleted, e.ID)
-					} else {
-						out.Kept = append(out.Kept, e.ID)
-					}
+				for _, e := range plan.Keep {
+					out.Kept = append(out.Kept, e.ID)
 				}
 			} else {
 				res, err := snapshot.GC(ctx, repo, id, keep, snapshot.DeleteOptions{Delay: delay})
