@@ -151,7 +151,8 @@ func (a *attempt) pinPlanAndRun(ctx context.Context, req StartRequest, useSnapsh
 }
 
 // input gathers what the planner needs. The repository's answer is
-// classified: none, disabled, unavailable (never read as "no snapshot").
+// classified by SnapshotInput: none, disabled, unavailable (never read as
+// "no snapshot").
 func (a *attempt) input(ctx context.Context, info transfer.ShardInfo, useSnapshots bool, unreadable string) (planner.Input, *snapshot.Manifest) {
 	m := a.m
 	var leases []seqno.RetentionLease
@@ -183,17 +184,8 @@ func (a *attempt) input(ctx context.Context, info transfer.ShardInfo, useSnapsho
 		in.Snapshot.Err = "an earlier plan of this recovery failed on it: " + a.noSnapshot.Error()
 	default:
 		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		man, err := snapshot.Latest(qctx, m.cfg.Repo, a.shard)
+		in.Snapshot, manifest = SnapshotInput(qctx, m.cfg.Repo, a.shard)
 		cancel()
-		switch {
-		case errors.Is(err, snapshot.ErrNotFound):
-			in.Snapshot.State = planner.SnapshotNone
-		case err != nil:
-			in.Snapshot.State, in.Snapshot.Err = planner.SnapshotUnavailable, err.Error()
-		default:
-			manifest = man
-			in.Snapshot = planner.Snapshot{State: planner.SnapshotAvailable, ID: man.ID, Files: man.FileMetas(), Commit: man.Commit}
-		}
 	}
 	return in, manifest
 }

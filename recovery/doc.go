@@ -8,6 +8,10 @@
 // Stages: queued -> init -> plan -> files -> verify -> finalize -> ops ->
 // done (or failed, cancelled).
 //
+// The planner's snapshot input comes from SnapshotInput: the repository's
+// answer classified as disabled, none, unavailable (a read error is never
+// "no snapshot") or available. recoverctl plan uses it too.
+//
 //   - files: reused files stay; the others are fetched from the source and
 //     downloaded from the snapshot concurrently, while the ops above the file
 //     set's checkpoint are fetched and staged next to them.

@@ -11,9 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/recoverd/recoverd/planner"
+	"github.com/recoverd/recoverd/recovery"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
-	"github.com/recoverd/recoverd/snapshot"
 )
 
 // planOutput is what plan prints with -o json: the plan's own fields at the
@@ -165,10 +165,11 @@ func planGather(ctx context.Context, f planFlags, id shardstore.ShardID) (planne
 	return in, notes, nil
 }
 
-// planGatherSnapshot asks the repository for the shard's latest snapshot.
-// Only a --repo that cannot name a repository is an error (bad usage); a
-// repository that cannot be read, or holds only corrupt manifests, is
-// "unavailable" with its error, and the planner goes to the peer.
+// planGatherSnapshot asks the repository for the shard's latest snapshot,
+// classified as a recovery does (recovery.SnapshotInput). Only a --repo
+// that cannot name a repository is an error (bad usage); a repository that
+// cannot be opened is "unavailable" with its error, and the planner goes to
+// the peer.
 func planGatherSnapshot(ctx context.Context, f planFlags, id shardstore.ShardID) (planner.Snapshot, error) {
 	if f.noSnapshots || f.repo.url == "" || f.repo.url == "none" {
 		return planner.Snapshot{State: planner.SnapshotDisabled}, nil
@@ -182,15 +183,8 @@ func planGatherSnapshot(ctx context.Context, f planFlags, id shardstore.ShardID)
 		return planner.Snapshot{State: planner.SnapshotUnavailable, Err: err.Error()}, nil
 	}
 	defer repo.Close()
-	m, err := snapshot.Latest(ctx, repo, id)
-	switch {
-	case err == nil:
-		return planner.Snapshot{State: planner.SnapshotAvailable, ID: m.ID, Files: m.FileMetas(), Commit: m.Commit}, nil
-	case errors.Is(err, snapshot.ErrNotFound) && !errors.Is(err, snapshot.ErrUnavailable):
-		return planner.Snapshot{State: planner.SnapshotNone}, nil
-	default:
-		return planner.Snapshot{State: planner.SnapshotUnavailable, Err: err.Error()}, nil
-	}
+	snap, _ := recovery.SnapshotInput(ctx, repo, id)
+	return snap, nil
 }
 
 func planPrint(w io.Writer, f planFlags, id shardstore.ShardID, in planner.Input, notes []string, p planner.Plan) {
