@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,10 +20,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
-	"github.com/recoverd/recoverd/internal/testutil"
+	"github.com/recoverd/recoverd/internal/launch"
 )
 
 // Every process the bench starts is registered here, so an error, a panic
@@ -35,45 +33,34 @@ var procs = struct {
 }{m: map[int]*proc{}}
 
 // proc is a long-running child (recoverd, MinIO, the rsync daemon).
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
-}
+type proc struct{ *launch.Process }
 
 func startProc(name, logPath string, env []string, bin string, args ...string) (*proc, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	cmd := childCommand(bin, args...)
+	cmd.Env = env
+	p, err := launch.Start(name, logPath, cmd)
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close()
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = env
-	// Own process group (a Ctrl-C on the terminal reaches only us; we stop
-	// the children by PID), and killed if we die without cleaning up.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logPath}
-	go func() { cmd.Wait(); close(p.done) }()
-	procs.Lock()
-	procs.m[cmd.Process.Pid] = p
-	procs.Unlock()
-	return p, nil
+	return register(p), nil
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
+// childCommand runs bin in a process group of its own (a Ctrl-C on the
+// terminal reaches only us; we stop the children by PID), killed if we die
+// without cleaning up.
+func childCommand(bin string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
+// register adds a started process to those stopAll stops.
+func register(lp *launch.Process) *proc {
+	p := &proc{lp}
+	procs.Lock()
+	procs.m[p.PID()] = p
+	procs.Unlock()
+	return p
 }
 
 // stop sends SIGTERM, waits up to wait, then SIGKILL, and waits for the exit.
@@ -81,29 +68,21 @@ func (p *proc) stop(wait time.Duration) {
 	if p == nil {
 		return
 	}
-	p.cmd.Process.Signal(syscall.SIGCONT)
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(wait):
-		p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
-	}
+	p.Signal(syscall.SIGCONT)
+	p.Stop(syscall.SIGTERM, wait)
 	procs.Lock()
-	delete(procs.m, p.pid())
+	delete(procs.m, p.PID())
 	procs.Unlock()
 }
 
 // rusage of the exited process (and the children it waited for).
 func (p *proc) rusage() *syscall.Rusage {
-	if p.cmd.ProcessState == nil {
+	if p.Cmd.ProcessState == nil {
 		return nil
 	}
-	ru, _ := p.cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	ru, _ := p.Cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	return ru
 }
-
-func (p *proc) logTail(n int) string { return testutil.TailFile(p.log, n) }
 
 // stopAll stops every registered process, one by one, by PID.
 func stopAll() {
@@ -116,15 +95,6 @@ func stopAll() {
 	for _, p := range list {
 		p.stop(10 * time.Second)
 	}
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 func randomHex(n int) string {
@@ -240,46 +210,22 @@ type node struct {
 	rec                          pb.RecoveryServiceClient
 }
 
-// startNode starts recoverd on loopback, plaintext, and waits until its
-// control API answers health checks.
+// startNode starts recoverd on loopback, plaintext, and waits until it
+// serves.
 func (b *bench) startNode(ctx context.Context, name, data string, env []string, args ...string) (*node, error) {
-	n := &node{name: name, data: data}
-	for _, a := range []*string{&n.grpcAddr, &n.peerAddr, &n.httpAddr} {
-		var err error
-		if *a, err = freeAddr(); err != nil {
-			return nil, err
-		}
-	}
-	all := append([]string{"--data", data, "--node-id", name, "--insecure", "--grpc-addr", n.grpcAddr,
-		"--peer-addr", n.peerAddr, "--http-addr", n.httpAddr, "--log-level", "warn", "--cleanup-interval", "0"}, args...)
-	p, err := startProc("recoverd "+name, filepath.Join(b.logDir, name+".log"), cleanEnv(env...), b.recoverd, all...)
+	rd, err := launch.StartRecoverd(ctx, launch.RecoverdOptions{Bin: b.recoverd, Name: name, Data: data,
+		LogPath: filepath.Join(b.logDir, name+".log"), Env: cleanEnv(env...), Command: childCommand, ReadyTimeout: 60 * time.Second,
+		Args: append([]string{"--log-level", "warn", "--cleanup-interval", "0"}, args...)})
 	if err != nil {
 		return nil, err
 	}
-	n.proc = p
+	n := &node{proc: register(rd.Process), name: name, data: data, grpcAddr: rd.GRPC, peerAddr: rd.Peer, httpAddr: rd.HTTP}
 	if n.conn, err = grpc.NewClient(n.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
 		n.stop()
 		return nil, err
 	}
 	n.rec = pb.NewRecoveryServiceClient(n.conn)
-	hc := healthpb.NewHealthClient(n.conn)
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		if p.exited() {
-			n.stop()
-			return nil, fmt.Errorf("recoverd %s exited at start:\n%s", name, p.logTail(20))
-		}
-		hctx, cancel := context.WithTimeout(ctx, time.Second)
-		resp, err := hc.Check(hctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING {
-			return n, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			n.stop()
-			return nil, fmt.Errorf("recoverd %s not ready: %v\n%s", name, err, p.logTail(20))
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	return n, nil
 }
 
 func (n *node) stop() {
@@ -352,11 +298,11 @@ func (b *bench) startMinIO(ctx context.Context) (*minioServer, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
 		return nil, err
 	}
-	addr, err := freeAddr()
+	addr, err := launch.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	console, err := freeAddr()
+	console, err := launch.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -370,8 +316,8 @@ func (b *bench) startMinIO(ctx context.Context) (*minioServer, error) {
 	}
 	c := http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	for deadline := time.Now().Add(60 * time.Second); ; {
-		if m.exited() {
-			return nil, fmt.Errorf("minio exited at start:\n%s", m.logTail(20))
+		if m.Exited() {
+			return nil, fmt.Errorf("minio exited at start:\n%s", m.LogTail(20))
 		}
 		if resp, err := c.Get("http://" + addr + "/minio/health/ready"); err == nil {
 			resp.Body.Close()
@@ -381,7 +327,7 @@ func (b *bench) startMinIO(ctx context.Context) (*minioServer, error) {
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			m.stop(10 * time.Second)
-			return nil, fmt.Errorf("minio not ready:\n%s", m.logTail(20))
+			return nil, fmt.Errorf("minio not ready:\n%s", m.LogTail(20))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/internal/launch"
 )
 
 // sample is one run of one tool.
@@ -86,8 +87,8 @@ func (b *bench) runRecoverd(ctx context.Context, r recoverdRun) (s sample, err e
 	defer tgt.stop()
 	b.coldCache()
 
-	cpu0 := cpuSeconds(src.pid()) + cpuSeconds(tgt.pid())
-	io0 := readIO(src.pid())
+	cpu0 := cpuSeconds(src.PID()) + cpuSeconds(tgt.PID())
+	io0 := readIO(src.PID())
 	wire0, _ := src.metric("recoverd_peer_sent_bytes_total")
 
 	var profiles chan error
@@ -132,7 +133,7 @@ func (b *bench) runRecoverd(ctx context.Context, r recoverdRun) (s sample, err e
 		}
 	}
 	if last == nil || last.Stage != pb.Stage_STAGE_DONE {
-		return s, fmt.Errorf("recovery did not finish: %v\ntarget log:\n%s", last.GetError(), tgt.logTail(15))
+		return s, fmt.Errorf("recovery did not finish: %v\ntarget log:\n%s", last.GetError(), tgt.LogTail(15))
 	}
 	if r.wantKind != pb.PlanKind_PLAN_KIND_UNSPECIFIED && last.GetPlan().GetKind() != r.wantKind {
 		return s, fmt.Errorf("plan %v, the case needs %v: %v", last.GetPlan().GetKind(), r.wantKind, last.GetPlan().GetReasons())
@@ -140,9 +141,9 @@ func (b *bench) runRecoverd(ctx context.Context, r recoverdRun) (s sample, err e
 	if len(last.Fallbacks) > 0 {
 		return s, fmt.Errorf("the recovery fell back: %v", last.Fallbacks)
 	}
-	s.cpu = cpuSeconds(src.pid()) + cpuSeconds(tgt.pid()) - cpu0
-	s.srcRead = readIO(src.pid()).rchar - io0.rchar
-	s.rssTarget, s.rssSource = peakRSS(tgt.pid()), peakRSS(src.pid())
+	s.cpu = cpuSeconds(src.PID()) + cpuSeconds(tgt.PID()) - cpu0
+	s.srcRead = readIO(src.PID()).rchar - io0.rchar
+	s.rssTarget, s.rssSource = peakRSS(tgt.PID()), peakRSS(src.PID())
 	if w, err := src.metric("recoverd_peer_sent_bytes_total"); err == nil {
 		s.wire = int64(w - wire0)
 	}
@@ -205,7 +206,7 @@ func (b *bench) runRsync(ctx context.Context, d *dataset) (sample, error) {
 	if err := os.RemoveAll(dst); err != nil {
 		return sample{}, err
 	}
-	addr, err := freeAddr()
+	addr, err := launch.FreeAddr()
 	if err != nil {
 		return sample{}, err
 	}
@@ -230,7 +231,7 @@ func (b *bench) runRsync(ctx context.Context, d *dataset) (sample, error) {
 		return sample{}, err
 	}
 	b.coldCache()
-	cpu0, io0 := cpuWithChildren(daemon.pid()), readIO(daemon.pid())
+	cpu0, io0 := cpuWithChildren(daemon.PID()), readIO(daemon.PID())
 	res, err := runTimed(ctx, cleanEnv(), filepath.Join(b.logDir, "rsync.log"),
 		`rsync -a --whole-file "rsync://127.0.0.1:$1/shard/" "$2/"`+"\nsync", port, dst)
 	if err != nil {
@@ -241,7 +242,7 @@ func (b *bench) runRsync(ctx context.Context, d *dataset) (sample, error) {
 	var srcIO ioCounters
 	var srvCPU float64
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		srcIO, srvCPU = readIO(daemon.pid()), cpuWithChildren(daemon.pid())
+		srcIO, srvCPU = readIO(daemon.PID()), cpuWithChildren(daemon.PID())
 		if srcIO.rchar-io0.rchar >= d.bytes {
 			break
 		}
@@ -288,8 +289,8 @@ func waitListening(ctx context.Context, addr string, p *proc) error {
 			c.Close()
 			return nil
 		}
-		if p.exited() || time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%s not listening on %s:\n%s", p.name, addr, p.logTail(10))
+		if p.Exited() || time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s not listening on %s:\n%s", p.Name, addr, p.LogTail(10))
 		}
 	}
 }

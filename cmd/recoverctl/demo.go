@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -18,10 +16,10 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/internal/launch"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 )
@@ -86,7 +84,7 @@ table and stops every process it started.`,
 
 type demoNode struct {
 	name, data, grpcAddr, peerAddr, httpAddr string
-	proc                                     *exec.Cmd
+	proc                                     *launch.Process
 	conn                                     *grpc.ClientConn
 	shard                                    pb.ShardServiceClient
 	rec                                      pb.RecoveryServiceClient
@@ -121,76 +119,33 @@ var demoShard = &pb.ShardId{Index: "demo", Shard: 0}
 func (d *demo) step(format string, args ...any) { fmt.Fprintf(d.w, "\n==> "+format+"\n", args...) }
 func (d *demo) say(format string, args ...any)  { fmt.Fprintf(d.w, "    "+format+"\n", args...) }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// start launches a recoverd node and waits until it answers health checks.
+// start launches a recoverd node and waits until it serves.
 func (d *demo) start(ctx context.Context, n *demoNode, extra ...string) error {
-	var err error
-	for _, a := range []*string{&n.grpcAddr, &n.peerAddr, &n.httpAddr} {
-		if *a, err = freeAddr(); err != nil {
-			return err
-		}
-	}
-	logf, err := os.OpenFile(filepath.Join(d.dir, n.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	rd, err := launch.StartRecoverd(ctx, launch.RecoverdOptions{Bin: d.bin, Name: n.name, Data: n.data,
+		LogPath: filepath.Join(d.dir, n.name+".log"), ReadyTimeout: 15 * time.Second,
+		Args: append([]string{"--repo", "file://" + filepath.Join(d.dir, "repo"), "--retry-budget", "5s", "--idle-timeout", "5s"}, extra...)})
 	if err != nil {
 		return err
 	}
-	args := append([]string{"--data", n.data, "--node-id", n.name, "--insecure", "--grpc-addr", n.grpcAddr,
-		"--peer-addr", n.peerAddr, "--http-addr", n.httpAddr, "--repo", "file://" + filepath.Join(d.dir, "repo"),
-		"--retry-budget", "5s", "--idle-timeout", "5s"}, extra...)
-	n.proc = exec.Command(d.bin, args...)
-	n.proc.Stdout, n.proc.Stderr = logf, logf
-	if err := n.proc.Start(); err != nil {
-		logf.Close()
-		return err
-	}
-	logf.Close()
+	n.proc, n.grpcAddr, n.peerAddr, n.httpAddr = rd.Process, rd.GRPC, rd.Peer, rd.HTTP
 	if n.conn, err = grpc.NewClient(n.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
 		return err
 	}
 	n.shard, n.rec, n.snap = pb.NewShardServiceClient(n.conn), pb.NewRecoveryServiceClient(n.conn), pb.NewSnapshotServiceClient(n.conn)
-	health := healthpb.NewHealthClient(n.conn)
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		hctx, cancel := context.WithTimeout(ctx, time.Second)
-		resp, err := health.Check(hctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not become ready (see %s): %v", n.name, filepath.Join(d.dir, n.name+".log"), err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	d.say("%s up (pid %d): control %s, peer %s, metrics http://%s/metrics", n.name, n.proc.Process.Pid, n.grpcAddr, n.peerAddr, n.httpAddr)
+	d.say("%s up (pid %d): control %s, peer %s, metrics http://%s/metrics", n.name, n.proc.PID(), n.grpcAddr, n.peerAddr, n.httpAddr)
 	return nil
 }
 
 // stop ends a node: SIGTERM, or SIGKILL when kill (a crash).
 func (d *demo) stop(n *demoNode, kill bool) {
-	if n.proc == nil || n.proc.Process == nil {
+	if n.proc == nil {
 		return
 	}
+	sig := syscall.SIGTERM
 	if kill {
-		n.proc.Process.Signal(syscall.SIGKILL)
-	} else {
-		n.proc.Process.Signal(syscall.SIGTERM)
+		sig = syscall.SIGKILL
 	}
-	done := make(chan struct{})
-	go func() { n.proc.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		n.proc.Process.Signal(syscall.SIGKILL)
-		<-done
-	}
+	n.proc.Stop(sig, 15*time.Second)
 	n.proc = nil
 	if n.conn != nil {
 		n.conn.Close()

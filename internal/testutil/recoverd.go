@@ -3,8 +3,6 @@ package testutil
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +15,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/recoverd/recoverd/internal/launch"
 )
 
 // RecoverdBinEnv and RecoverctlBinEnv name environment variables pointing at
@@ -88,12 +87,11 @@ func removeStaleBuilds() {
 // FreeAddr returns a free 127.0.0.1:port.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := launch.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // NodeOptions configure a recoverd node started for a test.
@@ -126,12 +124,11 @@ type Node struct {
 	bin  string
 	opts NodeOptions
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *launch.Process
 }
 
-// StartNode starts recoverd and waits until its control API answers
-// health checks.
+// StartNode starts recoverd (launch.StartRecoverd, on free loopback ports)
+// and waits until it serves.
 func StartNode(t testing.TB, opts NodeOptions) *Node {
 	t.Helper()
 	if opts.Name == "" {
@@ -146,113 +143,53 @@ func StartNode(t testing.TB, opts NodeOptions) *Node {
 	n := &Node{Name: opts.Name, Data: opts.Data, t: t, bin: Binary(t, "recoverd"), opts: opts,
 		LogPath: filepath.Join(t.TempDir(), opts.Name+".log")}
 	t.Cleanup(n.Kill)
-	// A free port can be taken by another test process between FreeAddr and
-	// the daemon's listen: try again on new ports, as StartMinIO does.
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		n.GRPCAddr, n.PeerAddr, n.HTTPAddr = FreeAddr(t), FreeAddr(t), FreeAddr(t)
-		if err = n.start(); err == nil || !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-	}
-	if err != nil {
+	if err := n.start(launch.Listeners{}); err != nil {
 		t.Fatal(err)
 	}
 	return n
 }
 
-func (n *Node) start() error {
-	args := []string{"--data", n.Data, "--node-id", n.Name, "--grpc-addr", n.GRPCAddr, "--peer-addr", n.PeerAddr,
-		"--http-addr", n.HTTPAddr, "--repo", n.opts.Repo}
-	if !n.opts.Secure {
-		args = append(args, "--insecure")
-	}
-	args = append(args, n.opts.Args...)
-	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(n.bin, args...)
+// start starts the process on l (free ports when l is zero).
+func (n *Node) start(l launch.Listeners) error {
+	o := launch.RecoverdOptions{Bin: n.bin, Name: n.Name, Data: n.Data, LogPath: n.LogPath, Listeners: l,
+		Secure: n.opts.Secure, Args: append([]string{"--repo", n.opts.Repo}, n.opts.Args...), Env: append(os.Environ(), n.opts.Env...)}
 	if n.opts.MaxOpenFiles > 0 {
 		lim := strconv.Itoa(n.opts.MaxOpenFiles)
-		cmd = exec.Command("prlimit", append([]string{"--nofile=" + lim + ":" + lim, "--", n.bin}, args...)...)
+		o.Command = func(bin string, args ...string) *exec.Cmd {
+			return exec.Command("prlimit", append([]string{"--nofile=" + lim + ":" + lim, "--", bin}, args...)...)
+		}
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), n.opts.Env...)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start recoverd %s: %w", n.Name, err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	n.mu.Lock()
-	n.cmd, n.done = cmd, done
-	n.mu.Unlock()
-	return n.waitReady(done, 20*time.Second)
-}
-
-func (n *Node) waitReady(done <-chan struct{}, timeout time.Duration) error {
-	conn, err := grpc.NewClient(n.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	rd, err := launch.StartRecoverd(context.Background(), o)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	hc := healthpb.NewHealthClient(conn)
-	deadline := time.Now().Add(timeout)
-	for {
-		select {
-		case <-done:
-			return fmt.Errorf("recoverd %s exited at start:\n%s", n.Name, n.LogTail(30))
-		default:
-		}
-		var err error
-		if n.opts.Secure {
-			// The control API speaks TLS only: ask the plaintext /readyz.
-			if err = httpReady(n.HTTPAddr); err == nil {
-				return nil
-			}
-		} else {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			var resp *healthpb.HealthCheckResponse
-			resp, err = hc.Check(ctx, &healthpb.HealthCheckRequest{})
-			cancel()
-			if err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("recoverd %s not ready after %v: %v\n%s", n.Name, timeout, err, n.LogTail(30))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	n.mu.Lock()
+	n.proc = rd.Process
+	n.GRPCAddr, n.PeerAddr, n.HTTPAddr = rd.GRPC, rd.Peer, rd.HTTP
+	n.mu.Unlock()
+	return nil
 }
 
 // PID is the process id, 0 when not running.
 func (n *Node) PID() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd == nil || n.cmd.Process == nil {
+	if n.proc == nil {
 		return 0
 	}
-	return n.cmd.Process.Pid
+	return n.proc.PID()
 }
 
 func (n *Node) signal(sig syscall.Signal, wait time.Duration) {
 	n.mu.Lock()
-	cmd, done := n.cmd, n.done
+	p := n.proc
 	n.mu.Unlock()
-	if cmd == nil {
+	if p == nil {
 		return
 	}
-	cmd.Process.Signal(sig)
-	select {
-	case <-done:
-	case <-time.After(wait):
-		cmd.Process.Signal(syscall.SIGKILL)
-		<-done
-	}
+	p.Stop(sig, wait)
 	n.mu.Lock()
-	n.cmd = nil
+	n.proc = nil
 	n.mu.Unlock()
 }
 
@@ -280,7 +217,7 @@ func (n *Node) Resume() {
 func (n *Node) Restart() {
 	n.t.Helper()
 	n.Kill()
-	if err := n.start(); err != nil {
+	if err := n.start(launch.Listeners{GRPC: n.GRPCAddr, Peer: n.PeerAddr, HTTP: n.HTTPAddr}); err != nil {
 		n.t.Fatal(err)
 	}
 }
@@ -297,30 +234,4 @@ func (n *Node) Dial() *grpc.ClientConn {
 }
 
 // LogTail returns the last lines of the node's log.
-func (n *Node) LogTail(lines int) string { return TailFile(n.LogPath, lines) }
-
-// TailFile returns the last lines of a text file ("" when it cannot be
-// read), for error messages that show a process's log.
-func TailFile(path string, lines int) string {
-	b, _ := os.ReadFile(path)
-	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
-}
-
-// httpReady asks a node's /readyz once.
-func httpReady(addr string) error {
-	tr := &http.Transport{DisableKeepAlives: true}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: time.Second}).Get("http://" + addr + "/readyz")
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("/readyz answered %s", resp.Status)
-	}
-	return nil
-}
+func (n *Node) LogTail(lines int) string { return launch.TailFile(n.LogPath, lines) }
