@@ -8,6 +8,10 @@
 // distributed erasure-coded mode instead (4 servers on loopback, one drive
 // each), to test what the loss of one server, or of a quorum, does.
 //
+// StartNode runs a recoverd node of this tree (Binary) on free loopback
+// ports, started and awaited by internal/launch as the demo and the
+// benchmarks start theirs, with Stop, Kill, Pause, Resume and Restart.
+//
 // StartProxy puts a TCP proxy between two processes to cut, blackhole,
 // slow down or delay the network between them. It is Shopify's toxiproxy
 // (github.com/Shopify/toxiproxy/v2), run in the test's process as a
