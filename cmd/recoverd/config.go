@@ -93,10 +93,19 @@ type option struct {
 	set        func(*Config, string) error
 }
 
+// typedOpt is an option holding a T, printed by format and read by parse.
+func typedOpt[T any](name, help, typ string, p func(*Config) *T, format func(T) string, parse func(string) (T, error)) option {
+	return option{name: name, help: help, typ: typ,
+		get: func(c *Config) string { return format(*p(c)) },
+		set: func(c *Config, v string) error {
+			x, err := parse(v)
+			*p(c) = x
+			return err
+		}}
+}
+
 func strOpt(name, help string, p func(*Config) *string) option {
-	return option{name: name, help: help, typ: "string",
-		get: func(c *Config) string { return *p(c) },
-		set: func(c *Config, v string) error { *p(c) = v; return nil }}
+	return typedOpt(name, help, "string", p, func(s string) string { return s }, func(s string) (string, error) { return s, nil })
 }
 
 // secretOpt is a string never printed by --print-config.
@@ -107,55 +116,30 @@ func secretOpt(name, help string, p func(*Config) *string) option {
 }
 
 func boolOpt(name, help string, p func(*Config) *bool) option {
-	return option{name: name, help: help, typ: "bool",
-		get: func(c *Config) string { return strconv.FormatBool(*p(c)) },
-		set: func(c *Config, v string) error {
-			b, err := strconv.ParseBool(v)
-			*p(c) = b
-			return err
-		}}
+	return typedOpt(name, help, "bool", p, strconv.FormatBool, strconv.ParseBool)
 }
 
 func intOpt(name, help string, p func(*Config) *int) option {
-	return option{name: name, help: help, typ: "int",
-		get: func(c *Config) string { return strconv.Itoa(*p(c)) },
-		set: func(c *Config, v string) error {
-			n, err := strconv.Atoi(v)
-			*p(c) = n
-			return err
-		}}
+	return typedOpt(name, help, "int", p, strconv.Itoa, strconv.Atoi)
 }
 
 // bytesOpt takes sizes like 1048576, 1MiB or 50MB.
 func bytesOpt(name, help string, p func(*Config) *int64) option {
-	return option{name: name, help: help, typ: "bytes",
-		get: func(c *Config) string { return strconv.FormatInt(*p(c), 10) },
-		set: func(c *Config, v string) error {
-			n, err := humanize.ParseBytes(v)
-			*p(c) = int64(n)
-			return err
-		}}
+	return typedOpt(name, help, "bytes", p, formatInt64, func(v string) (int64, error) {
+		n, err := humanize.ParseBytes(v)
+		return int64(n), err
+	})
 }
 
 func countOpt(name, help string, p func(*Config) *int64) option {
-	return option{name: name, help: help, typ: "int",
-		get: func(c *Config) string { return strconv.FormatInt(*p(c), 10) },
-		set: func(c *Config, v string) error {
-			n, err := strconv.ParseInt(v, 10, 64)
-			*p(c) = n
-			return err
-		}}
+	return typedOpt(name, help, "int", p, formatInt64, func(v string) (int64, error) { return strconv.ParseInt(v, 10, 64) })
 }
 
 func durOpt(name, help string, p func(*Config) *time.Duration) option {
-	return option{name: name, help: help, typ: "duration",
-		get: func(c *Config) string { return p(c).String() },
-		set: func(c *Config, v string) error {
-			d, err := time.ParseDuration(v)
-			*p(c) = d
-			return err
-		}}
+	return typedOpt(name, help, "duration", p, time.Duration.String, time.ParseDuration)
 }
+
+func formatInt64(n int64) string { return strconv.FormatInt(n, 10) }
 
 // The groups --help lists the flags in, in this order.
 const (
