@@ -54,6 +54,9 @@ func StartMinIOCluster(t testing.TB, n int) *MinIOCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The drives' directory first: cleanups run last-registered-first, so
+	// the servers are killed before their drives are removed.
+	root := t.TempDir()
 	c := &MinIOCluster{t: t, AccessKey: "u" + randomHex(8), SecretKey: "s" + randomHex(16)}
 	t.Cleanup(func() {
 		c.killAll()
@@ -63,7 +66,6 @@ func StartMinIOCluster(t testing.TB, n int) *MinIOCluster {
 			}
 		}
 	})
-	root := t.TempDir()
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		// Fresh drives on every attempt: a failed start may have formatted
