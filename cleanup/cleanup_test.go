@@ -20,6 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 )
@@ -382,7 +383,7 @@ type flakyRepo struct {
 
 var errDown = fmt.Errorf("%w: connection refused (test)", snapshot.ErrUnavailable)
 
-func (r *flakyRepo) RetryPolicy() snapshot.RetryPolicy { return snapshot.RetryPolicy{MaxElapsed: -1} }
+func (r *flakyRepo) RetryPolicy() retry.Options { return retry.Options{MaxElapsed: -1} }
 
 func (r *flakyRepo) List(ctx context.Context, prefix string) ([]string, error) {
 	if r.down.Load() {

@@ -77,9 +77,13 @@
 // caller cancelling it does (no fallback, staging removed).
 //
 // Unary calls to the source (pin, lease, metadata, digest) retry transient
-// errors with the same backoff and budget as file and op streams, each
-// attempt bounded by the idle timeout, so a source that restarts or a
-// network that drops for a moment does not fail a recovery outright.
+// errors under the same policy as file and op streams (Config.Fetch.Retry,
+// internal/retry's Peer defaults where unset: recoverd passes the one
+// built from --retry-budget), each attempt bounded by the idle timeout, so
+// a source that restarts or a network that drops for a moment does not
+// fail a recovery outright; once the budget is spent the error wraps
+// transfer.ErrRetriesExhausted. Snapshot downloads retry under
+// Config.NewDownloader's policy (snapshot.Downloader.Retry).
 //
 // What cannot work is refused when it is asked for (Service): a source
 // address that is not host:port is InvalidArgument, and StartRecovery and

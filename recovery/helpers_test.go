@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 	"github.com/recoverd/recoverd/transfer"
@@ -213,12 +214,12 @@ func newEnv(t *testing.T, srcOpts shardstore.Options, cfg Config) *env {
 		cfg.VerifyDigest = DigestAlways
 	}
 	if cfg.Fetch.Retry.MaxElapsed == 0 {
-		cfg.Fetch.Retry = transfer.RetryPolicy{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, MaxElapsed: 2 * time.Second}
+		cfg.Fetch.Retry = retry.Options{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, MaxElapsed: 2 * time.Second}
 	}
 	cfg.Ops.Retry = cfg.Fetch.Retry
 	if cfg.NewDownloader == nil {
 		cfg.NewDownloader = func() *snapshot.Downloader {
-			return &snapshot.Downloader{RetryMaxElapsed: time.Second, RetryInitialInterval: 10 * time.Millisecond}
+			return &snapshot.Downloader{Retry: retry.Options{Initial: 10 * time.Millisecond, MaxElapsed: time.Second}}
 		}
 	}
 	e.m = NewManager(cfg)

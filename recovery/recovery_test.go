@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
@@ -302,7 +303,7 @@ func TestHybridFetchesAFailedFileFromThePeer(t *testing.T) {
 
 func TestRepositoryUnavailableMeansPeerPlan(t *testing.T) {
 	broken, err := snapshot.OpenRepository(context.Background(), "s3://bucket/p?endpoint=127.0.0.1:1&tls=false",
-		snapshot.S3Options{AccessKey: "k", SecretKey: "s", Retry: snapshot.RetryPolicy{MaxElapsed: 200 * time.Millisecond}})
+		snapshot.S3Options{AccessKey: "k", SecretKey: "s", Retry: retry.Options{MaxElapsed: 200 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
+
+	"github.com/recoverd/recoverd/internal/retry"
 )
 
 // Config is one simulated scenario. Times are in seconds, sizes in bytes,
@@ -72,7 +74,7 @@ func defaultConfig() Config {
 
 		S3GetRPS: 5500, S3PutRPS: 3500, S3Latency: 0.03,
 		Layout: "current", HashPrefixes: 256, PrefixDepth: 2,
-		RetryInitial: 0.1, RetryMax: 5, RetryBudget: 30,
+		RetryInitial: retry.Repository.Initial.Seconds(), RetryMax: retry.Repository.Max.Seconds(), RetryBudget: retry.Repository.MaxElapsed.Seconds(),
 
 		SnapshotFraction: 1, IdleFraction: 0.5, Churn: 0.1, OpsSinceSnapshot: 20000, OpBytes: 1024,
 		SnapshotKeep: 3, CleanupInterval: 600, CleanupSweep: "all",
@@ -256,9 +258,9 @@ var options = []option{
 	intO("hash-prefixes", "distinct hash prefixes of the hashed layout", func(c *Config) *int { return &c.HashPrefixes }),
 	intO("prefix-depth", "key components S3 has partitioned on: 0 one partition, 1 first component, 2, 3", func(c *Config) *int { return &c.PrefixDepth }),
 	intO("prefix-chars", "leading key characters S3 has partitioned on, instead of -prefix-depth (0 = use -prefix-depth)", func(c *Config) *int { return &c.PrefixChars }),
-	durO("s3-retry-initial", "snapshot.RetryPolicy.InitialInterval", func(c *Config) *float64 { return &c.RetryInitial }),
-	durO("s3-retry-max", "snapshot.RetryPolicy.MaxInterval", func(c *Config) *float64 { return &c.RetryMax }),
-	durO("s3-retry-budget", "snapshot.RetryPolicy.MaxElapsed (downloads: min(--retry-budget, 30s))", func(c *Config) *float64 { return &c.RetryBudget }),
+	durO("s3-retry-initial", "retry.Repository.Initial", func(c *Config) *float64 { return &c.RetryInitial }),
+	durO("s3-retry-max", "retry.Repository.Max", func(c *Config) *float64 { return &c.RetryMax }),
+	durO("s3-retry-budget", "retry.Repository.MaxElapsed (recoverd: min(--retry-budget, 30s))", func(c *Config) *float64 { return &c.RetryBudget }),
 
 	fltO("snapshot-fraction", "share of shards with a snapshot in the repository", func(c *Config) *float64 { return &c.SnapshotFraction }),
 	fltO("idle-fraction", "share of shards not written since their latest snapshot", func(c *Config) *float64 { return &c.IdleFraction }),

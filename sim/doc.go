@@ -54,11 +54,12 @@
 // (<index>/<shard>/blobs|snapshots/...) or the hashed one
 // (<hash>/<index>/<shard>/...), and in total. Past -s3-get-rps in a second
 // (5,500, S3's documented GET/HEAD limit; LIST counted with them) it
-// answers 503 SlowDown, which the code retries with snapshot's backoff
-// (100ms x1.5 to 5s, +-50%) until -s3-retry-budget passes without
-// progress; then the repository has failed: a snapshot plan falls back to
-// its peer plan, dropping what it staged, a hybrid plan hands its files not
-// downloaded to the source, and a planning that fails goes to the peer.
+// answers 503 SlowDown, which the code retries with the repository's
+// retry policy (retry.Repository: 100ms x1.5 to 5s, +-50%) until
+// -s3-retry-budget passes without progress; then the repository has
+// failed: a snapshot plan falls back to its peer plan, dropping what it
+// staged, a hybrid plan hands its files not downloaded to the source, and
+// a planning that fails goes to the peer.
 // The store's bandwidth in total, per prefix, and per GET connection, and
 // its latency are parameters. Background load is a steady rate spread
 // evenly over the prefixes and served before recoveries: the cleanup

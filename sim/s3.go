@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/recoverd/recoverd/internal/retry"
 )
 
 // reqKind is the kind of an S3 request. LIST (ListObjectsV2) is a GET on
@@ -161,11 +163,11 @@ func (st *store) request(t float64, s int32, where int, kind reqKind) bool {
 	return true
 }
 
-// backoff is snapshot's retry policy: exponential from RetryInitial by
-// 1.5 (cenkalti/backoff's multiplier) up to RetryMax, each interval
-// randomised by +-50%.
+// backoff is the repository's retry policy (retry.Repository):
+// exponential from RetryInitial by its multiplier (1.5, cenkalti/backoff's)
+// up to RetryMax, each interval randomised by +-50%.
 func backoff(cfg *Config, tries int, u float64) float64 {
-	d := cfg.RetryInitial * math.Pow(1.5, float64(tries-1))
+	d := cfg.RetryInitial * math.Pow(retry.Repository.Multiplier, float64(tries-1))
 	d = min(d, cfg.RetryMax)
 	return d * (0.5 + u)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
@@ -21,8 +22,8 @@ type CreateOptions struct {
 	// Concurrency is the number of blobs uploaded at once (default 4).
 	Concurrency int
 	// Retry is the policy for transient errors (zero: the repository's,
-	// see S3Options.Retry, else DefaultRetry).
-	Retry RetryPolicy
+	// see S3Options.Retry, else retry.Repository).
+	Retry retry.Options
 	// Throttle, when set, is called with every chunk of bytes read for
 	// upload, before it is sent; it blocks to slow the upload down or
 	// fails to stop it.
@@ -60,7 +61,7 @@ func Create(ctx context.Context, repo Repository, src Source, opts CreateOptions
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 4
 	}
-	if opts.Retry == (RetryPolicy{}) {
+	if opts.Retry == (retry.Options{}) {
 		opts.Retry = policyOf(repo)
 	}
 	if opts.Now == nil {
@@ -200,13 +201,13 @@ func settle(ctx context.Context, repo Repository, ref *shardstore.CommitRef, m *
 }
 
 // writeManifest encodes m and writes it, last.
-func writeManifest(ctx context.Context, repo Repository, p RetryPolicy, m *Manifest) error {
+func writeManifest(ctx context.Context, repo Repository, p retry.Options, m *Manifest) error {
 	data, err := EncodeManifest(m)
 	if err != nil {
 		return err
 	}
 	key := ManifestKey(m.Shard, m.ID)
-	if err := retry(ctx, p, func(ctx context.Context) error {
+	if err := retryCall(ctx, p, func(ctx context.Context) error {
 		return repo.Put(ctx, key, strings.NewReader(string(data)), int64(len(data)))
 	}); err != nil {
 		return fmt.Errorf("write manifest %s: %w", key, err)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
@@ -107,7 +108,7 @@ type Collected struct {
 
 // unusable returns the blobs of files that are marked for deletion or gone:
 // marks are listed before blobs (see the package comment).
-func unusable(ctx context.Context, repo Repository, p RetryPolicy, id shardstore.ShardID, files []FileEntry) ([]int, error) {
+func unusable(ctx context.Context, repo Repository, p retry.Options, id shardstore.ShardID, files []FileEntry) ([]int, error) {
 	marks, err := listKeys(ctx, repo, p, MarkPrefix(id))
 	if err != nil {
 		return nil, err
@@ -127,7 +128,7 @@ func unusable(ctx context.Context, repo Repository, p RetryPolicy, id shardstore
 
 // mark writes deletion marks for the blobs that have none and returns
 // those it marked.
-func mark(ctx context.Context, repo Repository, p RetryPolicy, id shardstore.ShardID, blobs []string, reason string, now time.Time) ([]string, error) {
+func mark(ctx context.Context, repo Repository, p retry.Options, id shardstore.ShardID, blobs []string, reason string, now time.Time) ([]string, error) {
 	if len(blobs) == 0 {
 		return nil, nil
 	}
@@ -145,7 +146,7 @@ func mark(ctx context.Context, repo Repository, p RetryPolicy, id shardstore.Sha
 		if err != nil {
 			return n, err
 		}
-		if err := retry(ctx, p, func(ctx context.Context) error {
+		if err := retryCall(ctx, p, func(ctx context.Context) error {
 			return repo.Put(ctx, key, strings.NewReader(string(data)), int64(len(data)))
 		}); err != nil {
 			return n, fmt.Errorf("snapshot: mark %s for deletion: %w", b, err)
@@ -159,7 +160,7 @@ func mark(ctx context.Context, repo Repository, p RetryPolicy, id shardstore.Sha
 // delay and that no manifest references, each before its mark; a mark
 // whose blob is gone is removed. If any manifest cannot be read nothing is
 // deleted.
-func collect(ctx context.Context, repo Repository, p RetryPolicy, id shardstore.ShardID, o DeleteOptions) ([]Collected, error) {
+func collect(ctx context.Context, repo Repository, p retry.Options, id shardstore.ShardID, o DeleteOptions) ([]Collected, error) {
 	marks, err := listKeys(ctx, repo, p, MarkPrefix(id)) // before the manifests
 	if err != nil {
 		return nil, err
@@ -194,7 +195,7 @@ func collect(ctx context.Context, repo Repository, p RetryPolicy, id shardstore.
 	for _, k := range keys {
 		blob := BlobPrefix(id) + strings.TrimPrefix(k, MarkPrefix(id))
 		if !blobs[blob] {
-			if err := retry(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, k) }); err != nil {
+			if err := retryCall(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, k) }); err != nil {
 				return out, err
 			}
 			continue
@@ -203,7 +204,7 @@ func collect(ctx context.Context, repo Repository, p RetryPolicy, id shardstore.
 			continue
 		}
 		var mi, bi ObjectInfo
-		err := retry(ctx, p, func(ctx context.Context) error {
+		err := retryCall(ctx, p, func(ctx context.Context) error {
 			var err error
 			if mi, err = repo.Stat(ctx, k); err != nil {
 				return err
@@ -221,11 +222,11 @@ func collect(ctx context.Context, repo Repository, p RetryPolicy, id shardstore.
 			continue
 		}
 		reason := markReason(ctx, repo, k)
-		if err := retry(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, blob) }); err != nil {
+		if err := retryCall(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, blob) }); err != nil {
 			return out, fmt.Errorf("snapshot: delete blob %s: %w", blob, err)
 		}
 		out = append(out, Collected{ObjectInfo: bi, Reason: reason})
-		if err := retry(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, k) }); err != nil {
+		if err := retryCall(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, k) }); err != nil {
 			return out, fmt.Errorf("snapshot: delete mark %s: %w", k, err)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/recoverd/recoverd/internal/retry"
 )
 
 // testConcurrentDeletion checks the deletion protocol (deletion.go) on a
@@ -51,7 +53,7 @@ func testConcurrentDeletion(t *testing.T, newRepo func(t *testing.T) Repository)
 		// A deleter that raced a Create marked blobs a manifest still
 		// references: they may be deleted once it is gone, so no new
 		// snapshot takes them.
-		if _, err := mark(ctx, repo, DefaultRetry, testShard, blobsOf(s1.Manifest), ReasonGC, time.Now()); err != nil {
+		if _, err := mark(ctx, repo, retry.Repository, testShard, blobsOf(s1.Manifest), ReasonGC, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		s2, err := Create(ctx, repo, s, CreateOptions{})
@@ -82,7 +84,7 @@ func testConcurrentDeletion(t *testing.T, newRepo func(t *testing.T) Repository)
 		}
 		// Marks written after a Create checked its blobs, by a deleter
 		// that did not see its manifest yet.
-		if _, err := mark(ctx, repo, DefaultRetry, testShard, blobsOf(s1.Manifest), ReasonGC, time.Now()); err != nil {
+		if _, err := mark(ctx, repo, retry.Repository, testShard, blobsOf(s1.Manifest), ReasonGC, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		res, err := RemoveUnfinished(ctx, repo, testShard, 0, later)

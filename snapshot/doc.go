@@ -124,13 +124,17 @@
 // reads by an idle deadline (ReadIdleTimeout: a Read that gets no byte for
 // that long fails, so a SIGSTOPped or hung server cannot block us), a Put
 // by RequestTimeout plus its size at MinUploadRate. minio-go's own retries
-// are off, so there is one retry policy with one budget, in this package:
-// transient errors (network errors, connection resets, timeouts, 5xx,
-// SlowDown) are retried with exponential backoff (cenkalti/backoff/v4)
-// until a bounded time has passed; permanent ones (not found, access
-// denied, missing bucket, checksum mismatch, corrupt manifest, a cancelled
-// context) are returned at once. When the budget or the context runs out
-// the error wraps both the cause and the last repository error.
+// are off, so a call is retried under recoverd's one retry policy
+// (internal/retry), with one budget: S3Options.Retry for calls on the
+// repository, Downloader.Retry for downloads, whose zero fields are
+// retry.Repository's (from 100ms, 1.5 times longer each attempt up to 5s,
+// with jitter, for 30s without progress). Transient errors (IsTransient:
+// network errors, connection resets, timeouts, 5xx, SlowDown) are
+// retried; permanent ones
+// (not found, access denied, missing bucket, checksum mismatch, corrupt
+// manifest, a cancelled context) are returned at once. When the budget
+// runs out the error says after how many attempts and how long; when the
+// context ends it wraps both the cause and the last repository error.
 //
 // # Downloads
 //

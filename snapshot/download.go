@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
@@ -27,13 +28,11 @@ type Downloader struct {
 	PartConcurrency int
 	// FileConcurrency is the number of files fetched at once (default 4).
 	FileConcurrency int
-	// RetryMaxElapsed bounds the time one part keeps retrying transient
-	// errors without making progress (default 30s).
-	RetryMaxElapsed time.Duration
-	// RetryInitialInterval and RetryMaxInterval shape the exponential
-	// backoff between attempts (defaults 100ms and 5s).
-	RetryInitialInterval time.Duration
-	RetryMaxInterval     time.Duration
+	// Retry is the policy of transient errors; zero fields are
+	// retry.Repository's (from 100ms up to 5s between attempts, for 30s
+	// without progress). Its budget bounds the time one part keeps
+	// retrying without making progress.
+	Retry retry.Options
 	// PartTimeout is the deadline of one attempt at one part, throttle
 	// waits included (default 10 minutes). A repository also fails a body
 	// read that gets no byte for its idle timeout (S3Options.ReadIdleTimeout).
@@ -87,10 +86,6 @@ func (d *Downloader) partTimeout() time.Duration {
 		return d.PartTimeout
 	}
 	return 10 * time.Minute
-}
-
-func (d *Downloader) policy() RetryPolicy {
-	return RetryPolicy{InitialInterval: d.RetryInitialInterval, MaxInterval: d.RetryMaxInterval, MaxElapsed: d.RetryMaxElapsed}.withDefaults()
 }
 
 // errPartTimeout is the cause of a part attempt that ran out of time.
@@ -163,7 +158,7 @@ func (d *Downloader) downloadFile(ctx context.Context, repo Repository, f FileEn
 	// The blob must exist with the manifest's length before anything is
 	// staged.
 	var info ObjectInfo
-	err = retry(ctx, d.policy(), func(ctx context.Context) error {
+	err = retryCall(ctx, d.Retry, func(ctx context.Context) error {
 		var err error
 		info, err = repo.Stat(ctx, f.Blob)
 		return err
@@ -207,7 +202,8 @@ func (d *Downloader) downloadFile(ctx context.Context, repo Repository, f FileEn
 func (d *Downloader) downloadPart(ctx context.Context, repo Repository, f FileEntry, sf *shardstore.StagedFile, off, length int64) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	r := newRetrier(d.policy())
+	l := loop(d.Retry)
+	r := l.Start()
 	pos, end := off, off+length
 	for {
 		before := pos
@@ -216,9 +212,9 @@ func (d *Downloader) downloadPart(ctx context.Context, repo Repository, f FileEn
 			return nil
 		}
 		if pos > before {
-			r.progress()
+			r.Progress()
 		}
-		if err = r.next(ctx, err); err != nil {
+		if err = l.Pause(ctx, r, err); err != nil {
 			return fmt.Errorf("bytes %d-%d: %w", pos, end-1, err)
 		}
 		d.retries.Add(1)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/internal/testutil"
 )
 
@@ -21,7 +22,7 @@ var faultOptions = S3Options{
 	RequestTimeout:  time.Second,
 	ReadIdleTimeout: time.Second,
 	DialTimeout:     time.Second,
-	Retry:           RetryPolicy{InitialInterval: 50 * time.Millisecond, MaxInterval: 300 * time.Millisecond, MaxElapsed: 2 * time.Second},
+	Retry:           retry.Options{Initial: 50 * time.Millisecond, Max: 300 * time.Millisecond, MaxElapsed: 2 * time.Second},
 }
 
 // midway returns a throttle hook that slows the download a little per
@@ -72,7 +73,7 @@ func TestS3KilledMidDownload(t *testing.T) {
 	repo := newS3Repo(t, m, faultOptions)
 	fx := newFixture(t, repo, 4, 100, 10000)
 	throttle, fired := midway(fx.m.TotalBytes(), m.Kill)
-	d := &Downloader{PartSize: 128 << 10, PartConcurrency: 2, RetryMaxElapsed: 2 * time.Second, RetryMaxInterval: 300 * time.Millisecond, Throttle: throttle}
+	d := &Downloader{PartSize: 128 << 10, PartConcurrency: 2, Throttle: throttle, Retry: retry.Options{Max: 300 * time.Millisecond, MaxElapsed: 2 * time.Second}}
 	start := time.Now()
 	err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st)
 	if !fired.Load() {
@@ -95,7 +96,7 @@ func TestS3RestartedMidDownloadResumes(t *testing.T) {
 	})
 	var written atomic.Int64
 	d := &Downloader{
-		PartSize: 128 << 10, PartConcurrency: 2, RetryMaxElapsed: 20 * time.Second, RetryMaxInterval: 300 * time.Millisecond,
+		PartSize: 128 << 10, PartConcurrency: 2, Retry: retry.Options{Max: 300 * time.Millisecond, MaxElapsed: 20 * time.Second},
 		Throttle: throttle, OnBytes: func(_ string, n int64) { written.Add(n) },
 	}
 	if err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st); err != nil {
@@ -134,7 +135,7 @@ func TestS3Stopped(t *testing.T) {
 		t.Fatalf("queries took %v with a 2s retry budget", d)
 	}
 
-	d := &Downloader{RetryMaxElapsed: 2 * time.Second, RetryMaxInterval: 300 * time.Millisecond}
+	d := &Downloader{Retry: retry.Options{Max: 300 * time.Millisecond, MaxElapsed: 2 * time.Second}}
 	start = time.Now()
 	err = d.Download(ctx, repo, fx.m.Files, fx.st)
 	checkFailedDownload(t, err, fx, time.Since(start), 10*time.Second)
@@ -161,7 +162,7 @@ func TestS3Paused(t *testing.T) {
 				m.Resume()
 			}
 		}()
-		d := &Downloader{PartSize: 128 << 10, PartConcurrency: 2, RetryMaxElapsed: 2 * time.Second, RetryMaxInterval: 300 * time.Millisecond, Throttle: throttle}
+		d := &Downloader{PartSize: 128 << 10, PartConcurrency: 2, Throttle: throttle, Retry: retry.Options{Max: 300 * time.Millisecond, MaxElapsed: 2 * time.Second}}
 		start := time.Now()
 		err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st)
 		if !fired.Load() {
@@ -209,7 +210,7 @@ func TestS3Paused(t *testing.T) {
 		m.Pause()
 		defer m.Resume()
 		ctx, cancel := context.WithCancel(context.Background())
-		d := &Downloader{RetryMaxElapsed: time.Minute}
+		d := &Downloader{Retry: retry.Options{MaxElapsed: time.Minute}}
 		time.AfterFunc(300*time.Millisecond, cancel)
 		start := time.Now()
 		err := d.Download(ctx, repo, fx.m.Files, fx.st)
@@ -237,7 +238,7 @@ func TestS3Paused(t *testing.T) {
 // downloads retry them and succeed.
 func TestS3Throttled(t *testing.T) {
 	m := testutil.StartMinIOWith(t, testutil.MinIOOptions{Env: []string{"MINIO_API_REQUESTS_MAX=1"}})
-	repo := newS3Repo(t, m, S3Options{Retry: RetryPolicy{InitialInterval: 5 * time.Millisecond, MaxInterval: 50 * time.Millisecond, MaxElapsed: 30 * time.Second}})
+	repo := newS3Repo(t, m, S3Options{Retry: retry.Options{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond, MaxElapsed: 30 * time.Second}})
 	ctx := ctxTimeout(t, time.Minute)
 	src := newShard(t, t.TempDir(), testShard, 6, 50, 2000)
 	res, err := Create(ctx, repo, src, CreateOptions{Concurrency: 6})
@@ -249,7 +250,7 @@ func TestS3Throttled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Downloader{PartSize: 16 << 10, PartConcurrency: 4, FileConcurrency: 4, RetryInitialInterval: 5 * time.Millisecond, RetryMaxInterval: 50 * time.Millisecond}
+	d := &Downloader{PartSize: 16 << 10, PartConcurrency: 4, FileConcurrency: 4, Retry: retry.Options{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond}}
 	if err := d.Download(ctx, repo, res.Manifest.Files, st); err != nil {
 		t.Fatalf("download under throttling: %v", err)
 	}

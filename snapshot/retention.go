@@ -69,7 +69,7 @@ func Delete(ctx context.Context, repo Repository, id shardstore.ShardID, snapsho
 	}
 	res := &DeleteResult{SnapshotID: snapshotID}
 	key := ManifestKey(id, snapshotID)
-	if err := retry(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, key) }); err != nil {
+	if err := retryCall(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, key) }); err != nil {
 		return nil, fmt.Errorf("snapshot: delete manifest %s: %w", key, err)
 	}
 	switch {
@@ -183,7 +183,7 @@ func GC(ctx context.Context, repo Repository, id shardstore.ShardID, keep int, o
 	var gone []*Manifest
 	for _, e := range plan.Delete {
 		key := ManifestKey(id, e.ID)
-		if err := retry(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, key) }); err != nil {
+		if err := retryCall(ctx, p, func(ctx context.Context) error { return repo.Delete(ctx, key) }); err != nil {
 			return res, fmt.Errorf("snapshot: gc %s: delete manifest %s: %w", id, key, err)
 		}
 		res.Deleted = append(res.Deleted, e.ID)
@@ -236,7 +236,7 @@ func Unfinished(ctx context.Context, repo Repository, id shardstore.ShardID, gra
 	var out []ObjectInfo
 	for _, k := range keys {
 		var info ObjectInfo
-		err := retry(ctx, p, func(ctx context.Context) error {
+		err := retryCall(ctx, p, func(ctx context.Context) error {
 			var err error
 			info, err = repo.Stat(ctx, k)
 			return err

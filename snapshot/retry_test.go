@@ -12,15 +12,17 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+
+	"github.com/recoverd/recoverd/internal/retry"
 )
 
 func TestRetry(t *testing.T) {
-	p := RetryPolicy{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, MaxElapsed: 300 * time.Millisecond}
+	p := retry.Options{Initial: time.Millisecond, Max: 5 * time.Millisecond, MaxElapsed: 300 * time.Millisecond}
 	flaky := unavailable("get", "repo", "k", syscall.ECONNRESET)
 
 	t.Run("TransientThenSuccess", func(t *testing.T) {
 		n := 0
-		err := retry(context.Background(), p, func(context.Context) error {
+		err := retryCall(context.Background(), p, func(context.Context) error {
 			if n++; n < 3 {
 				return flaky
 			}
@@ -41,7 +43,7 @@ func TestRetry(t *testing.T) {
 			errors.New("anything else"),
 		} {
 			n := 0
-			err := retry(context.Background(), p, func(context.Context) error { n++; return perm })
+			err := retryCall(context.Background(), p, func(context.Context) error { n++; return perm })
 			if n != 1 || !errors.Is(err, perm) {
 				t.Fatalf("%v: %d attempts, err %v", perm, n, err)
 			}
@@ -51,7 +53,7 @@ func TestRetry(t *testing.T) {
 	t.Run("BudgetRunsOut", func(t *testing.T) {
 		start := time.Now()
 		n := 0
-		err := retry(context.Background(), p, func(context.Context) error { n++; return flaky })
+		err := retryCall(context.Background(), p, func(context.Context) error { n++; return flaky })
 		if !errors.Is(err, ErrUnavailable) || !errors.Is(err, syscall.ECONNRESET) || !strings.Contains(err.Error(), "gave up after") {
 			t.Fatalf("err %v", err)
 		}
@@ -62,10 +64,10 @@ func TestRetry(t *testing.T) {
 
 	t.Run("CancelDuringBackoff", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		slow := RetryPolicy{InitialInterval: time.Hour, MaxInterval: time.Hour, MaxElapsed: 10 * time.Hour}
+		slow := retry.Options{Initial: time.Hour, Max: time.Hour, MaxElapsed: 10 * time.Hour}
 		time.AfterFunc(50*time.Millisecond, cancel)
 		start := time.Now()
-		err := retry(ctx, slow, func(context.Context) error { return flaky })
+		err := retryCall(ctx, slow, func(context.Context) error { return flaky })
 		if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrUnavailable) || IsTransient(err) {
 			t.Fatalf("err %v: want the cancel and the last error, not transient", err)
 		}
@@ -76,7 +78,7 @@ func TestRetry(t *testing.T) {
 
 	t.Run("OneAttempt", func(t *testing.T) {
 		n := 0
-		retry(context.Background(), RetryPolicy{MaxElapsed: -1}, func(context.Context) error { n++; return flaky })
+		retryCall(context.Background(), retry.Options{MaxElapsed: -1}, func(context.Context) error { n++; return flaky })
 		if n != 1 {
 			t.Fatalf("%d attempts with a negative budget", n)
 		}

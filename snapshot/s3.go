@@ -17,6 +17,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/recoverd/recoverd/internal/retry"
 )
 
 // S3Repository stores objects in a bucket under a key prefix, through
@@ -34,7 +36,7 @@ type S3Repository struct {
 	requestTimeout time.Duration
 	idleTimeout    time.Duration
 	minUploadRate  int64
-	retry          RetryPolicy
+	policy         retry.Options
 	trailers       bool
 }
 
@@ -115,7 +117,7 @@ func NewS3Repository(_ context.Context, bucket, prefix string, opts S3Options) (
 		client: client, tr: tr, bucket: bucket, prefix: prefix,
 		endpoint: o.Endpoint, region: o.Region, tls: !o.DisableTLS,
 		requestTimeout: o.RequestTimeout, idleTimeout: o.ReadIdleTimeout, minUploadRate: o.MinUploadRate,
-		retry: o.Retry, trailers: !o.NoTrailingChecksums,
+		policy: o.Retry, trailers: !o.NoTrailingChecksums,
 	}, nil
 }
 
@@ -134,7 +136,7 @@ func (r *S3Repository) GoString() string { return r.String() }
 func (r *S3Repository) Bucket() string { return r.bucket }
 
 // RetryPolicy is the policy given in S3Options.Retry.
-func (r *S3Repository) RetryPolicy() RetryPolicy { return r.retry }
+func (r *S3Repository) RetryPolicy() retry.Options { return r.policy }
 
 // Close closes idle connections.
 func (r *S3Repository) Close() error {

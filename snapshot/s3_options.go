@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/recoverd/recoverd/internal/retry"
 )
 
 // S3Options configure an S3 repository. Empty fields are filled from the
@@ -50,8 +52,9 @@ type S3Options struct {
 	// are then SHA-256 signed instead on plain HTTP (slower).
 	NoTrailingChecksums bool
 	// Retry is the policy this package's functions apply to calls on this
-	// repository (the repository itself makes one attempt per call).
-	Retry RetryPolicy
+	// repository (the repository itself makes one attempt per call); zero
+	// fields are retry.Repository's.
+	Retry retry.Options
 	// Metrics, when set, counts every request in
 	// recoverd_s3_requests_total (see CountRequests for the kind label).
 	Metrics *RequestMetrics

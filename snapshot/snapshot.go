@@ -9,13 +9,14 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
 // listKeys lists keys under prefix as a set, with retries.
-func listKeys(ctx context.Context, repo Repository, p RetryPolicy, prefix string) (map[string]bool, error) {
+func listKeys(ctx context.Context, repo Repository, p retry.Options, prefix string) (map[string]bool, error) {
 	var keys []string
-	err := retry(ctx, p, func(ctx context.Context) error {
+	err := retryCall(ctx, p, func(ctx context.Context) error {
 		var err error
 		keys, err = repo.List(ctx, prefix)
 		return err
@@ -32,12 +33,12 @@ func listKeys(ctx context.Context, repo Repository, p RetryPolicy, prefix string
 
 // listIDs lists the snapshot ids of a shard, oldest first. Keys under
 // snapshots/ that are not manifest keys are ignored.
-func listIDs(ctx context.Context, repo Repository, p RetryPolicy, id shardstore.ShardID) ([]string, error) {
+func listIDs(ctx context.Context, repo Repository, p retry.Options, id shardstore.ShardID) ([]string, error) {
 	if err := id.Validate(); err != nil {
 		return nil, err
 	}
 	var keys []string
-	err := retry(ctx, p, func(ctx context.Context) error {
+	err := retryCall(ctx, p, func(ctx context.Context) error {
 		var err error
 		keys, err = repo.List(ctx, ManifestPrefix(id))
 		return err
@@ -57,10 +58,10 @@ func listIDs(ctx context.Context, repo Repository, p RetryPolicy, id shardstore.
 
 // readManifest reads and decodes one manifest, with retries for transient
 // errors. Errors: ErrNotFound, ErrUnavailable, ErrCorruptManifest.
-func readManifest(ctx context.Context, repo Repository, p RetryPolicy, id shardstore.ShardID, snapshotID string) (*Manifest, error) {
+func readManifest(ctx context.Context, repo Repository, p retry.Options, id shardstore.ShardID, snapshotID string) (*Manifest, error) {
 	key := ManifestKey(id, snapshotID)
 	var data []byte
-	err := retry(ctx, p, func(ctx context.Context) error {
+	err := retryCall(ctx, p, func(ctx context.Context) error {
 		body, err := repo.Get(ctx, key)
 		if err != nil {
 			return err
@@ -96,7 +97,7 @@ type Entry struct {
 // readAll reads every manifest of a shard, oldest first. A repository that
 // cannot be listed or read fails the call; a corrupt manifest is an Entry
 // with Err set; a manifest deleted between listing and reading is left out.
-func readAll(ctx context.Context, repo Repository, p RetryPolicy, id shardstore.ShardID) ([]Entry, error) {
+func readAll(ctx context.Context, repo Repository, p retry.Options, id shardstore.ShardID) ([]Entry, error) {
 	ids, err := listIDs(ctx, repo, p, id)
 	if err != nil {
 		return nil, err
@@ -172,7 +173,7 @@ func Read(ctx context.Context, repo Repository, id shardstore.ShardID, snapshotI
 // Shards lists the shards that have objects in the repository.
 func Shards(ctx context.Context, repo Repository) ([]shardstore.ShardID, error) {
 	var keys []string
-	err := retry(ctx, policyOf(repo), func(ctx context.Context) error {
+	err := retryCall(ctx, policyOf(repo), func(ctx context.Context) error {
 		var err error
 		keys, err = repo.List(ctx, "")
 		return err

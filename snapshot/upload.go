@@ -36,7 +36,7 @@ func upload(ctx context.Context, repo Repository, ref *shardstore.CommitRef, f F
 		return err
 	}
 	defer file.Close()
-	return retry(ctx, opts.Retry, func(ctx context.Context) error {
+	return retryCall(ctx, opts.Retry, func(ctx context.Context) error {
 		var r io.Reader = newVerifyingReader(io.NewSectionReader(file, 0, f.Length), f.FileMeta)
 		if opts.Throttle != nil || opts.OnBytes != nil {
 			r = &meteredReader{ctx: ctx, r: r, name: f.Name, throttle: opts.Throttle, onBytes: opts.OnBytes}

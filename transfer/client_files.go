@@ -16,6 +16,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
@@ -40,8 +41,9 @@ type FetchOptions struct {
 	// IdleTimeout cancels and resumes a stream that delivered nothing for
 	// this long (default 30s; negative disables).
 	IdleTimeout time.Duration
-	// Retry is the policy for transient errors.
-	Retry RetryPolicy
+	// Retry is the policy for transient errors; zero fields are
+	// retry.Peer's.
+	Retry retry.Options
 	// MaxCorruptRepeats: a file whose chunk at the same offset fails its
 	// checks this many times in a row fails (default 3).
 	MaxCorruptRepeats int
@@ -82,7 +84,7 @@ func (o *FetchOptions) defaults() {
 	if o.MaxCorruptRepeats <= 0 {
 		o.MaxCorruptRepeats = defaultMaxCorruptRepeats
 	}
-	o.Retry.defaults()
+	o.Retry = retry.Peer.With(o.Retry)
 }
 
 // FetchResult sums up a FetchFiles call (also when it failed).
@@ -234,7 +236,7 @@ func (f *fetcher) fetchFile(ctx context.Context, meta shardstore.FileMeta) error
 	var (
 		corruptAt int64 = -1
 		corruptN  int
-		retry     = newRetrier(f.opts.Retry)
+		retrier   = retry.New(f.opts.Retry)
 	)
 	for {
 		n, err := f.streamOnce(ctx, sf, meta, verified)
@@ -258,7 +260,10 @@ func (f *fetcher) fetchFile(ctx context.Context, meta shardstore.FileMeta) error
 		} else if !IsTransient(err) {
 			return fmt.Errorf("transfer: file %s at offset %d: %w", meta.Name, verified, err)
 		}
-		d, ok := retry.next(n > 0)
+		if n > 0 {
+			retrier.Progress()
+		}
+		d, ok := retrier.Next()
 		if !ok {
 			return fmt.Errorf("transfer: file %s: giving up at offset %d of %d: %w: %w", meta.Name, verified, meta.Length, ErrRetriesExhausted, err)
 		}
@@ -266,7 +271,7 @@ func (f *fetcher) fetchFile(ctx context.Context, meta shardstore.FileMeta) error
 		if f.opts.OnResume != nil {
 			f.opts.OnResume(meta.Name, verified, err)
 		}
-		if err := sleep(ctx, d); err != nil {
+		if err := retry.Sleep(ctx, d); err != nil {
 			return fmt.Errorf("transfer: file %s at offset %d: %w", meta.Name, verified, err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
 )
@@ -29,7 +30,8 @@ type OpsOptions struct {
 	Throttle *Throttle
 	// IdleTimeout as for FetchOptions (default 30s; negative disables).
 	IdleTimeout time.Duration
-	Retry       RetryPolicy
+	// Retry as for FetchOptions (zero fields are retry.Peer's).
+	Retry retry.Options
 	// OnResume is called before the stream is resumed at seqno next.
 	OnResume func(next seqno.SeqNo, cause error)
 	// OnThrottle is called with each wait for the bandwidth budget.
@@ -69,8 +71,7 @@ func FetchOps(ctx context.Context, c OpsClient, shard shardstore.ShardID, r seqn
 	if opts.IdleTimeout == 0 {
 		opts.IdleTimeout = defaultIdleTimeout
 	}
-	opts.Retry.defaults()
-	retry := newRetrier(opts.Retry)
+	retrier := retry.New(retry.Peer.With(opts.Retry))
 	next := r.From
 	for next <= r.To {
 		before := res.Ops
@@ -91,7 +92,10 @@ func FetchOps(ctx context.Context, c OpsClient, shard shardstore.ShardID, r seqn
 		if !IsTransient(err) {
 			return res, fmt.Errorf("transfer: ops %v at %v: %w", r, next, err)
 		}
-		d, ok := retry.next(res.Ops > before)
+		if res.Ops > before {
+			retrier.Progress()
+		}
+		d, ok := retrier.Next()
 		if !ok {
 			return res, fmt.Errorf("transfer: ops %v: giving up at %v: %w: %w", r, next, ErrRetriesExhausted, err)
 		}
@@ -99,7 +103,7 @@ func FetchOps(ctx context.Context, c OpsClient, shard shardstore.ShardID, r seqn
 		if opts.OnResume != nil {
 			opts.OnResume(next, err)
 		}
-		if err := sleep(ctx, d); err != nil {
+		if err := retry.Sleep(ctx, d); err != nil {
 			return res, fmt.Errorf("transfer: ops %v at %v: %w", r, next, err)
 		}
 	}

@@ -93,9 +93,11 @@
 // DeadlineExceeded, ResourceExhausted, Aborted, a transport-level
 // Internal such as RST_STREAM, connection resets, unexpected EOFs, an idle
 // stream, a stream that ended early) is resumed from the last verified
-// offset after an exponential backoff (github.com/cenkalti/backoff/v4: from
-// 200ms, 1.5 times longer each attempt up to 10s, with jitter). The budget
-// (RetryPolicy, default 2 minutes, optionally a count) is time without
+// offset after an exponential backoff: recoverd's one retry policy
+// (internal/retry, on github.com/cenkalti/backoff/v4), FetchOptions.Retry
+// and OpsOptions.Retry, whose zero fields are retry.Peer's (from 200ms,
+// 1.5 times longer each attempt up to 10s, with jitter). The budget
+// (MaxElapsed, default 2 minutes, optionally a count) is time without
 // progress: any verified byte resets it, so a long transfer that is cut
 // now and then is never abandoned for its length alone, while a peer that
 // is down for good is given up on in bounded time, with

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
@@ -85,7 +86,7 @@ func TestResumeAfterStreamCut(t *testing.T) {
 	var resumedAt []int64
 	_, res := recoverAll(t, e, FetchOptions{
 		ChunkSize: MinChunkSize,
-		Retry:     RetryPolicy{Initial: 400 * time.Millisecond},
+		Retry:     retry.Options{Initial: 400 * time.Millisecond},
 		OnResume:  func(_ string, off int64, _ error) { resumedAt = append(resumedAt, off) },
 	})
 	if res.Resumes != 1 || len(resumedAt) != 1 || resumedAt[0] != 3*MinChunkSize {
@@ -108,7 +109,7 @@ func TestResumeAfterConnectionReset(t *testing.T) {
 	}
 	defer conn.Close()
 	e.client = pb.NewPeerServiceClient(conn)
-	_, res := recoverAll(t, e, FetchOptions{Retry: RetryPolicy{Initial: 10 * time.Millisecond}})
+	_, res := recoverAll(t, e, FetchOptions{Retry: retry.Options{Initial: 10 * time.Millisecond}})
 	if res.Resumes == 0 {
 		t.Fatal("no resume after a connection reset")
 	}
@@ -134,7 +135,7 @@ func TestCorruptChunkRefetched(t *testing.T) {
 				return nil
 			})
 			e := startEnv(t, src, envOpts{server: []grpc.ServerOption{hook}})
-			_, res := recoverAll(t, e, FetchOptions{ChunkSize: MinChunkSize, Retry: RetryPolicy{Initial: time.Millisecond}})
+			_, res := recoverAll(t, e, FetchOptions{ChunkSize: MinChunkSize, Retry: retry.Options{Initial: time.Millisecond}})
 			if res.Resumes != 1 {
 				t.Fatalf("resumes = %d, want 1", res.Resumes)
 			}
@@ -157,7 +158,7 @@ func TestCorruptChunkRepeatedGivesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, st := newTarget(t, "rec-1")
-	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st, FetchOptions{ChunkSize: MinChunkSize, Retry: RetryPolicy{Initial: time.Millisecond}})
+	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st, FetchOptions{ChunkSize: MinChunkSize, Retry: retry.Options{Initial: time.Millisecond}})
 	name := info.Meta.Files[0].Name
 	if !errors.Is(err, shardstore.ErrCorrupt) || !strings.Contains(err.Error(), name) || IsTransient(err) {
 		t.Fatalf("err = %v; want a permanent ErrCorrupt naming %s", err, name)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/internal/testutil"
 	"github.com/recoverd/recoverd/shardstore"
 )
@@ -40,7 +41,7 @@ func TestFullDiskFailsTheTransferAtOnce(t *testing.T) {
 	defer st.Abandon()
 	start := time.Now()
 	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st,
-		FetchOptions{Retry: RetryPolicy{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, MaxElapsed: 20 * time.Second}})
+		FetchOptions{Retry: retry.Options{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, MaxElapsed: 20 * time.Second}})
 	took := time.Since(start)
 	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "no space left on device") {
 		t.Fatalf("fetch onto a full disk: %v, want ENOSPC named", err)

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
 )
@@ -100,7 +101,7 @@ func TestFetchOpsResumesAfterCut(t *testing.T) {
 	e := startEnv(t, src, envOpts{server: []grpc.ServerOption{cut}})
 	var resumedAt []seqno.SeqNo
 	r := seqno.Range{From: 100, To: 999}
-	got, res, err := collectOps(t, e, r, OpsOptions{BatchSize: 100, Retry: RetryPolicy{Initial: time.Millisecond},
+	got, res, err := collectOps(t, e, r, OpsOptions{BatchSize: 100, Retry: retry.Options{Initial: time.Millisecond},
 		OnResume: func(next seqno.SeqNo, _ error) { resumedAt = append(resumedAt, next) }})
 	if err != nil {
 		t.Fatal(err)

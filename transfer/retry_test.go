@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
@@ -87,7 +88,7 @@ func TestIdleStreamIsResumed(t *testing.T) {
 	_, st := newTarget(t, "rec-1")
 	start := time.Now()
 	res, err := FetchFiles(ctxT(t), fc, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st,
-		FetchOptions{IdleTimeout: 100 * time.Millisecond, Retry: RetryPolicy{Initial: time.Millisecond}})
+		FetchOptions{IdleTimeout: 100 * time.Millisecond, Retry: retry.Options{Initial: time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func TestIdleAfterProgressAndStuckServer(t *testing.T) {
 	fc.stall.Store(1000)
 	_, st := newTarget(t, "rec-1")
 	_, err := FetchFiles(ctxT(t), fc, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st,
-		FetchOptions{IdleTimeout: 20 * time.Millisecond, Retry: RetryPolicy{Initial: time.Millisecond, MaxRetries: 3}})
+		FetchOptions{IdleTimeout: 20 * time.Millisecond, Retry: retry.Options{Initial: time.Millisecond, MaxRetries: 3}})
 	// Every stream moves one chunk, so progress resets the budget until the
 	// file is done: stalls after progress are not failures in a row.
 	if err != nil {
@@ -120,7 +121,7 @@ func TestIdleAfterProgressAndStuckServer(t *testing.T) {
 		}
 	}}
 	_, st2 := newTarget(t, "rec-2")
-	_, err = FetchFiles(ctxT(t), fc2, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st2, FetchOptions{Retry: RetryPolicy{Initial: time.Millisecond}})
+	_, err = FetchFiles(ctxT(t), fc2, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st2, FetchOptions{Retry: retry.Options{Initial: time.Millisecond}})
 	if !errors.Is(err, shardstore.ErrCorrupt) || !strings.Contains(err.Error(), "seg_idle") {
 		t.Fatalf("stuck server: %v", err)
 	}
@@ -132,7 +133,7 @@ func TestTransientBudget(t *testing.T) {
 	fc := &failingFiles{err: status.Error(codes.Unavailable, "down"), calls: &calls}
 	_, st := newTarget(t, "rec-1")
 	_, err := FetchFiles(ctxT(t), fc, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st,
-		FetchOptions{Retry: RetryPolicy{Initial: time.Millisecond, Max: 2 * time.Millisecond, MaxRetries: 4}})
+		FetchOptions{Retry: retry.Options{Initial: time.Millisecond, Max: 2 * time.Millisecond, MaxRetries: 4}})
 	if !errors.Is(err, ErrRetriesExhausted) || IsTransient(err) || calls.Load() != 5 {
 		t.Fatalf("err %v after %d calls", err, calls.Load())
 	}

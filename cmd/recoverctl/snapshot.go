@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 )
@@ -31,7 +32,7 @@ func (f *snapRepoFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.url, "repo", os.Getenv("RECOVERD_REPO"),
 		"snapshot repository: file:///abs/path or s3://bucket/prefix?endpoint=host:port&tls=false; S3 credentials from RECOVERD_S3_ACCESS_KEY/RECOVERD_S3_SECRET_KEY or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (default: $RECOVERD_REPO, else <data>/snapshots when --data is given, as recoverd does)")
-	fl.DurationVar(&f.retryFor, "retry-for", snapshot.DefaultRetry.MaxElapsed,
+	fl.DurationVar(&f.retryFor, "retry-for", retry.Repository.MaxElapsed,
 		"how long to retry transient S3 errors before giving up (0: one attempt)")
 }
 
@@ -51,9 +52,8 @@ func (f *snapRepoFlags) resolve(dataDir string) (string, error) {
 	return (&url.URL{Scheme: "file", Path: filepath.Join(abs, "snapshots")}).String(), nil
 }
 
-func (f *snapRepoFlags) retryPolicy() snapshot.RetryPolicy {
-	p := snapshot.DefaultRetry
-	p.MaxElapsed = f.retryFor
+func (f *snapRepoFlags) retryPolicy() retry.Options {
+	p := retry.Options{MaxElapsed: f.retryFor}
 	if f.retryFor <= 0 {
 		p.MaxElapsed = -1 // one attempt
 	}

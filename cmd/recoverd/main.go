@@ -34,6 +34,7 @@ import (
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/cleanup"
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/recovery"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
@@ -118,7 +119,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	return 0
 }
 
-func openRepo(ctx context.Context, cfg Config, requests *snapshot.RequestMetrics) (snapshot.Repository, error) {
+func openRepo(ctx context.Context, cfg Config, requests *snapshot.RequestMetrics, policy retry.Options) (snapshot.Repository, error) {
 	url := cfg.Repo
 	switch url {
 	case "none":
@@ -130,12 +131,9 @@ func openRepo(ctx context.Context, cfg Config, requests *snapshot.RequestMetrics
 		}
 		url = "file://" + abs
 	}
-	// Repository calls retry transient errors for the node's retry budget
-	// (at most the package default, 30s), as snapshot downloads do.
 	return snapshot.OpenRepository(ctx, url, snapshot.S3Options{Endpoint: cfg.S3Endpoint, Region: cfg.S3Region,
 		AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, DisableTLS: cfg.S3Insecure,
-		RequestTimeout: cfg.S3Timeout, ReadIdleTimeout: cfg.S3Timeout, Metrics: requests,
-		Retry: snapshot.RetryPolicy{MaxElapsed: min(cfg.RetryBudget, snapshot.DefaultRetry.MaxElapsed)}})
+		RequestTimeout: cfg.S3Timeout, ReadIdleTimeout: cfg.S3Timeout, Metrics: requests, Retry: policy})
 }
 
 // peers keeps one client connection per source address.
@@ -181,7 +179,12 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	if err := shards.openAll(); err != nil {
 		return err
 	}
-	repo, err := openRepo(ctx, cfg, snapshot.NewRequestMetrics(reg))
+	// One retry policy, from --retry-budget: peer streams and calls to a
+	// source retry for all of it; repository calls and snapshot downloads
+	// for at most the repository's default budget (30s) of it.
+	peerRetry := retry.Options{MaxElapsed: cfg.RetryBudget}
+	repoRetry := retry.Options{MaxElapsed: min(cfg.RetryBudget, retry.Repository.MaxElapsed)}
+	repo, err := openRepo(ctx, cfg, snapshot.NewRequestMetrics(reg), repoRetry)
 	if err != nil {
 		return fmt.Errorf("snapshot repository: %w", err)
 	}
@@ -201,16 +204,15 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	}
 	dialer := &peers{opts: append(transfer.DialOptions(), sec.dialCreds()), conns: map[string]*grpc.ClientConn{}}
 	defer dialer.close()
-	retry := transfer.RetryPolicy{MaxElapsed: cfg.RetryBudget}
 	mgr := recovery.NewManager(recovery.Config{
 		NodeID: cfg.NodeID, Targets: shards, Dial: dialer.dial, Repo: repo, UseSnapshots: cfg.UseSnapshots,
 		Throttle: throttle, MaxConcurrent: cfg.MaxRecoveries, MaxSnapshotDownloads: cfg.MaxSnapshotDownloads,
 		Fetch: transfer.FetchOptions{Parallel: cfg.ParallelFiles, ChunkSize: int(cfg.ChunkSize), NoCompression: !cfg.Compression,
-			IdleTimeout: cfg.IdleTimeout, Retry: retry},
-		Ops:    transfer.OpsOptions{IdleTimeout: cfg.IdleTimeout, Retry: retry},
+			IdleTimeout: cfg.IdleTimeout, Retry: peerRetry},
+		Ops:    transfer.OpsOptions{IdleTimeout: cfg.IdleTimeout, Retry: peerRetry},
 		PinTTL: cfg.PinTTL, PinWait: cfg.PinWait, DataDir: cfg.Data, DiskMargin: diskMargin, KeepFinished: cfg.KeepFinished, VerifyDigest: digestCheck, StateDir: filepath.Join(cfg.Data, "recoveries"),
 		NewDownloader: func() *snapshot.Downloader {
-			return &snapshot.Downloader{RetryMaxElapsed: min(cfg.RetryBudget, 30*time.Second)}
+			return &snapshot.Downloader{Retry: repoRetry}
 		},
 		Metrics: recovery.NewMetrics(reg), Logger: log,
 	})
