@@ -12,7 +12,7 @@ import (
 )
 
 // callSource runs a unary call to the source, retrying transient errors
-// (transfer.IsTransient: the source restarting, a connection cut, a source
+// (retry.IsTransient: the source restarting, a connection cut, a source
 // that does not answer within the per-call deadline) under the node's
 // retry policy (Config.Fetch.Retry, retry.Peer's where unset), as file and
 // op streams do. Each attempt is bounded by the idle timeout
@@ -30,8 +30,7 @@ func (a *attempt) callSource(ctx context.Context, what string, call func(ctx con
 // timeout <= 0 sets none (keepalive still drops a dead connection).
 func (a *attempt) callSourceWithin(ctx context.Context, what string, timeout time.Duration, call func(ctx context.Context) error) error {
 	loop := retry.Loop{
-		Options:   retry.Peer.With(a.m.cfg.Fetch.Retry),
-		Transient: transfer.IsTransient,
+		Options: retry.Peer.With(a.m.cfg.Fetch.Retry),
 		OnRetry: func(err error, d time.Duration) {
 			a.m.cfg.Metrics.retries.WithLabelValues("source_call").Inc()
 			a.log.Info("call to the source failed; retrying", "call", what, "retry_in", d.Round(time.Millisecond), "error", err)

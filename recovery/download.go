@@ -9,10 +9,10 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/recoverd/recoverd/internal/fsutil"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
-	"github.com/recoverd/recoverd/transfer"
 )
 
 // peerFetches returns a function that starts fetching files from the
@@ -152,7 +152,7 @@ func (a *attempt) download(ctx context.Context, p planner.Plan, manifest *snapsh
 			}
 			m.cfg.Metrics.downloadErrors.Inc()
 			switch {
-			case transfer.IsNoSpace(err):
+			case fsutil.IsNoSpace(err):
 				fail(fmt.Errorf("download %s from the snapshot: %w", f.Name, err))
 			case repositoryFailed(err):
 				fail(&snapshotFailure{file: f.Name, err: err})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/transfer"
@@ -191,7 +192,7 @@ func (s *Service) ExplainPlan(ctx context.Context, req *pb.ExplainPlanRequest) (
 		switch {
 		case errors.Is(err, shardstore.ErrInvalidName):
 			code = codes.InvalidArgument
-		case transfer.IsTransient(err), errors.Is(err, transfer.ErrRetriesExhausted):
+		case retry.IsTransient(err), errors.Is(err, transfer.ErrRetriesExhausted):
 			// The source stopped answering while planning.
 			code = codes.Unavailable
 		}

@@ -128,11 +128,12 @@
 // (internal/retry), with one budget: S3Options.Retry for calls on the
 // repository, Downloader.Retry for downloads, whose zero fields are
 // retry.Repository's (from 100ms, 1.5 times longer each attempt up to 5s,
-// with jitter, for 30s without progress). Transient errors (IsTransient:
-// network errors, connection resets, timeouts, 5xx, SlowDown) are
-// retried; permanent ones
-// (not found, access denied, missing bucket, checksum mismatch, corrupt
-// manifest, a cancelled context) are returned at once. When the budget
+// with jitter, for 30s without progress). Transient errors (network
+// errors, connection resets, timeouts, 5xx, SlowDown: the repository's
+// errors say so, and retry.IsTransient, the one classification, reads it)
+// are retried; permanent ones (not found, access denied, missing bucket,
+// checksum mismatch, corrupt manifest, a cancelled context) are returned
+// at once. When the budget
 // runs out the error says after how many attempts and how long; when the
 // context ends it wraps both the cause and the last repository error.
 //

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
@@ -109,7 +110,7 @@ func testDownloads(t *testing.T, newRepo func(t *testing.T) Repository, corrupt 
 		if !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), victim.Name) {
 			t.Fatalf("download of a corrupt blob: %v, want ErrChecksum naming %s", err, victim.Name)
 		}
-		if IsTransient(err) || time.Since(start) > 10*time.Second {
+		if retry.IsTransient(err) || time.Since(start) > 10*time.Second {
 			t.Fatalf("checksum mismatch retried (%v): %v", time.Since(start), err)
 		}
 		if names := stagedNames(t, fx.st); len(names) != 0 {

@@ -82,19 +82,12 @@ func accessDenied(op, repo, key string, err error) error {
 	return &repoError{op: op, repo: repo, key: key, kinds: []error{ErrAccessDenied, ErrUnavailable}, err: err}
 }
 
-// IsTransient reports whether err is a repository failure that retrying may
-// fix: network errors, timeouts, 5xx and SlowDown answers, a connection
-// reset or a body cut short. Not found, access denied, checksum and corrupt
-// manifest errors are permanent, and so is an error returned because the
-// caller's context ended (even when it carries the last transient error).
-func IsTransient(err error) bool {
-	var ce *ctxError
-	if errors.As(err, &ce) {
-		return false
-	}
-	var re *repoError
-	return errors.As(err, &re) && re.transient
-}
+// Transient says whether retrying may fix the failure (retry.IsTransient
+// reads it): network errors, timeouts, 5xx and SlowDown answers, a
+// connection reset or a body cut short are transient; not found, access
+// denied, a missing bucket are not. Checksum and corrupt manifest errors
+// are no repoError: permanent too.
+func (e *repoError) Transient() bool { return e.transient }
 
 // ctxError is returned when the caller's context ended while retrying: it
 // is the context's error, with the last repository error kept visible.
@@ -107,6 +100,10 @@ func (e *ctxError) Error() string {
 }
 
 func (e *ctxError) Unwrap() []error { return []error{e.cause, e.last} }
+
+// Transient is false: the caller's context ended, even when the last
+// repository error was transient.
+func (e *ctxError) Transient() bool { return false }
 
 // ctxErr returns a non-nil error when the caller's context is done,
 // wrapping lastErr (when set) so both the cause and the repository error

@@ -199,7 +199,7 @@ func TestS3Paused(t *testing.T) {
 		for what, err := range map[string]error{"stat": serr, "put": perr, "get": gerr} {
 			msg := fmt.Sprint(err)
 			t.Logf("%s: %s", what, msg)
-			if !errors.Is(err, ErrUnavailable) || !IsTransient(err) || !errors.Is(err, errRequestTimeout) ||
+			if !errors.Is(err, ErrUnavailable) || !retry.IsTransient(err) || !errors.Is(err, errRequestTimeout) ||
 				strings.Count(msg, "no answer within ") != 1 || !strings.Contains(msg, "lost its quorum") || strings.Contains(msg, "http://") {
 				t.Fatalf("%s with the store paused: %q; want one transient ErrUnavailable saying it got no answer within the deadline, and why that may be, without the URL", what, msg)
 			}

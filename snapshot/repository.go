@@ -17,8 +17,10 @@ import (
 // call is a single attempt bounded in time: retrying transient errors is
 // the caller's job (this package's functions and Downloader do it).
 //
-// Errors wrap ErrNotFound, ErrUnavailable or ErrAccessDenied; IsTransient
-// tells which ones retrying may fix.
+// Errors wrap ErrNotFound, ErrUnavailable or ErrAccessDenied, and say
+// whether retrying may fix them with a Transient() bool method, which
+// retry.IsTransient reads (an error without one is permanent here, unless
+// it is a network error).
 type Repository interface {
 	// Put durably stores exactly size bytes read from r under key,
 	// replacing any object there; readers see the old or the new object,

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/recoverd/recoverd/internal/retry"
 )
 
 // testRepository is the contract every Repository implementation passes
@@ -318,7 +320,7 @@ func checkNotFound(t *testing.T, what string, err error) {
 	if !errors.Is(err, ErrNotFound) {
 		t.Fatalf("%s: %v, want ErrNotFound", what, err)
 	}
-	if errors.Is(err, ErrUnavailable) || IsTransient(err) {
+	if errors.Is(err, ErrUnavailable) || retry.IsTransient(err) {
 		t.Fatalf("%s: not found also reported as unavailable or transient: %v", what, err)
 	}
 }

@@ -9,15 +9,14 @@ import (
 )
 
 // loop is the retry loop of repository calls under p (zero fields are
-// retry.Repository's): transient repository errors (IsTransient) are
+// retry.Repository's): transient repository errors (retry.IsTransient) are
 // retried until the budget is spent, and the error given up with carries
 // the last repository error, with how many attempts were made for how
 // long; when the caller's context ends, the error is the context's with
 // the last repository error kept visible (ctxErr).
 func loop(p retry.Options) retry.Loop {
 	return retry.Loop{
-		Options:   retry.Repository.With(p),
-		Transient: IsTransient,
+		Options: retry.Repository.With(p),
 		GiveUp: func(err error, r *retry.Retrier) error {
 			return fmt.Errorf("%w (gave up after %d attempts in %v)", err, r.Attempts(), r.Elapsed().Round(time.Millisecond))
 		},

@@ -68,7 +68,7 @@ func TestRetry(t *testing.T) {
 		time.AfterFunc(50*time.Millisecond, cancel)
 		start := time.Now()
 		err := retryCall(ctx, slow, func(context.Context) error { return flaky })
-		if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrUnavailable) || IsTransient(err) {
+		if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrUnavailable) || retry.IsTransient(err) {
 			t.Fatalf("err %v: want the cancel and the last error, not transient", err)
 		}
 		if d := time.Since(start); d > time.Second {
@@ -115,8 +115,8 @@ func TestS3Classify(t *testing.T) {
 	}
 	for name, c := range cases {
 		err := r.classify(ctx, "get", "k", c.err)
-		if !errors.Is(err, c.want.kind) || IsTransient(err) != c.want.transient {
-			t.Errorf("%s: %v (transient %v), want %v transient %v", name, err, IsTransient(err), c.want.kind, c.want.transient)
+		if !errors.Is(err, c.want.kind) || retry.IsTransient(err) != c.want.transient {
+			t.Errorf("%s: %v (transient %v), want %v transient %v", name, err, retry.IsTransient(err), c.want.kind, c.want.transient)
 		}
 		if c.want.kind == ErrAccessDenied && !errors.Is(err, ErrUnavailable) {
 			t.Errorf("%s: access denied is not also unavailable", name)
@@ -127,7 +127,7 @@ func TestS3Classify(t *testing.T) {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := r.classify(cctx, "get", "k", syscall.ECONNRESET); !errors.Is(err, context.Canceled) || IsTransient(err) || errors.Is(err, ErrUnavailable) {
+	if err := r.classify(cctx, "get", "k", syscall.ECONNRESET); !errors.Is(err, context.Canceled) || retry.IsTransient(err) || errors.Is(err, ErrUnavailable) {
 		t.Errorf("error after the caller's cancel: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/internal/testutil"
 )
 
@@ -40,7 +41,7 @@ func TestS3(t *testing.T) {
 		start := time.Now()
 		_, err := r.List(ctx, "")
 		checkUnavailable(t, "list", err)
-		if IsTransient(err) {
+		if retry.IsTransient(err) {
 			t.Fatalf("a missing bucket is retried: %v", err)
 		}
 		if !strings.Contains(err.Error(), "no-such-bucket-here") {
@@ -85,7 +86,7 @@ func TestS3(t *testing.T) {
 			if !errors.Is(err, ErrAccessDenied) || !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotFound) {
 				t.Fatalf("%s with a wrong secret: %v, want ErrAccessDenied (and ErrUnavailable)", name, err)
 			}
-			if IsTransient(err) {
+			if retry.IsTransient(err) {
 				t.Fatalf("%s: access denied is retried: %v", name, err)
 			}
 			if strings.Contains(err.Error(), "not-the-secret-key") {
@@ -183,7 +184,7 @@ func TestS3OptionsNoSecrets(t *testing.T) {
 		t.Fatalf("stat against a closed port: %v", err)
 	}
 	checkUnavailable(t, "stat against a closed port", err)
-	if !IsTransient(err) {
+	if !retry.IsTransient(err) {
 		t.Fatalf("connection refused is not transient: %v", err)
 	}
 }

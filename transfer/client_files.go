@@ -120,7 +120,7 @@ type fetcher struct {
 // before it is written at its offset, and the whole file's CRC32C is
 // verified (StagedFile.Verify) before it counts as received.
 //
-// A stream broken by a transient error (IsTransient), a corrupt chunk or a
+// A stream broken by a transient error (retry.IsTransient), a corrupt chunk or a
 // silent peer (opts.IdleTimeout) is resumed from the last verified offset
 // after a backoff (opts.Retry); bytes already verified are never asked for
 // again. Permanent errors (NotFound, InvalidArgument, FailedPrecondition,
@@ -257,7 +257,7 @@ func (f *fetcher) fetchFile(ctx context.Context, meta shardstore.FileMeta) error
 				return fmt.Errorf("transfer: file %s: %d corrupt chunks in a row at offset %d (last: %v): %w",
 					meta.Name, corruptN, verified, err, shardstore.ErrCorrupt)
 			}
-		} else if !IsTransient(err) {
+		} else if !retry.IsTransient(err) {
 			return fmt.Errorf("transfer: file %s at offset %d: %w", meta.Name, verified, err)
 		}
 		if n > 0 {

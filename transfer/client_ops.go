@@ -89,7 +89,7 @@ func FetchOps(ctx context.Context, c OpsClient, shard shardstore.ShardID, r seqn
 		if errors.As(err, &fe) {
 			return res, fe.err
 		}
-		if !IsTransient(err) {
+		if !retry.IsTransient(err) {
 			return res, fmt.Errorf("transfer: ops %v at %v: %w", r, next, err)
 		}
 		if res.Ops > before {

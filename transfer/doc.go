@@ -89,7 +89,7 @@
 //
 // # Retries
 //
-// A stream broken by a transient error (IsTransient: gRPC Unavailable,
+// A stream broken by a transient error (retry.IsTransient: gRPC Unavailable,
 // DeadlineExceeded, ResourceExhausted, Aborted, a transport-level
 // Internal such as RST_STREAM, connection resets, unexpected EOFs, an idle
 // stream, a stream that ended early) is resumed from the last verified
@@ -110,7 +110,7 @@
 // shardstore.ErrCorrupt. Permanent errors (NotFound, InvalidArgument,
 // FailedPrecondition, OutOfRange, a message over the 16 MiB bound, a file
 // that does not verify, local write errors, cancellation) are never
-// retried: a full disk (ENOSPC, EDQUOT: IsNoSpace) fails the transfer at
+// retried: a full disk (ENOSPC, EDQUOT: fsutil.IsNoSpace) fails the transfer at
 // the first write, with "no space left on device" in its error. FetchOps resumes the same way,
 // after the last op the caller's function accepted.
 //

@@ -4,17 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"net"
-	"strings"
-	"syscall"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
 )
@@ -32,16 +28,18 @@ var (
 	ErrHistoryMismatch = errors.New("transfer: history UUID mismatch")
 	// ErrChunkCorrupt marks a chunk that failed its checks (offset, length,
 	// CRC32C, decompression). A few in a row at the same offset end the
-	// transfer of the file.
-	ErrChunkCorrupt = errors.New("transfer: corrupt chunk")
+	// transfer of the file. It is transient (retry.IsTransient).
+	ErrChunkCorrupt = retry.Sentinel("transfer: corrupt chunk", true)
 	// ErrIdle means a stream delivered nothing for longer than the idle
-	// timeout; the transfer is resumed on a new stream.
-	ErrIdle = errors.New("transfer: stream idle for too long")
-	// ErrShortStream means a stream ended before the bytes asked for.
-	ErrShortStream = errors.New("transfer: stream ended early")
+	// timeout; the transfer is resumed on a new stream. It is transient.
+	ErrIdle = retry.Sentinel("transfer: stream idle for too long", true)
+	// ErrShortStream means a stream ended before the bytes asked for. It
+	// is transient.
+	ErrShortStream = retry.Sentinel("transfer: stream ended early", true)
 	// ErrRetriesExhausted wraps the last transient error of a transfer that
-	// gave up: its retry budget is spent. It is not transient itself.
-	ErrRetriesExhausted = errors.New("transfer: retries exhausted")
+	// gave up: its retry budget is spent. It is not transient itself,
+	// whatever it wraps.
+	ErrRetriesExhausted = retry.Sentinel("transfer: retries exhausted", false)
 	// ErrProtocol means the peer answered something the protocol forbids
 	// (ops out of order or outside the range asked for).
 	ErrProtocol = errors.New("transfer: protocol violation")
@@ -182,53 +180,4 @@ func FromStatus(err error) error {
 		e.sentinel = shardstore.ErrNotFound
 	}
 	return e
-}
-
-// IsTransient reports whether a transfer that failed with err may succeed
-// when retried: the gRPC codes Unavailable, DeadlineExceeded,
-// ResourceExhausted (but not a message over the size bound) and Aborted, an Internal error that comes from the
-// transport (RST_STREAM, connection reset), connection resets, unexpected
-// EOFs and network errors, idle or short streams, and corrupt chunks (the
-// caller bounds how often). Permanent: NotFound, InvalidArgument,
-// FailedPrecondition, OutOfRange, checksum mismatches of whole files,
-// cancellation, and anything local: a disk that is full (IsNoSpace) or
-// fails a write is not fixed by asking the source again.
-func IsTransient(err error) bool {
-	if err == nil || errors.Is(err, ErrRetriesExhausted) || IsNoSpace(err) {
-		return false
-	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return false // a local file: syscall.Errno would pass for a net.Error below
-	}
-	if errors.Is(err, ErrIdle) || errors.Is(err, ErrShortStream) || errors.Is(err, ErrChunkCorrupt) {
-		return true
-	}
-	if st, ok := status.FromError(err); ok {
-		switch st.Code() {
-		case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
-			return true
-		case codes.ResourceExhausted:
-			// A message over the size bound (either side's) is as large
-			// when asked for again: retrying only moves it again.
-			return !strings.Contains(st.Message(), "message larger than max")
-		case codes.Internal:
-			m := strings.ToLower(st.Message())
-			return strings.Contains(m, "rst_stream") || strings.Contains(m, "connection reset") ||
-				strings.Contains(m, "transport") || strings.Contains(m, "unexpected eof")
-		}
-		return false
-	}
-	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, io.ErrUnexpectedEOF) {
-		return true
-	}
-	var ne net.Error
-	return errors.As(err, &ne)
-}
-
-// IsNoSpace reports whether err is a full disk or an exhausted quota
-// (ENOSPC, EDQUOT): permanent for a transfer, whose bytes need the space.
-func IsNoSpace(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
 )
@@ -71,7 +72,7 @@ func TestErrorMapping(t *testing.T) {
 		{&fs.PathError{Op: "write", Path: "f", Err: syscall.EIO}, false},
 		{nil, false},
 	} {
-		if got := IsTransient(tc.err); got != tc.want {
+		if got := retry.IsTransient(tc.err); got != tc.want {
 			t.Errorf("IsTransient(%v) = %v", tc.err, got)
 		}
 	}

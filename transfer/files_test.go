@@ -160,7 +160,7 @@ func TestCorruptChunkRepeatedGivesUp(t *testing.T) {
 	_, st := newTarget(t, "rec-1")
 	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st, FetchOptions{ChunkSize: MinChunkSize, Retry: retry.Options{Initial: time.Millisecond}})
 	name := info.Meta.Files[0].Name
-	if !errors.Is(err, shardstore.ErrCorrupt) || !strings.Contains(err.Error(), name) || IsTransient(err) {
+	if !errors.Is(err, shardstore.ErrCorrupt) || !strings.Contains(err.Error(), name) || retry.IsTransient(err) {
 		t.Fatalf("err = %v; want a permanent ErrCorrupt naming %s", err, name)
 	}
 	if res.Resumes != defaultMaxCorruptRepeats-1 {

@@ -46,7 +46,7 @@ func TestFullDiskFailsTheTransferAtOnce(t *testing.T) {
 	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "no space left on device") {
 		t.Fatalf("fetch onto a full disk: %v, want ENOSPC named", err)
 	}
-	if errors.Is(err, ErrRetriesExhausted) || IsTransient(err) || res.Resumes != 0 {
+	if errors.Is(err, ErrRetriesExhausted) || retry.IsTransient(err) || res.Resumes != 0 {
 		t.Fatalf("a full disk was retried (%d resumes, %v): %v", res.Resumes, took, err)
 	}
 	t.Logf("failed after %v: %v", took.Round(time.Millisecond), err)

@@ -159,7 +159,7 @@ func TestFetchOpsErrors(t *testing.T) {
 	src2 := newSourceShard(t, t.TempDir(), sourceSpec{docs: 100, valueSize: 10})
 	e2 := startEnv(t, src2, envOpts{})
 	_, err = FetchOps(ctx, e2.client, testShard, seqno.Range{From: 0, To: 99}, src2.Stats().HistoryUUID, fn, OpsOptions{})
-	if !errors.Is(err, seqno.ErrCompacted) || status.Code(err) != codes.FailedPrecondition || IsTransient(err) {
+	if !errors.Is(err, seqno.ErrCompacted) || status.Code(err) != codes.FailedPrecondition || retry.IsTransient(err) {
 		t.Fatalf("compacted ops: %v", err)
 	}
 }
@@ -208,7 +208,7 @@ func TestLeases(t *testing.T) {
 
 	advance(2 * time.Minute) // past the TTL
 	_, err = RenewLease(ctx, e.client, testShard, "rec-1", seqno.Unassigned)
-	if !errors.Is(err, seqno.ErrLeaseLost) || status.Code(err) != codes.NotFound || Reason(err) != pb.ErrorReason_LEASE_LOST || IsTransient(err) {
+	if !errors.Is(err, seqno.ErrLeaseLost) || status.Code(err) != codes.NotFound || Reason(err) != pb.ErrorReason_LEASE_LOST || retry.IsTransient(err) {
 		t.Fatalf("renew after expiry: %v", err)
 	}
 	if _, err := RenewLease(ctx, e.client, testShard, "never-held", 5); !errors.Is(err, seqno.ErrLeaseLost) {

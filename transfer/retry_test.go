@@ -134,7 +134,7 @@ func TestTransientBudget(t *testing.T) {
 	_, st := newTarget(t, "rec-1")
 	_, err := FetchFiles(ctxT(t), fc, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st,
 		FetchOptions{Retry: retry.Options{Initial: time.Millisecond, Max: 2 * time.Millisecond, MaxRetries: 4}})
-	if !errors.Is(err, ErrRetriesExhausted) || IsTransient(err) || calls.Load() != 5 {
+	if !errors.Is(err, ErrRetriesExhausted) || retry.IsTransient(err) || calls.Load() != 5 {
 		t.Fatalf("err %v after %d calls", err, calls.Load())
 	}
 	calls.Store(0)

@@ -4,7 +4,8 @@
 // (the pattern of etcd's pkg/ioutil and Prometheus' tsdb/fileutil).
 //
 // Temporary files carry TempPrefix so that a startup sweep can recognise and
-// remove what a crash left behind.
+// remove what a crash left behind. IsNoSpace tells a full disk or quota
+// from other write errors.
 package fsutil
 
 import (

@@ -3,7 +3,8 @@
 // time without progress and, optionally, a count of retries in a row
 // (CockroachDB's util/retry.Options). Every retried operation uses it: peer
 // file and op streams and calls to a source (transfer, recovery),
-// repository calls and snapshot downloads (snapshot).
+// repository calls and snapshot downloads (snapshot). IsTransient is the
+// one classification of the errors worth another attempt.
 //
 // The project's defaults live here: Peer for everything that talks to a
 // source node, Repository for the snapshot repository. recoverd builds one
@@ -140,7 +141,7 @@ func Sleep(ctx context.Context, d time.Duration) error {
 type Loop struct {
 	Options
 	// Transient says whether an attempt that failed with err may succeed
-	// if made again.
+	// if made again (default IsTransient).
 	Transient func(err error) bool
 	// OnRetry, when set, is called before each pause.
 	OnRetry func(err error, pause time.Duration)
@@ -168,7 +169,11 @@ func (l Loop) Pause(ctx context.Context, r *Retrier, err error) error {
 	if ctx.Err() != nil {
 		return l.stopped(ctx, err)
 	}
-	if !l.Transient(err) {
+	transient := l.Transient
+	if transient == nil {
+		transient = IsTransient
+	}
+	if !transient(err) {
 		return err
 	}
 	d, ok := r.Next()
