@@ -11,8 +11,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/internal/testutil"
-	"github.com/recoverd/recoverd/transfer"
 )
 
 // Authorization on the peer API, with real processes and the certificates
@@ -77,8 +77,8 @@ func TestPeerAuthorization(t *testing.T) {
 		}
 		_, err := pin(n2)
 		requireStatus(t, "a third pin of n2", err, codes.ResourceExhausted, "node n2 holds 2 commit pins")
-		if transfer.Reason(err) != pb.ErrorReason_TOO_MANY_PINS {
-			t.Fatalf("reason %v", transfer.Reason(err))
+		if rpcerr.Reason(err) != pb.ErrorReason_TOO_MANY_PINS {
+			t.Fatalf("reason %v", rpcerr.Reason(err))
 		}
 		other := mustv(pin(n3))(t).Pin.Id // the bound is n2's, not the node's
 		for _, id := range ids {
@@ -96,8 +96,8 @@ func TestPeerAuthorization(t *testing.T) {
 		}
 		err := lease(n2, "n2-c")
 		requireStatus(t, "a third lease of n2", err, codes.ResourceExhausted, "too many retention leases")
-		if transfer.Reason(err) != pb.ErrorReason_TOO_MANY_LEASES {
-			t.Fatalf("reason %v", transfer.Reason(err))
+		if rpcerr.Reason(err) != pb.ErrorReason_TOO_MANY_LEASES {
+			t.Fatalf("reason %v", rpcerr.Reason(err))
 		}
 		if err := lease(n3, "n3-a"); err != nil { // the bound is n2's
 			t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 	"github.com/recoverd/recoverd/transfer"
@@ -118,8 +119,8 @@ func TestBadInputUnknownShard(t *testing.T) {
 
 	_, err := peer.GetShardMetadata(ctx, &pb.GetShardMetadataRequest{Shard: unknown})
 	requireStatus(t, "GetShardMetadata of an unknown shard", err, codes.NotFound, "nope/7", "not on this node")
-	if transfer.Reason(err) != pb.ErrorReason_SHARD_NOT_FOUND {
-		t.Fatalf("reason %v", transfer.Reason(err))
+	if rpcerr.Reason(err) != pb.ErrorReason_SHARD_NOT_FOUND {
+		t.Fatalf("reason %v", rpcerr.Reason(err))
 	}
 	_, err = peer.PinCommit(ctx, &pb.PinCommitRequest{Shard: unknown})
 	requireStatus(t, "PinCommit of an unknown shard", err, codes.NotFound, "nope/7")
@@ -206,8 +207,8 @@ func TestBadInputSeqnoRangesAndOffsets(t *testing.T) {
 	} {
 		err := streamErr(peer.FetchOps(ctx, &pb.FetchOpsRequest{Shard: shardID, Range: tc.rng, ExpectedHistoryUuid: tc.history}))
 		requireStatus(t, "FetchOps "+tc.name, err, tc.code, tc.contains)
-		if tc.name == "other history" && transfer.Reason(err) != pb.ErrorReason_HISTORY_MISMATCH {
-			t.Fatalf("other history: reason %v", transfer.Reason(err))
+		if tc.name == "other history" && rpcerr.Reason(err) != pb.ErrorReason_HISTORY_MISMATCH {
+			t.Fatalf("other history: reason %v", rpcerr.Reason(err))
 		}
 	}
 	_, err := peer.AcquireLease(ctx, &pb.AcquireLeaseRequest{Shard: shardID, LeaseId: "l1", RetainingSeqno: -1})
@@ -280,8 +281,8 @@ func TestStartRecoveryWhileOneRuns(t *testing.T) {
 	first := mustv(n2.rec.StartRecovery(ctx, &pb.StartRecoveryRequest{Shard: shardID, SourceAddress: n1.PeerAddr, RecoveryId: "first"}))(t).Recovery
 	_, err := n2.rec.StartRecovery(ctx, &pb.StartRecoveryRequest{Shard: shardID, SourceAddress: n1.PeerAddr})
 	requireStatus(t, "a second StartRecovery", err, codes.AlreadyExists, "already being recovered by first")
-	if transfer.Reason(err) != pb.ErrorReason_RECOVERY_RUNNING {
-		t.Fatalf("reason %v", transfer.Reason(err))
+	if rpcerr.Reason(err) != pb.ErrorReason_RECOVERY_RUNNING {
+		t.Fatalf("reason %v", rpcerr.Reason(err))
 	}
 	_, err = n2.rec.StartRecovery(ctx, &pb.StartRecoveryRequest{Shard: shardID, SourceAddress: "127.0.0.1:1", RecoveryId: "first"})
 	requireStatus(t, "the same id from another source", err, codes.AlreadyExists, "first")

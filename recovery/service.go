@@ -11,6 +11,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/shardstore"
@@ -29,10 +30,10 @@ func NewService(m *Manager) *Service { return &Service{m: m} }
 func (s *Service) StartRecovery(ctx context.Context, req *pb.StartRecoveryRequest) (*pb.StartRecoveryResponse, error) {
 	shard, err := pbconv.ShardIDFromPB(req.Shard)
 	if err != nil {
-		return nil, transfer.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
 	}
 	if req.SourceAddress == "" {
-		return nil, transfer.Errorf(codes.InvalidArgument, 0, "source_address is required (host:port of the source node's peer listener)")
+		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "source_address is required (host:port of the source node's peer listener)")
 	}
 	if err := s.checkSource(ctx, shard, req.RecoveryId, req.SourceAddress); err != nil {
 		return nil, err
@@ -44,18 +45,18 @@ func (s *Service) StartRecovery(ctx context.Context, req *pb.StartRecoveryReques
 		sr.AllowDataLoss = o.AllowDataLoss
 	}
 	if err := s.m.Precheck(ctx, sr); err != nil {
-		return nil, transfer.Errorf(codes.FailedPrecondition, 0, "%v", err)
+		return nil, rpcerr.Errorf(codes.FailedPrecondition, 0, "%v", err)
 	}
 	r, err := s.m.Start(sr)
 	switch {
 	case errors.Is(err, ErrRunning):
 		snap, _ := r.State()
-		return nil, transfer.Errorf(codes.AlreadyExists, pb.ErrorReason_RECOVERY_RUNNING,
+		return nil, rpcerr.Errorf(codes.AlreadyExists, pb.ErrorReason_RECOVERY_RUNNING,
 			"shard %s is already being recovered by %s (from %s); watch or cancel it", shard, snap.ID, snap.Source)
 	case errors.Is(err, shardstore.ErrInvalidName):
-		return nil, transfer.Errorf(codes.InvalidArgument, 0, "%v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "%v", err)
 	case err != nil:
-		return nil, transfer.Errorf(codes.FailedPrecondition, 0, "%v", err)
+		return nil, rpcerr.Errorf(codes.FailedPrecondition, 0, "%v", err)
 	}
 	if sr.DryRun {
 		<-r.Done()
@@ -72,13 +73,13 @@ func (s *Service) StartRecovery(ctx context.Context, req *pb.StartRecoveryReques
 // (the running one, or AlreadyExists).
 func (s *Service) checkSource(ctx context.Context, shard shardstore.ShardID, id, addr string) error {
 	if err := ValidateSourceAddress(addr); err != nil {
-		return transfer.Errorf(codes.InvalidArgument, 0, "source_address: %v", err)
+		return rpcerr.Errorf(codes.InvalidArgument, 0, "source_address: %v", err)
 	}
 	if _, running := s.m.ActiveStagings()[shard]; running {
 		return nil
 	}
 	if err := ProbeSource(ctx, addr, SourceProbeTimeout); err != nil {
-		return transfer.Errorf(codes.Unavailable, pb.ErrorReason_SOURCE_UNREACHABLE, "%v; nothing was started: check the source node is up and source_address is its peer listener (--peer-addr), then try again", err)
+		return rpcerr.Errorf(codes.Unavailable, pb.ErrorReason_SOURCE_UNREACHABLE, "%v; nothing was started: check the source node is up and source_address is its peer listener (--peer-addr), then try again", err)
 	}
 	return nil
 }
@@ -86,7 +87,7 @@ func (s *Service) checkSource(ctx context.Context, shard shardstore.ShardID, id,
 func (s *Service) get(id string) (*Recovery, error) {
 	r, err := s.m.Get(id)
 	if err != nil {
-		return nil, transfer.Errorf(codes.NotFound, pb.ErrorReason_RECOVERY_NOT_FOUND, "no recovery %q on this node (finished ones are kept for a while, then forgotten)", id)
+		return nil, rpcerr.Errorf(codes.NotFound, pb.ErrorReason_RECOVERY_NOT_FOUND, "no recovery %q on this node (finished ones are kept for a while, then forgotten)", id)
 	}
 	return r, nil
 }
@@ -105,14 +106,14 @@ func (s *Service) ListRecoveries(ctx context.Context, req *pb.ListRecoveriesRequ
 	if req.Shard != nil {
 		id, err := pbconv.ShardIDFromPB(req.Shard)
 		if err != nil {
-			return nil, transfer.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
+			return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
 		}
 		shard = &id
 	}
 	stages := map[pb.Stage]bool{}
 	for _, st := range req.Stages {
 		if !validStage(st) {
-			return nil, transfer.Errorf(codes.InvalidArgument, 0, "stages: %d is not a stage; use one of %s", int32(st), stageNames())
+			return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "stages: %d is not a stage; use one of %s", int32(st), stageNames())
 		}
 		stages[st] = true
 	}
@@ -134,7 +135,7 @@ func (s *Service) CancelRecovery(ctx context.Context, req *pb.CancelRecoveryRequ
 	}
 	r, err := s.m.Cancel(ctx, req.Id, req.Reason)
 	if err != nil {
-		return nil, transfer.Errorf(codes.DeadlineExceeded, 0, "the recovery is stopping but did not finish in time: %v", err)
+		return nil, rpcerr.Errorf(codes.DeadlineExceeded, 0, "the recovery is stopping but did not finish in time: %v", err)
 	}
 	snap, _ := r.State()
 	return &pb.CancelRecoveryResponse{Recovery: ToPB(snap, true)}, nil
@@ -162,7 +163,7 @@ func (s *Service) WatchRecovery(req *pb.WatchRecoveryRequest, stream pb.Recovery
 		case <-time.After(every):
 		case <-r.Done():
 			if s, _ := r.State(); !s.Stage.Finished() { // paused
-				return transfer.Errorf(codes.Unavailable, 0, "the node is stopping; recovery %s resumes when it starts again: watch it then", s.ID)
+				return rpcerr.Errorf(codes.Unavailable, 0, "the node is stopping; recovery %s resumes when it starts again: watch it then", s.ID)
 			}
 		case <-stream.Context().Done():
 			return stream.Context().Err()
@@ -173,10 +174,10 @@ func (s *Service) WatchRecovery(req *pb.WatchRecoveryRequest, stream pb.Recovery
 func (s *Service) ExplainPlan(ctx context.Context, req *pb.ExplainPlanRequest) (*pb.ExplainPlanResponse, error) {
 	shard, err := pbconv.ShardIDFromPB(req.Shard)
 	if err != nil {
-		return nil, transfer.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
 	}
 	if req.SourceAddress == "" {
-		return nil, transfer.Errorf(codes.InvalidArgument, 0, "source_address is required (host:port of the source node's peer listener)")
+		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "source_address is required (host:port of the source node's peer listener)")
 	}
 	if err := s.checkSource(ctx, shard, "", req.SourceAddress); err != nil {
 		return nil, err
@@ -196,7 +197,7 @@ func (s *Service) ExplainPlan(ctx context.Context, req *pb.ExplainPlanRequest) (
 			// The source stopped answering while planning.
 			code = codes.Unavailable
 		}
-		return nil, transfer.Errorf(code, 0, "%v", err)
+		return nil, rpcerr.Errorf(code, 0, "%v", err)
 	}
 	return &pb.ExplainPlanResponse{Plan: PlanToPB(p)}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/transfer"
 )
 
@@ -85,7 +86,7 @@ func (a *attempt) pinSource(ctx context.Context) (transfer.Pin, transfer.ShardIn
 		}
 		err := a.callSource(ctx, "pin the source's commit", func(ctx context.Context) error {
 			pin, info, perr = transfer.PinCommitAs(ctx, a.client, a.shard, a.m.cfg.PinTTL, holderName(a.m.cfg.NodeID, a.id), id)
-			if transfer.Reason(perr) == pb.ErrorReason_TOO_MANY_PINS {
+			if rpcerr.Reason(perr) == pb.ErrorReason_TOO_MANY_PINS {
 				return nil // not a failure: wait below for a slot
 			}
 			return perr

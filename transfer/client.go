@@ -8,6 +8,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
 )
@@ -66,7 +67,7 @@ func ShardInfoFromPB(m *pb.ShardInfo) (ShardInfo, error) {
 func GetShardInfo(ctx context.Context, c pb.PeerServiceClient, shard shardstore.ShardID) (ShardInfo, error) {
 	resp, err := c.GetShardMetadata(ctx, &pb.GetShardMetadataRequest{Shard: pbconv.ShardID(shard)})
 	if err != nil {
-		return ShardInfo{}, fmt.Errorf("transfer: shard metadata of %s: %w", shard, FromStatus(err))
+		return ShardInfo{}, fmt.Errorf("transfer: shard metadata of %s: %w", shard, rpcerr.FromStatus(err))
 	}
 	return ShardInfoFromPB(resp.Info)
 }
@@ -93,7 +94,7 @@ func GetShardDigest(ctx context.Context, c pb.PeerServiceClient, shard shardstor
 	}
 	resp, err := c.GetShardDigest(ctx, req)
 	if err != nil {
-		return Digest{}, fmt.Errorf("transfer: digest of %s: %w", shard, FromStatus(err))
+		return Digest{}, fmt.Errorf("transfer: digest of %s: %w", shard, rpcerr.FromStatus(err))
 	}
 	d := Digest{Digest: resp.Digest, HistoryUUID: resp.HistoryUuid, Seq: pbconv.StatsFromPB(resp.Seqno), UpTo: seqno.Unassigned}
 	if resp.UpToSeqno != nil {

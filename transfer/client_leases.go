@@ -7,6 +7,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
 )
@@ -32,7 +33,7 @@ func leaseFromPB(m *pb.RetentionLease) (Lease, error) {
 func AcquireLease(ctx context.Context, c pb.PeerServiceClient, shard shardstore.ShardID, id string, retaining seqno.SeqNo, source string) (Lease, error) {
 	resp, err := c.AcquireLease(ctx, &pb.AcquireLeaseRequest{Shard: pbconv.ShardID(shard), LeaseId: id, RetainingSeqno: int64(retaining), Source: source})
 	if err != nil {
-		return Lease{}, fmt.Errorf("transfer: acquire lease %s on %s: %w", id, shard, FromStatus(err))
+		return Lease{}, fmt.Errorf("transfer: acquire lease %s on %s: %w", id, shard, rpcerr.FromStatus(err))
 	}
 	return leaseFromPB(resp.Lease)
 }
@@ -48,7 +49,7 @@ func RenewLease(ctx context.Context, c pb.PeerServiceClient, shard shardstore.Sh
 	}
 	resp, err := c.RenewLease(ctx, req)
 	if err != nil {
-		return Lease{}, fmt.Errorf("transfer: renew lease %s on %s: %w", id, shard, FromStatus(err))
+		return Lease{}, fmt.Errorf("transfer: renew lease %s on %s: %w", id, shard, rpcerr.FromStatus(err))
 	}
 	return leaseFromPB(resp.Lease)
 }
@@ -56,7 +57,7 @@ func RenewLease(ctx context.Context, c pb.PeerServiceClient, shard shardstore.Sh
 // ReleaseLease releases a retention lease (an unknown one is not an error).
 func ReleaseLease(ctx context.Context, c pb.PeerServiceClient, shard shardstore.ShardID, id string) error {
 	if _, err := c.ReleaseLease(ctx, &pb.ReleaseLeaseRequest{Shard: pbconv.ShardID(shard), LeaseId: id}); err != nil {
-		return fmt.Errorf("transfer: release lease %s on %s: %w", id, shard, FromStatus(err))
+		return fmt.Errorf("transfer: release lease %s on %s: %w", id, shard, rpcerr.FromStatus(err))
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
@@ -53,7 +54,7 @@ func PinCommitAs(ctx context.Context, c pb.PeerServiceClient, shard shardstore.S
 	}
 	resp, err := c.PinCommit(ctx, req)
 	if err != nil {
-		return Pin{}, ShardInfo{}, fmt.Errorf("transfer: pin commit of %s: %w", shard, FromStatus(err))
+		return Pin{}, ShardInfo{}, fmt.Errorf("transfer: pin commit of %s: %w", shard, rpcerr.FromStatus(err))
 	}
 	p, err := pinFromPB(resp.Pin)
 	if err != nil {
@@ -70,7 +71,7 @@ func PinCommitAs(ctx context.Context, c pb.PeerServiceClient, shard shardstore.S
 func RenewPin(ctx context.Context, c pb.PeerServiceClient, pinID string) (Pin, error) {
 	resp, err := c.RenewPin(ctx, &pb.RenewPinRequest{PinId: pinID})
 	if err != nil {
-		return Pin{}, fmt.Errorf("transfer: renew pin %s: %w", pinID, FromStatus(err))
+		return Pin{}, fmt.Errorf("transfer: renew pin %s: %w", pinID, rpcerr.FromStatus(err))
 	}
 	return pinFromPB(resp.Pin)
 }
@@ -78,7 +79,7 @@ func RenewPin(ctx context.Context, c pb.PeerServiceClient, pinID string) (Pin, e
 // ReleasePin releases a pin (an unknown one is not an error).
 func ReleasePin(ctx context.Context, c pb.PeerServiceClient, pinID string) error {
 	if _, err := c.ReleasePin(ctx, &pb.ReleasePinRequest{PinId: pinID}); err != nil {
-		return fmt.Errorf("transfer: release pin %s: %w", pinID, FromStatus(err))
+		return fmt.Errorf("transfer: release pin %s: %w", pinID, rpcerr.FromStatus(err))
 	}
 	return nil
 }

@@ -128,8 +128,9 @@
 //
 // Errors carry a google.rpc.ErrorInfo (domain "recoverd.v1") whose reason
 // names the recoverd.v1.ErrorReason when a client must tell it from other
-// errors of the same code. ToStatus maps domain errors to status errors on
-// the server; FromStatus turns a peer's status back into a *RemoteError
+// errors of the same code. The mapping is api/rpcerr's, recoverd's one:
+// rpcerr.ToStatus maps domain errors to status errors on the server;
+// rpcerr.FromStatus turns a peer's status back into a *rpcerr.RemoteError
 // that wraps the matching sentinel (seqno.ErrCompacted, seqno.ErrLeaseLost,
 // ErrPinNotFound, ...), so callers use errors.Is across the network.
 //

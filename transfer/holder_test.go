@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
@@ -27,7 +28,7 @@ func TestPinsAndLeasesBelongToTheirHolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := srv.PinCommit(a, &pb.PinCommitRequest{Shard: pbShard()}); code(err) != codes.ResourceExhausted || Reason(err) != pb.ErrorReason_TOO_MANY_PINS {
+	if _, err := srv.PinCommit(a, &pb.PinCommitRequest{Shard: pbShard()}); code(err) != codes.ResourceExhausted || rpcerr.Reason(err) != pb.ErrorReason_TOO_MANY_PINS {
 		t.Fatalf("a second pin of a: %v", err)
 	}
 	if _, err := srv.PinCommit(b, &pb.PinCommitRequest{Shard: pbShard()}); err != nil {
@@ -51,7 +52,7 @@ func TestPinsAndLeasesBelongToTheirHolder(t *testing.T) {
 	if _, err := srv.AcquireLease(a, &pb.AcquireLeaseRequest{Shard: pbShard(), LeaseId: "la", RetainingSeqno: 100}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := srv.AcquireLease(a, &pb.AcquireLeaseRequest{Shard: pbShard(), LeaseId: "la2", RetainingSeqno: 100}); code(err) != codes.ResourceExhausted || Reason(err) != pb.ErrorReason_TOO_MANY_LEASES {
+	if _, err := srv.AcquireLease(a, &pb.AcquireLeaseRequest{Shard: pbShard(), LeaseId: "la2", RetainingSeqno: 100}); code(err) != codes.ResourceExhausted || rpcerr.Reason(err) != pb.ErrorReason_TOO_MANY_LEASES {
 		t.Fatalf("a second lease of a: %v", err)
 	}
 	if _, err := srv.RenewLease(b, &pb.RenewLeaseRequest{Shard: pbShard(), LeaseId: "la"}); code(err) != codes.PermissionDenied {

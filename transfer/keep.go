@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 )
 
 // ErrExpired is returned by KeepAlive when renewals failed until what it
@@ -80,7 +81,7 @@ func KeepPin(ctx context.Context, c PinRenewer, pin Pin, onRetry func(err error,
 	renew := func(ctx context.Context) (time.Duration, error) {
 		resp, err := c.RenewPin(ctx, &pb.RenewPinRequest{PinId: pin.ID})
 		if err != nil {
-			return 0, fmt.Errorf("transfer: renew pin %s: %w", pin.ID, FromStatus(err))
+			return 0, fmt.Errorf("transfer: renew pin %s: %w", pin.ID, rpcerr.FromStatus(err))
 		}
 		return resp.GetPin().GetTtl().AsDuration(), nil
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
@@ -123,7 +124,7 @@ func TestFetchOpsErrors(t *testing.T) {
 	ctx := ctxT(t)
 
 	_, err := FetchOps(ctx, e.client, testShard, seqno.Range{From: 0, To: 10}, "another-history", fn, OpsOptions{})
-	if !errors.Is(err, ErrHistoryMismatch) || status.Code(err) != codes.FailedPrecondition || Reason(err) != pb.ErrorReason_HISTORY_MISMATCH {
+	if !errors.Is(err, ErrHistoryMismatch) || status.Code(err) != codes.FailedPrecondition || rpcerr.Reason(err) != pb.ErrorReason_HISTORY_MISMATCH {
 		t.Fatalf("history mismatch: %v", err)
 	}
 	_, err = FetchOps(ctx, e.client, testShard, seqno.Range{From: 990, To: 5000}, history, fn, OpsOptions{})
@@ -208,7 +209,7 @@ func TestLeases(t *testing.T) {
 
 	advance(2 * time.Minute) // past the TTL
 	_, err = RenewLease(ctx, e.client, testShard, "rec-1", seqno.Unassigned)
-	if !errors.Is(err, seqno.ErrLeaseLost) || status.Code(err) != codes.NotFound || Reason(err) != pb.ErrorReason_LEASE_LOST || retry.IsTransient(err) {
+	if !errors.Is(err, seqno.ErrLeaseLost) || status.Code(err) != codes.NotFound || rpcerr.Reason(err) != pb.ErrorReason_LEASE_LOST || retry.IsTransient(err) {
 		t.Fatalf("renew after expiry: %v", err)
 	}
 	if _, err := RenewLease(ctx, e.client, testShard, "never-held", 5); !errors.Is(err, seqno.ErrLeaseLost) {

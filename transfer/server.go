@@ -14,6 +14,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
 )
@@ -201,9 +202,9 @@ func (s *PeerServer) shard(m *pb.ShardId) (*shardstore.Shard, shardstore.ShardID
 	sh, err := s.shards.Shard(id)
 	if err != nil {
 		if errors.Is(err, shardstore.ErrNotFound) {
-			return nil, id, Errorf(codes.NotFound, pb.ErrorReason_SHARD_NOT_FOUND, "shard %s is not on this node: %v", id, err)
+			return nil, id, rpcerr.Errorf(codes.NotFound, pb.ErrorReason_SHARD_NOT_FOUND, "shard %s is not on this node: %v", id, err)
 		}
-		return nil, id, ToStatus(err)
+		return nil, id, rpcerr.ToStatus(err)
 	}
 	return sh, id, nil
 }
@@ -263,7 +264,7 @@ func (s *PeerServer) GetShardDigest(ctx context.Context, req *pb.GetShardDigestR
 		d, at, err = sh.DigestAt(ctx, base, upTo)
 	}
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, rpcerr.ToStatus(err)
 	}
 	st := sh.Stats()
 	return &pb.GetShardDigestResponse{Digest: d, HistoryUuid: st.HistoryUUID, Seqno: pbconv.Stats(st.Seq), UpToSeqno: proto.Int64(int64(at))}, nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
@@ -33,12 +34,12 @@ func (s *PeerServer) FetchFile(req *pb.FetchFileRequest, stream pb.PeerService_F
 	defer done()
 	meta := p.ref.Metadata()
 	if _, ok := meta.Lookup(req.Name); !ok {
-		return Errorf(codes.NotFound, pb.ErrorReason_FILE_NOT_FOUND, "file %s is not in commit %d of shard %s (pin %s)",
+		return rpcerr.Errorf(codes.NotFound, pb.ErrorReason_FILE_NOT_FOUND, "file %s is not in commit %d of shard %s (pin %s)",
 			req.Name, meta.Generation, id, p.id)
 	}
 	f, fm, err := p.ref.Open(req.Name)
 	if err != nil {
-		return ToStatus(err)
+		return rpcerr.ToStatus(err)
 	}
 	defer f.Close()
 	if req.Offset < 0 || req.Offset > fm.Length {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/shardstore"
 )
@@ -101,7 +102,7 @@ func TestInvalidFileRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err = PinCommit(ctx, e.client, testShard, 0, "third")
-	if status.Code(err) != codes.ResourceExhausted || Reason(err) != pb.ErrorReason_TOO_MANY_PINS || !retry.IsTransient(err) {
+	if status.Code(err) != codes.ResourceExhausted || rpcerr.Reason(err) != pb.ErrorReason_TOO_MANY_PINS || !retry.IsTransient(err) {
 		t.Fatalf("pin over the limit: %v", err)
 	}
 	if _, err := e.client.RenewPin(ctx, &pb.RenewPinRequest{}); status.Code(err) != codes.InvalidArgument {

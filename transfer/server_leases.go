@@ -6,6 +6,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
 )
@@ -31,7 +32,7 @@ func (s *PeerServer) AcquireLease(ctx context.Context, req *pb.AcquireLeaseReque
 	}
 	l, err := sh.Leases().AddHeld(req.LeaseId, seqno.SeqNo(req.RetainingSeqno), req.Source, PeerIdentity(ctx), s.cfg.MaxLeasesPerHolder)
 	if err != nil {
-		return nil, ToStatus(fmt.Errorf("shard %s: %w", id, err))
+		return nil, rpcerr.ToStatus(fmt.Errorf("shard %s: %w", id, err))
 	}
 	s.log.Debug("retention lease acquired", "shard", id.String(), "lease", l.ID, "retaining", l.RetainingSeqNo, "source", l.Source, "holder", l.Holder)
 	return &pb.AcquireLeaseResponse{Lease: s.leaseResp(sh, l)}, nil
@@ -62,7 +63,7 @@ func (s *PeerServer) RenewLease(ctx context.Context, req *pb.RenewLeaseRequest) 
 	// is dropped durably), whatever the seqno.
 	l, err := sh.Leases().RenewHeld(req.LeaseId, PeerIdentity(ctx), retaining)
 	if err != nil {
-		return nil, ToStatus(fmt.Errorf("shard %s: %w", id, err))
+		return nil, rpcerr.ToStatus(fmt.Errorf("shard %s: %w", id, err))
 	}
 	return &pb.RenewLeaseResponse{Lease: s.leaseResp(sh, l)}, nil
 }
@@ -86,7 +87,7 @@ func (s *PeerServer) ReleaseLease(ctx context.Context, req *pb.ReleaseLeaseReque
 		return nil, invalid("lease_id: %v", err)
 	}
 	if err := sh.Leases().RemoveHeld(req.LeaseId, PeerIdentity(ctx)); err != nil {
-		return nil, ToStatus(fmt.Errorf("shard %s: release lease %s: %w", id, req.LeaseId, err))
+		return nil, rpcerr.ToStatus(fmt.Errorf("shard %s: release lease %s: %w", id, req.LeaseId, err))
 	}
 	return &pb.ReleaseLeaseResponse{}, nil
 }

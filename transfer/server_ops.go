@@ -11,6 +11,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
 )
@@ -43,7 +44,7 @@ type opSender interface {
 func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh *shardstore.Shard, id shardstore.ShardID, r seqno.Range, history string, batchSize int) error {
 	st := sh.Stats()
 	if st.HistoryUUID != history {
-		return Errorf(codes.FailedPrecondition, pb.ErrorReason_HISTORY_MISMATCH,
+		return rpcerr.Errorf(codes.FailedPrecondition, pb.ErrorReason_HISTORY_MISMATCH,
 			"shard %s on this node has history %s, the request expects %s: copies of different histories never exchange ops; re-plan (a file copy is needed)",
 			id, st.HistoryUUID, history)
 	}
@@ -51,7 +52,7 @@ func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh *shardstore.S
 		return nil
 	}
 	if retained := sh.RetainedOps(); r.From < retained.From {
-		return Errorf(codes.FailedPrecondition, pb.ErrorReason_OPS_COMPACTED,
+		return rpcerr.Errorf(codes.FailedPrecondition, pb.ErrorReason_OPS_COMPACTED,
 			"ops from %v asked, shard %s retains ops from %v only: a file copy is needed", r.From, id, retained.From)
 	}
 	if r.To > st.Seq.MaxSeqNo {
@@ -97,7 +98,7 @@ func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh *shardstore.S
 		return sendErr
 	}
 	if err != nil {
-		return ToStatus(fmt.Errorf("read ops %v of %s: %w", r, id, err))
+		return rpcerr.ToStatus(fmt.Errorf("read ops %v of %s: %w", r, id, err))
 	}
 	if len(ops) > 0 {
 		if err := flush(); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
@@ -82,18 +83,18 @@ func (s *PeerServer) PinCommit(ctx context.Context, req *pb.PinCommitRequest) (*
 	}
 	if len(s.pins) >= s.cfg.MaxPins {
 		s.mu.Unlock()
-		return nil, Errorf(codes.ResourceExhausted, pb.ErrorReason_TOO_MANY_PINS,
+		return nil, rpcerr.Errorf(codes.ResourceExhausted, pb.ErrorReason_TOO_MANY_PINS,
 			"this node holds %d commit pins, its limit; retry later", s.cfg.MaxPins)
 	}
 	if n := s.pinsOfLocked(owner); n >= s.cfg.MaxPinsPerHolder {
 		s.mu.Unlock()
-		return nil, Errorf(codes.ResourceExhausted, pb.ErrorReason_TOO_MANY_PINS,
+		return nil, rpcerr.Errorf(codes.ResourceExhausted, pb.ErrorReason_TOO_MANY_PINS,
 			"%s holds %d commit pins on this node, the most one holder may; release one or retry later", holderName(owner), n)
 	}
 	ref, err := sh.AcquireCommit()
 	if err != nil {
 		s.mu.Unlock()
-		return nil, ToStatus(err)
+		return nil, rpcerr.ToStatus(err)
 	}
 	p := &pin{id: req.PinId, shard: id, holder: req.Holder, owner: owner, ref: ref, ttl: ttl, expires: time.Now().Add(ttl)}
 	if p.id == "" {
@@ -154,7 +155,7 @@ func (s *PeerServer) expire(p *pin) {
 }
 
 func pinNotFound(id string) error {
-	return Errorf(codes.NotFound, pb.ErrorReason_PIN_NOT_FOUND,
+	return rpcerr.Errorf(codes.NotFound, pb.ErrorReason_PIN_NOT_FOUND,
 		"commit pin %q is unknown or expired (idle for its TTL, or released): pin the commit again and re-plan", id)
 }
 

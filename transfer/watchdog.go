@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/recoverd/recoverd/api/rpcerr"
 )
 
 // watchdog cancels a stream that delivers nothing for its timeout: a
@@ -38,10 +40,10 @@ func (w *watchdog) disarm() {
 }
 
 // streamErr names the cause of a failed stream call: the watchdog's
-// ErrIdle, or the peer's status as a RemoteError.
+// ErrIdle, or the peer's status as a rpcerr.RemoteError.
 func streamErr(sctx context.Context, idle time.Duration, err error) error {
 	if cause := context.Cause(sctx); errors.Is(cause, ErrIdle) {
 		return fmt.Errorf("%w: nothing received for %v (%v)", ErrIdle, idle, err)
 	}
-	return FromStatus(err)
+	return rpcerr.FromStatus(err)
 }

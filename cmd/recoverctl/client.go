@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
-	"github.com/recoverd/recoverd/transfer"
+	"github.com/recoverd/recoverd/api/rpcerr"
 )
 
 // Exit codes scripts can rely on.
@@ -46,7 +46,7 @@ func rpcError(err error) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		if transfer.Reason(err) != pb.ErrorReason_ERROR_REASON_UNSPECIFIED {
+		if rpcerr.Reason(err) != pb.ErrorReason_ERROR_REASON_UNSPECIFIED {
 			// The daemon answered: what it needs (a source, the
 			// repository) is unavailable, not the daemon.
 			return fmt.Errorf("unavailable: %s", st.Message())

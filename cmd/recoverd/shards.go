@@ -16,9 +16,9 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
-	"github.com/recoverd/recoverd/transfer"
 )
 
 // shards holds the shards open on this node: the peer server reads them as
@@ -346,7 +346,7 @@ func (s *shardService) writable(m *pb.ShardId) (*shardstore.Shard, error) {
 	}
 	if s.recovering != nil {
 		if id, ok := s.recovering()[sh.ID()]; ok {
-			return nil, transfer.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
+			return nil, rpcerr.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
 				"shard %s is being recovered by %s; write to it once the recovery is done (or cancel it)", sh.ID(), id)
 		}
 	}
@@ -356,12 +356,12 @@ func (s *shardService) writable(m *pb.ShardId) (*shardstore.Shard, error) {
 func (s *shardService) shard(m *pb.ShardId) (*shardstore.Shard, error) {
 	id, err := pbconv.ShardIDFromPB(m)
 	if err != nil {
-		return nil, transfer.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
 	}
 	sh, err := s.shards.Shard(id)
 	if errors.Is(err, shardstore.ErrNoCommit) && s.recovering != nil {
 		if rid, ok := s.recovering()[id]; ok {
-			return nil, transfer.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
+			return nil, rpcerr.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
 				"shard %s is being created by recovery %s onto this node; it exists once the recovery publishes (or cancel it)", id, rid)
 		}
 	}
@@ -374,31 +374,31 @@ func (s *shardService) shard(m *pb.ShardId) (*shardstore.Shard, error) {
 func shardErr(id shardstore.ShardID, err error) error {
 	switch {
 	case errors.Is(err, shardstore.ErrNoCommit):
-		return transfer.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
+		return rpcerr.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
 			"shard %s is being created by a recovery onto this node; it exists once the recovery publishes", id)
 	case errors.Is(err, shardstore.ErrNotFound):
-		return transfer.Errorf(codes.NotFound, pb.ErrorReason_SHARD_NOT_FOUND, "shard %s does not exist on this node", id)
+		return rpcerr.Errorf(codes.NotFound, pb.ErrorReason_SHARD_NOT_FOUND, "shard %s does not exist on this node", id)
 	case errors.Is(err, shardstore.ErrInvalidName):
-		return transfer.Errorf(codes.InvalidArgument, 0, "%v", err)
+		return rpcerr.Errorf(codes.InvalidArgument, 0, "%v", err)
 	case errors.Is(err, shardstore.ErrClosed):
-		return transfer.Errorf(codes.Unavailable, 0, "shard %s is closed (the node is stopping)", id)
+		return rpcerr.Errorf(codes.Unavailable, 0, "shard %s is closed (the node is stopping)", id)
 	case errors.Is(err, shardstore.ErrUnavailable):
-		return transfer.Errorf(codes.Unavailable, 0, "shard %s cannot be read now; it stays in place and is opened again on the next request: %v", id, err)
+		return rpcerr.Errorf(codes.Unavailable, 0, "shard %s cannot be read now; it stays in place and is opened again on the next request: %v", id, err)
 	case errors.Is(err, shardstore.ErrCorrupt):
-		return transfer.Errorf(codes.DataLoss, 0, "shard %s is damaged; a recovery onto this node moves it aside and rebuilds it: %v", id, err)
+		return rpcerr.Errorf(codes.DataLoss, 0, "shard %s is damaged; a recovery onto this node moves it aside and rebuilds it: %v", id, err)
 	}
-	return transfer.Errorf(codes.Internal, 0, "shard %s: %v", id, err)
+	return rpcerr.Errorf(codes.Internal, 0, "shard %s: %v", id, err)
 }
 
 func (s *shardService) CreateShard(ctx context.Context, req *pb.CreateShardRequest) (*pb.CreateShardResponse, error) {
 	id, err := pbconv.ShardIDFromPB(req.Shard)
 	if err != nil {
-		return nil, transfer.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
 	}
 	sh, err := s.shards.Create(id, req.ExistOk)
 	if err != nil {
 		if shardstore.Exists(s.shards.dataDir, id) && !req.ExistOk {
-			return nil, transfer.Errorf(codes.AlreadyExists, 0, "shard %s already exists (set exist_ok to accept it)", id)
+			return nil, rpcerr.Errorf(codes.AlreadyExists, 0, "shard %s already exists (set exist_ok to accept it)", id)
 		}
 		return nil, shardErr(id, err)
 	}
@@ -440,15 +440,15 @@ func (s *shardService) Index(ctx context.Context, req *pb.IndexRequest) (*pb.Ind
 
 func writeErr(err error) error {
 	if errors.Is(err, shardstore.ErrClosed) {
-		return transfer.Errorf(codes.Unavailable, 0, "%v", err)
+		return rpcerr.Errorf(codes.Unavailable, 0, "%v", err)
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return transfer.Errorf(codes.Canceled, 0, "%v", err)
+		return rpcerr.Errorf(codes.Canceled, 0, "%v", err)
 	}
 	if errors.Is(err, shardstore.ErrStaleTerm) {
-		return transfer.ToStatus(err)
+		return rpcerr.ToStatus(err)
 	}
-	return transfer.Errorf(codes.InvalidArgument, 0, "%v", err)
+	return rpcerr.Errorf(codes.InvalidArgument, 0, "%v", err)
 }
 
 func (s *shardService) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.DeleteResponse, error) {
@@ -474,7 +474,7 @@ func (s *shardService) Apply(ctx context.Context, req *pb.ApplyRequest) (*pb.App
 	}
 	ops, err := pbconv.OpsFromPB(req.Ops)
 	if err != nil {
-		return nil, transfer.Errorf(codes.InvalidArgument, 0, "ops: %v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "ops: %v", err)
 	}
 	if err := sh.Apply(ctx, ops); err != nil {
 		return nil, writeErr(err)
@@ -489,7 +489,7 @@ func (s *shardService) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResp
 	}
 	v, seq, ok, err := sh.Get(req.Key)
 	if err != nil {
-		return nil, transfer.Errorf(codes.Internal, 0, "%v", err)
+		return nil, rpcerr.Errorf(codes.Internal, 0, "%v", err)
 	}
 	return &pb.GetResponse{Found: ok, Value: v, Seqno: int64(seq)}, nil
 }
@@ -503,7 +503,7 @@ func (s *shardService) Flush(ctx context.Context, req *pb.FlushRequest) (*pb.Flu
 		sh.SetGlobalCheckpoint(seqno.SeqNo(*req.GlobalCheckpoint))
 	}
 	if err := sh.Flush(); err != nil {
-		return nil, transfer.Errorf(codes.Internal, 0, "flush: %v", err)
+		return nil, rpcerr.Errorf(codes.Internal, 0, "flush: %v", err)
 	}
 	return &pb.FlushResponse{Stats: pbconv.ShardStats(sh.Stats())}, nil
 }
@@ -514,7 +514,7 @@ func (s *shardService) Merge(ctx context.Context, req *pb.MergeRequest) (*pb.Mer
 		return nil, err
 	}
 	if err := sh.Merge(); err != nil {
-		return nil, transfer.Errorf(codes.Internal, 0, "merge: %v", err)
+		return nil, rpcerr.Errorf(codes.Internal, 0, "merge: %v", err)
 	}
 	return &pb.MergeResponse{Stats: pbconv.ShardStats(sh.Stats())}, nil
 }
@@ -535,7 +535,7 @@ func (s *shardService) Digest(ctx context.Context, req *pb.DigestRequest) (*pb.D
 	st := sh.Stats()
 	d, err := sh.Digest(ctx)
 	if err != nil {
-		return nil, transfer.Errorf(codes.Internal, 0, "digest: %v", err)
+		return nil, rpcerr.Errorf(codes.Internal, 0, "digest: %v", err)
 	}
 	return &pb.DigestResponse{Digest: d, HistoryUuid: st.HistoryUUID, Seqno: pbconv.Stats(st.Seq)}, nil
 }
@@ -546,7 +546,7 @@ func (s *shardService) Promote(ctx context.Context, req *pb.PromoteRequest) (*pb
 		return nil, err
 	}
 	if err := sh.Promote(); err != nil {
-		return nil, transfer.Errorf(codes.Internal, 0, "promote: %v", err)
+		return nil, rpcerr.Errorf(codes.Internal, 0, "promote: %v", err)
 	}
 	return &pb.PromoteResponse{Stats: pbconv.ShardStats(sh.Stats())}, nil
 }

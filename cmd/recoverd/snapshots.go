@@ -11,6 +11,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 	"github.com/recoverd/recoverd/transfer"
@@ -55,7 +56,7 @@ func (s *snapshotService) track(id shardstore.ShardID, d int) {
 
 func (s *snapshotService) check() error {
 	if s.repo == nil {
-		return transfer.Errorf(codes.FailedPrecondition, 0, "no snapshot repository is configured on this node (--repo)")
+		return rpcerr.Errorf(codes.FailedPrecondition, 0, "no snapshot repository is configured on this node (--repo)")
 	}
 	return nil
 }
@@ -63,15 +64,15 @@ func (s *snapshotService) check() error {
 func repoErr(err error) error {
 	switch {
 	case errors.Is(err, snapshot.ErrNotFound):
-		return transfer.Errorf(codes.NotFound, pb.ErrorReason_SNAPSHOT_NOT_FOUND, "%v", err)
+		return rpcerr.Errorf(codes.NotFound, pb.ErrorReason_SNAPSHOT_NOT_FOUND, "%v", err)
 	case errors.Is(err, snapshot.ErrUnavailable):
-		return transfer.Errorf(codes.Unavailable, pb.ErrorReason_REPOSITORY_UNAVAILABLE, "%v", err)
+		return rpcerr.Errorf(codes.Unavailable, pb.ErrorReason_REPOSITORY_UNAVAILABLE, "%v", err)
 	case errors.Is(err, snapshot.ErrConcurrentDeletion):
-		return transfer.Errorf(codes.Aborted, 0, "%v", err)
+		return rpcerr.Errorf(codes.Aborted, 0, "%v", err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return transfer.Errorf(codes.Canceled, 0, "%v", err)
+		return rpcerr.Errorf(codes.Canceled, 0, "%v", err)
 	}
-	return transfer.Errorf(codes.Internal, 0, "%v", err)
+	return rpcerr.Errorf(codes.Internal, 0, "%v", err)
 }
 
 func info(m *snapshot.Manifest) *pb.SnapshotInfo {
@@ -91,7 +92,7 @@ func (s *snapshotService) CreateSnapshot(ctx context.Context, req *pb.CreateSnap
 	}
 	if s.recovering != nil {
 		if rid, ok := s.recovering()[sh.ID()]; ok {
-			return nil, transfer.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
+			return nil, rpcerr.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
 				"shard %s is being recovered by %s; snapshot it once the recovery is done (a snapshot now could shadow a good one)", sh.ID(), rid)
 		}
 	}
@@ -118,7 +119,7 @@ func (s *snapshotService) ListSnapshots(ctx context.Context, req *pb.ListSnapsho
 	}
 	id, err := pbconv.ShardIDFromPB(req.Shard)
 	if err != nil {
-		return nil, transfer.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
 	}
 	entries, err := snapshot.List(ctx, s.repo, id)
 	if err != nil {
@@ -140,10 +141,10 @@ func (s *snapshotService) DeleteSnapshot(ctx context.Context, req *pb.DeleteSnap
 	}
 	id, err := pbconv.ShardIDFromPB(req.Shard)
 	if err != nil {
-		return nil, transfer.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
 	}
 	if err := snapshot.ValidateSnapshotID(req.SnapshotId); err != nil {
-		return nil, transfer.Errorf(codes.InvalidArgument, 0, "snapshot id: %v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "snapshot id: %v", err)
 	}
 	if _, err := snapshot.Delete(ctx, s.repo, id, req.SnapshotId, snapshot.DeleteOptions{Delay: s.deletionDelay}); err != nil {
 		return nil, repoErr(err)
