@@ -97,6 +97,16 @@
 // FailedPrecondition with its reasons: a target ahead of its source is not
 // overwritten unless the request allows data loss.
 //
+// Service answers by api/rpcerr's status table, as every server of
+// recoverd does: ErrRunning is AlreadyExists, ErrNotFound NotFound,
+// ErrSourceAddress InvalidArgument, ErrSourceUnreachable Unavailable
+// (reasons RECOVERY_RUNNING, RECOVERY_NOT_FOUND, SOURCE_UNREACHABLE),
+// ErrRefused and ErrNoSpace FailedPrecondition; a plan that fails for a
+// reason the table does not know is FailedPrecondition, or Unavailable
+// when the source stopped answering (retry.IsTransient, or its budget
+// spent). These sentinels are defined in api/rpcerr, whose table names
+// them, and kept here under their names.
+//
 // A recovery's repository calls (planning and downloads) run under a
 // context tagged snapshot.CountRequests(KindRecovery, its counter): its
 // S3 requests are counted in the node's metric and in its own state

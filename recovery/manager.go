@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
@@ -22,12 +23,13 @@ import (
 
 var (
 	// ErrRunning is returned by Start while another recovery of the same
-	// shard runs on this node.
-	ErrRunning = errors.New("recovery: a recovery of this shard is running")
+	// shard runs on this node. The sentinels the status table names are
+	// defined in api/rpcerr, as this one (rpcerr.ErrRecoveryRunning).
+	ErrRunning = rpcerr.ErrRecoveryRunning
 	// ErrNotFound is returned for an unknown recovery id.
-	ErrNotFound = errors.New("recovery: no such recovery")
+	ErrNotFound = rpcerr.ErrRecoveryNotFound
 	// ErrCancelled is the cause of a recovery cancelled by a caller.
-	ErrCancelled = errors.New("recovery: cancelled")
+	ErrCancelled = rpcerr.ErrRecoveryCancelled
 	// errNodeStopping is the cause of a recovery stopped by Close: it
 	// pauses, to resume when the node starts again.
 	errNodeStopping = errors.New("recovery: the node is stopping; the recovery resumes when it starts again")

@@ -2,18 +2,18 @@ package recovery
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/transfer"
 )
 
 // ErrRefused is wrapped by Precheck's answer when the planner refuses the
-// recovery.
-var ErrRefused = errors.New("recovery refused")
+// recovery (rpcerr.ErrRecoveryRefused: FailedPrecondition).
+var ErrRefused = rpcerr.ErrRecoveryRefused
 
 // precheckTimeout bounds the one call Precheck makes to the source.
 const precheckTimeout = 5 * time.Second

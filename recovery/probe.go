@@ -2,12 +2,13 @@ package recovery
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/recoverd/recoverd/api/rpcerr"
 )
 
 // Fail fast on what cannot work: a recovery whose source address is not
@@ -17,11 +18,13 @@ import (
 // within the budget: only the first contact is probed.
 
 var (
-	// ErrSourceAddress marks a source address that is not host:port.
-	ErrSourceAddress = errors.New("recovery: invalid source address")
+	// ErrSourceAddress marks a source address that is not host:port
+	// (rpcerr.ErrSourceAddress: InvalidArgument).
+	ErrSourceAddress = rpcerr.ErrSourceAddress
 	// ErrSourceUnreachable marks a source that could not be connected to
-	// when the recovery was asked for.
-	ErrSourceUnreachable = errors.New("recovery: source unreachable")
+	// when the recovery was asked for (rpcerr.ErrSourceUnreachable:
+	// Unavailable, SOURCE_UNREACHABLE).
+	ErrSourceUnreachable = rpcerr.ErrSourceUnreachable
 )
 
 // SourceProbeTimeout bounds the one connection attempt made to a source

@@ -30,10 +30,10 @@ func NewService(m *Manager) *Service { return &Service{m: m} }
 func (s *Service) StartRecovery(ctx context.Context, req *pb.StartRecoveryRequest) (*pb.StartRecoveryResponse, error) {
 	shard, err := pbconv.ShardIDFromPB(req.Shard)
 	if err != nil {
-		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, rpcerr.NoReason, "shard: %v", err)
 	}
 	if req.SourceAddress == "" {
-		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "source_address is required (host:port of the source node's peer listener)")
+		return nil, rpcerr.Errorf(codes.InvalidArgument, rpcerr.NoReason, "source_address is required (host:port of the source node's peer listener)")
 	}
 	if err := s.checkSource(ctx, shard, req.RecoveryId, req.SourceAddress); err != nil {
 		return nil, err
@@ -45,18 +45,15 @@ func (s *Service) StartRecovery(ctx context.Context, req *pb.StartRecoveryReques
 		sr.AllowDataLoss = o.AllowDataLoss
 	}
 	if err := s.m.Precheck(ctx, sr); err != nil {
-		return nil, rpcerr.Errorf(codes.FailedPrecondition, 0, "%v", err)
+		return nil, rpcerr.StatusOrf(err, codes.FailedPrecondition, "%v", err)
 	}
 	r, err := s.m.Start(sr)
 	switch {
 	case errors.Is(err, ErrRunning):
 		snap, _ := r.State()
-		return nil, rpcerr.Errorf(codes.AlreadyExists, pb.ErrorReason_RECOVERY_RUNNING,
-			"shard %s is already being recovered by %s (from %s); watch or cancel it", shard, snap.ID, snap.Source)
-	case errors.Is(err, shardstore.ErrInvalidName):
-		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "%v", err)
+		return nil, rpcerr.Statusf(err, "shard %s is already being recovered by %s (from %s); watch or cancel it", shard, snap.ID, snap.Source)
 	case err != nil:
-		return nil, rpcerr.Errorf(codes.FailedPrecondition, 0, "%v", err)
+		return nil, rpcerr.StatusOrf(err, codes.FailedPrecondition, "%v", err)
 	}
 	if sr.DryRun {
 		<-r.Done()
@@ -73,13 +70,13 @@ func (s *Service) StartRecovery(ctx context.Context, req *pb.StartRecoveryReques
 // (the running one, or AlreadyExists).
 func (s *Service) checkSource(ctx context.Context, shard shardstore.ShardID, id, addr string) error {
 	if err := ValidateSourceAddress(addr); err != nil {
-		return rpcerr.Errorf(codes.InvalidArgument, 0, "source_address: %v", err)
+		return rpcerr.Statusf(ErrSourceAddress, "source_address: %v", err)
 	}
 	if _, running := s.m.ActiveStagings()[shard]; running {
 		return nil
 	}
 	if err := ProbeSource(ctx, addr, SourceProbeTimeout); err != nil {
-		return rpcerr.Errorf(codes.Unavailable, pb.ErrorReason_SOURCE_UNREACHABLE, "%v; nothing was started: check the source node is up and source_address is its peer listener (--peer-addr), then try again", err)
+		return rpcerr.Statusf(ErrSourceUnreachable, "%v; nothing was started: check the source node is up and source_address is its peer listener (--peer-addr), then try again", err)
 	}
 	return nil
 }
@@ -87,7 +84,7 @@ func (s *Service) checkSource(ctx context.Context, shard shardstore.ShardID, id,
 func (s *Service) get(id string) (*Recovery, error) {
 	r, err := s.m.Get(id)
 	if err != nil {
-		return nil, rpcerr.Errorf(codes.NotFound, pb.ErrorReason_RECOVERY_NOT_FOUND, "no recovery %q on this node (finished ones are kept for a while, then forgotten)", id)
+		return nil, rpcerr.Statusf(ErrNotFound, "no recovery %q on this node (finished ones are kept for a while, then forgotten)", id)
 	}
 	return r, nil
 }
@@ -106,14 +103,14 @@ func (s *Service) ListRecoveries(ctx context.Context, req *pb.ListRecoveriesRequ
 	if req.Shard != nil {
 		id, err := pbconv.ShardIDFromPB(req.Shard)
 		if err != nil {
-			return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
+			return nil, rpcerr.Errorf(codes.InvalidArgument, rpcerr.NoReason, "shard: %v", err)
 		}
 		shard = &id
 	}
 	stages := map[pb.Stage]bool{}
 	for _, st := range req.Stages {
 		if !validStage(st) {
-			return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "stages: %d is not a stage; use one of %s", int32(st), stageNames())
+			return nil, rpcerr.Errorf(codes.InvalidArgument, rpcerr.NoReason, "stages: %d is not a stage; use one of %s", int32(st), stageNames())
 		}
 		stages[st] = true
 	}
@@ -135,7 +132,7 @@ func (s *Service) CancelRecovery(ctx context.Context, req *pb.CancelRecoveryRequ
 	}
 	r, err := s.m.Cancel(ctx, req.Id, req.Reason)
 	if err != nil {
-		return nil, rpcerr.Errorf(codes.DeadlineExceeded, 0, "the recovery is stopping but did not finish in time: %v", err)
+		return nil, rpcerr.Errorf(codes.DeadlineExceeded, rpcerr.NoReason, "the recovery is stopping but did not finish in time: %v", err)
 	}
 	snap, _ := r.State()
 	return &pb.CancelRecoveryResponse{Recovery: ToPB(snap, true)}, nil
@@ -163,7 +160,7 @@ func (s *Service) WatchRecovery(req *pb.WatchRecoveryRequest, stream pb.Recovery
 		case <-time.After(every):
 		case <-r.Done():
 			if s, _ := r.State(); !s.Stage.Finished() { // paused
-				return rpcerr.Errorf(codes.Unavailable, 0, "the node is stopping; recovery %s resumes when it starts again: watch it then", s.ID)
+				return rpcerr.Errorf(codes.Unavailable, rpcerr.NoReason, "the node is stopping; recovery %s resumes when it starts again: watch it then", s.ID)
 			}
 		case <-stream.Context().Done():
 			return stream.Context().Err()
@@ -174,10 +171,10 @@ func (s *Service) WatchRecovery(req *pb.WatchRecoveryRequest, stream pb.Recovery
 func (s *Service) ExplainPlan(ctx context.Context, req *pb.ExplainPlanRequest) (*pb.ExplainPlanResponse, error) {
 	shard, err := pbconv.ShardIDFromPB(req.Shard)
 	if err != nil {
-		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, rpcerr.NoReason, "shard: %v", err)
 	}
 	if req.SourceAddress == "" {
-		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "source_address is required (host:port of the source node's peer listener)")
+		return nil, rpcerr.Errorf(codes.InvalidArgument, rpcerr.NoReason, "source_address is required (host:port of the source node's peer listener)")
 	}
 	if err := s.checkSource(ctx, shard, "", req.SourceAddress); err != nil {
 		return nil, err
@@ -189,15 +186,11 @@ func (s *Service) ExplainPlan(ctx context.Context, req *pb.ExplainPlanRequest) (
 	}
 	p, err := s.m.Explain(ctx, sr)
 	if err != nil {
-		code := codes.FailedPrecondition
-		switch {
-		case errors.Is(err, shardstore.ErrInvalidName):
-			code = codes.InvalidArgument
-		case retry.IsTransient(err), errors.Is(err, transfer.ErrRetriesExhausted):
-			// The source stopped answering while planning.
-			code = codes.Unavailable
+		otherwise := codes.FailedPrecondition
+		if retry.IsTransient(err) || errors.Is(err, transfer.ErrRetriesExhausted) {
+			otherwise = codes.Unavailable // the source stopped answering while planning
 		}
-		return nil, rpcerr.Errorf(code, 0, "%v", err)
+		return nil, rpcerr.StatusOrf(err, otherwise, "%v", err)
 	}
 	return &pb.ExplainPlanResponse{Plan: PlanToPB(p)}, nil
 }

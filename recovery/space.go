@@ -1,7 +1,6 @@
 package recovery
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,13 +10,15 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
 // ErrNoSpace is the cause of a recovery refused because what its plan
-// stages, plus the disk margin, is more than the target's free space.
-var ErrNoSpace = errors.New("recovery: not enough free space on the target")
+// stages, plus the disk margin, is more than the target's free space
+// (rpcerr.ErrNoSpace: FailedPrecondition).
+var ErrNoSpace = rpcerr.ErrNoSpace
 
 // DiskMargin is the free space a recovery must leave on the target's disk
 // once it has staged what its plan moves, as Elasticsearch's disk

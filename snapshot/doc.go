@@ -137,6 +137,12 @@
 // runs out the error says after how many attempts and how long; when the
 // context ends it wraps both the cause and the last repository error.
 //
+// A server answers these errors by api/rpcerr's status table: ErrNotFound
+// is NotFound (reason SNAPSHOT_NOT_FOUND), ErrUnavailable and
+// ErrAccessDenied Unavailable (REPOSITORY_UNAVAILABLE),
+// ErrConcurrentDeletion Aborted, ErrChecksum and ErrCorruptManifest
+// DataLoss.
+//
 // # Downloads
 //
 // Downloader.Download fetches files of a manifest into a

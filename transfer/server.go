@@ -202,7 +202,9 @@ func (s *PeerServer) shard(m *pb.ShardId) (*shardstore.Shard, shardstore.ShardID
 	sh, err := s.shards.Shard(id)
 	if err != nil {
 		if errors.Is(err, shardstore.ErrNotFound) {
-			return nil, id, rpcerr.Errorf(codes.NotFound, pb.ErrorReason_SHARD_NOT_FOUND, "shard %s is not on this node: %v", id, err)
+			// Also for a shard a recovery is creating here (it wraps
+			// ErrNoCommit too): peers are told this node does not hold it.
+			return nil, id, rpcerr.Statusf(shardstore.ErrNotFound, "shard %s is not on this node: %v", id, err)
 		}
 		return nil, id, rpcerr.ToStatus(err)
 	}

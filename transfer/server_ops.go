@@ -44,7 +44,7 @@ type opSender interface {
 func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh *shardstore.Shard, id shardstore.ShardID, r seqno.Range, history string, batchSize int) error {
 	st := sh.Stats()
 	if st.HistoryUUID != history {
-		return rpcerr.Errorf(codes.FailedPrecondition, pb.ErrorReason_HISTORY_MISMATCH,
+		return rpcerr.Statusf(ErrHistoryMismatch,
 			"shard %s on this node has history %s, the request expects %s: copies of different histories never exchange ops; re-plan (a file copy is needed)",
 			id, st.HistoryUUID, history)
 	}
@@ -52,7 +52,7 @@ func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh *shardstore.S
 		return nil
 	}
 	if retained := sh.RetainedOps(); r.From < retained.From {
-		return rpcerr.Errorf(codes.FailedPrecondition, pb.ErrorReason_OPS_COMPACTED,
+		return rpcerr.Statusf(seqno.ErrCompacted,
 			"ops from %v asked, shard %s retains ops from %v only: a file copy is needed", r.From, id, retained.From)
 	}
 	if r.To > st.Seq.MaxSeqNo {

@@ -155,7 +155,7 @@ func (s *PeerServer) expire(p *pin) {
 }
 
 func pinNotFound(id string) error {
-	return rpcerr.Errorf(codes.NotFound, pb.ErrorReason_PIN_NOT_FOUND,
+	return rpcerr.Statusf(ErrPinNotFound,
 		"commit pin %q is unknown or expired (idle for its TTL, or released): pin the commit again and re-plan", id)
 }
 

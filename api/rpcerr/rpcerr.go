@@ -1,9 +1,38 @@
-// Package rpcerr is the one place recoverd maps errors to gRPC status
-// and back.
+// Package rpcerr is the one place recoverd maps errors to gRPC status and
+// back, as etcd's api/v3rpc/rpctypes is for etcd: every server of recoverd
+// (the peer API in transfer, RecoveryService in recovery, ShardService and
+// SnapshotService in cmd/recoverd) answers with it, and every client reads
+// answers with it.
+//
+// The table (table.go) gives every sentinel error of recoverd that a
+// server may answer (shardstore, seqno, snapshot, planner, transfer,
+// recovery, and the context's) its code and, when a client must tell it
+// from other errors of that code, its ErrorReason, which travels as a
+// google.rpc.ErrorInfo (domain ErrorDomain). The first row whose sentinel
+// the error wraps (errors.Is) decides.
+//
+//   - ToStatus(err) is the answer for err: its code and reason from the
+//     table (Internal when none matches), its text, and what to do where
+//     the table says. A status error passes through.
+//   - Statusf and StatusOrf are the same with a message of the caller's,
+//     for servers that say more than the error does; StatusOrf names the
+//     code of an error the table does not know (InvalidArgument for a bad
+//     write, say).
+//   - Errorf builds an answer that maps no error: a request that fails
+//     validation, a state the server checks. NoReason is the reason of
+//     those that need none.
+//   - FromStatus turns a status error a client received back into a
+//     *RemoteError that wraps the sentinel its reason stands for, by the
+//     same table, so that errors.Is works across the wire; Reason reads
+//     the reason of any status error.
+//
+// The sentinels of transfer and recovery that the table names are defined
+// here (sentinels.go), because those packages import this one; they keep
+// them under their own names (transfer.ErrPinNotFound is
+// rpcerr.ErrPinNotFound), with their texts.
 package rpcerr
 
 import (
-	"context"
 	"errors"
 	"fmt"
 
@@ -12,29 +41,22 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
-	"github.com/recoverd/recoverd/seqno"
-	"github.com/recoverd/recoverd/shardstore"
 )
 
 // ErrorDomain is the domain of the google.rpc.ErrorInfo recoverd attaches
 // to its errors.
 const ErrorDomain = "recoverd.v1"
 
-var (
-	// ErrPinNotFound means the source no longer holds the commit pin (it
-	// expired or was released): pin again and re-plan.
-	ErrPinNotFound = errors.New("transfer: commit pin not found")
-	// ErrHistoryMismatch means source and target histories differ: the copies
-	// must not exchange ops.
-	ErrHistoryMismatch = errors.New("transfer: history UUID mismatch")
-)
+// NoReason is the ErrorReason of an answer a client need not tell from
+// others of its code: no ErrorInfo is attached.
+const NoReason = pb.ErrorReason_ERROR_REASON_UNSPECIFIED
 
 // Errorf returns a gRPC status error with code and message; a reason other
-// than ERROR_REASON_UNSPECIFIED is attached as a google.rpc.ErrorInfo so the
-// client can tell it from other errors of the same code.
+// than NoReason is attached as a google.rpc.ErrorInfo so the client can
+// tell it from other errors of the same code.
 func Errorf(code codes.Code, reason pb.ErrorReason, format string, args ...any) error {
 	st := status.New(code, fmt.Sprintf(format, args...))
-	if reason != pb.ErrorReason_ERROR_REASON_UNSPECIFIED {
+	if reason != NoReason {
 		if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason.String(), Domain: ErrorDomain}); err == nil {
 			st = d
 		}
@@ -42,12 +64,11 @@ func Errorf(code codes.Code, reason pb.ErrorReason, format string, args ...any) 
 	return st.Err()
 }
 
-// Reason returns the ErrorReason a status error carries, or
-// ERROR_REASON_UNSPECIFIED.
+// Reason returns the ErrorReason a status error carries, or NoReason.
 func Reason(err error) pb.ErrorReason {
 	st, ok := status.FromError(err)
 	if !ok {
-		return pb.ErrorReason_ERROR_REASON_UNSPECIFIED
+		return NoReason
 	}
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == ErrorDomain {
@@ -56,12 +77,13 @@ func Reason(err error) pb.ErrorReason {
 			}
 		}
 	}
-	return pb.ErrorReason_ERROR_REASON_UNSPECIFIED
+	return NoReason
 }
 
-// ToStatus maps an error of shardstore, seqno or this package to a gRPC
-// status error with a code and, where the client must act on it, a reason.
-// Status errors pass through; anything unknown is Internal.
+// ToStatus maps err to a gRPC status error by the table: its code, its
+// reason, and a message that is err's text followed by what to do, where
+// the table says it. Status errors pass through; an error the table does
+// not know is Internal.
 func ToStatus(err error) error {
 	if err == nil {
 		return nil
@@ -70,39 +92,29 @@ func ToStatus(err error) error {
 		return err
 	}
 	msg := err.Error()
-	switch {
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, msg)
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, msg)
-	case errors.Is(err, seqno.ErrCompacted):
-		return Errorf(codes.FailedPrecondition, pb.ErrorReason_OPS_COMPACTED, "%s: a file copy is needed", msg)
-	case errors.Is(err, seqno.ErrLeaseLost):
-		return Errorf(codes.NotFound, pb.ErrorReason_LEASE_LOST, "%s: re-plan the recovery", msg)
-	case errors.Is(err, seqno.ErrLeaseExists):
-		return Errorf(codes.AlreadyExists, pb.ErrorReason_LEASE_EXISTS, "%s: use another lease id or release it", msg)
-	case errors.Is(err, seqno.ErrNotHolder):
-		return status.Error(codes.PermissionDenied, msg+": only the holder that took it may renew or release it")
-	case errors.Is(err, seqno.ErrTooManyLeases):
-		return Errorf(codes.ResourceExhausted, pb.ErrorReason_TOO_MANY_LEASES, "%s: release one, or retry once one expired", msg)
-	case errors.Is(err, ErrHistoryMismatch):
-		return Errorf(codes.FailedPrecondition, pb.ErrorReason_HISTORY_MISMATCH, "%s", msg)
-	case errors.Is(err, ErrPinNotFound):
-		return Errorf(codes.NotFound, pb.ErrorReason_PIN_NOT_FOUND, "%s", msg)
-	case errors.Is(err, shardstore.ErrNotFound):
-		return Errorf(codes.NotFound, pb.ErrorReason_SHARD_NOT_FOUND, "%s", msg)
-	case errors.Is(err, shardstore.ErrInvalidName):
-		return status.Error(codes.InvalidArgument, msg)
-	case errors.Is(err, shardstore.ErrClosed):
-		return status.Error(codes.Unavailable, msg+": the shard is closing, retry later")
-	case errors.Is(err, shardstore.ErrUnavailable):
-		return status.Error(codes.Unavailable, msg+": the shard cannot be read now; it stays in place, retry later")
-	case errors.Is(err, shardstore.ErrCorrupt):
-		return status.Error(codes.DataLoss, msg)
-	case errors.Is(err, shardstore.ErrStaleTerm):
-		return status.Error(codes.FailedPrecondition, msg)
+	r, ok := lookup(err)
+	if !ok {
+		return status.Error(codes.Internal, msg)
 	}
-	return status.Error(codes.Internal, msg)
+	if r.hint != "" {
+		msg += ": " + r.hint
+	}
+	return Errorf(r.code, r.reason, "%s", msg)
+}
+
+// Statusf is StatusOrf with Internal for an error the table does not know.
+func Statusf(err error, format string, args ...any) error {
+	return StatusOrf(err, codes.Internal, format, args...)
+}
+
+// StatusOrf returns a gRPC status error with the code and reason the table
+// gives err (otherwise when it gives none) and the caller's message. err
+// may be a bare sentinel, for an answer that says what it means.
+func StatusOrf(err error, otherwise codes.Code, format string, args ...any) error {
+	if r, ok := lookup(err); ok {
+		return Errorf(r.code, r.reason, format, args...)
+	}
+	return Errorf(otherwise, NoReason, format, args...)
 }
 
 // RemoteError is a status error from a peer that also wraps the sentinel
@@ -131,9 +143,10 @@ func (e *RemoteError) Code() codes.Code { return e.st.Code() }
 func (e *RemoteError) Reason() pb.ErrorReason { return e.reason }
 
 // FromStatus turns a status error from a peer into a *RemoteError wrapping
-// the matching sentinel (seqno.ErrCompacted, seqno.ErrLeaseLost,
-// seqno.ErrLeaseExists, seqno.ErrTooManyLeases, ErrPinNotFound, ErrHistoryMismatch,
-// shardstore.ErrNotFound). Other errors are returned unchanged.
+// the sentinel its reason stands for in the table (seqno.ErrCompacted for
+// OPS_COMPACTED, ErrPinNotFound for PIN_NOT_FOUND, shardstore.ErrNotFound
+// for SHARD_NOT_FOUND, ...; none for a reason no sentinel has, such as
+// TOO_MANY_PINS). Other errors are returned unchanged.
 func FromStatus(err error) error {
 	if err == nil {
 		return nil
@@ -147,21 +160,6 @@ func FromStatus(err error) error {
 		return err
 	}
 	e := &RemoteError{st: st, reason: Reason(err)}
-	switch e.reason {
-	case pb.ErrorReason_OPS_COMPACTED:
-		e.sentinel = seqno.ErrCompacted
-	case pb.ErrorReason_LEASE_LOST:
-		e.sentinel = seqno.ErrLeaseLost
-	case pb.ErrorReason_LEASE_EXISTS:
-		e.sentinel = seqno.ErrLeaseExists
-	case pb.ErrorReason_TOO_MANY_LEASES:
-		e.sentinel = seqno.ErrTooManyLeases
-	case pb.ErrorReason_PIN_NOT_FOUND:
-		e.sentinel = ErrPinNotFound
-	case pb.ErrorReason_HISTORY_MISMATCH:
-		e.sentinel = ErrHistoryMismatch
-	case pb.ErrorReason_SHARD_NOT_FOUND:
-		e.sentinel = shardstore.ErrNotFound
-	}
+	e.sentinel = sentinelOf(e.reason)
 	return e
 }

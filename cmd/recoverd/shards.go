@@ -307,7 +307,7 @@ func (r *shards) removeUncommitted(keep map[shardstore.ShardID]string) error {
 func (r *shards) list() []*shardstore.Shard {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]*shardstore.Shard, 0, len(r.open))
+	out := make([]*shardstore.Shard, rpcerr.NoReason, len(r.open))
 	for _, s := range r.open {
 		if s.Committed() {
 			out = append(out, s)
@@ -356,7 +356,7 @@ func (s *shardService) writable(m *pb.ShardId) (*shardstore.Shard, error) {
 func (s *shardService) shard(m *pb.ShardId) (*shardstore.Shard, error) {
 	id, err := pbconv.ShardIDFromPB(m)
 	if err != nil {
-		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, rpcerr.NoReason, "shard: %v", err)
 	}
 	sh, err := s.shards.Shard(id)
 	if errors.Is(err, shardstore.ErrNoCommit) && s.recovering != nil {
@@ -371,34 +371,37 @@ func (s *shardService) shard(m *pb.ShardId) (*shardstore.Shard, error) {
 	return sh, nil
 }
 
+// shardErr answers a shard lookup that failed: the code and reason are
+// the status table's (rpcerr), the message says what it means on this
+// node.
 func shardErr(id shardstore.ShardID, err error) error {
+	msg := fmt.Sprintf("shard %s: %v", id, err)
 	switch {
 	case errors.Is(err, shardstore.ErrNoCommit):
-		return rpcerr.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
-			"shard %s is being created by a recovery onto this node; it exists once the recovery publishes", id)
+		msg = fmt.Sprintf("shard %s is being created by a recovery onto this node; it exists once the recovery publishes", id)
 	case errors.Is(err, shardstore.ErrNotFound):
-		return rpcerr.Errorf(codes.NotFound, pb.ErrorReason_SHARD_NOT_FOUND, "shard %s does not exist on this node", id)
+		msg = fmt.Sprintf("shard %s does not exist on this node", id)
 	case errors.Is(err, shardstore.ErrInvalidName):
-		return rpcerr.Errorf(codes.InvalidArgument, 0, "%v", err)
+		msg = err.Error()
 	case errors.Is(err, shardstore.ErrClosed):
-		return rpcerr.Errorf(codes.Unavailable, 0, "shard %s is closed (the node is stopping)", id)
+		msg = fmt.Sprintf("shard %s is closed (the node is stopping)", id)
 	case errors.Is(err, shardstore.ErrUnavailable):
-		return rpcerr.Errorf(codes.Unavailable, 0, "shard %s cannot be read now; it stays in place and is opened again on the next request: %v", id, err)
+		msg = fmt.Sprintf("shard %s cannot be read now; it stays in place and is opened again on the next request: %v", id, err)
 	case errors.Is(err, shardstore.ErrCorrupt):
-		return rpcerr.Errorf(codes.DataLoss, 0, "shard %s is damaged; a recovery onto this node moves it aside and rebuilds it: %v", id, err)
+		msg = fmt.Sprintf("shard %s is damaged; a recovery onto this node moves it aside and rebuilds it: %v", id, err)
 	}
-	return rpcerr.Errorf(codes.Internal, 0, "shard %s: %v", id, err)
+	return rpcerr.Statusf(err, "%s", msg)
 }
 
 func (s *shardService) CreateShard(ctx context.Context, req *pb.CreateShardRequest) (*pb.CreateShardResponse, error) {
 	id, err := pbconv.ShardIDFromPB(req.Shard)
 	if err != nil {
-		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, rpcerr.NoReason, "shard: %v", err)
 	}
 	sh, err := s.shards.Create(id, req.ExistOk)
 	if err != nil {
 		if shardstore.Exists(s.shards.dataDir, id) && !req.ExistOk {
-			return nil, rpcerr.Errorf(codes.AlreadyExists, 0, "shard %s already exists (set exist_ok to accept it)", id)
+			return nil, rpcerr.Errorf(codes.AlreadyExists, rpcerr.NoReason, "shard %s already exists (set exist_ok to accept it)", id)
 		}
 		return nil, shardErr(id, err)
 	}
@@ -438,17 +441,11 @@ func (s *shardService) Index(ctx context.Context, req *pb.IndexRequest) (*pb.Ind
 	return &pb.IndexResponse{Ops: pbconv.Ops(ops)}, nil
 }
 
+// writeErr answers a write that failed: by the status table (rpcerr),
+// and InvalidArgument for what it does not know (the write itself was
+// refused).
 func writeErr(err error) error {
-	if errors.Is(err, shardstore.ErrClosed) {
-		return rpcerr.Errorf(codes.Unavailable, 0, "%v", err)
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return rpcerr.Errorf(codes.Canceled, 0, "%v", err)
-	}
-	if errors.Is(err, shardstore.ErrStaleTerm) {
-		return rpcerr.ToStatus(err)
-	}
-	return rpcerr.Errorf(codes.InvalidArgument, 0, "%v", err)
+	return rpcerr.StatusOrf(err, codes.InvalidArgument, "%v", err)
 }
 
 func (s *shardService) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.DeleteResponse, error) {
@@ -474,7 +471,7 @@ func (s *shardService) Apply(ctx context.Context, req *pb.ApplyRequest) (*pb.App
 	}
 	ops, err := pbconv.OpsFromPB(req.Ops)
 	if err != nil {
-		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "ops: %v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, rpcerr.NoReason, "ops: %v", err)
 	}
 	if err := sh.Apply(ctx, ops); err != nil {
 		return nil, writeErr(err)
@@ -489,7 +486,7 @@ func (s *shardService) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResp
 	}
 	v, seq, ok, err := sh.Get(req.Key)
 	if err != nil {
-		return nil, rpcerr.Errorf(codes.Internal, 0, "%v", err)
+		return nil, rpcerr.Errorf(codes.Internal, rpcerr.NoReason, "%v", err)
 	}
 	return &pb.GetResponse{Found: ok, Value: v, Seqno: int64(seq)}, nil
 }
@@ -503,7 +500,7 @@ func (s *shardService) Flush(ctx context.Context, req *pb.FlushRequest) (*pb.Flu
 		sh.SetGlobalCheckpoint(seqno.SeqNo(*req.GlobalCheckpoint))
 	}
 	if err := sh.Flush(); err != nil {
-		return nil, rpcerr.Errorf(codes.Internal, 0, "flush: %v", err)
+		return nil, rpcerr.Errorf(codes.Internal, rpcerr.NoReason, "flush: %v", err)
 	}
 	return &pb.FlushResponse{Stats: pbconv.ShardStats(sh.Stats())}, nil
 }
@@ -514,7 +511,7 @@ func (s *shardService) Merge(ctx context.Context, req *pb.MergeRequest) (*pb.Mer
 		return nil, err
 	}
 	if err := sh.Merge(); err != nil {
-		return nil, rpcerr.Errorf(codes.Internal, 0, "merge: %v", err)
+		return nil, rpcerr.Errorf(codes.Internal, rpcerr.NoReason, "merge: %v", err)
 	}
 	return &pb.MergeResponse{Stats: pbconv.ShardStats(sh.Stats())}, nil
 }
@@ -535,7 +532,7 @@ func (s *shardService) Digest(ctx context.Context, req *pb.DigestRequest) (*pb.D
 	st := sh.Stats()
 	d, err := sh.Digest(ctx)
 	if err != nil {
-		return nil, rpcerr.Errorf(codes.Internal, 0, "digest: %v", err)
+		return nil, rpcerr.Errorf(codes.Internal, rpcerr.NoReason, "digest: %v", err)
 	}
 	return &pb.DigestResponse{Digest: d, HistoryUuid: st.HistoryUUID, Seqno: pbconv.Stats(st.Seq)}, nil
 }
@@ -546,7 +543,7 @@ func (s *shardService) Promote(ctx context.Context, req *pb.PromoteRequest) (*pb
 		return nil, err
 	}
 	if err := sh.Promote(); err != nil {
-		return nil, rpcerr.Errorf(codes.Internal, 0, "promote: %v", err)
+		return nil, rpcerr.Errorf(codes.Internal, rpcerr.NoReason, "promote: %v", err)
 	}
 	return &pb.PromoteResponse{Stats: pbconv.ShardStats(sh.Stats())}, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -56,23 +55,9 @@ func (s *snapshotService) track(id shardstore.ShardID, d int) {
 
 func (s *snapshotService) check() error {
 	if s.repo == nil {
-		return rpcerr.Errorf(codes.FailedPrecondition, 0, "no snapshot repository is configured on this node (--repo)")
+		return rpcerr.Errorf(codes.FailedPrecondition, rpcerr.NoReason, "no snapshot repository is configured on this node (--repo)")
 	}
 	return nil
-}
-
-func repoErr(err error) error {
-	switch {
-	case errors.Is(err, snapshot.ErrNotFound):
-		return rpcerr.Errorf(codes.NotFound, pb.ErrorReason_SNAPSHOT_NOT_FOUND, "%v", err)
-	case errors.Is(err, snapshot.ErrUnavailable):
-		return rpcerr.Errorf(codes.Unavailable, pb.ErrorReason_REPOSITORY_UNAVAILABLE, "%v", err)
-	case errors.Is(err, snapshot.ErrConcurrentDeletion):
-		return rpcerr.Errorf(codes.Aborted, 0, "%v", err)
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return rpcerr.Errorf(codes.Canceled, 0, "%v", err)
-	}
-	return rpcerr.Errorf(codes.Internal, 0, "%v", err)
 }
 
 func info(m *snapshot.Manifest) *pb.SnapshotInfo {
@@ -105,7 +90,7 @@ func (s *snapshotService) CreateSnapshot(ctx context.Context, req *pb.CreateSnap
 	defer s.track(sh.ID(), -1)
 	res, err := snapshot.Create(ctx, s.repo, sh, opts)
 	if err != nil {
-		return nil, repoErr(err)
+		return nil, rpcerr.ToStatus(err)
 	}
 	return &pb.CreateSnapshotResponse{Snapshot: info(res.Manifest), UploadedFiles: int64(res.UploadedFiles), UploadedBytes: res.UploadedBytes,
 		ReusedFiles: int64(res.ReusedFiles), ReusedBytes: res.ReusedBytes, Took: durationpb.New(time.Since(start)),
@@ -119,11 +104,11 @@ func (s *snapshotService) ListSnapshots(ctx context.Context, req *pb.ListSnapsho
 	}
 	id, err := pbconv.ShardIDFromPB(req.Shard)
 	if err != nil {
-		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, rpcerr.NoReason, "shard: %v", err)
 	}
 	entries, err := snapshot.List(ctx, s.repo, id)
 	if err != nil {
-		return nil, repoErr(err)
+		return nil, rpcerr.ToStatus(err)
 	}
 	resp := &pb.ListSnapshotsResponse{}
 	for _, e := range entries {
@@ -141,13 +126,13 @@ func (s *snapshotService) DeleteSnapshot(ctx context.Context, req *pb.DeleteSnap
 	}
 	id, err := pbconv.ShardIDFromPB(req.Shard)
 	if err != nil {
-		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "shard: %v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, rpcerr.NoReason, "shard: %v", err)
 	}
 	if err := snapshot.ValidateSnapshotID(req.SnapshotId); err != nil {
-		return nil, rpcerr.Errorf(codes.InvalidArgument, 0, "snapshot id: %v", err)
+		return nil, rpcerr.Errorf(codes.InvalidArgument, rpcerr.NoReason, "snapshot id: %v", err)
 	}
 	if _, err := snapshot.Delete(ctx, s.repo, id, req.SnapshotId, snapshot.DeleteOptions{Delay: s.deletionDelay}); err != nil {
-		return nil, repoErr(err)
+		return nil, rpcerr.ToStatus(err)
 	}
 	return &pb.DeleteSnapshotResponse{}, nil
 }
