@@ -261,7 +261,7 @@ func checkAfterCrash(t *testing.T, dir string) (string, Stats) {
 		t.Fatalf("acknowledged op %d lost: checkpoint %v", ack, st.Seq.LocalCheckpoint)
 	}
 	present := map[string]bool{}
-	if err := s.Scan(func(k string, _ []byte, _ seqno.SeqNo) error { present[k] = true; return nil }); err != nil {
+	if err := s.Scan(ctx, func(k string, _ []byte, _ seqno.SeqNo) error { present[k] = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i <= int(st.Seq.LocalCheckpoint) && !present["src-0"]; i++ { // src-0: the published copy

@@ -20,10 +20,6 @@ func (s *Shard) Digest(ctx context.Context) (string, error) {
 	return d, err
 }
 
-// digestCheckEvery is how many documents a digest hashes between two looks
-// at its context.
-const digestCheckEvery = 1024
-
 // DigestAt is a SHA-256 over every live document (key, seqno, value), in
 // key order, of the content the ops at or below upTo make (upTo Unassigned:
 // the max seqno seen): for each key its op with the highest seqno not
@@ -118,21 +114,17 @@ func (s *Shard) DigestAt(ctx context.Context, base *CommitRef, upTo seqno.SeqNo)
 		h.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
 		h.Write(b)
 	}
-	docs := 0
-	err = v.scan(func(key string, value []byte, seq seqno.SeqNo) error {
-		if docs == 0 {
+	first := true
+	err = v.scan(cancellable(ctx, func(key string, value []byte, seq seqno.SeqNo) error {
+		if first {
 			s.opts.Failpoint("digest.scan")
-		}
-		if docs++; docs%digestCheckEvery == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
+			first = false
 		}
 		put([]byte(key))
 		h.Write(n[:binary.PutVarint(n[:], int64(seq))])
 		put(value)
 		return nil
-	})
+	}))
 	if err == nil {
 		err = ctx.Err()
 	}

@@ -108,7 +108,7 @@ func TestOpLogFsyncErrorLeavesTheOpInvisibleAndUncommitted(t *testing.T) {
 		t.Fatal(err)
 	}
 	var keys []string
-	s.Scan(func(k string, _ []byte, _ seqno.SeqNo) error { keys = append(keys, k); return nil })
+	s.Scan(ctx, func(k string, _ []byte, _ seqno.SeqNo) error { keys = append(keys, k); return nil })
 	if strings.Join(keys, ",") != "after,before" {
 		t.Fatalf("committed keys %v, want after and before only", keys)
 	}

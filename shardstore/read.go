@@ -1,6 +1,7 @@
 package shardstore
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"slices"
@@ -31,11 +32,32 @@ func (s *Shard) Get(key string) (value []byte, seq seqno.SeqNo, found bool, err 
 	return best.Value, best.SeqNo, true, nil
 }
 
-// Scan calls fn for every live document in key order with its seqno.
-func (s *Shard) Scan(fn func(key string, value []byte, seq seqno.SeqNo) error) error {
+// Scan calls fn for every live document in key order with its seqno. It
+// holds the shard's read lock while it runs (writes wait); ctx cancels it
+// (looked at every scanCheckEvery documents), and its error is then the
+// context's.
+func (s *Shard) Scan(ctx context.Context, fn func(key string, value []byte, seq seqno.SeqNo) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.scanLocked(fn)
+	return s.scanLocked(cancellable(ctx, fn))
+}
+
+// scanCheckEvery is how many documents a scan (Scan, a digest) passes to
+// its function between two looks at its context.
+const scanCheckEvery = 1024
+
+// cancellable wraps a scan's function so that the scan ends with ctx's
+// error once ctx is done, looking at it every scanCheckEvery documents.
+func cancellable(ctx context.Context, fn func(key string, value []byte, seq seqno.SeqNo) error) func(key string, value []byte, seq seqno.SeqNo) error {
+	docs := 0
+	return func(key string, value []byte, seq seqno.SeqNo) error {
+		if docs++; docs%scanCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		return fn(key, value, seq)
+	}
 }
 
 // scanMergeMax bounds the segments the streaming scan opens at once; a

@@ -90,7 +90,7 @@ func TestIndexGetDeleteScan(t *testing.T) {
 		t.Fatal("deleted doc still found")
 	}
 	var keys []string
-	err = s.Scan(func(k string, v []byte, seq seqno.SeqNo) error { keys = append(keys, k); return nil })
+	err = s.Scan(ctx, func(k string, v []byte, seq seqno.SeqNo) error { keys = append(keys, k); return nil })
 	if err != nil || len(keys) != 9 || keys[3] != "doc-000003" || keys[4] != "doc-000005" {
 		t.Fatalf("scan = %v %v", keys, err)
 	}
