@@ -302,7 +302,7 @@ func TestHybridFetchesAFailedFileFromThePeer(t *testing.T) {
 }
 
 func TestRepositoryUnavailableMeansPeerPlan(t *testing.T) {
-	broken, err := snapshot.OpenRepository(context.Background(), "s3://bucket/p?endpoint=127.0.0.1:1&tls=false",
+	broken, err := snapshot.OpenRepository("s3://bucket/p?endpoint=127.0.0.1:1&tls=false",
 		snapshot.S3Options{AccessKey: "k", SecretKey: "s", Retry: retry.Options{MaxElapsed: 200 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)

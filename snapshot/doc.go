@@ -23,7 +23,7 @@
 //     one a crash interrupts is expired by the store (MinIO: stale uploads
 //     after 24h; on AWS use a lifecycle rule).
 //
-// OpenRepository(ctx, url, S3Options) opens either from a URL.
+// OpenRepository(url, S3Options) opens either from a URL.
 //
 // # A distributed store
 //

@@ -85,7 +85,7 @@ func newS3RepoIn(t testing.TB, m *testutil.MinIO, bucket, prefix string, opts S3
 	opts.AccessKey, opts.SecretKey = m.AccessKey, m.SecretKey
 	opts.DisableTLS = true
 	opts.Getenv = func(string) string { return "" }
-	r, err := NewS3Repository(context.Background(), bucket, prefix, opts)
+	r, err := NewS3Repository(bucket, prefix, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,10 +92,10 @@ func validatePrefix(prefix string) error {
 //	s3://bucket[/prefix][?endpoint=host:port&region=r&tls=false]
 //
 // For s3, fields of opts that are set win over the URL's query, which wins
-// over the environment (RECOVERD_S3_*, then AWS_*); see S3Options. ctx
-// bounds nothing yet (opening makes no request) and is kept for backends
-// that must.
-func OpenRepository(ctx context.Context, rawURL string, opts S3Options) (Repository, error) {
+// over the environment (RECOVERD_S3_*, then AWS_*); see S3Options.
+// Opening makes no request, so it takes no context: the first call on the
+// repository is the first request.
+func OpenRepository(rawURL string, opts S3Options) (Repository, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		// url.Parse errors echo the input, which may hold a secret.
@@ -114,7 +114,7 @@ func OpenRepository(ctx context.Context, rawURL string, opts S3Options) (Reposit
 		}
 		return NewLocalRepository(u.Path)
 	case "s3":
-		return newS3FromURL(ctx, u, opts)
+		return newS3FromURL(u, opts)
 	default:
 		return nil, fmt.Errorf("snapshot: repository URL scheme %q not supported (file:// or s3://)", u.Scheme)
 	}

@@ -45,7 +45,7 @@ var _ Repository = (*S3Repository)(nil)
 // NewS3Repository opens a repository in bucket under prefix (may be
 // empty). It makes no request: a missing bucket or refused credentials
 // show on the first call, as ErrUnavailable / ErrAccessDenied.
-func NewS3Repository(_ context.Context, bucket, prefix string, opts S3Options) (*S3Repository, error) {
+func NewS3Repository(bucket, prefix string, opts S3Options) (*S3Repository, error) {
 	o, err := opts.resolve()
 	if err != nil {
 		return nil, err

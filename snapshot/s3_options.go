@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -78,7 +77,7 @@ func redacted(s string) string {
 	return "<redacted>"
 }
 
-func newS3FromURL(ctx context.Context, u *url.URL, opts S3Options) (*S3Repository, error) {
+func newS3FromURL(u *url.URL, opts S3Options) (*S3Repository, error) {
 	if u.Host == "" {
 		return nil, fmt.Errorf("snapshot: s3 repository URL needs a bucket: s3://bucket/prefix")
 	}
@@ -106,7 +105,7 @@ func newS3FromURL(ctx context.Context, u *url.URL, opts S3Options) (*S3Repositor
 			opts.Getenv = withoutEnv(opts.getenv(), "RECOVERD_S3_INSECURE")
 		}
 	}
-	return NewS3Repository(ctx, u.Host, strings.Trim(u.Path, "/"), opts)
+	return NewS3Repository(u.Host, strings.Trim(u.Path, "/"), opts)
 }
 
 func (o S3Options) getenv() func(string) string {

@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -64,7 +63,7 @@ func TestS3(t *testing.T) {
 	})
 
 	t.Run("WrongCredentials", func(t *testing.T) {
-		r, err := NewS3Repository(context.Background(), m.MakeBucket("creds"), "p", S3Options{
+		r, err := NewS3Repository(m.MakeBucket("creds"), "p", S3Options{
 			Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: "not-the-secret-key", DisableTLS: true,
 			Getenv: func(string) string { return "" },
 		})
@@ -97,7 +96,7 @@ func TestS3(t *testing.T) {
 			t.Fatalf("permanent errors took %v: retried?", d)
 		}
 		// Wrong access key too.
-		bad, err := NewS3Repository(context.Background(), r.Bucket(), "p", S3Options{
+		bad, err := NewS3Repository(r.Bucket(), "p", S3Options{
 			Endpoint: m.Endpoint, AccessKey: "nobody", SecretKey: m.SecretKey, DisableTLS: true,
 			Getenv: func(string) string { return "" },
 		})
@@ -119,7 +118,7 @@ func TestS3(t *testing.T) {
 			"AWS_SECRET_ACCESS_KEY":  "ignored-too",
 		}
 		url := fmt.Sprintf("s3://%s/some/prefix?endpoint=%s&region=us-east-1&tls=false", bucket, m.Endpoint)
-		repo, err := OpenRepository(context.Background(), url, S3Options{Getenv: func(k string) string { return env[k] }})
+		repo, err := OpenRepository(url, S3Options{Getenv: func(k string) string { return env[k] }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,7 +144,7 @@ func TestS3(t *testing.T) {
 			"AWS_SECRET_ACCESS_KEY": m.SecretKey,
 			"RECOVERD_S3_ENDPOINT":  "http://" + m.Endpoint,
 		}
-		repo2, err := OpenRepository(context.Background(), "s3://"+bucket+"/some/prefix", S3Options{Getenv: func(k string) string { return env[k] }})
+		repo2, err := OpenRepository("s3://"+bucket+"/some/prefix", S3Options{Getenv: func(k string) string { return env[k] }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +163,7 @@ func TestS3OptionsNoSecrets(t *testing.T) {
 			t.Fatalf("options print a secret: %s", s)
 		}
 	}
-	r, err := NewS3Repository(context.Background(), "bucket", "p", opts)
+	r, err := NewS3Repository("bucket", "p", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +172,7 @@ func TestS3OptionsNoSecrets(t *testing.T) {
 	checkNoSecret(t, r, "tok-secret-value")
 
 	// Credentials in a URL are refused without being echoed.
-	_, err = OpenRepository(context.Background(), "s3://AKID:very-secret-value@bucket/p", S3Options{})
+	_, err = OpenRepository("s3://AKID:very-secret-value@bucket/p", S3Options{})
 	if err == nil || strings.Contains(err.Error(), "very-secret-value") {
 		t.Fatalf("URL with credentials: %v", err)
 	}
@@ -194,14 +193,14 @@ func TestOpenRepositoryErrors(t *testing.T) {
 		"ftp://x/y", "file://host/path", "s3:///prefix", "s3://b/p?bogus=1", "s3://b/p?tls=maybe",
 		"s3://b/../x", "file:///tmp/x?y=1", "%zz",
 	} {
-		r, err := OpenRepository(context.Background(), u, S3Options{Getenv: func(string) string { return "" }})
+		r, err := OpenRepository(u, S3Options{Getenv: func(string) string { return "" }})
 		if err == nil {
 			r.Close()
 			t.Errorf("OpenRepository(%q): no error", u)
 		}
 	}
 	dir := t.TempDir()
-	r, err := OpenRepository(context.Background(), "file://"+dir+"/repo", S3Options{})
+	r, err := OpenRepository("file://"+dir+"/repo", S3Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -174,7 +174,7 @@ func planGatherSnapshot(ctx context.Context, f planFlags, id shardstore.ShardID)
 	if f.noSnapshots || f.repo.url == "" || f.repo.url == "none" {
 		return planner.Snapshot{State: planner.SnapshotDisabled}, nil
 	}
-	repo, err := f.repo.open(ctx, "", true)
+	repo, err := f.repo.open("", true)
 	if err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {

@@ -65,7 +65,7 @@ func (f *snapRepoFlags) retryPolicy() retry.Options {
 // With mustExist, a local repository directory that does not exist is an
 // error (ErrUnavailable) instead of being created: a typo must not read as
 // "no snapshots".
-func (f *snapRepoFlags) open(ctx context.Context, dataDir string, mustExist bool) (snapshot.Repository, error) {
+func (f *snapRepoFlags) open(dataDir string, mustExist bool) (snapshot.Repository, error) {
 	raw, err := f.resolve(dataDir)
 	if err != nil {
 		return nil, err
@@ -92,7 +92,7 @@ func (f *snapRepoFlags) open(ctx context.Context, dataDir string, mustExist bool
 	default:
 		return nil, usagef("--repo: scheme %q not supported; use file:///abs/path or s3://bucket/prefix", u.Scheme)
 	}
-	repo, err := snapshot.OpenRepository(ctx, raw, snapshot.S3Options{Retry: f.retryPolicy()})
+	repo, err := snapshot.OpenRepository(raw, snapshot.S3Options{Retry: f.retryPolicy()})
 	if err != nil {
 		if errors.Is(err, snapshot.ErrUnavailable) {
 			return nil, err
@@ -152,7 +152,7 @@ func snapSetup(cmd *cobra.Command, idf *snapIDFlags, rf *snapRepoFlags) (context
 		return nil, nil, id, nil, err
 	}
 	ctx, cancel := snapSignalCtx(cmd)
-	repo, err := rf.open(ctx, idf.data, true)
+	repo, err := rf.open(idf.data, true)
 	if err != nil {
 		cancel()
 		return nil, nil, id, nil, err

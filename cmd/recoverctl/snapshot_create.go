@@ -79,7 +79,7 @@ snapshot; --flush writes them into a new commit first.`,
 			}
 			ctx, cancel := snapSignalCtx(cmd)
 			defer cancel()
-			repo, err := rf.open(ctx, sf.data, false)
+			repo, err := rf.open(sf.data, false)
 			if err != nil {
 				return err
 			}

@@ -119,7 +119,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	return 0
 }
 
-func openRepo(ctx context.Context, cfg Config, requests *snapshot.RequestMetrics, policy retry.Options) (snapshot.Repository, error) {
+func openRepo(cfg Config, requests *snapshot.RequestMetrics, policy retry.Options) (snapshot.Repository, error) {
 	url := cfg.Repo
 	switch url {
 	case "none":
@@ -131,7 +131,7 @@ func openRepo(ctx context.Context, cfg Config, requests *snapshot.RequestMetrics
 		}
 		url = "file://" + abs
 	}
-	return snapshot.OpenRepository(ctx, url, snapshot.S3Options{Endpoint: cfg.S3Endpoint, Region: cfg.S3Region,
+	return snapshot.OpenRepository(url, snapshot.S3Options{Endpoint: cfg.S3Endpoint, Region: cfg.S3Region,
 		AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, DisableTLS: cfg.S3Insecure,
 		RequestTimeout: cfg.S3Timeout, ReadIdleTimeout: cfg.S3Timeout, Metrics: requests, Retry: policy})
 }
@@ -184,7 +184,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	// for at most the repository's default budget (30s) of it.
 	peerRetry := retry.Options{MaxElapsed: cfg.RetryBudget}
 	repoRetry := retry.Options{MaxElapsed: min(cfg.RetryBudget, retry.Repository.MaxElapsed)}
-	repo, err := openRepo(ctx, cfg, snapshot.NewRequestMetrics(reg), repoRetry)
+	repo, err := openRepo(cfg, snapshot.NewRequestMetrics(reg), repoRetry)
 	if err != nil {
 		return fmt.Errorf("snapshot repository: %w", err)
 	}
