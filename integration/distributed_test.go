@@ -202,8 +202,20 @@ func TestDistributedRepositoryLosesQuorum(t *testing.T) {
 	if now := manifests(t, c); len(now) != 1 || now[0] != stored[0] {
 		t.Fatalf("manifests after the failed upload: %q, want only %q", now, stored[0])
 	}
-	// The repository is whole again: the snapshot succeeds.
-	if _, err := n2.snap.CreateSnapshot(ctxT(t), &pb.CreateSnapshotRequest{Shard: shardID}); err != nil {
-		t.Fatalf("snapshot after the restart: %v", err)
+	// The repository is whole again: a snapshot succeeds. MinIO answers
+	// SlowDown for a while after its servers came back (longer than the
+	// node's short retry budget), each time as Unavailable: that is the
+	// store healing, so the snapshot is asked again until it has healed.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := n2.snap.CreateSnapshot(ctxT(t), &pb.CreateSnapshotRequest{Shard: shardID})
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			t.Fatalf("snapshot after the restart: %v", err)
+		}
+		t.Logf("snapshot after the restart, the store still healing: %v", err)
+		time.Sleep(time.Second)
 	}
 }
