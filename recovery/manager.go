@@ -384,15 +384,14 @@ func (m *Manager) Close() {
 // stopping reports whether ctx ended because the node is stopping.
 func stopping(ctx context.Context) bool { return errors.Is(context.Cause(ctx), errNodeStopping) }
 
-// finish unregisters a finished recovery (its final state is journaled:
-// setStage) and schedules its removal.
-func (m *Manager) finish(r *Recovery, shard shardstore.ShardID, id string) {
+// unregister gives a finished recovery's shard back: writes, snapshots and
+// other recoveries may take it.
+func (m *Manager) unregister(r *Recovery, shard shardstore.ShardID) {
 	m.mu.Lock()
 	if m.active[shard] == r {
 		delete(m.active, shard)
 	}
 	m.mu.Unlock()
-	m.forgetAfter(r, id, m.cfg.KeepFinished)
 }
 
 // pause journals a recovery stopped with the node, so that it resumes at

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -376,5 +377,29 @@ func TestAutoDigestSparesTheSourceAfterASnapshotPlan(t *testing.T) {
 	}
 	if digest(t, e.target()) != digest(t, e.source()) {
 		t.Fatal("copy differs")
+	}
+}
+
+// TestDoneRecoveryHasGivenItsShardBack: whoever sees a recovery done may
+// write to its shard at once (the integration test
+// TestWritesRefusedWhileRecovering failed when the shard was given back
+// after the final stage showed).
+func TestDoneRecoveryHasGivenItsShardBack(t *testing.T) {
+	e := newEnv(t, shardstore.Options{}, Config{})
+	write(t, e.source(), 50, 0, 64)
+	flush(t, e.source())
+	r, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if s, _ := r.State(); s.Stage.Finished() {
+			requireDone(t, s)
+			break
+		}
+		runtime.Gosched()
+	}
+	if id, ok := e.m.ActiveStagings()[shardID]; ok {
+		t.Fatalf("recovery %s shows done but still holds its shard", id)
 	}
 }

@@ -53,6 +53,9 @@ func (m *Manager) end(r *Recovery, req StartRequest, log *slog.Logger, err error
 	if err != nil {
 		r.update(func(s *State) { s.Error = err.Error() })
 	}
+	// The shard is given back before the final stage shows: whoever sees
+	// the recovery done may write to the shard at once.
+	m.unregister(r, req.Shard)
 	r.setStage(stage)
 	s, _ := r.State()
 	kind := "none"
@@ -70,7 +73,7 @@ func (m *Manager) end(r *Recovery, req StartRequest, log *slog.Logger, err error
 	} else {
 		log.Warn("recovery "+string(stage), "kind", kind, "error", err)
 	}
-	m.finish(r, req.Shard, req.ID)
+	m.forgetAfter(r, req.ID, m.cfg.KeepFinished)
 }
 
 // runAttempts connects to the source, checks that it holds the shard,
