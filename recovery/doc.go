@@ -117,7 +117,8 @@
 // queued stage. A recovery whose source is at its limit of outgoing
 // recoveries (too many pins) goes back to the queued stage and gives its
 // slot back while it waits, so that recoveries from other sources run;
-// it asks again, with backoff, once it holds a slot, and fails after
-// Config.PinWait. Finished recoveries are kept for Config.KeepFinished so
+// it asks again, with backoff, once it holds a slot, and fails once it
+// has waited Config.PinWait for the source (time queued behind this
+// node's other recoveries does not count). Finished recoveries are kept for Config.KeepFinished so
 // their progress can still be read, across restarts: they are journaled.
 package recovery

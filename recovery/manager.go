@@ -95,7 +95,8 @@ type Config struct {
 	DiskMargin DiskMargin
 	// PinWait bounds how long a recovery waits, queued and without a node
 	// slot, for a source at its limit of outgoing recoveries to grant a
-	// pin (default 10 minutes).
+	// pin (default 10 minutes). Only the time spent on the source counts
+	// (asking, refused, backing off), not the time queued for a slot.
 	PinWait time.Duration
 	// MaxReplans bounds re-planning after a lost lease or compacted ops
 	// (default 3).

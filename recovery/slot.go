@@ -67,12 +67,18 @@ func (s *nodeSlot) release() {
 // pinSource pins the source's commit. While the source is at its limit of
 // outgoing recoveries (too many pins) the recovery waits for it, queued,
 // without holding one of this node's slots, and asks again with backoff
-// (200ms up to 5s) once it holds a slot again; after Config.PinWait it
-// fails, naming the limit.
+// (200ms up to 5s) once it holds a slot again; once it has waited
+// Config.PinWait for the source it fails, naming the limit. Only the time
+// spent on the source counts (asking, being refused, backing off), not the
+// time queued for this node's own slot behind other recoveries: after a
+// rack loss that queue is long, and counting it would fail recoveries that
+// the source never kept waiting that long.
 func (a *attempt) pinSource(ctx context.Context) (transfer.Pin, transfer.ShardInfo, error) {
 	wait := 200 * time.Millisecond
-	var since time.Time
+	var waited time.Duration // on the source, since its first refusal
+	refused := false
 	for {
+		asked := time.Now()
 		var (
 			pin  transfer.Pin
 			info transfer.ShardInfo
@@ -97,23 +103,26 @@ func (a *attempt) pinSource(ctx context.Context) (transfer.Pin, transfer.ShardIn
 		if perr == nil {
 			return pin, info, nil
 		}
-		if since.IsZero() {
-			since = time.Now()
+		if refused {
+			waited += time.Since(asked)
 		}
-		if waited := time.Since(since); waited >= a.m.cfg.PinWait {
+		refused = true
+		if waited >= a.m.cfg.PinWait {
 			return pin, info, fmt.Errorf("the source stayed at its limit of outgoing recoveries (its --max-outgoing) for %v, this node's --pin-wait: %w",
 				waited.Round(time.Millisecond), perr)
 		}
-		a.log.Info("the source is at its limit of outgoing recoveries; waiting, queued", "retry_in", wait, "waited", time.Since(since).Round(time.Millisecond))
+		a.log.Info("the source is at its limit of outgoing recoveries; waiting, queued", "retry_in", wait, "waited", waited.Round(time.Millisecond))
 		slot := a.r.slot
 		if slot != nil {
 			slot.enqueue()
 		}
+		backoff := time.Now()
 		select {
-		case <-time.After(min(wait, max(a.m.cfg.PinWait-time.Since(since), 0))):
+		case <-time.After(min(wait, a.m.cfg.PinWait-waited)):
 		case <-ctx.Done():
 			return transfer.Pin{}, transfer.ShardInfo{}, context.Cause(ctx)
 		}
+		waited += time.Since(backoff)
 		if slot != nil {
 			if err := slot.acquire(ctx); err != nil {
 				return transfer.Pin{}, transfer.ShardInfo{}, err
