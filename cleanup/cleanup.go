@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -163,20 +165,23 @@ func (s *Sweeper) runLogged(ctx context.Context) {
 	s.cfg.Logger.Debug("cleanup sweep finished", attrs...)
 }
 
-// RunOnce sweeps every open shard and the repository once. It goes on
-// past a failure (the shard or repository shard is skipped) and returns
-// every failure joined; the report holds what was removed either way.
+// RunOnce sweeps every open shard and, in the repository, the prefixes of
+// those shards once. It goes on past a failure (the shard or repository
+// shard is skipped) and returns every failure joined; the report holds
+// what was removed either way.
 func (s *Sweeper) RunOnce(ctx context.Context) (Report, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var rep Report
 	var errs []error
 	running := s.cfg.Running()
+	var held []shardstore.ShardID
 	for _, sh := range s.cfg.Shards() {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
 		id := sh.ID()
+		held = append(held, id)
 		keep := map[string]bool{}
 		if rid, ok := running[id]; ok {
 			keep[rid] = true
@@ -208,16 +213,19 @@ func (s *Sweeper) RunOnce(ctx context.Context) (Report, error) {
 		}
 	}
 	if s.cfg.Repo != nil {
-		errs = append(errs, s.sweepRepo(ctx, &rep))
+		errs = append(errs, s.sweepRepo(ctx, &rep, held))
 	}
 	s.metrics.runs.Inc()
 	s.metrics.lastRun.Set(float64(s.cfg.Now().Unix()))
 	return rep, errors.Join(errs...)
 }
 
-// sweepRepo removes unfinished uploads older than the grace; whatever
-// cannot be read is skipped, never deleted.
-func (s *Sweeper) sweepRepo(ctx context.Context, rep *Report) error {
+// sweepRepo removes the unfinished uploads older than the grace of the
+// shards this node holds, listing each one's prefixes only (never the
+// whole repository, which every node shares); whatever cannot be read is
+// skipped, never deleted. A repository found unavailable ends the sweep:
+// the next shards would only wait for the same retries.
+func (s *Sweeper) sweepRepo(ctx context.Context, rep *Report, held []shardstore.ShardID) error {
 	repo, grace, now := s.cfg.Repo, s.cfg.UploadGrace, s.cfg.Now()
 	var errs []error
 	if tr, ok := repo.(tempRemover); ok {
@@ -231,13 +239,8 @@ func (s *Sweeper) sweepRepo(ctx context.Context, rep *Report) error {
 			errs = append(errs, err)
 		}
 	}
-	ids, err := snapshot.Shards(ctx, repo)
-	if err != nil {
-		err = fmt.Errorf("cleanup: repository %s skipped, nothing deleted: %w", repo, err)
-		s.failed(rep, stepRepository, err)
-		return errors.Join(append(errs, err)...)
-	}
-	for _, id := range ids {
+	slices.SortFunc(held, func(a, b shardstore.ShardID) int { return strings.Compare(a.String(), b.String()) })
+	for i, id := range held {
 		if err := ctx.Err(); err != nil {
 			return errors.Join(append(errs, err)...)
 		}
@@ -261,6 +264,12 @@ func (s *Sweeper) sweepRepo(ctx context.Context, rep *Report) error {
 			err = fmt.Errorf("cleanup: unfinished uploads of %s skipped: %w", id, err)
 			s.failed(rep, stepRepository, err)
 			errs = append(errs, err)
+			if errors.Is(err, snapshot.ErrUnavailable) {
+				if rest := len(held) - i - 1; rest > 0 {
+					rep.Skipped = append(rep.Skipped, fmt.Sprintf("unfinished uploads of %d more shards: repository %s unavailable, nothing deleted", rest, repo))
+				}
+				break
+			}
 		}
 	}
 	return errors.Join(errs...)

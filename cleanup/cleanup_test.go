@@ -431,16 +431,17 @@ func TestUnfinishedUploadsOnlyAfterGraceAndNeverWhenUnreadable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// What interrupted uploads leave: blobs without a manifest, for this
-	// shard and for a shard another node holds.
+	// What interrupted uploads leave: blobs without a manifest, for both
+	// shards this node holds.
 	other := shardstore.ShardID{Index: "metrics", Shard: 2}
+	osh := openShard(t, t.TempDir(), other, 100, clk)
 	orphans := []string{snapshot.BlobPrefix(id) + "orphan-1", snapshot.BlobPrefix(other) + "orphan-2"}
 	for _, k := range orphans {
 		putBlob(t, repo, k)
 	}
 	var uploading atomic.Bool
 	sw, _, logs := newSweeper(t, Config{
-		Shards: func() []*shardstore.Shard { return []*shardstore.Shard{sh} }, Repo: repo, UploadGrace: time.Hour, Now: clk.Now,
+		Shards: func() []*shardstore.Shard { return []*shardstore.Shard{sh, osh} }, Repo: repo, UploadGrace: time.Hour, Now: clk.Now,
 		Uploading: func(s shardstore.ShardID) bool { return uploading.Load() && s == id },
 	})
 

@@ -7,28 +7,43 @@
 //     neither the current commit nor a pinned commit references, op log
 //     epochs the current commit does not use;
 //   - per open shard: retention leases past their TTL (Leases().Expire);
-//   - in the repository (when there is one), for every shard it holds
-//     (snapshot.RemoveUnfinished): blobs of unfinished uploads (no manifest
-//     references them) older than the upload grace period are marked for
-//     deletion, and blobs whose deletion marks (from this sweep, or from a
-//     snapshot gc or delete in any process) are older than the deletion
-//     delay and that no manifest references are deleted; for a local
-//     repository, temp files of interrupted Puts older than the grace
-//     period. The marks and the delay are what keep a snapshot being
+//   - in the repository (when there is one), for every shard this node
+//     holds a committed copy of (snapshot.RemoveUnfinished, which lists
+//     and reads that shard's prefixes only): blobs of unfinished uploads
+//     (no manifest references them) older than the upload grace period
+//     are marked for deletion, and blobs whose deletion marks (from this
+//     sweep, or from a snapshot gc or delete in any process) are older
+//     than the deletion delay and that no manifest references are
+//     deleted; for a local repository, temp files of interrupted Puts
+//     older than the grace period. The marks and the delay are what keep a snapshot being
 //     created in another process from naming a blob this sweep deletes
 //     (see package snapshot, deletion.go).
 //
 // Decisions:
 //
+//   - A node sweeps only the repository prefixes of the shards it holds,
+//     never the whole repository: the repository is shared by the fleet,
+//     and every node listing every shard of it at every sweep costs
+//     millions of requests per node at a fleet's scale (SCALE.md). Every
+//     shard with a copy somewhere is swept by its holders; the two copies
+//     of a shard both sweep it, which is harmless: marking skips blobs
+//     already marked, a blob is deleted only once its mark is older than
+//     the deletion delay and no manifest names it, whoever marked it, and
+//     deleting a deleted key is not an error. A shard no node holds any
+//     more (a deleted index) is left alone: an operator removes what it
+//     left with `recoverctl snapshot unfinished --remove` or `snapshot
+//     gc`, per shard.
 //   - A staging directory is kept when the shard has it open in this
 //     process (the only way a recovery writes into one) or when the
 //     running-recoveries callback names its recovery id; both are checked,
 //     the first under the shard lock, so a sweep racing a recovery that is
 //     starting or staging never removes its files.
-//   - Nothing is removed because something could not be read: a
-//     repository that cannot be listed, or a shard of it with a manifest
-//     that cannot be read, is skipped and logged, and the run goes on with
-//     the next one. A shard with a snapshot upload in progress in this
+//   - Nothing is removed because something could not be read: a shard of
+//     the repository with a manifest that cannot be read is skipped and
+//     logged, and the run goes on with the next one; a repository found
+//     unavailable (a listing or read failing after its retries) ends the
+//     repository part of the sweep, the next shards would only wait for
+//     the same retries. A shard with a snapshot upload in progress in this
 //     process (Config.Uploading) is skipped too, whatever the grace.
 //   - The upload grace must exceed the longest snapshot upload of any node
 //     sharing the repository: a blob younger than it may belong to an
