@@ -140,7 +140,9 @@ func (a *attempt) download(ctx context.Context, p planner.Plan, manifest *snapsh
 			case <-sctx.Done():
 				return
 			}
+			m.cfg.Metrics.downloading.add(1)
 			err := d.DownloadFile(sctx, m.cfg.Repo, entry, st)
+			m.cfg.Metrics.downloading.add(-1)
 			<-m.downloads
 			switch {
 			case err == nil:

@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,7 +13,8 @@ import (
 type Metrics struct {
 	started        *prometheus.CounterVec
 	finished       *prometheus.CounterVec
-	inFlight       prometheus.Gauge
+	running        level // recoveries holding a slot: recoverd_recoveries_in_flight
+	downloading    level // snapshot files downloading
 	queued         prometheus.Gauge
 	duration       *prometheus.HistogramVec
 	bytes          *prometheus.CounterVec
@@ -31,8 +33,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "recoverd_recoveries_started_total", Help: "Recoveries started on this node, by the kind of their first plan (none when they ended before planning)."}, []string{"kind"}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "recoverd_recoveries_finished_total", Help: "Recoveries finished on this node, by plan kind and result (done, failed, cancelled)."}, []string{"kind", "result"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "recoverd_recoveries_in_flight", Help: "Recoveries running on this node (past the queue)."}),
+		running: level{
+			now: prometheus.NewGauge(prometheus.GaugeOpts{
+				Name: "recoverd_recoveries_in_flight", Help: "Recoveries running on this node (past the queue)."}),
+			most: prometheus.NewGauge(prometheus.GaugeOpts{
+				Name: "recoverd_recoveries_in_flight_peak", Help: "The most recoveries running at once on this node since it started: whether --max-recoveries was reached, even between two scrapes."}),
+		},
+		downloading: level{
+			now: prometheus.NewGauge(prometheus.GaugeOpts{
+				Name: "recoverd_snapshot_downloads_in_flight", Help: "Snapshot files downloading on this node (at most --max-snapshot-downloads)."}),
+			most: prometheus.NewGauge(prometheus.GaugeOpts{
+				Name: "recoverd_snapshot_downloads_in_flight_peak", Help: "The most snapshot files downloading at once on this node since it started: whether --max-snapshot-downloads was reached, even between two scrapes."}),
+		},
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "recoverd_recoveries_queued", Help: "Recoveries waiting for a slot under the node limit."}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -55,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.initLabels()
 	if reg != nil {
-		reg.MustRegister(m.started, m.finished, m.inFlight, m.queued, m.duration, m.bytes, m.opsReplayed,
+		reg.MustRegister(m.started, m.finished, m.running.now, m.running.most, m.downloading.now, m.downloading.most, m.queued, m.duration, m.bytes, m.opsReplayed,
 			m.fallbacks, m.throttleWait, m.retries, m.downloadErrors, m.replans)
 	}
 	return m
@@ -102,4 +114,25 @@ func (m *Metrics) initLabels() {
 func (m *Metrics) observeFinished(kind string, stage Stage, d time.Duration) {
 	m.finished.WithLabelValues(kind, string(stage)).Inc()
 	m.duration.WithLabelValues(kind).Observe(d.Seconds())
+}
+
+// level counts what runs at once on the node, and the most that ran at
+// once since the process started. Both are gauges: the peak says whether
+// a limit was reached between two scrapes, which the current value,
+// scraped every few seconds, cannot.
+type level struct {
+	mu        sync.Mutex
+	n, peak   int
+	now, most prometheus.Gauge
+}
+
+func (l *level) add(d int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.n += d
+	l.now.Set(float64(l.n))
+	if l.n > l.peak {
+		l.peak = l.n
+		l.most.Set(float64(l.peak))
+	}
 }

@@ -22,8 +22,8 @@ func TestMetricsExistAtZeroBeforeAnyEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 12 {
-		t.Errorf("gathered %d families before any event, want the 12 NewMetrics registers", len(mfs))
+	if len(mfs) != 15 {
+		t.Errorf("gathered %d families before any event, want the 15 NewMetrics registers", len(mfs))
 	}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {

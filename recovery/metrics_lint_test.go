@@ -14,7 +14,10 @@ func TestMetricsPassPromlint(t *testing.T) {
 	m := NewMetrics(reg)
 	m.started.WithLabelValues("peer").Inc()
 	m.observeFinished("peer", StageDone, 3*time.Second)
-	m.inFlight.Set(1)
+	m.running.add(2)
+	m.running.add(-1)
+	m.downloading.add(3)
+	m.downloading.add(-3)
 	m.queued.Set(1)
 	m.bytes.WithLabelValues("snapshot").Add(10)
 	m.opsReplayed.Add(5)
@@ -27,8 +30,21 @@ func TestMetricsPassPromlint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 12 {
-		t.Errorf("gathered %d families, want the 12 NewMetrics registers", len(mfs))
+	if len(mfs) != 15 {
+		t.Errorf("gathered %d families, want the 15 NewMetrics registers", len(mfs))
+	}
+	// The peaks keep the most at once after the levels came down.
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetType().String() == "GAUGE" {
+			got[mf.GetName()] = mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	for name, want := range map[string]float64{"recoverd_recoveries_in_flight": 1, "recoverd_recoveries_in_flight_peak": 2,
+		"recoverd_snapshot_downloads_in_flight": 0, "recoverd_snapshot_downloads_in_flight_peak": 3} {
+		if got[name] != want {
+			t.Errorf("%s = %v, want %v", name, got[name], want)
+		}
 	}
 	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
 	if err != nil {

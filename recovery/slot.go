@@ -33,7 +33,7 @@ func (s *nodeSlot) acquire(ctx context.Context) error {
 	select {
 	case s.m.slots <- struct{}{}:
 		s.held = true
-		mt.inFlight.Inc()
+		mt.running.add(1)
 		return nil
 	case <-ctx.Done():
 		return context.Cause(ctx)
@@ -61,7 +61,7 @@ func (s *nodeSlot) release() {
 	}
 	s.held = false
 	<-s.m.slots
-	s.m.cfg.Metrics.inFlight.Dec()
+	s.m.cfg.Metrics.running.add(-1)
 }
 
 // pinSource pins the source's commit. While the source is at its limit of

@@ -48,6 +48,9 @@ func TestPinsAndLeasesBelongToTheirHolder(t *testing.T) {
 	if _, err := srv.ReleasePin(a, &pb.ReleasePinRequest{PinId: pa.Pin.Id}); err != nil {
 		t.Fatal(err)
 	}
+	if st := srv.Stats(); st.Pins != 1 || st.PeakPins != 2 {
+		t.Errorf("after a's release: %d pins, peak %d; want 1 and the peak of 2 kept", st.Pins, st.PeakPins)
+	}
 
 	if _, err := srv.AcquireLease(a, &pb.AcquireLeaseRequest{Shard: pbShard(), LeaseId: "la", RetainingSeqno: 100}); err != nil {
 		t.Fatal(err)

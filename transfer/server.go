@@ -120,10 +120,12 @@ type PeerServerStats struct {
 	Ops, OpBatches, OpWireBytes int64
 	// ThrottleWait is the time senders waited for the bandwidth budget.
 	ThrottleWait time.Duration
-	// Pins held now; PinsExpired released because their holder went
-	// silent for their TTL.
-	Pins        int
-	PinsExpired int64
+	// Pins held now; PeakPins the most held at once since the server
+	// started (at most MaxPins: the recoveries served at once);
+	// PinsExpired released because their holder went silent for their
+	// TTL.
+	Pins, PeakPins int
+	PinsExpired    int64
 }
 
 type serverCounters struct {
@@ -142,9 +144,10 @@ type PeerServer struct {
 	log    *slog.Logger
 	c      serverCounters
 
-	mu     sync.Mutex
-	pins   map[string]*pin
-	closed bool
+	mu       sync.Mutex
+	pins     map[string]*pin
+	peakPins int
+	closed   bool
 }
 
 // NewPeerServer returns a PeerServer serving the shards of p.
@@ -156,13 +159,13 @@ func NewPeerServer(p ShardProvider, cfg PeerServerConfig) *PeerServer {
 // Stats returns the server's counters.
 func (s *PeerServer) Stats() PeerServerStats {
 	s.mu.Lock()
-	n := len(s.pins)
+	n, peak := len(s.pins), s.peakPins
 	s.mu.Unlock()
 	return PeerServerStats{
 		FileStreams: s.c.fileStreams.Load(), Chunks: s.c.chunks.Load(), CompressedChunks: s.c.compressedChunks.Load(),
 		FileBytes: s.c.fileBytes.Load(), FileWireBytes: s.c.fileWireBytes.Load(),
 		Ops: s.c.ops.Load(), OpBatches: s.c.opBatches.Load(), OpWireBytes: s.c.opWireBytes.Load(),
-		ThrottleWait: time.Duration(s.c.throttleWait.Load()), Pins: n, PinsExpired: s.c.pinsExpired.Load(),
+		ThrottleWait: time.Duration(s.c.throttleWait.Load()), Pins: n, PeakPins: peak, PinsExpired: s.c.pinsExpired.Load(),
 		CompressionTries: s.c.compressionTries.Load(),
 	}
 }

@@ -102,6 +102,7 @@ func (s *PeerServer) PinCommit(ctx context.Context, req *pb.PinCommitRequest) (*
 	}
 	p.timer = time.AfterFunc(ttl, func() { s.expire(p) })
 	s.pins[p.id] = p
+	s.peakPins = max(s.peakPins, len(s.pins))
 	resp := &pb.PinCommitResponse{Pin: p.pb()}
 	s.mu.Unlock()
 	resp.Info = s.info(sh, ref.Metadata())

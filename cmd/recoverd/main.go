@@ -344,6 +344,9 @@ func registerPeerMetrics(reg prometheus.Registerer, p *transfer.PeerServer, sh *
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_commit_pins",
 			Help: "Commit pins this node holds for recovering peers."},
 			func() float64 { return float64(p.Stats().Pins) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_commit_pins_peak",
+			Help: "The most commit pins this node held at once since it started: whether --max-outgoing was reached, even between two scrapes."},
+			func() float64 { return float64(p.Stats().PeakPins) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_retention_leases",
 			Help: "Retention leases held on this node's shards."},
 			func() float64 {
