@@ -60,8 +60,11 @@ func (s *nodeSlot) release() {
 		return
 	}
 	s.held = false
-	<-s.m.slots
+	// Counted out before the slot is given back, as it is counted in
+	// after it is taken: the gauge and its peak never show more running
+	// than the slots allow.
 	s.m.cfg.Metrics.running.add(-1)
+	<-s.m.slots
 }
 
 // pinSource pins the source's commit. While the source is at its limit of
