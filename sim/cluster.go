@@ -73,10 +73,21 @@ func newCluster(cfg *Config) (*cluster, error) {
 	for _, s := range slots {
 		rng.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
 	}
+	// Units of one node each (a small cluster, racks of 1) break ties at
+	// random: by unit id, every node would hold the other copy of all its
+	// shards on the same partner. Larger units break them by id (their
+	// nodes are drawn at random within them anyway).
+	tieRng := rand.New(rand.NewPCG(cfg.Seed, 0x71e))
+	tie := func() uint32 {
+		if cfg.RackSize == 1 && cfg.Zones < cfg.Copies {
+			return tieRng.Uint32()
+		}
+		return 0
+	}
 	left := &unitHeap{}
 	for u, s := range slots {
 		if len(s) > 0 {
-			heap.Push(left, unitLeft{u: int32(u), n: len(s)})
+			heap.Push(left, unitLeft{u: int32(u), n: len(s), tie: tie()})
 		}
 	}
 	cl.copies = make([]int32, cl.shards*cfg.Copies)
@@ -100,6 +111,7 @@ func newCluster(cfg *Config) (*cluster, error) {
 			cl.copies[s*cfg.Copies+c] = node
 			cl.load[node]++
 			if picked[c].n--; picked[c].n > 0 {
+				picked[c].tie = tie()
 				heap.Push(left, picked[c])
 			}
 		}
@@ -164,8 +176,9 @@ func (cl *cluster) index() {
 }
 
 type unitLeft struct {
-	u int32
-	n int
+	u   int32
+	n   int
+	tie uint32
 }
 
 type unitHeap []unitLeft
@@ -174,6 +187,9 @@ func (h unitHeap) Len() int { return len(h) }
 func (h unitHeap) Less(i, j int) bool {
 	if h[i].n != h[j].n {
 		return h[i].n > h[j].n
+	}
+	if h[i].tie != h[j].tie {
+		return h[i].tie < h[j].tie
 	}
 	return h[i].u < h[j].u
 }
@@ -190,6 +206,9 @@ func (h *unitHeap) Pop() any {
 type failure struct {
 	spec  string
 	nodes []int32
+	// ret is where its copies are rebuilt (-return's values), when the
+	// failure names one (nodes:1@same-with-data); "" means -return.
+	ret string
 }
 
 // parseFailures reads -fail.
@@ -200,8 +219,14 @@ func (cl *cluster) parseFailures(spec string, rng *rand.Rand) ([]failure, error)
 	}
 	for _, one := range strings.Split(spec, ";") {
 		one = strings.TrimSpace(one)
-		kind, arg, _ := strings.Cut(one, ":")
 		f := failure{spec: one}
+		one, f.ret, _ = strings.Cut(one, "@")
+		switch f.ret {
+		case "", "spread", "same", "same-with-data":
+		default:
+			return nil, fmt.Errorf("sim: failure %q: return %q: want spread, same or same-with-data", f.spec, f.ret)
+		}
+		kind, arg, _ := strings.Cut(one, ":")
 		switch kind {
 		case "rack", "zone":
 			i, err := strconv.Atoi(arg)

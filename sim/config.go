@@ -29,7 +29,7 @@ type Config struct {
 	MaxRecoveries, MaxOutgoing, MaxSnapshotDownloads, ParallelFiles int
 	PartSize                                                        int64
 	PartConcurrency                                                 int
-	PinWait                                                         float64
+	PinWait, PinJitter                                              float64
 	VerifyDigest                                                    string
 	PeerWireRatio                                                   float64
 	UseSnapshots                                                    bool
@@ -77,7 +77,7 @@ func defaultConfig() Config {
 		RetryInitial: retry.Repository.Initial.Seconds(), RetryMax: retry.Repository.Max.Seconds(), RetryBudget: retry.Repository.MaxElapsed.Seconds(),
 
 		SnapshotFraction: 1, IdleFraction: 0.5, Churn: 0.1, OpsSinceSnapshot: 20000, OpBytes: 1024,
-		SnapshotKeep: 3, CleanupInterval: 600, CleanupSweep: "all",
+		SnapshotKeep: 3, CleanupInterval: 600, CleanupSweep: "held",
 
 		Fail: "rack:0", Return: "spread", Reissue: 10,
 		DT: 1, MaxTime: 7 * 86400, TimelineEvery: 10,
@@ -240,6 +240,7 @@ var options = []option{
 	i64O("part-size", "snapshot.Downloader.PartSize: bytes per ranged GET", func(c *Config) *int64 { return &c.PartSize }),
 	intO("part-concurrency", "snapshot.Downloader.PartConcurrency: ranged GETs of one file at once", func(c *Config) *int { return &c.PartConcurrency }),
 	durO("pin-wait", "recoverd --pin-wait", func(c *Config) *float64 { return &c.PinWait }),
+	fltO("pin-jitter", "each sleep of a recovery refused a pin is its backoff times a uniform factor in [1-J, 1+J]: 0 is the code's fixed backoff, in lockstep; a real cluster's timing noise acts as some (0.5 matches the 6-node cluster)", func(c *Config) *float64 { return &c.PinJitter }),
 	strO("verify-digest", "recoverd --verify-digest: auto, always or never", func(c *Config) *string { return &c.VerifyDigest }),
 	fltO("peer-wire-ratio", "wire bytes per peer byte (zstd: 0.25 on text, 1 on incompressible segments)", func(c *Config) *float64 { return &c.PeerWireRatio }),
 	boolO("use-snapshots", "recoverd --use-snapshots", func(c *Config) *bool { return &c.UseSnapshots }),
@@ -270,9 +271,9 @@ var options = []option{
 	durO("snapshot-interval", "every shard is snapshotted this often, as background load (0 = no snapshots during the run)", func(c *Config) *float64 { return &c.SnapshotInterval }),
 	intO("snapshot-keep", "snapshots kept per shard (recoverctl snapshot gc --keep)", func(c *Config) *int { return &c.SnapshotKeep }),
 	durO("cleanup-interval", "recoverd --cleanup-interval (0 = no sweep during the run)", func(c *Config) *float64 { return &c.CleanupInterval }),
-	strO("cleanup-sweep", "which shards a node's repository sweep visits: all (today's code: every shard of the repository), own (its primaries), off", func(c *Config) *string { return &c.CleanupSweep }),
+	strO("cleanup-sweep", "which shards a node's repository sweep visits: held (the code: the shards it holds a copy of), all (the code before issue 16: every shard of the repository), own (its primaries), off", func(c *Config) *string { return &c.CleanupSweep }),
 
-	strO("fail", "failures, ';'-separated, each after the previous is fully recovered: rack:I, zone:I, nodes:I,J,..., random:K; none: only the background load", func(c *Config) *string { return &c.Fail }),
+	strO("fail", "failures, ';'-separated, each after the previous is fully recovered: rack:I, zone:I, nodes:I,J,..., random:K, each with an optional @RETURN (nodes:1@same-with-data) overriding -return; none: only the background load", func(c *Config) *string { return &c.Fail }),
 	strO("return", "where lost copies are rebuilt: spread (least loaded node, other zone/rack), same (the node comes back empty), same-with-data (it comes back with its copies)", func(c *Config) *string { return &c.Return }),
 	durO("detect", "time from a failure to the recoveries being started", func(c *Config) *float64 { return &c.Detect }),
 	durO("reissue", "time before the orchestrator starts a failed recovery again", func(c *Config) *float64 { return &c.Reissue }),
@@ -309,6 +310,9 @@ func (c *Config) validate() error {
 	if c.MaxRecoveries < 1 || c.MaxOutgoing < 1 || c.MaxSnapshotDownloads < 1 || c.ParallelFiles < 1 || c.PartConcurrency < 1 || c.PartSize < 1 {
 		bad("the recoverd limits and part settings must be >= 1")
 	}
+	if c.PinJitter < 0 || c.PinJitter >= 1 {
+		bad("pin-jitter must be in [0, 1)")
+	}
 	if c.Throttle < 0 || c.NIC < 0 || c.Disk < 0 || c.S3Bandwidth < 0 || c.S3PrefixBandwidth < 0 || c.S3StreamRate < 0 || c.PeerWireRatio <= 0 {
 		bad("bandwidths must not be negative, peer-wire-ratio must be positive")
 	}
@@ -329,9 +333,9 @@ func (c *Config) validate() error {
 		bad("prefix-depth must be 0..3, prefix-chars not negative and hash-prefixes >= 1")
 	}
 	switch c.CleanupSweep {
-	case "all", "own", "off":
+	case "held", "all", "own", "off":
 	default:
-		bad("cleanup-sweep %q: want all, own or off", c.CleanupSweep)
+		bad("cleanup-sweep %q: want held, all, own or off", c.CleanupSweep)
 	}
 	switch c.Return {
 	case "spread", "same", "same-with-data":

@@ -28,16 +28,18 @@
 // lost copy with a surviving copy is rebuilt from the surviving copy of
 // lowest index (the primary, or the replica promoted in its place) onto
 // the live node with the fewest copies in another zone (-return spread),
-// or onto the failed node coming back (same, same-with-data). The
-// orchestrator starts every recovery at once after -detect, and starts a
+// or onto the failed node coming back (same, same-with-data; a failure
+// may name its own, nodes:1@same-with-data). The orchestrator starts every recovery at once after -detect, and starts a
 // failed one again after -reissue.
 //
 // recoverd, as the code does it (recovery/, transfer/, snapshot/,
 // cmd/recoverd/config.go): a FIFO queue per target for the
 // --max-recoveries slots; a commit pin on the source for the whole
 // recovery, at most --max-outgoing per source, a refused recovery giving
-// its slot back, sleeping 200ms doubling to 5s, queueing again, failing
-// once --pin-wait has passed since its first refusal; snapshot.Latest
+// its slot back, sleeping 200ms doubling to 5s (times a random factor
+// with -pin-jitter), queueing again, failing once it has spent
+// --pin-wait on refused asks and their sleeps (time queued for a slot
+// does not count); snapshot.Latest
 // (LIST the shard's manifests, GET the newest) before planning; the real
 // planner (planner.Compute, on inputs built from the shard model) choosing
 // peer, hybrid, snapshot or ops-only; peer files --parallel-files at a
@@ -63,8 +65,10 @@
 // The store's bandwidth in total, per prefix, and per GET connection, and
 // its latency are parameters. Background load is a steady rate spread
 // evenly over the prefixes and served before recoveries: the cleanup
-// sweep as the code runs it (cleanup.Sweeper: every node lists the whole
-// repository and reads every shard's manifests, one request at a time)
+// sweep as the code runs it (cleanup.Sweeper: every node lists and reads
+// the manifests, blobs and marks of each shard it holds a copy of, one
+// request at a time; -cleanup-sweep all is the code before issue 16,
+// which listed the whole repository and swept every shard in it)
 // and, with -snapshot-interval, snapshot.Create and snapshot.GC of every
 // shard (PUT and multipart POST per new file, DELETE of old ones).
 //
@@ -93,5 +97,6 @@
 // replay in one command; -measured takes its measured time to full
 // redundancy and the report prints predicted against measured.
 // sim/testdata/cluster6.json is the 6-node cluster of the integration
-// test, to complete with that test's settings.
+// test TestClusterEachNodeKilledInTurn (make cluster), with that test's
+// settings; SCALE.md compares it with the test's measurements.
 package main

@@ -247,12 +247,16 @@ func (e *engine) startFailure(t float64) {
 	for _, n := range f.nodes {
 		e.deadNode[n] = true
 	}
-	if err := e.cl.place(f, lost, e.cfg.Return); err != nil {
+	ret := e.cfg.Return
+	if f.ret != "" {
+		ret = f.ret
+	}
+	if err := e.cl.place(f, lost, ret); err != nil {
 		e.violate("%v", err)
 		e.res.Done = true
 		return
 	}
-	if e.cfg.Return != "spread" {
+	if ret != "spread" {
 		for _, n := range f.nodes {
 			e.deadNode[n] = false
 		}

@@ -9,8 +9,9 @@ import (
 // --max-recoveries slots (FIFO, as goroutines blocked on the slots
 // channel); holding one, it pins its source's commit, and when the source
 // is at --max-outgoing it gives the slot back, sleeps (200ms doubling up
-// to 5s) and queues again, failing once --pin-wait has passed since the
-// first refusal. Pinned, it asks the repository for the shard's latest
+// to 5s) and queues again, failing once it has waited --pin-wait for the
+// source since the first refusal: the refused asks and the sleeps count,
+// the time queued for a slot does not. Pinned, it asks the repository for the shard's latest
 // snapshot (snapshot.Latest: LIST the manifests, GET the newest), plans
 // with the real planner, takes its lease, and moves files: peer files
 // --parallel-files at a time, largest first; snapshot files through the
@@ -46,7 +47,7 @@ type recovery struct {
 	digest   int8
 	failedAt float64 // when its failure happened
 	reqStart float64
-	pinSince float64
+	pinWait  float64 // waited for the source since its first refusal; -1 before
 	pinBack  float64
 	plan     *planned // shared with the plan cache: read only
 	f        *files   // while it moves files
@@ -80,7 +81,7 @@ func (e *engine) submit(id int32, t float64) {
 		e.submitted++
 	}
 	r.state = stQueued
-	r.pinSince, r.pinBack = -1, 0.2
+	r.pinWait, r.pinBack = -1, 0.2
 	r.group = -1
 	e.enqueue(id, t)
 }
@@ -165,19 +166,26 @@ func (e *engine) pin(id int32, t float64, refill bool) {
 		return
 	}
 	e.res.PinRefusals++
-	if r.pinSince < 0 {
-		r.pinSince = t
+	if r.pinWait < 0 {
+		r.pinWait = 0
+	} else {
+		r.pinWait += e.cfg.RPCLatency // the refused ask
 	}
-	waited := t - r.pinSince
 	// The slot goes back either way.
 	r.hasSlot = false
 	e.nodes[r.l.target].slots--
-	if waited >= e.cfg.PinWait {
+	if r.pinWait >= e.cfg.PinWait {
 		e.fail(id, t)
 	} else {
 		r.state = stSleeping
 		e.seq++
-		e.nodes[r.l.target].sleepers.push(sleeper{t: t + min(r.pinBack, max(e.cfg.PinWait-waited, 0)), seq: e.seq, id: id})
+		back := r.pinBack
+		if j := e.cfg.PinJitter; j > 0 {
+			back *= 1 - j + 2*j*e.rng.Float64()
+		}
+		sleep := min(back, e.cfg.PinWait-r.pinWait)
+		r.pinWait += sleep
+		e.nodes[r.l.target].sleepers.push(sleeper{t: t + sleep, seq: e.seq, id: id})
 		r.pinBack = min(2*r.pinBack, 5)
 	}
 	if refill {

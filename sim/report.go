@@ -195,8 +195,12 @@ func (res *Result) write(w io.Writer) {
 	fmt.Fprintf(w, "fleet      %d nodes x %d shard copies = %s shards of %d copies, %s up to %s (mean %s, %s in all); racks of %d, %d zones\n",
 		c.Nodes, c.ShardsPerNode, num(float64(res.Shards)), c.Copies, c.ShardSize, ibytes(c.MaxShardSize), tb(res.MeanShard), tb(res.MeanShard*float64(res.Shards*c.Copies)), c.RackSize, c.Zones)
 	for _, f := range res.Failures {
+		ret := c.Return
+		if _, r, ok := strings.Cut(f.Spec, "@"); ok {
+			ret = r
+		}
 		fmt.Fprintf(w, "failure    %s: %d nodes, %s copies to rebuild (%d shards lost every copy), rebuilt %s, full redundancy after %s\n",
-			f.Spec, f.Nodes, num(float64(f.Lost)), f.Unrecoverable, c.Return, dur(f.Redundant))
+			f.Spec, f.Nodes, num(float64(f.Lost)), f.Unrecoverable, ret, dur(f.Redundant))
 	}
 	fmt.Fprintf(w, "recoverd   throttle %s, max-recoveries %d, max-outgoing %d, max-snapshot-downloads %d, parallel-files %d, parts %s x %d, use-snapshots %v\n",
 		rate(c.Throttle), c.MaxRecoveries, c.MaxOutgoing, c.MaxSnapshotDownloads, c.ParallelFiles, ibytes(float64(c.PartSize)), c.PartConcurrency, c.UseSnapshots)

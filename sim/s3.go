@@ -185,15 +185,16 @@ type background struct {
 // backgroundLoad derives the steady load:
 //
 //   - The cleanup sweep (cleanup.Sweeper.sweepRepo, every
-//     --cleanup-interval on every node): snapshot.Shards lists the whole
-//     repository (one LIST per 1,000 keys), then, for every shard it
-//     finds, snapshot.RemoveUnfinished lists the shard's manifests (LIST),
-//     reads each (GET), lists its blobs (LIST; one page under 1,000 keys)
-//     and HEADs the unreferenced ones (none in steady state). It runs one
+//     --cleanup-interval on every node): for every shard the node holds a
+//     copy of ("held", the code), snapshot.RemoveUnfinished lists the
+//     shard's manifests (LIST), reads each (GET), lists its blobs (LIST;
+//     one page under 1,000 keys), HEADs the unreferenced ones (none in
+//     steady state) and lists its deletion marks (LIST). "all" is the code
+//     before issue 16: snapshot.Shards listed the whole repository first
+//     (one LIST per 1,000 keys), then swept every shard in it; "own" would
+//     sweep only the shards a node holds the primary of. It runs one
 //     request at a time, so a sweep longer than the interval runs back to
-//     back at 1/latency requests per second per node. "own" is the
-//     recommended change: each node sweeps only the shards it holds the
-//     primary of.
+//     back at 1/latency requests per second per node.
 //   - Snapshots (snapshot.Create, then snapshot.GC --keep K), every shard
 //     every --snapshot-interval: LIST manifests, GET each of the K kept,
 //     LIST blobs, upload the files not stored yet (one PUT up to 16 MiB,
@@ -233,15 +234,19 @@ func backgroundLoad(cfg *Config, cl *cluster) background {
 		}
 	}
 	if cfg.CleanupInterval > 0 && cfg.CleanupSweep != "off" {
-		perShard := 2 + k // LIST manifests, GET each, LIST blobs
+		perShard := 3 + k // LIST manifests, GET each, LIST blobs, LIST marks
 		var reqs, lists float64
-		if cfg.CleanupSweep == "all" {
-			lists = math.Max(1, math.Ceil(keys/1000)) + 2*withSnap
+		switch cfg.CleanupSweep {
+		case "all":
+			lists = math.Max(1, math.Ceil(keys/1000)) + 3*withSnap
 			reqs = lists + k*withSnap
-		} else {
-			own := withSnap / float64(cfg.Nodes) // primaries per node with a snapshot
-			lists = 2 * own
-			reqs = perShard * own
+		default:
+			swept := withSnap / float64(cfg.Nodes) // primaries per node with a snapshot
+			if cfg.CleanupSweep == "held" {
+				swept *= float64(cfg.Copies) // every copy
+			}
+			lists = 3 * swept
+			reqs = perShard * swept
 		}
 		b.cleanupPerNode = reqs
 		rate := reqs / cfg.CleanupInterval

@@ -106,18 +106,24 @@ func TestCleanupLoadByHand(t *testing.T) {
 		t.Fatal(err)
 	}
 	// all: 7 LIST pages of the whole repository, then per shard LIST
-	// manifests, GET 3, LIST blobs: 7 + 500 x 5 = 2,507 per node.
+	// manifests, GET 3, LIST blobs, LIST marks: 7 + 500 x 6 = 3,007 per
+	// node.
 	cfg.CleanupSweep = "all"
 	bg := backgroundLoad(&cfg, cl)
-	if bg.cleanupPerNode != 2507 {
-		t.Errorf("sweep of all shards: %v requests per node, want 2507", bg.cleanupPerNode)
+	if bg.cleanupPerNode != 3007 {
+		t.Errorf("sweep of all shards: %v requests per node, want 3007", bg.cleanupPerNode)
 	}
-	near(t, "fleet GET-class rate", bg.get, 10*2507/600.0)
-	near(t, "fleet LIST rate", bg.cleanup[reqList], 10*(7+1000)/600.0)
-	// own: each node sweeps its 50 primaries: 250 requests.
+	near(t, "fleet GET-class rate", bg.get, 10*3007/600.0)
+	near(t, "fleet LIST rate", bg.cleanup[reqList], 10*(7+1500)/600.0)
+	// held: each node sweeps the 100 shards it holds a copy of: 600
+	// requests; own: its 50 primaries, 300.
+	cfg.CleanupSweep = "held"
+	if bg = backgroundLoad(&cfg, cl); bg.cleanupPerNode != 600 {
+		t.Errorf("sweep of the shards held: %v requests per node, want 600", bg.cleanupPerNode)
+	}
 	cfg.CleanupSweep = "own"
-	if bg = backgroundLoad(&cfg, cl); bg.cleanupPerNode != 250 {
-		t.Errorf("sweep of own primaries: %v requests per node, want 250", bg.cleanupPerNode)
+	if bg = backgroundLoad(&cfg, cl); bg.cleanupPerNode != 300 {
+		t.Errorf("sweep of own primaries: %v requests per node, want 300", bg.cleanupPerNode)
 	}
 	// A sweep longer than the interval runs back to back: one request
 	// per latency per node.

@@ -225,3 +225,16 @@ func BenchmarkRackLoss(b *testing.B) {
 		}
 	}
 }
+
+// A failure may name where its copies are rebuilt: the node coming back
+// empty gets a peer copy, then coming back with its data only the ops.
+func TestReturnPerFailure(t *testing.T) {
+	res := simulate(t, tiny(t, map[string]string{"use-snapshots": "false", "fail": "nodes:0@same;nodes:0@same-with-data"}))
+	if res.Plans != [4]int{1, 0, 0, 1} {
+		t.Errorf("plans %v, want a peer plan, then an ops-only plan", res.Plans)
+	}
+	near(t, "first failure", res.Failures[0].Redundant, 10)
+	if _, err := Simulate(tiny(t, map[string]string{"fail": "nodes:0@elsewhere"})); err == nil || !strings.Contains(err.Error(), `return "elsewhere"`) {
+		t.Errorf("a failure with an unknown return: %v", err)
+	}
+}
