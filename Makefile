@@ -100,7 +100,7 @@ sim:
 	$(SIM) -fail rack:0 -vary max-outgoing=2,8 -vary max-snapshot-downloads=4,16 -vary use-snapshots=true,false
 	$(SIM) -fail zone:0 -max-outgoing 8 -vary max-snapshot-downloads=4,16 -vary use-snapshots=true,false
 	$(SIM) -fail rack:0 -max-outgoing 8 -max-snapshot-downloads 16 -vary throttle=0,250MB,100MB,50MB
-	$(SIM) -fail none -vary cleanup-sweep=all,own,off -vary snapshot-interval=0s,1h,30m
+	$(SIM) -fail none -vary cleanup-sweep=held,own,all,off -vary snapshot-interval=0s,1h,30m
 	$(SIM) -fail rack:0 -cleanup-sweep off -max-outgoing 8 -max-snapshot-downloads 16 -vary layout=current,hashed -vary prefix-chars=1,2,8,12
 	$(SIM) -fail rack:0 -cleanup-sweep off -prefix-depth 0 -max-outgoing 8 -max-snapshot-downloads 16 -vary throttle=0,100MB,50MB
 
