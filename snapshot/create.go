@@ -45,12 +45,16 @@ type CreateResult struct {
 	// SkippedManifests counts manifests of the shard that could not be
 	// decoded; their blobs were not considered for reuse.
 	SkippedManifests int
+	// ReplacedBad names the files uploaded again, under new keys, because
+	// the blob they would have reused is marked bad (badblobs.go).
+	ReplacedBad []string
 }
 
 // Create snapshots the source's current commit into repo. It pins the
 // commit (so a flush or merge during the upload cannot delete its files),
 // uploads the files no readable manifest of the shard already stores the
-// same (DESIGN.md section 3) in a blob not marked for deletion, then
+// same (DESIGN.md section 3) in a blob not marked for deletion nor marked
+// bad (a file whose blob is marked bad gets a fresh full copy), then
 // writes the manifest, last. Just before and after writing it, it checks
 // that every blob it names is there and unmarked, and uploads again under
 // new keys the files of those another process marked or removed meanwhile
@@ -109,20 +113,35 @@ func Create(ctx context.Context, repo Repository, src Source, opts CreateOptions
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: create %s: %w", id, err)
 	}
+	// A blob found corrupt or missing is not reused either: the file is
+	// uploaded again, so this snapshot replaces the one with the bad blob.
+	bad, err := badBlobs(ctx, repo, opts.Retry, id)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: create %s: %w", id, err)
+	}
 	var uploads []FileEntry
 	uploaded := make([]bool, len(meta.Files)) // by index in m.Files
 	for i, f := range meta.Files {
 		entry := FileEntry{FileMeta: f}
+		replaced := false
 		for _, s := range stored[f.Name] {
-			if s.FileMeta.SameAs(f) && blobs[s.Blob] && !marks[markKey(id, s.Blob)] {
-				entry.Blob = s.Blob
-				break
+			if !s.FileMeta.SameAs(f) || !blobs[s.Blob] || marks[markKey(id, s.Blob)] {
+				continue
 			}
+			if bad[s.Blob] {
+				replaced = true
+				continue
+			}
+			entry.Blob = s.Blob
+			break
 		}
 		if entry.Blob == "" {
 			entry.Blob = BlobPrefix(id) + newBlobID(f.Name)
 			uploads = append(uploads, entry)
 			uploaded[i] = true
+			if replaced {
+				res.ReplacedBad = append(res.ReplacedBad, f.Name)
+			}
 		}
 		m.Files = append(m.Files, entry)
 	}

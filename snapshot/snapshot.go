@@ -185,7 +185,7 @@ func Shards(ctx context.Context, repo Repository) ([]shardstore.ShardID, error) 
 	var out []shardstore.ShardID
 	for _, k := range keys {
 		parts := strings.SplitN(k, "/", 4)
-		if len(parts) < 4 || (parts[2] != "blobs" && parts[2] != "snapshots" && parts[2] != "marks") {
+		if len(parts) < 4 || (parts[2] != "blobs" && parts[2] != "snapshots" && parts[2] != "marks" && parts[2] != "bad") {
 			continue
 		}
 		n, err := strconv.Atoi(parts[1])
