@@ -81,7 +81,9 @@
 // Snapshots are not considered when the settings turn them off, when the
 // repository is disabled or unavailable (its error is quoted), when it holds
 // no snapshot of the shard, or when the snapshot is rejected (versions, an
-// invalid manifest). The recovery then goes to the peer.
+// invalid manifest, or blobs marked bad: Snapshot.BadBlobs, filled by the
+// caller from the repository's bad-blob marks; the reason names the first
+// bad blob and what found it). The recovery then goes to the peer.
 //
 // Among the candidates the cheapest wins: cost = SourceByteCost × bytes read
 // off the source (files, plus ops estimated at Source.OpBytes each) +

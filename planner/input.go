@@ -181,6 +181,8 @@ func prepare(in Input) *view {
 		files, ferr := checkFiles(snap.Files)
 		cerr := checkCommit(snap.Commit)
 		switch {
+		case len(snap.BadBlobs) > 0:
+			reject("%s", badBlobsReason(snap.BadBlobs))
 		case !okW:
 			reject("its writer version %q is not a version", snap.Commit.WriterVersion)
 		case okT && wv.compare(tv) > 0:
@@ -200,4 +202,18 @@ func prepare(in Input) *view {
 		}
 	}
 	return v
+}
+
+// badBlobsReason says why a snapshot with bad blobs is not used, naming
+// the first bad blob.
+func badBlobsReason(bad []BadBlob) string {
+	b := bad[0]
+	s := fmt.Sprintf("the blob %s of its file %s is marked bad", b.Blob, b.File)
+	if b.Why != "" {
+		s += " (" + b.Why + ")"
+	}
+	if n := len(bad) - 1; n > 0 {
+		s += fmt.Sprintf(", and %d more of its files' blobs", n)
+	}
+	return s + "; it is not used until `recoverctl snapshot verify` reads the blob back whole or a newer snapshot replaces it"
 }

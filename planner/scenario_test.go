@@ -41,6 +41,7 @@ import (
 //	id: s-42
 //	error: ...                the repository's error when unavailable
 //	commit: ... / file: ...
+//	bad: seg_1 idx/0/blobs/seg_1-ab checksum, found by ...   a file whose blob is marked bad (may repeat)
 //
 //	[settings]                defaults: DefaultSettings()
 //	use_snapshots: true
@@ -275,6 +276,12 @@ func parseScenario(path string) (*scenario, error) {
 				in.Snapshot.ID = val
 			case "snapshot.error":
 				in.Snapshot.Err = val
+			case "snapshot.bad":
+				f := strings.Fields(val)
+				if len(f) < 2 {
+					return fmt.Errorf("bad: want file blob [why]")
+				}
+				in.Snapshot.BadBlobs = append(in.Snapshot.BadBlobs, BadBlob{File: f[0], Blob: f[1], Why: strings.Join(f[2:], " ")})
 			case "settings.use_snapshots":
 				b, err := strconv.ParseBool(val)
 				in.Settings.UseSnapshots = b

@@ -98,6 +98,20 @@ type Snapshot struct {
 	// Commit is the snapshotted commit's user data (history, seqnos, writer
 	// and format versions).
 	Commit shardstore.CommitData `json:"commit"`
+	// BadBlobs are the files of the snapshot whose blobs are marked bad in
+	// the repository (a recovery or a verification found them corrupt or
+	// missing). Such a snapshot is not used at all, neither restored nor
+	// for a hybrid plan, until a verification clears the marks or a newer
+	// snapshot, which does not reference those blobs, replaces it.
+	BadBlobs []BadBlob `json:"bad_blobs,omitempty"`
+}
+
+// BadBlob is a file of a snapshot whose blob is marked bad.
+type BadBlob struct {
+	File string `json:"file"`
+	Blob string `json:"blob"`
+	// Why says what was found, by whom and when, in words (may be empty).
+	Why string `json:"why,omitempty"`
 }
 
 // Settings tune the choice. The zero value does not use snapshots and uses
