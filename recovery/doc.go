@@ -41,7 +41,12 @@
 // failure of the repository costs one timeout, not one per round of
 // downloads. A download that fails because of its file (checksum mismatch,
 // blob missing) sends that file alone to the source, at once and
-// concurrently with the other downloads. Peer files never wait for
+// concurrently with the other downloads. Such a blob is also counted
+// (recoverd_snapshot_bad_blobs_total{cause}), logged and marked bad in the
+// repository (snapshot.MarkBad, badblobs.go), so that later plans on every
+// node leave its snapshots out (SnapshotInput passes the marks to the
+// planner, which names the blob in its reasons) until a verification or a
+// newer snapshot vouches for the data again. Peer files never wait for
 // snapshot downloads. A full disk on the target is neither: the recovery
 // fails with it. The error a failed files stage reports is the first one
 // (the op stream's, the source's or the repository's), never the

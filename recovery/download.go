@@ -59,9 +59,10 @@ func repositoryFailed(err error) bool {
 //     batch, and the repository is not used again by this recovery. One
 //     timeout of the repository costs the recovery one timeout, not one
 //     per round of downloads.
-//   - the file failed (checksum mismatch, blob missing): a snapshot plan
-//     fails as above; a hybrid plan hands that file to the source at once
-//     (toPeer) and the other downloads go on.
+//   - the file failed (checksum mismatch, blob missing): the blob is
+//     marked bad (recordBadBlob); a snapshot plan fails as above; a hybrid
+//     plan hands that file to the source at once (toPeer) and the other
+//     downloads go on.
 //   - the target's disk is full: the recovery fails; no fallback would
 //     find room either.
 func (a *attempt) download(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest, st *shardstore.Staging,
@@ -159,6 +160,7 @@ func (a *attempt) download(ctx context.Context, p planner.Plan, manifest *snapsh
 			case repositoryFailed(err):
 				fail(&snapshotFailure{file: f.Name, err: err})
 			default:
+				a.recordBadBlob(ctx, manifest.ID, entry, err)
 				fileFailed(f, &snapshotFailure{file: f.Name, err: err})
 			}
 		}()

@@ -24,6 +24,7 @@ type Metrics struct {
 	retries        *prometheus.CounterVec
 	downloadErrors prometheus.Counter
 	replans        *prometheus.CounterVec
+	badBlobs       *prometheus.CounterVec
 }
 
 // NewMetrics creates the recovery metrics and registers them on reg.
@@ -64,11 +65,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "recoverd_snapshot_download_errors_total", Help: "Snapshot file downloads that failed (after their retries)."}),
 		replans: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "recoverd_replans_total", Help: "Recoveries planned again, by cause (lease lost, ops compacted, pin lost)."}, []string{"cause"}),
+		badBlobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "recoverd_snapshot_bad_blobs_total", Help: "Snapshot blobs recoveries found bad and marked in the repository, by cause (checksum: corrupt; missing)."}, []string{"cause"}),
 	}
 	m.initLabels()
 	if reg != nil {
 		reg.MustRegister(m.started, m.finished, m.running.now, m.running.most, m.downloading.now, m.downloading.most, m.queued, m.duration, m.bytes, m.opsReplayed,
-			m.fallbacks, m.throttleWait, m.retries, m.downloadErrors, m.replans)
+			m.fallbacks, m.throttleWait, m.retries, m.downloadErrors, m.replans, m.badBlobs)
 	}
 	return m
 }
@@ -108,6 +111,9 @@ func (m *Metrics) initLabels() {
 	}
 	for _, c := range replanCauses {
 		m.replans.WithLabelValues(c)
+	}
+	for _, c := range badBlobCauses {
+		m.badBlobs.WithLabelValues(c)
 	}
 }
 

@@ -22,8 +22,8 @@ func TestMetricsExistAtZeroBeforeAnyEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 15 {
-		t.Errorf("gathered %d families before any event, want the 15 NewMetrics registers", len(mfs))
+	if len(mfs) != 16 {
+		t.Errorf("gathered %d families before any event, want the 16 NewMetrics registers", len(mfs))
 	}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
@@ -36,6 +36,9 @@ func TestMetricsExistAtZeroBeforeAnyEvent(t *testing.T) {
 	for _, err := range []error{snapshot.ErrChecksum, snapshot.ErrNotFound, snapshot.ErrUnavailable, context.DeadlineExceeded, errors.New("x")} {
 		if c := fallbackCause(err); !slices.Contains(fallbackCauses, c) {
 			t.Errorf("fallback cause %q is not created in advance", c)
+		}
+		if c := snapshot.BadCause(err); c != "" && !slices.Contains(badBlobCauses, c) {
+			t.Errorf("bad-blob cause %q is not created in advance", c)
 		}
 	}
 	for _, err := range []error{seqno.ErrCompacted, seqno.ErrLeaseLost, transfer.ErrPinNotFound, errors.New("x")} {

@@ -26,12 +26,13 @@ func TestMetricsPassPromlint(t *testing.T) {
 	m.retries.WithLabelValues("peer_stream").Inc()
 	m.downloadErrors.Inc()
 	m.replans.WithLabelValues("lease_lost").Inc()
+	m.badBlobs.WithLabelValues("checksum").Inc()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 15 {
-		t.Errorf("gathered %d families, want the 15 NewMetrics registers", len(mfs))
+	if len(mfs) != 16 {
+		t.Errorf("gathered %d families, want the 16 NewMetrics registers", len(mfs))
 	}
 	// The peaks keep the most at once after the levels came down.
 	got := map[string]float64{}

@@ -18,7 +18,10 @@ import (
 //     (Err says why); an error that says both "not found" and
 //     "unavailable" is unavailable: a read error is never "no snapshot";
 //   - available: its latest readable snapshot, whose manifest is returned
-//     too.
+//     too, with the files whose blobs are marked bad (snapshot.BadBlobs; a
+//     planner leaves such a snapshot out). Marks that cannot be listed
+//     make the repository unavailable: a snapshot is not vouched for
+//     unread.
 //
 // Recoveries plan with it and recoverctl plan explains with it, so that
 // both classify a repository alike.
@@ -27,9 +30,14 @@ func SnapshotInput(ctx context.Context, repo snapshot.Repository, id shardstore.
 		return planner.Snapshot{State: planner.SnapshotDisabled}, nil
 	}
 	m, err := snapshot.Latest(ctx, repo, id)
+	if err == nil {
+		var bad snapshot.BadSet
+		if bad, err = snapshot.BadBlobs(ctx, repo, id); err == nil {
+			return planner.Snapshot{State: planner.SnapshotAvailable, ID: m.ID, Files: m.FileMetas(), Commit: m.Commit,
+				BadBlobs: badBlobsInput(ctx, repo, id, m, bad)}, m
+		}
+	}
 	switch {
-	case err == nil:
-		return planner.Snapshot{State: planner.SnapshotAvailable, ID: m.ID, Files: m.FileMetas(), Commit: m.Commit}, m
 	case errors.Is(err, snapshot.ErrNotFound) && !errors.Is(err, snapshot.ErrUnavailable):
 		return planner.Snapshot{State: planner.SnapshotNone}, nil
 	default:
