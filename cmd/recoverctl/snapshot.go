@@ -163,7 +163,7 @@ func snapSetup(cmd *cobra.Command, idf *snapIDFlags, rf *snapRepoFlags) (context
 func newSnapshotCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshot",
-		Short: "Create, list, inspect, delete and garbage-collect shard snapshots in a repository (offline)",
+		Short: "Create, list, inspect, verify, delete and garbage-collect shard snapshots in a repository (offline)",
 		Long: `snapshot works on a snapshot repository directly, without a daemon: a local
 directory (file:///abs/path) or S3 / MinIO (s3://bucket/prefix?endpoint=host:port&tls=false).
 S3 credentials come from RECOVERD_S3_ACCESS_KEY / RECOVERD_S3_SECRET_KEY (or
@@ -187,7 +187,7 @@ the same --deletion-delay everywhere (recoverd's default is 1h).`,
   recoverctl snapshot gc     --repo "$R" --index logs --shard 0 --keep 3`,
 	}
 	cmd.AddCommand(newSnapshotCreateCmd(g), newSnapshotListCmd(g), newSnapshotShowCmd(g),
-		newSnapshotDeleteCmd(g), newSnapshotGCCmd(g), newSnapshotUnfinishedCmd(g))
+		newSnapshotDeleteCmd(g), newSnapshotGCCmd(g), newSnapshotUnfinishedCmd(g), newSnapshotVerifyCmd(g))
 	return cmd
 }
 
