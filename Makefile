@@ -1,7 +1,11 @@
 # recoverd: make demo runs the main job end to end; make test runs every test.
 SHELL := /bin/bash
 GO ?= go
-export GOFLAGS ?= -buildvcs=false
+# Binaries are stamped with the VCS revision (recoverd --version, recoverctl
+# version, recoverd_build_info) when git can read this tree; where it cannot
+# (a copy without .git, a checkout owned by another user) stamping would
+# fail the build, so it is off. Go does not stamp a build in a git worktree.
+export GOFLAGS ?= -buildvcs=$(shell git rev-parse --is-inside-work-tree >/dev/null 2>&1 && echo auto || echo false)
 
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 # MinIO is built from the Go module proxy once per machine and cached

@@ -57,7 +57,7 @@ credentials.`,
 		return requireFlags(cmd)
 	}
 	root.AddCommand(newGenCmd(g), newShardCmd(g), newDemoCmd(g), newSnapshotCmd(g), newPlanCmd(g), newCertsCmd(g),
-		newRecoverCmd(g), newWatchCmd(g), newStatusCmd(g), newListCmd(g), newCancelCmd(g), newExplainCmd(g))
+		newRecoverCmd(g), newWatchCmd(g), newStatusCmd(g), newListCmd(g), newCancelCmd(g), newExplainCmd(g), newVersionCmd(g))
 	return root
 }
 

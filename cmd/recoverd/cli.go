@@ -7,6 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/recoverd/recoverd/internal/buildinfo"
+	"github.com/recoverd/recoverd/shardstore"
 )
 
 // The command line, in recoverctl's style: one cobra command whose flags
@@ -54,7 +57,9 @@ func newCommand(cfg Config, getenv func(string) string, args []string) *cobra.Co
 		Args:          noArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionLine(),
 	}
+	cmd.SetVersionTemplate("recoverd {{.Version}}\n")
 	// Never nil: cobra parses os.Args when given nil.
 	cmd.SetArgs(append([]string{}, args...))
 	fl := cmd.Flags()
@@ -66,6 +71,7 @@ func newCommand(cfg Config, getenv func(string) string, args []string) *cobra.Co
 	}
 	fl.String("config", getenv("RECOVERD_CONFIG"), "YAML configuration file (keys are the flag names) [env RECOVERD_CONFIG]")
 	fl.Bool("print-config", false, "print the effective configuration (secrets masked) and exit")
+	fl.Bool("version", false, "print the version (module version, VCS revision, Go version, shard format) and exit")
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return twoDashes(c, args, err) })
 	cmd.SetUsageFunc(usage)
 	return cmd
@@ -105,7 +111,7 @@ func usage(c *cobra.Command) error {
 		members[o.group] = append(members[o.group], o.name)
 	}
 	groups = append(groups, groupConfig)
-	members[groupConfig] = []string{"config", "print-config", "help"}
+	members[groupConfig] = []string{"config", "print-config", "version", "help"}
 	for _, g := range groups {
 		fs := pflag.NewFlagSet(g, pflag.ContinueOnError)
 		fs.SortFlags = false
@@ -117,4 +123,11 @@ func usage(c *cobra.Command) error {
 		fmt.Fprintf(w, "\n%s:\n%s", g, fs.FlagUsagesWrapped(helpWidth))
 	}
 	return nil
+}
+
+// versionLine is what --version prints after "recoverd": the build
+// (internal/buildinfo) and the shard format it writes, which the planner
+// compares across nodes.
+func versionLine() string {
+	return fmt.Sprintf("%s; shard writer version %s, format %d", buildinfo.Read(), shardstore.WriterVersion, shardstore.FormatVersion)
 }

@@ -34,6 +34,7 @@ import (
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/cleanup"
+	"github.com/recoverd/recoverd/internal/buildinfo"
 	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/recovery"
 	"github.com/recoverd/recoverd/shardstore"
@@ -172,6 +173,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildinfo.Register(reg, buildinfo.Read())
 	throttle := transfer.NewThrottle(cfg.Throttle)
 
 	shards := newShards(cfg.Data, shardstore.Options{RetainOps: cfg.RetainOps, LeaseTTL: cfg.LeaseTTL, KeepStaging: true, Logger: log}, log)
@@ -301,7 +303,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 		repoName = repo.String()
 	}
 	log.Info("recoverd ready", "node", cfg.NodeID, "grpc", listeners["grpc"].Addr().String(), "peer", listeners["peer"].Addr().String(),
-		"http", listeners["http"].Addr().String(), "data", cfg.Data, "repo", repoName, "tls", !sec.insecure)
+		"http", listeners["http"].Addr().String(), "data", cfg.Data, "repo", repoName, "tls", !sec.insecure, "version", buildinfo.Read().String())
 
 	var serveErr error
 	select {
