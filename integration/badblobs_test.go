@@ -20,9 +20,15 @@ import (
 // peer plan at once, naming the blob, without one request for a blob;
 // `recoverctl snapshot verify` reports the blob and exits 1; the next
 // snapshot uploads that file again under a new key and reuses the rest.
+// One node and recoverctl name the repository by flags, the others by the
+// URL's query.
 func TestBadBlobMarkedSkippedVerifiedAndReplaced(t *testing.T) {
 	c := newCluster(t)
-	n1, n2, n3, n4 := c.node("n1"), c.node("n2"), c.node("n3"), c.node("n4")
+	n1, n2, n3 := c.node("n1"), c.node("n2"), c.node("n3")
+	// n4 and recoverctl name the repository by the flags, the others by
+	// the URL's query: the same repository either way.
+	flagForm := []string{"--s3-endpoint", c.minio.Endpoint, "--s3-insecure"}
+	n4 := c.nodeRepo("n4", "s3://"+c.bucket()+"/snapshots", flagForm...)
 	// n1 primary, n2 a replica with the same documents in other files; the
 	// snapshot of n1 is logically equivalent to n2's commit, so a recovery
 	// from n2 restores it.
@@ -75,7 +81,8 @@ func TestBadBlobMarkedSkippedVerifiedAndReplaced(t *testing.T) {
 	t.Logf("second recovery: %v; reasons:\n%s", r.RepositoryRequests, reasons)
 
 	// verify reports the blob and exits 1.
-	cmd := exec.Command(testutil.Binary(t, "recoverctl"), "snapshot", "verify", "--repo", c.repo, "--shard", "logs/0", "--throttle", "20MB", "-o", "json")
+	cmd := exec.Command(testutil.Binary(t, "recoverctl"), append([]string{"snapshot", "verify", "--repo", "s3://" + c.bucket() + "/snapshots",
+		"--shard", "logs/0", "--throttle", "20MB", "-o", "json"}, flagForm...)...)
 	cmd.Env = append(os.Environ(), c.env...)
 	out, err := cmd.Output()
 	var ee *exec.ExitError
@@ -105,4 +112,18 @@ func TestBadBlobMarkedSkippedVerifiedAndReplaced(t *testing.T) {
 	if f, ok := again.Lookup(victim.Name); !ok || f.Blob == victim.Blob || !f.SameAs(victim.FileMeta) {
 		t.Fatalf("%s in the next snapshot: %+v, want a new blob (not %s)", victim.Name, f, victim.Blob)
 	}
+}
+
+// nodeRepo is node with the repository named by repo and args instead of
+// the cluster's URL.
+func (c *cluster) nodeRepo(name, repo string, args ...string) *node {
+	c.t.Helper()
+	base := []string{"--retry-budget", "3s", "--idle-timeout", "3s", "--lease-ttl", "10s"}
+	n := testutil.StartNode(c.t, testutil.NodeOptions{Name: name, Repo: repo, Env: c.env, Args: append(base, args...)})
+	c.t.Cleanup(func() {
+		if c.t.Failed() {
+			c.t.Logf("%s log tail:\n%s", name, n.LogTail(40))
+		}
+	})
+	return wrap(n)
 }

@@ -23,7 +23,13 @@
 //     one a crash interrupts is expired by the store (MinIO: stale uploads
 //     after 24h; on AWS use a lifecycle rule).
 //
-// OpenRepository(url, S3Options) opens either from a URL.
+// OpenRepository(url, S3Options) opens either from a URL. A
+// repository is named one way for recoverd and recoverctl (location.go):
+// ParseLocation reads the URL and the flags given beside it (--s3-endpoint,
+// --s3-region, --s3-insecure, the same in both commands), which name the
+// same settings as the URL's query (endpoint=, region=, tls=); either form
+// works, both when they agree, and a disagreement is refused with both
+// named.
 //
 // # A distributed store
 //
@@ -57,6 +63,7 @@
 //	<index>/<shard>/blobs/<file-name>-<random>        one uploaded file
 //	<index>/<shard>/snapshots/<snapshot-id>.json      its manifest
 //	<index>/<shard>/marks/<file-name>-<random>        a blob's deletion mark
+//	<index>/<shard>/bad/<file-name>-<random>          a blob found corrupt or missing
 //
 // Snapshot ids are "s-<UTC start time to the ms>-<6 hex>", so sorting ids
 // sorts snapshots by start time (by the age of the commit they hold).
@@ -116,6 +123,19 @@
 //   - Create, Delete, GC and RemoveUnfinished of one shard may run in
 //     several processes at once (a node's snapshot, every node's cleanup
 //     sweep, an operator's recoverctl), by the deletion protocol above.
+//
+// # Bad blobs and verification
+//
+// A blob found corrupt (length or CRC32C differ from the manifest's) or
+// missing, by a recovery's download or by Verify, gets a bad-blob mark
+// (badblobs.go: MarkBad; JSON with the blob, file, snapshot, cause,
+// detail, who found it and when). BadBlobs is the one reader: planning
+// leaves out a snapshot that references a marked blob, Create uploads the
+// file again under a new key instead of reusing the blob, Verify clears
+// the marks of blobs that read back whole or that no manifest references.
+// A mark never makes anything be deleted. Verify (verify.go) reads every
+// blob a readable manifest references, once, throttled and a few at a
+// time; a repository that cannot be read stops it without marking.
 //
 // # Retries
 //

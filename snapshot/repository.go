@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -91,33 +90,18 @@ func validatePrefix(prefix string) error {
 //	file:///abs/path                   a local directory (created if missing)
 //	s3://bucket[/prefix][?endpoint=host:port&region=r&tls=false]
 //
-// For s3, fields of opts that are set win over the URL's query, which wins
-// over the environment (RECOVERD_S3_*, then AWS_*); see S3Options.
-// Opening makes no request, so it takes no context: the first call on the
-// repository is the first request.
+// For s3, opts.Endpoint, Region and DisableTLS are the flags given beside
+// the URL (--s3-endpoint, --s3-region, --s3-insecure): ParseLocation
+// merges them with the URL's query and refuses the two when they disagree;
+// what neither says comes from the environment (RECOVERD_S3_*, then
+// AWS_*; see S3Options). Opening makes no request, so it takes no
+// context: the first call on the repository is the first request.
 func OpenRepository(rawURL string, opts S3Options) (Repository, error) {
-	u, err := url.Parse(rawURL)
+	loc, err := ParseLocation(rawURL, LocationFlags{Endpoint: opts.Endpoint, Region: opts.Region, Insecure: opts.DisableTLS})
 	if err != nil {
-		// url.Parse errors echo the input, which may hold a secret.
-		return nil, fmt.Errorf("snapshot: repository URL does not parse")
+		return nil, err
 	}
-	if u.User != nil {
-		return nil, fmt.Errorf("snapshot: repository URL must not hold credentials; use RECOVERD_S3_ACCESS_KEY / RECOVERD_S3_SECRET_KEY or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
-	}
-	switch u.Scheme {
-	case "file":
-		if u.Host != "" && u.Host != "localhost" {
-			return nil, fmt.Errorf("snapshot: file repository URL %q has host %q; use file:///absolute/path", u.Redacted(), u.Host)
-		}
-		if len(u.Query()) > 0 {
-			return nil, fmt.Errorf("snapshot: file repository URL takes no query parameters")
-		}
-		return NewLocalRepository(u.Path)
-	case "s3":
-		return newS3FromURL(u, opts)
-	default:
-		return nil, fmt.Errorf("snapshot: repository URL scheme %q not supported (file:// or s3://)", u.Scheme)
-	}
+	return loc.Open(opts)
 }
 
 // sourceReader remembers the error of the reader a Put consumes, so a

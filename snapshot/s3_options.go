@@ -77,37 +77,6 @@ func redacted(s string) string {
 	return "<redacted>"
 }
 
-func newS3FromURL(u *url.URL, opts S3Options) (*S3Repository, error) {
-	if u.Host == "" {
-		return nil, fmt.Errorf("snapshot: s3 repository URL needs a bucket: s3://bucket/prefix")
-	}
-	q := u.Query()
-	for k := range q {
-		switch k {
-		case "endpoint", "region", "tls":
-		default:
-			return nil, fmt.Errorf("snapshot: s3 repository URL: unknown parameter %q (endpoint, region, tls)", k)
-		}
-	}
-	if opts.Endpoint == "" {
-		opts.Endpoint = q.Get("endpoint")
-	}
-	if opts.Region == "" {
-		opts.Region = q.Get("region")
-	}
-	if t := q.Get("tls"); t != "" && !opts.DisableTLS {
-		on, err := strconv.ParseBool(t)
-		if err != nil {
-			return nil, fmt.Errorf("snapshot: s3 repository URL: tls=%q is not a boolean", t)
-		}
-		opts.DisableTLS = !on
-		if on {
-			opts.Getenv = withoutEnv(opts.getenv(), "RECOVERD_S3_INSECURE")
-		}
-	}
-	return NewS3Repository(u.Host, strings.Trim(u.Path, "/"), opts)
-}
-
 func (o S3Options) getenv() func(string) string {
 	if o.Getenv != nil {
 		return o.Getenv

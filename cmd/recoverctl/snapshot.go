@@ -22,18 +22,31 @@ import (
 // They talk to the repository directly, not to a daemon; create opens the
 // shard on disk, so the daemon must not hold it.
 
-// snapRepoFlags select the repository and tune its retries.
+// snapRepoFlags select the repository and tune its retries. The URL and
+// the --s3-* flags are recoverd's: snapshot.ParseLocation merges them.
 type snapRepoFlags struct {
 	url      string
+	s3       snapshot.LocationFlags
 	retryFor time.Duration
 }
 
 func (f *snapRepoFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.url, "repo", os.Getenv("RECOVERD_REPO"),
-		"snapshot repository: file:///abs/path or s3://bucket/prefix?endpoint=host:port&tls=false; S3 credentials from RECOVERD_S3_ACCESS_KEY/RECOVERD_S3_SECRET_KEY or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (default: $RECOVERD_REPO, else <data>/snapshots when --data is given, as recoverd does)")
+		"snapshot repository: file:///abs/path or s3://bucket/prefix[?endpoint=host:port&region=r&tls=false]; S3 credentials from RECOVERD_S3_ACCESS_KEY/RECOVERD_S3_SECRET_KEY or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (default: $RECOVERD_REPO, else <data>/snapshots when --data is given, as recoverd does)")
+	f.registerS3(cmd)
 	fl.DurationVar(&f.retryFor, "retry-for", retry.Repository.MaxElapsed,
 		"how long to retry transient S3 errors before giving up (0: one attempt)")
+}
+
+// registerS3 registers the flags that name an S3 repository's settings
+// beside the URL, as recoverd's do; the URL's query may say the same, and
+// the two must agree.
+func (f *snapRepoFlags) registerS3(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.s3.Endpoint, "s3-endpoint", "", "S3 endpoint host:port, or http(s)://host:port (else RECOVERD_S3_ENDPOINT, else s3.amazonaws.com); same as endpoint= in --repo")
+	fl.StringVar(&f.s3.Region, "s3-region", "", "S3 region (else RECOVERD_S3_REGION or AWS_REGION, else us-east-1); same as region= in --repo")
+	fl.BoolVar(&f.s3.Insecure, "s3-insecure", false, "talk plain HTTP to S3 (loopback or a private network only); same as tls=false in --repo")
 }
 
 // snapRepoURL resolves the repository URL: --repo, else the daemon's
@@ -60,8 +73,9 @@ func (f *snapRepoFlags) retryPolicy() retry.Options {
 	return p
 }
 
-// open opens the repository. A URL that cannot name a repository is a
-// usage error; a repository that cannot be reached is an ordinary one.
+// open opens the repository. A URL (with the --s3-* flags) that cannot
+// name a repository is a usage error; a repository that cannot be reached
+// is an ordinary one.
 // With mustExist, a local repository directory that does not exist is an
 // error (ErrUnavailable) instead of being created: a typo must not read as
 // "no snapshots".
@@ -70,29 +84,16 @@ func (f *snapRepoFlags) open(dataDir string, mustExist bool) (snapshot.Repositor
 	if err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(raw)
+	loc, err := snapshot.ParseLocation(raw, f.s3)
 	if err != nil {
-		// The URL is not echoed: it may hold a secret.
-		return nil, usagef("--repo does not parse as a URL (file:///abs/path or s3://bucket/prefix)")
+		return nil, usageError{fmt.Errorf("--repo: %w", err)}
 	}
-	if u.User != nil {
-		return nil, usagef("--repo must not hold credentials: set RECOVERD_S3_ACCESS_KEY / RECOVERD_S3_SECRET_KEY (or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) instead")
-	}
-	switch u.Scheme {
-	case "file":
-		if !filepath.IsAbs(u.Path) || (u.Host != "" && u.Host != "localhost") {
-			return nil, usagef("--repo %s: a local repository is file:///absolute/path", u.Redacted())
+	if loc.Scheme == "file" && mustExist {
+		if _, err := os.Stat(loc.Path); err != nil {
+			return nil, fmt.Errorf("%w: repository directory %s: %w", snapshot.ErrUnavailable, loc.Path, err)
 		}
-		if mustExist {
-			if _, err := os.Stat(u.Path); err != nil {
-				return nil, fmt.Errorf("%w: repository directory %s: %w", snapshot.ErrUnavailable, u.Path, err)
-			}
-		}
-	case "s3":
-	default:
-		return nil, usagef("--repo: scheme %q not supported; use file:///abs/path or s3://bucket/prefix", u.Scheme)
 	}
-	repo, err := snapshot.OpenRepository(raw, snapshot.S3Options{Retry: f.retryPolicy()})
+	repo, err := loc.Open(snapshot.S3Options{Retry: f.retryPolicy()})
 	if err != nil {
 		if errors.Is(err, snapshot.ErrUnavailable) {
 			return nil, err
@@ -165,7 +166,9 @@ func newSnapshotCmd(g *globalFlags) *cobra.Command {
 		Use:   "snapshot",
 		Short: "Create, list, inspect, verify, delete and garbage-collect shard snapshots in a repository (offline)",
 		Long: `snapshot works on a snapshot repository directly, without a daemon: a local
-directory (file:///abs/path) or S3 / MinIO (s3://bucket/prefix?endpoint=host:port&tls=false).
+directory (file:///abs/path) or S3 / MinIO (s3://bucket/prefix?endpoint=host:port&tls=false,
+or s3://bucket/prefix with --s3-endpoint host:port --s3-insecure, as recoverd
+takes it: the query and the flags name the same settings and must agree).
 S3 credentials come from RECOVERD_S3_ACCESS_KEY / RECOVERD_S3_SECRET_KEY (or
 AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), never from the URL, and are never
 printed.

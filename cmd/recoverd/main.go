@@ -111,6 +111,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "recoverd: --disk-margin:", err)
 		return 2
 	}
+	if _, err := repoLocation(cfg); err != nil {
+		fmt.Fprintln(stderr, "recoverd: --repo:", err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := serve(ctx, cfg, sec, log); err != nil {
@@ -120,7 +124,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	return 0
 }
 
-func openRepo(cfg Config, requests *snapshot.RequestMetrics, policy retry.Options) (snapshot.Repository, error) {
+// repoLocation is the repository --repo names, with the --s3-* flags
+// merged by snapshot.ParseLocation (nil for --repo none).
+func repoLocation(cfg Config) (*snapshot.Location, error) {
 	url := cfg.Repo
 	switch url {
 	case "none":
@@ -132,8 +138,16 @@ func openRepo(cfg Config, requests *snapshot.RequestMetrics, policy retry.Option
 		}
 		url = "file://" + abs
 	}
-	return snapshot.OpenRepository(url, snapshot.S3Options{Endpoint: cfg.S3Endpoint, Region: cfg.S3Region,
-		AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, DisableTLS: cfg.S3Insecure,
+	loc, err := snapshot.ParseLocation(url, snapshot.LocationFlags{Endpoint: cfg.S3Endpoint, Region: cfg.S3Region, Insecure: cfg.S3Insecure})
+	return &loc, err
+}
+
+func openRepo(cfg Config, requests *snapshot.RequestMetrics, policy retry.Options) (snapshot.Repository, error) {
+	loc, err := repoLocation(cfg)
+	if loc == nil || err != nil {
+		return nil, err
+	}
+	return loc.Open(snapshot.S3Options{AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey,
 		RequestTimeout: cfg.S3Timeout, ReadIdleTimeout: cfg.S3Timeout, Metrics: requests, Retry: policy})
 }
 
