@@ -104,11 +104,14 @@ func CountRequests(ctx context.Context, kind RequestKind, counter *RequestCounte
 	return context.WithValue(ctx, requestTagKey{}, requestTag{kind: kind, counter: counter})
 }
 
-// RequestMetrics is the recoverd_s3_requests_total counter, registered on
-// the registry passed to NewRequestMetrics (never the global one). One is
-// shared by the repositories of a process (S3Options.Metrics).
+// RequestMetrics is the recoverd_s3_requests_total counter, and
+// recoverd_s3_repository_up and recoverd_s3_unavailable_requests_total
+// (health.go), registered on the registry passed to NewRequestMetrics
+// (never the global one). One is shared by the repositories of a process
+// (S3Options.Metrics).
 type RequestMetrics struct {
-	total *prometheus.CounterVec
+	total  *prometheus.CounterVec
+	health health // health.go
 }
 
 // NewRequestMetrics creates the counter with every series at zero and
@@ -117,14 +120,14 @@ func NewRequestMetrics(reg prometheus.Registerer) *RequestMetrics {
 	m := &RequestMetrics{total: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "recoverd_s3_requests_total",
 		Help: "Requests sent to the S3 snapshot repository (every attempt), by type (list, get, put, head, delete) and by what they were for (recovery, snapshot, cleanup, other).",
-	}, []string{"op", "kind"})}
+	}, []string{"op", "kind"}), health: newHealth()}
 	for _, op := range RequestOps {
 		for _, k := range RequestKinds {
 			m.total.WithLabelValues(string(op), string(k))
 		}
 	}
 	if reg != nil {
-		reg.MustRegister(m.total)
+		reg.MustRegister(append(m.health.collectors(), m.total)...)
 	}
 	return m
 }
@@ -147,7 +150,11 @@ func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if tag.counter != nil {
 		tag.counter.add(op)
 	}
-	return t.next.RoundTrip(req)
+	resp, err := t.next.RoundTrip(req)
+	if t.metrics != nil {
+		t.metrics.health.observe(req, op, resp, err)
+	}
+	return resp, err
 }
 
 // requestOp classifies an S3 request by its method and query, whatever

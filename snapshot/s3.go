@@ -183,11 +183,13 @@ func (r *S3Repository) get(ctx context.Context, key string, off, length int64) (
 			return nil, err
 		}
 	}
-	rctx, cancel := context.WithCancel(ctx)
+	// The deadline's cause says so to the counting transport (health.go).
+	rctx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil) }
 	timedOut := new(atomic.Bool)
 	timer := time.AfterFunc(r.requestTimeout, func() {
 		timedOut.Store(true)
-		cancel()
+		cancelCause(timeout(r.requestTimeout))
 	})
 	body, info, _, err := minio.Core{Client: r.client}.GetObject(rctx, r.bucket, r.prefix+key, opts)
 	timer.Stop()
@@ -246,12 +248,13 @@ func (r *S3Repository) List(ctx context.Context, prefix string) ([]string, error
 	if err := validatePrefix(prefix); err != nil {
 		return nil, err
 	}
-	rctx, cancel := context.WithCancel(ctx)
+	rctx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil) }
 	defer cancel()
 	timedOut := new(atomic.Bool)
 	timer := time.AfterFunc(r.requestTimeout, func() {
 		timedOut.Store(true)
-		cancel()
+		cancelCause(timeout(r.requestTimeout))
 	})
 	defer timer.Stop()
 	ch := r.client.ListObjects(rctx, r.bucket, minio.ListObjectsOptions{Prefix: r.prefix + prefix, Recursive: true})

@@ -209,6 +209,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	defer peerSrv.Close()
 	registerPeerMetrics(reg, peerSrv, shards)
 	registerShardMetrics(reg, shards)
+	registerLeaseExpiry(reg, shards, cfg.LeaseTTL)
 
 	digestCheck, err := recovery.ParseDigestCheck(cfg.VerifyDigest)
 	if err != nil {
@@ -385,4 +386,27 @@ func registerShardMetrics(reg prometheus.Registerer, sh *shards) {
 			ConstLabels: prometheus.Labels{"state": state}},
 			func() float64 { return float64(sh.count(state)) }))
 	}
+}
+
+// registerLeaseExpiry exports how close the retention leases on this
+// node's shards are to expiring: a holder renews its lease at a third of
+// the TTL, so the first expiry stays two thirds of the TTL away while
+// renewals work (the deploy/ alert fires below a quarter).
+func registerLeaseExpiry(reg prometheus.Registerer, sh *shards, ttl time.Duration) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_retention_lease_ttl_seconds",
+			Help: "Lifetime of a retention lease on this node without renewal (--lease-ttl)."},
+			func() float64 { return ttl.Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_retention_lease_expiry_seconds",
+			Help: "Seconds until the first retention lease on this node's shards expires unless renewed; the lease TTL when none is held."},
+			func() float64 {
+				left := ttl
+				for _, s := range sh.list() {
+					if at, ok := s.Leases().EarliestExpiry(); ok {
+						left = min(left, time.Until(at))
+					}
+				}
+				return left.Seconds()
+			}),
+	)
 }
