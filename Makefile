@@ -23,7 +23,7 @@ export RECOVERD_MINIO_BIN := $(MINIO)
 export RECOVERD_BIN := $(CURDIR)/bin/recoverd
 export RECOVERCTL_BIN := $(CURDIR)/bin/recoverctl
 
-.PHONY: all build test unit integration soak cluster lint demo bench minio proto clean sim
+.PHONY: all build test unit integration soak cluster lint demo bench minio proto clean sim promtool
 
 all: build
 
@@ -41,12 +41,17 @@ $(MINIO):
 
 minio: $(MINIO)
 
+# promtool checks the alert rules and the dashboard's queries in deploy/
+# (go test ./deploy/ fails without it): Debian's prometheus package.
+promtool:
+	command -v promtool >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus)
+
 # Every test: unit, fault and integration tests, with the race detector,
 # after the linters.
-test: lint minio build
+test: lint minio build promtool
 	$(GO) test $(TEST_FLAGS) ./...
 
-unit: minio build
+unit: minio build promtool
 	$(GO) test $(TEST_FLAGS) $$($(GO) list ./... | grep -v /integration)
 
 integration: minio build
