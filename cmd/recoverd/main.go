@@ -34,6 +34,7 @@ import (
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/cleanup"
+	"github.com/recoverd/recoverd/engine/embedded"
 	"github.com/recoverd/recoverd/internal/buildinfo"
 	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/recovery"
@@ -190,9 +191,9 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	buildinfo.Register(reg, buildinfo.Read())
 	throttle := transfer.NewThrottle(cfg.Throttle)
 
-	shards := newShards(cfg.Data, shardstore.Options{RetainOps: cfg.RetainOps, LeaseTTL: cfg.LeaseTTL, KeepStaging: true, Logger: log}, log)
-	defer shards.closeAll()
-	if err := shards.openAll(); err != nil {
+	shards := embedded.NewRegistry(cfg.Data, shardstore.Options{RetainOps: cfg.RetainOps, LeaseTTL: cfg.LeaseTTL, KeepStaging: true, Logger: log}, log)
+	defer shards.CloseAll()
+	if err := shards.OpenAll(); err != nil {
 		return err
 	}
 	// One retry policy, from --retry-budget: peer streams and calls to a
@@ -237,13 +238,13 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 		return err
 	}
 	defer mgr.Close()
-	if err := shards.removeUncommitted(mgr.ActiveStagings()); err != nil {
+	if err := shards.RemoveUncommittedExcept(mgr.ActiveStagings()); err != nil {
 		return err
 	}
 	snapSvc := &snapshotService{repo: repo, shards: shards, throttle: throttle, deletionDelay: cfg.DeletionDelay, recovering: mgr.ActiveStagings}
 
 	// Cleanup: at start (the shards are open) and every --cleanup-interval.
-	sweeper, err := cleanup.New(cleanup.Config{Shards: shards.list, Running: mgr.ActiveStagings, Uploading: snapSvc.isUploading,
+	sweeper, err := cleanup.New(cleanup.Config{Shards: shards.List, Running: mgr.ActiveStagings, Uploading: snapSvc.isUploading,
 		Repo: repo, UploadGrace: cfg.UploadGrace, DeletionDelay: cfg.DeletionDelay, Logger: log.With("component", "cleanup"), Registerer: reg})
 	if err != nil {
 		return err
@@ -350,7 +351,7 @@ func stopGracefully(s *grpc.Server, d time.Duration) {
 }
 
 // registerPeerMetrics exports the source-side counters.
-func registerPeerMetrics(reg prometheus.Registerer, p *transfer.PeerServer, sh *shards) {
+func registerPeerMetrics(reg prometheus.Registerer, p *transfer.PeerServer, sh *embedded.Registry) {
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "recoverd_peer_sent_bytes_total",
 			Help: "File bytes this node sent to recovering peers, as on the wire."},
@@ -368,7 +369,7 @@ func registerPeerMetrics(reg prometheus.Registerer, p *transfer.PeerServer, sh *
 			Help: "Retention leases held on this node's shards."},
 			func() float64 {
 				n := 0
-				for _, s := range sh.list() {
+				for _, s := range sh.List() {
 					n += len(s.Leases().List())
 				}
 				return float64(n)
@@ -379,12 +380,12 @@ func registerPeerMetrics(reg prometheus.Registerer, p *transfer.PeerServer, sh *
 // registerShardMetrics exports how many shards are open, unavailable (on
 // disk, not readable now, opened again on their next access) and corrupt
 // (moved aside by the next recovery onto this node).
-func registerShardMetrics(reg prometheus.Registerer, sh *shards) {
+func registerShardMetrics(reg prometheus.Registerer, sh *embedded.Registry) {
 	for _, state := range []string{"open", "unavailable", "corrupt"} {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_shards",
 			Help:        "Shards on this node by state: open, unavailable (not readable now, retried on access), corrupt.",
 			ConstLabels: prometheus.Labels{"state": state}},
-			func() float64 { return float64(sh.count(state)) }))
+			func() float64 { return float64(sh.Count(state)) }))
 	}
 }
 
@@ -392,7 +393,7 @@ func registerShardMetrics(reg prometheus.Registerer, sh *shards) {
 // node's shards are to expiring: a holder renews its lease at a third of
 // the TTL, so the first expiry stays two thirds of the TTL away while
 // renewals work (the deploy/ alert fires below a quarter).
-func registerLeaseExpiry(reg prometheus.Registerer, sh *shards, ttl time.Duration) {
+func registerLeaseExpiry(reg prometheus.Registerer, sh *embedded.Registry, ttl time.Duration) {
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_retention_lease_ttl_seconds",
 			Help: "Lifetime of a retention lease on this node without renewal (--lease-ttl)."},
@@ -401,7 +402,7 @@ func registerLeaseExpiry(reg prometheus.Registerer, sh *shards, ttl time.Duratio
 			Help: "Seconds until the first retention lease on this node's shards expires unless renewed; the lease TTL when none is held."},
 			func() float64 {
 				left := ttl
-				for _, s := range sh.list() {
+				for _, s := range sh.List() {
 					if at, ok := s.Leases().EarliestExpiry(); ok {
 						left = min(left, time.Until(at))
 					}

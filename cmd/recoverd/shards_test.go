@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/engine/embedded"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
@@ -37,7 +38,7 @@ func newShardOnDisk(t *testing.T, data string, id shardstore.ShardID) string {
 	return commits[0]
 }
 
-func listed(t *testing.T, r *shards) map[string]*pb.ShardStats {
+func listed(t *testing.T, r *embedded.Registry) map[string]*pb.ShardStats {
 	t.Helper()
 	resp, err := (&shardService{shards: r}).ListShards(context.Background(), &pb.ListShardsRequest{})
 	if err != nil {
@@ -63,15 +64,15 @@ func TestUnreadableShardStaysInPlaceAndOpensLater(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &syncBuf{}
-	r := newShards(data, shardstore.Options{}, slog.New(slog.NewTextHandler(logs, nil)))
-	defer r.closeAll()
-	if err := r.openAll(); err != nil {
+	r := embedded.NewRegistry(data, shardstore.Options{}, slog.New(slog.NewTextHandler(logs, nil)))
+	defer r.CloseAll()
+	if err := r.OpenAll(); err != nil {
 		t.Fatal(err)
 	}
 	if st := listed(t, r)["unreadable"]; st == nil || st.State != pb.ShardState_SHARD_STATE_UNAVAILABLE || !strings.Contains(st.StateReason, "is a directory") {
 		t.Fatalf("ListShards reports %v, want the shard UNAVAILABLE with its read error", st)
 	}
-	if n := r.count("unavailable"); n != 1 {
+	if n := r.Count("unavailable"); n != 1 {
 		t.Fatalf("%d shards counted unavailable, want 1", n)
 	}
 	if !strings.Contains(logs.String(), "cannot be read now") {
@@ -101,8 +102,8 @@ func TestUnreadableShardStaysInPlaceAndOpensLater(t *testing.T) {
 	if _, _, ok, _ := s.Get("b"); !ok {
 		t.Fatal("the shard lost its documents")
 	}
-	if st := listed(t, r)["unreadable"]; st.State != pb.ShardState_SHARD_STATE_OPEN || r.count("unavailable") != 0 {
-		t.Fatalf("after it opened: %v, %d unavailable", st, r.count("unavailable"))
+	if st := listed(t, r)["unreadable"]; st.State != pb.ShardState_SHARD_STATE_OPEN || r.Count("unavailable") != 0 {
+		t.Fatalf("after it opened: %v, %d unavailable", st, r.Count("unavailable"))
 	}
 }
 
@@ -113,9 +114,9 @@ func TestDamagedShardIsMovedAsideByARecovery(t *testing.T) {
 	b, _ := os.ReadFile(commit)
 	b[len(b)/2] ^= 0xff
 	os.WriteFile(commit, b, 0o644)
-	r := newShards(data, shardstore.Options{}, slog.New(slog.DiscardHandler))
-	defer r.closeAll()
-	if err := r.openAll(); err != nil {
+	r := embedded.NewRegistry(data, shardstore.Options{}, slog.New(slog.DiscardHandler))
+	defer r.CloseAll()
+	if err := r.OpenAll(); err != nil {
 		t.Fatal(err)
 	}
 	if st := listed(t, r)["damaged"]; st == nil || st.State != pb.ShardState_SHARD_STATE_CORRUPT {
@@ -132,7 +133,7 @@ func TestDamagedShardIsMovedAsideByARecovery(t *testing.T) {
 	if len(moved) != 1 {
 		t.Fatalf("quarantine holds %v", moved)
 	}
-	if r.count("corrupt") != 0 {
+	if r.Count("corrupt") != 0 {
 		t.Fatal("the damaged shard is still counted after it was moved aside")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
+	"github.com/recoverd/recoverd/engine/embedded"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 	"github.com/recoverd/recoverd/transfer"
@@ -20,7 +21,7 @@ import (
 type snapshotService struct {
 	pb.UnimplementedSnapshotServiceServer
 	repo     snapshot.Repository // nil: snapshots disabled
-	shards   *shards
+	shards   *embedded.Registry
 	throttle *transfer.Throttle
 	// deletionDelay is how long the blobs of a deleted snapshot stay
 	// marked before they are deleted (--deletion-delay).

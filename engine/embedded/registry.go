@@ -1,0 +1,325 @@
+package embedded
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/recoverd/recoverd/shardstore"
+)
+
+// Registry holds the shards open on this node: the peer server reads them as
+// a source, recoveries write them as a target, ShardService runs the
+// reference engine on them.
+//
+// A shard that does not open is kept out of the way by what its error
+// proves. ErrCorrupt (a checksum or format failure) is reported corrupt
+// and moved aside only by a recovery onto this node (OpenTarget). Any
+// other error (a read error, too many open files, its lock held) proves
+// nothing about the data: the shard stays where it is, is reported
+// unavailable, and is opened again on its next access.
+type Registry struct {
+	dataDir string
+	opts    shardstore.Options
+	log     *slog.Logger
+
+	mu   sync.Mutex
+	open map[shardstore.ShardID]*shardstore.Shard
+	// failed holds the shards on disk whose last open failed.
+	failed map[shardstore.ShardID]OpenFailure
+}
+
+// OpenFailure is the last failed open of a shard.
+type OpenFailure struct {
+	Err     error
+	Corrupt bool
+	Since   time.Time
+}
+
+// NewRegistry returns an empty registry of the shards under dataDir.
+func NewRegistry(dataDir string, opts shardstore.Options, log *slog.Logger) *Registry {
+	return &Registry{dataDir: dataDir, opts: opts, log: log,
+		open: map[shardstore.ShardID]*shardstore.Shard{}, failed: map[shardstore.ShardID]OpenFailure{}}
+}
+
+// fdReserve is how many file descriptors OpenAll leaves free for the node
+// itself (listeners, connections, recoveries), so that a node whose shards
+// would take every descriptor still starts, answers and reports the
+// shards it could not open.
+const fdReserve = 64
+
+// OpenAll opens every shard on disk: opening cleans what a crash left
+// (staging of interrupted recoveries, temp files, unreferenced files).
+func (r *Registry) OpenAll() error {
+	ids, err := shardstore.List(r.dataDir)
+	if err != nil {
+		return err
+	}
+	release := reserveFDs(fdReserve)
+	defer release()
+	var unavailable, corrupt int
+	for _, id := range ids {
+		if _, err := r.Shard(id); err != nil {
+			if errors.Is(err, shardstore.ErrCorrupt) {
+				corrupt++
+			} else {
+				unavailable++
+			}
+		}
+	}
+	if unavailable+corrupt > 0 {
+		r.log.Warn("some shards did not open", "shards", len(ids), "unavailable", unavailable, "corrupt", corrupt)
+	}
+	return nil
+}
+
+// reserveFDs holds up to n descriptors open until release is called.
+func reserveFDs(n int) (release func()) {
+	var held []*os.File
+	for range n {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			break
+		}
+		held = append(held, f)
+	}
+	return func() {
+		for _, f := range held {
+			f.Close()
+		}
+	}
+}
+
+// Shard returns an open shard, opening it if it exists on disk
+// (transfer.ShardProvider). A shard a recovery is creating is none yet: the
+// error wraps shardstore.ErrNotFound (peers are told the node does not
+// hold it) and shardstore.ErrNoCommit.
+func (r *Registry) Shard(id shardstore.ShardID) (*shardstore.Shard, error) {
+	if err := id.Validate(); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, err := r.openLocked(id, false, false)
+	if err == nil && !s.Committed() {
+		return nil, errRecovering(id)
+	}
+	return s, err
+}
+
+func errRecovering(id shardstore.ShardID) error {
+	return fmt.Errorf("%w: %w: shard %s is being created by a recovery onto this node and exists once it publishes",
+		shardstore.ErrNotFound, shardstore.ErrNoCommit, id)
+}
+
+// openLocked opens a shard; create makes a missing one, with its first
+// commit unless uncommitted (a recovery's target).
+func (r *Registry) openLocked(id shardstore.ShardID, create, uncommitted bool) (*shardstore.Shard, error) {
+	if s, ok := r.open[id]; ok {
+		return s, nil
+	}
+	opts := r.opts
+	opts.Create, opts.Uncommitted = create, uncommitted
+	s, err := shardstore.Open(r.dataDir, id, opts)
+	if err != nil {
+		r.noteFailureLocked(id, err)
+		return nil, err
+	}
+	if f, ok := r.failed[id]; ok {
+		r.log.Info("shard opened", "shard", id.String(), "was", f.State(), "since", f.Since)
+		delete(r.failed, id)
+	}
+	r.open[id] = s
+	return s, nil
+}
+
+// noteFailureLocked records a failed open and logs it when the shard's
+// state changes.
+func (r *Registry) noteFailureLocked(id shardstore.ShardID, err error) {
+	if errors.Is(err, shardstore.ErrNotFound) || errors.Is(err, shardstore.ErrInvalidName) {
+		delete(r.failed, id)
+		return
+	}
+	f := OpenFailure{Err: err, Corrupt: errors.Is(err, shardstore.ErrCorrupt), Since: time.Now()}
+	prev, seen := r.failed[id]
+	if seen && prev.Corrupt == f.Corrupt {
+		f.Since = prev.Since
+	}
+	r.failed[id] = f
+	switch {
+	case seen && prev.Corrupt == f.Corrupt:
+		r.log.Debug("shard still does not open", "shard", id.String(), "state", f.State(), "error", err)
+	case f.Corrupt:
+		r.log.Error("shard is damaged; a recovery onto this node will move it aside and rebuild it", "shard", id.String(), "error", err)
+	default:
+		r.log.Warn("shard cannot be read now; it stays where it is, reported unavailable, and is opened again on its next access",
+			"shard", id.String(), "error", err)
+	}
+}
+
+func (f OpenFailure) State() string {
+	if f.Corrupt {
+		return "corrupt"
+	}
+	return "unavailable"
+}
+
+// Create creates an empty shard with a new history.
+func (r *Registry) Create(id shardstore.ShardID, existOK bool) (*shardstore.Shard, error) {
+	if err := id.Validate(); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s, ok := r.open[id]; ok && !s.Committed() {
+		return nil, errRecovering(id)
+	}
+	if _, ok := r.open[id]; ok || shardstore.Exists(r.dataDir, id) {
+		if !existOK {
+			return nil, fmt.Errorf("shard %s already exists", id)
+		}
+	}
+	return r.openLocked(id, true, false)
+}
+
+// OpenTarget implements recovery.Targets. A shard that does not exist is
+// opened without a commit: it becomes a shard of this node when the
+// recovery publishes. A shard that does not open because its data is
+// damaged (shardstore.ErrCorrupt) is moved to <data>/quarantine (never
+// deleted) and an uncommitted one takes its place. Any other failure
+// (shardstore.ErrUnavailable) leaves the shard where it is and fails the
+// call: a recovery must not replace a copy that could not be read now.
+func (r *Registry) OpenTarget(id shardstore.ShardID) (*shardstore.Shard, string, error) {
+	if err := id.Validate(); err != nil {
+		return nil, "", err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, err := r.openLocked(id, true, true)
+	if err == nil || !errors.Is(err, shardstore.ErrCorrupt) {
+		return s, "", err
+	}
+	unreadable := err.Error()
+	dst := filepath.Join(r.dataDir, "quarantine", id.Index+"."+strconv.Itoa(id.Shard)+"."+time.Now().UTC().Format("20060102T150405.000"))
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return nil, "", err
+	}
+	if err := os.Rename(shardstore.Dir(r.dataDir, id), dst); err != nil {
+		return nil, "", fmt.Errorf("move damaged shard aside: %w", err)
+	}
+	r.log.Warn("moved a damaged shard aside", "shard", id.String(), "to", dst, "cause", unreadable)
+	delete(r.failed, id)
+	s, err = r.openLocked(id, true, true)
+	return s, unreadable, err
+}
+
+// NotOpen lists the shards on disk whose last open failed, and counts
+// them by state, for ListShards and the metrics.
+func (r *Registry) NotOpen() map[shardstore.ShardID]OpenFailure {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.failed)
+}
+
+// Count is the number of shards in a state: open, unavailable or corrupt.
+func (r *Registry) Count(state string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if state == "open" {
+		return len(r.open)
+	}
+	n := 0
+	for _, f := range r.failed {
+		if f.State() == state {
+			n++
+		}
+	}
+	return n
+}
+
+// RemoveUncommitted implements recovery.Targets.
+func (r *Registry) RemoveUncommitted(id shardstore.ShardID) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.open[id]
+	if !ok || s.Committed() {
+		return nil
+	}
+	delete(r.open, id)
+	err := errors.Join(s.Close(), os.RemoveAll(s.Path()))
+	r.log.Info("removed the shard a recovery created and did not publish", "shard", id.String(), "error", err)
+	return err
+}
+
+// RemoveUncommittedExcept deletes the shard directories without a commit that
+// no open shard or running recovery (keep) owns: what recoveries that
+// never published left when the node stopped. Nothing in them was a shard.
+func (r *Registry) RemoveUncommittedExcept(keep map[shardstore.ShardID]string) error {
+	root := filepath.Join(r.dataDir, "shards")
+	indices, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ix := range indices {
+		dirs, err := os.ReadDir(filepath.Join(root, ix.Name()))
+		if err != nil || shardstore.ValidateName(ix.Name()) != nil {
+			continue
+		}
+		for _, d := range dirs {
+			n, err := strconv.Atoi(d.Name())
+			id := shardstore.ShardID{Index: ix.Name(), Shard: n}
+			if err != nil || !d.IsDir() || id.Validate() != nil || shardstore.Exists(r.dataDir, id) {
+				continue
+			}
+			if _, open := r.open[id]; open {
+				continue
+			}
+			if _, running := keep[id]; running {
+				continue
+			}
+			if err := os.RemoveAll(shardstore.Dir(r.dataDir, id)); err != nil {
+				return err
+			}
+			r.log.Info("removed a shard directory without a commit: a recovery created it and never published", "shard", id.String())
+		}
+	}
+	return nil
+}
+
+// List returns the open shards; one a recovery is creating is none yet.
+func (r *Registry) List() []*shardstore.Shard {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*shardstore.Shard, 0, len(r.open))
+	for _, s := range r.open {
+		if s.Committed() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (r *Registry) CloseAll() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for id, s := range r.open {
+		errs = append(errs, s.Close())
+		delete(r.open, id)
+	}
+	return errors.Join(errs...)
+}
+
+// DataDir is the data directory the shards live under.
+func (r *Registry) DataDir() string { return r.dataDir }
