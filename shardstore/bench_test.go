@@ -73,7 +73,7 @@ func BenchmarkFlush32MiB(b *testing.B) {
 // op log scan and replay.
 func BenchmarkOpenAfterCrash1M(b *testing.B) {
 	dir := b.TempDir()
-	s, err := Open(dir, ShardID{"idx", 0}, Options{Create: true, FlushBytes: -1})
+	s, err := Open(dir, ShardID{Index: "idx", Shard: 0}, Options{Create: true, FlushBytes: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func BenchmarkOpenAfterCrash1M(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		s, err := Open(dir, ShardID{"idx", 0}, Options{FlushBytes: -1})
+		s, err := Open(dir, ShardID{Index: "idx", Shard: 0}, Options{FlushBytes: -1})
 		if err != nil {
 			b.Fatal(err)
 		}

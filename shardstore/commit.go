@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/fsutil"
 	"github.com/recoverd/recoverd/seqno"
 )
@@ -141,7 +142,7 @@ func commitGens(dir string) ([]uint64, error) {
 }
 
 // ErrNoCommit means a shard directory holds no commit point at all.
-var ErrNoCommit = errors.New("shardstore: no commit point")
+var ErrNoCommit = engine.ErrNoCommit
 
 // loadNewestCommit returns the newest commit whose checksum verifies, and
 // the highest generation number present (valid or not), so a new commit

@@ -64,7 +64,7 @@ func runCrashHelper() {
 // crashWriteWorkload indexes docs whose key number equals their seqno, and
 // records each acknowledged batch durably in an ack file.
 func crashWriteWorkload(dir string, opts Options) error {
-	s, err := Open(dir, ShardID{"idx", 0}, opts)
+	s, err := Open(dir, ShardID{Index: "idx", Shard: 0}, opts)
 	if err != nil {
 		return err
 	}
@@ -107,7 +107,7 @@ func crashWriteWorkload(dir string, opts Options) error {
 // publishes them; the digests before and after are recorded first.
 func crashPublishWorkload(dir string, opts Options) error {
 	srcDir := filepath.Join(dir, "src")
-	src, err := Open(srcDir, ShardID{"src", 0}, Options{Create: true, RetainOps: 1000})
+	src, err := Open(srcDir, ShardID{Index: "src", Shard: 0}, Options{Create: true, RetainOps: 1000})
 	if err != nil {
 		return err
 	}
@@ -129,7 +129,7 @@ func crashPublishWorkload(dir string, opts Options) error {
 	if _, err := src.IndexBatch(ctx, docs[:50]); err != nil {
 		return err
 	}
-	dst, err := Open(dir, ShardID{"idx", 0}, opts)
+	dst, err := Open(dir, ShardID{Index: "idx", Shard: 0}, opts)
 	if err != nil {
 		return err
 	}
@@ -242,7 +242,7 @@ func lastAck(t *testing.T, dir string) int {
 // the digest.
 func checkAfterCrash(t *testing.T, dir string) (string, Stats) {
 	t.Helper()
-	s, err := Open(dir, ShardID{"idx", 0}, Options{RetainOps: 50})
+	s, err := Open(dir, ShardID{Index: "idx", Shard: 0}, Options{RetainOps: 50})
 	if err != nil {
 		t.Fatalf("reopen after crash: %v", err)
 	}

@@ -98,7 +98,7 @@ func (s *Shard) DigestAt(ctx context.Context, base *CommitRef, upTo seqno.SeqNo)
 			if op.Kind == OpNoOp { // changes no document
 				return ctx.Err()
 			}
-			if cur, ok := v.mem[op.Key]; !ok || op.newer(cur) {
+			if cur, ok := v.mem[op.Key]; !ok || newer(op, cur) {
 				cp := *op
 				v.mem[op.Key] = &cp
 			}

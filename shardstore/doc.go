@@ -2,7 +2,11 @@
 // engine that writes it: segments, commit points, the op log, retention
 // leases, the staging of incoming files and ops, and the metadata diff the
 // planner works from. This comment is the on-disk format; the code that
-// reads and writes each part is named beside it.
+// reads and writes each part is named beside it. The vocabulary it shares
+// with recoverd (ShardID, FileMeta, CommitData, Metadata, Op, OpKind,
+// ValidateName and the error sentinels) is package engine's, the contract
+// between recoverd and a storage engine, under shardstore's names
+// (aliases); engine/embedded makes this engine implement that contract.
 //
 // # Directory layout
 //

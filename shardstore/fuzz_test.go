@@ -7,7 +7,7 @@ import (
 )
 
 func FuzzDecodeCommit(f *testing.F) {
-	good, _ := encodeCommit(&commitPoint{Generation: 3, Files: []FileMeta{{"seg_1", 100, 7, "w"}}, Data: CommitData{HistoryUUID: "h", MaxSeqNo: 5, LocalCheckpoint: 5}})
+	good, _ := encodeCommit(&commitPoint{Generation: 3, Files: []FileMeta{{Name: "seg_1", Length: 100, CRC32C: 7, WriterUUID: "w"}}, Data: CommitData{HistoryUUID: "h", MaxSeqNo: 5, LocalCheckpoint: 5}})
 	f.Add(good)
 	f.Add(good[:len(good)-1])
 	f.Add([]byte("RCMT"))

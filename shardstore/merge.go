@@ -165,7 +165,7 @@ func mergeIterate(segs []*segment, bufSize int, fn func(*Op) error) error {
 		keep := its[:0]
 		for _, it := range its {
 			if it.cur.Key == key {
-				if it.cur.newer(&best) {
+				if newer(&it.cur, &best) {
 					best = it.cur
 				}
 				if !it.next() {

@@ -6,32 +6,24 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/seqno"
 )
 
-// OpKind says whether an op indexes or deletes a document, or is a no-op.
-type OpKind uint8
+// OpKind says whether an op indexes or deletes a document, or is a no-op
+// (engine.OpKind).
+type OpKind = engine.OpKind
 
 const (
-	OpIndex  OpKind = 0
-	OpDelete OpKind = 1
+	OpIndex  = engine.OpIndex
+	OpDelete = engine.OpDelete
 	// OpNoOp takes a seqno and changes no document: a promoted primary
 	// fills the gaps below its max seqno with no-ops (Elasticsearch's
 	// fillSeqNoGaps). It has no key and no value; the op log stores and
 	// replays it and the op stream carries it, but it never enters a
 	// segment.
-	OpNoOp OpKind = 2
+	OpNoOp = engine.OpNoOp
 )
-
-func (k OpKind) String() string {
-	switch k {
-	case OpDelete:
-		return "delete"
-	case OpNoOp:
-		return "no-op"
-	}
-	return "index"
-}
 
 // validateOp checks an op that came from outside (a primary's op stream, a
 // recovery): a seqno, a known kind, a key for an index or delete, none for
@@ -51,16 +43,10 @@ func validateOp(op *Op) error {
 
 // Op is one operation on a document, as logged and as stored in a segment
 // (where it is the document's version: a live value or a tombstone).
-type Op struct {
-	Key         string
-	SeqNo       seqno.SeqNo
-	PrimaryTerm uint64
-	Kind        OpKind
-	Value       []byte
-}
+type Op = engine.Op
 
 // newer reports whether e wins over o for the same key: the higher seqno wins.
-func (e *Op) newer(o *Op) bool { return e.SeqNo > o.SeqNo }
+func newer(e, o *Op) bool { return e.SeqNo > o.SeqNo }
 
 func appendEntry(b []byte, e *Op) []byte {
 	b = binary.AppendUvarint(b, uint64(len(e.Key)))

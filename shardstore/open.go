@@ -30,7 +30,7 @@ func Open(dataDir string, id ShardID, opts Options) (*Shard, error) {
 			return nil, unavailable(id, err)
 		}
 		if !ok {
-			return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, dataDir)
+			return nil, fmt.Errorf("%w: shard %s in %s", ErrNotFound, id, dataDir)
 		}
 	}
 	if err := fsutil.MkdirAllSync(dir, 0o755); err != nil {

@@ -34,7 +34,7 @@ func TestOpenCleansCrashLeftovers(t *testing.T) {
 	s.lock.Close()
 	s.closed = true
 
-	s2, err := Open(filepath.Dir(filepath.Dir(filepath.Dir(dir))), ShardID{"idx", 0}, Options{})
+	s2, err := Open(filepath.Dir(filepath.Dir(filepath.Dir(dir))), ShardID{Index: "idx", Shard: 0}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestTornOplogTailIsTruncated(t *testing.T) {
 	f, _ := os.OpenFile(last, os.O_WRONLY|os.O_APPEND, 0)
 	f.Write([]byte{0xde, 0xad})
 	f.Close()
-	s2, err := Open(base, ShardID{"idx", 0}, Options{})
+	s2, err := Open(base, ShardID{Index: "idx", Shard: 0}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestCorruptCommitFallsBackToOlderValidOne(t *testing.T) {
 	// A newer commit file that does not verify (bit rot, not a crash: the
 	// rename is atomic) must not be loaded.
 	os.WriteFile(filepath.Join(dir, commitName(gen+1)), []byte("RCMT garbage"), 0o644)
-	s2, err := Open(base, ShardID{"idx", 0}, Options{})
+	s2, err := Open(base, ShardID{Index: "idx", Shard: 0}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,10 +115,10 @@ func TestCorruptCommitFallsBackToOlderValidOne(t *testing.T) {
 func TestSecondOpenIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	openNew(t, dir, Options{})
-	if _, err := Open(dir, ShardID{"idx", 0}, Options{}); err == nil {
+	if _, err := Open(dir, ShardID{Index: "idx", Shard: 0}, Options{}); err == nil {
 		t.Fatal("a shard was opened twice")
 	}
-	if _, err := Open(dir, ShardID{"other", 0}, Options{}); !errors.Is(err, ErrNotFound) {
+	if _, err := Open(dir, ShardID{Index: "other", Shard: 0}, Options{}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown shard: %v", err)
 	}
 }

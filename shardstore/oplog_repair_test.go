@@ -24,7 +24,7 @@ import (
 func closedLog(t *testing.T, n int) (base, logFile string) {
 	t.Helper()
 	base = t.TempDir()
-	s, err := Open(base, ShardID{"idx", 0}, Options{Create: true})
+	s, err := Open(base, ShardID{Index: "idx", Shard: 0}, Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestOpLogMidFileChecksumStopsOpenAndCutsNothing(t *testing.T) {
 	}
 	before := fileSum(t, logFile)
 
-	_, err := Open(base, ShardID{"idx", 0}, Options{})
+	_, err := Open(base, ShardID{Index: "idx", Shard: 0}, Options{})
 	if err == nil {
 		t.Fatal("a shard whose op log has a bad record in the middle opened (acknowledged ops after it would be dropped)")
 	}
@@ -101,7 +101,7 @@ func TestOpLogReadErrorStopsOpenAndCutsNothing(t *testing.T) {
 		}
 		return nil
 	}}
-	_, err := Open(base, ShardID{"idx", 0}, opts)
+	_, err := Open(base, ShardID{Index: "idx", Shard: 0}, opts)
 	if err == nil {
 		t.Fatal("a shard whose op log could not be read opened")
 	}
@@ -115,7 +115,7 @@ func TestOpLogReadErrorStopsOpenAndCutsNothing(t *testing.T) {
 		t.Fatal("a read error cut the op log")
 	}
 	// The error was transient: the next open replays every op.
-	s, err := Open(base, ShardID{"idx", 0}, Options{})
+	s, err := Open(base, ShardID{Index: "idx", Shard: 0}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestOpLogLastRecordChecksumIsNotCut(t *testing.T) {
 	b[offs[len(offs)-1]+recHeaderLen+1] ^= 0x01
 	os.WriteFile(logFile, b, 0o644)
 	before := fileSum(t, logFile)
-	if _, err := Open(base, ShardID{"idx", 0}, Options{}); !errors.Is(err, ErrCorrupt) {
+	if _, err := Open(base, ShardID{Index: "idx", Shard: 0}, Options{}); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("open = %v, want a corruption error", err)
 	}
 	if fileSum(t, logFile) != before {
@@ -172,7 +172,7 @@ func TestOpLogIncompleteTailIsCut(t *testing.T) {
 			if err := os.WriteFile(logFile, tc.tear(b, recordOffsets(t, logFile)), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			s, err := Open(base, ShardID{"idx", 0}, Options{})
+			s, err := Open(base, ShardID{Index: "idx", Shard: 0}, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -196,7 +196,7 @@ func TestOpLogBadRecordBeforeTornTailIsNotCut(t *testing.T) {
 	extra[recHeaderLen+1] ^= 0x10
 	b = append(append(b, extra...), 0x30, 0)
 	os.WriteFile(logFile, b, 0o644)
-	if _, err := Open(base, ShardID{"idx", 0}, Options{}); !errors.Is(err, ErrCorrupt) {
+	if _, err := Open(base, ShardID{Index: "idx", Shard: 0}, Options{}); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("open = %v, want a corruption error", err)
 	}
 	if fi, _ := os.Stat(logFile); fi.Size() != int64(len(b)) {

@@ -22,7 +22,7 @@ func (s *Shard) Get(key string) (value []byte, seq seqno.SeqNo, found bool, err 
 		if err != nil {
 			return nil, 0, false, err
 		}
-		if ok && (best == nil || e.newer(best)) {
+		if ok && (best == nil || newer(&e, best)) {
 			best = &e
 		}
 	}
@@ -129,7 +129,7 @@ func (v view) scanMerged(fn func(key string, value []byte, seq seqno.SeqNo) erro
 		if len(mem) > 0 && mem[0] == op.Key {
 			m := v.mem[mem[0]]
 			mem = mem[1:]
-			if m.newer(op) {
+			if newer(m, op) {
 				return emit(m)
 			}
 		}

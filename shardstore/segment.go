@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/google/uuid"
+	"github.com/recoverd/recoverd/engine"
 )
 
 // Segment file layout (all integers little-endian or varints):
@@ -40,7 +41,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // ErrCorrupt marks data that fails its checksum or cannot be decoded: a
 // shard proven damaged. A file that cannot be read is not corrupt (see
 // readFailure and ErrUnavailable).
-var ErrCorrupt = errors.New("shardstore: corrupt data")
+var ErrCorrupt = engine.ErrCorrupt
 
 // readFailure wraps an error met while decoding a file. The reader's own
 // errors (a *fs.PathError or an errno: EIO, EMFILE, EACCES, EISDIR) say

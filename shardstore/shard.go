@@ -12,21 +12,22 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/seqno"
 )
 
 // ErrClosed is returned by calls on a closed shard.
-var ErrClosed = errors.New("shardstore: shard is closed")
+var ErrClosed = engine.ErrClosed
 
 // ErrNotFound is returned when a shard does not exist on disk.
-var ErrNotFound = errors.New("shardstore: shard not found")
+var ErrNotFound = engine.ErrNotFound
 
 // ErrUnavailable is returned by Open when a shard cannot be opened now for
 // a reason that proves nothing about its data: a read error (EIO, EMFILE,
 // EACCES), its lock held by another process, a format newer than this
 // build. Unlike ErrCorrupt it never justifies moving the shard aside: it
 // stays where it is and opens again once the cause is gone.
-var ErrUnavailable = errors.New("shardstore: shard unavailable")
+var ErrUnavailable = engine.ErrUnavailable
 
 const (
 	leasesFile = "leases"
@@ -200,7 +201,7 @@ func ReadMetadata(dataDir string, id ShardID) (Metadata, error) {
 	}
 	c, _, err := loadNewestCommit(Dir(dataDir, id))
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, ErrNoCommit) {
-		return Metadata{}, fmt.Errorf("%w: %s in %s", ErrNotFound, id, dataDir)
+		return Metadata{}, fmt.Errorf("%w: shard %s in %s", ErrNotFound, id, dataDir)
 	}
 	if err != nil {
 		return Metadata{}, err

@@ -251,28 +251,9 @@ func TestOpRetention(t *testing.T) {
 	}
 }
 
-func TestValidateName(t *testing.T) {
-	for _, bad := range []string{"", ".", "..", "../x", "a/b", `a\b`, "a\x00b", ".tmp-x", strings.Repeat("a", MaxNameLen+1), "é"} {
-		if err := ValidateName(bad); !errors.Is(err, ErrInvalidName) {
-			t.Errorf("ValidateName(%q) = %v", bad, err)
-		}
-	}
-	for _, good := range []string{"seg_0001_ab", "logs-2026.11", "A_b-c.d", strings.Repeat("a", MaxNameLen)} {
-		if err := ValidateName(good); err != nil {
-			t.Errorf("ValidateName(%q) = %v", good, err)
-		}
-	}
-	if _, err := ParseShardID("../etc/0"); err == nil {
-		t.Error("ParseShardID accepted a path")
-	}
-	if id, err := ParseShardID("logs/3"); err != nil || id != (ShardID{"logs", 3}) {
-		t.Errorf("ParseShardID = %v %v", id, err)
-	}
-}
-
 func TestDiff(t *testing.T) {
-	src := Metadata{Files: []FileMeta{{"a", 10, 1, "w1"}, {"b", 10, 2, "w2"}, {"c", 10, 3, "w3"}, {"d", 10, 4, ""}}}
-	dst := Metadata{Files: []FileMeta{{"a", 10, 1, "w1"}, {"b", 10, 9, "w2"}, {"d", 10, 4, "wx"}, {"z", 1, 1, ""}}}
+	src := Metadata{Files: []FileMeta{{Name: "a", Length: 10, CRC32C: 1, WriterUUID: "w1"}, {Name: "b", Length: 10, CRC32C: 2, WriterUUID: "w2"}, {Name: "c", Length: 10, CRC32C: 3, WriterUUID: "w3"}, {Name: "d", Length: 10, CRC32C: 4, WriterUUID: ""}}}
+	dst := Metadata{Files: []FileMeta{{Name: "a", Length: 10, CRC32C: 1, WriterUUID: "w1"}, {Name: "b", Length: 10, CRC32C: 9, WriterUUID: "w2"}, {Name: "d", Length: 10, CRC32C: 4, WriterUUID: "wx"}, {Name: "z", Length: 1, CRC32C: 1, WriterUUID: ""}}}
 	d := Diff(src, dst)
 	names := func(fs []FileMeta) (out []string) {
 		for _, f := range fs {
@@ -283,7 +264,7 @@ func TestDiff(t *testing.T) {
 	if fmt.Sprint(names(d.Identical), names(d.Different), names(d.Missing)) != "[a d] [b] [c]" {
 		t.Fatalf("diff = %+v", d)
 	}
-	if (FileMeta{"a", 1, 1, "w1"}).SameAs(FileMeta{"a", 1, 1, "w2"}) {
+	if (FileMeta{Name: "a", Length: 1, CRC32C: 1, WriterUUID: "w1"}).SameAs(FileMeta{Name: "a", Length: 1, CRC32C: 1, WriterUUID: "w2"}) {
 		t.Fatal("different writers are the same file")
 	}
 }

@@ -8,15 +8,16 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/fsutil"
 )
 
 var (
 	// ErrStagingExists is returned when a recovery id already stages files.
-	ErrStagingExists = errors.New("shardstore: staging already exists")
+	ErrStagingExists = engine.ErrStagingExists
 	// ErrConflict is returned when publishing would replace a file the
 	// current commit references with different content.
-	ErrConflict = errors.New("shardstore: file conflicts with the current commit")
+	ErrConflict = engine.ErrConflict
 )
 
 // Staging holds the files of one in-flight recovery under

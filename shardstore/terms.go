@@ -1,10 +1,10 @@
 package shardstore
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/seqno"
 )
 
@@ -13,7 +13,7 @@ import (
 // checkpoint: those ops came from an older primary and may differ from the
 // new primary's under the same seqnos. The copy does not take the new
 // term's ops until a recovery from the new primary has replaced it.
-var ErrStaleTerm = errors.New("shardstore: the copy holds ops of an older primary term above its global checkpoint")
+var ErrStaleTerm = engine.ErrStaleTerm
 
 // noteTermLocked records that the copy holds an op of term at seqno s.
 func (s *Shard) noteTermLocked(term uint64, seq seqno.SeqNo) {

@@ -17,7 +17,7 @@ import (
 // flushedShard returns a closed shard with docs in one segment.
 func flushedShard(t *testing.T) (base string, id ShardID, dir, want string) {
 	t.Helper()
-	base, id = t.TempDir(), ShardID{"idx", 0}
+	base, id = t.TempDir(), ShardID{Index: "idx", Shard: 0}
 	s, err := Open(base, id, Options{Create: true})
 	if err != nil {
 		t.Fatal(err)

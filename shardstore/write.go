@@ -16,7 +16,7 @@ func (s *Shard) applyMemLocked(op *Op) {
 		return
 	}
 	if cur, ok := s.memtable[op.Key]; ok {
-		if !op.newer(cur) {
+		if !newer(op, cur) {
 			return
 		}
 		s.memBytes -= memEntryBytes(cur)
