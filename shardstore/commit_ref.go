@@ -37,19 +37,32 @@ func (r *CommitRef) Metadata() Metadata { return r.meta }
 
 // Open opens one file of the pinned commit for reading.
 func (r *CommitRef) Open(name string) (*os.File, FileMeta, error) {
-	if err := ValidateName(name); err != nil {
+	path, fm, err := r.Path(name)
+	if err != nil {
 		return nil, FileMeta{}, err
 	}
-	fm, ok := r.meta.Lookup(name)
-	if !ok {
-		return nil, FileMeta{}, fmt.Errorf("%w: file %s is not in commit %d of %s", ErrNotFound, name, r.meta.Generation, r.s.id)
-	}
-	f, err := os.Open(filepath.Join(r.s.dir, name))
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, FileMeta{}, fmt.Errorf("shardstore: open %s: %w", name, err)
 	}
 	return f, fm, nil
 }
+
+// Path returns the path of one file of the pinned commit, and its
+// metadata: the file there is the commit's until Release.
+func (r *CommitRef) Path(name string) (string, FileMeta, error) {
+	if err := ValidateName(name); err != nil {
+		return "", FileMeta{}, err
+	}
+	fm, ok := r.meta.Lookup(name)
+	if !ok {
+		return "", FileMeta{}, fmt.Errorf("%w: file %s is not in commit %d of %s", ErrNotFound, name, r.meta.Generation, r.s.id)
+	}
+	return filepath.Join(r.s.dir, name), fm, nil
+}
+
+// Shard is the shard whose commit r pins.
+func (r *CommitRef) Shard() *Shard { return r.s }
 
 // Release unpins the commit; files no commit needs any more are deleted.
 func (r *CommitRef) Release() error {

@@ -179,7 +179,9 @@
 // their final names, written at any offset and verified (length and
 // CRC32C) before they may be published, and the ops fetched with them in
 // ops.staged/, an op log of its own (one generation, not fsynced until
-// Publish closes it). Nothing in a staging directory is read as data until
+// Publish closes it). A caller may also write a file into the directory
+// itself, under its final name (Staging.Dir; recoverd does, through the
+// engine contract). Nothing in a staging directory is read as data until
 // Publish moves it into place. Open removes staging/ whole, unless
 // Options.KeepStaging; Close removes the directories of the stagings still
 // open in this process; Abandon removes one.
@@ -214,10 +216,14 @@
 // Publish (publish.go) makes a file set (staged files and files of the
 // current commit to keep) and the staged ops the shard's content with one
 // commit point. It checks first, changing nothing: every listed file is
-// either staged with exactly the metadata given (and verified, by Publish
-// if not before), or the same (below) as the current commit's file of that
-// name; a staged file must not replace a different file of the current
-// commit (ErrConflict). Then, in order:
+// either staged with exactly the metadata given, or the same (below) as the
+// current commit's file of that name; a staged file must not replace a
+// different file of the current commit (ErrConflict). A file staged through
+// CreateFile is verified (by Publish if not before); one its caller wrote
+// into the staging directory itself (recoverd, through the engine
+// contract, which verifies it as it writes) is checked for its length,
+// its footer (magic, bounds, checksum, index) and its writer UUID, not
+// read whole. Then, in order:
 //
 //  1. every staged file is fsynced on a descriptor of its own, at most 16
 //     at once, every error checked (a syncfs would not report a writeback
@@ -337,6 +343,15 @@
 // A no-op (OpNoOp) has no key and no value and changes no document; the op
 // log stores and replays it, ReadOps and the peer op stream carry it to
 // replicas and recoveries, and no segment ever holds one.
+//
+// # Writes refused during a recovery
+//
+// While a recovery onto this node replaces the copy, RefuseWrites makes
+// IndexBatch, Delete, Merge and Promote answer ErrWritesRefused (naming
+// the recovery) until ResumeWrites: the publish would drop what they
+// wrote. Apply and Flush go on (a publish replaces ops applied before it;
+// the recovery fetches the same ops from its source). Refusals are kept
+// in memory, per recovery id.
 //
 // # Durability of writes
 //

@@ -14,6 +14,9 @@ import (
 func (s *Shard) Merge() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.refusedLocked("merge"); err != nil {
+		return err
+	}
 	if err := s.flushLocked(); err != nil {
 		return err
 	}

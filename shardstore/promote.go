@@ -22,6 +22,9 @@ func (s *Shard) Promote() error {
 	if s.closed {
 		return ErrClosed
 	}
+	if err := s.refusedLocked("promotion"); err != nil {
+		return err
+	}
 	// Ops appended by writes still in flight are not gaps: wait until they
 	// are applied or dropped. The wait releases mu (the writes need it to
 	// apply their ops); no new write starts meanwhile.

@@ -1,6 +1,7 @@
 package shardstore
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/fsutil"
 	"github.com/recoverd/recoverd/seqno"
 )
@@ -19,10 +21,15 @@ import (
 // On error the shard is left at its previous commit.
 func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 	if data.HistoryUUID == "" || data.LocalCheckpoint > data.MaxSeqNo || data.LocalCheckpoint < seqno.NoOpsPerformed {
-		return fmt.Errorf("shardstore: publish with invalid commit data %+v", data)
+		return fmt.Errorf("%w: publish with invalid commit data %+v", engine.ErrInvalidArgument, data)
 	}
 	if data.FormatVersion > FormatVersion {
-		return fmt.Errorf("shardstore: cannot publish format %d, this build reads up to %d", data.FormatVersion, FormatVersion)
+		return fmt.Errorf("%w: cannot publish format %d, this build reads up to %d", engine.ErrInvalidArgument, data.FormatVersion, FormatVersion)
+	}
+	for _, f := range files {
+		if err := ValidateName(f.Name); err != nil {
+			return fmt.Errorf("shardstore: publish: %w", err)
+		}
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -40,12 +47,12 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 	seen := map[string]bool{}
 	for _, f := range files {
 		if seen[f.Name] {
-			return fmt.Errorf("shardstore: publish lists %s twice", f.Name)
+			return fmt.Errorf("%w: publish lists %s twice", engine.ErrInvalidArgument, f.Name)
 		}
 		seen[f.Name] = true
 		if staged, ok := st.files[f.Name]; ok {
 			if staged.meta != f {
-				return fmt.Errorf("shardstore: staged %s does not match the published metadata", f.Name)
+				return fmt.Errorf("%w: staged %s does not match the published metadata", engine.ErrInvalidArgument, f.Name)
 			}
 			if !staged.verified {
 				if err := verifyFile(filepath.Join(st.dir, f.Name), f); err != nil {
@@ -60,9 +67,22 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 			continue
 		}
 		old, ok := cur.Lookup(f.Name)
-		if !ok || !old.SameAs(f) {
-			return fmt.Errorf("shardstore: %s is neither staged nor the same in the current commit", f.Name)
+		if ok && old.SameAs(f) {
+			continue
 		}
+		// Written into the staging directory by its caller (recoverd
+		// writes, verifies and fsyncs the files itself): what is cheap to
+		// check here is checked, the length and the footer.
+		if staged, err := st.checkWritten(f); err != nil {
+			return err
+		} else if staged {
+			if ok {
+				return fmt.Errorf("%w: %s", ErrConflict, f.Name)
+			}
+			moves = append(moves, f)
+			continue
+		}
+		return fmt.Errorf("%w: %s is neither staged nor the same in the current commit", engine.ErrInvalidArgument, f.Name)
 	}
 	// The staged files must be durable before the commit can name them.
 	// Each is fsynced and its error checked: a syncfs reports no writeback
@@ -160,4 +180,31 @@ func (st *Staging) syncFiles(files []FileMeta) error {
 		})
 	}
 	return g.Wait()
+}
+
+// checkWritten reports whether f was written into the staging directory
+// (not through CreateFile), and checks it against f: its length, its
+// footer (magic, bounds, checksum, index) and, when f names one, its
+// writer UUID. It reads the footer and index, not the whole file: the
+// writer verified the content.
+func (st *Staging) checkWritten(f FileMeta) (bool, error) {
+	path := filepath.Join(st.dir, f.Name)
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("shardstore: staged %s: %w", f.Name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return false, fmt.Errorf("%w: staged %s is not a regular file", engine.ErrInvalidArgument, f.Name)
+	}
+	seg, err := openSegment(path, f)
+	if err != nil {
+		return false, fmt.Errorf("staged %s: %w", f.Name, err)
+	}
+	if w := hex.EncodeToString(seg.writer[:]); f.WriterUUID != "" && w != f.WriterUUID {
+		return false, fmt.Errorf("%w: staged %s was written by %s, the commit says %s", ErrCorrupt, f.Name, w, f.WriterUUID)
+	}
+	return true, nil
 }

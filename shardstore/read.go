@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/seqno"
 )
 
@@ -218,27 +219,45 @@ func (v view) scanBySegment(fn func(key string, value []byte, seq seqno.SeqNo) e
 }
 
 // ReadOps calls fn for every op with a seqno in r, in seqno order. It fails
-// with seqno.ErrCompacted when r starts below what the op log retains.
-// Seqnos in r that were never processed (gaps above the checkpoint) are
-// simply absent.
+// with seqno.ErrCompacted when r starts below what the op log retains, with
+// engine.ErrOutOfRange when it ends past the max seqno, and with
+// engine.ErrInvalidArgument for a negative or inverted range. Seqnos in r
+// that were never processed (gaps above the checkpoint) are simply absent.
 func (s *Shard) ReadOps(r seqno.Range, fn func(Op) error) error {
-	if err := r.Validate(); err != nil {
-		return err
+	return s.readOps("", r, fn)
+}
+
+// ReadOpsOf is ReadOps for a reader that expects the copy's history to be
+// history: a copy of another history answers engine.ErrHistoryMismatch,
+// checked under the lock that fixes the op log read, so that ops of
+// another history (a publish that replaced the content) are never sent as
+// this one's.
+func (s *Shard) ReadOpsOf(history string, r seqno.Range, fn func(Op) error) error {
+	if history == "" {
+		return fmt.Errorf("%w: no history UUID expected: ops are only exchanged within one history", engine.ErrInvalidArgument)
 	}
-	if r.Empty() {
-		return nil
+	return s.readOps(history, r, fn)
+}
+
+func (s *Shard) readOps(history string, r seqno.Range, fn func(Op) error) error {
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", engine.ErrInvalidArgument, err)
 	}
 	s.mu.RLock()
-	floor, maxSeq, closed := s.leases.Floor(), s.tracker.MaxSeqNo(), s.closed
+	floor, maxSeq, closed, own, oplog := s.leases.Floor(), s.tracker.MaxSeqNo(), s.closed, s.history, s.oplog
 	s.mu.RUnlock()
-	if closed {
+	switch {
+	case closed:
 		return ErrClosed
-	}
-	if r.From < floor {
+	case history != "" && own != history:
+		return fmt.Errorf("%w: shard %s has history %s, the reader expects %s: copies of different histories never exchange ops",
+			engine.ErrHistoryMismatch, s.id, own, history)
+	case r.Empty():
+		return nil
+	case r.From < floor:
 		return fmt.Errorf("%w: ops from %v asked, %s retains from %v", seqno.ErrCompacted, r.From, s.id, floor)
+	case r.To > maxSeq:
+		return fmt.Errorf("%w: ops up to %v asked, %s has seen only up to %v", engine.ErrOutOfRange, r.To, s.id, maxSeq)
 	}
-	if r.To > maxSeq {
-		return fmt.Errorf("shardstore: ops up to %v asked, %s has seen only up to %v", r.To, s.id, maxSeq)
-	}
-	return s.oplog.read(r, func(op *Op) error { return fn(*op) })
+	return oplog.read(r, func(op *Op) error { return fn(*op) })
 }

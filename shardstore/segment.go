@@ -163,6 +163,7 @@ type segment struct {
 	meta     FileMeta
 	records  uint64
 	indexOff int64
+	writer   [16]byte // the footer's writer UUID
 	// sparse holds every indexEvery-th key and its offset.
 	sparseKeys []string
 	sparseOffs []int64
@@ -223,7 +224,7 @@ func openSegment(path string, meta FileMeta) (*segment, error) {
 	if _, err := f.ReadAt(idx, int64(ft.indexOff)); err != nil {
 		return nil, fmt.Errorf("shardstore: read index of %s: %w", meta.Name, err)
 	}
-	s := &segment{path: path, meta: meta, records: ft.records, indexOff: int64(ft.indexOff)}
+	s := &segment{path: path, meta: meta, records: ft.records, indexOff: int64(ft.indexOff), writer: ft.writer}
 	for i := uint64(0); i < ft.indexEntries; i++ {
 		kl, n := binary.Uvarint(idx)
 		if n <= 0 || uint64(len(idx)-n) < kl {

@@ -110,6 +110,8 @@ type Shard struct {
 	// (snapshot uploads, peer transfers) so their files outlive newer commits.
 	pins     map[string]int
 	stagings map[string]*Staging
+	// refused holds the recovery ids refusing primary writes (refuse.go).
+	refused map[string]bool
 
 	// termSeq maps each primary term of an op the copy holds or held to
 	// the highest seqno of such an op (terms.go).

@@ -102,6 +102,10 @@ func (s *Shard) write(ctx context.Context, ops []Op, primary bool) ([]Op, error)
 		s.mu.Unlock()
 		return nil, ErrClosed
 	}
+	if err := s.refusedLocked("write"); primary && err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
 	if !primary {
 		if err := s.checkTermsLocked(ops); err != nil {
 			s.mu.Unlock()
