@@ -30,11 +30,11 @@ const (
 // a no-op.
 func validateOp(op *Op) error {
 	if op.SeqNo < 0 || op.Kind > OpNoOp {
-		return fmt.Errorf("shardstore: op has seqno %v or kind %d", op.SeqNo, op.Kind)
+		return fmt.Errorf("%w: op has seqno %v or kind %d", engine.ErrInvalidArgument, op.SeqNo, op.Kind)
 	}
 	if op.Kind == OpNoOp {
 		if op.Key != "" || len(op.Value) > 0 {
-			return fmt.Errorf("shardstore: no-op %v carries a key or a value", op.SeqNo)
+			return fmt.Errorf("%w: no-op %v carries a key or a value", engine.ErrInvalidArgument, op.SeqNo)
 		}
 		return nil
 	}

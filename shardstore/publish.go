@@ -34,7 +34,7 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.done {
-		return fmt.Errorf("shardstore: staging %s is finished", st.id)
+		return fmt.Errorf("%w: staging %s is finished", ErrClosed, st.id)
 	}
 	s := st.s
 	s.mu.Lock()

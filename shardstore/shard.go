@@ -252,6 +252,14 @@ func (s *Shard) errUncommitted() error {
 	return fmt.Errorf("%w: shard %s is being created by a recovery and exists once it publishes", ErrNoCommit, s.id)
 }
 
+// Closed reports whether Close was called (a handle on a closed shard
+// answers ErrClosed).
+func (s *Shard) Closed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
 // Path returns the shard's directory.
 func (s *Shard) Path() string { return s.dir }
 

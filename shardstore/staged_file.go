@@ -27,7 +27,7 @@ func (st *Staging) CreateFile(meta FileMeta) (*StagedFile, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.done {
-		return nil, fmt.Errorf("shardstore: staging %s is finished", st.id)
+		return nil, fmt.Errorf("%w: staging %s is finished", ErrClosed, st.id)
 	}
 	old, ok := st.files[meta.Name]
 	if ok && old.meta != meta {

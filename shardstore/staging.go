@@ -118,6 +118,9 @@ func (s *Shard) Stagings() []string {
 // Dir is the staging directory.
 func (st *Staging) Dir() string { return st.dir }
 
+// ID is the recovery id the staging belongs to.
+func (st *Staging) ID() string { return st.id }
+
 // RemoveFile deletes one staged file (a download that failed, to be fetched
 // from elsewhere).
 func (st *Staging) RemoveFile(name string) error {

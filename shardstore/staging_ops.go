@@ -25,7 +25,7 @@ func (st *Staging) AppendOps(ops []Op) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.done {
-		return fmt.Errorf("shardstore: staging %s is finished", st.id)
+		return fmt.Errorf("%w: staging %s is finished", ErrClosed, st.id)
 	}
 	if st.ops == nil {
 		l, err := openOpLog(filepath.Join(st.dir, stagedOpsDir), &st.s.opts, func(*Op) {})
@@ -49,7 +49,7 @@ func (st *Staging) DiscardOps() error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.done {
-		return fmt.Errorf("shardstore: staging %s is finished", st.id)
+		return fmt.Errorf("%w: staging %s is finished", ErrClosed, st.id)
 	}
 	if st.ops != nil {
 		st.ops.close()

@@ -3,6 +3,8 @@ package shardstore
 import (
 	"context"
 	"fmt"
+
+	"github.com/recoverd/recoverd/engine"
 )
 
 // memEntryBytes estimates the memory one memtable entry takes: its key and
@@ -85,7 +87,7 @@ func (s *Shard) Apply(ctx context.Context, ops []Op) error {
 
 func validateKey(k string) error {
 	if k == "" || len(k) > 4096 {
-		return fmt.Errorf("shardstore: document key must be 1 to 4096 bytes, got %d", len(k))
+		return fmt.Errorf("%w: document key must be 1 to 4096 bytes, got %d", engine.ErrInvalidArgument, len(k))
 	}
 	return nil
 }

@@ -238,7 +238,11 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 		return err
 	}
 	defer mgr.Close()
-	if err := shards.RemoveUncommittedExcept(mgr.ActiveStagings()); err != nil {
+	keep := map[shardstore.ShardID]bool{}
+	for id := range mgr.ActiveStagings() {
+		keep[id] = true
+	}
+	if _, err := shards.SweepUncommitted(keep); err != nil {
 		return err
 	}
 	snapSvc := &snapshotService{repo: repo, shards: shards, throttle: throttle, deletionDelay: cfg.DeletionDelay, recovering: mgr.ActiveStagings}

@@ -1,6 +1,25 @@
 // Package embedded runs the reference engine (package shardstore) inside
-// recoverd's process: the registry of the shards open on the node, their
-// states (open, unavailable, corrupt), the quarantine of a copy proven
-// corrupt when a recovery replaces it, and the copies recoveries create
-// without a commit.
+// recoverd's process, the default: Engine implements the engine contract
+// (package engine) over a Registry of the node's shards, and passes its
+// acceptance suite (engine/enginetest).
+//
+// The Registry is the node-level half of the reference engine: it opens
+// shards (all at start, then lazily), keeps the state of those that do not
+// open (unavailable: a read error, a lock held, retried on the next
+// access; corrupt: proven damage, moved to <data>/quarantine/ by the next
+// recovery onto the node, never deleted), opens a recovery's target
+// without a commit when the node does not hold the shard, removes such
+// targets when their recovery ends unpublished (and, at start, those
+// recoveries left), and holds the write refusals of running recoveries,
+// which it applies to a shard whenever it opens. The document API (today
+// recoverd's ShardService) uses its shards directly.
+//
+// Engine adds what the contract says and shardstore leaves to its caller:
+// handles that answer ErrClosed once their shard is closed, pins with a
+// TTL (a timer per pin, stopped by Release or Close), ops read in batches
+// within one history, input checked before it touches a path, and lease
+// expiry folded into Sweep. Paths it hands out are shardstore's, absolute:
+// recoverd and the engine share the process. HandOff answers
+// errors.ErrUnsupported: the reference engine has no replication of its
+// own (tests and the demo replicate by applying a primary's ops).
 package embedded

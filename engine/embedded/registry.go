@@ -29,10 +29,14 @@ type Registry struct {
 	opts    shardstore.Options
 	log     *slog.Logger
 
-	mu   sync.Mutex
-	open map[shardstore.ShardID]*shardstore.Shard
+	mu     sync.Mutex
+	closed bool
+	open   map[shardstore.ShardID]*shardstore.Shard
 	// failed holds the shards on disk whose last open failed.
 	failed map[shardstore.ShardID]OpenFailure
+	// refused holds, per shard, the recoveries refusing its primary
+	// writes (RefuseWrites), applied to the shard whenever it opens.
+	refused map[shardstore.ShardID]map[string]bool
 }
 
 // OpenFailure is the last failed open of a shard.
@@ -45,7 +49,8 @@ type OpenFailure struct {
 // NewRegistry returns an empty registry of the shards under dataDir.
 func NewRegistry(dataDir string, opts shardstore.Options, log *slog.Logger) *Registry {
 	return &Registry{dataDir: dataDir, opts: opts, log: log,
-		open: map[shardstore.ShardID]*shardstore.Shard{}, failed: map[shardstore.ShardID]OpenFailure{}}
+		open: map[shardstore.ShardID]*shardstore.Shard{}, failed: map[shardstore.ShardID]OpenFailure{},
+		refused: map[shardstore.ShardID]map[string]bool{}}
 }
 
 // fdReserve is how many file descriptors OpenAll leaves free for the node
@@ -96,8 +101,9 @@ func reserveFDs(n int) (release func()) {
 	}
 }
 
-// Shard returns an open shard, opening it if it exists on disk
-// (transfer.ShardProvider). A shard a recovery is creating is none yet: the
+// Shard returns an open shard, opening it if it exists on disk (the
+// reference engine's own handle: the document API's; recoverd's goes
+// through Engine). A shard a recovery is creating is none yet: the
 // error wraps shardstore.ErrNotFound (peers are told the node does not
 // hold it) and shardstore.ErrNoCommit.
 func (r *Registry) Shard(id shardstore.ShardID) (*shardstore.Shard, error) {
@@ -124,6 +130,9 @@ func (r *Registry) openLocked(id shardstore.ShardID, create, uncommitted bool) (
 	if s, ok := r.open[id]; ok {
 		return s, nil
 	}
+	if r.closed {
+		return nil, fmt.Errorf("%w: the node's shards are closed (it is stopping)", shardstore.ErrClosed)
+	}
 	opts := r.opts
 	opts.Create, opts.Uncommitted = create, uncommitted
 	s, err := shardstore.Open(r.dataDir, id, opts)
@@ -134,6 +143,9 @@ func (r *Registry) openLocked(id shardstore.ShardID, create, uncommitted bool) (
 	if f, ok := r.failed[id]; ok {
 		r.log.Info("shard opened", "shard", id.String(), "was", f.State(), "since", f.Since)
 		delete(r.failed, id)
+	}
+	for rid := range r.refused[id] {
+		s.RefuseWrites(rid)
 	}
 	r.open[id] = s
 	return s, nil
@@ -188,7 +200,7 @@ func (r *Registry) Create(id shardstore.ShardID, existOK bool) (*shardstore.Shar
 	return r.openLocked(id, true, false)
 }
 
-// OpenTarget implements recovery.Targets. A shard that does not exist is
+// OpenTarget opens the shard a recovery writes into. A shard that does not exist is
 // opened without a commit: it becomes a shard of this node when the
 // recovery publishes. A shard that does not open because its data is
 // damaged (shardstore.ErrCorrupt) is moved to <data>/quarantine (never
@@ -243,7 +255,9 @@ func (r *Registry) Count(state string) int {
 	return n
 }
 
-// RemoveUncommitted implements recovery.Targets.
+// RemoveUncommitted closes and deletes the shard if it is open without a
+// commit (a recovery that created it ended without publishing); a shard
+// with a commit is left alone.
 func (r *Registry) RemoveUncommitted(id shardstore.ShardID) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -257,20 +271,22 @@ func (r *Registry) RemoveUncommitted(id shardstore.ShardID) error {
 	return err
 }
 
-// RemoveUncommittedExcept deletes the shard directories without a commit that
-// no open shard or running recovery (keep) owns: what recoveries that
-// never published left when the node stopped. Nothing in them was a shard.
-func (r *Registry) RemoveUncommittedExcept(keep map[shardstore.ShardID]string) error {
+// SweepUncommitted deletes the shard directories without a commit that
+// no open shard owns and keep does not name (the targets of recoveries
+// that resume): what recoveries that never published left when the node
+// stopped. Nothing in them was a shard. It returns the ids removed.
+func (r *Registry) SweepUncommitted(keep map[shardstore.ShardID]bool) ([]shardstore.ShardID, error) {
 	root := filepath.Join(r.dataDir, "shards")
 	indices, err := os.ReadDir(root)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var removed []shardstore.ShardID
 	for _, ix := range indices {
 		dirs, err := os.ReadDir(filepath.Join(root, ix.Name()))
 		if err != nil || shardstore.ValidateName(ix.Name()) != nil {
@@ -282,19 +298,44 @@ func (r *Registry) RemoveUncommittedExcept(keep map[shardstore.ShardID]string) e
 			if err != nil || !d.IsDir() || id.Validate() != nil || shardstore.Exists(r.dataDir, id) {
 				continue
 			}
-			if _, open := r.open[id]; open {
-				continue
-			}
-			if _, running := keep[id]; running {
+			if _, open := r.open[id]; open || keep[id] {
 				continue
 			}
 			if err := os.RemoveAll(shardstore.Dir(r.dataDir, id)); err != nil {
-				return err
+				return removed, err
 			}
+			removed = append(removed, id)
 			r.log.Info("removed a shard directory without a commit: a recovery created it and never published", "shard", id.String())
 		}
 	}
-	return nil
+	return removed, nil
+}
+
+// RefuseWrites makes shard id refuse primary writes, merges and
+// promotions until ResumeWrites(id, recoveryID) (shardstore
+// Shard.RefuseWrites), whether it is open now or opens later.
+func (r *Registry) RefuseWrites(id shardstore.ShardID, recoveryID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.refused[id] == nil {
+		r.refused[id] = map[string]bool{}
+	}
+	r.refused[id][recoveryID] = true
+	if s, ok := r.open[id]; ok {
+		s.RefuseWrites(recoveryID)
+	}
+}
+
+// ResumeWrites lifts the refusal recoveryID holds on shard id.
+func (r *Registry) ResumeWrites(id shardstore.ShardID, recoveryID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if delete(r.refused[id], recoveryID); len(r.refused[id]) == 0 {
+		delete(r.refused, id)
+	}
+	if s, ok := r.open[id]; ok {
+		s.ResumeWrites(recoveryID)
+	}
 }
 
 // List returns the open shards; one a recovery is creating is none yet.
@@ -310,9 +351,11 @@ func (r *Registry) List() []*shardstore.Shard {
 	return out
 }
 
+// CloseAll closes every open shard; the registry opens none after it.
 func (r *Registry) CloseAll() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.closed = true
 	var errs []error
 	for id, s := range r.open {
 		errs = append(errs, s.Close())

@@ -1,0 +1,236 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/recoverd/recoverd/engine"
+	"github.com/recoverd/recoverd/seqno"
+	"github.com/recoverd/recoverd/shardstore"
+)
+
+// shard is a *shardstore.Shard through the contract: an engine.Shard, and
+// an engine.Target when OpenTarget returned it. Its calls answer
+// ErrClosed once the registry closed the shard.
+type shard struct {
+	e *Engine
+	s *shardstore.Shard
+}
+
+var _ engine.Target = (*shard)(nil)
+
+// Batches of ReadOps: at most readBatchOps ops or about readBatchBytes.
+const (
+	readBatchOps   = 1000
+	readBatchBytes = 1 << 20
+)
+
+func (s *shard) check(ctx context.Context) error {
+	if err := s.e.check(ctx); err != nil {
+		return err
+	}
+	if s.s.Closed() {
+		return fmt.Errorf("%w: shard %s was closed (replaced, or the node is stopping); ask for it again", engine.ErrClosed, s.s.ID())
+	}
+	return nil
+}
+
+// committed is check, and ErrNoCommit for a target without a commit.
+func (s *shard) committed(ctx context.Context) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if !s.s.Committed() {
+		return fmt.Errorf("%w: shard %s is being created by a recovery and exists once it publishes", engine.ErrNoCommit, s.s.ID())
+	}
+	return nil
+}
+
+func (s *shard) ID() engine.ShardID { return s.s.ID() }
+
+func (s *shard) Info(ctx context.Context) (engine.ShardInfo, error) {
+	if err := s.check(ctx); err != nil {
+		return engine.ShardInfo{}, err
+	}
+	st, leases := s.s.Stats(), s.s.Leases()
+	return engine.ShardInfo{
+		ID: s.s.ID(), Committed: s.s.Committed(), Meta: s.s.Metadata(), Seq: st.Seq, PrimaryTerm: st.PrimaryTerm,
+		Retained: s.s.RetainedOps(), AvgOpBytes: s.s.AvgOpBytes(), Leases: leases.List(), LeaseTTL: leases.TTL(),
+	}, nil
+}
+
+func (s *shard) ReadOps(ctx context.Context, req engine.OpsRequest, fn func([]engine.Op) error) error {
+	if err := s.committed(ctx); err != nil {
+		return err
+	}
+	var (
+		batch []engine.Op
+		bytes int
+	)
+	err := s.s.ReadOpsOf(req.History, req.Range, func(op engine.Op) error {
+		batch = append(batch, op)
+		if bytes += len(op.Key) + len(op.Value) + 32; len(batch) < readBatchOps && bytes < readBatchBytes {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b := batch
+		batch, bytes = nil, 0
+		return fn(b)
+	})
+	if err != nil || len(batch) == 0 {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return fn(batch)
+}
+
+func (s *shard) DigestAt(ctx context.Context, base engine.Pin, upTo seqno.SeqNo) (string, seqno.SeqNo, error) {
+	if err := s.committed(ctx); err != nil {
+		return "", upTo, err
+	}
+	if upTo < seqno.Unassigned {
+		return "", upTo, fmt.Errorf("%w: digest up to seqno %d", engine.ErrInvalidArgument, upTo)
+	}
+	var ref *shardstore.CommitRef
+	if base != nil {
+		p, ok := base.(*pin)
+		if !ok || p.ref.Shard() != s.s {
+			return "", upTo, fmt.Errorf("%w: the base of a digest of %s must be a pin of it", engine.ErrInvalidArgument, s.s.ID())
+		}
+		if !p.live() {
+			return "", upTo, p.lost()
+		}
+		ref = p.ref
+	}
+	return s.s.DigestAt(ctx, ref, upTo)
+}
+
+func (s *shard) AcquireLease(ctx context.Context, req engine.LeaseRequest) (seqno.RetentionLease, error) {
+	if err := s.committed(ctx); err != nil {
+		return seqno.RetentionLease{}, err
+	}
+	if err := engine.ValidateName(req.ID); err != nil {
+		return seqno.RetentionLease{}, fmt.Errorf("lease id: %w", err)
+	}
+	switch {
+	case req.RetainingSeqNo < 0:
+		return seqno.RetentionLease{}, fmt.Errorf("%w: retaining seqno %d is negative", engine.ErrInvalidArgument, req.RetainingSeqNo)
+	case len(req.Source) > engine.MaxNameLen, len(req.Holder) > engine.MaxNameLen:
+		return seqno.RetentionLease{}, fmt.Errorf("%w: lease source or holder longer than %d bytes", engine.ErrInvalidArgument, engine.MaxNameLen)
+	case req.MaxPerHolder < 0:
+		return seqno.RetentionLease{}, fmt.Errorf("%w: a bound of %d leases per holder", engine.ErrInvalidArgument, req.MaxPerHolder)
+	}
+	return s.s.Leases().AddHeld(req.ID, req.RetainingSeqNo, req.Source, req.Holder, req.MaxPerHolder)
+}
+
+func (s *shard) RenewLease(ctx context.Context, id, holder string, retaining seqno.SeqNo) (seqno.RetentionLease, error) {
+	if err := s.committed(ctx); err != nil {
+		return seqno.RetentionLease{}, err
+	}
+	if err := engine.ValidateName(id); err != nil {
+		return seqno.RetentionLease{}, fmt.Errorf("lease id: %w", err)
+	}
+	leases := s.s.Leases()
+	var cur seqno.RetentionLease
+	held := false
+	for _, l := range leases.List() {
+		if l.ID == id {
+			cur, held = l, true
+		}
+	}
+	switch {
+	case retaining == seqno.Unassigned:
+		retaining = cur.RetainingSeqNo
+	case retaining < 0:
+		return seqno.RetentionLease{}, fmt.Errorf("%w: retaining seqno %d is negative", engine.ErrInvalidArgument, retaining)
+	case held && retaining < cur.RetainingSeqNo:
+		return seqno.RetentionLease{}, fmt.Errorf("%w: retention lease %s retains from %v; a renewal may raise that, not lower it to %v",
+			engine.ErrInvalidArgument, id, cur.RetainingSeqNo, retaining)
+	}
+	return leases.RenewHeld(id, holder, retaining)
+}
+
+func (s *shard) ReleaseLease(ctx context.Context, id, holder string) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if err := engine.ValidateName(id); err != nil {
+		return fmt.Errorf("lease id: %w", err)
+	}
+	return s.s.Leases().RemoveHeld(id, holder)
+}
+
+// HandOff implements engine.Retention: the reference engine has no
+// replication of its own (tests and the demo replicate by applying a
+// primary's ops to its replicas), so it answers errors.ErrUnsupported and
+// recoverd releases the recovery's lease as it ends.
+func (s *shard) HandOff(ctx context.Context, req engine.HandOff) (seqno.RetentionLease, error) {
+	if err := s.committed(ctx); err != nil {
+		return seqno.RetentionLease{}, err
+	}
+	if err := engine.ValidateName(req.LeaseID); err != nil {
+		return seqno.RetentionLease{}, fmt.Errorf("lease id: %w", err)
+	}
+	if err := engine.ValidateName(req.Copy); err != nil {
+		return seqno.RetentionLease{}, fmt.Errorf("copy: %w", err)
+	}
+	return seqno.RetentionLease{}, fmt.Errorf("embedded engine: hand-off of lease %s to copy %s of %s: %w",
+		req.LeaseID, req.Copy, s.s.ID(), errors.ErrUnsupported)
+}
+
+func (s *shard) Sweep(ctx context.Context, keepStaging map[string]bool) (engine.SweepResult, error) {
+	if err := s.check(ctx); err != nil {
+		return engine.SweepResult{}, err
+	}
+	res, err := s.s.Sweep(keepStaging)
+	out := engine.SweepResult{Staging: res.Staging, Temps: res.Temps, Unreferenced: res.Unreferenced}
+	if errors.Is(err, shardstore.ErrClosed) {
+		return out, err
+	}
+	expired, lerr := s.s.Leases().Expire()
+	for _, l := range expired {
+		out.Leases = append(out.Leases, l.ID)
+	}
+	if lerr != nil {
+		lerr = fmt.Errorf("expire the leases of %s: %w", s.s.ID(), lerr)
+	}
+	return out, errors.Join(err, lerr)
+}
+
+func (s *shard) StartStaging(ctx context.Context, recoveryID string) (engine.Staging, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	st, err := s.s.StartStaging(recoveryID)
+	if err != nil {
+		return nil, err
+	}
+	return &staging{st: st}, nil
+}
+
+func (s *shard) Apply(ctx context.Context, ops []engine.Op) error {
+	if err := s.committed(ctx); err != nil {
+		return err
+	}
+	return s.s.Apply(ctx, ops)
+}
+
+func (s *shard) AdoptTerm(ctx context.Context, term uint64) error {
+	if err := s.committed(ctx); err != nil {
+		return err
+	}
+	s.s.AdoptTerm(term)
+	return nil
+}
+
+func (s *shard) Flush(ctx context.Context) error {
+	if err := s.committed(ctx); err != nil {
+		return err
+	}
+	return s.s.Flush()
+}
