@@ -5,7 +5,7 @@
 // answers with it.
 //
 // The table (table.go) gives every sentinel error of recoverd that a
-// server may answer (shardstore, seqno, snapshot, planner, transfer,
+// server may answer (engine, seqno, snapshot, planner, transfer,
 // recovery, and the context's) its code and, when a client must tell it
 // from other errors of that code, its ErrorReason, which travels as a
 // google.rpc.ErrorInfo (domain ErrorDomain). The first row whose sentinel
@@ -144,7 +144,7 @@ func (e *RemoteError) Reason() pb.ErrorReason { return e.reason }
 
 // FromStatus turns a status error from a peer into a *RemoteError wrapping
 // the sentinel its reason stands for in the table (seqno.ErrCompacted for
-// OPS_COMPACTED, ErrPinNotFound for PIN_NOT_FOUND, shardstore.ErrNotFound
+// OPS_COMPACTED, ErrPinNotFound for PIN_NOT_FOUND, engine.ErrNotFound
 // for SHARD_NOT_FOUND, ...; none for a reason no sentinel has, such as
 // TOO_MANY_PINS). Other errors are returned unchanged.
 func FromStatus(err error) error {

@@ -11,6 +11,7 @@ import (
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
@@ -72,6 +73,12 @@ func TestTable(t *testing.T) {
 		{seqno.ErrTooManyLeases, codes.ResourceExhausted, pb.ErrorReason_TOO_MANY_LEASES, seqno.ErrTooManyLeases},
 		{seqno.ErrNotHolder, codes.PermissionDenied, rpcerr.NoReason, nil},
 		{shardstore.ErrStaleTerm, codes.FailedPrecondition, rpcerr.NoReason, nil},
+		// The engine contract's own.
+		{engine.ErrWritesRefused, codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING, rpcerr.ErrRecoveryRunning},
+		{engine.ErrPinLost, codes.NotFound, pb.ErrorReason_PIN_NOT_FOUND, rpcerr.ErrPinNotFound},
+		{engine.ErrHistoryMismatch, codes.FailedPrecondition, pb.ErrorReason_HISTORY_MISMATCH, rpcerr.ErrHistoryMismatch},
+		{engine.ErrInvalidArgument, codes.InvalidArgument, rpcerr.NoReason, nil},
+		{engine.ErrOutOfRange, codes.OutOfRange, rpcerr.NoReason, nil},
 		// A shard a recovery is creating: its lookup wraps both.
 		{fmt.Errorf("%w: %w", shardstore.ErrNotFound, shardstore.ErrNoCommit), codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING, rpcerr.ErrRecoveryRunning},
 		// A repository that timed out is unavailable, not a deadline.

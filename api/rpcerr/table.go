@@ -7,9 +7,9 @@ import (
 	"google.golang.org/grpc/codes"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/seqno"
-	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 )
 
@@ -56,19 +56,25 @@ var table = []rule{
 	// planner: a plan that breaks its own rules is a bug.
 	{planner.ErrInvalidPlan, codes.Internal, NoReason, ""},
 
-	// shardstore: shards on disk. A shard without a commit is one a
-	// recovery is creating; recoverd's shard lookup wraps both
+	// engine: the engine contract's errors, whatever engine answers them
+	// (shardstore's sentinels are these). A shard without a commit is one
+	// a recovery is creating; the engine's shard lookup wraps both
 	// ErrNotFound and ErrNoCommit for it, and the peer API, which tells
 	// peers it does not hold the shard, asks for ErrNotFound's answer.
-	{shardstore.ErrNoCommit, codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING, ""},
-	{shardstore.ErrNotFound, codes.NotFound, pb.ErrorReason_SHARD_NOT_FOUND, ""},
-	{shardstore.ErrInvalidName, codes.InvalidArgument, NoReason, ""},
-	{shardstore.ErrClosed, codes.Unavailable, NoReason, "the shard is closing, retry later"},
-	{shardstore.ErrUnavailable, codes.Unavailable, NoReason, "the shard cannot be read now; it stays in place, retry later"},
-	{shardstore.ErrCorrupt, codes.DataLoss, NoReason, ""},
-	{shardstore.ErrStaleTerm, codes.FailedPrecondition, NoReason, ""},
-	{shardstore.ErrStagingExists, codes.AlreadyExists, NoReason, ""},
-	{shardstore.ErrConflict, codes.FailedPrecondition, NoReason, ""},
+	{engine.ErrNoCommit, codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING, ""},
+	{engine.ErrWritesRefused, codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING, ""},
+	{engine.ErrNotFound, codes.NotFound, pb.ErrorReason_SHARD_NOT_FOUND, ""},
+	{engine.ErrPinLost, codes.NotFound, pb.ErrorReason_PIN_NOT_FOUND, "pin the commit again and re-plan"},
+	{engine.ErrHistoryMismatch, codes.FailedPrecondition, pb.ErrorReason_HISTORY_MISMATCH, ""},
+	{engine.ErrInvalidName, codes.InvalidArgument, NoReason, ""},
+	{engine.ErrInvalidArgument, codes.InvalidArgument, NoReason, ""},
+	{engine.ErrOutOfRange, codes.OutOfRange, NoReason, ""},
+	{engine.ErrClosed, codes.Unavailable, NoReason, "the shard is closing, retry later"},
+	{engine.ErrUnavailable, codes.Unavailable, NoReason, "the shard cannot be read now; it stays in place, retry later"},
+	{engine.ErrCorrupt, codes.DataLoss, NoReason, ""},
+	{engine.ErrStaleTerm, codes.FailedPrecondition, NoReason, ""},
+	{engine.ErrStagingExists, codes.AlreadyExists, NoReason, ""},
+	{engine.ErrConflict, codes.FailedPrecondition, NoReason, ""},
 
 	// snapshot: the repository. An ErrAccessDenied error is also an
 	// ErrUnavailable one (the repository cannot be used) and answered so:
