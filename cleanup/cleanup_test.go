@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/recoverd/recoverd/internal/retry"
+	"github.com/recoverd/recoverd/internal/staging"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 )
@@ -312,6 +313,10 @@ func TestCleanupRacingRunningStaging(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		area, err := staging.Open(rid, st.Dir(), staging.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		ref, err := src.AcquireCommit()
 		if err != nil {
 			t.Fatal(err)
@@ -322,7 +327,7 @@ func TestCleanupRacingRunningStaging(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sf, err := st.CreateFile(fm)
+			sf, err := area.CreateFile(fm)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -355,6 +360,9 @@ func TestCleanupRacingRunningStaging(t *testing.T) {
 		}
 		md := ref.Metadata()
 		ref.Release()
+		if err := area.Sync(files); err != nil {
+			t.Fatal(err)
+		}
 		if err := st.Publish(files, md.Commit); err != nil {
 			t.Fatalf("publish after concurrent cleanup: %v", err)
 		}

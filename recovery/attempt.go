@@ -10,6 +10,7 @@ import (
 	"time"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/internal/staging"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
@@ -36,34 +37,58 @@ type attempt struct {
 	// it, whatever term wrote the files it got (a snapshot may be older).
 	sourceTerm uint64
 	log        *slog.Logger
-	// st is the recovery's staging. It outlives an attempt that ends in a
-	// re-plan, so the next attempt keeps the files (and checked prefixes)
-	// already received, and a stop of the node (suspended, it resumes at
-	// the next start); it is removed when the recovery ends unpublished
-	// and before a fallback.
-	st *shardstore.Staging
+	// st is the recovery's staging on the target (the engine's: it stages
+	// the ops and publishes), area the files this process writes into its
+	// directory (internal/staging). They outlive an attempt that ends in
+	// a re-plan, so the next attempt keeps the files (and checked
+	// prefixes) already received, and a stop of the node (suspended, they
+	// resume at the next start); they are removed when the recovery ends
+	// unpublished and before a fallback.
+	st   *shardstore.Staging
+	area *staging.Area
+	// stagedOps counts the ops staged since the staging's ops were last
+	// discarded.
+	stagedOps int64
 }
 
-// staging returns the recovery's staging for plan p, created on first
-// use. What an earlier attempt, or an earlier process of this node,
-// staged for the files p lists stays, checked (shardstore Staging.Keep);
+// startStaging opens the recovery's staging on the target, and the area
+// of the files in it: what this recovery staged before the node
+// restarted is its own, for Keep to check.
+func (a *attempt) startStaging() error {
+	st, err := a.target.StartStaging(a.id)
+	if err != nil {
+		return err
+	}
+	area, err := staging.Open(a.id, st.Dir(), staging.Options{})
+	if err != nil {
+		return errors.Join(err, st.Suspend())
+	}
+	a.st, a.area, a.stagedOps = st, area, 0
+	return nil
+}
+
+// prepareStaging returns the recovery's staging area for plan p, created
+// on first use. What an earlier attempt, or an earlier process of this
+// node, staged for the files p lists stays, checked (staging Area.Keep);
 // the rest goes, and so do the staged ops: p's ops are fetched.
-func (a *attempt) staging(p planner.Plan) (*shardstore.Staging, error) {
+func (a *attempt) prepareStaging(p planner.Plan) (*staging.Area, error) {
 	if a.st == nil {
-		st, err := a.target.StartStaging(a.id)
-		if err != nil {
+		if err := a.startStaging(); err != nil {
 			return nil, err
 		}
-		a.st = st
 	}
-	files, n, err := a.st.Keep(append(append([]shardstore.FileMeta(nil), p.FromPeer...), p.FromSnapshot...))
+	if err := a.st.DiscardOps(); err != nil {
+		return nil, err
+	}
+	a.stagedOps = 0
+	files, n, err := a.area.Keep(append(append([]shardstore.FileMeta(nil), p.FromPeer...), p.FromSnapshot...))
 	if err != nil {
 		return nil, err
 	}
 	if files > 0 {
 		a.log.Info("keeping what was staged before (an earlier attempt, or before the node restarted)", "files", files, "bytes", n)
 	}
-	return a.st, nil
+	return a.area, nil
 }
 
 // suspendStaging keeps the staging for the next start of the node.
@@ -71,10 +96,11 @@ func (a *attempt) suspendStaging() {
 	if a.st == nil {
 		return
 	}
+	a.area.Suspend()
 	if err := a.st.Suspend(); err != nil {
 		a.log.Error("could not suspend the staging", "error", err)
 	}
-	a.st = nil
+	a.st, a.area = nil, nil
 }
 
 // dropStaging removes the staging, if any.
@@ -82,10 +108,11 @@ func (a *attempt) dropStaging() {
 	if a.st == nil {
 		return
 	}
+	a.area.Close()
 	if err := a.st.Abandon(); err != nil {
 		a.log.Error("could not remove the staging directory; the next start removes it", "error", err)
 	}
-	a.st = nil
+	a.st, a.area = nil, nil
 }
 
 // pinPlanAndRun runs one attempt: it pins the source's commit, plans on

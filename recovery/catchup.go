@@ -12,12 +12,13 @@ import (
 
 // stageOps fetches the plan's ops and stages them to be published with the
 // files.
-func (a *attempt) stageOps(ctx context.Context, p planner.Plan, st *shardstore.Staging) error {
+func (a *attempt) stageOps(ctx context.Context, p planner.Plan) error {
 	opts := a.opsOptions()
 	_, err := transfer.FetchOps(ctx, a.client, a.shard, p.Ops, p.Commit.HistoryUUID, func(ops []shardstore.Op) error {
-		if err := st.AppendOps(ops); err != nil {
+		if err := a.st.AppendOps(ops); err != nil {
 			return err
 		}
+		a.stagedOps += int64(len(ops))
 		a.r.addOps(0, int64(len(ops)))
 		return nil
 	}, opts)

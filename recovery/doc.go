@@ -17,8 +17,9 @@
 //     set's checkpoint are fetched and staged next to them.
 //   - verify: every needed file is staged with its length and CRC32C
 //     checked.
-//   - finalize: Staging.Publish makes files and staged ops the shard in one
-//     atomic commit. Before it the target is exactly its old self (a failed
+//   - finalize: every staged file is fsynced (each on a descriptor of its
+//     own, its error checked), then the engine's Staging.Publish makes
+//     files and staged ops the shard in one atomic commit. Before it the target is exactly its old self (a failed
 //     or cancelled recovery abandons the staging directory); a target the
 //     recovery created is no shard of the node until then (Targets opens
 //     it uncommitted) and is removed if the recovery ends unpublished.
@@ -78,7 +79,7 @@
 //
 // The node stopping (Close) or crashing does not abandon a recovery: it
 // resumes under the same id when the node starts again (journal.go), from
-// what its staging holds, checked again (shardstore Staging.Keep); a
+// what its staging holds, checked again (internal/staging Area.Keep); a
 // caller cancelling it does (no fallback, staging removed).
 //
 // Unary calls to the source (pin, lease, metadata, digest) retry transient

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/recoverd/recoverd/internal/fsutil"
+	"github.com/recoverd/recoverd/internal/staging"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
@@ -21,7 +22,7 @@ import (
 // downloads fail. At most Config.Fetch.Parallel such calls run at once
 // (each streams up to Parallel files); a call waits only for other peer
 // calls, never for snapshot downloads.
-func (a *attempt) peerFetches(ctx context.Context, g *errgroup.Group, st *shardstore.Staging) func([]shardstore.FileMeta) {
+func (a *attempt) peerFetches(ctx context.Context, g *errgroup.Group, area *staging.Area) func([]shardstore.FileMeta) {
 	parallel := a.m.cfg.Fetch.Parallel
 	if parallel <= 0 {
 		parallel = 4 // transfer's default
@@ -35,7 +36,7 @@ func (a *attempt) peerFetches(ctx context.Context, g *errgroup.Group, st *shards
 				return context.Cause(ctx)
 			}
 			defer func() { <-calls }()
-			return a.fetch(ctx, files, st)
+			return a.fetch(ctx, files, area)
 		})
 	}
 }
@@ -65,7 +66,7 @@ func repositoryFailed(err error) bool {
 //     downloads go on.
 //   - the target's disk is full: the recovery fails; no fallback would
 //     find room either.
-func (a *attempt) download(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest, st *shardstore.Staging,
+func (a *attempt) download(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest, area *staging.Area,
 	toPeer func([]shardstore.FileMeta)) error {
 	m := a.m
 	hybrid := p.Kind == planner.KindHybrid
@@ -142,7 +143,7 @@ func (a *attempt) download(ctx context.Context, p planner.Plan, manifest *snapsh
 				return
 			}
 			m.cfg.Metrics.downloading.add(1)
-			err := d.DownloadFile(sctx, m.cfg.Repo, entry, st)
+			err := d.DownloadFile(sctx, m.cfg.Repo, entry, area)
 			m.cfg.Metrics.downloading.add(-1)
 			<-m.downloads
 			switch {

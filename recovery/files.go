@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/recoverd/recoverd/internal/staging"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
@@ -20,22 +21,22 @@ import (
 // returned and the staging stays, for a re-plan.
 func (a *attempt) fetchVerifyPublish(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest) error {
 	a.r.setStage(StageFiles)
-	st, err := a.staging(p)
+	area, err := a.prepareStaging(p)
 	if err != nil {
 		return err
 	}
 	// On an error the staging stays for a re-plan; runAttempts removes it
 	// when the recovery ends, runPlan before a fallback.
 	g, gctx := errgroup.WithContext(ctx)
-	toPeer := a.peerFetches(gctx, g, st)
+	toPeer := a.peerFetches(gctx, g, area)
 	if len(p.FromPeer) > 0 {
 		toPeer(p.FromPeer)
 	}
 	if len(p.FromSnapshot) > 0 {
-		g.Go(func() error { return a.download(gctx, p, manifest, st, toPeer) })
+		g.Go(func() error { return a.download(gctx, p, manifest, area, toPeer) })
 	}
 	if !p.Ops.Empty() {
-		g.Go(func() error { return a.stageOps(gctx, p, st) })
+		g.Go(func() error { return a.stageOps(gctx, p) })
 	}
 	// The first error is the cause (a snapshot failure, the source's, the
 	// ops'), never the cancellation it caused on the other sides.
@@ -45,7 +46,7 @@ func (a *attempt) fetchVerifyPublish(ctx context.Context, p planner.Plan, manife
 
 	a.r.setStage(StageVerify)
 	staged := map[string]bool{}
-	for _, f := range st.Files() {
+	for _, f := range area.Files() {
 		staged[f.Name] = true
 	}
 	for _, f := range append(append([]shardstore.FileMeta(nil), p.FromPeer...), p.FromSnapshot...) {
@@ -59,21 +60,28 @@ func (a *attempt) fetchVerifyPublish(ctx context.Context, p planner.Plan, manife
 	all = append(append(append(all, p.Reused...), p.FromSnapshot...), p.FromPeer...)
 	commit := p.Commit
 	commit.PrimaryTerm = max(commit.PrimaryTerm, a.sourceTerm)
-	if err := st.Publish(all, commit); err != nil {
+	// The staged files are durable before the commit that names them:
+	// each is fsynced here, its error checked (the engine publishes what
+	// recoverd wrote, verified and fsynced).
+	if err := area.Sync(all); err != nil {
 		return fmt.Errorf("publish the recovered files: %w", err)
 	}
-	a.st = nil // published: the staging directory is gone
+	if err := a.st.Publish(all, commit); err != nil {
+		return fmt.Errorf("publish the recovered files: %w", err)
+	}
+	area.Close()
+	a.st, a.area = nil, nil // published: the staging directory is gone
 	s, _ := a.r.State()
 	mt := a.m.cfg.Metrics
 	mt.bytes.WithLabelValues("peer").Add(float64(s.Totals.FromPeer.Bytes))
 	mt.bytes.WithLabelValues("snapshot").Add(float64(s.Totals.FromSnapshot.Bytes))
 	mt.bytes.WithLabelValues("reused").Add(float64(s.Totals.Reused.Bytes))
-	mt.opsReplayed.Add(float64(st.StagedOps()))
+	mt.opsReplayed.Add(float64(a.stagedOps))
 	return nil
 }
 
 // fetch copies files from the source into staging.
-func (a *attempt) fetch(ctx context.Context, files []shardstore.FileMeta, st *shardstore.Staging) error {
+func (a *attempt) fetch(ctx context.Context, files []shardstore.FileMeta, area *staging.Area) error {
 	opts := a.m.cfg.Fetch
 	opts.Throttle = a.m.cfg.Throttle
 	opts.OnBytes = a.r.addBytes
@@ -85,7 +93,7 @@ func (a *attempt) fetch(ctx context.Context, files []shardstore.FileMeta, st *sh
 	}
 	opts.OnThrottle = a.throttled
 	opts.PinKept = true // holdPin keeps it for the whole attempt
-	_, err := transfer.FetchFiles(ctx, a.client, a.shard, a.pin, files, st, opts)
+	_, err := transfer.FetchFiles(ctx, a.client, a.shard, a.pin, files, area, opts)
 	if err != nil {
 		return fmt.Errorf("copy files from the source: %w", err)
 	}

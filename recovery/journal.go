@@ -28,7 +28,7 @@ import (
 //     the pin it had asked for, and plans anew on what the source holds
 //     now (its retention lease is renewed if still there). What it had
 //     staged and verified stays: the staging directory survives the
-//     restart (shardstore.Options.KeepStaging) and Staging.Keep checks it
+//     restart (the engine keeps it) and staging's Area.Keep checks it
 //     against the new plan, so verified files are not fetched again and a
 //     partial file resumes after its recorded prefix. A caller watching it
 //     watches again under the same id and sees it go on.

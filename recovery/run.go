@@ -139,7 +139,7 @@ func (m *Manager) runAttempts(ctx context.Context, r *Recovery, req StartRequest
 			}
 		}()
 		// What this recovery staged before the node restarted is its own.
-		if a.st, err = a.target.StartStaging(req.ID); err != nil {
+		if err := a.startStaging(); err != nil {
 			return fmt.Errorf("staging on target shard %s: %w", req.Shard, err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/recoverd/recoverd/api/rpcerr"
+	"github.com/recoverd/recoverd/internal/staging"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/shardstore"
 )
@@ -77,7 +78,7 @@ func (a *attempt) checkSpace(p planner.Plan) error {
 		return fmt.Errorf("free space of the data directory: %w", err)
 	}
 	free, total := int64(fs.Bavail)*int64(fs.Bsize), int64(fs.Blocks)*int64(fs.Bsize)
-	need := stageBytes(p, a.st)
+	need := stageBytes(p, a.area)
 	if p.Fallback != nil {
 		need = max(need, stageBytes(*p.Fallback, nil))
 	}
@@ -92,14 +93,14 @@ func (a *attempt) checkSpace(p planner.Plan) error {
 // stageBytes is what p writes into staging: its files from the peer and
 // the snapshot, less what st already holds of them (a re-plan keeps it),
 // and its ops.
-func stageBytes(p planner.Plan, st *shardstore.Staging) int64 {
+func stageBytes(p planner.Plan, area *staging.Area) int64 {
 	n := p.OpsBytes
 	for _, f := range append(append([]shardstore.FileMeta(nil), p.FromPeer...), p.FromSnapshot...) {
 		n += f.Length
-		if st == nil {
+		if area == nil {
 			continue
 		}
-		if fi, err := os.Stat(filepath.Join(st.Dir(), f.Name)); err == nil {
+		if fi, err := os.Stat(filepath.Join(area.Dir(), f.Name)); err == nil {
 			n -= min(fi.Size(), f.Length)
 		}
 	}

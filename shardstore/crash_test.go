@@ -180,12 +180,9 @@ func copyShardFilesErr(src *Shard, st *Staging) []FileMeta {
 		if err != nil {
 			return nil
 		}
-		sf, err := st.CreateFile(fm)
-		if err != nil {
+		if err := os.WriteFile(filepath.Join(st.Dir(), fm.Name), data, 0o644); err != nil {
 			return nil
 		}
-		sf.WriteAt(data, 0)
-		sf.Close()
 	}
 	return ref.Metadata().Files
 }

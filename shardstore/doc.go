@@ -20,9 +20,10 @@
 //	oplog/<epoch>/<gen>.log     the op log: <epoch> in 8 decimal digits,
 //	                            <gen> in 16
 //	staging/<recovery-id>/      what one recovery stages (never read as data):
-//	    <file name>             staged files, under their final names
+//	    <file name>             staged files, under their final names,
+//	                            written by the recovery (recoverd), which
+//	                            keeps its own records there too
 //	    ops.staged/<gen>.log    staged ops, an op log of its own
-//	    progress.staged/<name>  how much of a partial file is checked
 //	.tmp-<name>-<random>        a durable write cut short (fsutil.TempPrefix)
 //
 // What a commit point names (segments, the op log epoch) is fsynced, and
@@ -107,8 +108,8 @@
 // random per file, in hex in FileMeta.WriterUUID. Open checks each segment
 // of the commit: the length the commit lists, the magic, the footer's
 // bounds, the footer's checksum against the commit's, the index; the
-// whole file's checksum is recomputed when a staged file is verified
-// (StagedFile.Verify, Staging.Keep, Publish), not at Open. A segment that
+// whole file's checksum is recomputed by whoever stages the file
+// (recoverd, as it writes it), not at Open nor at Publish. A segment that
 // neither the commit nor a CommitRef (a pin) references is deleted after
 // every commit and at Open. A no-op never enters a segment.
 //
@@ -175,32 +176,25 @@
 // # Staging
 //
 // A recovery stages what it receives in staging/<recovery-id>/
-// (StartStaging; staging.go, staged_file.go, staging_ops.go): files under
-// their final names, written at any offset and verified (length and
-// CRC32C) before they may be published, and the ops fetched with them in
-// ops.staged/, an op log of its own (one generation, not fsynced until
-// Publish closes it). A caller may also write a file into the directory
-// itself, under its final name (Staging.Dir; recoverd does, through the
-// engine contract). Nothing in a staging directory is read as data until
-// Publish moves it into place. Open removes staging/ whole, unless
-// Options.KeepStaging; Close removes the directories of the stagings still
-// open in this process; Abandon removes one.
+// (StartStaging; staging.go, staging_ops.go). Its caller writes the files
+// of the new commit into the directory (Staging.Dir) under their final
+// names, and verifies and fsyncs them itself: recoverd does, through the
+// engine contract (internal/staging, which also keeps its own records
+// there, under dot-names and progress.staged/, to resume a partial file).
+// The ops fetched with them are staged in ops.staged/, an op log of its
+// own (one generation, not fsynced until Publish closes it). Nothing in a
+// staging directory is read as data until Publish moves it into place.
+// Open removes staging/ whole, unless Options.KeepStaging; Close removes
+// the directories of the stagings still open in this process; Abandon
+// removes one.
 //
-// A recovery that the node's stop interrupts resumes from what it staged
-// (staging_resume.go). Suspend ends the staging's use in this process and
-// keeps its directory, writing a progress record progress.staged/<name> for
-// each partial file written in order: JSON {length, crc32c, good,
-// prefix_crc32c}, the file it belongs to, the length of its checked prefix
-// and that prefix's CRC32C. The record is also rewritten as the prefix
-// grows (every 1 MiB newly checked), atomically but without fsync. The next
-// process opens the shard with KeepStaging and calls StartStaging with the
-// same id, which lists the files found there and removes dot-named
-// leftovers; none of them counts until Keep has checked it against the new
-// plan: a complete file must read back with its length and CRC32C, a
-// partial one keeps the prefix its record names only if that prefix reads
-// with the recorded checksum, and is cut to it (or to nothing). Staged ops
-// are dropped and fetched anew. Sweep removes the staging directories of
-// recoveries neither open in this process nor named to keep.
+// A recovery that the node's stop interrupts resumes from what it staged.
+// Suspend ends the staging's use in this process and keeps its directory;
+// the next process opens the shard with KeepStaging and calls StartStaging
+// with the same id, which hands the directory back as it is (the recovery
+// checks what it finds before it trusts it; its staged ops it discards
+// and fetches anew). Sweep removes the staging directories of recoveries
+// neither open in this process nor named to keep.
 //
 // A shard that a recovery creates is opened with Options.Uncommitted: its
 // directory holds no commit point until the staging publishes (it holds
@@ -218,35 +212,32 @@
 // commit point. It checks first, changing nothing: every listed file is
 // either staged with exactly the metadata given, or the same (below) as the
 // current commit's file of that name; a staged file must not replace a
-// different file of the current commit (ErrConflict). A file staged through
-// CreateFile is verified (by Publish if not before); one its caller wrote
-// into the staging directory itself (recoverd, through the engine
-// contract, which verifies it as it writes) is checked for its length,
-// its footer (magic, bounds, checksum, index) and its writer UUID, not
-// read whole. Then, in order:
+// different file of the current commit (ErrConflict). A staged file was
+// verified and fsynced by its writer, every error checked (recoverd does
+// it, each file on a descriptor of its own: a syncfs would not report a
+// writeback error another descriptor has seen); Publish checks its
+// length, its footer (magic, bounds, checksum, index) and its writer UUID,
+// and does not read it whole. Then, in order:
 //
-//  1. every staged file is fsynced on a descriptor of its own, at most 16
-//     at once, every error checked (a syncfs would not report a writeback
-//     error another descriptor has seen, nor any before Linux 5.8);
-//  2. the files are renamed into the shard directory, which is fsynced;
-//  3. ops.staged/ is closed (its last generation fsynced) and renamed to
+//  1. the files are renamed into the shard directory, which is fsynced;
+//  2. ops.staged/ is closed (its last generation fsynced) and renamed to
 //     oplog/<epoch+1>/ (an empty one is created when no op was staged), and
 //     oplog/ is fsynced;
-//  4. commit_<gen+1> is written atomically, naming the files, the new
+//  3. commit_<gen+1> is written atomically, naming the files, the new
 //     epoch, the data given, and min_retained_seqno = local_checkpoint+1;
-//  5. the shard switches to the new content (the new epoch's ops above
+//  4. the shard switches to the new content (the new epoch's ops above
 //     the local checkpoint replayed into the memtable); the old epoch, the
 //     commit points below the new one, the segments nothing references
 //     and the staging directory are deleted.
 //
-// A crash before step 4 completes leaves the old commit, so the shard
+// A crash before step 3 completes leaves the old commit, so the shard
 // reopens as it was: moved files no commit names are deleted as
 // unreferenced segments, a new epoch directory as not the commit's, the
 // staging directory by Open (or kept with KeepStaging, for the recovery to
-// resume). A crash after step 4 reopens the new content: its files, and its
+// resume). A crash after step 3 reopens the new content: its files, and its
 // staged ops replayed from the new epoch above the local checkpoint; what
-// step 5 did not delete, Open does (Sweep, for a kept staging). Any error
-// before step 4 leaves the shard at its previous commit. (The failpoints
+// step 4 did not delete, Open does (Sweep, for a kept staging). Any error
+// before step 3 leaves the shard at its previous commit. (The failpoints
 // publish.before-rename, publish.files-moved, publish.before-commit and
 // publish.after-commit mark these steps for the crash tests.)
 //
@@ -279,7 +270,7 @@
 // reads. Below it, the op log has a mutex for its buffer and generations,
 // and a second one, taken first, held by the one goroutine running an
 // fsync; the cached digest has its own. A Staging's mutex guards its staged
-// files: Publish holds it and then the shard's; Close holds the shard's and
+// ops: Publish holds it and then the shard's; Close holds the shard's and
 // then each open staging's. A CommitRef (AcquireCommit) keeps its commit's
 // files from deletion until Release: the counts are kept under the shard's
 // lock, and every deletion of unreferenced files consults them.

@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/fsutil"
 	"github.com/recoverd/recoverd/seqno"
@@ -44,52 +42,31 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 	}
 	cur := s.commit.metadata()
 	var moves []FileMeta
+	checked := map[string]*segment{} // staged files, their footers read
 	seen := map[string]bool{}
 	for _, f := range files {
 		if seen[f.Name] {
 			return fmt.Errorf("%w: publish lists %s twice", engine.ErrInvalidArgument, f.Name)
 		}
 		seen[f.Name] = true
-		if staged, ok := st.files[f.Name]; ok {
-			if staged.meta != f {
-				return fmt.Errorf("%w: staged %s does not match the published metadata", engine.ErrInvalidArgument, f.Name)
-			}
-			if !staged.verified {
-				if err := verifyFile(filepath.Join(st.dir, f.Name), f); err != nil {
-					return err
-				}
-				staged.verified = true
-			}
-			if old, ok := cur.Lookup(f.Name); ok && !old.SameAs(f) {
-				return fmt.Errorf("%w: %s", ErrConflict, f.Name)
-			}
-			moves = append(moves, f)
-			continue
-		}
 		old, ok := cur.Lookup(f.Name)
 		if ok && old.SameAs(f) {
 			continue
 		}
-		// Written into the staging directory by its caller (recoverd
-		// writes, verifies and fsyncs the files itself): what is cheap to
-		// check here is checked, the length and the footer.
-		if staged, err := st.checkWritten(f); err != nil {
+		// Written into the staging directory by its caller, who verified
+		// and fsynced it (recoverd, through the engine contract): what is
+		// cheap to check here is checked, the length and the footer.
+		if seg, err := st.checkWritten(f); err != nil {
 			return err
-		} else if staged {
+		} else if seg != nil {
 			if ok {
 				return fmt.Errorf("%w: %s", ErrConflict, f.Name)
 			}
 			moves = append(moves, f)
+			checked[f.Name] = seg
 			continue
 		}
 		return fmt.Errorf("%w: %s is neither staged nor the same in the current commit", engine.ErrInvalidArgument, f.Name)
-	}
-	// The staged files must be durable before the commit can name them.
-	// Each is fsynced and its error checked: a syncfs reports no writeback
-	// error another descriptor has already seen (none at all before Linux
-	// 5.8). The staged ops are fsynced when moveOps closes their log.
-	if err := st.syncFiles(moves); err != nil {
-		return err
 	}
 	s.opts.Failpoint("publish.before-rename")
 	for _, f := range moves {
@@ -103,9 +80,14 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 	s.opts.Failpoint("publish.files-moved")
 	segs := make([]*segment, 0, len(files))
 	for _, f := range files {
-		seg, err := openSegment(filepath.Join(s.dir, f.Name), f)
-		if err != nil {
-			return err
+		seg, ok := checked[f.Name]
+		if ok { // read before the move: the same file, at its new path
+			seg.path = filepath.Join(s.dir, f.Name)
+		} else {
+			var err error
+			if seg, err = openSegment(filepath.Join(s.dir, f.Name), f); err != nil {
+				return err
+			}
 		}
 		segs = append(segs, seg)
 	}
@@ -151,60 +133,29 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 	return errors.Join(closeErr, err, removeOtherEpochs(s.dir, epoch), os.RemoveAll(st.dir))
 }
 
-// syncParallel bounds the fsyncs of staged files in flight at once.
-const syncParallel = 16
-
-// syncFiles fsyncs every file in parallel (at most syncParallel at once),
-// each on a descriptor of its own, and returns the first error.
-func (st *Staging) syncFiles(files []FileMeta) error {
-	var g errgroup.Group
-	g.SetLimit(syncParallel)
-	for _, f := range files {
-		path := filepath.Join(st.dir, f.Name)
-		g.Go(func() error {
-			if err := st.s.opts.Fault("staging.fsync", path); err != nil {
-				return fmt.Errorf("shardstore: fsync staged %s: %w", f.Name, err)
-			}
-			fd, err := os.Open(path)
-			if err != nil {
-				return fmt.Errorf("shardstore: open staged %s: %w", f.Name, err)
-			}
-			err = fd.Sync()
-			if cerr := fd.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("shardstore: fsync staged %s: %w", f.Name, err)
-			}
-			return nil
-		})
-	}
-	return g.Wait()
-}
-
-// checkWritten reports whether f was written into the staging directory
-// (not through CreateFile), and checks it against f: its length, its
-// footer (magic, bounds, checksum, index) and, when f names one, its
+// checkWritten returns the segment of f when f was written into the
+// staging directory (nil when it was not), checked against f: its length,
+// its footer (magic, bounds, checksum, index) and, when f names one, its
 // writer UUID. It reads the footer and index, not the whole file: the
 // writer verified the content.
-func (st *Staging) checkWritten(f FileMeta) (bool, error) {
+func (st *Staging) checkWritten(f FileMeta) (*segment, error) {
 	path := filepath.Join(st.dir, f.Name)
 	fi, err := os.Lstat(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("shardstore: staged %s: %w", f.Name, err)
+		return nil, fmt.Errorf("shardstore: staged %s: %w", f.Name, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return false, fmt.Errorf("%w: staged %s is not a regular file", engine.ErrInvalidArgument, f.Name)
+		return nil, fmt.Errorf("%w: staged %s is not a regular file", engine.ErrInvalidArgument, f.Name)
 	}
 	seg, err := openSegment(path, f)
 	if err != nil {
-		return false, fmt.Errorf("staged %s: %w", f.Name, err)
+		return nil, fmt.Errorf("staged %s: %w", f.Name, err)
 	}
 	if w := hex.EncodeToString(seg.writer[:]); f.WriterUUID != "" && w != f.WriterUUID {
-		return false, fmt.Errorf("%w: staged %s was written by %s, the commit says %s", ErrCorrupt, f.Name, w, f.WriterUUID)
+		return nil, fmt.Errorf("%w: staged %s was written by %s, the commit says %s", ErrCorrupt, f.Name, w, f.WriterUUID)
 	}
-	return true, nil
+	return seg, nil
 }

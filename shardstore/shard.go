@@ -40,7 +40,7 @@ type Options struct {
 	// Create makes an empty shard with a new history when none exists.
 	Create bool
 	// KeepStaging keeps the staging directories at open, for recoveries
-	// that resume after a restart (Staging.Keep checks what they staged);
+	// that resume after a restart (they check what they staged);
 	// Sweep removes those of recoveries that do not. By default Open
 	// removes them.
 	KeepStaging bool
@@ -72,7 +72,7 @@ type Options struct {
 	// tests can stop the process exactly there.
 	Failpoint func(name string)
 	// Fault, when set, is asked before named I/O steps ("oplog.read",
-	// "oplog.fsync", "staging.fsync") with the path of the file; an error
+	// "oplog.fsync") with the path of the file; an error
 	// it returns is handled as if that step had failed. Tests use it to
 	// make a disk fault happen where no real disk can be made to fail on
 	// demand.

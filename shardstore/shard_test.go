@@ -306,65 +306,6 @@ func TestPinnedCommitSurvivesMerge(t *testing.T) {
 	}
 }
 
-// TestVerifyCatchesCorruptionWrittenInOrderOrNot: Verify checks a file
-// written in order from its running checksum and any other by reading it
-// back; both paths must catch a flipped byte in the body or the footer.
-func TestVerifyCatchesCorruptionWrittenInOrderOrNot(t *testing.T) {
-	src := openNew(t, t.TempDir(), Options{})
-	mustIndex(t, src, 200, 0)
-	if err := src.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	fm := src.Metadata().Files[0]
-	data, err := os.ReadFile(filepath.Join(src.Path(), fm.Name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := openNew(t, t.TempDir(), Options{})
-	for _, tc := range []struct {
-		name    string
-		corrupt int // byte flipped in what is handed to WriteAt, -1 none
-		order   string
-	}{
-		{"in order", -1, "forward"}, {"in order, corrupt body", 10, "forward"}, {"in order, corrupt footer", len(data) - 2, "forward"},
-		{"out of order", -1, "backward"}, {"out of order, corrupt", 10, "backward"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			st, err := dst.StartStaging("v-" + strings.ReplaceAll(tc.name, " ", "-")[:6] + fmt.Sprint(tc.corrupt))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Abandon()
-			sf, err := st.CreateFile(fm)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sf.Close()
-			b := append([]byte(nil), data...)
-			if tc.corrupt >= 0 {
-				b[tc.corrupt] ^= 0x40
-			}
-			const chunk = 1000
-			offs := []int{}
-			for off := 0; off < len(b); off += chunk {
-				offs = append(offs, off)
-			}
-			if tc.order == "backward" {
-				slices.Reverse(offs)
-			}
-			for _, off := range offs {
-				if _, err := sf.WriteAt(b[off:min(off+chunk, len(b))], int64(off)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			err = sf.Verify()
-			if (tc.corrupt >= 0) != errors.Is(err, ErrCorrupt) {
-				t.Fatalf("Verify = %v", err)
-			}
-		})
-	}
-}
-
 // TestScanPathsAgree: the streaming merge and the segment-at-a-time scan
 // (used beyond scanMergeMax segments) see the same documents.
 func TestScanPathsAgree(t *testing.T) {

@@ -10,8 +10,8 @@ import (
 )
 
 // writeShardFiles writes every file of src's commit straight into the
-// staging directory, as recoverd does through the engine contract (no
-// CreateFile), and returns the commit.
+// staging directory, as recoverd does through the engine contract, and
+// returns the commit.
 func writeShardFiles(t testing.TB, src *Shard, st *Staging) Metadata {
 	t.Helper()
 	ref, err := src.AcquireCommit()

@@ -196,12 +196,12 @@ func benchDownload(b *testing.B, count int, size int64) {
 		b.ResetTimer()
 		for i := range b.N {
 			b.StopTimer()
-			st, err := tgt.StartStaging("bench-" + strconv.Itoa(i))
+			st, err := startStage(tgt, "bench-"+strconv.Itoa(i))
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
-			if err := d.Download(context.Background(), repo, files, st); err != nil {
+			if err := d.Download(context.Background(), repo, files, st.Area); err != nil {
 				b.Fatal(err)
 			}
 			b.StopTimer()

@@ -165,14 +165,15 @@
 //
 // # Downloads
 //
-// Downloader.Download fetches files of a manifest into a
-// shardstore.Staging: FileConcurrency files at once, each split into
-// PartSize ranged GETs, PartConcurrency at once, written at their offsets,
-// then the staged file is verified (length and CRC32C). A part that fails
-// transiently is resumed from its last written byte. The context governs
-// every request: on a cancel or on the first failure every in-flight request
-// is cancelled, Download waits until all have returned, removes every file
-// it staged, and returns an error naming the file. It never chooses a
+// Downloader.Download fetches files of a manifest into a recovery's
+// staging area (internal/staging): FileConcurrency files at once, each
+// split into PartSize ranged GETs, PartConcurrency at once, written at
+// their offsets, then the staged file is verified (length and CRC32C). A
+// part that fails transiently is resumed from its last written byte. The
+// context governs every request: on a cancel or on the first failure
+// every in-flight request is cancelled, Download waits until all have
+// returned, removes every file it staged, and returns an error naming the
+// file. It never chooses a
 // fallback; the recovery layer does. A Throttle hook (bytes) lets the
 // recovery layer share one bandwidth budget with peer transfers; OnBytes
 // and Stats report progress.

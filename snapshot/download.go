@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/recoverd/recoverd/internal/retry"
-	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/internal/staging"
 )
 
 // Downloader fetches snapshot files into a shard's staging directory for a
@@ -101,7 +101,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 512<<10); return &b 
 // file it staged (verified or not), and returns the error, which names the
 // file. Errors wrap ErrChecksum, ErrNotFound, ErrUnavailable,
 // ErrAccessDenied or the context's error.
-func (d *Downloader) Download(ctx context.Context, repo Repository, files []FileEntry, staging *shardstore.Staging) error {
+func (d *Downloader) Download(ctx context.Context, repo Repository, files []FileEntry, area *staging.Area) error {
 	seen := make(map[string]bool, len(files))
 	for _, f := range files {
 		if seen[f.Name] {
@@ -119,7 +119,7 @@ func (d *Downloader) Download(ctx context.Context, repo Repository, files []File
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(d.fileConcurrency())
 	for _, f := range files {
-		g.Go(func() error { return d.downloadFile(gctx, repo, f, staging, onCreate) })
+		g.Go(func() error { return d.downloadFile(gctx, repo, f, area, onCreate) })
 	}
 	err := g.Wait()
 	if err == nil {
@@ -127,7 +127,7 @@ func (d *Downloader) Download(ctx context.Context, repo Repository, files []File
 	}
 	var rmErrs []error
 	for _, name := range created {
-		if rerr := staging.RemoveFile(name); rerr != nil {
+		if rerr := area.RemoveFile(name); rerr != nil {
 			rmErrs = append(rmErrs, rerr)
 		}
 	}
@@ -139,11 +139,11 @@ func (d *Downloader) Download(ctx context.Context, repo Repository, files []File
 
 // DownloadFile fetches one file into staging, as Download does; on failure
 // the staged file is removed.
-func (d *Downloader) DownloadFile(ctx context.Context, repo Repository, f FileEntry, staging *shardstore.Staging) error {
-	return d.Download(ctx, repo, []FileEntry{f}, staging)
+func (d *Downloader) DownloadFile(ctx context.Context, repo Repository, f FileEntry, area *staging.Area) error {
+	return d.Download(ctx, repo, []FileEntry{f}, area)
 }
 
-func (d *Downloader) downloadFile(ctx context.Context, repo Repository, f FileEntry, staging *shardstore.Staging, onCreate func(string)) (err error) {
+func (d *Downloader) downloadFile(ctx context.Context, repo Repository, f FileEntry, area *staging.Area, onCreate func(string)) (err error) {
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("snapshot: download %s (blob %s): %w", f.Name, f.Blob, err)
@@ -152,7 +152,7 @@ func (d *Downloader) downloadFile(ctx context.Context, repo Repository, f FileEn
 	if err := ValidateKey(f.Blob); err != nil {
 		return err
 	}
-	if staging.Verified(f.FileMeta) {
+	if area.Verified(f.FileMeta) {
 		return nil // staged and checked by an earlier attempt (or before a restart)
 	}
 	// The blob must exist with the manifest's length before anything is
@@ -169,7 +169,7 @@ func (d *Downloader) downloadFile(ctx context.Context, repo Repository, f FileEn
 	if info.Size != f.Length {
 		return fmt.Errorf("%w: file %s: blob is %d bytes, manifest says %d", ErrChecksum, f.Name, info.Size, f.Length)
 	}
-	sf, err := staging.CreateFile(f.FileMeta)
+	sf, err := area.CreateFile(f.FileMeta)
 	if err != nil {
 		return err
 	}
@@ -199,7 +199,7 @@ func (d *Downloader) downloadFile(ctx context.Context, repo Repository, f FileEn
 
 // downloadPart fetches [off, off+length) of f into sf, retrying transient
 // errors from where the last attempt stopped.
-func (d *Downloader) downloadPart(ctx context.Context, repo Repository, f FileEntry, sf *shardstore.StagedFile, off, length int64) error {
+func (d *Downloader) downloadPart(ctx context.Context, repo Repository, f FileEntry, sf *staging.File, off, length int64) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	l := loop(d.Retry)
@@ -223,7 +223,7 @@ func (d *Downloader) downloadPart(ctx context.Context, repo Repository, f FileEn
 
 // fetch is one attempt: a ranged GET of [*pos, end), written as it comes;
 // *pos advances with every chunk written.
-func (d *Downloader) fetch(ctx context.Context, repo Repository, f FileEntry, sf *shardstore.StagedFile, pos *int64, end int64, buf []byte) (err error) {
+func (d *Downloader) fetch(ctx context.Context, repo Repository, f FileEntry, sf *staging.File, pos *int64, end int64, buf []byte) (err error) {
 	pctx, cancel := context.WithTimeoutCause(ctx, d.partTimeout(), errPartTimeout)
 	defer cancel()
 	defer func() {

@@ -50,7 +50,7 @@ type snapshotFixture struct {
 	src *shardstore.Shard
 	m   *Manifest
 	tgt *shardstore.Shard
-	st  *shardstore.Staging
+	st  *stage
 }
 
 func newFixture(t *testing.T, repo Repository, segments, docs, valueSize int) *snapshotFixture {
@@ -61,7 +61,7 @@ func newFixture(t *testing.T, repo Repository, segments, docs, valueSize int) *s
 		t.Fatal(err)
 	}
 	tgt := newShard(t, t.TempDir(), testShard, 0, 0, 0)
-	st, err := tgt.StartStaging("rec-1")
+	st, err := startStage(tgt, "rec-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func testDownloads(t *testing.T, newRepo func(t *testing.T) Repository, corrupt 
 			Throttle: func(_ context.Context, n int) error { throttled.Add(int64(n)); return nil },
 			OnBytes:  func(f string, n int64) { mu.Lock(); perFile[f] += n; mu.Unlock() },
 		}
-		if err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st); err != nil {
+		if err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st.Area); err != nil {
 			t.Fatal(err)
 		}
 		for _, f := range fx.m.Files {
@@ -106,7 +106,7 @@ func testDownloads(t *testing.T, newRepo func(t *testing.T) Repository, corrupt 
 		corrupt(t, repo, victim.Blob)
 		d := &Downloader{PartSize: 32 << 10}
 		start := time.Now()
-		err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st)
+		err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st.Area)
 		if !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), victim.Name) {
 			t.Fatalf("download of a corrupt blob: %v, want ErrChecksum naming %s", err, victim.Name)
 		}
@@ -117,7 +117,7 @@ func testDownloads(t *testing.T, newRepo func(t *testing.T) Repository, corrupt 
 			t.Fatalf("staged files left: %q", names)
 		}
 		// The good files alone download fine.
-		if err := d.Download(ctxTimeout(t, time.Minute), repo, []FileEntry{fx.m.Files[0], fx.m.Files[2]}, fx.st); err != nil {
+		if err := d.Download(ctxTimeout(t, time.Minute), repo, []FileEntry{fx.m.Files[0], fx.m.Files[2]}, fx.st.Area); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -129,7 +129,7 @@ func testDownloads(t *testing.T, newRepo func(t *testing.T) Repository, corrupt 
 		if err := repo.Delete(context.Background(), victim.Blob); err != nil {
 			t.Fatal(err)
 		}
-		err := (&Downloader{}).Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st)
+		err := (&Downloader{}).Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st.Area)
 		if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), victim.Name) {
 			t.Fatalf("download of a missing blob: %v", err)
 		}
@@ -145,7 +145,7 @@ func testDownloads(t *testing.T, newRepo func(t *testing.T) Repository, corrupt 
 		if err := repo.Put(context.Background(), victim.Blob, strings.NewReader("short"), 5); err != nil {
 			t.Fatal(err)
 		}
-		err := (&Downloader{}).DownloadFile(ctxTimeout(t, time.Minute), repo, victim, fx.st)
+		err := (&Downloader{}).DownloadFile(ctxTimeout(t, time.Minute), repo, victim, fx.st.Area)
 		if !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), victim.Name) {
 			t.Fatalf("download of a blob of another length: %v", err)
 		}
@@ -170,7 +170,7 @@ func testDownloads(t *testing.T, newRepo func(t *testing.T) Repository, corrupt 
 			},
 		}
 		start := time.Now()
-		err := d.Download(ctx, repo, fx.m.Files, fx.st)
+		err := d.Download(ctx, repo, fx.m.Files, fx.st.Area)
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("download cancelled midway: %v", err)
 		}
@@ -190,7 +190,7 @@ func testDownloads(t *testing.T, newRepo func(t *testing.T) Repository, corrupt 
 		fx := newFixture(t, repo, 2, 50, 2000)
 		stop := errors.New("budget refused")
 		d := &Downloader{Throttle: func(context.Context, int) error { return stop }}
-		if err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st); !errors.Is(err, stop) {
+		if err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st.Area); !errors.Is(err, stop) {
 			t.Fatalf("download with a failing throttle: %v", err)
 		}
 		if names := stagedNames(t, fx.st); len(names) != 0 {

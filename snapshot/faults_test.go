@@ -75,7 +75,7 @@ func TestS3KilledMidDownload(t *testing.T) {
 	throttle, fired := midway(fx.m.TotalBytes(), m.Kill)
 	d := &Downloader{PartSize: 128 << 10, PartConcurrency: 2, Throttle: throttle, Retry: retry.Options{Max: 300 * time.Millisecond, MaxElapsed: 2 * time.Second}}
 	start := time.Now()
-	err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st)
+	err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st.Area)
 	if !fired.Load() {
 		t.Fatalf("the kill did not land mid-download: %v", err)
 	}
@@ -99,7 +99,7 @@ func TestS3RestartedMidDownloadResumes(t *testing.T) {
 		PartSize: 128 << 10, PartConcurrency: 2, Retry: retry.Options{Max: 300 * time.Millisecond, MaxElapsed: 20 * time.Second},
 		Throttle: throttle, OnBytes: func(_ string, n int64) { written.Add(n) },
 	}
-	if err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st); err != nil {
+	if err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st.Area); err != nil {
 		t.Fatalf("download across a restart: %v", err)
 	}
 	if !fired.Load() || d.Stats().Retries == 0 {
@@ -137,12 +137,12 @@ func TestS3Stopped(t *testing.T) {
 
 	d := &Downloader{Retry: retry.Options{Max: 300 * time.Millisecond, MaxElapsed: 2 * time.Second}}
 	start = time.Now()
-	err = d.Download(ctx, repo, fx.m.Files, fx.st)
+	err = d.Download(ctx, repo, fx.m.Files, fx.st.Area)
 	checkFailedDownload(t, err, fx, time.Since(start), 10*time.Second)
 
 	// Back up: everything is still there.
 	m.Restart()
-	if err := d.Download(ctx, repo, fx.m.Files, fx.st); err != nil {
+	if err := d.Download(ctx, repo, fx.m.Files, fx.st.Area); err != nil {
 		t.Fatalf("download after restart: %v", err)
 	}
 	if got, err := GC(ctx, repo, testShard, 1, DeleteOptions{}); err != nil || len(got.Kept) != 1 {
@@ -164,7 +164,7 @@ func TestS3Paused(t *testing.T) {
 		}()
 		d := &Downloader{PartSize: 128 << 10, PartConcurrency: 2, Throttle: throttle, Retry: retry.Options{Max: 300 * time.Millisecond, MaxElapsed: 2 * time.Second}}
 		start := time.Now()
-		err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st)
+		err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st.Area)
 		if !fired.Load() {
 			t.Fatalf("the pause did not land mid-download: %v", err)
 		}
@@ -213,7 +213,7 @@ func TestS3Paused(t *testing.T) {
 		d := &Downloader{Retry: retry.Options{MaxElapsed: time.Minute}}
 		time.AfterFunc(300*time.Millisecond, cancel)
 		start := time.Now()
-		err := d.Download(ctx, repo, fx.m.Files, fx.st)
+		err := d.Download(ctx, repo, fx.m.Files, fx.st.Area)
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("cancel while the server hangs: %v", err)
 		}
@@ -227,7 +227,7 @@ func TestS3Paused(t *testing.T) {
 
 	t.Run("AfterResume", func(t *testing.T) {
 		d := &Downloader{}
-		if err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st); err != nil {
+		if err := d.Download(ctxTimeout(t, time.Minute), repo, fx.m.Files, fx.st.Area); err != nil {
 			t.Fatalf("download after resume: %v", err)
 		}
 	})
@@ -246,12 +246,12 @@ func TestS3Throttled(t *testing.T) {
 		t.Fatalf("create under throttling: %v", err)
 	}
 	tgt := newShard(t, t.TempDir(), testShard, 0, 0, 0)
-	st, err := tgt.StartStaging("throttled")
+	st, err := startStage(tgt, "throttled")
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := &Downloader{PartSize: 16 << 10, PartConcurrency: 4, FileConcurrency: 4, Retry: retry.Options{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond}}
-	if err := d.Download(ctx, repo, res.Manifest.Files, st); err != nil {
+	if err := d.Download(ctx, repo, res.Manifest.Files, st.Area); err != nil {
 		t.Fatalf("download under throttling: %v", err)
 	}
 	if d.Stats().Retries == 0 {

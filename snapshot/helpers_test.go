@@ -103,7 +103,7 @@ func newLocalRepo(t testing.TB) *LocalRepository {
 }
 
 // stagedNames lists the files in a staging directory.
-func stagedNames(t testing.TB, st *shardstore.Staging) []string {
+func stagedNames(t testing.TB, st *stage) []string {
 	t.Helper()
 	entries, err := os.ReadDir(st.Dir())
 	if err != nil {

@@ -91,12 +91,12 @@ func TestS3RequestCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	tgt := newShard(t, t.TempDir(), testShard, 0, 0, 0)
-	staging, err := tgt.StartStaging("rec-counts")
+	staging, err := startStage(tgt, "rec-counts")
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := &Downloader{PartSize: 32 << 10}
-	if err := d.Download(ctx, repo, man.Files, staging); err != nil {
+	if err := d.Download(ctx, repo, man.Files, staging.Area); err != nil {
 		t.Fatal(err)
 	}
 	var parts int64

@@ -23,14 +23,14 @@ func TestLocalSnapshots(t *testing.T) {
 func restore(t *testing.T, repo Repository, m *Manifest, d *Downloader) *shardstore.Shard {
 	t.Helper()
 	tgt := newShard(t, t.TempDir(), m.Shard, 0, 0, 0)
-	st, err := tgt.StartStaging("restore-1")
+	st, err := startStage(tgt, "restore-1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d == nil {
 		d = &Downloader{}
 	}
-	if err := d.Download(ctxTimeout(t, time.Minute), repo, m.Files, st); err != nil {
+	if err := d.Download(ctxTimeout(t, time.Minute), repo, m.Files, st.Area); err != nil {
 		t.Fatalf("download: %v", err)
 	}
 	if err := st.Publish(m.FileMetas(), m.Commit); err != nil {

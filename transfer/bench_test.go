@@ -54,11 +54,11 @@ func BenchmarkChunkPath(b *testing.B) {
 				for b.Loop() {
 					n++
 					i := n
-					st, err := tgt.StartStaging(fmt.Sprintf("rec-%d", i))
+					st, err := startStage(tgt, fmt.Sprintf("rec-%d", i))
 					if err != nil {
 						b.Fatal(err)
 					}
-					res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st, mode.fo)
+					res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st.Area, mode.fo)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -165,11 +165,11 @@ func BenchmarkWindows20msRTT(b *testing.B) {
 			n := 0
 			for b.Loop() {
 				n++
-				st, err := tgt.StartStaging(fmt.Sprintf("rec-%d", n))
+				st, err := startStage(tgt, fmt.Sprintf("rec-%d", n))
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := FetchFiles(ctx, c, testShard, pin, info.Meta.Files, st, FetchOptions{NoCompression: true, Parallel: 1}); err != nil {
+				if _, err := FetchFiles(ctx, c, testShard, pin, info.Meta.Files, st.Area, FetchOptions{NoCompression: true, Parallel: 1}); err != nil {
 					b.Fatal(err)
 				}
 				if err := st.Abandon(); err != nil {

@@ -16,8 +16,9 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/retry"
-	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/internal/staging"
 )
 
 // FileClient is the part of pb.PeerServiceClient that FetchFiles uses.
@@ -58,7 +59,7 @@ type FetchOptions struct {
 	// concurrent use, as must the other callbacks.
 	OnBytes func(file string, n int64)
 	// OnFileDone is called once a file is staged and verified.
-	OnFileDone func(f shardstore.FileMeta)
+	OnFileDone func(f engine.FileMeta)
 	// OnResume is called before a file is resumed from offset after cause.
 	OnResume func(file string, offset int64, cause error)
 	// OnThrottle is called with each wait for the bandwidth budget.
@@ -104,11 +105,11 @@ type FetchResult struct {
 }
 
 type fetcher struct {
-	c       FileClient
-	shard   shardstore.ShardID
-	pin     Pin
-	staging *shardstore.Staging
-	opts    FetchOptions
+	c     FileClient
+	shard engine.ShardID
+	pin   Pin
+	area  *staging.Area
+	opts  FetchOptions
 
 	files, staged                            atomic.Int64
 	bytes, wire, resumes, throttled, resumed atomic.Int64
@@ -118,7 +119,7 @@ type fetcher struct {
 // staging, several files at once (opts.Parallel), largest first. Each file
 // is streamed in chunks; each chunk's offset, length and CRC32C are checked
 // before it is written at its offset, and the whole file's CRC32C is
-// verified (StagedFile.Verify) before it counts as received.
+// verified (staging.File.Verify) before it counts as received.
 //
 // A stream broken by a transient error (retry.IsTransient), a corrupt chunk or a
 // silent peer (opts.IdleTimeout) is resumed from the last verified offset
@@ -129,19 +130,19 @@ type fetcher struct {
 // files. Errors name the file. While it runs, FetchFiles keeps the pin
 // alive (KeepPin) unless opts.PinKept says the caller does; a pin found
 // gone fails the call with ErrPinNotFound.
-func FetchFiles(ctx context.Context, c FileClient, shard shardstore.ShardID, pin Pin, files []shardstore.FileMeta,
-	staging *shardstore.Staging, opts FetchOptions) (FetchResult, error) {
+func FetchFiles(ctx context.Context, c FileClient, shard engine.ShardID, pin Pin, files []engine.FileMeta,
+	area *staging.Area, opts FetchOptions) (FetchResult, error) {
 	opts.defaults()
-	f := &fetcher{c: c, shard: shard, pin: pin, staging: staging, opts: opts}
+	f := &fetcher{c: c, shard: shard, pin: pin, area: area, opts: opts}
 	if pin.ID == "" {
 		return FetchResult{}, errors.New("transfer: FetchFiles needs a commit pin")
 	}
-	if staging == nil {
+	if area == nil {
 		return FetchResult{}, errors.New("transfer: FetchFiles needs a staging area")
 	}
 	seen := make(map[string]bool, len(files))
 	for _, fm := range files {
-		if err := shardstore.ValidateName(fm.Name); err != nil {
+		if err := engine.ValidateName(fm.Name); err != nil {
 			return FetchResult{}, fmt.Errorf("transfer: %w", err)
 		}
 		if seen[fm.Name] {
@@ -150,7 +151,7 @@ func FetchFiles(ctx context.Context, c FileClient, shard shardstore.ShardID, pin
 		seen[fm.Name] = true
 	}
 	order := slices.Clone(files)
-	slices.SortStableFunc(order, func(a, b shardstore.FileMeta) int { return cmp.Compare(b.Length, a.Length) })
+	slices.SortStableFunc(order, func(a, b engine.FileMeta) int { return cmp.Compare(b.Length, a.Length) })
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -201,8 +202,8 @@ func (f *fetcher) throttle(ctx context.Context, n int) error {
 }
 
 // fetchFile stages and verifies one file, resuming as needed.
-func (f *fetcher) fetchFile(ctx context.Context, meta shardstore.FileMeta) error {
-	sf, err := f.staging.CreateFile(meta)
+func (f *fetcher) fetchFile(ctx context.Context, meta engine.FileMeta) error {
+	sf, err := f.area.CreateFile(meta)
 	if err != nil {
 		return fmt.Errorf("transfer: stage file %s: %w", meta.Name, err)
 	}
@@ -255,7 +256,7 @@ func (f *fetcher) fetchFile(ctx context.Context, meta shardstore.FileMeta) error
 			}
 			if corruptN >= f.opts.MaxCorruptRepeats {
 				return fmt.Errorf("transfer: file %s: %d corrupt chunks in a row at offset %d (last: %v): %w",
-					meta.Name, corruptN, verified, err, shardstore.ErrCorrupt)
+					meta.Name, corruptN, verified, err, engine.ErrCorrupt)
 			}
 		} else if !retry.IsTransient(err) {
 			return fmt.Errorf("transfer: file %s at offset %d: %w", meta.Name, verified, err)
@@ -292,7 +293,7 @@ type chunkStream interface {
 
 // streamOnce runs one FetchFile stream from off and returns the bytes it
 // verified and wrote.
-func (f *fetcher) streamOnce(ctx context.Context, sf *shardstore.StagedFile, meta shardstore.FileMeta, off int64) (int64, error) {
+func (f *fetcher) streamOnce(ctx context.Context, sf *staging.File, meta engine.FileMeta, off int64) (int64, error) {
 	if off >= meta.Length {
 		return 0, nil
 	}
@@ -317,7 +318,7 @@ func (f *fetcher) streamOnce(ctx context.Context, sf *shardstore.StagedFile, met
 }
 
 // receive reads chunks from st until the file is complete.
-func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdog, sf *shardstore.StagedFile, meta shardstore.FileMeta, off int64) (int64, error) {
+func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdog, sf *staging.File, meta engine.FileMeta, off int64) (int64, error) {
 	var got int64
 	for off+got < meta.Length {
 		wd.arm()

@@ -53,13 +53,15 @@
 // The client checks every chunk (offset is the one expected, length
 // within the file and the bounds, decompression yields exactly the declared
 // length, CRC32C matches) before writing it at its offset in the staged
-// file; the file counts as received only once StagedFile.Verify has checked
-// its length and whole-file CRC32C (the segment footer) after an fsync.
+// file (internal/staging: recoverd writes the files into the directory
+// the target's engine hands out); the file counts as received only once
+// staging.File.Verify has checked its length and whole-file CRC32C (the
+// footer); the recovery fsyncs every staged file before it publishes.
 // Several files are in flight at once (default 4, errgroup.SetLimit),
 // largest first so the last one to finish is a small one. A file that a
 // previous attempt of the same recovery left complete and verified is not
 // fetched again, and one it left partly staged resumes after the prefix it
-// checked (StagedFile.MarkGood; the staging records it on disk every MiB,
+// checked (staging.File.MarkGood; the area records it on disk every MiB,
 // so a target that restarted resumes there too, once the prefix checks
 // again): a recovery that re-plans after the source restarted (its pins
 // died with it), or resumes after its own node restarted, asks only for

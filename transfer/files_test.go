@@ -31,7 +31,7 @@ func recoverAll(t *testing.T, e *env, opts FetchOptions) (*shardstore.Shard, Fet
 	}
 	defer ReleasePin(ctx, e.client, pin.ID)
 	tgt, st := newTarget(t, "rec-1")
-	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st, opts)
+	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st.Area, opts)
 	if err != nil {
 		t.Fatalf("FetchFiles: %v (result %+v)", err, res)
 	}
@@ -158,7 +158,7 @@ func TestCorruptChunkRepeatedGivesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, st := newTarget(t, "rec-1")
-	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st, FetchOptions{ChunkSize: MinChunkSize, Retry: retry.Options{Initial: time.Millisecond}})
+	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st.Area, FetchOptions{ChunkSize: MinChunkSize, Retry: retry.Options{Initial: time.Millisecond}})
 	name := info.Meta.Files[0].Name
 	if !errors.Is(err, shardstore.ErrCorrupt) || !strings.Contains(err.Error(), name) || retry.IsTransient(err) {
 		t.Fatalf("err = %v; want a permanent ErrCorrupt naming %s", err, name)
@@ -290,7 +290,7 @@ func TestPinReleasedWhenClientVanishes(t *testing.T) {
 	}
 	// Fetching under it is refused too.
 	_, st := newTarget(t, "rec-2")
-	_, err = FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st, FetchOptions{})
+	_, err = FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st.Area, FetchOptions{})
 	if !errors.Is(err, ErrPinNotFound) {
 		t.Fatalf("fetch under an expired pin: %v", err)
 	}
@@ -363,11 +363,11 @@ func TestAlreadyStagedFileNotFetchedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, st := newTarget(t, "rec-1")
-	if _, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files[:1], st, FetchOptions{}); err != nil {
+	if _, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files[:1], st.Area, FetchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	before := e.srv.Stats().FileBytes
-	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st, FetchOptions{})
+	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st.Area, FetchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +399,7 @@ func TestPartlyStagedFileResumesUnderANewPin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st, FetchOptions{ChunkSize: MinChunkSize}); status.Code(err) != codes.NotFound {
+	if _, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st.Area, FetchOptions{ChunkSize: MinChunkSize}); status.Code(err) != codes.NotFound {
 		t.Fatalf("first attempt: %v", err)
 	}
 	ReleasePin(ctx, e.client, pin.ID)
@@ -410,7 +410,7 @@ func TestPartlyStagedFileResumesUnderANewPin(t *testing.T) {
 	}
 	defer ReleasePin(ctx, e.client, pin.ID)
 	var reported atomic.Int64
-	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st, FetchOptions{ChunkSize: MinChunkSize,
+	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st.Area, FetchOptions{ChunkSize: MinChunkSize,
 		OnBytes: func(_ string, n int64) { reported.Add(n) }})
 	if err != nil {
 		t.Fatal(err)

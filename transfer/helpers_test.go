@@ -173,14 +173,14 @@ func startEnv(t testing.TB, src *shardstore.Shard, o envOpts) *env {
 }
 
 // newTarget opens an empty shard to recover into and starts a staging.
-func newTarget(t testing.TB, recoveryID string) (*shardstore.Shard, *shardstore.Staging) {
+func newTarget(t testing.TB, recoveryID string) (*shardstore.Shard, *stage) {
 	t.Helper()
 	s, err := shardstore.Open(t.TempDir(), testShard, shardstore.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	st, err := s.StartStaging(recoveryID)
+	st, err := startStage(s, recoveryID)
 	if err != nil {
 		t.Fatal(err)
 	}

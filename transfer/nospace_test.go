@@ -34,13 +34,13 @@ func TestFullDiskFailsTheTransferAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tgt.Close()
-	st, err := tgt.StartStaging("rec-full")
+	st, err := startStage(tgt, "rec-full")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Abandon()
 	start := time.Now()
-	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st,
+	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st.Area,
 		FetchOptions{Retry: retry.Options{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, MaxElapsed: 20 * time.Second}})
 	took := time.Since(start)
 	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "no space left on device") {

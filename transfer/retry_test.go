@@ -87,7 +87,7 @@ func TestIdleStreamIsResumed(t *testing.T) {
 	fc.stall.Store(2) // the first two streams send one chunk, then go silent
 	_, st := newTarget(t, "rec-1")
 	start := time.Now()
-	res, err := FetchFiles(ctxT(t), fc, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st,
+	res, err := FetchFiles(ctxT(t), fc, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st.Area,
 		FetchOptions{IdleTimeout: 100 * time.Millisecond, Retry: retry.Options{Initial: time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ func TestIdleAfterProgressAndStuckServer(t *testing.T) {
 	fc := &fakeFiles{data: data, chunk: MinChunkSize}
 	fc.stall.Store(1000)
 	_, st := newTarget(t, "rec-1")
-	_, err := FetchFiles(ctxT(t), fc, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st,
+	_, err := FetchFiles(ctxT(t), fc, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st.Area,
 		FetchOptions{IdleTimeout: 20 * time.Millisecond, Retry: retry.Options{Initial: time.Millisecond, MaxRetries: 3}})
 	// Every stream moves one chunk, so progress resets the budget until the
 	// file is done: stalls after progress are not failures in a row.
@@ -121,7 +121,7 @@ func TestIdleAfterProgressAndStuckServer(t *testing.T) {
 		}
 	}}
 	_, st2 := newTarget(t, "rec-2")
-	_, err = FetchFiles(ctxT(t), fc2, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st2, FetchOptions{Retry: retry.Options{Initial: time.Millisecond}})
+	_, err = FetchFiles(ctxT(t), fc2, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st2.Area, FetchOptions{Retry: retry.Options{Initial: time.Millisecond}})
 	if !errors.Is(err, shardstore.ErrCorrupt) || !strings.Contains(err.Error(), "seg_idle") {
 		t.Fatalf("stuck server: %v", err)
 	}
@@ -132,14 +132,14 @@ func TestTransientBudget(t *testing.T) {
 	var calls atomic.Int32
 	fc := &failingFiles{err: status.Error(codes.Unavailable, "down"), calls: &calls}
 	_, st := newTarget(t, "rec-1")
-	_, err := FetchFiles(ctxT(t), fc, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st,
+	_, err := FetchFiles(ctxT(t), fc, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st.Area,
 		FetchOptions{Retry: retry.Options{Initial: time.Millisecond, Max: 2 * time.Millisecond, MaxRetries: 4}})
 	if !errors.Is(err, ErrRetriesExhausted) || retry.IsTransient(err) || calls.Load() != 5 {
 		t.Fatalf("err %v after %d calls", err, calls.Load())
 	}
 	calls.Store(0)
 	fc.err = status.Error(codes.NotFound, "gone")
-	_, err = FetchFiles(ctxT(t), fc, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st, FetchOptions{})
+	_, err = FetchFiles(ctxT(t), fc, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st.Area, FetchOptions{})
 	if status.Code(err) != codes.NotFound || calls.Load() != 1 {
 		t.Fatalf("permanent error retried: %v after %d calls", err, calls.Load())
 	}
@@ -163,7 +163,7 @@ func TestCancelStopsFetch(t *testing.T) {
 	_, st := newTarget(t, "rec-1")
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
-	_, err := FetchFiles(ctx, fc, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st, FetchOptions{IdleTimeout: time.Hour})
+	_, err := FetchFiles(ctx, fc, testShard, Pin{ID: "p"}, []shardstore.FileMeta{meta}, st.Area, FetchOptions{IdleTimeout: time.Hour})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled fetch: %v", err)
 	}
