@@ -193,15 +193,7 @@ func (e *engine) allocate(t1 float64) {
 		g.x = x
 	}
 	for range fillRounds {
-		for _, r := range e.touched {
-			e.used[r] = 0
-		}
-		for _, id := range e.act {
-			g := &e.groups[id]
-			for i := range g.nres {
-				e.used[g.res[i]] += g.n * g.coef[i] * g.x
-			}
-		}
+		e.sumUsed()
 		for _, id := range e.act {
 			g := &e.groups[id]
 			inc := math.Inf(1)
@@ -231,9 +223,9 @@ func (e *engine) allocate(t1 float64) {
 	}
 }
 
-// checkCapacity audits the allocation: no resource is given more than its
-// capacity. It also accounts each node's throttle use.
-func (e *engine) checkCapacity() {
+// sumUsed sets e.used to what the active groups take of each resource
+// touched this step.
+func (e *engine) sumUsed() {
 	for _, r := range e.touched {
 		e.used[r] = 0
 	}
@@ -243,6 +235,12 @@ func (e *engine) checkCapacity() {
 			e.used[g.res[i]] += g.n * g.coef[i] * g.x
 		}
 	}
+}
+
+// checkCapacity audits the allocation: no resource is given more than its
+// capacity. It also accounts each node's throttle use.
+func (e *engine) checkCapacity() {
+	e.sumUsed()
 	for _, r := range e.touched {
 		if e.used[r] > e.caps[r]*(1+1e-9) {
 			e.violate("resource %d given %.0f B/s, capacity %.0f", r, e.used[r], e.caps[r])
