@@ -365,7 +365,7 @@ func (b *bench) caseFailover(ctx context.Context) error {
 	} else {
 		b.logf("  %s", strings.TrimSpace(string(out)))
 	}
-	remote := "minio:bench/repo/" + strings.TrimSuffix(snapshot.BlobPrefix(benchID), "/")
+	remote := "minio:bench/repo/" + strings.TrimSuffix(snapshot.ObjectKey(snapshot.LayoutHashed, snapshot.BlobPrefix(benchID)), "/")
 	args := []string{"--repo", repo}
 	env := m.s3Env()
 	snap := recoverdRun{source: src, srcArgs: args, tgtArgs: args, env: env, useSnapshots: boolp(true), wantKind: pb.PlanKind_PLAN_KIND_SNAPSHOT}

@@ -226,9 +226,11 @@ func (c *cluster) bucket() string {
 	return b
 }
 
-// objectKey is the key of a repository object in the bucket (the daemons'
-// repository lives under the "snapshots" prefix).
-func objectKey(key string) string { return "snapshots/" + key }
+// objectKey is the bucket key of a repository key: the daemons' repository
+// lives under the "snapshots" prefix, in the hashed layout.
+func objectKey(key string) string {
+	return "snapshots/" + snapshot.ObjectKey(snapshot.LayoutHashed, key)
+}
 
 func getObject(t *testing.T, c *cluster, key string) []byte {
 	t.Helper()

@@ -60,10 +60,23 @@
 //
 // # Layout
 //
+// The package names objects by logical keys:
+//
 //	<index>/<shard>/blobs/<file-name>-<random>        one uploaded file
 //	<index>/<shard>/snapshots/<snapshot-id>.json      its manifest
 //	<index>/<shard>/marks/<file-name>-<random>        a blob's deletion mark
 //	<index>/<shard>/bad/<file-name>-<random>          a blob found corrupt or missing
+//
+// A repository opened by URL (Location.Open, OpenRepository) stores them
+// in its key layout (layout.go): a repository first used empty is hashed,
+// each key under "<hh>/", the first two hex digits of SHA-256 of
+// "<index>/<shard>", and says so in recoverd-layout.json at its root, so
+// that a fleet's keys spread evenly over 256 leading prefixes whatever its
+// index names (S3 limits requests per prefix; SCALE.md, "The snapshot key
+// layout"). A repository written before layouts existed (objects, no
+// marker) stays flat, keys as they are. The layout is found by the first
+// request that can read the repository; one that cannot be read fails its
+// calls as unavailable and is never taken for empty.
 //
 // Snapshot ids are "s-<UTC start time to the ms>-<6 hex>", so sorting ids
 // sorts snapshots by start time (by the age of the commit they hold).

@@ -336,3 +336,26 @@ func (r *LocalRepository) RemoveTemps(olderThan time.Duration, now time.Time) ([
 	}
 	return removed, nil
 }
+
+// anyKey reports whether the repository holds any object, stopping at the
+// first (layoutRepo asks it of a repository without a layout marker).
+func (r *LocalRepository) anyKey(ctx context.Context) (bool, error) {
+	found := false
+	err := filepath.WalkDir(r.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.Type().IsRegular() && !fsutil.IsTemp(d.Name()) {
+			found = true
+			return fs.SkipAll
+		}
+		return nil
+	})
+	if err != nil {
+		return false, r.classify("list", "", err)
+	}
+	return found, nil
+}

@@ -187,14 +187,19 @@ func onOff(b string) string {
 	return "off"
 }
 
-// Open opens the repository; it makes no request. For s3, opts gives
+// Open opens the repository in its key layout (layout.go); it makes no
+// request: the layout is found by the first request. For s3, opts gives
 // credentials, timeouts, retries and metrics; its Endpoint, Region and
 // DisableTLS are replaced by the location's (the flags ParseLocation
 // merged).
 func (l Location) Open(opts S3Options) (Repository, error) {
 	switch l.Scheme {
 	case "file":
-		return NewLocalRepository(l.Path)
+		repo, err := NewLocalRepository(l.Path)
+		if err != nil {
+			return nil, err
+		}
+		return withLayout(repo), nil
 	case "s3":
 		opts.Endpoint, opts.Region, opts.DisableTLS = l.Endpoint, l.Region, false
 		if l.TLS != nil {
@@ -205,7 +210,11 @@ func (l Location) Open(opts S3Options) (Repository, error) {
 				opts.Getenv = withoutEnv(opts.getenv(), "RECOVERD_S3_INSECURE")
 			}
 		}
-		return NewS3Repository(l.Bucket, l.Prefix, opts)
+		repo, err := NewS3Repository(l.Bucket, l.Prefix, opts)
+		if err != nil {
+			return nil, err
+		}
+		return withLayout(repo), nil
 	}
 	return nil, fmt.Errorf("snapshot: repository location with scheme %q", l.Scheme)
 }

@@ -299,3 +299,29 @@ func (r *S3Repository) Delete(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// anyKey reports whether the repository's prefix holds any object: one
+// listing request, whatever the repository's size (layoutRepo asks it of
+// a repository without a layout marker).
+func (r *S3Repository) anyKey(ctx context.Context) (bool, error) {
+	rctx, cancel := request(ctx, r.requestTimeout)
+	defer cancel()
+	ch := r.client.ListObjects(rctx, r.bucket, minio.ListObjectsOptions{Prefix: r.prefix, Recursive: true, MaxKeys: 1})
+	defer func() {
+		cancel()
+		for range ch { // let the lister goroutine finish
+		}
+	}()
+	for obj := range ch {
+		if obj.Err != nil {
+			return false, r.classify(ctx, "list", "", r.timeoutErr(rctx, obj.Err))
+		}
+		if ValidateKey(strings.TrimPrefix(obj.Key, r.prefix)) == nil {
+			return true, nil
+		}
+	}
+	if rctx.Err() != nil {
+		return false, r.classify(ctx, "list", "", r.timeoutErr(rctx, rctx.Err()))
+	}
+	return false, nil
+}

@@ -408,7 +408,8 @@ func (d *demo) files(n *demoNode) (map[string]bool, error) {
 // breakSnapshot waits until the recovery downloads from the snapshot, then
 // corrupts in the repository a file it has not downloaded yet.
 func (d *demo) breakSnapshot(ctx context.Context, target *demoNode, id string) {
-	repo, err := snapshot.NewLocalRepository(filepath.Join(d.dir, "repo"))
+	root := filepath.Join(d.dir, "repo")
+	repo, err := snapshot.OpenRepository("file://"+root, snapshot.S3Options{})
 	if err != nil {
 		return
 	}
@@ -433,7 +434,11 @@ func (d *demo) breakSnapshot(ctx context.Context, target *demoNode, id string) {
 			if !ok {
 				continue
 			}
-			path := filepath.Join(repo.Root(), filepath.FromSlash(entry.Blob))
+			layout, err := snapshot.LayoutOf(ctx, repo)
+			if err != nil {
+				return
+			}
+			path := filepath.Join(root, filepath.FromSlash(snapshot.ObjectKey(layout, entry.Blob)))
 			fh, err := os.OpenFile(path, os.O_RDWR, 0)
 			if err != nil {
 				continue

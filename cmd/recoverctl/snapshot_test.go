@@ -227,9 +227,9 @@ func TestSnapshotLifecycleFileRepo(t *testing.T) {
 	// Exactly the kept snapshot's blobs remain.
 	var want []string
 	for _, f := range m.Files {
-		want = append(want, filepath.FromSlash(f.Blob))
+		want = append(want, spKey(f.Blob))
 	}
-	want = append(want, filepath.FromSlash(snapshot.ManifestKey(spID, c3.SnapshotID)))
+	want = append(want, spKey(snapshot.ManifestKey(spID, c3.SnapshotID)), snapshot.LayoutKey)
 	slices.Sort(want)
 	if got := spTree(t, repoDir); !slices.Equal(got, want) {
 		t.Fatalf("repository after gc:\n got %v\nwant %v", got, want)
@@ -237,8 +237,8 @@ func TestSnapshotLifecycleFileRepo(t *testing.T) {
 
 	// unfinished: an old blob no manifest references is listed, then removed;
 	// a young one is protected by the grace period.
-	old := filepath.Join(repoDir, filepath.FromSlash(snapshot.BlobPrefix(spID)), "seg_00000099_dead-000000000000")
-	young := filepath.Join(repoDir, filepath.FromSlash(snapshot.BlobPrefix(spID)), "seg_00000098_beef-000000000000")
+	old := spObject(repoDir, snapshot.BlobPrefix(spID)+"seg_00000099_dead-000000000000")
+	young := spObject(repoDir, snapshot.BlobPrefix(spID)+"seg_00000098_beef-000000000000")
 	for _, p := range []string{old, young} {
 		if err := os.WriteFile(p, []byte("partial upload"), 0o644); err != nil {
 			t.Fatal(err)
@@ -319,7 +319,7 @@ func TestSnapshotGCRefusesCorruptManifest(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	// Damage the middle manifest.
-	bad := filepath.Join(repoDir, filepath.FromSlash(snapshot.ManifestKey(spID, ids[1])))
+	bad := spObject(repoDir, snapshot.ManifestKey(spID, ids[1]))
 	if err := os.WriteFile(bad, []byte(`{"manifest_version": 1, "snapshot_id": garbage`), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -445,3 +445,12 @@ func TestSnapshotHelpHasExamples(t *testing.T) {
 		}
 	}
 }
+
+// spKey is where recoverctl, which made the repository, stores a key: a
+// repository made by recoverd or recoverctl has the hashed layout.
+func spKey(key string) string {
+	return filepath.FromSlash(snapshot.ObjectKey(snapshot.LayoutHashed, key))
+}
+
+// spObject is the file of a key in the repository directory.
+func spObject(repoDir, key string) string { return filepath.Join(repoDir, spKey(key)) }

@@ -35,7 +35,7 @@ func TestSnapshotVerify(t *testing.T) {
 	var m snapshot.Manifest
 	spJSON(t, &m, append([]string{"snapshot", "show", "--latest"}, sel...)...)
 	victim := m.Files[1]
-	path := filepath.Join(repoDir, filepath.FromSlash(victim.Blob))
+	path := spObject(repoDir, victim.Blob)
 	orig, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -112,9 +112,9 @@ func TestSnapshotVerify(t *testing.T) {
 	}
 }
 
-func mustLocal(t *testing.T, dir string) *snapshot.LocalRepository {
+func mustLocal(t *testing.T, dir string) snapshot.Repository {
 	t.Helper()
-	r, err := snapshot.NewLocalRepository(dir)
+	r, err := snapshot.OpenRepository("file://"+dir, snapshot.S3Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
