@@ -67,7 +67,9 @@ func TestBadBlobMarkedSkippedVerifiedAndReplaced(t *testing.T) {
 
 	// The next recovery, on another node: the peer plan at once, the blob
 	// named, no blob read. Its planning reads the manifest and the mark (2
-	// GETs); a download would add a HEAD per file and a ranged GET per part.
+	// GETs), after the repository's layout marker (a GET: n4's first
+	// request to the repository); a download would add a HEAD per file and
+	// a ranged GET per part.
 	r = recoverOnto(t, n4, n2, nil)
 	requireDone(t, r)
 	requireKind(t, r, pb.PlanKind_PLAN_KIND_PEER)
@@ -75,8 +77,8 @@ func TestBadBlobMarkedSkippedVerifiedAndReplaced(t *testing.T) {
 	if len(r.Fallbacks) != 0 || !strings.Contains(reasons, "snapshot "+snapID+" rejected: the blob "+victim.Blob+" of its file "+victim.Name+" is marked bad (checksum, found by recovery") {
 		t.Fatalf("fallbacks %v; reasons:\n%s", r.Fallbacks, reasons)
 	}
-	if rq := r.RepositoryRequests; rq.GetHead() != 0 || rq.GetGet() != 2 || rq.GetPut() != 0 {
-		t.Fatalf("repository requests of the second recovery %v: want no HEAD and 2 GETs (manifest, mark), no blob read", rq)
+	if rq := r.RepositoryRequests; rq.GetHead() != 0 || rq.GetGet() != 3 || rq.GetPut() != 0 {
+		t.Fatalf("repository requests of the second recovery %v: want no HEAD and 3 GETs (layout marker, manifest, mark), no blob read", rq)
 	}
 	t.Logf("second recovery: %v; reasons:\n%s", r.RepositoryRequests, reasons)
 
