@@ -293,8 +293,20 @@ func (m *MinIO) signal(sig syscall.Signal) {
 	}
 }
 
-// Pause stops the process with SIGSTOP: connections stay open, nothing answers.
-func (m *MinIO) Pause() { m.t.Helper(); m.signal(syscall.SIGSTOP) }
+// Pause stops the process with SIGSTOP, and returns once every thread of
+// it is stopped: connections stay open, nothing answers.
+func (m *MinIO) Pause() {
+	m.t.Helper()
+	m.mu.Lock()
+	cmd := m.cmd
+	m.mu.Unlock()
+	if cmd == nil {
+		m.t.Fatalf("testutil: MinIO is not running")
+	}
+	if err := stopProcess(cmd.Process.Pid); err != nil {
+		m.t.Fatalf("testutil: pause MinIO: %v", err)
+	}
+}
 
 // Resume continues a paused process with SIGCONT.
 func (m *MinIO) Resume() { m.t.Helper(); m.signal(syscall.SIGCONT) }

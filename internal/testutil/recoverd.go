@@ -199,10 +199,13 @@ func (n *Node) Stop() { n.signal(syscall.SIGTERM, 20*time.Second) }
 // Kill sends SIGKILL (a crash) and waits for the exit.
 func (n *Node) Kill() { n.signal(syscall.SIGKILL, 10*time.Second) }
 
-// Pause stops the process with SIGSTOP; Resume continues it.
+// Pause stops the process with SIGSTOP, and returns once every thread of
+// it is stopped; Resume continues it.
 func (n *Node) Pause() {
 	if pid := n.PID(); pid != 0 {
-		syscall.Kill(pid, syscall.SIGSTOP)
+		if err := stopProcess(pid); err != nil {
+			n.t.Fatalf("testutil: pause %s: %v", n.Name, err)
+		}
 	}
 }
 
