@@ -435,7 +435,10 @@ func startFakeSource(t *testing.T, corrupt func(*pb.FileChunk)) string {
 // with an error naming the file, and publishes nothing.
 func TestBadPeerChunks(t *testing.T) {
 	c := newCluster(t)
-	n2 := c.node("n2", "--retry-budget", "2s")
+	// A generous idle timeout: the fake source takes a while to build its
+	// oversize message on a loaded machine, and a stream resumed for
+	// silence first would hide the refusal this test is about.
+	n2 := c.node("n2", "--retry-budget", "2s", "--idle-timeout", "30s")
 	for _, tc := range []struct {
 		name    string
 		corrupt func(*pb.FileChunk)

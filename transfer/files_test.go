@@ -81,12 +81,13 @@ func TestResumeAfterStreamCut(t *testing.T) {
 		return nil
 	})
 	// A pin TTL shorter than the backoff: the pin survives only because
-	// FetchFiles renews it.
-	e := startEnv(t, src, envOpts{cfg: PeerServerConfig{PinTTL: 150 * time.Millisecond}, server: []grpc.ServerOption{cut}})
+	// FetchFiles renews it. (A TTL of 150ms expired between two renewals
+	// on a loaded machine, under -race.)
+	e := startEnv(t, src, envOpts{cfg: PeerServerConfig{PinTTL: time.Second}, server: []grpc.ServerOption{cut}})
 	var resumedAt []int64
 	_, res := recoverAll(t, e, FetchOptions{
 		ChunkSize: MinChunkSize,
-		Retry:     retry.Options{Initial: 400 * time.Millisecond},
+		Retry:     retry.Options{Initial: 2500 * time.Millisecond},
 		OnResume:  func(_ string, off int64, _ error) { resumedAt = append(resumedAt, off) },
 	})
 	if res.Resumes != 1 || len(resumedAt) != 1 || resumedAt[0] != 3*MinChunkSize {
