@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
+	"github.com/recoverd/recoverd/engine/embedded"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 	"github.com/recoverd/recoverd/transfer"
@@ -384,21 +386,15 @@ func (s *corruptingStream) Send(ch *pb.FileChunk) error {
 	return s.PeerService_FetchFileServer.Send(ch)
 }
 
-type oneShard struct{ s *shardstore.Shard }
-
-func (o oneShard) Shard(id shardstore.ShardID) (*shardstore.Shard, error) {
-	if id != o.s.ID() {
-		return nil, shardstore.ErrNotFound
-	}
-	return o.s, nil
-}
-
 // startFakeSource opens a shard with a few segments in this process and
 // serves it through a fakeSource; it returns the listen address.
 func startFakeSource(t *testing.T, corrupt func(*pb.FileChunk)) string {
 	t.Helper()
-	s, err := shardstore.Open(t.TempDir(), shardstore.ShardID{Index: shardID.Index, Shard: int(shardID.Shard)}, shardstore.Options{Create: true})
+	reg := embedded.NewRegistry(t.TempDir(), shardstore.Options{}, slog.New(slog.DiscardHandler))
+	eng := embedded.New(reg)
+	s, err := reg.Create(shardstore.ShardID{Index: shardID.Index, Shard: int(shardID.Shard)}, false)
 	if err != nil {
+		eng.Close()
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
@@ -407,13 +403,15 @@ func startFakeSource(t *testing.T, corrupt func(*pb.FileChunk)) string {
 			docs[j] = shardstore.Doc{Key: strings.Repeat("k", 5) + string(rune('a'+i)) + time.Now().Format("150405.000000000") + string(rune('a'+j%26)) + string(rune('a'+j/26)), Value: make([]byte, 700)}
 		}
 		if _, err := s.IndexBatch(context.Background(), docs); err != nil {
+			eng.Close()
 			t.Fatal(err)
 		}
 		if err := s.Flush(); err != nil {
+			eng.Close()
 			t.Fatal(err)
 		}
 	}
-	ps := transfer.NewPeerServer(oneShard{s}, transfer.PeerServerConfig{DisableCompression: true})
+	ps := transfer.NewPeerServer(eng, transfer.PeerServerConfig{DisableCompression: true})
 	// The fake may send over the bound: the target must refuse it.
 	srv := grpc.NewServer(append(transfer.ServerOptions(), grpc.MaxSendMsgSize(4*transfer.MaxMessageSize))...)
 	pb.RegisterPeerServiceServer(srv, &fakeSource{PeerServer: ps, corrupt: corrupt})
@@ -425,7 +423,7 @@ func startFakeSource(t *testing.T, corrupt func(*pb.FileChunk)) string {
 	t.Cleanup(func() {
 		srv.Stop()
 		ps.Close()
-		s.Close()
+		eng.Close()
 	})
 	return l.Addr().String()
 }

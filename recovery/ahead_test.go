@@ -12,6 +12,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
 )
@@ -31,9 +32,9 @@ func TestTargetAheadOfItsSourceIsRefused(t *testing.T) {
 	// The target goes on alone: ops 100..119 of the same history and
 	// term, which the source never had.
 	tgt := e.target()
-	ops := make([]shardstore.Op, 20)
+	ops := make([]engine.Op, 20)
 	for i := range ops {
-		ops[i] = shardstore.Op{Key: fmt.Sprintf("ahead-%02d", i), SeqNo: seqno.SeqNo(100 + i), PrimaryTerm: tgt.Stats().PrimaryTerm,
+		ops[i] = engine.Op{Key: fmt.Sprintf("ahead-%02d", i), SeqNo: seqno.SeqNo(100 + i), PrimaryTerm: tgt.Stats().PrimaryTerm,
 			Kind: shardstore.OpIndex, Value: []byte("only on the target")}
 	}
 	if err := tgt.Apply(ctx, ops); err != nil {

@@ -10,21 +10,25 @@ import (
 	"time"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/staging"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/seqno"
-	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 	"github.com/recoverd/recoverd/transfer"
 )
 
 // attempt holds what one planning attempt of a recovery uses.
 type attempt struct {
-	m      *Manager
-	r      *Recovery
-	id     string
-	shard  shardstore.ShardID
-	target *shardstore.Shard
+	m     *Manager
+	r     *Recovery
+	id    string
+	shard engine.ShardID
+	// target is the copy the recovery writes into (Engine.OpenTarget);
+	// view the copy the planner reads: the target, or for planning alone
+	// the shard as it is (Engine.Shard), nil when the node holds none.
+	target engine.Target
+	view   engine.Reader
 	client pb.PeerServiceClient
 	pin    transfer.Pin
 	unpin  func() // stops keeping pin alive (holdPin)
@@ -44,7 +48,7 @@ type attempt struct {
 	// prefixes) already received, and a stop of the node (suspended, they
 	// resume at the next start); they are removed when the recovery ends
 	// unpublished and before a fallback.
-	st   *shardstore.Staging
+	st   engine.Staging
 	area *staging.Area
 	// stagedOps counts the ops staged since the staging's ops were last
 	// discarded.
@@ -54,14 +58,16 @@ type attempt struct {
 // startStaging opens the recovery's staging on the target, and the area
 // of the files in it: what this recovery staged before the node
 // restarted is its own, for Keep to check.
-func (a *attempt) startStaging() error {
-	st, err := a.target.StartStaging(a.id)
+func (a *attempt) startStaging(ctx context.Context) error {
+	st, err := a.target.StartStaging(ctx, a.id)
 	if err != nil {
 		return err
 	}
 	area, err := staging.Open(a.id, st.Dir(), staging.Options{})
 	if err != nil {
-		return errors.Join(err, st.Suspend())
+		cctx, cancel := cleanupContext(ctx)
+		defer cancel()
+		return errors.Join(err, st.Suspend(cctx))
 	}
 	a.st, a.area, a.stagedOps = st, area, 0
 	return nil
@@ -71,17 +77,17 @@ func (a *attempt) startStaging() error {
 // on first use. What an earlier attempt, or an earlier process of this
 // node, staged for the files p lists stays, checked (staging Area.Keep);
 // the rest goes, and so do the staged ops: p's ops are fetched.
-func (a *attempt) prepareStaging(p planner.Plan) (*staging.Area, error) {
+func (a *attempt) prepareStaging(ctx context.Context, p planner.Plan) (*staging.Area, error) {
 	if a.st == nil {
-		if err := a.startStaging(); err != nil {
+		if err := a.startStaging(ctx); err != nil {
 			return nil, err
 		}
 	}
-	if err := a.st.DiscardOps(); err != nil {
+	if err := a.st.DiscardOps(ctx); err != nil {
 		return nil, err
 	}
 	a.stagedOps = 0
-	files, n, err := a.area.Keep(append(append([]shardstore.FileMeta(nil), p.FromPeer...), p.FromSnapshot...))
+	files, n, err := a.area.Keep(append(append([]engine.FileMeta(nil), p.FromPeer...), p.FromSnapshot...))
 	if err != nil {
 		return nil, err
 	}
@@ -91,25 +97,35 @@ func (a *attempt) prepareStaging(p planner.Plan) (*staging.Area, error) {
 	return a.area, nil
 }
 
+// cleanupContext is the context of what a recovery does as it ends, when
+// its own context may be cancelled already: the engine is still asked.
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), engineCallTimeout)
+}
+
 // suspendStaging keeps the staging for the next start of the node.
-func (a *attempt) suspendStaging() {
+func (a *attempt) suspendStaging(ctx context.Context) {
 	if a.st == nil {
 		return
 	}
 	a.area.Suspend()
-	if err := a.st.Suspend(); err != nil {
+	ctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	if err := a.st.Suspend(ctx); err != nil {
 		a.log.Error("could not suspend the staging", "error", err)
 	}
 	a.st, a.area = nil, nil
 }
 
 // dropStaging removes the staging, if any.
-func (a *attempt) dropStaging() {
+func (a *attempt) dropStaging(ctx context.Context) {
 	if a.st == nil {
 		return
 	}
 	a.area.Close()
-	if err := a.st.Abandon(); err != nil {
+	ctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	if err := a.st.Abandon(ctx); err != nil {
 		a.log.Error("could not remove the staging directory; the next start removes it", "error", err)
 	}
 	a.st, a.area = nil, nil
@@ -129,7 +145,10 @@ func (a *attempt) pinPlanAndRun(ctx context.Context, req StartRequest, useSnapsh
 	a.sourceTerm = info.PrimaryTerm
 	a.holdPin(ctx, pin)
 	defer a.dropPin(ctx)
-	in, manifest := a.input(ctx, info, useSnapshots, unreadable)
+	in, manifest, err := a.input(ctx, info, useSnapshots, unreadable)
+	if err != nil {
+		return err
+	}
 	p := planner.Compute(in)
 	if err := p.Validate(in); err != nil {
 		return fmt.Errorf("the planner produced an invalid plan (a bug, please report it): %w", err)
@@ -180,16 +199,20 @@ func (a *attempt) pinPlanAndRun(ctx context.Context, req StartRequest, useSnapsh
 // input gathers what the planner needs. The repository's answer is
 // classified by SnapshotInput: none, disabled, unavailable (never read as
 // "no snapshot").
-func (a *attempt) input(ctx context.Context, info transfer.ShardInfo, useSnapshots bool, unreadable string) (planner.Input, *snapshot.Manifest) {
+func (a *attempt) input(ctx context.Context, info transfer.ShardInfo, useSnapshots bool, unreadable string) (planner.Input, *snapshot.Manifest, error) {
 	m := a.m
 	var leases []seqno.RetentionLease
 	for _, l := range info.Leases {
 		leases = append(leases, l.RetentionLease)
 	}
-	target := planner.Target{Unreadable: unreadable, Empty: unreadable == "",
-		Version: shardstore.WriterVersion, MaxFormat: shardstore.FormatVersion}
-	if a.target != nil {
-		target.Meta = a.target.Metadata()
+	v := m.cfg.Engine.Version()
+	target := planner.Target{Unreadable: unreadable, Empty: unreadable == "", Version: v.Writer, MaxFormat: v.MaxFormat}
+	if a.view != nil {
+		ti, err := a.view.Info(ctx)
+		if err != nil {
+			return planner.Input{}, nil, fmt.Errorf("read the target copy: %w", err)
+		}
+		target.Meta = ti.Meta
 		target.Empty = len(target.Meta.Files) == 0 && target.Meta.Commit.MaxSeqNo == seqno.NoOpsPerformed
 	}
 	in := planner.Input{
@@ -214,7 +237,7 @@ func (a *attempt) input(ctx context.Context, info transfer.ShardInfo, useSnapsho
 		in.Snapshot, manifest = SnapshotInput(qctx, m.cfg.Repo, a.shard)
 		cancel()
 	}
-	return in, manifest
+	return in, manifest, nil
 }
 
 // acquireLease takes the recovery's retention lease on the source.
@@ -252,7 +275,7 @@ func (a *attempt) runPlan(ctx context.Context, p planner.Plan, manifest *snapsho
 		a.r.addFallback(Fallback{Time: time.Now(), Cause: sf.Error(), From: p.Kind, To: p.Fallback.Kind})
 		a.m.cfg.Metrics.fallbacks.WithLabelValues(fallbackCause(sf.err)).Inc()
 		a.log.Warn("snapshot plan failed; falling back to the peer plan", "cause", sf)
-		a.dropStaging() // what the snapshot plan staged is not trusted
+		a.dropStaging(ctx) // what the snapshot plan staged is not trusted
 		if err := a.pinForFallback(ctx); err != nil {
 			return fmt.Errorf("fall back to the peer plan: %w", err)
 		}

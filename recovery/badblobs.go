@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/planner"
-	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 )
 
@@ -52,7 +52,7 @@ const maxBadDetails = 1
 
 // badBlobsInput lists the files of m whose blobs are marked bad (bad, from
 // snapshot.BadBlobs), with what the first mark says, for the planner.
-func badBlobsInput(ctx context.Context, repo snapshot.Repository, id shardstore.ShardID, m *snapshot.Manifest, bad snapshot.BadSet) []planner.BadBlob {
+func badBlobsInput(ctx context.Context, repo snapshot.Repository, id engine.ShardID, m *snapshot.Manifest, bad snapshot.BadSet) []planner.BadBlob {
 	var out []planner.BadBlob
 	for i, f := range bad.Files(m) {
 		b := planner.BadBlob{File: f.Name, Blob: f.Blob}

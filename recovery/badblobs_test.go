@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
@@ -46,16 +47,14 @@ func (b *blobReads) GetRange(ctx context.Context, key string, off, n int64) (io.
 
 // drop removes a shard from the side's data directory, so the next
 // recovery builds it anew.
-func (d *dirShards) drop(t *testing.T, id shardstore.ShardID) {
+func (d *dirShards) drop(t *testing.T, id engine.ShardID) {
 	t.Helper()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if s, ok := d.open[id]; ok {
-		delete(d.open, id)
-		if err := errors.Join(s.Close(), os.RemoveAll(s.Path())); err != nil {
-			t.Fatal(err)
-		}
+	if err := errors.Join(d.eng.Close(), os.RemoveAll(shardstore.Dir(d.dir, id))); err != nil {
+		t.Fatal(err)
 	}
+	d.eng = d.open()
 }
 
 // TestCorruptBlobIsMarkedAndLaterPlansSkipItsSnapshot: a recovery whose

@@ -1,12 +1,14 @@
 package recovery
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
@@ -64,11 +66,11 @@ func TestUnaryCallGivesUpAfterTheBudget(t *testing.T) {
 // creates nothing on the target.
 func TestShardUnknownToTheSourceCreatesNothing(t *testing.T) {
 	e := newEnv(t, shardstore.Options{}, Config{})
-	s := e.run(StartRequest{Shard: shardstore.ShardID{Index: "nope", Shard: 3}})
+	s := e.run(StartRequest{Shard: engine.ShardID{Index: "nope", Shard: 3}})
 	if s.Stage != StageFailed || !strings.Contains(s.Error, "does not hold shard nope/3") {
 		t.Fatalf("ended %s: %s", s.Stage, s.Error)
 	}
-	if _, err := e.tgt.Shard(shardstore.ShardID{Index: "nope", Shard: 3}); !errors.Is(err, shardstore.ErrNotFound) {
+	if _, err := e.tgt.Shard(context.Background(), engine.ShardID{Index: "nope", Shard: 3}); !errors.Is(err, engine.ErrNotFound) {
 		t.Fatalf("the target shard exists after the failed recovery: %v", err)
 	}
 }

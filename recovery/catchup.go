@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/seqno"
-	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/transfer"
 )
 
@@ -14,8 +14,8 @@ import (
 // files.
 func (a *attempt) stageOps(ctx context.Context, p planner.Plan) error {
 	opts := a.opsOptions()
-	_, err := transfer.FetchOps(ctx, a.client, a.shard, p.Ops, p.Commit.HistoryUUID, func(ops []shardstore.Op) error {
-		if err := a.st.AppendOps(ops); err != nil {
+	_, err := transfer.FetchOps(ctx, a.client, a.shard, p.Ops, p.Commit.HistoryUUID, func(ops []engine.Op) error {
+		if err := a.st.AppendOps(ctx, ops); err != nil {
 			return err
 		}
 		a.stagedOps += int64(len(ops))
@@ -68,7 +68,7 @@ func (a *attempt) catchUp(ctx context.Context, history string, done, counted seq
 			counted = to
 		}
 		rng := seqno.Range{From: done + 1, To: to}
-		_, err = transfer.FetchOps(ctx, a.client, a.shard, rng, history, func(ops []shardstore.Op) error {
+		_, err = transfer.FetchOps(ctx, a.client, a.shard, rng, history, func(ops []engine.Op) error {
 			if err := a.target.Apply(ctx, ops); err != nil {
 				return err
 			}
@@ -83,8 +83,10 @@ func (a *attempt) catchUp(ctx context.Context, history string, done, counted seq
 	}
 	// The copy now holds the source's history: it takes the source's term
 	// (the ops it applied never raise it).
-	a.target.AdoptTerm(a.sourceTerm)
-	if err := a.target.Flush(); err != nil {
+	if err := a.target.AdoptTerm(ctx, a.sourceTerm); err != nil {
+		return fmt.Errorf("take the source's primary term %d: %w", a.sourceTerm, err)
+	}
+	if err := a.target.Flush(ctx); err != nil {
 		return fmt.Errorf("commit the replayed ops: %w", err)
 	}
 	return a.check(ctx)

@@ -15,7 +15,7 @@ import (
 // (which reads the whole shard once on both nodes; without it the files
 // stand verified by their checksums and the ops by seqno, and nothing of
 // the source's shard is read). The digests are of the content at the
-// seqno the copy reached (shardstore.DigestAt): the source digests its
+// seqno the copy reached (engine.Reader.DigestAt): the source digests its
 // pinned commit and ops up to that seqno while it goes on indexing, so a
 // source that indexed more meanwhile is compared all the same. A source
 // that cannot (its history at that seqno compacted, or an older version)
@@ -31,9 +31,13 @@ func (a *attempt) check(ctx context.Context) error {
 		srcAt      = seqno.Unassigned
 		c          = &Check{}
 		tgtErr     = make(chan error, 1)
-		upTo       = a.target.Stats().Seq.MaxSeqNo
 		notAt      string // why the digests could not be compared at upTo
 	)
+	before, err := a.target.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read the recovered copy: %w", err)
+	}
+	upTo := before.Seq.MaxSeqNo
 	if digests { // both nodes scan their shard at once
 		go func() {
 			var err error
@@ -43,7 +47,7 @@ func (a *attempt) check(ctx context.Context) error {
 	} else {
 		tgtErr <- nil
 	}
-	err := a.callSourceWithin(ctx, "ask the source for its digest", 0, func(ctx context.Context) error {
+	err = a.callSourceWithin(ctx, "ask the source for its digest", 0, func(ctx context.Context) error {
 		if digests { // a digest scans the whole shard: no deadline of ours on it
 			d, err := transfer.GetShardDigest(ctx, a.client, a.shard, a.pin.ID, upTo)
 			if errors.Is(err, seqno.ErrCompacted) {
@@ -69,27 +73,31 @@ func (a *attempt) check(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ask the source for its state: %w", err)
 	}
-	ts := a.target.Stats()
-	c.SourceHistoryUUID, c.TargetHistoryUUID = srcHistory, ts.HistoryUUID
-	c.SourceCheckpoint, c.TargetCheckpoint = int64(srcSeq.LocalCheckpoint), int64(ts.Seq.LocalCheckpoint)
+	ti, err := a.target.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("read the recovered copy: %w", err)
+	}
+	tgtHistory := ti.Meta.Commit.HistoryUUID
+	c.SourceHistoryUUID, c.TargetHistoryUUID = srcHistory, tgtHistory
+	c.SourceCheckpoint, c.TargetCheckpoint = int64(srcSeq.LocalCheckpoint), int64(ti.Seq.LocalCheckpoint)
 	atSeqno := digests && srcAt == upTo
 	if atSeqno {
 		c.Match = c.SourceDigest == c.TargetDigest && c.SourceHistoryUUID == c.TargetHistoryUUID
 	} else {
 		c.Match = c.SourceDigest == c.TargetDigest && c.SourceHistoryUUID == c.TargetHistoryUUID &&
-			c.SourceCheckpoint == c.TargetCheckpoint && srcSeq.MaxSeqNo == ts.Seq.MaxSeqNo
+			c.SourceCheckpoint == c.TargetCheckpoint && srcSeq.MaxSeqNo == ti.Seq.MaxSeqNo
 	}
-	moving := !c.Match && !atSeqno && srcSeq.MaxSeqNo > ts.Seq.MaxSeqNo && c.SourceHistoryUUID == c.TargetHistoryUUID
+	moving := !c.Match && !atSeqno && srcSeq.MaxSeqNo > ti.Seq.MaxSeqNo && c.SourceHistoryUUID == c.TargetHistoryUUID
 	switch {
 	case c.Match && atSeqno:
 		c.Detail = fmt.Sprintf("the copy equals the source at seqno %d: same digest and history %s; local checkpoint %d",
-			upTo, ts.HistoryUUID, ts.Seq.LocalCheckpoint)
+			upTo, tgtHistory, ti.Seq.LocalCheckpoint)
 		if srcSeq.MaxSeqNo > upTo {
 			c.Detail += fmt.Sprintf(" (the source indexed up to %d meanwhile; those ops reach the copy by replication)", srcSeq.MaxSeqNo)
 		}
 	case c.Match && digests:
 		c.Detail = fmt.Sprintf("the copy equals the source: same digest, history %s, local checkpoint %d and max seqno %d",
-			ts.HistoryUUID, ts.Seq.LocalCheckpoint, ts.Seq.MaxSeqNo)
+			tgtHistory, ti.Seq.LocalCheckpoint, ti.Seq.MaxSeqNo)
 	case c.Match:
 		why := "verify-digest is never"
 		switch {
@@ -99,9 +107,9 @@ func (a *attempt) check(ctx context.Context) error {
 			why = "a snapshot plan reads nothing of the source's shard; verify-digest=always compares them"
 		}
 		c.Detail = fmt.Sprintf("history %s, local checkpoint %d and max seqno %d equal the source's; files verified by checksum (content digests not compared: %s)",
-			ts.HistoryUUID, ts.Seq.LocalCheckpoint, ts.Seq.MaxSeqNo, why)
+			tgtHistory, ti.Seq.LocalCheckpoint, ti.Seq.MaxSeqNo, why)
 	case moving:
-		c.Detail = fmt.Sprintf("the source indexed ops up to %d while the copy was checked (copy at %d); they reach it by replication", srcSeq.MaxSeqNo, ts.Seq.MaxSeqNo)
+		c.Detail = fmt.Sprintf("the source indexed ops up to %d while the copy was checked (copy at %d); they reach it by replication", srcSeq.MaxSeqNo, ti.Seq.MaxSeqNo)
 		if notAt != "" {
 			c.Detail += "; content digests not compared: " + notAt
 		}
@@ -110,7 +118,7 @@ func (a *attempt) check(ctx context.Context) error {
 			upTo, c.TargetDigest, c.SourceDigest, c.TargetHistoryUUID, c.SourceHistoryUUID, c.TargetCheckpoint, c.SourceCheckpoint)
 	default:
 		c.Detail = fmt.Sprintf("the copy differs from the source: digest %.12s vs %.12s, history %s vs %s, checkpoint %d vs %d, max seqno %d vs %d",
-			c.TargetDigest, c.SourceDigest, c.TargetHistoryUUID, c.SourceHistoryUUID, c.TargetCheckpoint, c.SourceCheckpoint, ts.Seq.MaxSeqNo, srcSeq.MaxSeqNo)
+			c.TargetDigest, c.SourceDigest, c.TargetHistoryUUID, c.SourceHistoryUUID, c.TargetCheckpoint, c.SourceCheckpoint, ti.Seq.MaxSeqNo, srcSeq.MaxSeqNo)
 	}
 	a.r.update(func(s *State) { s.Result = c })
 	if !c.Match && !moving {

@@ -9,10 +9,10 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/fsutil"
 	"github.com/recoverd/recoverd/internal/staging"
 	"github.com/recoverd/recoverd/planner"
-	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 )
 
@@ -22,13 +22,13 @@ import (
 // downloads fail. At most Config.Fetch.Parallel such calls run at once
 // (each streams up to Parallel files); a call waits only for other peer
 // calls, never for snapshot downloads.
-func (a *attempt) peerFetches(ctx context.Context, g *errgroup.Group, area *staging.Area) func([]shardstore.FileMeta) {
+func (a *attempt) peerFetches(ctx context.Context, g *errgroup.Group, area *staging.Area) func([]engine.FileMeta) {
 	parallel := a.m.cfg.Fetch.Parallel
 	if parallel <= 0 {
 		parallel = 4 // transfer's default
 	}
 	calls := make(chan struct{}, parallel)
-	return func(files []shardstore.FileMeta) {
+	return func(files []engine.FileMeta) {
 		g.Go(func() error {
 			select {
 			case calls <- struct{}{}:
@@ -67,7 +67,7 @@ func repositoryFailed(err error) bool {
 //   - the target's disk is full: the recovery fails; no fallback would
 //     find room either.
 func (a *attempt) download(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest, area *staging.Area,
-	toPeer func([]shardstore.FileMeta)) error {
+	toPeer func([]engine.FileMeta)) error {
 	m := a.m
 	hybrid := p.Kind == planner.KindHybrid
 	if manifest == nil || manifest.ID != p.SnapshotID {
@@ -115,7 +115,7 @@ func (a *attempt) download(ctx context.Context, p planner.Plan, manifest *snapsh
 		mu.Unlock()
 	}
 	// fileFailed routes a failure that is the file's own.
-	fileFailed := func(f shardstore.FileMeta, sf *snapshotFailure) {
+	fileFailed := func(f engine.FileMeta, sf *snapshotFailure) {
 		if !hybrid {
 			fail(sf)
 			return
@@ -126,7 +126,7 @@ func (a *attempt) download(ctx context.Context, p planner.Plan, manifest *snapsh
 			From: planner.KindHybrid, To: planner.KindPeer})
 		m.cfg.Metrics.fallbacks.WithLabelValues(fallbackCause(sf.err)).Inc()
 		settle(f.Name)
-		toPeer([]shardstore.FileMeta{f})
+		toPeer([]engine.FileMeta{f})
 	}
 	for _, f := range p.FromSnapshot {
 		entry, ok := manifest.Lookup(f.Name)
@@ -174,7 +174,7 @@ func (a *attempt) download(ctx context.Context, p planner.Plan, manifest *snapsh
 	if !errors.As(failed, &sf) {
 		return failed // nil, or this node's disk
 	}
-	var rest []shardstore.FileMeta
+	var rest []engine.FileMeta
 	for _, f := range p.FromSnapshot {
 		if !settled[f.Name] {
 			rest = append(rest, f)
@@ -188,7 +188,7 @@ func (a *attempt) download(ctx context.Context, p planner.Plan, manifest *snapsh
 // a whole); a hybrid plan hands rest, the files not downloaded, to the
 // source in one batch, and later plans of this recovery leave the
 // repository out.
-func (a *attempt) snapshotFailed(hybrid bool, sf *snapshotFailure, rest []shardstore.FileMeta, toPeer func([]shardstore.FileMeta)) error {
+func (a *attempt) snapshotFailed(hybrid bool, sf *snapshotFailure, rest []engine.FileMeta, toPeer func([]engine.FileMeta)) error {
 	if !hybrid {
 		return sf
 	}

@@ -7,9 +7,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/staging"
 	"github.com/recoverd/recoverd/planner"
-	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 	"github.com/recoverd/recoverd/transfer"
 )
@@ -21,7 +21,7 @@ import (
 // returned and the staging stays, for a re-plan.
 func (a *attempt) fetchVerifyPublish(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest) error {
 	a.r.setStage(StageFiles)
-	area, err := a.prepareStaging(p)
+	area, err := a.prepareStaging(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -49,14 +49,14 @@ func (a *attempt) fetchVerifyPublish(ctx context.Context, p planner.Plan, manife
 	for _, f := range area.Files() {
 		staged[f.Name] = true
 	}
-	for _, f := range append(append([]shardstore.FileMeta(nil), p.FromPeer...), p.FromSnapshot...) {
+	for _, f := range append(append([]engine.FileMeta(nil), p.FromPeer...), p.FromSnapshot...) {
 		if !staged[f.Name] {
 			return fmt.Errorf("file %s was not staged", f.Name)
 		}
 	}
 
 	a.r.setStage(StageFinalize)
-	all := make([]shardstore.FileMeta, 0, len(p.Reused)+len(p.FromSnapshot)+len(p.FromPeer))
+	all := make([]engine.FileMeta, 0, len(p.Reused)+len(p.FromSnapshot)+len(p.FromPeer))
 	all = append(append(append(all, p.Reused...), p.FromSnapshot...), p.FromPeer...)
 	commit := p.Commit
 	commit.PrimaryTerm = max(commit.PrimaryTerm, a.sourceTerm)
@@ -66,7 +66,7 @@ func (a *attempt) fetchVerifyPublish(ctx context.Context, p planner.Plan, manife
 	if err := area.Sync(all); err != nil {
 		return fmt.Errorf("publish the recovered files: %w", err)
 	}
-	if err := a.st.Publish(all, commit); err != nil {
+	if err := a.st.Publish(ctx, all, commit); err != nil {
 		return fmt.Errorf("publish the recovered files: %w", err)
 	}
 	area.Close()
@@ -81,11 +81,11 @@ func (a *attempt) fetchVerifyPublish(ctx context.Context, p planner.Plan, manife
 }
 
 // fetch copies files from the source into staging.
-func (a *attempt) fetch(ctx context.Context, files []shardstore.FileMeta, area *staging.Area) error {
+func (a *attempt) fetch(ctx context.Context, files []engine.FileMeta, area *staging.Area) error {
 	opts := a.m.cfg.Fetch
 	opts.Throttle = a.m.cfg.Throttle
 	opts.OnBytes = a.r.addBytes
-	opts.OnFileDone = func(f shardstore.FileMeta) { a.r.fileDone(f.Name) }
+	opts.OnFileDone = func(f engine.FileMeta) { a.r.fileDone(f.Name) }
 	opts.OnResume = func(file string, off int64, cause error) {
 		a.r.addResume()
 		a.m.cfg.Metrics.retries.WithLabelValues("peer_stream").Inc()

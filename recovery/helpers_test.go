@@ -3,8 +3,8 @@ package recovery
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/engine"
+	"github.com/recoverd/recoverd/engine/embedded"
 	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
@@ -28,68 +30,77 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var shardID = shardstore.ShardID{Index: "logs", Shard: 0}
+var shardID = engine.ShardID{Index: "logs", Shard: 0}
 
-// dirShards opens shards of one data directory (source or target side).
+// dirShards is the engine of one side (source or target): the reference
+// engine in process over one data directory, as recoverd runs it. drop
+// replaces it with a new one over the same directory.
 type dirShards struct {
 	dir  string
 	opts shardstore.Options
 	mu   sync.Mutex
-	open map[shardstore.ShardID]*shardstore.Shard
+	eng  *embedded.Engine
 }
 
+var _ engine.Engine = (*dirShards)(nil)
+
 func newDirShards(t *testing.T, opts shardstore.Options) *dirShards {
-	d := &dirShards{dir: t.TempDir(), opts: opts, open: map[shardstore.ShardID]*shardstore.Shard{}}
-	t.Cleanup(func() {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		for _, s := range d.open {
-			s.Close()
-		}
-	})
+	d := &dirShards{dir: t.TempDir(), opts: opts}
+	d.eng = d.open()
+	t.Cleanup(func() { d.cur().Close() })
 	return d
 }
 
-// get opens a shard; create makes a missing one, a real (committed) one
-// unless uncommitted (a recovery's target).
-func (d *dirShards) get(id shardstore.ShardID, create, uncommitted bool) (*shardstore.Shard, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if s, ok := d.open[id]; ok {
-		return s, nil
-	}
-	o := d.opts
-	o.Create, o.Uncommitted = create, uncommitted
-	s, err := shardstore.Open(d.dir, id, o)
-	if err != nil {
-		return nil, err
-	}
-	d.open[id] = s
-	return s, nil
+func (d *dirShards) open() *embedded.Engine {
+	opts := d.opts
+	opts.KeepStaging = true
+	return embedded.New(embedded.NewRegistry(d.dir, opts, slog.New(slog.DiscardHandler)))
 }
 
-func (d *dirShards) Shard(id shardstore.ShardID) (*shardstore.Shard, error) {
-	s, err := d.get(id, false, false)
-	if err == nil && !s.Committed() {
-		return nil, fmt.Errorf("%w: %w", shardstore.ErrNotFound, shardstore.ErrNoCommit)
-	}
-	return s, err
-}
-
-func (d *dirShards) RemoveUncommitted(id shardstore.ShardID) error {
+func (d *dirShards) cur() *embedded.Engine {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s, ok := d.open[id]
-	if !ok || s.Committed() {
-		return nil
+	return d.eng
+}
+
+// get opens a shard through the engine's registry; create makes a
+// missing one, a real (committed) one unless uncommitted (a recovery's
+// target).
+func (d *dirShards) get(id engine.ShardID, create, uncommitted bool) (*shardstore.Shard, error) {
+	reg := d.cur().Registry()
+	switch {
+	case uncommitted:
+		s, _, err := reg.OpenTarget(id)
+		return s, err
+	case create:
+		return reg.Create(id, true)
 	}
-	delete(d.open, id)
-	return errors.Join(s.Close(), os.RemoveAll(s.Path()))
+	return reg.Shard(id)
 }
-func (d *dirShards) OpenTarget(id shardstore.ShardID) (*shardstore.Shard, string, error) {
-	s, err := d.get(id, true, true)
-	return s, "", err
+
+func (d *dirShards) Version() engine.Version { return d.cur().Version() }
+func (d *dirShards) Shards(ctx context.Context) ([]engine.ShardStatus, error) {
+	return d.cur().Shards(ctx)
 }
+func (d *dirShards) Shard(ctx context.Context, id engine.ShardID) (engine.Shard, error) {
+	return d.cur().Shard(ctx, id)
+}
+func (d *dirShards) OpenTarget(ctx context.Context, id engine.ShardID) (engine.Target, string, error) {
+	return d.cur().OpenTarget(ctx, id)
+}
+func (d *dirShards) RemoveUncommitted(ctx context.Context, id engine.ShardID) error {
+	return d.cur().RemoveUncommitted(ctx, id)
+}
+func (d *dirShards) SweepUncommitted(ctx context.Context, keep map[engine.ShardID]bool) ([]engine.ShardID, error) {
+	return d.cur().SweepUncommitted(ctx, keep)
+}
+func (d *dirShards) RefuseWrites(ctx context.Context, id engine.ShardID, recoveryID string) error {
+	return d.cur().RefuseWrites(ctx, id, recoveryID)
+}
+func (d *dirShards) ResumeWrites(ctx context.Context, id engine.ShardID, recoveryID string) error {
+	return d.cur().ResumeWrites(ctx, id, recoveryID)
+}
+func (d *dirShards) Close() error { return d.cur().Close() }
 
 // faults injects errors into chosen PeerService methods: fail before the
 // call runs, lose the answer after it ran.
@@ -204,7 +215,7 @@ func newEnv(t *testing.T, srcOpts shardstore.Options, cfg Config) *env {
 		t.Fatal(err)
 	}
 	cfg.NodeID = "target"
-	cfg.Targets = e.tgt
+	cfg.Engine = e.tgt
 	cfg.Dial = func(context.Context, string) (pb.PeerServiceClient, error) { return pb.NewPeerServiceClient(conn), nil }
 	if cfg.Repo == nil {
 		cfg.Repo = e.repo
@@ -241,14 +252,14 @@ func (e *env) source() *shardstore.Shard {
 }
 
 func (e *env) target() *shardstore.Shard {
-	s, _, err := e.tgt.OpenTarget(shardID)
+	s, err := e.tgt.get(shardID, false, true)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return s
 }
 
-func write(t *testing.T, s *shardstore.Shard, n, from, size int) []shardstore.Op {
+func write(t *testing.T, s *shardstore.Shard, n, from, size int) []engine.Op {
 	t.Helper()
 	docs := make([]shardstore.Doc, n)
 	for i := range docs {
@@ -281,7 +292,7 @@ func digest(t *testing.T, s *shardstore.Shard) string {
 
 func (e *env) run(req StartRequest) State {
 	e.t.Helper()
-	if req.Shard == (shardstore.ShardID{}) {
+	if req.Shard == (engine.ShardID{}) {
 		req.Shard = shardID
 	}
 	req.Source = e.addr

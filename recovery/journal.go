@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/fsutil"
-	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/transfer"
 )
 
@@ -75,9 +75,31 @@ func (m *Manager) unjournal(id string) {
 }
 
 // Open loads the journal: recoveries that were running when the node
-// stopped resume, finished ones are listed until they expire. Call it
-// once, before serving, with the targets' shards openable.
-func (m *Manager) Open() error {
+// stopped resume (the engine refuses writes to their shards again),
+// finished ones are listed until they expire. Then it has the engine
+// delete the copies without a commit that recoveries which never
+// published left (Engine.SweepUncommitted), keeping those the resumed
+// recoveries write into. Call it once, before serving.
+func (m *Manager) Open(ctx context.Context) error {
+	if err := m.openJournal(); err != nil {
+		return err
+	}
+	keep := map[engine.ShardID]bool{}
+	for id := range m.ActiveStagings() {
+		keep[id] = true
+	}
+	removed, err := m.cfg.Engine.SweepUncommitted(ctx, keep)
+	if err != nil {
+		return fmt.Errorf("recovery: remove the copies unpublished recoveries left: %w", err)
+	}
+	if len(removed) > 0 {
+		m.cfg.Logger.Info("removed the copies without a commit that recoveries which never published left", "shards", fmt.Sprint(removed))
+	}
+	return nil
+}
+
+// openJournal resumes and lists the recoveries of the journal.
+func (m *Manager) openJournal() error {
 	if m.cfg.StateDir == "" {
 		return nil
 	}
@@ -104,7 +126,7 @@ func (m *Manager) Open() error {
 		if err == nil && je.ID+journalSuffix != e.Name() {
 			err = fmt.Errorf("it names recovery %q", je.ID)
 		}
-		if err != nil || shardstore.ValidateName(je.ID) != nil {
+		if err != nil || engine.ValidateName(je.ID) != nil {
 			m.cfg.Logger.Warn("unreadable recovery journal file removed", "file", path, "error", err)
 			os.Remove(path)
 			continue
@@ -179,6 +201,11 @@ func (m *Manager) resume(je journalEntry) {
 			cs, _ := cur.State()
 			err = fmt.Errorf("recovery %s of the same shard resumed too", cs.ID)
 		}
+	}
+	if err == nil {
+		// Refusals live in the engine's memory: refused again before the
+		// recovery writes (the engine may have restarted too).
+		err = m.refuseWrites(req)
 	}
 	if err != nil {
 		log.Error("a recovery interrupted by the node stopping cannot resume", "error", err)

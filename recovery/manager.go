@@ -15,8 +15,8 @@ import (
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/planner"
-	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 	"github.com/recoverd/recoverd/transfer"
 )
@@ -35,31 +35,17 @@ var (
 	errNodeStopping = errors.New("recovery: the node is stopping; the recovery resumes when it starts again")
 )
 
-// Targets opens the shards recoveries write into.
-type Targets interface {
-	// OpenTarget returns the open shard to recover into. One that does not
-	// exist is opened uncommitted (shardstore.Options.Uncommitted): it is
-	// no shard of the node (not listed, not served to peers, not
-	// snapshotted) until the recovery publishes. A shard whose commit
-	// cannot be read is moved aside, never deleted, and an uncommitted one
-	// takes its place; unreadable then says why, for the planner and the
-	// operator.
-	OpenTarget(id shardstore.ShardID) (s *shardstore.Shard, unreadable string, err error)
-	// RemoveUncommitted closes and deletes the shard if it is open without
-	// a commit (a recovery that created it ended without publishing); a
-	// shard with a commit is left alone.
-	RemoveUncommitted(id shardstore.ShardID) error
-	// Shard returns the shard if it exists on the node (an error wrapping
-	// shardstore.ErrNotFound if not), without creating or moving anything:
-	// planning alone must not change the node.
-	Shard(id shardstore.ShardID) (*shardstore.Shard, error)
-}
-
 // Config configures a node's recoveries.
 type Config struct {
 	// NodeID names this node in leases, pins and logs.
-	NodeID  string
-	Targets Targets
+	NodeID string
+	// Engine is the node's storage engine (package engine): recoveries
+	// open their targets in it, stage into it and publish through it, and
+	// it refuses primary writes to a shard while a recovery replaces it
+	// (Engine.RefuseWrites from Start until the recovery ends). Planning
+	// alone (a dry run, Explain, Precheck) asks it only Engine.Shard and
+	// changes nothing.
+	Engine engine.Engine
 	// Dial returns a PeerService client for a source address; the daemon
 	// keeps one connection per address.
 	Dial func(ctx context.Context, addr string) (pb.PeerServiceClient, error)
@@ -123,7 +109,7 @@ type Config struct {
 func (c *Config) defaults() {
 	if c.NodeID == "" {
 		c.NodeID, _ = os.Hostname()
-		if shardstore.ValidateName(c.NodeID) != nil {
+		if engine.ValidateName(c.NodeID) != nil {
 			c.NodeID = "node"
 		}
 	}
@@ -193,7 +179,7 @@ type Manager struct {
 
 	mu     sync.Mutex
 	all    map[string]*Recovery
-	active map[shardstore.ShardID]*Recovery
+	active map[engine.ShardID]*Recovery
 }
 
 // NewManager returns a manager; Close stops it.
@@ -205,13 +191,13 @@ func NewManager(cfg Config) *Manager {
 		slots:     make(chan struct{}, cfg.MaxConcurrent),
 		downloads: make(chan struct{}, cfg.MaxSnapshotDownloads),
 		all:       map[string]*Recovery{},
-		active:    map[shardstore.ShardID]*Recovery{},
+		active:    map[engine.ShardID]*Recovery{},
 	}
 }
 
 // StartRequest asks for one recovery.
 type StartRequest struct {
-	Shard  shardstore.ShardID
+	Shard  engine.ShardID
 	Source string // the source node's peer address
 	// ID names the recovery; empty picks one.
 	ID string
@@ -266,12 +252,43 @@ func (m *Manager) Start(req StartRequest) (*Recovery, error) {
 	r := newRecovery(State{ID: req.ID, Shard: req.Shard, Source: req.Source, Target: m.cfg.NodeID,
 		UseSnapshots: useSnap, DryRun: req.DryRun, AllowDataLoss: req.AllowDataLoss, Stage: StageQueued, Start: now,
 		Stages: []StageTiming{{Stage: StageQueued, Start: now}}})
+	if err := m.refuseWrites(req); err != nil {
+		return nil, err
+	}
 	m.launch(r, req, useSnap)
 	return r, nil
 }
 
+// engineCallTimeout bounds the node-wide engine calls the manager makes
+// outside a recovery's own context (refusing and resuming writes,
+// removing what an ended recovery created).
+const engineCallTimeout = 30 * time.Second
+
+// refuseWrites asks the engine to refuse primary writes to the shard req
+// recovers, from now until the recovery ends (resumeWrites): its publish
+// would drop them. A recovery the engine cannot refuse writes for is not
+// accepted. Call with m.mu held, before launch.
+func (m *Manager) refuseWrites(req StartRequest) error {
+	ctx, cancel := context.WithTimeout(m.ctx, engineCallTimeout)
+	defer cancel()
+	if err := m.cfg.Engine.RefuseWrites(ctx, req.Shard, req.ID); err != nil {
+		return fmt.Errorf("recovery: refuse writes to %s while recovery %s runs: %w", req.Shard, req.ID, err)
+	}
+	return nil
+}
+
+// resumeWrites lifts the refusal of recovery id on shard.
+func (m *Manager) resumeWrites(shard engine.ShardID, id string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), engineCallTimeout)
+	defer cancel()
+	if err := m.cfg.Engine.ResumeWrites(ctx, shard, id); err != nil {
+		log.Error("could not lift the write refusal of the ended recovery; the engine refuses writes to the shard until it restarts", "error", err)
+	}
+}
+
 // launch journals a queued recovery, registers it and runs it in the
-// background. Call with m.mu held.
+// background. Call with m.mu held, once the engine refuses writes to the
+// shard (refuseWrites).
 func (m *Manager) launch(r *Recovery, req StartRequest, useSnap bool) {
 	ctx, cancel := context.WithCancelCause(m.ctx)
 	r.cancel = cancel
@@ -362,10 +379,10 @@ func (m *Manager) Cancel(ctx context.Context, id, reason string) (*Recovery, err
 
 // ActiveStagings maps the shards being recovered to their recovery ids
 // (their staging directories must not be cleaned).
-func (m *Manager) ActiveStagings() map[shardstore.ShardID]string {
+func (m *Manager) ActiveStagings() map[engine.ShardID]string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[shardstore.ShardID]string, len(m.active))
+	out := make(map[engine.ShardID]string, len(m.active))
 	for id, r := range m.active {
 		s, _ := r.State()
 		out[id] = s.ID
@@ -385,14 +402,16 @@ func (m *Manager) Close() {
 // stopping reports whether ctx ended because the node is stopping.
 func stopping(ctx context.Context) bool { return errors.Is(context.Cause(ctx), errNodeStopping) }
 
-// unregister gives a finished recovery's shard back: writes, snapshots and
-// other recoveries may take it.
-func (m *Manager) unregister(r *Recovery, shard shardstore.ShardID) {
+// unregister gives a finished recovery's shard back: the engine takes
+// writes again, and snapshots and other recoveries may take it.
+func (m *Manager) unregister(r *Recovery, shard engine.ShardID, log *slog.Logger) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.active[shard] == r {
 		delete(m.active, shard)
+		s, _ := r.State()
+		m.resumeWrites(shard, s.ID, log)
 	}
-	m.mu.Unlock()
 }
 
 // pause journals a recovery stopped with the node, so that it resumes at

@@ -3,14 +3,14 @@ package recovery
 import (
 	"fmt"
 
-	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/engine"
 )
 
 // The names a recovery leaves on its source are derived from the recovery
 // id and the target node's id, so that two targets that happen to use the
 // same recovery id never share (renew, release) each other's lease. The
-// source bounds each of them to shardstore.MaxNameLen and checks the lease
-// id with shardstore.ValidateName, so Start refuses an id for which one of
+// source bounds each of them to engine.MaxNameLen and checks the lease
+// id with engine.ValidateName, so Start refuses an id for which one of
 // them would not fit: the source would refuse it only once the recovery
 // ran.
 
@@ -30,18 +30,18 @@ func pinName(node, recoveryID string, seq int) string {
 	return fmt.Sprintf("pin-%s-%s-%d", node, recoveryID, (seq-1)%maxPinSeq+1)
 }
 
-// checkNames reports, wrapping shardstore.ErrInvalidName, a recovery id
+// checkNames reports, wrapping engine.ErrInvalidName, a recovery id
 // (or node id) that makes a name the source would refuse.
 func checkNames(node, recoveryID string) error {
-	if err := shardstore.ValidateName(node); err != nil {
+	if err := engine.ValidateName(node); err != nil {
 		return fmt.Errorf("node id %q cannot name leases on a source: %w", node, err)
 	}
-	if err := shardstore.ValidateName(recoveryID); err != nil {
+	if err := engine.ValidateName(recoveryID); err != nil {
 		return fmt.Errorf("recovery id: %w", err)
 	}
 	if id := recoveryID; len(id) > maxIDLen(node) {
 		return fmt.Errorf("%w: recovery id is %d bytes long; at most %d are allowed on node %s, because a source accepts at most %d bytes for the lease id %q, the pin id %q and the holder %q derived from it",
-			shardstore.ErrInvalidName, len(id), maxIDLen(node), node, shardstore.MaxNameLen, leaseID(node, "<id>"), pinName(node, "<id>", maxPinSeq), holderName(node, "<id>"))
+			engine.ErrInvalidName, len(id), maxIDLen(node), node, engine.MaxNameLen, leaseID(node, "<id>"), pinName(node, "<id>", maxPinSeq), holderName(node, "<id>"))
 	}
 	return nil
 }
@@ -49,5 +49,5 @@ func checkNames(node, recoveryID string) error {
 // maxIDLen is the longest recovery id whose derived names all fit.
 func maxIDLen(node string) int {
 	longest := max(len(leaseID(node, "")), len(holderName(node, "")), len(pinName(node, "", maxPinSeq)))
-	return shardstore.MaxNameLen - longest
+	return engine.MaxNameLen - longest
 }

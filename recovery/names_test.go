@@ -12,6 +12,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/transfer"
 )
@@ -26,7 +27,7 @@ func TestRecoveryIDTooLongForTheSourceIsRefusedAtStart(t *testing.T) {
 	flush(t, src)
 	limit := maxIDLen("target")
 	tooLong := strings.Repeat("r", limit+1)
-	if _, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr, ID: tooLong}); !errors.Is(err, shardstore.ErrInvalidName) {
+	if _, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr, ID: tooLong}); !errors.Is(err, engine.ErrInvalidName) {
 		t.Fatalf("Start with a %d-byte id: %v, want ErrInvalidName", len(tooLong), err)
 	}
 	svc := NewService(e.m)
@@ -50,7 +51,7 @@ func TestTwoTargetsWithOneRecoveryIDHoldTheirOwnLeases(t *testing.T) {
 	write(t, src, 600, 0, 1024)
 	flush(t, src)
 	cfg := e.m.cfg
-	cfg.NodeID, cfg.Targets = "other", newDirShards(t, shardstore.Options{})
+	cfg.NodeID, cfg.Engine = "other", newDirShards(t, shardstore.Options{})
 	cfg.Throttle = transfer.NewThrottle(256 << 10)
 	m2 := NewManager(cfg)
 	defer m2.Close()

@@ -50,10 +50,13 @@ func (m *Manager) Precheck(ctx context.Context, req StartRequest) error {
 		return nil
 	}
 	a := &attempt{m: m, shard: req.Shard, allowDataLoss: req.AllowDataLoss, log: m.cfg.Logger}
-	if t, err := m.cfg.Targets.Shard(req.Shard); err == nil {
-		a.target = t
+	if sh, err := m.cfg.Engine.Shard(ctx, req.Shard); err == nil {
+		a.view = sh
 	}
-	in, _ := a.input(ctx, info, false, "")
+	in, _, err := a.input(ctx, info, false, "")
+	if err != nil {
+		return nil
+	}
 	p := planner.Compute(in)
 	if !p.Refused() {
 		return nil

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/shardstore"
@@ -111,7 +112,7 @@ func TestQueueHoldsRecoveriesBeyondTheLimit(t *testing.T) {
 	e := newEnv(t, shardstore.Options{}, Config{MaxConcurrent: 1, Throttle: transfer.NewThrottle(2 << 20)})
 	var rs []*Recovery
 	for i := 0; i < 3; i++ {
-		id := shardstore.ShardID{Index: "q", Shard: i}
+		id := engine.ShardID{Index: "q", Shard: i}
 		s, err := e.src.get(id, true, false)
 		if err != nil {
 			t.Fatal(err)
@@ -211,7 +212,7 @@ func failoverSource(t *testing.T, e *env) *snapshot.CreateResult {
 	if err := st.Publish(nil, primary.Metadata().Commit); err != nil {
 		t.Fatal(err)
 	}
-	var ops []shardstore.Op
+	var ops []engine.Op
 	for i := 0; i < 4; i++ {
 		ops = append(ops, write(t, primary, 500, i*500, 1024)...)
 		flush(t, primary)

@@ -1,6 +1,7 @@
 package recovery
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -18,7 +19,7 @@ func restartManager(t *testing.T, e *env) *Manager {
 	cfg.Metrics = NewMetrics(nil)
 	m := NewManager(cfg)
 	t.Cleanup(m.Close)
-	if err := m.Open(); err != nil {
+	if err := m.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return m

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/snapshot"
 	"github.com/recoverd/recoverd/transfer"
 )
@@ -55,7 +55,7 @@ func (m *Manager) end(r *Recovery, req StartRequest, log *slog.Logger, err error
 	}
 	// The shard is given back before the final stage shows: whoever sees
 	// the recovery done may write to the shard at once.
-	m.unregister(r, req.Shard)
+	m.unregister(r, req.Shard, log)
 	r.setStage(stage)
 	s, _ := r.State()
 	kind := "none"
@@ -95,7 +95,7 @@ func (m *Manager) runAttempts(ctx context.Context, r *Recovery, req StartRequest
 			_, err := transfer.GetShardInfo(ctx, client, req.Shard)
 			return err
 		})
-		if errors.Is(err, shardstore.ErrNotFound) {
+		if errors.Is(err, engine.ErrNotFound) {
 			return fmt.Errorf("the source %s does not hold shard %s; nothing was changed on this node: %w", req.Source, req.Shard, err)
 		}
 		if err != nil {
@@ -106,25 +106,33 @@ func (m *Manager) runAttempts(ctx context.Context, r *Recovery, req StartRequest
 	if req.DryRun {
 		// Plan on what is there, changing nothing: no shard is created or
 		// moved aside, and the planner sees the target's last commit.
-		a.target, err = m.cfg.Targets.Shard(req.Shard)
+		var sh engine.Shard
+		sh, err = m.cfg.Engine.Shard(ctx, req.Shard)
 		switch {
-		case errors.Is(err, shardstore.ErrNotFound):
-			a.target, err = nil, nil
+		case errors.Is(err, engine.ErrNotFound):
+			err = nil
 		case err != nil:
-			a.target, unreadable, err = nil, err.Error(), nil
+			unreadable, err = err.Error(), nil
+		default:
+			a.view = sh
 		}
 	} else {
-		a.target, unreadable, err = m.cfg.Targets.OpenTarget(req.Shard)
+		a.target, unreadable, err = m.cfg.Engine.OpenTarget(ctx, req.Shard)
 		if err != nil {
 			return fmt.Errorf("open target shard %s: %w", req.Shard, err)
 		}
+		a.view = a.target
 		if unreadable != "" {
 			log.Warn("target shard was unreadable; moved aside and recovering into an empty one", "cause", unreadable)
 		}
 		// The target's commit must hold all it has, for the planner to see
 		// it (a shard this recovery creates has none until it publishes).
-		if a.target.Committed() {
-			if err := a.target.Flush(); err != nil {
+		ti, err := a.target.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("read target shard %s: %w", req.Shard, err)
+		}
+		if ti.Committed {
+			if err := a.target.Flush(ctx); err != nil {
 				return fmt.Errorf("flush target shard %s: %w", req.Shard, err)
 			}
 		}
@@ -134,20 +142,22 @@ func (m *Manager) runAttempts(ctx context.Context, r *Recovery, req StartRequest
 			if stopping(ctx) {
 				return
 			}
-			if err := m.cfg.Targets.RemoveUncommitted(req.Shard); err != nil {
+			cctx, cancel := cleanupContext(ctx)
+			defer cancel()
+			if err := m.cfg.Engine.RemoveUncommitted(cctx, req.Shard); err != nil {
 				log.Error("could not remove the shard this recovery created and did not publish", "error", err)
 			}
 		}()
 		// What this recovery staged before the node restarted is its own.
-		if err := a.startStaging(); err != nil {
+		if err := a.startStaging(ctx); err != nil {
 			return fmt.Errorf("staging on target shard %s: %w", req.Shard, err)
 		}
 	}
 	defer func() { // unless published: then there is none
 		if stopping(ctx) {
-			a.suspendStaging()
+			a.suspendStaging(ctx)
 		} else {
-			a.dropStaging()
+			a.dropStaging(ctx)
 		}
 	}()
 	for replans := 0; ; replans++ {

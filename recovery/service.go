@@ -12,9 +12,9 @@ import (
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/planner"
-	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/transfer"
 )
 
@@ -68,7 +68,7 @@ func (s *Service) StartRecovery(ctx context.Context, req *pb.StartRecoveryReques
 // reported failed once the retry budget has passed. A request for a
 // recovery of the shard that already runs is not probed: Start answers it
 // (the running one, or AlreadyExists).
-func (s *Service) checkSource(ctx context.Context, shard shardstore.ShardID, id, addr string) error {
+func (s *Service) checkSource(ctx context.Context, shard engine.ShardID, id, addr string) error {
 	if err := ValidateSourceAddress(addr); err != nil {
 		return rpcerr.Statusf(ErrSourceAddress, "source_address: %v", err)
 	}
@@ -99,7 +99,7 @@ func (s *Service) GetRecovery(ctx context.Context, req *pb.GetRecoveryRequest) (
 }
 
 func (s *Service) ListRecoveries(ctx context.Context, req *pb.ListRecoveriesRequest) (*pb.ListRecoveriesResponse, error) {
-	var shard *shardstore.ShardID
+	var shard *engine.ShardID
 	if req.Shard != nil {
 		id, err := pbconv.ShardIDFromPB(req.Shard)
 		if err != nil {

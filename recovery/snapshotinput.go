@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/planner"
-	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 )
 
@@ -25,7 +25,7 @@ import (
 //
 // Recoveries plan with it and recoverctl plan explains with it, so that
 // both classify a repository alike.
-func SnapshotInput(ctx context.Context, repo snapshot.Repository, id shardstore.ShardID) (planner.Snapshot, *snapshot.Manifest) {
+func SnapshotInput(ctx context.Context, repo snapshot.Repository, id engine.ShardID) (planner.Snapshot, *snapshot.Manifest) {
 	if repo == nil {
 		return planner.Snapshot{State: planner.SnapshotDisabled}, nil
 	}

@@ -11,9 +11,9 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/recoverd/recoverd/api/rpcerr"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/staging"
 	"github.com/recoverd/recoverd/planner"
-	"github.com/recoverd/recoverd/shardstore"
 )
 
 // ErrNoSpace is the cause of a recovery refused because what its plan
@@ -95,7 +95,7 @@ func (a *attempt) checkSpace(p planner.Plan) error {
 // and its ops.
 func stageBytes(p planner.Plan, area *staging.Area) int64 {
 	n := p.OpsBytes
-	for _, f := range append(append([]shardstore.FileMeta(nil), p.FromPeer...), p.FromSnapshot...) {
+	for _, f := range append(append([]engine.FileMeta(nil), p.FromPeer...), p.FromSnapshot...) {
 		n += f.Length
 		if area == nil {
 			continue

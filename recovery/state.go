@@ -4,8 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/planner"
-	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 )
 
@@ -88,13 +88,13 @@ type Check struct {
 
 // State is a consistent copy of a recovery's state.
 type State struct {
-	ID           string             `json:"id"`
-	Shard        shardstore.ShardID `json:"shard"`
-	Source       string             `json:"source"`
-	Target       string             `json:"target"`
-	Stage        Stage              `json:"stage"`
-	UseSnapshots bool               `json:"use_snapshots"`
-	DryRun       bool               `json:"dry_run"`
+	ID           string         `json:"id"`
+	Shard        engine.ShardID `json:"shard"`
+	Source       string         `json:"source"`
+	Target       string         `json:"target"`
+	Stage        Stage          `json:"stage"`
+	UseSnapshots bool           `json:"use_snapshots"`
+	DryRun       bool           `json:"dry_run"`
 	// AllowDataLoss: the request accepts overwriting a target ahead of
 	// its source.
 	AllowDataLoss bool           `json:"allow_data_loss,omitempty"`
@@ -231,7 +231,7 @@ func (r *Recovery) setPlan(p planner.Plan) {
 		s.Files = s.Files[:0]
 		s.Totals = Totals{}
 		clear(r.fileIdx)
-		add := func(files []shardstore.FileMeta, src FileSource, c *Counts) {
+		add := func(files []engine.FileMeta, src FileSource, c *Counts) {
 			for _, f := range files {
 				fp := FileProgress{Name: f.Name, Length: f.Length, Source: src}
 				if src == Reused {

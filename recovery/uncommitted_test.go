@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/transfer"
 )
@@ -39,7 +40,7 @@ func TestFailedRecoveryOntoANewTargetLeavesNoShard(t *testing.T) {
 					t.Fatalf("no bytes moved: %s %s", s.Stage, s.Error)
 				}
 			}
-			if _, err := e.tgt.Shard(shardID); !errors.Is(err, shardstore.ErrNotFound) {
+			if _, err := e.tgt.Shard(context.Background(), shardID); !errors.Is(err, engine.ErrNotFound) {
 				t.Fatalf("while the recovery runs the target's shard is %v, want not found", err)
 			}
 			if shardstore.Exists(e.tgt.dir, shardID) {
@@ -57,7 +58,7 @@ func TestFailedRecoveryOntoANewTargetLeavesNoShard(t *testing.T) {
 			if string(s.Stage) != end {
 				t.Fatalf("recovery ended %s (%s), want %s", s.Stage, s.Error, end)
 			}
-			if _, err := e.tgt.Shard(shardID); !errors.Is(err, shardstore.ErrNotFound) {
+			if _, err := e.tgt.Shard(context.Background(), shardID); !errors.Is(err, engine.ErrNotFound) {
 				t.Fatalf("after the recovery %s the target's shard is %v, want not found", end, err)
 			}
 			if _, err := os.Stat(shardstore.Dir(e.tgt.dir, shardID)); !errors.Is(err, os.ErrNotExist) {

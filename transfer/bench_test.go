@@ -136,7 +136,7 @@ func BenchmarkWindows20msRTT(b *testing.B) {
 			[]grpc.DialOption{grpc.WithStaticStreamWindowSize(1 << 20), grpc.WithStaticConnWindowSize(4 << 20)}},
 	} {
 		b.Run(v.name, func(b *testing.B) {
-			srv := NewPeerServer(&shardMap{m: map[shardstore.ShardID]*shardstore.Shard{src.ID(): src}}, PeerServerConfig{})
+			srv := NewPeerServer(engineOf(b, src), PeerServerConfig{})
 			gs := grpc.NewServer(v.s...)
 			pb.RegisterPeerServiceServer(gs, srv)
 			lis, err := net.Listen("tcp", "127.0.0.1:0")

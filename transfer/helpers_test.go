@@ -3,6 +3,7 @@ package transfer
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/engine/embedded"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
@@ -24,19 +26,26 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// shardMap is a ShardProvider over shards opened by the test.
-type shardMap struct {
-	mu sync.Mutex
-	m  map[shardstore.ShardID]*shardstore.Shard
+// engines maps the source shards the tests create to the in-process
+// engine that holds each: the peer server serves them through it.
+var engines sync.Map // *shardstore.Shard -> *embedded.Engine
+
+// engineOf is the engine holding src (newSourceShard).
+func engineOf(t testing.TB, src *shardstore.Shard) *embedded.Engine {
+	t.Helper()
+	e, ok := engines.Load(src)
+	if !ok {
+		t.Fatalf("shard %s was not opened by newSourceShard", src.ID())
+	}
+	return e.(*embedded.Engine)
 }
 
-func (p *shardMap) Shard(id shardstore.ShardID) (*shardstore.Shard, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if s, ok := p.m[id]; ok {
-		return s, nil
-	}
-	return nil, fmt.Errorf("%w: %s", shardstore.ErrNotFound, id)
+// emptyEngine is an engine holding no shard.
+func emptyEngine(t testing.TB) *embedded.Engine {
+	t.Helper()
+	e := embedded.New(embedded.NewRegistry(t.TempDir(), shardstore.Options{}, slog.New(slog.DiscardHandler)))
+	t.Cleanup(func() { e.Close() })
+	return e
 }
 
 var testShard = shardstore.ShardID{Index: "books", Shard: 3}
@@ -81,13 +90,14 @@ type sourceSpec struct {
 // over spec.flushes segments, everything flushed.
 func newSourceShard(t testing.TB, dir string, spec sourceSpec) *shardstore.Shard {
 	t.Helper()
-	opts := spec.opts
-	opts.Create = true
-	s, err := shardstore.Open(dir, testShard, opts)
+	reg := embedded.NewRegistry(dir, spec.opts, slog.New(slog.DiscardHandler))
+	s, err := reg.Create(testShard, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	e := embedded.New(reg)
+	engines.Store(s, e)
+	t.Cleanup(func() { e.Close(); engines.Delete(s) })
 	r := rand.New(rand.NewPCG(1, uint64(spec.docs)))
 	flushes := max(spec.flushes, 1)
 	per := (spec.docs + flushes - 1) / flushes
@@ -133,7 +143,7 @@ type envOpts struct {
 // 127.0.0.1) and returns a client connected to it.
 func startEnv(t testing.TB, src *shardstore.Shard, o envOpts) *env {
 	t.Helper()
-	srv := NewPeerServer(&shardMap{m: map[shardstore.ShardID]*shardstore.Shard{src.ID(): src}}, o.cfg)
+	srv := NewPeerServer(engineOf(t, src), o.cfg)
 	sopts, dopts := ServerOptions(), DialOptions()
 	if o.grpcDefaults {
 		sopts, dopts = nil, nil

@@ -9,7 +9,6 @@ import (
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
-	"github.com/recoverd/recoverd/shardstore"
 )
 
 // The PeerServer's holder rules, called directly with the identity the
@@ -18,7 +17,7 @@ import (
 // holder.
 func TestPinsAndLeasesBelongToTheirHolder(t *testing.T) {
 	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 10, valueSize: 16})
-	srv := NewPeerServer(&shardMap{m: map[shardstore.ShardID]*shardstore.Shard{testShard: src}},
+	srv := NewPeerServer(engineOf(t, src),
 		PeerServerConfig{MaxPins: 4, MaxPinsPerHolder: 1, MaxLeasesPerHolder: 1})
 	t.Cleanup(func() { srv.Close() })
 	a, b, anon := WithPeerIdentity(context.Background(), "a"), WithPeerIdentity(context.Background(), "b"), context.Background()

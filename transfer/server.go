@@ -15,14 +15,17 @@ import (
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/seqno"
-	"github.com/recoverd/recoverd/shardstore"
 )
 
-// ShardProvider looks up a shard open on this node. It returns an error
-// wrapping shardstore.ErrNotFound for a shard the node does not hold.
+// ShardProvider is what the peer server needs of the node's engine: its
+// version, and its committed shards (engine.Engine is one). Shard is
+// called once per peer call (not per file chunk); it answers an error
+// wrapping engine.ErrNotFound for a shard the node does not hold.
 type ShardProvider interface {
-	Shard(id shardstore.ShardID) (*shardstore.Shard, error)
+	Version() engine.Version
+	Shard(ctx context.Context, id engine.ShardID) (engine.Shard, error)
 }
 
 // PeerServerConfig tunes a PeerServer; the zero value is usable.
@@ -52,7 +55,7 @@ type PeerServerConfig struct {
 	// (default 1000); OpBatchBytes ends a batch early (default 1 MiB).
 	OpBatchSize, OpBatchBytes int
 	// WriterVersion and MaxFormat are what this node reports (default
-	// shardstore.WriterVersion and shardstore.FormatVersion).
+	// the engine's Version).
 	WriterVersion string
 	MaxFormat     int
 	Logger        *slog.Logger
@@ -68,7 +71,7 @@ const (
 	maxOpBatchSize      = 100000
 )
 
-func (c *PeerServerConfig) defaults() {
+func (c *PeerServerConfig) defaults(v engine.Version) {
 	if c.ChunkSize <= 0 {
 		c.ChunkSize = DefaultChunkSize
 	}
@@ -96,10 +99,10 @@ func (c *PeerServerConfig) defaults() {
 		c.OpBatchBytes = defaultOpBatchBytes
 	}
 	if c.WriterVersion == "" {
-		c.WriterVersion = shardstore.WriterVersion
+		c.WriterVersion = v.Writer
 	}
 	if c.MaxFormat <= 0 {
-		c.MaxFormat = shardstore.FormatVersion
+		c.MaxFormat = v.MaxFormat
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -152,7 +155,7 @@ type PeerServer struct {
 
 // NewPeerServer returns a PeerServer serving the shards of p.
 func NewPeerServer(p ShardProvider, cfg PeerServerConfig) *PeerServer {
-	cfg.defaults()
+	cfg.defaults(p.Version())
 	return &PeerServer{shards: p, cfg: cfg, log: cfg.Logger, pins: map[string]*pin{}}
 }
 
@@ -188,7 +191,7 @@ func (s *PeerServer) Close() error {
 	s.mu.Unlock()
 	var errs []error
 	for _, p := range release {
-		errs = append(errs, p.ref.Release())
+		errs = append(errs, p.release())
 	}
 	return errors.Join(errs...)
 }
@@ -197,55 +200,57 @@ func invalid(format string, args ...any) error {
 	return status.Errorf(codes.InvalidArgument, format, args...)
 }
 
-func (s *PeerServer) shard(m *pb.ShardId) (*shardstore.Shard, shardstore.ShardID, error) {
+func (s *PeerServer) shard(ctx context.Context, m *pb.ShardId) (engine.Shard, engine.ShardID, error) {
 	id, err := pbconv.ShardIDFromPB(m)
 	if err != nil {
 		return nil, id, invalid("%v", err)
 	}
-	sh, err := s.shards.Shard(id)
+	sh, err := s.shards.Shard(ctx, id)
 	if err != nil {
-		if errors.Is(err, shardstore.ErrNotFound) {
+		if errors.Is(err, engine.ErrNotFound) {
 			// Also for a shard a recovery is creating here (it wraps
 			// ErrNoCommit too): peers are told this node does not hold it.
-			return nil, id, rpcerr.Statusf(shardstore.ErrNotFound, "shard %s is not on this node: %v", id, err)
+			return nil, id, rpcerr.Statusf(engine.ErrNotFound, "shard %s is not on this node: %v", id, err)
 		}
 		return nil, id, rpcerr.ToStatus(err)
 	}
 	return sh, id, nil
 }
 
-func (s *PeerServer) info(sh *shardstore.Shard, meta shardstore.Metadata) *pb.ShardInfo {
-	st := sh.Stats()
-	leases := sh.Leases()
-	ttl := leases.TTL()
-	live := leases.List()
-	pl := make([]*pb.RetentionLease, len(live))
-	for i, l := range live {
-		pl[i] = pbconv.Lease(l, ttl)
+// info is the peer API's view of a copy: in is its Info, meta the commit
+// to report (the current one, or a pinned one).
+func (s *PeerServer) info(in engine.ShardInfo, meta engine.Metadata) *pb.ShardInfo {
+	pl := make([]*pb.RetentionLease, len(in.Leases))
+	for i, l := range in.Leases {
+		pl[i] = pbconv.Lease(l, in.LeaseTTL)
 	}
 	return &pb.ShardInfo{
-		Shard: pbconv.ShardID(sh.ID()), Metadata: pbconv.Metadata(meta), Seqno: pbconv.Stats(st.Seq),
-		RetainedOps: pbconv.Range(sh.RetainedOps()), Leases: pl,
-		WriterVersion: s.cfg.WriterVersion, MaxFormat: int32(s.cfg.MaxFormat), PrimaryTerm: st.PrimaryTerm,
-		AvgOpBytes: sh.AvgOpBytes(),
+		Shard: pbconv.ShardID(in.ID), Metadata: pbconv.Metadata(meta), Seqno: pbconv.Stats(in.Seq),
+		RetainedOps: pbconv.Range(in.Retained), Leases: pl,
+		WriterVersion: s.cfg.WriterVersion, MaxFormat: int32(s.cfg.MaxFormat), PrimaryTerm: in.PrimaryTerm,
+		AvgOpBytes: in.AvgOpBytes,
 	}
 }
 
 // GetShardMetadata implements PeerService.
-func (s *PeerServer) GetShardMetadata(_ context.Context, req *pb.GetShardMetadataRequest) (*pb.GetShardMetadataResponse, error) {
-	sh, _, err := s.shard(req.GetShard())
+func (s *PeerServer) GetShardMetadata(ctx context.Context, req *pb.GetShardMetadataRequest) (*pb.GetShardMetadataResponse, error) {
+	sh, _, err := s.shard(ctx, req.GetShard())
 	if err != nil {
 		return nil, err
 	}
-	return &pb.GetShardMetadataResponse{Info: s.info(sh, sh.Metadata())}, nil
+	in, err := sh.Info(ctx)
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	return &pb.GetShardMetadataResponse{Info: s.info(in, in.Meta)}, nil
 }
 
 // GetShardDigest implements PeerService: the digest of the content at
-// up_to_seqno (shardstore.DigestAt), from the current commit or, when that
-// holds ops past up_to_seqno, from the caller's pinned commit. The shard
-// takes writes while it runs; the call's context cancels it.
+// up_to_seqno (engine.Reader.DigestAt), from the current commit or, when
+// that holds ops past up_to_seqno, from the caller's pinned commit. The
+// shard takes writes while it runs; the call's context cancels it.
 func (s *PeerServer) GetShardDigest(ctx context.Context, req *pb.GetShardDigestRequest) (*pb.GetShardDigestResponse, error) {
-	sh, id, err := s.shard(req.GetShard())
+	sh, id, err := s.shard(ctx, req.GetShard())
 	if err != nil {
 		return nil, err
 	}
@@ -255,14 +260,14 @@ func (s *PeerServer) GetShardDigest(ctx context.Context, req *pb.GetShardDigestR
 			return nil, invalid("up_to_seqno %d is below %d", upTo, seqno.NoOpsPerformed)
 		}
 	}
-	var base *shardstore.CommitRef
+	var base engine.Pin
 	if req.PinId != "" {
 		p, done, err := s.usePin(ctx, req.PinId, id)
 		if err != nil {
 			return nil, err
 		}
 		defer done()
-		base = p.ref
+		base = p.pin
 	}
 	d, at, err := sh.DigestAt(ctx, nil, upTo)
 	if errors.Is(err, seqno.ErrCompacted) && base != nil {
@@ -271,6 +276,9 @@ func (s *PeerServer) GetShardDigest(ctx context.Context, req *pb.GetShardDigestR
 	if err != nil {
 		return nil, rpcerr.ToStatus(err)
 	}
-	st := sh.Stats()
-	return &pb.GetShardDigestResponse{Digest: d, HistoryUuid: st.HistoryUUID, Seqno: pbconv.Stats(st.Seq), UpToSeqno: proto.Int64(int64(at))}, nil
+	in, err := sh.Info(ctx)
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	return &pb.GetShardDigestResponse{Digest: d, HistoryUuid: in.Meta.Commit.HistoryUUID, Seqno: pbconv.Stats(in.Seq), UpToSeqno: proto.Int64(int64(at))}, nil
 }

@@ -2,7 +2,9 @@ package transfer
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"os"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -10,7 +12,7 @@ import (
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
-	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/engine"
 )
 
 const incompressibleFiles = 3
@@ -24,7 +26,7 @@ func (s *PeerServer) FetchFile(req *pb.FetchFileRequest, stream pb.PeerService_F
 	if req.PinId == "" {
 		return invalid("pin_id is required: pin the commit with PinCommit first")
 	}
-	if err := shardstore.ValidateName(req.Name); err != nil {
+	if err := engine.ValidateName(req.Name); err != nil {
 		return invalid("file name: %v", err)
 	}
 	p, done, err := s.usePin(stream.Context(), req.PinId, id)
@@ -32,14 +34,21 @@ func (s *PeerServer) FetchFile(req *pb.FetchFileRequest, stream pb.PeerService_F
 		return err
 	}
 	defer done()
-	meta := p.ref.Metadata()
-	if _, ok := meta.Lookup(req.Name); !ok {
+	meta := p.meta
+	fm, ok := meta.Lookup(req.Name)
+	if !ok {
 		return rpcerr.Errorf(codes.NotFound, pb.ErrorReason_FILE_NOT_FOUND, "file %s is not in commit %d of shard %s (pin %s)",
 			req.Name, meta.Generation, id, p.id)
 	}
-	f, fm, err := p.ref.Open(req.Name)
+	// The bytes are read here, from the path the engine's pin hands out
+	// on the shared data volume: they never cross the engine contract.
+	path, err := p.pin.Path(req.Name)
 	if err != nil {
 		return rpcerr.ToStatus(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return rpcerr.ToStatus(fmt.Errorf("open %s of pinned commit %d of %s: %w", req.Name, meta.Generation, id, err))
 	}
 	defer f.Close()
 	if req.Offset < 0 || req.Offset > fm.Length {

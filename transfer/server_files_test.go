@@ -128,7 +128,7 @@ func TestSendFileCompressionHeuristic(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	text := textValue(r, 4*MinChunkSize)
 	random := randomValue(r, 4*MinChunkSize)
-	srv := NewPeerServer(&shardMap{}, PeerServerConfig{})
+	srv := NewPeerServer(emptyEngine(t), PeerServerConfig{})
 	defer srv.Close()
 	for _, tc := range []struct {
 		name string

@@ -7,86 +7,86 @@ import (
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/seqno"
-	"github.com/recoverd/recoverd/shardstore"
 )
 
-func (s *PeerServer) leaseResp(sh *shardstore.Shard, l seqno.RetentionLease) *pb.RetentionLease {
-	return pbconv.Lease(l, sh.Leases().TTL())
+// leaseResp answers a lease with the copy's lease TTL (one Info call).
+func (s *PeerServer) leaseResp(ctx context.Context, sh engine.Shard, l seqno.RetentionLease) (*pb.RetentionLease, error) {
+	in, err := sh.Info(ctx)
+	if err != nil {
+		return nil, rpcerr.ToStatus(err)
+	}
+	return pbconv.Lease(l, in.LeaseTTL), nil
 }
 
 // AcquireLease implements PeerService.
 func (s *PeerServer) AcquireLease(ctx context.Context, req *pb.AcquireLeaseRequest) (*pb.AcquireLeaseResponse, error) {
-	sh, id, err := s.shard(req.GetShard())
+	sh, id, err := s.shard(ctx, req.GetShard())
 	if err != nil {
 		return nil, err
 	}
-	if err := shardstore.ValidateName(req.LeaseId); err != nil {
+	if err := engine.ValidateName(req.LeaseId); err != nil {
 		return nil, invalid("lease_id: %v", err)
 	}
 	if req.RetainingSeqno < 0 {
 		return nil, invalid("retaining_seqno %d is negative", req.RetainingSeqno)
 	}
-	if len(req.Source) > shardstore.MaxNameLen {
-		return nil, invalid("lease source is %d bytes long, at most %d allowed", len(req.Source), shardstore.MaxNameLen)
+	if len(req.Source) > engine.MaxNameLen {
+		return nil, invalid("lease source is %d bytes long, at most %d allowed", len(req.Source), engine.MaxNameLen)
 	}
-	l, err := sh.Leases().AddHeld(req.LeaseId, seqno.SeqNo(req.RetainingSeqno), req.Source, PeerIdentity(ctx), s.cfg.MaxLeasesPerHolder)
+	l, err := sh.AcquireLease(ctx, engine.LeaseRequest{ID: req.LeaseId, RetainingSeqNo: seqno.SeqNo(req.RetainingSeqno), Source: req.Source,
+		Holder: PeerIdentity(ctx), MaxPerHolder: s.cfg.MaxLeasesPerHolder})
 	if err != nil {
 		return nil, rpcerr.ToStatus(fmt.Errorf("shard %s: %w", id, err))
 	}
 	s.log.Debug("retention lease acquired", "shard", id.String(), "lease", l.ID, "retaining", l.RetainingSeqNo, "source", l.Source, "holder", l.Holder)
-	return &pb.AcquireLeaseResponse{Lease: s.leaseResp(sh, l)}, nil
+	resp, err := s.leaseResp(ctx, sh, l)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.AcquireLeaseResponse{Lease: resp}, nil
 }
 
 // RenewLease implements PeerService.
 func (s *PeerServer) RenewLease(ctx context.Context, req *pb.RenewLeaseRequest) (*pb.RenewLeaseResponse, error) {
-	sh, id, err := s.shard(req.GetShard())
+	sh, id, err := s.shard(ctx, req.GetShard())
 	if err != nil {
 		return nil, err
 	}
-	if err := shardstore.ValidateName(req.LeaseId); err != nil {
+	if err := engine.ValidateName(req.LeaseId); err != nil {
 		return nil, invalid("lease_id: %v", err)
 	}
-	cur, held := findLease(sh.Leases().List(), req.LeaseId)
-	retaining := cur.RetainingSeqNo
+	retaining := seqno.Unassigned // keeps the lease's
 	if req.RetainingSeqno != nil {
-		retaining = seqno.SeqNo(*req.RetainingSeqno)
-		if retaining < 0 {
+		if retaining = seqno.SeqNo(*req.RetainingSeqno); retaining < 0 {
 			return nil, invalid("retaining_seqno %d is negative", retaining)
-		}
-		if held && retaining < cur.RetainingSeqNo {
-			return nil, invalid("retention lease %s retains from %v; a renewal may raise that, not lower it to %v",
-				req.LeaseId, cur.RetainingSeqNo, retaining)
 		}
 	}
 	// An unknown or expired lease answers ErrLeaseLost (and an expired one
-	// is dropped durably), whatever the seqno.
-	l, err := sh.Leases().RenewHeld(req.LeaseId, PeerIdentity(ctx), retaining)
+	// is dropped durably), whatever the seqno; lowering the retaining
+	// seqno of a live one ErrInvalidArgument.
+	l, err := sh.RenewLease(ctx, req.LeaseId, PeerIdentity(ctx), retaining)
 	if err != nil {
 		return nil, rpcerr.ToStatus(fmt.Errorf("shard %s: %w", id, err))
 	}
-	return &pb.RenewLeaseResponse{Lease: s.leaseResp(sh, l)}, nil
-}
-
-func findLease(ls []seqno.RetentionLease, id string) (seqno.RetentionLease, bool) {
-	for _, l := range ls {
-		if l.ID == id {
-			return l, true
-		}
+	resp, err := s.leaseResp(ctx, sh, l)
+	if err != nil {
+		return nil, err
 	}
-	return seqno.RetentionLease{}, false
+	return &pb.RenewLeaseResponse{Lease: resp}, nil
 }
 
 // ReleaseLease implements PeerService.
 func (s *PeerServer) ReleaseLease(ctx context.Context, req *pb.ReleaseLeaseRequest) (*pb.ReleaseLeaseResponse, error) {
-	sh, id, err := s.shard(req.GetShard())
+	sh, id, err := s.shard(ctx, req.GetShard())
 	if err != nil {
 		return nil, err
 	}
-	if err := shardstore.ValidateName(req.LeaseId); err != nil {
+	if err := engine.ValidateName(req.LeaseId); err != nil {
 		return nil, invalid("lease_id: %v", err)
 	}
-	if err := sh.Leases().RemoveHeld(req.LeaseId, PeerIdentity(ctx)); err != nil {
+	if err := sh.ReleaseLease(ctx, req.LeaseId, PeerIdentity(ctx)); err != nil {
 		return nil, rpcerr.ToStatus(fmt.Errorf("shard %s: release lease %s: %w", id, req.LeaseId, err))
 	}
 	return &pb.ReleaseLeaseResponse{}, nil

@@ -12,13 +12,13 @@ import (
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/seqno"
-	"github.com/recoverd/recoverd/shardstore"
 )
 
 // FetchOps implements PeerService.
 func (s *PeerServer) FetchOps(req *pb.FetchOpsRequest, stream pb.PeerService_FetchOpsServer) error {
-	sh, id, err := s.shard(req.GetShard())
+	sh, id, err := s.shard(stream.Context(), req.GetShard())
 	if err != nil {
 		return err
 	}
@@ -41,22 +41,29 @@ type opSender interface {
 	Send(*pb.OpBatch) error
 }
 
-func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh *shardstore.Shard, id shardstore.ShardID, r seqno.Range, history string, batchSize int) error {
-	st := sh.Stats()
-	if st.HistoryUUID != history {
+// sendOps streams the ops of r: one Info (to answer a history, range or
+// compaction mismatch in words), then the engine's ReadOps batches,
+// re-batched to what the client asked for.
+func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh engine.Shard, id engine.ShardID, r seqno.Range, history string, batchSize int) error {
+	in, err := sh.Info(ctx)
+	if err != nil {
+		return rpcerr.ToStatus(err)
+	}
+	st := in.Seq
+	if h := in.Meta.Commit.HistoryUUID; h != history {
 		return rpcerr.Statusf(ErrHistoryMismatch,
 			"shard %s on this node has history %s, the request expects %s: copies of different histories never exchange ops; re-plan (a file copy is needed)",
-			id, st.HistoryUUID, history)
+			id, h, history)
 	}
 	if r.Empty() {
 		return nil
 	}
-	if retained := sh.RetainedOps(); r.From < retained.From {
+	if retained := in.Retained; r.From < retained.From {
 		return rpcerr.Statusf(seqno.ErrCompacted,
 			"ops from %v asked, shard %s retains ops from %v only: a file copy is needed", r.From, id, retained.From)
 	}
-	if r.To > st.Seq.MaxSeqNo {
-		return status.Errorf(codes.OutOfRange, "ops up to %v asked, shard %s has seen ops up to %v only", r.To, id, st.Seq.MaxSeqNo)
+	if r.To > st.MaxSeqNo {
+		return status.Errorf(codes.OutOfRange, "ops up to %v asked, shard %s has seen ops up to %v only", r.To, id, st.MaxSeqNo)
 	}
 	var (
 		ops   = make([]*pb.Op, 0, min(batchSize, 1024))
@@ -81,12 +88,14 @@ func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh *shardstore.S
 	}
 	errSend := errors.New("send")
 	var sendErr error
-	err := sh.ReadOps(r, func(op shardstore.Op) error {
-		ops = append(ops, pbconv.Op(op))
-		bytes += len(op.Key) + len(op.Value) + 32
-		if len(ops) >= batchSize || bytes >= s.throttledMessageBytes(s.cfg.OpBatchBytes) {
-			if sendErr = flush(); sendErr != nil {
-				return errSend
+	err = sh.ReadOps(ctx, engine.OpsRequest{Range: r, History: history}, func(batch []engine.Op) error {
+		for _, op := range batch {
+			ops = append(ops, pbconv.Op(op))
+			bytes += len(op.Key) + len(op.Value) + 32
+			if len(ops) >= batchSize || bytes >= s.throttledMessageBytes(s.cfg.OpBatchBytes) {
+				if sendErr = flush(); sendErr != nil {
+					return errSend
+				}
 			}
 		}
 		return ctx.Err()

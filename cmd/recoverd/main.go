@@ -192,7 +192,8 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	throttle := transfer.NewThrottle(cfg.Throttle)
 
 	shards := embedded.NewRegistry(cfg.Data, shardstore.Options{RetainOps: cfg.RetainOps, LeaseTTL: cfg.LeaseTTL, KeepStaging: true, Logger: log}, log)
-	defer shards.CloseAll()
+	eng := embedded.New(shards)
+	defer eng.Close()
 	if err := shards.OpenAll(); err != nil {
 		return err
 	}
@@ -205,7 +206,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	if err != nil {
 		return fmt.Errorf("snapshot repository: %w", err)
 	}
-	peerSrv := transfer.NewPeerServer(shards, transfer.PeerServerConfig{ChunkSize: int(cfg.ChunkSize), DisableCompression: !cfg.Compression,
+	peerSrv := transfer.NewPeerServer(eng, transfer.PeerServerConfig{ChunkSize: int(cfg.ChunkSize), DisableCompression: !cfg.Compression,
 		Throttle: throttle, MaxPins: cfg.MaxOutgoing, MaxPinsPerHolder: cfg.MaxPinsPerHolder, MaxLeasesPerHolder: cfg.MaxLeasesPerHolder, Logger: log})
 	defer peerSrv.Close()
 	registerPeerMetrics(reg, peerSrv, shards)
@@ -223,7 +224,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	dialer := &peers{opts: append(transfer.DialOptions(), sec.dialCreds()), conns: map[string]*grpc.ClientConn{}}
 	defer dialer.close()
 	mgr := recovery.NewManager(recovery.Config{
-		NodeID: cfg.NodeID, Targets: shards, Dial: dialer.dial, Repo: repo, UseSnapshots: cfg.UseSnapshots,
+		NodeID: cfg.NodeID, Engine: eng, Dial: dialer.dial, Repo: repo, UseSnapshots: cfg.UseSnapshots,
 		Throttle: throttle, MaxConcurrent: cfg.MaxRecoveries, MaxSnapshotDownloads: cfg.MaxSnapshotDownloads,
 		Fetch: transfer.FetchOptions{Parallel: cfg.ParallelFiles, ChunkSize: int(cfg.ChunkSize), NoCompression: !cfg.Compression,
 			IdleTimeout: cfg.IdleTimeout, Retry: peerRetry},
@@ -234,17 +235,10 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 		},
 		Metrics: recovery.NewMetrics(reg), Logger: log,
 	})
-	if err := mgr.Open(); err != nil {
+	if err := mgr.Open(ctx); err != nil {
 		return err
 	}
 	defer mgr.Close()
-	keep := map[shardstore.ShardID]bool{}
-	for id := range mgr.ActiveStagings() {
-		keep[id] = true
-	}
-	if _, err := shards.SweepUncommitted(keep); err != nil {
-		return err
-	}
 	snapSvc := &snapshotService{repo: repo, shards: shards, throttle: throttle, deletionDelay: cfg.DeletionDelay, recovering: mgr.ActiveStagings}
 
 	// Cleanup: at start (the shards are open) and every --cleanup-interval.
@@ -272,7 +266,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	control := grpc.NewServer(append(append(transfer.ServerOptions(), sec.controlCreds()), sec.interceptors()...)...)
 	pb.RegisterRecoveryServiceServer(control, recovery.NewService(mgr))
 	pb.RegisterSnapshotServiceServer(control, snapSvc)
-	pb.RegisterShardServiceServer(control, &shardService{shards: shards, recovering: mgr.ActiveStagings})
+	pb.RegisterShardServiceServer(control, &shardService{shards: shards})
 	healthpb.RegisterHealthServer(control, healthSrv)
 	reflection.Register(control)
 	peer := grpc.NewServer(append(append(transfer.ServerOptions(), sec.peerCreds()), sec.peerInterceptors()...)...)

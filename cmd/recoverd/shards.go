@@ -16,29 +16,20 @@ import (
 )
 
 // shardService implements ShardService: the reference engine over gRPC.
+// A shard a recovery is replacing takes no primary writes, merges or
+// promotions until it ends: the recovery has the engine refuse them
+// (Engine.RefuseWrites), and they answer shardstore.ErrWritesRefused,
+// FailedPrecondition naming the recovery. Replicated ops (Apply) are
+// accepted: the recovery's catch-up fetches them from the source anyway.
 type shardService struct {
 	pb.UnimplementedShardServiceServer
 	shards *embedded.Registry
-	// recovering reports the shards a recovery is rebuilding on this node:
-	// they take no primary writes, merges or promotions until it ends (its
-	// publish would replace what they wrote). Replicated ops (Apply) are
-	// accepted: the recovery's catch-up fetches them from the source anyway.
-	recovering func() map[shardstore.ShardID]string
 }
 
-// writable refuses a write to a shard being recovered.
+// writable is the shard a primary write goes to; the shard refuses it
+// while a recovery replaces it.
 func (s *shardService) writable(m *pb.ShardId) (*shardstore.Shard, error) {
-	sh, err := s.shard(m)
-	if err != nil {
-		return nil, err
-	}
-	if s.recovering != nil {
-		if id, ok := s.recovering()[sh.ID()]; ok {
-			return nil, rpcerr.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
-				"shard %s is being recovered by %s; write to it once the recovery is done (or cancel it)", sh.ID(), id)
-		}
-	}
-	return sh, nil
+	return s.shard(m)
 }
 
 func (s *shardService) shard(m *pb.ShardId) (*shardstore.Shard, error) {
@@ -47,12 +38,6 @@ func (s *shardService) shard(m *pb.ShardId) (*shardstore.Shard, error) {
 		return nil, rpcerr.Errorf(codes.InvalidArgument, rpcerr.NoReason, "shard: %v", err)
 	}
 	sh, err := s.shards.Shard(id)
-	if errors.Is(err, shardstore.ErrNoCommit) && s.recovering != nil {
-		if rid, ok := s.recovering()[id]; ok {
-			return nil, rpcerr.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
-				"shard %s is being created by recovery %s onto this node; it exists once the recovery publishes (or cancel it)", id, rid)
-		}
-	}
 	if err != nil {
 		return nil, shardErr(id, err)
 	}
@@ -66,7 +51,8 @@ func shardErr(id shardstore.ShardID, err error) error {
 	msg := fmt.Sprintf("shard %s: %v", id, err)
 	switch {
 	case errors.Is(err, shardstore.ErrNoCommit):
-		msg = fmt.Sprintf("shard %s is being created by a recovery onto this node; it exists once the recovery publishes", id)
+		// The engine names the recovery creating it.
+		msg = err.Error()
 	case errors.Is(err, shardstore.ErrNotFound):
 		msg = fmt.Sprintf("shard %s does not exist on this node", id)
 	case errors.Is(err, shardstore.ErrInvalidName):
@@ -199,7 +185,7 @@ func (s *shardService) Merge(ctx context.Context, req *pb.MergeRequest) (*pb.Mer
 		return nil, err
 	}
 	if err := sh.Merge(); err != nil {
-		return nil, rpcerr.Errorf(codes.Internal, rpcerr.NoReason, "merge: %v", err)
+		return nil, rpcerr.StatusOrf(err, codes.Internal, "merge: %v", err)
 	}
 	return &pb.MergeResponse{Stats: pbconv.ShardStats(sh.Stats())}, nil
 }
@@ -231,7 +217,7 @@ func (s *shardService) Promote(ctx context.Context, req *pb.PromoteRequest) (*pb
 		return nil, err
 	}
 	if err := sh.Promote(); err != nil {
-		return nil, rpcerr.Errorf(codes.Internal, rpcerr.NoReason, "promote: %v", err)
+		return nil, rpcerr.StatusOrf(err, codes.Internal, "promote: %v", err)
 	}
 	return &pb.PromoteResponse{Stats: pbconv.ShardStats(sh.Stats())}, nil
 }

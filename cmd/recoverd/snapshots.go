@@ -72,7 +72,7 @@ func (s *snapshotService) CreateSnapshot(ctx context.Context, req *pb.CreateSnap
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	sh, err := (&shardService{shards: s.shards, recovering: s.recovering}).shard(req.Shard)
+	sh, err := (&shardService{shards: s.shards}).shard(req.Shard)
 	if err != nil {
 		return nil, err
 	}

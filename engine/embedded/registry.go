@@ -7,7 +7,9 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -114,14 +116,20 @@ func (r *Registry) Shard(id shardstore.ShardID) (*shardstore.Shard, error) {
 	defer r.mu.Unlock()
 	s, err := r.openLocked(id, false, false)
 	if err == nil && !s.Committed() {
-		return nil, errRecovering(id)
+		return nil, r.errRecoveringLocked(id)
 	}
 	return s, err
 }
 
-func errRecovering(id shardstore.ShardID) error {
-	return fmt.Errorf("%w: %w: shard %s is being created by a recovery onto this node and exists once it publishes",
-		shardstore.ErrNotFound, shardstore.ErrNoCommit, id)
+// errRecoveringLocked answers a lookup of a shard a recovery is creating,
+// naming the recoveries that refuse writes to it (RefuseWrites).
+func (r *Registry) errRecoveringLocked(id shardstore.ShardID) error {
+	by := "a recovery"
+	if ids := slices.Sorted(maps.Keys(r.refused[id])); len(ids) > 0 {
+		by = "recovery " + strings.Join(ids, ", ")
+	}
+	return fmt.Errorf("%w: %w: shard %s is being created by %s onto this node and exists once it publishes (or cancel it)",
+		shardstore.ErrNotFound, shardstore.ErrNoCommit, id, by)
 }
 
 // openLocked opens a shard; create makes a missing one, with its first
@@ -190,7 +198,7 @@ func (r *Registry) Create(id shardstore.ShardID, existOK bool) (*shardstore.Shar
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s, ok := r.open[id]; ok && !s.Committed() {
-		return nil, errRecovering(id)
+		return nil, r.errRecoveringLocked(id)
 	}
 	if _, ok := r.open[id]; ok || shardstore.Exists(r.dataDir, id) {
 		if !existOK {

@@ -1,0 +1,117 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/recoverd/recoverd/engine"
+	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/transfer"
+)
+
+// primaryWrite indexes one document into the target copy as its primary
+// would (the document API's path), returning the engine's answer.
+func primaryWrite(t *testing.T, e *env) error {
+	t.Helper()
+	s, err := e.tgt.get(shardID, false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.IndexBatch(context.Background(), []shardstore.Doc{{Key: "primary-write", Value: []byte("v")}})
+	return err
+}
+
+// waitBytes waits until r received file bytes.
+func waitBytes(t *testing.T, r *Recovery) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		s, _ := r.State()
+		if s.Totals.FromPeer.RecoveredBytes > 0 {
+			return
+		}
+		if time.Now().After(deadline) || s.Stage.Finished() {
+			t.Fatalf("no bytes moved: %s %s", s.Stage, s.Error)
+		}
+	}
+}
+
+// TestEngineRefusesWritesWhileARecoveryReplacesTheCopy: from Start until
+// the recovery ends, the engine refuses primary writes to the target
+// (Engine.RefuseWrites, naming the recovery); once it is done the copy
+// takes them again.
+func TestEngineRefusesWritesWhileARecoveryReplacesTheCopy(t *testing.T) {
+	e := newEnv(t, shardstore.Options{}, Config{Throttle: transfer.NewThrottle(512 << 10)})
+	src := e.source()
+	write(t, src, 2000, 0, 1024)
+	flush(t, src)
+	tgt, err := e.tgt.get(shardID, true, false) // a copy with content of its own
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, tgt, 10, 90000, 64)
+	flush(t, tgt)
+	r, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr, ID: "r-refuses"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := primaryWrite(t, e); !errors.Is(err, engine.ErrWritesRefused) || !strings.Contains(err.Error(), "r-refuses") {
+		t.Fatalf("write once the recovery was accepted: %v, want ErrWritesRefused naming r-refuses", err)
+	}
+	waitBytes(t, r)
+	if err := primaryWrite(t, e); !errors.Is(err, engine.ErrWritesRefused) {
+		t.Fatalf("write while files move: %v, want ErrWritesRefused", err)
+	}
+	requireDone(t, waitDone(t, r))
+	if err := primaryWrite(t, e); err != nil {
+		t.Fatalf("write after the recovery: %v", err)
+	}
+}
+
+// TestResumedRecoveryRefusesWritesAgain: refusals live in the engine's
+// memory. A node that restarts (recoverd and its engine) refuses writes
+// again for the recovery it resumes, before it writes, and lifts the
+// refusal when it ends.
+func TestResumedRecoveryRefusesWritesAgain(t *testing.T) {
+	e := newEnv(t, shardstore.Options{}, Config{StateDir: t.TempDir(), Throttle: transfer.NewThrottle(512 << 10)})
+	src := e.source()
+	write(t, src, 2000, 0, 1024)
+	flush(t, src)
+	tgt, err := e.tgt.get(shardID, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, tgt, 10, 90000, 64)
+	flush(t, tgt)
+	r, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr, ID: "r-resumes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBytes(t, r)
+	e.m.Close()
+	// The engine restarts too: its refusals are gone.
+	e.tgt.mu.Lock()
+	if err := e.tgt.eng.Close(); err != nil {
+		e.tgt.mu.Unlock()
+		t.Fatal(err)
+	}
+	e.tgt.eng = e.tgt.open()
+	e.tgt.mu.Unlock()
+	if err := primaryWrite(t, e); err != nil {
+		t.Fatalf("write to the restarted engine before recoverd resumed: %v", err)
+	}
+	m2 := restartManager(t, e)
+	if err := primaryWrite(t, e); !errors.Is(err, engine.ErrWritesRefused) || !strings.Contains(err.Error(), "r-resumes") {
+		t.Fatalf("write once the recovery resumed: %v, want ErrWritesRefused naming r-resumes", err)
+	}
+	r2, err := m2.Get("r-resumes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireDone(t, waitDone(t, r2))
+	if err := primaryWrite(t, e); err != nil {
+		t.Fatalf("write after the resumed recovery: %v", err)
+	}
+}
