@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/snapshot"
 )
 
@@ -25,19 +25,20 @@ const (
 	KindTemp         Kind = "temp"          // a temp file of an interrupted durable write in a shard
 	KindUnreferenced Kind = "unreferenced"  // a file or op log epoch no commit or pin references
 	KindLease        Kind = "lease"         // a retention lease past its TTL
+	KindUncommitted  Kind = "uncommitted"   // a copy without a commit that a recovery created and never published
 	KindUpload       Kind = "upload"        // a blob of an unfinished snapshot upload, marked and then past the deletion delay
 	KindSnapshotBlob Kind = "snapshot_blob" // a blob of a deleted snapshot (gc, delete), marked and then past the deletion delay
 	KindRepoTemp     Kind = "repo_temp"     // a temp file of an interrupted Put in a local repository
 )
 
 // Kinds lists every kind.
-var Kinds = []Kind{KindStaging, KindTemp, KindUnreferenced, KindLease, KindUpload, KindSnapshotBlob, KindRepoTemp}
+var Kinds = []Kind{KindStaging, KindTemp, KindUnreferenced, KindLease, KindUncommitted, KindUpload, KindSnapshotBlob, KindRepoTemp}
 
 // Removal is one thing a sweep removed.
 type Removal struct {
 	Kind Kind
 	// Shard is the shard it belonged to; zero for repository temp files.
-	Shard shardstore.ShardID
+	Shard engine.ShardID
 	// Name is the recovery id (staging), file name, lease id or object key.
 	Name string
 }
@@ -73,15 +74,17 @@ type tempRemover interface {
 
 // Config configures a Sweeper.
 type Config struct {
-	// Shards lists the shards open on this node (required).
-	Shards func() []*shardstore.Shard
+	// Engine is the node's storage engine (required): its open shards are
+	// swept (engine.Shard.Sweep), and the copies without a commit no
+	// running recovery uses removed (Engine.SweepUncommitted).
+	Engine engine.Engine
 	// Running maps the shards being recovered onto this node to their
 	// recovery ids (recovery.Manager.ActiveStagings); nil means none.
-	Running func() map[shardstore.ShardID]string
+	Running func() map[engine.ShardID]string
 	// Uploading reports whether a snapshot upload of a shard is in
 	// progress in this process; its unfinished uploads are then left for a
 	// later sweep. Nil means never.
-	Uploading func(shardstore.ShardID) bool
+	Uploading func(engine.ShardID) bool
 	// Repo is the snapshot repository; nil skips the repository sweep.
 	Repo snapshot.Repository
 	// UploadGrace is the age after which a blob no manifest references
@@ -108,17 +111,17 @@ type Sweeper struct {
 
 // New returns a Sweeper and registers its metrics.
 func New(cfg Config) (*Sweeper, error) {
-	if cfg.Shards == nil {
-		return nil, errors.New("cleanup: Config.Shards is required")
+	if cfg.Engine == nil {
+		return nil, errors.New("cleanup: Config.Engine is required")
 	}
 	if cfg.Repo != nil && cfg.UploadGrace <= 0 {
 		return nil, fmt.Errorf("cleanup: the upload grace must be positive (it protects uploads in progress), got %v", cfg.UploadGrace)
 	}
 	if cfg.Running == nil {
-		cfg.Running = func() map[shardstore.ShardID]string { return nil }
+		cfg.Running = func() map[engine.ShardID]string { return nil }
 	}
 	if cfg.Uploading == nil {
-		cfg.Uploading = func(shardstore.ShardID) bool { return false }
+		cfg.Uploading = func(engine.ShardID) bool { return false }
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -165,52 +168,36 @@ func (s *Sweeper) runLogged(ctx context.Context) {
 	s.cfg.Logger.Debug("cleanup sweep finished", attrs...)
 }
 
-// RunOnce sweeps every open shard and, in the repository, the prefixes of
-// those shards once. It goes on past a failure (the shard or repository
-// shard is skipped) and returns every failure joined; the report holds
-// what was removed either way.
+// RunOnce sweeps every open shard, then the copies without a commit,
+// and, in the repository, the prefixes of the open shards once. It goes
+// on past a failure (the shard or repository shard is skipped) and
+// returns every failure joined; the report holds what was removed either
+// way.
 func (s *Sweeper) RunOnce(ctx context.Context) (Report, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var rep Report
 	var errs []error
 	running := s.cfg.Running()
-	var held []shardstore.ShardID
-	for _, sh := range s.cfg.Shards() {
-		if err := ctx.Err(); err != nil {
+	held, err := s.sweepShards(ctx, &rep, running)
+	if err != nil {
+		if ctx.Err() != nil {
 			return rep, err
 		}
-		id := sh.ID()
-		held = append(held, id)
-		keep := map[string]bool{}
-		if rid, ok := running[id]; ok {
-			keep[rid] = true
-		}
-		res, err := sh.Sweep(keep)
-		for _, n := range res.Staging {
-			s.removed(&rep, KindStaging, id, n)
-		}
-		for _, n := range res.Temps {
-			s.removed(&rep, KindTemp, id, n)
-		}
-		for _, n := range res.Unreferenced {
-			s.removed(&rep, KindUnreferenced, id, n)
-		}
-		if errors.Is(err, shardstore.ErrClosed) {
-			continue // closed meanwhile (the node is stopping, or it was replaced)
-		}
-		if err != nil {
-			s.failed(&rep, stepShard, fmt.Errorf("cleanup: shard %s: %w", id, err))
-			errs = append(errs, fmt.Errorf("cleanup: shard %s: %w", id, err))
-		}
-		expired, err := sh.Leases().Expire()
-		for _, le := range expired {
-			s.removed(&rep, KindLease, id, le.ID)
-		}
-		if err != nil {
-			s.failed(&rep, stepLease, fmt.Errorf("cleanup: leases of %s: %w", id, err))
-			errs = append(errs, fmt.Errorf("cleanup: expire leases of %s: %w", id, err))
-		}
+		errs = append(errs, err)
+	}
+	keep := make(map[engine.ShardID]bool, len(running))
+	for id := range running {
+		keep[id] = true
+	}
+	removed, err := s.cfg.Engine.SweepUncommitted(ctx, keep)
+	for _, id := range removed {
+		s.removed(&rep, KindUncommitted, id, id.String())
+	}
+	if err != nil {
+		err = fmt.Errorf("cleanup: copies without a commit: %w", err)
+		s.failed(&rep, stepUncommitted, err)
+		errs = append(errs, err)
 	}
 	if s.cfg.Repo != nil {
 		errs = append(errs, s.sweepRepo(ctx, &rep, held))
@@ -220,18 +207,83 @@ func (s *Sweeper) RunOnce(ctx context.Context) (Report, error) {
 	return rep, errors.Join(errs...)
 }
 
+// sweepShards sweeps every open shard of the engine (engine.Shard.Sweep:
+// stagings of recoveries not running, temp files, unreferenced files,
+// expired leases) and returns their ids. A shard closed or gone meanwhile
+// (the node is stopping, or a recovery replaced it) is skipped.
+func (s *Sweeper) sweepShards(ctx context.Context, rep *Report, running map[engine.ShardID]string) ([]engine.ShardID, error) {
+	statuses, err := s.cfg.Engine.Shards(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			err = fmt.Errorf("cleanup: list the shards: %w", err)
+			s.failed(rep, stepShard, err)
+		}
+		return nil, err
+	}
+	var (
+		held []engine.ShardID
+		errs []error
+	)
+	for _, st := range statuses {
+		if err := ctx.Err(); err != nil {
+			return held, err
+		}
+		if st.State != engine.StateOpen {
+			continue
+		}
+		id := st.ID
+		sh, err := s.cfg.Engine.Shard(ctx, id)
+		if errors.Is(err, engine.ErrNotFound) || errors.Is(err, engine.ErrClosed) {
+			continue
+		}
+		if err != nil {
+			err = fmt.Errorf("cleanup: shard %s: %w", id, err)
+			s.failed(rep, stepShard, err)
+			errs = append(errs, err)
+			continue
+		}
+		held = append(held, id)
+		keep := map[string]bool{}
+		if rid, ok := running[id]; ok {
+			keep[rid] = true
+		}
+		res, err := sh.Sweep(ctx, keep)
+		for _, n := range res.Staging {
+			s.removed(rep, KindStaging, id, n)
+		}
+		for _, n := range res.Temps {
+			s.removed(rep, KindTemp, id, n)
+		}
+		for _, n := range res.Unreferenced {
+			s.removed(rep, KindUnreferenced, id, n)
+		}
+		for _, n := range res.Leases {
+			s.removed(rep, KindLease, id, n)
+		}
+		if errors.Is(err, engine.ErrClosed) {
+			continue // closed meanwhile (the node is stopping, or it was replaced)
+		}
+		if err != nil {
+			err = fmt.Errorf("cleanup: shard %s: %w", id, err)
+			s.failed(rep, stepShard, err)
+			errs = append(errs, err)
+		}
+	}
+	return held, errors.Join(errs...)
+}
+
 // sweepRepo removes the unfinished uploads older than the grace of the
 // shards this node holds, listing each one's prefixes only (never the
 // whole repository, which every node shares); whatever cannot be read is
 // skipped, never deleted. A repository found unavailable ends the sweep:
 // the next shards would only wait for the same retries.
-func (s *Sweeper) sweepRepo(ctx context.Context, rep *Report, held []shardstore.ShardID) error {
+func (s *Sweeper) sweepRepo(ctx context.Context, rep *Report, held []engine.ShardID) error {
 	repo, grace, now := s.cfg.Repo, s.cfg.UploadGrace, s.cfg.Now()
 	var errs []error
 	if tr, ok := repo.(tempRemover); ok {
 		keys, err := tr.RemoveTemps(grace, now)
 		for _, k := range keys {
-			s.removed(rep, KindRepoTemp, shardstore.ShardID{}, k)
+			s.removed(rep, KindRepoTemp, engine.ShardID{}, k)
 		}
 		if err != nil {
 			err = fmt.Errorf("cleanup: temp files of %s: %w", repo, err)
@@ -239,7 +291,7 @@ func (s *Sweeper) sweepRepo(ctx context.Context, rep *Report, held []shardstore.
 			errs = append(errs, err)
 		}
 	}
-	slices.SortFunc(held, func(a, b shardstore.ShardID) int { return strings.Compare(a.String(), b.String()) })
+	slices.SortFunc(held, func(a, b engine.ShardID) int { return strings.Compare(a.String(), b.String()) })
 	for i, id := range held {
 		if err := ctx.Err(); err != nil {
 			return errors.Join(append(errs, err)...)
@@ -275,11 +327,11 @@ func (s *Sweeper) sweepRepo(ctx context.Context, rep *Report, held []shardstore.
 	return errors.Join(errs...)
 }
 
-func (s *Sweeper) removed(rep *Report, kind Kind, id shardstore.ShardID, name string) {
+func (s *Sweeper) removed(rep *Report, kind Kind, id engine.ShardID, name string) {
 	rep.Removed = append(rep.Removed, Removal{Kind: kind, Shard: id, Name: name})
 	s.metrics.removals.WithLabelValues(string(kind)).Inc()
 	attrs := []any{"kind", string(kind), "name", name}
-	if id != (shardstore.ShardID{}) {
+	if id != (engine.ShardID{}) {
 		attrs = append(attrs, "shard", id.String())
 	}
 	s.cfg.Logger.Info("cleanup removed", attrs...)

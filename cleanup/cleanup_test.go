@@ -20,6 +20,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
+	"github.com/recoverd/recoverd/engine"
+	"github.com/recoverd/recoverd/engine/embedded"
 	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/internal/staging"
 	"github.com/recoverd/recoverd/shardstore"
@@ -68,14 +70,90 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// openShard creates a shard under dir with docs documents in one segment.
-func openShard(t *testing.T, dir string, id shardstore.ShardID, docs int, clk *clock) *shardstore.Shard {
+// engines holds the in-process engine of each data directory a test
+// opens shards in, and the engine of each shard.
+var engines sync.Map // dir or *shardstore.Shard -> *embedded.Engine
+
+// engineFor returns the engine of dir, opened on first use with clk as
+// its clock (nil: time.Now), as recoverd opens it.
+func engineFor(t *testing.T, dir string, clk *clock) *embedded.Engine {
 	t.Helper()
-	s, err := shardstore.Open(dir, id, shardstore.Options{Create: true, LeaseTTL: time.Minute, Now: clk.Now})
+	if e, ok := engines.Load(dir); ok {
+		return e.(*embedded.Engine)
+	}
+	opts := shardstore.Options{LeaseTTL: time.Minute, KeepStaging: true}
+	if clk != nil {
+		opts.Now = clk.Now
+	}
+	e := embedded.New(embedded.NewRegistry(dir, opts, slog.New(slog.DiscardHandler)))
+	engines.Store(dir, e)
+	t.Cleanup(func() { e.Close(); engines.Delete(dir) })
+	return e
+}
+
+// createShard creates an empty shard in dir's engine.
+func createShard(t *testing.T, dir string, id shardstore.ShardID, clk *clock) *shardstore.Shard {
+	t.Helper()
+	e := engineFor(t, dir, clk)
+	s, err := e.Registry().Create(id, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	engines.Store(s, e)
+	t.Cleanup(func() { engines.Delete(s) })
+	return s
+}
+
+// shardSet is the engine a sweep sees: the shards given, each served by
+// the engine that holds it.
+type shardSet struct {
+	engine.Engine // not called by a sweep
+	shards        []*shardstore.Shard
+}
+
+func shardsOf(shards ...*shardstore.Shard) *shardSet { return &shardSet{shards: shards} }
+
+func (s *shardSet) engineOf(sh *shardstore.Shard) *embedded.Engine {
+	e, _ := engines.Load(sh)
+	return e.(*embedded.Engine)
+}
+
+func (s *shardSet) Shards(context.Context) ([]engine.ShardStatus, error) {
+	var out []engine.ShardStatus
+	for _, sh := range s.shards {
+		out = append(out, engine.ShardStatus{ID: sh.ID(), State: engine.StateOpen})
+	}
+	return out, nil
+}
+
+func (s *shardSet) Shard(ctx context.Context, id engine.ShardID) (engine.Shard, error) {
+	for _, sh := range s.shards {
+		if sh.ID() == id {
+			return s.engineOf(sh).Shard(ctx, id)
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", engine.ErrNotFound, id)
+}
+
+func (s *shardSet) SweepUncommitted(ctx context.Context, keep map[engine.ShardID]bool) ([]engine.ShardID, error) {
+	var out []engine.ShardID
+	seen := map[*embedded.Engine]bool{}
+	for _, sh := range s.shards {
+		if e := s.engineOf(sh); !seen[e] {
+			seen[e] = true
+			ids, err := e.SweepUncommitted(ctx, keep)
+			if out = append(out, ids...); err != nil {
+				return out, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// openShard creates a shard under dir with docs documents in one segment.
+func openShard(t *testing.T, dir string, id shardstore.ShardID, docs int, clk *clock) *shardstore.Shard {
+	t.Helper()
+	s := createShard(t, dir, id, clk)
 	batch := make([]shardstore.Doc, docs)
 	for i := range batch {
 		batch[i] = shardstore.Doc{Key: fmt.Sprintf("%s-doc-%05d", id.Index, i), Value: bytes.Repeat([]byte{byte(i)}, 200)}
@@ -203,7 +281,7 @@ func TestRunOnceRemovesLeftoversAndNothingElse(t *testing.T) {
 
 	wantA, wantB := mustDigest(t, a), mustDigest(t, b)
 	sw, reg, logs := newSweeper(t, Config{
-		Shards:  func() []*shardstore.Shard { return []*shardstore.Shard{a, b} },
+		Engine:  shardsOf(a, b),
 		Running: func() map[shardstore.ShardID]string { return map[shardstore.ShardID]string{a.ID(): "r-running"} },
 	})
 	before := map[Kind]int{}
@@ -260,7 +338,7 @@ func TestRunOnceRemovesLeftoversAndNothingElse(t *testing.T) {
 	if err != nil || len(rep.Removed) != 0 {
 		t.Fatalf("second sweep: %+v %v", rep, err)
 	}
-	sw2, _, _ := newSweeper(t, Config{Shards: func() []*shardstore.Shard { return []*shardstore.Shard{a} }})
+	sw2, _, _ := newSweeper(t, Config{Engine: shardsOf(a)})
 	rep2, err := sw2.RunOnce(ctx)
 	if err != nil || rep2.Count(KindStaging) != 1 || rep2.Removed[0].Name != "r-running" {
 		t.Fatalf("after the recovery ended: %+v %v", rep2, err)
@@ -275,15 +353,11 @@ func TestCleanupRacingRunningStaging(t *testing.T) {
 	clk := newClock()
 	id := shardstore.ShardID{Index: "logs", Shard: 0}
 	src := openShard(t, srcData, id, 3000, clk)
-	dst, err := shardstore.Open(dstData, id, shardstore.Options{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
+	dst := createShard(t, dstData, id, nil)
 
 	var running sync.Map // what the manager would report
 	sw, _, logs := newSweeper(t, Config{
-		Shards: func() []*shardstore.Shard { return []*shardstore.Shard{dst} },
+		Engine: shardsOf(dst),
 		Running: func() map[shardstore.ShardID]string {
 			out := map[shardstore.ShardID]string{}
 			running.Range(func(k, v any) bool { out[k.(shardstore.ShardID)] = v.(string); return true })
@@ -449,7 +523,7 @@ func TestUnfinishedUploadsOnlyAfterGraceAndNeverWhenUnreadable(t *testing.T) {
 	}
 	var uploading atomic.Bool
 	sw, _, logs := newSweeper(t, Config{
-		Shards: func() []*shardstore.Shard { return []*shardstore.Shard{sh, osh} }, Repo: repo, UploadGrace: time.Hour, Now: clk.Now,
+		Engine: shardsOf(sh, osh), Repo: repo, UploadGrace: time.Hour, Now: clk.Now,
 		Uploading: func(s shardstore.ShardID) bool { return uploading.Load() && s == id },
 	})
 
@@ -533,7 +607,7 @@ func TestLocalRepositoryTempsAfterGrace(t *testing.T) {
 	tmp := filepath.Join(local.Root(), "logs", "0", "blobs", ".tmp-x-1")
 	os.MkdirAll(filepath.Dir(tmp), 0o755)
 	os.WriteFile(tmp, []byte("half a put"), 0o644)
-	sw, _, _ := newSweeper(t, Config{Shards: func() []*shardstore.Shard { return nil }, Repo: local, UploadGrace: time.Hour, Now: clk.Now})
+	sw, _, _ := newSweeper(t, Config{Engine: shardsOf(), Repo: local, UploadGrace: time.Hour, Now: clk.Now})
 	if rep, err := sw.RunOnce(ctx); err != nil || rep.Count(KindRepoTemp) != 0 {
 		t.Fatalf("young temp: %+v %v", rep, err)
 	}
@@ -553,8 +627,8 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	}
 	for _, cfg := range []Config{
 		{},
-		{Shards: func() []*shardstore.Shard { return nil }, Repo: local},
-		{Shards: func() []*shardstore.Shard { return nil }, Repo: local, UploadGrace: -time.Second},
+		{Engine: shardsOf(), Repo: local},
+		{Engine: shardsOf(), Repo: local, UploadGrace: -time.Second},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
@@ -566,7 +640,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 func TestRunPeriodically(t *testing.T) {
 	clk := newClock()
 	sh := openShard(t, t.TempDir(), shardstore.ShardID{Index: "logs", Shard: 0}, 10, clk)
-	sw, _, _ := newSweeper(t, Config{Shards: func() []*shardstore.Shard { return []*shardstore.Shard{sh} }})
+	sw, _, _ := newSweeper(t, Config{Engine: shardsOf(sh)})
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { sw.Run(cctx, 10*time.Millisecond); close(done) }()
@@ -581,9 +655,40 @@ func TestRunPeriodically(t *testing.T) {
 	<-done
 
 	// Interval 0: once, then return.
-	sw2, _, _ := newSweeper(t, Config{Shards: func() []*shardstore.Shard { return []*shardstore.Shard{sh} }})
+	sw2, _, _ := newSweeper(t, Config{Engine: shardsOf(sh)})
 	sw2.Run(ctx, 0)
 	if n := value(sw2.metrics.runs); n != 1 {
 		t.Fatalf("Run with interval 0 swept %v times", n)
+	}
+}
+
+// TestSweepRemovesCopiesWithoutACommit: a copy a recovery created and
+// never published (recoverd stopped before it could remove it) goes at
+// the next sweep, unless a running recovery writes into it.
+func TestSweepRemovesCopiesWithoutACommit(t *testing.T) {
+	data, clk := t.TempDir(), newClock()
+	held := openShard(t, data, shardstore.ShardID{Index: "logs", Shard: 0}, 10, clk)
+	left, resumed := shardstore.ShardID{Index: "logs", Shard: 1}, shardstore.ShardID{Index: "logs", Shard: 2}
+	for _, id := range []shardstore.ShardID{left, resumed} {
+		s, err := shardstore.Open(data, id, shardstore.Options{Create: true, Uncommitted: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sw, _, logs := newSweeper(t, Config{Engine: shardsOf(held),
+		Running: func() map[shardstore.ShardID]string { return map[shardstore.ShardID]string{resumed: "r-resumed"} }})
+	rep, err := sw.RunOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLoggedAndCounted(t, sw, rep, logs, map[Kind]int{})
+	if rep.Count(KindUncommitted) != 1 || rep.Removed[0].Shard != left {
+		t.Fatalf("removed %+v, want only the copy without a commit of %s", rep.Removed, left)
+	}
+	if exists(t, shardstore.Dir(data, left)) || !exists(t, shardstore.Dir(data, resumed)) || !exists(t, held.Path()) {
+		t.Fatal("the sweep removed the wrong copies")
 	}
 }

@@ -1,12 +1,17 @@
 // Package cleanup removes what failed, cancelled or interrupted work left
 // on a node and in its snapshot repository, at start and periodically:
 //
-//   - per open shard (shardstore.Shard.Sweep, under the shard lock):
-//     staging directories of recoveries that are not running, temp files
-//     of interrupted durable writes, segment files and commit points that
-//     neither the current commit nor a pinned commit references, op log
-//     epochs the current commit does not use;
-//   - per open shard: retention leases past their TTL (Leases().Expire);
+//   - per open shard of the node's engine (engine.Shard.Sweep; the
+//     reference engine does it under the shard lock): staging directories
+//     of recoveries that are not running, temp files of interrupted
+//     durable writes, files that neither the current commit nor a pinned
+//     commit references (the reference engine: segment files, commit
+//     points, op log epochs the current commit does not use), and
+//     retention leases past their TTL;
+//   - copies without a commit that recoveries created and never
+//     published, and that no running recovery writes into
+//     (Engine.SweepUncommitted; recovery.Manager.Open does it once at
+//     start, for the recoveries it resumes);
 //   - in the repository (when there is one), for every shard this node
 //     holds a committed copy of (snapshot.RemoveUnfinished, which lists
 //     and reads that shard's prefixes only): blobs of unfinished uploads
@@ -33,11 +38,13 @@
 //     more (a deleted index) is left alone: an operator removes what it
 //     left with `recoverctl snapshot unfinished --remove` or `snapshot
 //     gc`, per shard.
-//   - A staging directory is kept when the shard has it open in this
-//     process (the only way a recovery writes into one) or when the
-//     running-recoveries callback names its recovery id; both are checked,
-//     the first under the shard lock, so a sweep racing a recovery that is
-//     starting or staging never removes its files.
+//   - A staging directory is kept when the engine has it in use (the only
+//     way a recovery writes into one) or when the running-recoveries
+//     callback names its recovery id; both are checked, the first by the
+//     engine (the reference engine: under the shard lock), so a sweep
+//     racing a recovery that is starting or staging never removes its
+//     files. A copy without a commit is kept likewise: in use as a
+//     recovery's target, or its shard named by the callback.
 //   - Nothing is removed because something could not be read: a shard of
 //     the repository with a manifest that cannot be read is skipped and
 //     logged, and the run goes on with the next one; a repository found
@@ -50,9 +57,10 @@
 //     upload in progress. Zero or negative is refused.
 //   - Every mark and removal is logged (slog, Info) with its kind, shard
 //     and name; removals are counted in recoverd_cleanup_removals_total{kind}
-//     (upload: an unfinished upload; snapshot_blob: a blob of a deleted
-//     snapshot); failures are
-//     counted in recoverd_cleanup_failures_total{step}.
+//     (uncommitted: a copy a recovery created and never published; upload:
+//     an unfinished upload; snapshot_blob: a blob of a deleted snapshot);
+//     failures are counted in recoverd_cleanup_failures_total{step} (shard:
+//     a shard's sweep, its leases included; uncommitted; repository).
 //   - Snapshot retention (keeping the newest N snapshots) is snapshot.GC,
 //     run by an operator with `recoverctl snapshot gc --keep N`: deleting
 //     snapshots is a policy decision, not a leftover, so the periodic sweep

@@ -101,7 +101,7 @@ func TestSweepVisitsOnlyTheShardsItHolds(t *testing.T) {
 		}
 	}
 	repo.take()
-	sw, _, _ := newSweeper(t, Config{Shards: func() []*shardstore.Shard { return held }, Repo: repo,
+	sw, _, _ := newSweeper(t, Config{Engine: shardsOf(held...), Repo: repo,
 		UploadGrace: time.Hour, DeletionDelay: 10 * time.Minute, Now: clk.Now})
 
 	// touchedOnlyMine checks every request of a sweep against the held

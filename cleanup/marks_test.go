@@ -44,7 +44,7 @@ func TestSweepMarksThenDeletesAfterTheDelay(t *testing.T) {
 	if err != nil || gc.MarkedBlobs == 0 || gc.DeletedBlobs != 0 {
 		t.Fatalf("gc = %+v, %v", gc, err)
 	}
-	sw, _, _ := newSweeper(t, Config{Shards: func() []*shardstore.Shard { return []*shardstore.Shard{sh} }, Repo: repo,
+	sw, _, _ := newSweeper(t, Config{Engine: shardsOf(sh), Repo: repo,
 		UploadGrace: time.Hour, DeletionDelay: 10 * time.Minute, Now: clk.Now})
 
 	rep, err := sw.RunOnce(ctx)

@@ -13,19 +13,19 @@ type metrics struct {
 
 // Steps a failure is counted under.
 const (
-	stepShard      = "shard"
-	stepLease      = "lease"
-	stepRepository = "repository"
+	stepShard       = "shard" // a shard's sweep (its files and leases)
+	stepUncommitted = "uncommitted"
+	stepRepository  = "repository"
 )
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		removals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "recoverd_cleanup_removals_total",
-			Help: "Leftovers the cleanup sweep removed, by kind (staging, temp, unreferenced, lease, upload, repo_temp)."}, []string{"kind"}),
+			Help: "Leftovers the cleanup sweep removed, by kind (staging, temp, unreferenced, lease, uncommitted, upload, snapshot_blob, repo_temp)."}, []string{"kind"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "recoverd_cleanup_failures_total",
-			Help: "Cleanup steps that failed or were skipped because something could not be read, by step (shard, lease, repository)."}, []string{"step"}),
+			Help: "Cleanup steps that failed or were skipped because something could not be read, by step (shard, uncommitted, repository)."}, []string{"step"}),
 		runs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "recoverd_cleanup_runs_total", Help: "Cleanup sweeps run."}),
 		lastRun: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -35,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, k := range Kinds {
 		m.removals.WithLabelValues(string(k))
 	}
-	for _, s := range []string{stepShard, stepLease, stepRepository} {
+	for _, s := range []string{stepShard, stepUncommitted, stepRepository} {
 		m.failures.WithLabelValues(s)
 	}
 	if reg != nil {

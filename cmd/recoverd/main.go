@@ -242,7 +242,7 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	snapSvc := &snapshotService{repo: repo, shards: shards, throttle: throttle, deletionDelay: cfg.DeletionDelay, recovering: mgr.ActiveStagings}
 
 	// Cleanup: at start (the shards are open) and every --cleanup-interval.
-	sweeper, err := cleanup.New(cleanup.Config{Shards: shards.List, Running: mgr.ActiveStagings, Uploading: snapSvc.isUploading,
+	sweeper, err := cleanup.New(cleanup.Config{Engine: eng, Running: mgr.ActiveStagings, Uploading: snapSvc.isUploading,
 		Repo: repo, UploadGrace: cfg.UploadGrace, DeletionDelay: cfg.DeletionDelay, Logger: log.With("component", "cleanup"), Registerer: reg})
 	if err != nil {
 		return err
