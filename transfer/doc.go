@@ -2,12 +2,20 @@
 // PeerService server (PeerServer) that a source runs, and the client side
 // a target uses (FetchFiles, FetchOps, pins and leases), plus the node-wide
 // bandwidth budget (Throttle), checksums, compression, retries and the
-// gRPC tuning of the daemon (ServerOptions, DialOptions).
+// gRPC tuning of the daemon (ServerOptions, DialOptions). The source side
+// exports its counters (PeerServer.RegisterMetrics, metrics.go).
+//
+// The PeerServer serves any storage engine through the engine contract
+// (package engine; ShardProvider is the part it needs): a shard per peer
+// call (Engine.Shard), its state (Reader.Info), pins (Reader.Pin), ops
+// (Reader.ReadOps), leases (Retention) and digests (Reader.DigestAt). File
+// bytes never cross the contract: the server opens each file at the path
+// the engine's pin hands out (Pin.Path) and reads it itself.
 //
 // # Files
 //
 // A target copies the files of one commit of the source. It first pins
-// that commit (PinCommit): the pin holds a shardstore.CommitRef, so the
+// that commit (PinCommit): the pin holds an engine pin, so the
 // commit's files stay on disk even after the source flushes or merges,
 // until the target releases it (ReleasePin) or the pin has been idle for
 // its TTL (default 1 minute, at most 10): no RenewPin and no FetchFile
@@ -109,7 +117,7 @@
 // is stuck. A corrupt chunk is
 // refetched from the last verified offset, but a few (3) in a row at the
 // same offset end the transfer with an error naming the file and wrapping
-// shardstore.ErrCorrupt. Permanent errors (NotFound, InvalidArgument,
+// engine.ErrCorrupt. Permanent errors (NotFound, InvalidArgument,
 // FailedPrecondition, OutOfRange, a message over the 16 MiB bound, a file
 // that does not verify, local write errors, cancellation) are never
 // retried: a full disk (ENOSPC, EDQUOT: fsutil.IsNoSpace) fails the transfer at

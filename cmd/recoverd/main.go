@@ -209,9 +209,8 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	peerSrv := transfer.NewPeerServer(eng, transfer.PeerServerConfig{ChunkSize: int(cfg.ChunkSize), DisableCompression: !cfg.Compression,
 		Throttle: throttle, MaxPins: cfg.MaxOutgoing, MaxPinsPerHolder: cfg.MaxPinsPerHolder, MaxLeasesPerHolder: cfg.MaxLeasesPerHolder, Logger: log})
 	defer peerSrv.Close()
-	registerPeerMetrics(reg, peerSrv, shards)
-	registerShardMetrics(reg, shards)
-	registerLeaseExpiry(reg, shards, cfg.LeaseTTL)
+	peerSrv.RegisterMetrics(reg)
+	shards.RegisterMetrics(reg)
 
 	digestCheck, err := recovery.ParseDigestCheck(cfg.VerifyDigest)
 	if err != nil {
@@ -346,66 +345,4 @@ func stopGracefully(s *grpc.Server, d time.Duration) {
 	case <-time.After(d):
 		s.Stop()
 	}
-}
-
-// registerPeerMetrics exports the source-side counters.
-func registerPeerMetrics(reg prometheus.Registerer, p *transfer.PeerServer, sh *embedded.Registry) {
-	reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "recoverd_peer_sent_bytes_total",
-			Help: "File bytes this node sent to recovering peers, as on the wire."},
-			func() float64 { return float64(p.Stats().FileWireBytes) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "recoverd_peer_sent_ops_total",
-			Help: "Ops this node sent to recovering peers."},
-			func() float64 { return float64(p.Stats().Ops) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_commit_pins",
-			Help: "Commit pins this node holds for recovering peers."},
-			func() float64 { return float64(p.Stats().Pins) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_commit_pins_peak",
-			Help: "The most commit pins this node held at once since it started: whether --max-outgoing was reached, even between two scrapes."},
-			func() float64 { return float64(p.Stats().PeakPins) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_retention_leases",
-			Help: "Retention leases held on this node's shards."},
-			func() float64 {
-				n := 0
-				for _, s := range sh.List() {
-					n += len(s.Leases().List())
-				}
-				return float64(n)
-			}),
-	)
-}
-
-// registerShardMetrics exports how many shards are open, unavailable (on
-// disk, not readable now, opened again on their next access) and corrupt
-// (moved aside by the next recovery onto this node).
-func registerShardMetrics(reg prometheus.Registerer, sh *embedded.Registry) {
-	for _, state := range []string{"open", "unavailable", "corrupt"} {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_shards",
-			Help:        "Shards on this node by state: open, unavailable (not readable now, retried on access), corrupt.",
-			ConstLabels: prometheus.Labels{"state": state}},
-			func() float64 { return float64(sh.Count(state)) }))
-	}
-}
-
-// registerLeaseExpiry exports how close the retention leases on this
-// node's shards are to expiring: a holder renews its lease at a third of
-// the TTL, so the first expiry stays two thirds of the TTL away while
-// renewals work (the deploy/ alert fires below a quarter).
-func registerLeaseExpiry(reg prometheus.Registerer, sh *embedded.Registry, ttl time.Duration) {
-	reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_retention_lease_ttl_seconds",
-			Help: "Lifetime of a retention lease on this node without renewal (--lease-ttl)."},
-			func() float64 { return ttl.Seconds() }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_retention_lease_expiry_seconds",
-			Help: "Seconds until the first retention lease on this node's shards expires unless renewed; the lease TTL when none is held."},
-			func() float64 {
-				left := ttl
-				for _, s := range sh.List() {
-					if at, ok := s.Leases().EarliestExpiry(); ok {
-						left = min(left, time.Until(at))
-					}
-				}
-				return left.Seconds()
-			}),
-	)
 }

@@ -22,4 +22,9 @@
 // recoverd and the engine share the process. HandOff answers
 // errors.ErrUnsupported: the reference engine has no replication of its
 // own (tests and the demo replicate by applying a primary's ops).
+//
+// Registry.RegisterMetrics exports what the registry's shards hold
+// (metrics.go): shards by state, retention leases and how close the first
+// is to expiring. They are the engine's data: recoverd registers them when
+// it runs the reference engine in process.
 package embedded
