@@ -3,6 +3,10 @@
 // ShardService) and the peer API (PeerService) over gRPC, runs recoveries
 // onto this node, serves other nodes' recoveries from it, and exposes
 // Prometheus metrics and health on HTTP. See --help.
+//
+// The command only wires: main.go reads the flags, node.go opens the
+// engine and wires the packages onto it (each registers its own metrics),
+// listen.go serves the listeners and shuts them down.
 package main
 
 import (
@@ -11,36 +15,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
 
-	"sync"
-	"sync/atomic"
 	"syscall"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 
-	pb "github.com/recoverd/recoverd/api/recoverdv1"
-	"github.com/recoverd/recoverd/cleanup"
-	"github.com/recoverd/recoverd/engine/embedded"
-	"github.com/recoverd/recoverd/internal/buildinfo"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/recovery"
-	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
-	"github.com/recoverd/recoverd/transfer"
 )
 
 func main() {
@@ -81,7 +67,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "recoverd: --data is required (the node's data directory)")
 		return 2
 	}
-	if err := shardstore.ValidateName(cfg.NodeID); err != nil {
+	if err := engine.ValidateName(cfg.NodeID); err != nil {
 		fmt.Fprintf(stderr, "recoverd: --node-id names this node's leases and pins on sources: %v\n", err)
 		return 2
 	}
@@ -152,197 +138,22 @@ func openRepo(cfg Config, requests *snapshot.RequestMetrics, policy retry.Option
 		RequestTimeout: cfg.S3Timeout, ReadIdleTimeout: cfg.S3Timeout, Metrics: requests, Retry: policy})
 }
 
-// peers keeps one client connection per source address.
-type peers struct {
-	opts  []grpc.DialOption
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
-}
-
-func (p *peers) dial(_ context.Context, addr string) (pb.PeerServiceClient, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c, ok := p.conns[addr]; ok {
-		return pb.NewPeerServiceClient(c), nil
-	}
-	c, err := grpc.NewClient(addr, p.opts...)
-	if err != nil {
-		return nil, err
-	}
-	p.conns[addr] = c
-	return pb.NewPeerServiceClient(c), nil
-}
-
-func (p *peers) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for addr, c := range p.conns {
-		c.Close()
-		delete(p.conns, addr)
-	}
-}
-
+// serve runs the node until ctx ends or a listener fails: it opens the
+// engine and wires the packages onto it (openNode), sweeps leftovers at
+// start and every --cleanup-interval, and serves the control, peer and
+// HTTP listeners (listenAndServe).
 func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) error {
-	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	buildinfo.Register(reg, buildinfo.Read())
-	throttle := transfer.NewThrottle(cfg.Throttle)
-
-	shards := embedded.NewRegistry(cfg.Data, shardstore.Options{RetainOps: cfg.RetainOps, LeaseTTL: cfg.LeaseTTL, KeepStaging: true, Logger: log}, log)
-	eng := embedded.New(shards)
-	defer eng.Close()
-	if err := shards.OpenAll(); err != nil {
-		return err
-	}
-	// One retry policy, from --retry-budget: peer streams and calls to a
-	// source retry for all of it; repository calls and snapshot downloads
-	// for at most the repository's default budget (30s) of it.
-	peerRetry := retry.Options{MaxElapsed: cfg.RetryBudget}
-	repoRetry := retry.Options{MaxElapsed: min(cfg.RetryBudget, retry.Repository.MaxElapsed)}
-	repo, err := openRepo(cfg, snapshot.NewRequestMetrics(reg), repoRetry)
-	if err != nil {
-		return fmt.Errorf("snapshot repository: %w", err)
-	}
-	peerSrv := transfer.NewPeerServer(eng, transfer.PeerServerConfig{ChunkSize: int(cfg.ChunkSize), DisableCompression: !cfg.Compression,
-		Throttle: throttle, MaxPins: cfg.MaxOutgoing, MaxPinsPerHolder: cfg.MaxPinsPerHolder, MaxLeasesPerHolder: cfg.MaxLeasesPerHolder, Logger: log})
-	defer peerSrv.Close()
-	peerSrv.RegisterMetrics(reg)
-	shards.RegisterMetrics(reg)
-
-	digestCheck, err := recovery.ParseDigestCheck(cfg.VerifyDigest)
-	if err != nil {
-		return fmt.Errorf("--verify-digest: %w", err)
-	}
-	diskMargin, err := recovery.ParseDiskMargin(cfg.DiskMargin)
-	if err != nil {
-		return fmt.Errorf("--disk-margin: %w", err)
-	}
-	dialer := &peers{opts: append(transfer.DialOptions(), sec.dialCreds()), conns: map[string]*grpc.ClientConn{}}
-	defer dialer.close()
-	mgr := recovery.NewManager(recovery.Config{
-		NodeID: cfg.NodeID, Engine: eng, Dial: dialer.dial, Repo: repo, UseSnapshots: cfg.UseSnapshots,
-		Throttle: throttle, MaxConcurrent: cfg.MaxRecoveries, MaxSnapshotDownloads: cfg.MaxSnapshotDownloads,
-		Fetch: transfer.FetchOptions{Parallel: cfg.ParallelFiles, ChunkSize: int(cfg.ChunkSize), NoCompression: !cfg.Compression,
-			IdleTimeout: cfg.IdleTimeout, Retry: peerRetry},
-		Ops:    transfer.OpsOptions{IdleTimeout: cfg.IdleTimeout, Retry: peerRetry},
-		PinTTL: cfg.PinTTL, PinWait: cfg.PinWait, DataDir: cfg.Data, DiskMargin: diskMargin, KeepFinished: cfg.KeepFinished, VerifyDigest: digestCheck, StateDir: filepath.Join(cfg.Data, "recoveries"),
-		NewDownloader: func() *snapshot.Downloader {
-			return &snapshot.Downloader{Retry: repoRetry}
-		},
-		Metrics: recovery.NewMetrics(reg), Logger: log,
-	})
-	if err := mgr.Open(ctx); err != nil {
-		return err
-	}
-	defer mgr.Close()
-	snapSvc := &snapshotService{repo: repo, shards: shards, throttle: throttle, deletionDelay: cfg.DeletionDelay, recovering: mgr.ActiveStagings}
-
-	// Cleanup: at start (the shards are open) and every --cleanup-interval.
-	sweeper, err := cleanup.New(cleanup.Config{Engine: eng, Running: mgr.ActiveStagings, Uploading: snapSvc.isUploading,
-		Repo: repo, UploadGrace: cfg.UploadGrace, DeletionDelay: cfg.DeletionDelay, Logger: log.With("component", "cleanup"), Registerer: reg})
+	n, err := openNode(ctx, cfg, sec, log)
 	if err != nil {
 		return err
 	}
+	defer n.close()
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
-		sweeper.Run(snapshot.CountRequests(sweepCtx, snapshot.KindCleanup, nil), cfg.CleanupInterval)
+		n.sweeper.Run(snapshot.CountRequests(sweepCtx, snapshot.KindCleanup, nil), cfg.CleanupInterval)
 	}()
 	defer func() { stopSweep(); <-sweepDone }()
-
-	// Health answers per service ("" is the whole listener): each listener
-	// names the services it serves.
-	healthSrv, peerHealth := health.NewServer(), health.NewServer()
-	for _, name := range []string{pb.RecoveryService_ServiceDesc.ServiceName, pb.SnapshotService_ServiceDesc.ServiceName,
-		pb.ShardService_ServiceDesc.ServiceName} {
-		healthSrv.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-	}
-	peerHealth.SetServingStatus(pb.PeerService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	control := grpc.NewServer(append(append(transfer.ServerOptions(), sec.controlCreds()), sec.interceptors()...)...)
-	pb.RegisterRecoveryServiceServer(control, recovery.NewService(mgr))
-	pb.RegisterSnapshotServiceServer(control, snapSvc)
-	pb.RegisterShardServiceServer(control, &shardService{shards: shards})
-	healthpb.RegisterHealthServer(control, healthSrv)
-	reflection.Register(control)
-	peer := grpc.NewServer(append(append(transfer.ServerOptions(), sec.peerCreds()), sec.peerInterceptors()...)...)
-	pb.RegisterPeerServiceServer(peer, peerSrv)
-	healthpb.RegisterHealthServer(peer, peerHealth)
-
-	var ready atomic.Bool
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	if cfg.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-
-	listeners := map[string]net.Listener{}
-	for name, addr := range map[string]string{"grpc": cfg.GRPCAddr, "peer": cfg.PeerAddr, "http": cfg.HTTPAddr} {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			for _, o := range listeners {
-				o.Close()
-			}
-			return fmt.Errorf("listen %s on %s: %w", name, addr, err)
-		}
-		listeners[name] = l
-	}
-	errc := make(chan error, 3)
-	go func() { errc <- control.Serve(listeners["grpc"]) }()
-	go func() { errc <- peer.Serve(listeners["peer"]) }()
-	go func() {
-		if err := httpSrv.Serve(listeners["http"]); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-		}
-	}()
-	ready.Store(true)
-	repoName := "disabled"
-	if repo != nil {
-		repoName = repo.String()
-	}
-	log.Info("recoverd ready", "node", cfg.NodeID, "grpc", listeners["grpc"].Addr().String(), "peer", listeners["peer"].Addr().String(),
-		"http", listeners["http"].Addr().String(), "data", cfg.Data, "repo", repoName, "tls", !sec.insecure, "version", buildinfo.Read().String())
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down: pausing recoveries (they resume at the next start, from what they staged)")
-	case serveErr = <-errc:
-		log.Error("a listener failed; shutting down", "error", serveErr)
-	}
-	ready.Store(false)
-	healthSrv.Shutdown()
-	peerHealth.Shutdown()
-	mgr.Close()
-	stopGracefully(control, 10*time.Second)
-	stopGracefully(peer, 10*time.Second)
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	httpSrv.Shutdown(sctx)
-	cancel()
-	return serveErr
-}
-
-func stopGracefully(s *grpc.Server, d time.Duration) {
-	done := make(chan struct{})
-	go func() { s.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(d):
-		s.Stop()
-	}
+	return listenAndServe(ctx, cfg, sec, log, n)
 }
