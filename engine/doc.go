@@ -157,9 +157,14 @@
 // The publish would replace what they wrote. Replicated ops and flushes go
 // on: a Publish replaces ops applied before it, and the recovery's
 // catch-up fetches the same ops from the source after it. A refusal lives
-// in the engine's memory until ResumeWrites (or the engine's end); a
-// recoverd that finds its engine restarted refuses again for the
-// recoveries it resumes, before they write.
+// in the engine's memory until ResumeWrites (or the engine's end), and
+// outlives the recoverd that asked for it: while recoverd restarts, an
+// engine process beside it goes on refusing. A recoverd that starts
+// refuses again for the recoveries it resumes, before they write (the
+// engine may have restarted), and lifts the refusals of the recoveries it
+// cannot resume. An engine that restarts while recoverd runs forgets its
+// refusals: the remote client asks again for every refusal it holds when
+// it reconnects, before it forwards any other call.
 //
 // # Staging and publish
 //

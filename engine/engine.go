@@ -64,8 +64,11 @@ type Engine interface {
 	// same ops from its source. The shard need not exist (a recovery
 	// refuses writes from the moment it is accepted). Several recovery ids
 	// may refuse at once; writes resume when none is left. Refusals live
-	// in the engine's memory: a recoverd that finds the engine restarted
-	// refuses again for the recoveries it resumes.
+	// in the engine's memory and outlive the recoverd that asked (an
+	// engine process beside it keeps refusing while recoverd restarts):
+	// a recoverd that starts refuses again for the recoveries it resumes
+	// (the engine may have restarted too) and lifts the refusals of those
+	// it cannot resume. Refusing again for the same id is no error.
 	RefuseWrites(ctx context.Context, id ShardID, recoveryID string) error
 	// ResumeWrites lifts the refusal recoveryID holds on id; one it does
 	// not hold is no error.

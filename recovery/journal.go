@@ -209,6 +209,11 @@ func (m *Manager) resume(je journalEntry) {
 	}
 	if err != nil {
 		log.Error("a recovery interrupted by the node stopping cannot resume", "error", err)
+		if req.Shard.Validate() == nil {
+			// An engine that outlived recoverd (a process beside it) may
+			// still refuse writes for it.
+			m.resumeWrites(req.Shard, req.ID, log)
+		}
 		r.s.Stage, r.s.End, r.s.Error = StageFailed, now, fmt.Sprintf("interrupted by a restart and cannot resume: %v", err)
 		r.s.Stages[len(r.s.Stages)-1].End = now
 		r.counted = true

@@ -115,3 +115,46 @@ func TestResumedRecoveryRefusesWritesAgain(t *testing.T) {
 		t.Fatalf("write after the resumed recovery: %v", err)
 	}
 }
+
+// TestUnresumableRecoveryLiftsItsRefusal: an engine that outlives
+// recoverd (a process beside it) still refuses writes for the recovery
+// recoverd was running. One that cannot resume at the next start (here:
+// the node dials no source any more) fails, and its refusal is lifted.
+func TestUnresumableRecoveryLiftsItsRefusal(t *testing.T) {
+	e := newEnv(t, shardstore.Options{}, Config{StateDir: t.TempDir(), Throttle: transfer.NewThrottle(512 << 10)})
+	src := e.source()
+	write(t, src, 2000, 0, 1024)
+	flush(t, src)
+	tgt, err := e.tgt.get(shardID, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, tgt, 10, 90000, 64)
+	flush(t, tgt)
+	r, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr, ID: "r-stuck"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBytes(t, r)
+	e.m.Close()
+	if err := primaryWrite(t, e); !errors.Is(err, engine.ErrWritesRefused) {
+		t.Fatalf("write while recoverd is stopped mid-recovery: %v, want ErrWritesRefused", err)
+	}
+	cfg := e.m.cfg
+	cfg.Metrics, cfg.Dial = NewMetrics(nil), nil
+	m := NewManager(cfg)
+	t.Cleanup(m.Close)
+	if err := m.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := m.Get("r-stuck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := r2.State(); s.Stage != StageFailed {
+		t.Fatalf("the recovery that cannot resume is %s, want failed", s.Stage)
+	}
+	if err := primaryWrite(t, e); err != nil {
+		t.Fatalf("write once the recovery failed to resume: %v", err)
+	}
+}
