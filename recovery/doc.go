@@ -1,9 +1,24 @@
 // Package recovery runs recoveries on the target node: it plans them with
 // package planner, moves the bytes through package transfer (from the source
-// node) and package snapshot (from the repository) into shardstore staging,
-// publishes the file set and the ops fetched for it with one commit, catches
-// up the ops the source indexed meanwhile, and checks the copy against the
-// source. It implements the RecoveryService of api/recoverdv1.
+// node) and package snapshot (from the repository) into the engine's
+// staging, publishes the file set and the ops fetched for it with one
+// commit, catches up the ops the source indexed meanwhile, and checks the
+// copy against the source. It implements the RecoveryService of
+// api/recoverdv1.
+//
+// It drives the node's storage engine through the engine contract
+// (package engine, Config.Engine) and nothing else: Engine.OpenTarget for
+// the copy it writes into, Target.StartStaging for the directory it writes
+// the files into itself (internal/staging) and the ops it stages
+// (Staging.AppendOps), Staging.Publish, Target.Apply, AdoptTerm and Flush
+// for the catch-up, Reader.Info and DigestAt for the planner and the
+// check. From Start until the recovery ends the engine refuses primary
+// writes to the shard (Engine.RefuseWrites, naming the recovery): its
+// publish would drop them. Refusals live in the engine's memory, so Open
+// refuses again for the recoveries it resumes, and lifts the refusal of
+// those it cannot resume; then it has the engine delete the copies
+// without a commit that recoveries which never published left
+// (Engine.SweepUncommitted).
 //
 // Stages: queued -> init -> plan -> files -> verify -> finalize -> ops ->
 // done (or failed, cancelled).
@@ -21,13 +36,14 @@
 //     own, its error checked), then the engine's Staging.Publish makes
 //     files and staged ops the shard in one atomic commit. Before it the target is exactly its old self (a failed
 //     or cancelled recovery abandons the staging directory); a target the
-//     recovery created is no shard of the node until then (Targets opens
-//     it uncommitted) and is removed if the recovery ends unpublished.
+//     recovery created is no shard of the node until then (Engine.OpenTarget
+//     creates it without a commit) and is removed if the recovery ends
+//     unpublished (Engine.RemoveUncommitted).
 //     After it the target is a complete copy of the source as of the plan.
 //   - ops: ops the source indexed while files moved are replayed live and
 //     flushed, then source and target digests are compared at the seqno
 //     the copy reached: the source digests its pinned commit and the ops
-//     above it up to that seqno (shardstore.DigestAt) without stopping
+//     above it up to that seqno (engine.Reader.DigestAt) without stopping
 //     its writes, so a source that indexed more meanwhile is compared all
 //     the same. A source that no longer holds that history is compared by
 //     seqnos only, and the result says why.
