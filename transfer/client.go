@@ -9,16 +9,16 @@ import (
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/seqno"
-	"github.com/recoverd/recoverd/shardstore"
 )
 
 // ShardInfo is what a source tells about its copy (GetShardMetadata,
 // PinCommit): what a planner needs of the source.
 type ShardInfo struct {
-	Shard shardstore.ShardID
+	Shard engine.ShardID
 	// Meta is the current (or pinned) commit.
-	Meta shardstore.Metadata
+	Meta engine.Metadata
 	// Seq are the live seqno statistics (max seqno includes unflushed ops).
 	Seq seqno.Stats
 	// Retained is the range of ops the source's op log can serve.
@@ -64,7 +64,7 @@ func ShardInfoFromPB(m *pb.ShardInfo) (ShardInfo, error) {
 }
 
 // GetShardInfo asks a source about its copy of a shard (no pin).
-func GetShardInfo(ctx context.Context, c pb.PeerServiceClient, shard shardstore.ShardID) (ShardInfo, error) {
+func GetShardInfo(ctx context.Context, c pb.PeerServiceClient, shard engine.ShardID) (ShardInfo, error) {
 	resp, err := c.GetShardMetadata(ctx, &pb.GetShardMetadataRequest{Shard: pbconv.ShardID(shard)})
 	if err != nil {
 		return ShardInfo{}, fmt.Errorf("transfer: shard metadata of %s: %w", shard, rpcerr.FromStatus(err))
@@ -87,7 +87,7 @@ type Digest struct {
 // ("": none) when the source's current commit holds ops past upTo. It is
 // a full scan of the source's shard, which goes on taking writes.
 // seqno.ErrCompacted when the source no longer holds its content at upTo.
-func GetShardDigest(ctx context.Context, c pb.PeerServiceClient, shard shardstore.ShardID, pinID string, upTo seqno.SeqNo) (Digest, error) {
+func GetShardDigest(ctx context.Context, c pb.PeerServiceClient, shard engine.ShardID, pinID string, upTo seqno.SeqNo) (Digest, error) {
 	req := &pb.GetShardDigestRequest{Shard: pbconv.ShardID(shard), PinId: pinID}
 	if upTo != seqno.Unassigned {
 		req.UpToSeqno = proto.Int64(int64(upTo))

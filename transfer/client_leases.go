@@ -8,8 +8,8 @@ import (
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/seqno"
-	"github.com/recoverd/recoverd/shardstore"
 )
 
 // Lease is a retention lease held on a source.
@@ -30,7 +30,7 @@ func leaseFromPB(m *pb.RetentionLease) (Lease, error) {
 // AcquireLease takes a retention lease on the source. Errors wrap
 // seqno.ErrCompacted (the ops are gone: a file copy is needed) or
 // seqno.ErrLeaseExists.
-func AcquireLease(ctx context.Context, c pb.PeerServiceClient, shard shardstore.ShardID, id string, retaining seqno.SeqNo, source string) (Lease, error) {
+func AcquireLease(ctx context.Context, c pb.PeerServiceClient, shard engine.ShardID, id string, retaining seqno.SeqNo, source string) (Lease, error) {
 	resp, err := c.AcquireLease(ctx, &pb.AcquireLeaseRequest{Shard: pbconv.ShardID(shard), LeaseId: id, RetainingSeqno: int64(retaining), Source: source})
 	if err != nil {
 		return Lease{}, fmt.Errorf("transfer: acquire lease %s on %s: %w", id, shard, rpcerr.FromStatus(err))
@@ -41,7 +41,7 @@ func AcquireLease(ctx context.Context, c pb.PeerServiceClient, shard shardstore.
 // RenewLease refreshes a retention lease; retaining raises its seqno
 // (seqno.Unassigned keeps it). A lease expired or released answers an
 // error wrapping seqno.ErrLeaseLost: re-plan, never continue.
-func RenewLease(ctx context.Context, c pb.PeerServiceClient, shard shardstore.ShardID, id string, retaining seqno.SeqNo) (Lease, error) {
+func RenewLease(ctx context.Context, c pb.PeerServiceClient, shard engine.ShardID, id string, retaining seqno.SeqNo) (Lease, error) {
 	req := &pb.RenewLeaseRequest{Shard: pbconv.ShardID(shard), LeaseId: id}
 	if retaining != seqno.Unassigned {
 		r := int64(retaining)
@@ -55,7 +55,7 @@ func RenewLease(ctx context.Context, c pb.PeerServiceClient, shard shardstore.Sh
 }
 
 // ReleaseLease releases a retention lease (an unknown one is not an error).
-func ReleaseLease(ctx context.Context, c pb.PeerServiceClient, shard shardstore.ShardID, id string) error {
+func ReleaseLease(ctx context.Context, c pb.PeerServiceClient, shard engine.ShardID, id string) error {
 	if _, err := c.ReleaseLease(ctx, &pb.ReleaseLeaseRequest{Shard: pbconv.ShardID(shard), LeaseId: id}); err != nil {
 		return fmt.Errorf("transfer: release lease %s on %s: %w", id, shard, rpcerr.FromStatus(err))
 	}

@@ -12,9 +12,9 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/seqno"
-	"github.com/recoverd/recoverd/shardstore"
 )
 
 // OpsClient is the part of pb.PeerServiceClient that FetchOps uses.
@@ -59,8 +59,8 @@ func (e fnError) Unwrap() error { return e.err }
 // broken by a transient error is resumed after the last op fn accepted;
 // errors of fn end the call as they are. ErrCompacted (a file copy is
 // needed) and ErrHistoryMismatch come back wrapped (errors.Is).
-func FetchOps(ctx context.Context, c OpsClient, shard shardstore.ShardID, r seqno.Range, historyUUID string,
-	fn func([]shardstore.Op) error, opts OpsOptions) (OpsResult, error) {
+func FetchOps(ctx context.Context, c OpsClient, shard engine.ShardID, r seqno.Range, historyUUID string,
+	fn func([]engine.Op) error, opts OpsOptions) (OpsResult, error) {
 	res := OpsResult{Last: seqno.Unassigned}
 	if err := r.Validate(); err != nil {
 		return res, fmt.Errorf("transfer: %w", err)
@@ -110,8 +110,8 @@ func FetchOps(ctx context.Context, c OpsClient, shard shardstore.ShardID, r seqn
 	return res, nil
 }
 
-func fetchOpsOnce(ctx context.Context, c OpsClient, shard shardstore.ShardID, r seqno.Range, history string,
-	fn func([]shardstore.Op) error, opts *OpsOptions, res *OpsResult) error {
+func fetchOpsOnce(ctx context.Context, c OpsClient, shard engine.ShardID, r seqno.Range, history string,
+	fn func([]engine.Op) error, opts *OpsOptions, res *OpsResult) error {
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	wd := newWatchdog(opts.IdleTimeout, cancel)

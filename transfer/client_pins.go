@@ -10,13 +10,13 @@ import (
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
-	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/engine"
 )
 
 // Pin is a commit pin held on a source (PinCommit).
 type Pin struct {
 	ID         string
-	Shard      shardstore.ShardID
+	Shard      engine.ShardID
 	Generation uint64
 	// TTL is how long the pin outlives its holder's silence; KeepPin (and
 	// FetchFiles, unless told the caller does) renews the pin at a third
@@ -39,7 +39,7 @@ func pinFromPB(m *pb.Pin) (Pin, error) {
 // PinCommit pins the source's current commit for ttl (0: the source's
 // default) and returns the pin and the pinned commit's info. holder labels
 // the pin in the source's logs.
-func PinCommit(ctx context.Context, c pb.PeerServiceClient, shard shardstore.ShardID, ttl time.Duration, holder string) (Pin, ShardInfo, error) {
+func PinCommit(ctx context.Context, c pb.PeerServiceClient, shard engine.ShardID, ttl time.Duration, holder string) (Pin, ShardInfo, error) {
 	return PinCommitAs(ctx, c, shard, ttl, holder, "")
 }
 
@@ -47,7 +47,7 @@ func PinCommit(ctx context.Context, c pb.PeerServiceClient, shard shardstore.Sha
 // PinCommitRequest.pin_id): recorded before the call, it lets the caller
 // release the pin whatever became of the answer, and a call retried after
 // a lost answer gets the same pin.
-func PinCommitAs(ctx context.Context, c pb.PeerServiceClient, shard shardstore.ShardID, ttl time.Duration, holder, id string) (Pin, ShardInfo, error) {
+func PinCommitAs(ctx context.Context, c pb.PeerServiceClient, shard engine.ShardID, ttl time.Duration, holder, id string) (Pin, ShardInfo, error) {
 	req := &pb.PinCommitRequest{Shard: pbconv.ShardID(shard), Holder: holder, PinId: id}
 	if ttl > 0 {
 		req.Ttl = durationpb.New(ttl)

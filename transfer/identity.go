@@ -6,7 +6,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/recoverd/recoverd/shardstore"
+	"github.com/recoverd/recoverd/engine"
 )
 
 // Who calls the peer API. Only nodes may (DESIGN.md section 7): a node
@@ -45,7 +45,7 @@ func NodeID(cert *x509.Certificate) (string, bool) {
 			continue
 		}
 		id, ok := strings.CutPrefix(u.Path, "/")
-		if ok && shardstore.ValidateName(id) == nil {
+		if ok && engine.ValidateName(id) == nil {
 			return id, true
 		}
 	}
