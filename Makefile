@@ -27,6 +27,7 @@ export RECOVERCTL_BIN := $(CURDIR)/bin/recoverctl
 
 all: build
 
+# bin/recoverd, bin/recoverctl and bin/shardd (the reference engine).
 build:
 	$(GO) build -o bin/ ./cmd/...
 
@@ -113,7 +114,7 @@ sim:
 	$(SIM) -fail rack:0 -cleanup-sweep off -max-outgoing 8 -max-snapshot-downloads 16 -vary layout=current,hashed -vary prefix-chars=1,2,8,12
 	$(SIM) -fail rack:0 -cleanup-sweep off -prefix-depth 0 -max-outgoing 8 -max-snapshot-downloads 16 -vary throttle=0,100MB,50MB
 
-# Regenerates api/recoverdv1 from recoverd.proto (protoc from Debian's
+# Regenerates api/recoverdv1 from recoverd.proto and engine.proto (protoc from Debian's
 # protobuf-compiler, plugins pinned through the Go module proxy).
 proto:
 	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install -y protobuf-compiler"; exit 1; }
@@ -123,7 +124,7 @@ proto:
 		--plugin=protoc-gen-go=bin/protoc-gen-go --plugin=protoc-gen-go-grpc=bin/protoc-gen-go-grpc \
 		--go_out=api/recoverdv1 --go_opt=paths=source_relative \
 		--go-grpc_out=api/recoverdv1 --go-grpc_opt=paths=source_relative \
-		api/recoverdv1/recoverd.proto
+		api/recoverdv1/recoverd.proto api/recoverdv1/engine.proto
 
 clean:
 	rm -rf bin

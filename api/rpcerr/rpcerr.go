@@ -25,6 +25,12 @@
 //     *RemoteError that wraps the sentinel its reason stands for, by the
 //     same table, so that errors.Is works across the wire; Reason reads
 //     the reason of any status error.
+//   - Every answer made from an error also names, in its ErrorInfo's
+//     metadata ("wraps"), each sentinel of the engine contract (and the
+//     context's, and errors.ErrUnsupported) the error wraps, and
+//     FromStatus wraps them all (wraps.go): the remote engine's errors
+//     answer errors.Is as the engine's own do, several sentinels and
+//     those without a reason of their own included.
 //
 // The sentinels of transfer and recovery that the table names are defined
 // here (sentinels.go), because those packages import this one; they keep
@@ -55,9 +61,22 @@ const NoReason = pb.ErrorReason_ERROR_REASON_UNSPECIFIED
 // than NoReason is attached as a google.rpc.ErrorInfo so the client can
 // tell it from other errors of the same code.
 func Errorf(code codes.Code, reason pb.ErrorReason, format string, args ...any) error {
-	st := status.New(code, fmt.Sprintf(format, args...))
-	if reason != NoReason {
-		if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason.String(), Domain: ErrorDomain}); err == nil {
+	return errorf(code, reason, "", fmt.Sprintf(format, args...))
+}
+
+// errorf is Errorf with the wire names of the sentinels the error wraps
+// (wraps.go), attached in the ErrorInfo's metadata.
+func errorf(code codes.Code, reason pb.ErrorReason, wrapped, msg string) error {
+	st := status.New(code, msg)
+	if reason != NoReason || wrapped != "" {
+		info := &errdetails.ErrorInfo{Domain: ErrorDomain}
+		if reason != NoReason {
+			info.Reason = reason.String()
+		}
+		if wrapped != "" {
+			info.Metadata = map[string]string{wrapsKey: wrapped}
+		}
+		if d, err := st.WithDetails(info); err == nil {
 			st = d
 		}
 	}
@@ -94,12 +113,12 @@ func ToStatus(err error) error {
 	msg := err.Error()
 	r, ok := lookup(err)
 	if !ok {
-		return status.Error(codes.Internal, msg)
+		return errorf(codes.Internal, NoReason, wraps(err), msg)
 	}
 	if r.hint != "" {
 		msg += ": " + r.hint
 	}
-	return Errorf(r.code, r.reason, "%s", msg)
+	return errorf(r.code, r.reason, wraps(err), msg)
 }
 
 // Statusf is StatusOrf with Internal for an error the table does not know.
@@ -112,9 +131,9 @@ func Statusf(err error, format string, args ...any) error {
 // may be a bare sentinel, for an answer that says what it means.
 func StatusOrf(err error, otherwise codes.Code, format string, args ...any) error {
 	if r, ok := lookup(err); ok {
-		return Errorf(r.code, r.reason, format, args...)
+		return errorf(r.code, r.reason, wraps(err), fmt.Sprintf(format, args...))
 	}
-	return Errorf(otherwise, NoReason, format, args...)
+	return errorf(otherwise, NoReason, wraps(err), fmt.Sprintf(format, args...))
 }
 
 // RemoteError is a status error from a peer that also wraps the sentinel
@@ -124,6 +143,8 @@ type RemoteError struct {
 	st       *status.Status
 	reason   pb.ErrorReason
 	sentinel error
+	// also are the sentinels the peer named as wrapped (wraps.go).
+	also []error
 }
 
 func (e *RemoteError) Error() string {
@@ -133,8 +154,14 @@ func (e *RemoteError) Error() string {
 // GRPCStatus lets status.FromError and status.Code see the original status.
 func (e *RemoteError) GRPCStatus() *status.Status { return e.st }
 
-// Unwrap returns the sentinel the error's reason stands for, if any.
-func (e *RemoteError) Unwrap() error { return e.sentinel }
+// Unwrap returns the sentinel the error's reason stands for, if any, and
+// every sentinel the peer named as wrapped.
+func (e *RemoteError) Unwrap() []error {
+	if e.sentinel == nil {
+		return e.also
+	}
+	return append([]error{e.sentinel}, e.also...)
+}
 
 // Code is the status code.
 func (e *RemoteError) Code() codes.Code { return e.st.Code() }
@@ -161,5 +188,10 @@ func FromStatus(err error) error {
 	}
 	e := &RemoteError{st: st, reason: Reason(err)}
 	e.sentinel = sentinelOf(e.reason)
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == ErrorDomain {
+			e.also = unwraps(info.Metadata[wrapsKey])
+		}
+	}
 	return e
 }

@@ -85,6 +85,10 @@ var table = []rule{
 	{snapshot.ErrChecksum, codes.DataLoss, NoReason, ""},
 	{snapshot.ErrCorruptManifest, codes.DataLoss, NoReason, ""},
 
+	// An engine without a feature of the contract (HandOff without
+	// replication of its own).
+	{errors.ErrUnsupported, codes.Unimplemented, NoReason, ""},
+
 	// The context: the caller cancelled, or its deadline passed. Last: an
 	// error that says more (a repository that timed out is unavailable;
 	// net's timeouts are context.DeadlineExceeded too) answers that.
