@@ -109,7 +109,7 @@ func (c *Client) session(ctx context.Context) (*clientSession, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	return nil, c.wrap("open a session", err)
+	return nil, fmt.Errorf("engine %s: open a session: %w", c.target, rpcerr.FromStatus(err))
 }
 
 func (c *Client) closedErr() error {

@@ -1,3 +1,0 @@
-package remote_test
-
-func runProcessChild() {}
