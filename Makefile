@@ -22,6 +22,7 @@ export RECOVERD_MINIO_BIN := $(MINIO)
 # Tests that start real processes use these binaries (see internal/testutil).
 export RECOVERD_BIN := $(CURDIR)/bin/recoverd
 export RECOVERCTL_BIN := $(CURDIR)/bin/recoverctl
+export RECOVERD_SHARDD_BIN := $(CURDIR)/bin/shardd
 
 .PHONY: all build test unit integration soak cluster lint demo bench minio proto clean sim promtool
 

@@ -11,6 +11,13 @@
 // checks SERVING, or, for a node serving TLS, until /readyz answers 200 on
 // its plaintext HTTP listener.
 //
+// StartShardd starts shardd, the reference engine process, on a data
+// directory, with its document API on a free loopback port unless given
+// and its engine socket at <data>/engine.sock unless given, and waits
+// until the API answers health checks SERVING and the socket takes
+// connections; EngineTarget is the --engine address of a recoverd beside
+// it.
+//
 // Nothing here knows shards, plans or repositories: only how to run a
 // process and ask it whether it serves.
 package launch

@@ -25,6 +25,7 @@ import (
 const (
 	RecoverdBinEnv   = "RECOVERD_BIN"
 	RecoverctlBinEnv = "RECOVERCTL_BIN"
+	SharddBinEnv     = "RECOVERD_SHARDD_BIN"
 )
 
 var (
@@ -33,11 +34,12 @@ var (
 	buildErr  error
 )
 
-// Binary returns the path of one of this tree's commands ("recoverd" or
-// "recoverctl"), from its environment variable or built with go build.
+// Binary returns the path of one of this tree's commands ("recoverd",
+// "recoverctl" or "shardd"), from its environment variable or built with go
+// build.
 func Binary(t testing.TB, name string) string {
 	t.Helper()
-	env := map[string]string{"recoverd": RecoverdBinEnv, "recoverctl": RecoverctlBinEnv}[name]
+	env := map[string]string{"recoverd": RecoverdBinEnv, "recoverctl": RecoverctlBinEnv, "shardd": SharddBinEnv}[name]
 	if p := os.Getenv(env); p != "" {
 		if !isExecutable(p) {
 			t.Fatalf("%s=%s is not an executable file", env, p)
@@ -55,7 +57,7 @@ func Binary(t testing.TB, name string) string {
 		if buildErr = os.MkdirAll(buildDir, 0o755); buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./cmd/recoverd", "./cmd/recoverctl")
+		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./cmd/recoverd", "./cmd/recoverctl", "./cmd/shardd")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
