@@ -10,7 +10,9 @@
 // the pinned files, which recoverd opens on the shared data volume; a
 // Staging answers its directory, where recoverd writes the files it
 // recovers; the engine publishes them in place. The socket carries
-// metadata, ops (Apply, AppendOps, ReadOps) and decisions.
+// metadata, ops (Apply, AppendOps, ReadOps) and decisions. The paths are
+// the engine's: recoverd and the engine mount the data volume at the same
+// path (in Kubernetes, one volume mounted at one path in both containers).
 //
 // Errors cross through api/rpcerr: the server answers ToStatus of the
 // engine's error, which names every contract sentinel it wraps, and the
