@@ -178,6 +178,9 @@ func (srv *Server) OpenTarget(ctx context.Context, req *pb.OpenEngineTargetReque
 	if err != nil {
 		return nil, rpcerr.ToStatus(err)
 	}
+	sess.mu.Lock()
+	sess.targets[h] = true
+	sess.mu.Unlock()
 	return &pb.OpenEngineTargetResponse{Handle: h, Replaced: replaced}, nil
 }
 
@@ -230,12 +233,15 @@ func (srv *Server) shard(ctx context.Context, h string) (*session, engine.Shard,
 
 // target resolves a handle OpenTarget made.
 func (srv *Server) target(ctx context.Context, h string) (engine.Target, error) {
-	_, sh, err := srv.shard(ctx, h)
+	sess, sh, err := srv.shard(ctx, h)
 	if err != nil {
 		return nil, err
 	}
+	sess.mu.Lock()
+	isTarget := sess.targets[h]
+	sess.mu.Unlock()
 	t, ok := sh.(engine.Target)
-	if !ok {
+	if !ok || !isTarget {
 		return nil, fmt.Errorf("%w: shard handle %q is not a target (OpenTarget makes one)", engine.ErrInvalidArgument, h)
 	}
 	return t, nil

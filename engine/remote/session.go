@@ -22,9 +22,12 @@ const sessionKey = "recoverd-engine-session"
 type session struct {
 	id string
 
-	mu       sync.Mutex
-	ended    bool
-	shards   map[string]engine.Shard
+	mu     sync.Mutex
+	ended  bool
+	shards map[string]engine.Shard
+	// targets are the shard handles OpenTarget made: only they take the
+	// Target calls.
+	targets  map[string]bool
 	pins     map[string]*heldPin
 	stagings map[string]engine.Staging
 	// finished are the stagings published, abandoned or suspended: their
@@ -41,7 +44,7 @@ type heldPin struct {
 }
 
 func newSession() *session {
-	return &session{id: uuid.NewString(), shards: map[string]engine.Shard{}, pins: map[string]*heldPin{},
+	return &session{id: uuid.NewString(), shards: map[string]engine.Shard{}, targets: map[string]bool{}, pins: map[string]*heldPin{},
 		stagings: map[string]engine.Staging{}, finished: map[string]bool{}}
 }
 
