@@ -275,7 +275,8 @@ func (*ListEngineShardsRequest) Descriptor() ([]byte, []int) {
 // EngineShardStatus is one committed shard and its state.
 type EngineShardStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Shard *ShardId               `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// shard: the shard.
+	Shard *ShardId `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
 	// state: "open", "unavailable" (the last open failed with an error that
 	// proves nothing about the data) or "corrupt" (it proved damage).
 	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
@@ -346,8 +347,9 @@ func (x *EngineShardStatus) GetSince() *timestamppb.Timestamp {
 }
 
 type ListEngineShardsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Shards        []*EngineShardStatus   `protobuf:"bytes,1,rep,name=shards,proto3" json:"shards,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// shards: every committed shard, in no order.
+	Shards        []*EngineShardStatus `protobuf:"bytes,1,rep,name=shards,proto3" json:"shards,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -390,8 +392,9 @@ func (x *ListEngineShardsResponse) GetShards() []*EngineShardStatus {
 }
 
 type GetEngineShardRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Shard         *ShardId               `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// shard: the shard to open (a valid index name, a number up to 2^20).
+	Shard         *ShardId `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -479,8 +482,9 @@ func (x *GetEngineShardResponse) GetHandle() string {
 }
 
 type OpenEngineTargetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Shard         *ShardId               `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// shard: the shard a recovery writes into.
+	Shard         *ShardId `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -577,8 +581,9 @@ func (x *OpenEngineTargetResponse) GetReplaced() string {
 }
 
 type RemoveUncommittedRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Shard         *ShardId               `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// shard: the shard whose copy without a commit goes.
+	Shard         *ShardId `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -748,7 +753,8 @@ func (x *SweepUncommittedResponse) GetRemoved() []*ShardId {
 
 type EngineWritesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Shard *ShardId               `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// shard: the shard whose primary writes are refused or resumed (it need not exist).
+	Shard *ShardId `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
 	// recovery_id is the recovery that refuses (or stops refusing) writes.
 	RecoveryId    string `protobuf:"bytes,2,opt,name=recovery_id,json=recoveryId,proto3" json:"recovery_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -836,8 +842,9 @@ func (*EngineWritesResponse) Descriptor() ([]byte, []int) {
 }
 
 type GetEngineShardInfoRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Handle        string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// handle: a shard handle of the session (GetShard, OpenTarget).
+	Handle        string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -882,7 +889,8 @@ func (x *GetEngineShardInfoRequest) GetHandle() string {
 // EngineShardInfo is engine.ShardInfo.
 type EngineShardInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Shard *ShardId               `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// shard: the shard.
+	Shard *ShardId `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
 	// committed is false for a copy a recovery is creating, until its first
 	// publish (metadata is then generation 0, no file, every seqno -1).
 	Committed bool `protobuf:"varint,2,opt,name=committed,proto3" json:"committed,omitempty"`
@@ -998,8 +1006,9 @@ func (x *EngineShardInfo) GetLeaseTtl() *durationpb.Duration {
 }
 
 type GetEngineShardInfoResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Info          *EngineShardInfo       `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// info: the copy as it is now.
+	Info          *EngineShardInfo `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1044,7 +1053,8 @@ func (x *GetEngineShardInfoResponse) GetInfo() *EngineShardInfo {
 // EngineLease is a retention lease (seqno.RetentionLease).
 type EngineLease struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// id names the lease on its shard.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// retaining_seqno: every op at or above it stays readable.
 	RetainingSeqno int64 `protobuf:"varint,2,opt,name=retaining_seqno,json=retainingSeqno,proto3" json:"retaining_seqno,omitempty"`
 	// source says who asked and why.
@@ -1123,8 +1133,9 @@ func (x *EngineLease) GetTimestamp() *timestamppb.Timestamp {
 }
 
 type EnginePinRequest struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Handle string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// handle: a shard handle of the session.
+	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	// ttl releases the pin once not renewed for this long; unset or zero
 	// holds it until released or the session ends. Negative is refused.
 	Ttl           *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
@@ -1241,8 +1252,9 @@ func (x *EnginePinResponse) GetPaths() map[string]string {
 }
 
 type EnginePinIdRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PinId         string                 `protobuf:"bytes,1,opt,name=pin_id,json=pinId,proto3" json:"pin_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// pin_id: a pin of the session (EnginePinResponse.pin_id).
+	PinId         string `protobuf:"bytes,1,opt,name=pin_id,json=pinId,proto3" json:"pin_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1321,8 +1333,9 @@ func (*EnginePinIdResponse) Descriptor() ([]byte, []int) {
 }
 
 type EngineReadOpsRequest struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Handle string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// handle: a shard handle of the session.
+	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	// range is inclusive; empty (from == to + 1) reads nothing.
 	Range *SeqNoRange `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
 	// history is the history UUID the caller expects (required).
@@ -1383,8 +1396,9 @@ func (x *EngineReadOpsRequest) GetHistory() string {
 }
 
 type EngineOpBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ops           []*Op                  `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ops in seqno order, each with its term; no-ops included, gaps absent.
+	Ops           []*Op `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1427,8 +1441,9 @@ func (x *EngineOpBatch) GetOps() []*Op {
 }
 
 type EngineDigestRequest struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Handle string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// handle: a shard handle of the session.
+	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	// base_pin_id: a pin of this copy to start from when the current commit
 	// holds ops past up_to (empty: the current commit).
 	BasePinId string `protobuf:"bytes,2,opt,name=base_pin_id,json=basePinId,proto3" json:"base_pin_id,omitempty"`
@@ -1490,8 +1505,9 @@ func (x *EngineDigestRequest) GetUpTo() int64 {
 }
 
 type EngineDigestResponse struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Digest string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// digest is equal for two copies holding the same ops up to at.
+	Digest string `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
 	// at is the seqno the digest covers.
 	At            int64 `protobuf:"varint,2,opt,name=at,proto3" json:"at,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1543,8 +1559,9 @@ func (x *EngineDigestResponse) GetAt() int64 {
 }
 
 type EngineAcquireLeaseRequest struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Handle string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// handle: a shard handle of the session.
+	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	// id names the lease (a valid name).
 	Id             string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
 	RetainingSeqno int64  `protobuf:"varint,3,opt,name=retaining_seqno,json=retainingSeqno,proto3" json:"retaining_seqno,omitempty"`
@@ -1631,10 +1648,12 @@ func (x *EngineAcquireLeaseRequest) GetMaxPerHolder() int32 {
 }
 
 type EngineRenewLeaseRequest struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Handle string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
-	Id     string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	Holder string                 `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// handle: a shard handle of the session.
+	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	// id and holder name the lease; another holder's is refused.
+	Id     string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Holder string `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
 	// retaining_seqno may raise the lease's (-2 keeps it).
 	RetainingSeqno int64 `protobuf:"varint,4,opt,name=retaining_seqno,json=retainingSeqno,proto3" json:"retaining_seqno,omitempty"`
 	unknownFields  protoimpl.UnknownFields
@@ -1700,8 +1719,9 @@ func (x *EngineRenewLeaseRequest) GetRetainingSeqno() int64 {
 }
 
 type EngineLeaseResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Lease         *EngineLease           `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// lease: the lease as the engine holds it now.
+	Lease         *EngineLease `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1744,10 +1764,12 @@ func (x *EngineLeaseResponse) GetLease() *EngineLease {
 }
 
 type EngineReleaseLeaseRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Handle        string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
-	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	Holder        string                 `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// handle: a shard handle of the session.
+	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	// id and holder name the lease; an unknown one is no error.
+	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Holder        string `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1840,8 +1862,9 @@ func (*EngineReleaseLeaseResponse) Descriptor() ([]byte, []int) {
 }
 
 type EngineHandOffRequest struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Handle string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// handle: a shard handle of the session: the recovery's source copy.
+	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	// lease_id and holder name the recovery's lease on this copy.
 	LeaseId string `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	Holder  string `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
@@ -1919,8 +1942,9 @@ func (x *EngineHandOffRequest) GetFrom() int64 {
 }
 
 type EngineSweepRequest struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Handle string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// handle: a shard handle of the session.
+	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	// keep_staging: recovery ids whose stagings must stay.
 	KeepStaging   []string `protobuf:"bytes,2,rep,name=keep_staging,json=keepStaging,proto3" json:"keep_staging,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2042,8 +2066,9 @@ func (x *EngineSweepResponse) GetLeases() []string {
 }
 
 type StartStagingRequest struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Handle string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// handle: a target handle of the session (OpenTarget).
+	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	// recovery_id names the staging (a valid name).
 	RecoveryId    string `protobuf:"bytes,2,opt,name=recovery_id,json=recoveryId,proto3" json:"recovery_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2150,8 +2175,9 @@ func (x *StartStagingResponse) GetDir() string {
 }
 
 type StagingRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Staging       string                 `protobuf:"bytes,1,opt,name=staging,proto3" json:"staging,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// staging: a staging of the session (StartStagingResponse.staging).
+	Staging       string `protobuf:"bytes,1,opt,name=staging,proto3" json:"staging,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2194,9 +2220,11 @@ func (x *StagingRequest) GetStaging() string {
 }
 
 type AppendOpsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Staging       string                 `protobuf:"bytes,1,opt,name=staging,proto3" json:"staging,omitempty"`
-	Ops           []*Op                  `protobuf:"bytes,2,rep,name=ops,proto3" json:"ops,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// staging: a staging of the session.
+	Staging string `protobuf:"bytes,1,opt,name=staging,proto3" json:"staging,omitempty"`
+	// ops above the staged files' local checkpoint, each with its seqno and term.
+	Ops           []*Op `protobuf:"bytes,2,rep,name=ops,proto3" json:"ops,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2246,8 +2274,9 @@ func (x *AppendOpsRequest) GetOps() []*Op {
 }
 
 type PublishRequest struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Staging string                 `protobuf:"bytes,1,opt,name=staging,proto3" json:"staging,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// staging: a staging of the session.
+	Staging string `protobuf:"bytes,1,opt,name=staging,proto3" json:"staging,omitempty"`
 	// files is the whole new file set: staged files and files of the
 	// current commit to keep.
 	Files []*FileMeta `protobuf:"bytes,2,rep,name=files,proto3" json:"files,omitempty"`
@@ -2345,9 +2374,11 @@ func (*StagingResponse) Descriptor() ([]byte, []int) {
 }
 
 type EngineApplyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Handle        string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
-	Ops           []*Op                  `protobuf:"bytes,2,rep,name=ops,proto3" json:"ops,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// handle: a target handle of the session (OpenTarget).
+	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	// ops a primary assigned, in any order; seqnos already processed are skipped.
+	Ops           []*Op `protobuf:"bytes,2,rep,name=ops,proto3" json:"ops,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2433,9 +2464,10 @@ func (*EngineApplyResponse) Descriptor() ([]byte, []int) {
 }
 
 type AdoptTermRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Handle        string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
-	Term          uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// handle: a target handle of the session.
+	Handle        string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	Term          uint64 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2521,8 +2553,9 @@ func (*AdoptTermResponse) Descriptor() ([]byte, []int) {
 }
 
 type EngineFlushRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Handle        string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// handle: a target handle of the session.
+	Handle        string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
