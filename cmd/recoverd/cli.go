@@ -20,7 +20,15 @@ const long = `recoverd: the shard recovery sidecar.
 
 It serves the control API (RecoveryService, SnapshotService, ShardService)
 on --grpc-addr, the peer API on --peer-addr and /metrics, /healthz, /readyz
-on --http-addr. Configuration: flags > RECOVERD_* environment > --config
+on --http-addr.
+
+With --engine unix:///path/engine.sock it is a sidecar: the engine process
+serving EngineService there (shardd, or your engine) owns the shards on the
+shared data volume, which both mount at the same path; recoverd opens no
+shard and serves no ShardService (clients write to the engine), and runs
+recoveries into and out of the engine's shards through the socket, reading
+pinned files and writing staged files on the volume itself. Without
+--engine it opens the shards under --data itself (the embedded mode). Configuration: flags > RECOVERD_* environment > --config
 YAML file (keys are the flag names) > defaults.
 
 Recoveries are journaled under <data>/recoveries: one that is running when

@@ -22,6 +22,7 @@ import (
 // the environment (RECOVERD_<NAME>, e.g. RECOVERD_DATA) and the flags.
 type Config struct {
 	Data     string
+	Engine   string
 	NodeID   string
 	GRPCAddr string
 	PeerAddr string
@@ -165,6 +166,7 @@ func group(title string, opts ...option) []option {
 var options = slices.Concat(
 	group(groupNode,
 		strOpt("data", "data directory of this node (shards live under <data>/shards)", func(c *Config) *string { return &c.Data }),
+		strOpt("engine", "unix:///path/engine.sock: recover the shards of the engine serving EngineService there (shardd), on the same data volume; empty: open the shards in this process and serve ShardService", func(c *Config) *string { return &c.Engine }),
 		strOpt("node-id", "name of this node in leases, pins and logs (default: the host name)", func(c *Config) *string { return &c.NodeID }),
 		strOpt("grpc-addr", "control API listener (RecoveryService, SnapshotService, ShardService)", func(c *Config) *string { return &c.GRPCAddr }),
 		strOpt("peer-addr", "peer listener (PeerService, node to node)", func(c *Config) *string { return &c.PeerAddr }),

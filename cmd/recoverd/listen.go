@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/engine/docapi"
 	"github.com/recoverd/recoverd/internal/buildinfo"
 	"github.com/recoverd/recoverd/recovery"
 	"github.com/recoverd/recoverd/transfer"
@@ -31,15 +32,20 @@ func listenAndServe(ctx context.Context, cfg Config, sec *security, log *slog.Lo
 	// Health answers per service ("" is the whole listener): each listener
 	// names the services it serves.
 	healthSrv, peerHealth := health.NewServer(), health.NewServer()
-	for _, name := range []string{pb.RecoveryService_ServiceDesc.ServiceName, pb.SnapshotService_ServiceDesc.ServiceName,
-		pb.ShardService_ServiceDesc.ServiceName} {
+	services := []string{pb.RecoveryService_ServiceDesc.ServiceName, pb.SnapshotService_ServiceDesc.ServiceName}
+	if n.shards != nil { // the engine in this process: its document API too
+		services = append(services, pb.ShardService_ServiceDesc.ServiceName)
+	}
+	for _, name := range services {
 		healthSrv.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	peerHealth.SetServingStatus(pb.PeerService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	control := grpc.NewServer(append(append(transfer.ServerOptions(), sec.controlCreds()), sec.interceptors()...)...)
 	pb.RegisterRecoveryServiceServer(control, recovery.NewService(n.mgr))
 	pb.RegisterSnapshotServiceServer(control, n.snapSvc)
-	pb.RegisterShardServiceServer(control, &shardService{shards: n.shards})
+	if n.shards != nil {
+		pb.RegisterShardServiceServer(control, docapi.New(n.shards, nil))
+	}
 	healthpb.RegisterHealthServer(control, healthSrv)
 	reflection.Register(control)
 	peer := grpc.NewServer(append(append(transfer.ServerOptions(), sec.peerCreds()), sec.peerInterceptors()...)...)

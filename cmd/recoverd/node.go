@@ -11,7 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/recoverd/recoverd/cleanup"
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/engine/embedded"
+	"github.com/recoverd/recoverd/engine/remote"
 	"github.com/recoverd/recoverd/internal/buildinfo"
 	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/recovery"
@@ -26,8 +28,8 @@ import (
 // they export on.
 type node struct {
 	metrics *prometheus.Registry
-	shards  *embedded.Registry // the in-process engine's own API (ShardService)
-	eng     *embedded.Engine
+	shards  *embedded.Registry  // the in-process engine's own API (ShardService); nil with --engine
+	eng     engine.Engine       // in process, or the engine process's (--engine)
 	repo    snapshot.Repository // nil: snapshots disabled
 	peerSrv *transfer.PeerServer
 	dialer  *transfer.Peers
@@ -53,13 +55,9 @@ func openNode(ctx context.Context, cfg Config, sec *security, log *slog.Logger) 
 	buildinfo.Register(n.metrics, buildinfo.Read())
 	throttle := transfer.NewThrottle(cfg.Throttle)
 
-	n.shards = embedded.NewRegistry(cfg.Data, shardstore.Options{RetainOps: cfg.RetainOps, LeaseTTL: cfg.LeaseTTL, KeepStaging: true, Logger: log}, log)
-	n.eng = embedded.New(n.shards)
-	n.onClose(func() { n.eng.Close() })
-	if err := n.shards.OpenAll(); err != nil {
+	if err := n.openEngine(ctx, cfg, log); err != nil {
 		return n, err
 	}
-	n.shards.RegisterMetrics(n.metrics)
 	// One retry policy, from --retry-budget: peer streams and calls to a
 	// source retry for all of it; repository calls and snapshot downloads
 	// for at most the repository's default budget (30s) of it.
@@ -104,6 +102,39 @@ func openNode(ctx context.Context, cfg Config, sec *security, log *slog.Logger) 
 	n.sweeper, err = cleanup.New(cleanup.Config{Engine: n.eng, Running: n.mgr.ActiveStagings, Uploading: n.snapSvc.isUploading,
 		Repo: n.repo, UploadGrace: cfg.UploadGrace, DeletionDelay: cfg.DeletionDelay, Logger: log.With("component", "cleanup"), Registerer: n.metrics})
 	return n, err
+}
+
+// openEngine opens the node's engine: with --engine, the engine process
+// serving EngineService on that socket (recoverd then opens no shard and
+// serves no ShardService: clients write to the engine's own API);
+// otherwise the reference engine in this process, on --data.
+func (n *node) openEngine(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if cfg.Engine != "" {
+		// The engine may start after recoverd (two containers of one
+		// pod): its socket is waited for, within --retry-budget.
+		var c *remote.Client
+		err := retry.Loop{Options: retry.Options{MaxElapsed: cfg.RetryBudget}}.Do(ctx, func(ctx context.Context) (err error) {
+			c, err = remote.Dial(ctx, cfg.Engine)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("--engine: no engine answered at %s within --retry-budget %v: %w", cfg.Engine, cfg.RetryBudget, err)
+		}
+		n.eng = c
+		n.onClose(func() { c.Close() })
+		v := c.Version()
+		log.Info("engine", "address", cfg.Engine, "writer_version", v.Writer, "max_format", v.MaxFormat)
+		return nil
+	}
+	n.shards = embedded.NewRegistry(cfg.Data, shardstore.Options{RetainOps: cfg.RetainOps, LeaseTTL: cfg.LeaseTTL, KeepStaging: true, Logger: log}, log)
+	eng := embedded.New(n.shards)
+	n.eng = eng
+	n.onClose(func() { eng.Close() })
+	if err := n.shards.OpenAll(); err != nil {
+		return err
+	}
+	n.shards.RegisterMetrics(n.metrics)
+	return nil
 }
 
 func (n *node) onClose(f func()) { n.closers = append(n.closers, f) }

@@ -72,6 +72,10 @@ func (s *snapshotService) CreateSnapshot(ctx context.Context, req *pb.CreateSnap
 	if err := s.check(); err != nil {
 		return nil, err
 	}
+	if s.shards == nil {
+		return nil, rpcerr.Errorf(codes.FailedPrecondition, rpcerr.NoReason,
+			"this node recovers the shards of an engine process (--engine); snapshots of them are not created through it yet")
+	}
 	sh, err := (&shardService{shards: s.shards}).shard(req.Shard)
 	if err != nil {
 		return nil, err
