@@ -44,7 +44,7 @@ func listenAndServe(ctx context.Context, cfg Config, sec *security, log *slog.Lo
 	pb.RegisterRecoveryServiceServer(control, recovery.NewService(n.mgr))
 	pb.RegisterSnapshotServiceServer(control, n.snapSvc)
 	if n.shards != nil {
-		pb.RegisterShardServiceServer(control, docapi.New(n.shards, nil))
+		pb.RegisterShardServiceServer(control, docapi.New(n.shards))
 	}
 	healthpb.RegisterHealthServer(control, healthSrv)
 	reflection.Register(control)

@@ -11,6 +11,7 @@ import (
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
+	"github.com/recoverd/recoverd/engine/docapi"
 	"github.com/recoverd/recoverd/engine/embedded"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
@@ -76,7 +77,7 @@ func (s *snapshotService) CreateSnapshot(ctx context.Context, req *pb.CreateSnap
 		return nil, rpcerr.Errorf(codes.FailedPrecondition, rpcerr.NoReason,
 			"this node recovers the shards of an engine process (--engine); snapshots of them are not created through it yet")
 	}
-	sh, err := (&shardService{shards: s.shards}).shard(req.Shard)
+	sh, err := docapi.New(s.shards).Shard(req.Shard)
 	if err != nil {
 		return nil, err
 	}

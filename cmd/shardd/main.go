@@ -186,7 +186,7 @@ func serve(ctx context.Context, cfg config, mode os.FileMode, log *slog.Logger) 
 		return fmt.Errorf("--socket: %w", err)
 	}
 	docs := grpc.NewServer(transfer.ServerOptions()...)
-	pb.RegisterShardServiceServer(docs, docapi.New(reg, nil))
+	pb.RegisterShardServiceServer(docs, docapi.New(reg))
 	hs := health.NewServer()
 	hs.SetServingStatus(pb.ShardService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(docs, hs)

@@ -15,36 +15,29 @@ import (
 	"github.com/recoverd/recoverd/shardstore"
 )
 
-// Service implements ShardService on the shards of a registry.
+// Service implements ShardService on the shards of a registry. A shard a
+// recovery is replacing takes no primary writes, merges or
+// promotions until it ends: the recovery has the engine refuse them
+// (Engine.RefuseWrites), and they answer shardstore.ErrWritesRefused,
+// FailedPrecondition naming the recovery. Replicated ops (Apply) are
+// accepted: the recovery's catch-up fetches them from the source anyway.
 type Service struct {
 	pb.UnimplementedShardServiceServer
 	shards *embedded.Registry
-	// recovering reports the shards a recovery is rebuilding on this node
-	// (nil: none is asked; the engine's refusal alone answers).
-	recovering func() map[shardstore.ShardID]string
 }
 
-// New returns the document API of the shards reg holds. recovering, when
-// not nil, names the shards a recovery in this process is rebuilding, by
-// recovery id: a recoverd whose recoveries do not yet have the engine
-// refuse writes (Engine.RefuseWrites) passes it; shardd passes nil.
-func New(reg *embedded.Registry, recovering func() map[shardstore.ShardID]string) *Service {
-	return &Service{shards: reg, recovering: recovering}
-}
+// New returns the document API of the shards reg holds.
+func New(reg *embedded.Registry) *Service { return &Service{shards: reg} }
 
-// writable refuses a write to a shard being recovered.
+// Shard returns the open shard m names, or the status error that answers
+// its lookup (for a service beside this one that reads shards, as
+// SnapshotService does).
+func (s *Service) Shard(m *pb.ShardId) (*shardstore.Shard, error) { return s.shard(m) }
+
+// writable is the shard a primary write goes to; the shard refuses it
+// while a recovery replaces it.
 func (s *Service) writable(m *pb.ShardId) (*shardstore.Shard, error) {
-	sh, err := s.shard(m)
-	if err != nil {
-		return nil, err
-	}
-	if s.recovering != nil {
-		if id, ok := s.recovering()[sh.ID()]; ok {
-			return nil, rpcerr.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
-				"shard %s is being recovered by %s; write to it once the recovery is done (or cancel it)", sh.ID(), id)
-		}
-	}
-	return sh, nil
+	return s.shard(m)
 }
 
 func (s *Service) shard(m *pb.ShardId) (*shardstore.Shard, error) {
@@ -53,12 +46,6 @@ func (s *Service) shard(m *pb.ShardId) (*shardstore.Shard, error) {
 		return nil, rpcerr.Errorf(codes.InvalidArgument, rpcerr.NoReason, "shard: %v", err)
 	}
 	sh, err := s.shards.Shard(id)
-	if errors.Is(err, shardstore.ErrNoCommit) && s.recovering != nil {
-		if rid, ok := s.recovering()[id]; ok {
-			return nil, rpcerr.Errorf(codes.FailedPrecondition, pb.ErrorReason_RECOVERY_RUNNING,
-				"shard %s is being created by recovery %s onto this node; it exists once the recovery publishes (or cancel it)", id, rid)
-		}
-	}
 	if err != nil {
 		return nil, shardErr(id, err)
 	}
@@ -72,7 +59,8 @@ func shardErr(id shardstore.ShardID, err error) error {
 	msg := fmt.Sprintf("shard %s: %v", id, err)
 	switch {
 	case errors.Is(err, shardstore.ErrNoCommit):
-		msg = fmt.Sprintf("shard %s is being created by a recovery onto this node; it exists once the recovery publishes", id)
+		// The engine names the recovery creating it.
+		msg = err.Error()
 	case errors.Is(err, shardstore.ErrNotFound):
 		msg = fmt.Sprintf("shard %s does not exist on this node", id)
 	case errors.Is(err, shardstore.ErrInvalidName):

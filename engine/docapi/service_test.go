@@ -24,7 +24,7 @@ func TestWritesRefusedDuringARecovery(t *testing.T) {
 	ctx := context.Background()
 	reg := embedded.NewRegistry(t.TempDir(), shardstore.Options{}, slog.New(slog.DiscardHandler))
 	defer reg.CloseAll()
-	svc := docapi.New(reg, nil)
+	svc := docapi.New(reg)
 	id := &pb.ShardId{Index: "docs", Shard: 0}
 	if _, err := svc.CreateShard(ctx, &pb.CreateShardRequest{Shard: id}); err != nil {
 		t.Fatal(err)

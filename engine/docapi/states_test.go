@@ -1,4 +1,4 @@
-package main
+package docapi_test
 
 import (
 	"context"
@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/engine/docapi"
 	"github.com/recoverd/recoverd/engine/embedded"
 	"github.com/recoverd/recoverd/shardstore"
 )
@@ -40,7 +42,7 @@ func newShardOnDisk(t *testing.T, data string, id shardstore.ShardID) string {
 
 func listed(t *testing.T, r *embedded.Registry) map[string]*pb.ShardStats {
 	t.Helper()
-	resp, err := (&shardService{shards: r}).ListShards(context.Background(), &pb.ListShardsRequest{})
+	resp, err := docapi.New(r).ListShards(context.Background(), &pb.ListShardsRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,4 +138,22 @@ func TestDamagedShardIsMovedAsideByARecovery(t *testing.T) {
 	if r.Count("corrupt") != 0 {
 		t.Fatal("the damaged shard is still counted after it was moved aside")
 	}
+}
+
+// syncBuf is a log sink safe for concurrent writers.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
