@@ -19,12 +19,13 @@ import (
 func TestFailedRecoveryOntoANewTargetLeavesNoShard(t *testing.T) {
 	for _, end := range []string{"failed", "cancelled"} {
 		t.Run(end, func(t *testing.T) {
-			// Five files copied one at a time: the fault below stops the
+			// Five files copied one at a time, each in a stream of its
+			// own (over 1 MiB: not batched): the fault below stops the
 			// ones not started yet.
-			e := newEnv(t, shardstore.Options{}, Config{Throttle: transfer.NewThrottle(512 << 10), Fetch: transfer.FetchOptions{Parallel: 1}})
+			e := newEnv(t, shardstore.Options{}, Config{Throttle: transfer.NewThrottle(2 << 20), Fetch: transfer.FetchOptions{Parallel: 1}})
 			src := e.source()
 			for i := 0; i < 5; i++ {
-				write(t, src, 300, i*300, 1024)
+				write(t, src, 1100, i*1100, 1024)
 				flush(t, src)
 			}
 			r, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr, ID: "r-" + end})

@@ -167,8 +167,8 @@ func FetchFiles(ctx context.Context, c FileClient, shard engine.ShardID, pin Pin
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Parallel)
-	for _, fm := range order {
-		g.Go(func() error { return f.fetchFile(gctx, fm) })
+	for _, grp := range groupFiles(order) {
+		g.Go(func() error { return f.fetchGroup(gctx, grp) })
 	}
 	err := g.Wait()
 	if err != nil && ctx.Err() != nil {
@@ -201,11 +201,128 @@ func (f *fetcher) throttle(ctx context.Context, n int) error {
 	return err
 }
 
-// fetchFile stages and verifies one file, resuming as needed.
-func (f *fetcher) fetchFile(ctx context.Context, meta engine.FileMeta) error {
+// Small files go several per stream: a stream per file cost a round trip
+// and the setup of a gRPC stream on both nodes for every 100 KiB
+// (bench/README.md, case 2).
+const (
+	// batchFileMax: files up to this long are batched.
+	batchFileMax = 1 << 20
+	// batchFiles and batchBytes bound a batch.
+	batchFiles = 64
+	batchBytes = 8 << 20
+)
+
+// groupFiles splits files (largest first) into the units fetched by one
+// worker: a large file alone, small ones in batches.
+func groupFiles(files []engine.FileMeta) [][]engine.FileMeta {
+	var groups [][]engine.FileMeta
+	var cur []engine.FileMeta
+	var curBytes int64
+	for _, fm := range files {
+		if fm.Length > batchFileMax {
+			groups = append(groups, []engine.FileMeta{fm})
+			continue
+		}
+		if len(cur) == batchFiles || len(cur) > 0 && curBytes+fm.Length > batchBytes {
+			groups = append(groups, cur)
+			cur, curBytes = nil, 0
+		}
+		cur = append(cur, fm)
+		curBytes += fm.Length
+	}
+	if len(cur) > 0 {
+		groups = append(groups, cur)
+	}
+	return groups
+}
+
+// pending is a file of a group not yet staged whole: off is the prefix
+// already written and verified.
+type pending struct {
+	meta engine.FileMeta
+	off  int64
+}
+
+// fetchGroup stages and verifies a group of files (groupFiles), in one
+// stream while it lasts, resuming as needed: a cut stream resumes at the
+// first file not staged whole, from its last verified offset.
+func (f *fetcher) fetchGroup(ctx context.Context, metas []engine.FileMeta) error {
+	todo := make([]pending, 0, len(metas))
+	for _, m := range metas {
+		off, done, err := f.prepare(m)
+		if err != nil {
+			return err
+		}
+		if !done {
+			todo = append(todo, pending{meta: m, off: off})
+		}
+	}
+	var (
+		corruptName string
+		corruptAt   int64 = -1
+		corruptN    int
+		retrier     = retry.New(f.opts.Retry)
+	)
+	for len(todo) > 0 {
+		before := todo[0].off
+		done, err := f.streamOnce(ctx, todo)
+		progress := done > 0 || todo[0].off > before
+		todo = todo[done:]
+		if err == nil {
+			continue // all done, or a server that sends one file per stream
+		}
+		cur := todo[0]
+		var whole wholeErr
+		if errors.As(err, &whole) {
+			return whole.error
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("transfer: file %s at offset %d: %w", cur.meta.Name, cur.off, context.Cause(ctx))
+		}
+		if errors.Is(err, ErrChunkCorrupt) {
+			if cur.meta.Name == corruptName && cur.off == corruptAt {
+				corruptN++
+			} else {
+				corruptName, corruptAt, corruptN = cur.meta.Name, cur.off, 1
+			}
+			if corruptN >= f.opts.MaxCorruptRepeats {
+				return fmt.Errorf("transfer: file %s: %d corrupt chunks in a row at offset %d (last: %v): %w",
+					cur.meta.Name, corruptN, cur.off, err, engine.ErrCorrupt)
+			}
+		} else if !retry.IsTransient(err) {
+			return fmt.Errorf("transfer: file %s at offset %d: %w", cur.meta.Name, cur.off, err)
+		}
+		if progress {
+			retrier.Progress()
+		}
+		d, ok := retrier.Next()
+		if !ok {
+			return fmt.Errorf("transfer: file %s: giving up at offset %d of %d: %w: %w", cur.meta.Name, cur.off, cur.meta.Length, ErrRetriesExhausted, err)
+		}
+		f.resumes.Add(1)
+		if f.opts.OnResume != nil {
+			f.opts.OnResume(cur.meta.Name, cur.off, err)
+		}
+		if err := retry.Sleep(ctx, d); err != nil {
+			return fmt.Errorf("transfer: file %s at offset %d: %w", cur.meta.Name, cur.off, err)
+		}
+	}
+	return nil
+}
+
+// wholeErr is a file received whole that does not verify: the call fails
+// with it as it is.
+type wholeErr struct{ error }
+
+func (e wholeErr) Unwrap() error { return e.error }
+
+// prepare looks at what an earlier attempt of this recovery staged of a
+// file: done when it is there whole and verified, else the verified
+// prefix to resume after (the rest is cut off).
+func (f *fetcher) prepare(meta engine.FileMeta) (off int64, done bool, err error) {
 	sf, err := f.area.CreateFile(meta)
 	if err != nil {
-		return fmt.Errorf("transfer: stage file %s: %w", meta.Name, err)
+		return 0, false, fmt.Errorf("transfer: stage file %s: %w", meta.Name, err)
 	}
 	defer sf.Close()
 	if size, err := sf.Size(); err == nil && size == meta.Length && sf.Verify() == nil {
@@ -216,7 +333,7 @@ func (f *fetcher) fetchFile(ctx context.Context, meta engine.FileMeta) error {
 		if f.opts.OnFileDone != nil {
 			f.opts.OnFileDone(meta)
 		}
-		return nil
+		return 0, true, nil
 	}
 	// Resume after the prefix an earlier attempt of this recovery checked
 	// chunk by chunk (a re-plan after the source restarted keeps it); the
@@ -226,7 +343,7 @@ func (f *fetcher) fetchFile(ctx context.Context, meta engine.FileMeta) error {
 		verified = 0 // whole but it does not verify: fetch it again
 	}
 	if err := sf.Truncate(verified); err != nil {
-		return fmt.Errorf("transfer: stage file %s: %w", meta.Name, err)
+		return 0, false, fmt.Errorf("transfer: stage file %s: %w", meta.Name, err)
 	}
 	if verified > 0 {
 		f.resumed.Add(verified)
@@ -234,56 +351,7 @@ func (f *fetcher) fetchFile(ctx context.Context, meta engine.FileMeta) error {
 			f.opts.OnBytes(meta.Name, verified)
 		}
 	}
-	var (
-		corruptAt int64 = -1
-		corruptN  int
-		retrier   = retry.New(f.opts.Retry)
-	)
-	for {
-		n, err := f.streamOnce(ctx, sf, meta, verified)
-		verified += n
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("transfer: file %s at offset %d: %w", meta.Name, verified, context.Cause(ctx))
-		}
-		if errors.Is(err, ErrChunkCorrupt) {
-			if verified == corruptAt {
-				corruptN++
-			} else {
-				corruptAt, corruptN = verified, 1
-			}
-			if corruptN >= f.opts.MaxCorruptRepeats {
-				return fmt.Errorf("transfer: file %s: %d corrupt chunks in a row at offset %d (last: %v): %w",
-					meta.Name, corruptN, verified, err, engine.ErrCorrupt)
-			}
-		} else if !retry.IsTransient(err) {
-			return fmt.Errorf("transfer: file %s at offset %d: %w", meta.Name, verified, err)
-		}
-		if n > 0 {
-			retrier.Progress()
-		}
-		d, ok := retrier.Next()
-		if !ok {
-			return fmt.Errorf("transfer: file %s: giving up at offset %d of %d: %w: %w", meta.Name, verified, meta.Length, ErrRetriesExhausted, err)
-		}
-		f.resumes.Add(1)
-		if f.opts.OnResume != nil {
-			f.opts.OnResume(meta.Name, verified, err)
-		}
-		if err := retry.Sleep(ctx, d); err != nil {
-			return fmt.Errorf("transfer: file %s at offset %d: %w", meta.Name, verified, err)
-		}
-	}
-	if err := sf.Verify(); err != nil {
-		return fmt.Errorf("transfer: file %s was received whole but does not verify: %w", meta.Name, err)
-	}
-	f.files.Add(1)
-	if f.opts.OnFileDone != nil {
-		f.opts.OnFileDone(meta)
-	}
-	return nil
+	return verified, false, nil
 }
 
 // chunkStream is the part of the FetchFile client stream streamOnce reads.
@@ -291,12 +359,11 @@ type chunkStream interface {
 	Recv() (*pb.FileChunk, error)
 }
 
-// streamOnce runs one FetchFile stream from off and returns the bytes it
-// verified and wrote.
-func (f *fetcher) streamOnce(ctx context.Context, sf *staging.File, meta engine.FileMeta, off int64) (int64, error) {
-	if off >= meta.Length {
-		return 0, nil
-	}
+// streamOnce runs one FetchFile stream for the files of todo, each from
+// its offset, advancing their offsets as bytes are verified and written.
+// It returns how many files of todo it staged whole and verified; its
+// error is nil when the stream ended cleanly after a whole file.
+func (f *fetcher) streamOnce(ctx context.Context, todo []pending) (int, error) {
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	wd := newWatchdog(f.opts.IdleTimeout, cancel)
@@ -305,54 +372,90 @@ func (f *fetcher) streamOnce(ctx context.Context, sf *staging.File, meta engine.
 	if f.opts.NoCompression {
 		comp = pb.Compression_COMPRESSION_NONE
 	}
-	wd.arm()
-	st, err := f.c.FetchFile(sctx, &pb.FetchFileRequest{
-		Shard: pbconv.ShardID(f.shard), PinId: f.pin.ID, Name: meta.Name, Offset: off,
+	req := &pb.FetchFileRequest{
+		Shard: pbconv.ShardID(f.shard), PinId: f.pin.ID, Name: todo[0].meta.Name, Offset: todo[0].off,
 		ChunkSize: uint32(f.opts.ChunkSize), Compression: comp,
-	})
+	}
+	for _, p := range todo[1:] {
+		req.More = append(req.More, &pb.FileRange{Name: p.meta.Name, Offset: p.off})
+	}
+	wd.arm()
+	st, err := f.c.FetchFile(sctx, req)
 	wd.disarm()
 	if err != nil {
 		return 0, streamErr(sctx, f.opts.IdleTimeout, err)
 	}
-	return f.receive(ctx, sctx, st, wd, sf, meta, off)
+	return f.receive(ctx, sctx, st, wd, todo)
 }
 
-// receive reads chunks from st until the file is complete.
-func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdog, sf *staging.File, meta engine.FileMeta, off int64) (int64, error) {
-	var got int64
-	for off+got < meta.Length {
+// receive reads chunks from st into the files of todo, in order, until
+// they are complete or the stream ends.
+func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdog, todo []pending) (int, error) {
+	var sf *staging.File
+	defer func() {
+		if sf != nil {
+			sf.Close()
+		}
+	}()
+	for i := 0; i < len(todo); {
+		p := &todo[i]
+		if sf == nil {
+			var err error
+			if sf, err = f.area.CreateFile(p.meta); err != nil {
+				return i, fmt.Errorf("transfer: stage file %s: %w", p.meta.Name, err)
+			}
+		}
 		wd.arm()
 		ch, err := st.Recv()
 		wd.disarm()
 		if err == io.EOF {
-			return got, fmt.Errorf("%w: file %s at offset %d of %d", ErrShortStream, meta.Name, off+got, meta.Length)
+			if i > 0 && p.off == 0 { // a server that sends one file per stream
+				return i, nil
+			}
+			return i, fmt.Errorf("%w: file %s at offset %d of %d", ErrShortStream, p.meta.Name, p.off, p.meta.Length)
 		}
 		if err != nil {
-			return got, streamErr(sctx, f.opts.IdleTimeout, err)
+			return i, streamErr(sctx, f.opts.IdleTimeout, err)
 		}
-		pos := off + got
-		data, err := chunkData(ch, pos, meta.Length-pos)
+		if ch.File != uint32(i) {
+			return i, fmt.Errorf("%w: chunk of file #%d of the stream, expected #%d (%s)", ErrChunkCorrupt, ch.File, i, p.meta.Name)
+		}
+		data, err := chunkData(ch, p.off, p.meta.Length-p.off)
 		if err != nil {
-			return got, err
+			return i, err
 		}
 		if err := f.throttle(ctx, len(ch.Data)); err != nil {
-			return got, err
+			return i, err
 		}
-		if _, err := sf.WriteAt(data, pos); err != nil {
-			return got, fmt.Errorf("transfer: write %s at %d: %w", meta.Name, pos, err)
+		if _, err := sf.WriteAt(data, p.off); err != nil {
+			return i, fmt.Errorf("transfer: write %s at %d: %w", p.meta.Name, p.off, err)
 		}
-		sf.MarkGood(pos + int64(len(data)))
-		got += int64(len(data))
+		p.off += int64(len(data))
+		sf.MarkGood(p.off)
 		f.bytes.Add(int64(len(data)))
 		f.wire.Add(int64(len(ch.Data)))
 		if f.opts.OnBytes != nil {
-			f.opts.OnBytes(meta.Name, int64(len(data)))
+			f.opts.OnBytes(p.meta.Name, int64(len(data)))
 		}
+		if p.off < p.meta.Length {
+			continue
+		}
+		err = sf.Verify()
+		sf.Close()
+		sf = nil
+		if err != nil {
+			return i, wholeErr{fmt.Errorf("transfer: file %s was received whole but does not verify: %w", p.meta.Name, err)}
+		}
+		f.files.Add(1)
+		if f.opts.OnFileDone != nil {
+			f.opts.OnFileDone(p.meta)
+		}
+		i++
 	}
 	// Let the stream end cleanly (trailers) rather than cancel it; what
 	// comes after the last byte changes nothing.
 	wd.arm()
 	_, _ = st.Recv()
 	wd.disarm()
-	return got, nil
+	return len(todo), nil
 }

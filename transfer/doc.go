@@ -66,7 +66,15 @@
 // staging.File.Verify has checked its length and whole-file CRC32C (the
 // footer); the recovery fsyncs every staged file before it publishes.
 // Several files are in flight at once (default 4, errgroup.SetLimit),
-// largest first so the last one to finish is a small one. A file that a
+// largest first so the last one to finish is a small one. Files up to
+// 1 MiB go several per stream (at most 64 files and 8 MiB per stream:
+// FetchFileRequest.more, each chunk naming its file by FileChunk.file),
+// so 20,000 files of 100 KiB take a few hundred streams rather than
+// 20,000 round trips; a batch cut short resumes at its first file not
+// staged whole, from that file's last verified offset. A source that
+// ignores more ends the stream after the first file and the client asks
+// again for the rest. The source reads chunks into pooled buffers (gRPC
+// has marshalled a chunk by the time Send returns). A file that a
 // previous attempt of the same recovery left complete and verified is not
 // fetched again, and one it left partly staged resumes after the prefix it
 // checked (staging.File.MarkGood; the area records it on disk every MiB,
@@ -169,7 +177,7 @@
 // loopback all are equal (CPU bound). Messages are bounded to 16 MiB both
 // ways (a 4 MiB chunk plus framing, an op batch, or one large document),
 // which caps what a peer can make this process allocate. Socket read and
-// write buffers are 256 KiB so a 1 MiB chunk is a few syscalls. Keepalive:
+// write buffers are 1 MiB so a 1 MiB chunk is about one syscall. Keepalive:
 // clients ping a connection silent for 20s and drop it when the ping is
 // not answered in 10s (a dead peer is found in about 30s); servers ping
 // idle clients every 30s and accept client pings every 10s or more.

@@ -209,8 +209,8 @@ func TestIncompressibleFilesStopTheTries(t *testing.T) {
 	e := startEnv(t, src, envOpts{})
 	recoverAll(t, e, FetchOptions{ChunkSize: 1 << 20, Parallel: 1})
 	st := e.srv.Stats()
-	if st.FileStreams != 10 || st.CompressionTries != incompressibleFiles || st.CompressedChunks != 0 {
-		t.Fatalf("%d files sent, compression tried on %d chunks, want %d", st.FileStreams, st.CompressionTries, incompressibleFiles)
+	if st.Files != 10 || st.CompressionTries != incompressibleFiles || st.CompressedChunks != 0 {
+		t.Fatalf("%d files sent, compression tried on %d chunks, want %d", st.Files, st.CompressionTries, incompressibleFiles)
 	}
 }
 

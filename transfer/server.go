@@ -111,8 +111,9 @@ func (c *PeerServerConfig) defaults(v engine.Version) {
 
 // PeerServerStats are the counters of a PeerServer since it started.
 type PeerServerStats struct {
-	// FileStreams counts FetchFile streams that sent at least one chunk.
-	FileStreams int64
+	// FileStreams counts FetchFile streams that sent at least one chunk;
+	// Files the files they sent (several small ones go per stream).
+	FileStreams, Files int64
 	// Chunks counts file chunks sent; CompressedChunks those sent as zstd;
 	// CompressionTries the chunks compression was tried on.
 	Chunks, CompressedChunks, CompressionTries int64
@@ -132,9 +133,9 @@ type PeerServerStats struct {
 }
 
 type serverCounters struct {
-	fileStreams, chunks, compressedChunks, fileBytes, fileWireBytes atomic.Int64
-	compressionTries                                                atomic.Int64
-	ops, opBatches, opWireBytes, throttleWait, pinsExpired          atomic.Int64
+	fileStreams, files, chunks, compressedChunks, fileBytes, fileWireBytes atomic.Int64
+	compressionTries                                                       atomic.Int64
+	ops, opBatches, opWireBytes, throttleWait, pinsExpired                 atomic.Int64
 }
 
 // PeerServer implements PeerService over the shards a ShardProvider holds.
@@ -165,7 +166,7 @@ func (s *PeerServer) Stats() PeerServerStats {
 	n, peak := len(s.pins), s.peakPins
 	s.mu.Unlock()
 	return PeerServerStats{
-		FileStreams: s.c.fileStreams.Load(), Chunks: s.c.chunks.Load(), CompressedChunks: s.c.compressedChunks.Load(),
+		FileStreams: s.c.fileStreams.Load(), Files: s.c.files.Load(), Chunks: s.c.chunks.Load(), CompressedChunks: s.c.compressedChunks.Load(),
 		FileBytes: s.c.fileBytes.Load(), FileWireBytes: s.c.fileWireBytes.Load(),
 		Ops: s.c.ops.Load(), OpBatches: s.c.opBatches.Load(), OpWireBytes: s.c.opWireBytes.Load(),
 		ThrottleWait: time.Duration(s.c.throttleWait.Load()), Pins: n, PeakPins: peak, PinsExpired: s.c.pinsExpired.Load(),

@@ -29,51 +29,91 @@ func (s *PeerServer) FetchFile(req *pb.FetchFileRequest, stream pb.PeerService_F
 	if err := engine.ValidateName(req.Name); err != nil {
 		return invalid("file name: %v", err)
 	}
+	if len(req.More) > maxMoreFiles {
+		return invalid("%d more files asked in one stream, at most %d", len(req.More), maxMoreFiles)
+	}
+	for _, m := range req.More {
+		if err := engine.ValidateName(m.GetName()); err != nil {
+			return invalid("file name: %v", err)
+		}
+	}
 	p, done, err := s.usePin(stream.Context(), req.PinId, id)
 	if err != nil {
 		return err
 	}
 	defer done()
+	chunk := s.cfg.ChunkSize
+	if req.ChunkSize > 0 {
+		chunk = min(max(int(req.ChunkSize), MinChunkSize), MaxChunkSize)
+	}
+	zstdOK := !s.cfg.DisableCompression && req.Compression == pb.Compression_COMPRESSION_ZSTD
+	buf := getChunkBuf(chunk)
+	defer putChunkBuf(buf)
+	fs := fileSend{stream: stream, buf: *buf, chunkSize: chunk, noGain: func() { p.incompressible.Add(1) }}
+	if err := s.sendPinned(stream.Context(), p, id, &fs, req.Name, req.Offset, req.Length, zstdOK); err != nil {
+		return err
+	}
+	for i, m := range req.More {
+		fs.file = uint32(i + 1)
+		if err := s.sendPinned(stream.Context(), p, id, &fs, m.Name, m.Offset, 0, zstdOK); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxMoreFiles bounds FetchFileRequest.more.
+const maxMoreFiles = 1024
+
+// sendPinned sends [offset, offset+length) of one file of the pin
+// (length 0: to its end).
+func (s *PeerServer) sendPinned(ctx context.Context, p *pin, id engine.ShardID, fs *fileSend, name string, offset, length int64, zstdOK bool) error {
 	meta := p.meta
-	fm, ok := meta.Lookup(req.Name)
+	fm, ok := meta.Lookup(name)
 	if !ok {
 		return rpcerr.Errorf(codes.NotFound, pb.ErrorReason_FILE_NOT_FOUND, "file %s is not in commit %d of shard %s (pin %s)",
-			req.Name, meta.Generation, id, p.id)
+			name, meta.Generation, id, p.id)
 	}
 	// The bytes are read here, from the path the engine's pin hands out
 	// on the shared data volume: they never cross the engine contract.
-	path, err := p.pin.Path(req.Name)
+	path, err := p.pin.Path(name)
 	if err != nil {
 		return rpcerr.ToStatus(err)
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return rpcerr.ToStatus(fmt.Errorf("open %s of pinned commit %d of %s: %w", req.Name, meta.Generation, id, err))
+		return rpcerr.ToStatus(fmt.Errorf("open %s of pinned commit %d of %s: %w", name, meta.Generation, id, err))
 	}
 	defer f.Close()
-	if req.Offset < 0 || req.Offset > fm.Length {
-		return status.Errorf(codes.OutOfRange, "offset %d is outside file %s of %d bytes", req.Offset, fm.Name, fm.Length)
+	if offset < 0 || offset > fm.Length {
+		return status.Errorf(codes.OutOfRange, "offset %d is outside file %s of %d bytes", offset, fm.Name, fm.Length)
 	}
 	end := fm.Length
-	if req.Length < 0 || req.Length > fm.Length-req.Offset {
+	if length < 0 || length > fm.Length-offset {
 		return status.Errorf(codes.OutOfRange, "length %d from offset %d runs past the end of file %s (%d bytes)",
-			req.Length, req.Offset, fm.Name, fm.Length)
+			length, offset, fm.Name, fm.Length)
 	}
-	if req.Length > 0 {
-		end = req.Offset + req.Length
+	if length > 0 {
+		end = offset + length
 	}
-	chunk := s.cfg.ChunkSize
-	if req.ChunkSize > 0 {
-		chunk = min(max(int(req.ChunkSize), MinChunkSize), MaxChunkSize)
-	}
-	zstdOK := !s.cfg.DisableCompression && req.Compression == pb.Compression_COMPRESSION_ZSTD &&
-		p.incompressible.Load() < incompressibleFiles
-	return s.sendFile(stream.Context(), stream, f, fm.Name, req.Offset, end, chunk, zstdOK, func() { p.incompressible.Add(1) })
+	zstdOK = zstdOK && p.incompressible.Load() < incompressibleFiles
+	return s.sendFile(ctx, fs, f, fm.Name, offset, end, zstdOK)
 }
 
 // chunkSender is the part of the FetchFile server stream sendFile uses.
 type chunkSender interface {
 	Send(*pb.FileChunk) error
+}
+
+// fileSend is one FetchFile stream's sending state: its buffer (pooled),
+// chunk size, and which of the request's files is being sent.
+type fileSend struct {
+	stream    chunkSender
+	buf       []byte
+	chunkSize int
+	file      uint32
+	sent      bool   // a chunk went out on this stream
+	noGain    func() // the data turned out not to compress
 }
 
 // throttledMessageBytes bounds a chunk or an op batch while the node's
@@ -93,47 +133,47 @@ func (s *PeerServer) throttledMessageBytes(want int) int {
 	return want
 }
 
-// sendFile sends [off, end) of r in chunks of chunkSize raw bytes (fewer
-// while the node's budget is low: throttledMessageBytes).
-// sendFile streams [off, end) of a file; noGain is called when the data
-// turned out not to compress.
-func (s *PeerServer) sendFile(ctx context.Context, out chunkSender, r io.ReaderAt, name string, off, end int64, chunkSize int, zstdOK bool, noGain func()) error {
-	var buf []byte
+// sendFile sends [off, end) of r in chunks of fs.chunkSize raw bytes
+// (fewer while the node's budget is low: throttledMessageBytes).
+func (s *PeerServer) sendFile(ctx context.Context, fs *fileSend, r io.ReaderAt, name string, off, end int64, zstdOK bool) error {
 	sent := false
 	for off < end {
-		n := int(min(int64(s.throttledMessageBytes(chunkSize)), end-off))
-		if cap(buf) < n {
-			buf = make([]byte, chunkSize)
-		}
-		raw := buf[:n]
+		n := int(min(int64(s.throttledMessageBytes(fs.chunkSize)), end-off))
+		raw := fs.buf[:n]
 		if _, err := r.ReadAt(raw, off); err != nil {
 			return status.Errorf(codes.Internal, "read %s at %d: %v", name, off, err)
 		}
-		ch := &pb.FileChunk{Offset: off, Crc32C: CRC32C(raw), UncompressedLength: uint32(n), Compression: pb.Compression_COMPRESSION_NONE}
+		ch := &pb.FileChunk{Offset: off, Crc32C: CRC32C(raw), UncompressedLength: uint32(n), Compression: pb.Compression_COMPRESSION_NONE, File: fs.file}
 		if zstdOK && n >= minCompressLen {
 			s.c.compressionTries.Add(1)
 			if c := compressChunk(raw); c != nil {
 				ch.Data, ch.Compression = c, pb.Compression_COMPRESSION_ZSTD
 			} else {
 				zstdOK = false // does not compress: stop trying for this stream
-				noGain()
+				fs.noGain()
 			}
 		}
 		if ch.Data == nil {
+			// Send marshals the message into gRPC's own buffers before it
+			// returns (no stats handler holds it lazily): raw is free for
+			// the next chunk once Send is done.
 			ch.Data = raw
-			buf = nil // gRPC may still hold raw after Send returns
 		}
 		wait, err := s.cfg.Throttle.WaitN(ctx, len(ch.Data))
 		s.c.throttleWait.Add(int64(wait))
 		if err != nil {
 			return status.FromContextError(err).Err()
 		}
-		if err := out.Send(ch); err != nil {
+		if err := fs.stream.Send(ch); err != nil {
 			return err
 		}
 		if !sent {
 			sent = true
-			s.c.fileStreams.Add(1)
+			s.c.files.Add(1)
+			if !fs.sent {
+				fs.sent = true
+				s.c.fileStreams.Add(1)
+			}
 		}
 		s.c.chunks.Add(1)
 		if ch.Compression == pb.Compression_COMPRESSION_ZSTD {

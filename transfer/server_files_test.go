@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
@@ -122,7 +123,12 @@ func TestInvalidFileRequests(t *testing.T) {
 // chunkSink records what sendFile sends.
 type chunkSink struct{ chunks []*pb.FileChunk }
 
-func (s *chunkSink) Send(ch *pb.FileChunk) error { s.chunks = append(s.chunks, ch); return nil }
+// Send keeps a copy of the chunk, as gRPC marshals it before Send returns
+// (the sender reuses its buffer).
+func (s *chunkSink) Send(ch *pb.FileChunk) error {
+	s.chunks = append(s.chunks, proto.Clone(ch).(*pb.FileChunk))
+	return nil
+}
 
 func TestSendFileCompressionHeuristic(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
@@ -145,7 +151,8 @@ func TestSendFileCompressionHeuristic(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var sink chunkSink
-			if err := srv.sendFile(context.Background(), &sink, bytes.NewReader(tc.data), "f", 0, int64(len(tc.data)), MinChunkSize, true, func() {}); err != nil {
+			fs := &fileSend{stream: &sink, buf: make([]byte, MinChunkSize), chunkSize: MinChunkSize, noGain: func() {}}
+			if err := srv.sendFile(context.Background(), fs, bytes.NewReader(tc.data), "f", 0, int64(len(tc.data)), true); err != nil {
 				t.Fatal(err)
 			}
 			var got []pb.Compression

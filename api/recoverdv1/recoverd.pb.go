@@ -3589,7 +3589,13 @@ type FetchFileRequest struct {
 	ChunkSize uint32 `protobuf:"varint,6,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"`
 	// compression the client accepts; the server may still send raw chunks
 	// (data that does not compress). UNSPECIFIED and NONE mean raw only.
-	Compression   Compression `protobuf:"varint,7,opt,name=compression,proto3,enum=recoverd.v1.Compression" json:"compression,omitempty"`
+	Compression Compression `protobuf:"varint,7,opt,name=compression,proto3,enum=recoverd.v1.Compression" json:"compression,omitempty"`
+	// more files of the same pin to send in this stream after the first,
+	// each from its offset to its end, in order (small files: one stream
+	// for several, not one per file). FileChunk.file says which file a chunk
+	// belongs to. A server that ignores it ends the stream after the first
+	// file; the client then asks again for the rest.
+	More          []*FileRange `protobuf:"bytes,8,rep,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3673,6 +3679,66 @@ func (x *FetchFileRequest) GetCompression() Compression {
 	return Compression_COMPRESSION_UNSPECIFIED
 }
 
+func (x *FetchFileRequest) GetMore() []*FileRange {
+	if x != nil {
+		return x.More
+	}
+	return nil
+}
+
+// FileRange is a file of a pinned commit from offset to its end.
+type FileRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileRange) Reset() {
+	*x = FileRange{}
+	mi := &file_recoverd_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileRange) ProtoMessage() {}
+
+func (x *FileRange) ProtoReflect() protoreflect.Message {
+	mi := &file_recoverd_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileRange.ProtoReflect.Descriptor instead.
+func (*FileRange) Descriptor() ([]byte, []int) {
+	return file_recoverd_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *FileRange) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FileRange) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
 // FileChunk is one piece of a file, sent in order.
 type FileChunk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3685,13 +3751,16 @@ type FileChunk struct {
 	Compression Compression `protobuf:"varint,4,opt,name=compression,proto3,enum=recoverd.v1.Compression" json:"compression,omitempty"`
 	// uncompressed_length of data (equals len(data) when raw).
 	UncompressedLength uint32 `protobuf:"varint,5,opt,name=uncompressed_length,json=uncompressedLength,proto3" json:"uncompressed_length,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// file the chunk belongs to: 0 for FetchFileRequest.name, i for
+	// FetchFileRequest.more[i-1].
+	File          uint32 `protobuf:"varint,6,opt,name=file,proto3" json:"file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FileChunk) Reset() {
 	*x = FileChunk{}
-	mi := &file_recoverd_proto_msgTypes[46]
+	mi := &file_recoverd_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3703,7 +3772,7 @@ func (x *FileChunk) String() string {
 func (*FileChunk) ProtoMessage() {}
 
 func (x *FileChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[46]
+	mi := &file_recoverd_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3716,7 +3785,7 @@ func (x *FileChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileChunk.ProtoReflect.Descriptor instead.
 func (*FileChunk) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{46}
+	return file_recoverd_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *FileChunk) GetOffset() int64 {
@@ -3754,6 +3823,13 @@ func (x *FileChunk) GetUncompressedLength() uint32 {
 	return 0
 }
 
+func (x *FileChunk) GetFile() uint32 {
+	if x != nil {
+		return x.File
+	}
+	return 0
+}
+
 type FetchOpsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Shard *ShardId               `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
@@ -3770,7 +3846,7 @@ type FetchOpsRequest struct {
 
 func (x *FetchOpsRequest) Reset() {
 	*x = FetchOpsRequest{}
-	mi := &file_recoverd_proto_msgTypes[47]
+	mi := &file_recoverd_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3782,7 +3858,7 @@ func (x *FetchOpsRequest) String() string {
 func (*FetchOpsRequest) ProtoMessage() {}
 
 func (x *FetchOpsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[47]
+	mi := &file_recoverd_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3795,7 +3871,7 @@ func (x *FetchOpsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchOpsRequest.ProtoReflect.Descriptor instead.
 func (*FetchOpsRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{47}
+	return file_recoverd_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *FetchOpsRequest) GetShard() *ShardId {
@@ -3836,7 +3912,7 @@ type OpBatch struct {
 
 func (x *OpBatch) Reset() {
 	*x = OpBatch{}
-	mi := &file_recoverd_proto_msgTypes[48]
+	mi := &file_recoverd_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3848,7 +3924,7 @@ func (x *OpBatch) String() string {
 func (*OpBatch) ProtoMessage() {}
 
 func (x *OpBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[48]
+	mi := &file_recoverd_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3861,7 +3937,7 @@ func (x *OpBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpBatch.ProtoReflect.Descriptor instead.
 func (*OpBatch) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{48}
+	return file_recoverd_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *OpBatch) GetOps() []*Op {
@@ -3885,7 +3961,7 @@ type AcquireLeaseRequest struct {
 
 func (x *AcquireLeaseRequest) Reset() {
 	*x = AcquireLeaseRequest{}
-	mi := &file_recoverd_proto_msgTypes[49]
+	mi := &file_recoverd_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3897,7 +3973,7 @@ func (x *AcquireLeaseRequest) String() string {
 func (*AcquireLeaseRequest) ProtoMessage() {}
 
 func (x *AcquireLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[49]
+	mi := &file_recoverd_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3910,7 +3986,7 @@ func (x *AcquireLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireLeaseRequest.ProtoReflect.Descriptor instead.
 func (*AcquireLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{49}
+	return file_recoverd_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *AcquireLeaseRequest) GetShard() *ShardId {
@@ -3950,7 +4026,7 @@ type AcquireLeaseResponse struct {
 
 func (x *AcquireLeaseResponse) Reset() {
 	*x = AcquireLeaseResponse{}
-	mi := &file_recoverd_proto_msgTypes[50]
+	mi := &file_recoverd_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3962,7 +4038,7 @@ func (x *AcquireLeaseResponse) String() string {
 func (*AcquireLeaseResponse) ProtoMessage() {}
 
 func (x *AcquireLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[50]
+	mi := &file_recoverd_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3975,7 +4051,7 @@ func (x *AcquireLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireLeaseResponse.ProtoReflect.Descriptor instead.
 func (*AcquireLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{50}
+	return file_recoverd_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AcquireLeaseResponse) GetLease() *RetentionLease {
@@ -3997,7 +4073,7 @@ type RenewLeaseRequest struct {
 
 func (x *RenewLeaseRequest) Reset() {
 	*x = RenewLeaseRequest{}
-	mi := &file_recoverd_proto_msgTypes[51]
+	mi := &file_recoverd_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4009,7 +4085,7 @@ func (x *RenewLeaseRequest) String() string {
 func (*RenewLeaseRequest) ProtoMessage() {}
 
 func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[51]
+	mi := &file_recoverd_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4022,7 +4098,7 @@ func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseRequest.ProtoReflect.Descriptor instead.
 func (*RenewLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{51}
+	return file_recoverd_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RenewLeaseRequest) GetShard() *ShardId {
@@ -4055,7 +4131,7 @@ type RenewLeaseResponse struct {
 
 func (x *RenewLeaseResponse) Reset() {
 	*x = RenewLeaseResponse{}
-	mi := &file_recoverd_proto_msgTypes[52]
+	mi := &file_recoverd_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4067,7 +4143,7 @@ func (x *RenewLeaseResponse) String() string {
 func (*RenewLeaseResponse) ProtoMessage() {}
 
 func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[52]
+	mi := &file_recoverd_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4080,7 +4156,7 @@ func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseResponse.ProtoReflect.Descriptor instead.
 func (*RenewLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{52}
+	return file_recoverd_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RenewLeaseResponse) GetLease() *RetentionLease {
@@ -4100,7 +4176,7 @@ type ReleaseLeaseRequest struct {
 
 func (x *ReleaseLeaseRequest) Reset() {
 	*x = ReleaseLeaseRequest{}
-	mi := &file_recoverd_proto_msgTypes[53]
+	mi := &file_recoverd_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4112,7 +4188,7 @@ func (x *ReleaseLeaseRequest) String() string {
 func (*ReleaseLeaseRequest) ProtoMessage() {}
 
 func (x *ReleaseLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[53]
+	mi := &file_recoverd_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4125,7 +4201,7 @@ func (x *ReleaseLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLeaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{53}
+	return file_recoverd_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReleaseLeaseRequest) GetShard() *ShardId {
@@ -4150,7 +4226,7 @@ type ReleaseLeaseResponse struct {
 
 func (x *ReleaseLeaseResponse) Reset() {
 	*x = ReleaseLeaseResponse{}
-	mi := &file_recoverd_proto_msgTypes[54]
+	mi := &file_recoverd_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4162,7 +4238,7 @@ func (x *ReleaseLeaseResponse) String() string {
 func (*ReleaseLeaseResponse) ProtoMessage() {}
 
 func (x *ReleaseLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[54]
+	mi := &file_recoverd_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4175,7 +4251,7 @@ func (x *ReleaseLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLeaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{54}
+	return file_recoverd_proto_rawDescGZIP(), []int{55}
 }
 
 type SnapshotInfo struct {
@@ -4192,7 +4268,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_recoverd_proto_msgTypes[55]
+	mi := &file_recoverd_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4204,7 +4280,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[55]
+	mi := &file_recoverd_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4217,7 +4293,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{55}
+	return file_recoverd_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SnapshotInfo) GetId() string {
@@ -4271,7 +4347,7 @@ type CreateSnapshotRequest struct {
 
 func (x *CreateSnapshotRequest) Reset() {
 	*x = CreateSnapshotRequest{}
-	mi := &file_recoverd_proto_msgTypes[56]
+	mi := &file_recoverd_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4283,7 +4359,7 @@ func (x *CreateSnapshotRequest) String() string {
 func (*CreateSnapshotRequest) ProtoMessage() {}
 
 func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[56]
+	mi := &file_recoverd_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4296,7 +4372,7 @@ func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{56}
+	return file_recoverd_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *CreateSnapshotRequest) GetShard() *ShardId {
@@ -4323,7 +4399,7 @@ type CreateSnapshotResponse struct {
 
 func (x *CreateSnapshotResponse) Reset() {
 	*x = CreateSnapshotResponse{}
-	mi := &file_recoverd_proto_msgTypes[57]
+	mi := &file_recoverd_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4335,7 +4411,7 @@ func (x *CreateSnapshotResponse) String() string {
 func (*CreateSnapshotResponse) ProtoMessage() {}
 
 func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[57]
+	mi := &file_recoverd_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4348,7 +4424,7 @@ func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{57}
+	return file_recoverd_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *CreateSnapshotResponse) GetSnapshot() *SnapshotInfo {
@@ -4409,7 +4485,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_recoverd_proto_msgTypes[58]
+	mi := &file_recoverd_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4421,7 +4497,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[58]
+	mi := &file_recoverd_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4434,7 +4510,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{58}
+	return file_recoverd_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListSnapshotsRequest) GetShard() *ShardId {
@@ -4453,7 +4529,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_recoverd_proto_msgTypes[59]
+	mi := &file_recoverd_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4465,7 +4541,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[59]
+	mi := &file_recoverd_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4478,7 +4554,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{59}
+	return file_recoverd_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
@@ -4498,7 +4574,7 @@ type DeleteSnapshotRequest struct {
 
 func (x *DeleteSnapshotRequest) Reset() {
 	*x = DeleteSnapshotRequest{}
-	mi := &file_recoverd_proto_msgTypes[60]
+	mi := &file_recoverd_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4510,7 +4586,7 @@ func (x *DeleteSnapshotRequest) String() string {
 func (*DeleteSnapshotRequest) ProtoMessage() {}
 
 func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[60]
+	mi := &file_recoverd_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4523,7 +4599,7 @@ func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{60}
+	return file_recoverd_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *DeleteSnapshotRequest) GetShard() *ShardId {
@@ -4548,7 +4624,7 @@ type DeleteSnapshotResponse struct {
 
 func (x *DeleteSnapshotResponse) Reset() {
 	*x = DeleteSnapshotResponse{}
-	mi := &file_recoverd_proto_msgTypes[61]
+	mi := &file_recoverd_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4560,7 +4636,7 @@ func (x *DeleteSnapshotResponse) String() string {
 func (*DeleteSnapshotResponse) ProtoMessage() {}
 
 func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[61]
+	mi := &file_recoverd_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4573,7 +4649,7 @@ func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{61}
+	return file_recoverd_proto_rawDescGZIP(), []int{62}
 }
 
 // ShardStats are a shard's live numbers (shardstore.Stats).
@@ -4600,7 +4676,7 @@ type ShardStats struct {
 
 func (x *ShardStats) Reset() {
 	*x = ShardStats{}
-	mi := &file_recoverd_proto_msgTypes[62]
+	mi := &file_recoverd_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4612,7 +4688,7 @@ func (x *ShardStats) String() string {
 func (*ShardStats) ProtoMessage() {}
 
 func (x *ShardStats) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[62]
+	mi := &file_recoverd_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4625,7 +4701,7 @@ func (x *ShardStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardStats.ProtoReflect.Descriptor instead.
 func (*ShardStats) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{62}
+	return file_recoverd_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ShardStats) GetShard() *ShardId {
@@ -4722,7 +4798,7 @@ type Doc struct {
 
 func (x *Doc) Reset() {
 	*x = Doc{}
-	mi := &file_recoverd_proto_msgTypes[63]
+	mi := &file_recoverd_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4734,7 +4810,7 @@ func (x *Doc) String() string {
 func (*Doc) ProtoMessage() {}
 
 func (x *Doc) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[63]
+	mi := &file_recoverd_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4747,7 +4823,7 @@ func (x *Doc) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Doc.ProtoReflect.Descriptor instead.
 func (*Doc) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{63}
+	return file_recoverd_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Doc) GetKey() string {
@@ -4774,7 +4850,7 @@ type CreateShardRequest struct {
 
 func (x *CreateShardRequest) Reset() {
 	*x = CreateShardRequest{}
-	mi := &file_recoverd_proto_msgTypes[64]
+	mi := &file_recoverd_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4786,7 +4862,7 @@ func (x *CreateShardRequest) String() string {
 func (*CreateShardRequest) ProtoMessage() {}
 
 func (x *CreateShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[64]
+	mi := &file_recoverd_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4799,7 +4875,7 @@ func (x *CreateShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateShardRequest.ProtoReflect.Descriptor instead.
 func (*CreateShardRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{64}
+	return file_recoverd_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CreateShardRequest) GetShard() *ShardId {
@@ -4825,7 +4901,7 @@ type CreateShardResponse struct {
 
 func (x *CreateShardResponse) Reset() {
 	*x = CreateShardResponse{}
-	mi := &file_recoverd_proto_msgTypes[65]
+	mi := &file_recoverd_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4837,7 +4913,7 @@ func (x *CreateShardResponse) String() string {
 func (*CreateShardResponse) ProtoMessage() {}
 
 func (x *CreateShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[65]
+	mi := &file_recoverd_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4850,7 +4926,7 @@ func (x *CreateShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateShardResponse.ProtoReflect.Descriptor instead.
 func (*CreateShardResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{65}
+	return file_recoverd_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CreateShardResponse) GetStats() *ShardStats {
@@ -4868,7 +4944,7 @@ type ListShardsRequest struct {
 
 func (x *ListShardsRequest) Reset() {
 	*x = ListShardsRequest{}
-	mi := &file_recoverd_proto_msgTypes[66]
+	mi := &file_recoverd_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4880,7 +4956,7 @@ func (x *ListShardsRequest) String() string {
 func (*ListShardsRequest) ProtoMessage() {}
 
 func (x *ListShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[66]
+	mi := &file_recoverd_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4893,7 +4969,7 @@ func (x *ListShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShardsRequest.ProtoReflect.Descriptor instead.
 func (*ListShardsRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{66}
+	return file_recoverd_proto_rawDescGZIP(), []int{67}
 }
 
 type ListShardsResponse struct {
@@ -4905,7 +4981,7 @@ type ListShardsResponse struct {
 
 func (x *ListShardsResponse) Reset() {
 	*x = ListShardsResponse{}
-	mi := &file_recoverd_proto_msgTypes[67]
+	mi := &file_recoverd_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4917,7 +4993,7 @@ func (x *ListShardsResponse) String() string {
 func (*ListShardsResponse) ProtoMessage() {}
 
 func (x *ListShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[67]
+	mi := &file_recoverd_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4930,7 +5006,7 @@ func (x *ListShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShardsResponse.ProtoReflect.Descriptor instead.
 func (*ListShardsResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{67}
+	return file_recoverd_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ListShardsResponse) GetShards() []*ShardStats {
@@ -4950,7 +5026,7 @@ type IndexRequest struct {
 
 func (x *IndexRequest) Reset() {
 	*x = IndexRequest{}
-	mi := &file_recoverd_proto_msgTypes[68]
+	mi := &file_recoverd_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4962,7 +5038,7 @@ func (x *IndexRequest) String() string {
 func (*IndexRequest) ProtoMessage() {}
 
 func (x *IndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[68]
+	mi := &file_recoverd_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4975,7 +5051,7 @@ func (x *IndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexRequest.ProtoReflect.Descriptor instead.
 func (*IndexRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{68}
+	return file_recoverd_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *IndexRequest) GetShard() *ShardId {
@@ -5002,7 +5078,7 @@ type IndexResponse struct {
 
 func (x *IndexResponse) Reset() {
 	*x = IndexResponse{}
-	mi := &file_recoverd_proto_msgTypes[69]
+	mi := &file_recoverd_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5014,7 +5090,7 @@ func (x *IndexResponse) String() string {
 func (*IndexResponse) ProtoMessage() {}
 
 func (x *IndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[69]
+	mi := &file_recoverd_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5027,7 +5103,7 @@ func (x *IndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexResponse.ProtoReflect.Descriptor instead.
 func (*IndexResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{69}
+	return file_recoverd_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *IndexResponse) GetOps() []*Op {
@@ -5047,7 +5123,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_recoverd_proto_msgTypes[70]
+	mi := &file_recoverd_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5059,7 +5135,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[70]
+	mi := &file_recoverd_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5072,7 +5148,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{70}
+	return file_recoverd_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *DeleteRequest) GetShard() *ShardId {
@@ -5098,7 +5174,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_recoverd_proto_msgTypes[71]
+	mi := &file_recoverd_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5110,7 +5186,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[71]
+	mi := &file_recoverd_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5123,7 +5199,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{71}
+	return file_recoverd_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *DeleteResponse) GetOps() []*Op {
@@ -5143,7 +5219,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_recoverd_proto_msgTypes[72]
+	mi := &file_recoverd_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5155,7 +5231,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[72]
+	mi := &file_recoverd_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5168,7 +5244,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{72}
+	return file_recoverd_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ApplyRequest) GetShard() *ShardId {
@@ -5194,7 +5270,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_recoverd_proto_msgTypes[73]
+	mi := &file_recoverd_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5206,7 +5282,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[73]
+	mi := &file_recoverd_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5219,7 +5295,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{73}
+	return file_recoverd_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ApplyResponse) GetSeqno() *SeqNoStats {
@@ -5239,7 +5315,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_recoverd_proto_msgTypes[74]
+	mi := &file_recoverd_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5251,7 +5327,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[74]
+	mi := &file_recoverd_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5264,7 +5340,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{74}
+	return file_recoverd_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *GetRequest) GetShard() *ShardId {
@@ -5292,7 +5368,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_recoverd_proto_msgTypes[75]
+	mi := &file_recoverd_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5304,7 +5380,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[75]
+	mi := &file_recoverd_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5317,7 +5393,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{75}
+	return file_recoverd_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *GetResponse) GetFound() bool {
@@ -5354,7 +5430,7 @@ type FlushRequest struct {
 
 func (x *FlushRequest) Reset() {
 	*x = FlushRequest{}
-	mi := &file_recoverd_proto_msgTypes[76]
+	mi := &file_recoverd_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5366,7 +5442,7 @@ func (x *FlushRequest) String() string {
 func (*FlushRequest) ProtoMessage() {}
 
 func (x *FlushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[76]
+	mi := &file_recoverd_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5379,7 +5455,7 @@ func (x *FlushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushRequest.ProtoReflect.Descriptor instead.
 func (*FlushRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{76}
+	return file_recoverd_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *FlushRequest) GetShard() *ShardId {
@@ -5405,7 +5481,7 @@ type FlushResponse struct {
 
 func (x *FlushResponse) Reset() {
 	*x = FlushResponse{}
-	mi := &file_recoverd_proto_msgTypes[77]
+	mi := &file_recoverd_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5417,7 +5493,7 @@ func (x *FlushResponse) String() string {
 func (*FlushResponse) ProtoMessage() {}
 
 func (x *FlushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[77]
+	mi := &file_recoverd_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5430,7 +5506,7 @@ func (x *FlushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushResponse.ProtoReflect.Descriptor instead.
 func (*FlushResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{77}
+	return file_recoverd_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *FlushResponse) GetStats() *ShardStats {
@@ -5449,7 +5525,7 @@ type MergeRequest struct {
 
 func (x *MergeRequest) Reset() {
 	*x = MergeRequest{}
-	mi := &file_recoverd_proto_msgTypes[78]
+	mi := &file_recoverd_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5461,7 +5537,7 @@ func (x *MergeRequest) String() string {
 func (*MergeRequest) ProtoMessage() {}
 
 func (x *MergeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[78]
+	mi := &file_recoverd_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5474,7 +5550,7 @@ func (x *MergeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRequest.ProtoReflect.Descriptor instead.
 func (*MergeRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{78}
+	return file_recoverd_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *MergeRequest) GetShard() *ShardId {
@@ -5493,7 +5569,7 @@ type MergeResponse struct {
 
 func (x *MergeResponse) Reset() {
 	*x = MergeResponse{}
-	mi := &file_recoverd_proto_msgTypes[79]
+	mi := &file_recoverd_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5505,7 +5581,7 @@ func (x *MergeResponse) String() string {
 func (*MergeResponse) ProtoMessage() {}
 
 func (x *MergeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[79]
+	mi := &file_recoverd_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5518,7 +5594,7 @@ func (x *MergeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeResponse.ProtoReflect.Descriptor instead.
 func (*MergeResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{79}
+	return file_recoverd_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *MergeResponse) GetStats() *ShardStats {
@@ -5537,7 +5613,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_recoverd_proto_msgTypes[80]
+	mi := &file_recoverd_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5549,7 +5625,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[80]
+	mi := &file_recoverd_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5562,7 +5638,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{80}
+	return file_recoverd_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *StatsRequest) GetShard() *ShardId {
@@ -5581,7 +5657,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_recoverd_proto_msgTypes[81]
+	mi := &file_recoverd_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5593,7 +5669,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[81]
+	mi := &file_recoverd_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5606,7 +5682,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{81}
+	return file_recoverd_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *StatsResponse) GetStats() *ShardStats {
@@ -5625,7 +5701,7 @@ type DigestRequest struct {
 
 func (x *DigestRequest) Reset() {
 	*x = DigestRequest{}
-	mi := &file_recoverd_proto_msgTypes[82]
+	mi := &file_recoverd_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5637,7 +5713,7 @@ func (x *DigestRequest) String() string {
 func (*DigestRequest) ProtoMessage() {}
 
 func (x *DigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[82]
+	mi := &file_recoverd_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5650,7 +5726,7 @@ func (x *DigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestRequest.ProtoReflect.Descriptor instead.
 func (*DigestRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{82}
+	return file_recoverd_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *DigestRequest) GetShard() *ShardId {
@@ -5671,7 +5747,7 @@ type DigestResponse struct {
 
 func (x *DigestResponse) Reset() {
 	*x = DigestResponse{}
-	mi := &file_recoverd_proto_msgTypes[83]
+	mi := &file_recoverd_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5683,7 +5759,7 @@ func (x *DigestResponse) String() string {
 func (*DigestResponse) ProtoMessage() {}
 
 func (x *DigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[83]
+	mi := &file_recoverd_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5696,7 +5772,7 @@ func (x *DigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestResponse.ProtoReflect.Descriptor instead.
 func (*DigestResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{83}
+	return file_recoverd_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *DigestResponse) GetDigest() string {
@@ -5729,7 +5805,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_recoverd_proto_msgTypes[84]
+	mi := &file_recoverd_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5741,7 +5817,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[84]
+	mi := &file_recoverd_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5754,7 +5830,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{84}
+	return file_recoverd_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *PromoteRequest) GetShard() *ShardId {
@@ -5773,7 +5849,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_recoverd_proto_msgTypes[85]
+	mi := &file_recoverd_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5785,7 +5861,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[85]
+	mi := &file_recoverd_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5798,7 +5874,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{85}
+	return file_recoverd_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *PromoteResponse) GetStats() *ShardStats {
@@ -6048,7 +6124,7 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x03pin\x18\x01 \x01(\v2\x10.recoverd.v1.PinR\x03pin\"*\n" +
 	"\x11ReleasePinRequest\x12\x15\n" +
 	"\x06pin_id\x18\x01 \x01(\tR\x05pinId\"\x14\n" +
-	"\x12ReleasePinResponse\"\xf4\x01\n" +
+	"\x12ReleasePinResponse\"\xa0\x02\n" +
 	"\x10FetchFileRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12\x15\n" +
 	"\x06pin_id\x18\x02 \x01(\tR\x05pinId\x12\x12\n" +
@@ -6057,13 +6133,18 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x06length\x18\x05 \x01(\x03R\x06length\x12\x1d\n" +
 	"\n" +
 	"chunk_size\x18\x06 \x01(\rR\tchunkSize\x12:\n" +
-	"\vcompression\x18\a \x01(\x0e2\x18.recoverd.v1.CompressionR\vcompression\"\xbc\x01\n" +
+	"\vcompression\x18\a \x01(\x0e2\x18.recoverd.v1.CompressionR\vcompression\x12*\n" +
+	"\x04more\x18\b \x03(\v2\x16.recoverd.v1.FileRangeR\x04more\"7\n" +
+	"\tFileRange\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xd0\x01\n" +
 	"\tFileChunk\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
 	"\x06crc32c\x18\x03 \x01(\aR\x06crc32c\x12:\n" +
 	"\vcompression\x18\x04 \x01(\x0e2\x18.recoverd.v1.CompressionR\vcompression\x12/\n" +
-	"\x13uncompressed_length\x18\x05 \x01(\rR\x12uncompressedLength\"\xbf\x01\n" +
+	"\x13uncompressed_length\x18\x05 \x01(\rR\x12uncompressedLength\x12\x12\n" +
+	"\x04file\x18\x06 \x01(\rR\x04file\"\xbf\x01\n" +
 	"\x0fFetchOpsRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12-\n" +
 	"\x05range\x18\x02 \x01(\v2\x17.recoverd.v1.SeqNoRangeR\x05range\x12\x1d\n" +
@@ -6306,7 +6387,7 @@ func file_recoverd_proto_rawDescGZIP() []byte {
 }
 
 var file_recoverd_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_recoverd_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
+var file_recoverd_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
 var file_recoverd_proto_goTypes = []any{
 	(ErrorReason)(0),                 // 0: recoverd.v1.ErrorReason
 	(OpKind)(0),                      // 1: recoverd.v1.OpKind
@@ -6361,55 +6442,56 @@ var file_recoverd_proto_goTypes = []any{
 	(*ReleasePinRequest)(nil),        // 50: recoverd.v1.ReleasePinRequest
 	(*ReleasePinResponse)(nil),       // 51: recoverd.v1.ReleasePinResponse
 	(*FetchFileRequest)(nil),         // 52: recoverd.v1.FetchFileRequest
-	(*FileChunk)(nil),                // 53: recoverd.v1.FileChunk
-	(*FetchOpsRequest)(nil),          // 54: recoverd.v1.FetchOpsRequest
-	(*OpBatch)(nil),                  // 55: recoverd.v1.OpBatch
-	(*AcquireLeaseRequest)(nil),      // 56: recoverd.v1.AcquireLeaseRequest
-	(*AcquireLeaseResponse)(nil),     // 57: recoverd.v1.AcquireLeaseResponse
-	(*RenewLeaseRequest)(nil),        // 58: recoverd.v1.RenewLeaseRequest
-	(*RenewLeaseResponse)(nil),       // 59: recoverd.v1.RenewLeaseResponse
-	(*ReleaseLeaseRequest)(nil),      // 60: recoverd.v1.ReleaseLeaseRequest
-	(*ReleaseLeaseResponse)(nil),     // 61: recoverd.v1.ReleaseLeaseResponse
-	(*SnapshotInfo)(nil),             // 62: recoverd.v1.SnapshotInfo
-	(*CreateSnapshotRequest)(nil),    // 63: recoverd.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil),   // 64: recoverd.v1.CreateSnapshotResponse
-	(*ListSnapshotsRequest)(nil),     // 65: recoverd.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),    // 66: recoverd.v1.ListSnapshotsResponse
-	(*DeleteSnapshotRequest)(nil),    // 67: recoverd.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil),   // 68: recoverd.v1.DeleteSnapshotResponse
-	(*ShardStats)(nil),               // 69: recoverd.v1.ShardStats
-	(*Doc)(nil),                      // 70: recoverd.v1.Doc
-	(*CreateShardRequest)(nil),       // 71: recoverd.v1.CreateShardRequest
-	(*CreateShardResponse)(nil),      // 72: recoverd.v1.CreateShardResponse
-	(*ListShardsRequest)(nil),        // 73: recoverd.v1.ListShardsRequest
-	(*ListShardsResponse)(nil),       // 74: recoverd.v1.ListShardsResponse
-	(*IndexRequest)(nil),             // 75: recoverd.v1.IndexRequest
-	(*IndexResponse)(nil),            // 76: recoverd.v1.IndexResponse
-	(*DeleteRequest)(nil),            // 77: recoverd.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 78: recoverd.v1.DeleteResponse
-	(*ApplyRequest)(nil),             // 79: recoverd.v1.ApplyRequest
-	(*ApplyResponse)(nil),            // 80: recoverd.v1.ApplyResponse
-	(*GetRequest)(nil),               // 81: recoverd.v1.GetRequest
-	(*GetResponse)(nil),              // 82: recoverd.v1.GetResponse
-	(*FlushRequest)(nil),             // 83: recoverd.v1.FlushRequest
-	(*FlushResponse)(nil),            // 84: recoverd.v1.FlushResponse
-	(*MergeRequest)(nil),             // 85: recoverd.v1.MergeRequest
-	(*MergeResponse)(nil),            // 86: recoverd.v1.MergeResponse
-	(*StatsRequest)(nil),             // 87: recoverd.v1.StatsRequest
-	(*StatsResponse)(nil),            // 88: recoverd.v1.StatsResponse
-	(*DigestRequest)(nil),            // 89: recoverd.v1.DigestRequest
-	(*DigestResponse)(nil),           // 90: recoverd.v1.DigestResponse
-	(*PromoteRequest)(nil),           // 91: recoverd.v1.PromoteRequest
-	(*PromoteResponse)(nil),          // 92: recoverd.v1.PromoteResponse
-	(*timestamppb.Timestamp)(nil),    // 93: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 94: google.protobuf.Duration
+	(*FileRange)(nil),                // 53: recoverd.v1.FileRange
+	(*FileChunk)(nil),                // 54: recoverd.v1.FileChunk
+	(*FetchOpsRequest)(nil),          // 55: recoverd.v1.FetchOpsRequest
+	(*OpBatch)(nil),                  // 56: recoverd.v1.OpBatch
+	(*AcquireLeaseRequest)(nil),      // 57: recoverd.v1.AcquireLeaseRequest
+	(*AcquireLeaseResponse)(nil),     // 58: recoverd.v1.AcquireLeaseResponse
+	(*RenewLeaseRequest)(nil),        // 59: recoverd.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),       // 60: recoverd.v1.RenewLeaseResponse
+	(*ReleaseLeaseRequest)(nil),      // 61: recoverd.v1.ReleaseLeaseRequest
+	(*ReleaseLeaseResponse)(nil),     // 62: recoverd.v1.ReleaseLeaseResponse
+	(*SnapshotInfo)(nil),             // 63: recoverd.v1.SnapshotInfo
+	(*CreateSnapshotRequest)(nil),    // 64: recoverd.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),   // 65: recoverd.v1.CreateSnapshotResponse
+	(*ListSnapshotsRequest)(nil),     // 66: recoverd.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),    // 67: recoverd.v1.ListSnapshotsResponse
+	(*DeleteSnapshotRequest)(nil),    // 68: recoverd.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),   // 69: recoverd.v1.DeleteSnapshotResponse
+	(*ShardStats)(nil),               // 70: recoverd.v1.ShardStats
+	(*Doc)(nil),                      // 71: recoverd.v1.Doc
+	(*CreateShardRequest)(nil),       // 72: recoverd.v1.CreateShardRequest
+	(*CreateShardResponse)(nil),      // 73: recoverd.v1.CreateShardResponse
+	(*ListShardsRequest)(nil),        // 74: recoverd.v1.ListShardsRequest
+	(*ListShardsResponse)(nil),       // 75: recoverd.v1.ListShardsResponse
+	(*IndexRequest)(nil),             // 76: recoverd.v1.IndexRequest
+	(*IndexResponse)(nil),            // 77: recoverd.v1.IndexResponse
+	(*DeleteRequest)(nil),            // 78: recoverd.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 79: recoverd.v1.DeleteResponse
+	(*ApplyRequest)(nil),             // 80: recoverd.v1.ApplyRequest
+	(*ApplyResponse)(nil),            // 81: recoverd.v1.ApplyResponse
+	(*GetRequest)(nil),               // 82: recoverd.v1.GetRequest
+	(*GetResponse)(nil),              // 83: recoverd.v1.GetResponse
+	(*FlushRequest)(nil),             // 84: recoverd.v1.FlushRequest
+	(*FlushResponse)(nil),            // 85: recoverd.v1.FlushResponse
+	(*MergeRequest)(nil),             // 86: recoverd.v1.MergeRequest
+	(*MergeResponse)(nil),            // 87: recoverd.v1.MergeResponse
+	(*StatsRequest)(nil),             // 88: recoverd.v1.StatsRequest
+	(*StatsResponse)(nil),            // 89: recoverd.v1.StatsResponse
+	(*DigestRequest)(nil),            // 90: recoverd.v1.DigestRequest
+	(*DigestResponse)(nil),           // 91: recoverd.v1.DigestResponse
+	(*PromoteRequest)(nil),           // 92: recoverd.v1.PromoteRequest
+	(*PromoteResponse)(nil),          // 93: recoverd.v1.PromoteResponse
+	(*timestamppb.Timestamp)(nil),    // 94: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 95: google.protobuf.Duration
 }
 var file_recoverd_proto_depIdxs = []int32{
 	8,   // 0: recoverd.v1.ShardMetadata.files:type_name -> recoverd.v1.FileMeta
 	9,   // 1: recoverd.v1.ShardMetadata.commit:type_name -> recoverd.v1.CommitData
-	93,  // 2: recoverd.v1.RetentionLease.timestamp:type_name -> google.protobuf.Timestamp
-	94,  // 3: recoverd.v1.RetentionLease.ttl:type_name -> google.protobuf.Duration
-	93,  // 4: recoverd.v1.RetentionLease.expires_at:type_name -> google.protobuf.Timestamp
+	94,  // 2: recoverd.v1.RetentionLease.timestamp:type_name -> google.protobuf.Timestamp
+	95,  // 3: recoverd.v1.RetentionLease.ttl:type_name -> google.protobuf.Duration
+	94,  // 4: recoverd.v1.RetentionLease.expires_at:type_name -> google.protobuf.Timestamp
 	1,   // 5: recoverd.v1.Op.kind:type_name -> recoverd.v1.OpKind
 	7,   // 6: recoverd.v1.StartRecoveryRequest.shard:type_name -> recoverd.v1.ShardId
 	15,  // 7: recoverd.v1.StartRecoveryRequest.options:type_name -> recoverd.v1.RecoveryOptions
@@ -6419,7 +6501,7 @@ var file_recoverd_proto_depIdxs = []int32{
 	2,   // 11: recoverd.v1.ListRecoveriesRequest.stages:type_name -> recoverd.v1.Stage
 	31,  // 12: recoverd.v1.ListRecoveriesResponse.recoveries:type_name -> recoverd.v1.Recovery
 	31,  // 13: recoverd.v1.CancelRecoveryResponse.recovery:type_name -> recoverd.v1.Recovery
-	94,  // 14: recoverd.v1.WatchRecoveryRequest.min_interval:type_name -> google.protobuf.Duration
+	95,  // 14: recoverd.v1.WatchRecoveryRequest.min_interval:type_name -> google.protobuf.Duration
 	31,  // 15: recoverd.v1.WatchRecoveryResponse.recovery:type_name -> recoverd.v1.Recovery
 	7,   // 16: recoverd.v1.ExplainPlanRequest.shard:type_name -> recoverd.v1.ShardId
 	15,  // 17: recoverd.v1.ExplainPlanRequest.options:type_name -> recoverd.v1.RecoveryOptions
@@ -6440,12 +6522,12 @@ var file_recoverd_proto_depIdxs = []int32{
 	33,  // 32: recoverd.v1.Recovery.files:type_name -> recoverd.v1.FileProgress
 	35,  // 33: recoverd.v1.Recovery.totals:type_name -> recoverd.v1.RecoveryTotals
 	36,  // 34: recoverd.v1.Recovery.ops:type_name -> recoverd.v1.OpsProgress
-	94,  // 35: recoverd.v1.Recovery.throttle_wait:type_name -> google.protobuf.Duration
+	95,  // 35: recoverd.v1.Recovery.throttle_wait:type_name -> google.protobuf.Duration
 	37,  // 36: recoverd.v1.Recovery.stages:type_name -> recoverd.v1.StageTiming
 	38,  // 37: recoverd.v1.Recovery.fallbacks:type_name -> recoverd.v1.FallbackEvent
 	39,  // 38: recoverd.v1.Recovery.result:type_name -> recoverd.v1.ResultCheck
-	93,  // 39: recoverd.v1.Recovery.start_time:type_name -> google.protobuf.Timestamp
-	93,  // 40: recoverd.v1.Recovery.end_time:type_name -> google.protobuf.Timestamp
+	94,  // 39: recoverd.v1.Recovery.start_time:type_name -> google.protobuf.Timestamp
+	94,  // 40: recoverd.v1.Recovery.end_time:type_name -> google.protobuf.Timestamp
 	32,  // 41: recoverd.v1.Recovery.repository_requests:type_name -> recoverd.v1.RepositoryRequests
 	4,   // 42: recoverd.v1.FileProgress.source:type_name -> recoverd.v1.FileSource
 	34,  // 43: recoverd.v1.RecoveryTotals.total:type_name -> recoverd.v1.Counts
@@ -6453,9 +6535,9 @@ var file_recoverd_proto_depIdxs = []int32{
 	34,  // 45: recoverd.v1.RecoveryTotals.from_peer:type_name -> recoverd.v1.Counts
 	34,  // 46: recoverd.v1.RecoveryTotals.from_snapshot:type_name -> recoverd.v1.Counts
 	2,   // 47: recoverd.v1.StageTiming.stage:type_name -> recoverd.v1.Stage
-	93,  // 48: recoverd.v1.StageTiming.start_time:type_name -> google.protobuf.Timestamp
-	93,  // 49: recoverd.v1.StageTiming.end_time:type_name -> google.protobuf.Timestamp
-	93,  // 50: recoverd.v1.FallbackEvent.time:type_name -> google.protobuf.Timestamp
+	94,  // 48: recoverd.v1.StageTiming.start_time:type_name -> google.protobuf.Timestamp
+	94,  // 49: recoverd.v1.StageTiming.end_time:type_name -> google.protobuf.Timestamp
+	94,  // 50: recoverd.v1.FallbackEvent.time:type_name -> google.protobuf.Timestamp
 	3,   // 51: recoverd.v1.FallbackEvent.from_kind:type_name -> recoverd.v1.PlanKind
 	3,   // 52: recoverd.v1.FallbackEvent.to_kind:type_name -> recoverd.v1.PlanKind
 	7,   // 53: recoverd.v1.GetShardMetadataRequest.shard:type_name -> recoverd.v1.ShardId
@@ -6468,125 +6550,126 @@ var file_recoverd_proto_depIdxs = []int32{
 	7,   // 60: recoverd.v1.GetShardDigestRequest.shard:type_name -> recoverd.v1.ShardId
 	12,  // 61: recoverd.v1.GetShardDigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
 	7,   // 62: recoverd.v1.Pin.shard:type_name -> recoverd.v1.ShardId
-	94,  // 63: recoverd.v1.Pin.ttl:type_name -> google.protobuf.Duration
-	93,  // 64: recoverd.v1.Pin.expires_at:type_name -> google.protobuf.Timestamp
+	95,  // 63: recoverd.v1.Pin.ttl:type_name -> google.protobuf.Duration
+	94,  // 64: recoverd.v1.Pin.expires_at:type_name -> google.protobuf.Timestamp
 	7,   // 65: recoverd.v1.PinCommitRequest.shard:type_name -> recoverd.v1.ShardId
-	94,  // 66: recoverd.v1.PinCommitRequest.ttl:type_name -> google.protobuf.Duration
+	95,  // 66: recoverd.v1.PinCommitRequest.ttl:type_name -> google.protobuf.Duration
 	45,  // 67: recoverd.v1.PinCommitResponse.pin:type_name -> recoverd.v1.Pin
 	41,  // 68: recoverd.v1.PinCommitResponse.info:type_name -> recoverd.v1.ShardInfo
 	45,  // 69: recoverd.v1.RenewPinResponse.pin:type_name -> recoverd.v1.Pin
 	7,   // 70: recoverd.v1.FetchFileRequest.shard:type_name -> recoverd.v1.ShardId
 	5,   // 71: recoverd.v1.FetchFileRequest.compression:type_name -> recoverd.v1.Compression
-	5,   // 72: recoverd.v1.FileChunk.compression:type_name -> recoverd.v1.Compression
-	7,   // 73: recoverd.v1.FetchOpsRequest.shard:type_name -> recoverd.v1.ShardId
-	11,  // 74: recoverd.v1.FetchOpsRequest.range:type_name -> recoverd.v1.SeqNoRange
-	14,  // 75: recoverd.v1.OpBatch.ops:type_name -> recoverd.v1.Op
-	7,   // 76: recoverd.v1.AcquireLeaseRequest.shard:type_name -> recoverd.v1.ShardId
-	13,  // 77: recoverd.v1.AcquireLeaseResponse.lease:type_name -> recoverd.v1.RetentionLease
-	7,   // 78: recoverd.v1.RenewLeaseRequest.shard:type_name -> recoverd.v1.ShardId
-	13,  // 79: recoverd.v1.RenewLeaseResponse.lease:type_name -> recoverd.v1.RetentionLease
-	7,   // 80: recoverd.v1.ReleaseLeaseRequest.shard:type_name -> recoverd.v1.ShardId
-	7,   // 81: recoverd.v1.SnapshotInfo.shard:type_name -> recoverd.v1.ShardId
-	93,  // 82: recoverd.v1.SnapshotInfo.start_time:type_name -> google.protobuf.Timestamp
-	9,   // 83: recoverd.v1.SnapshotInfo.commit:type_name -> recoverd.v1.CommitData
-	8,   // 84: recoverd.v1.SnapshotInfo.files:type_name -> recoverd.v1.FileMeta
-	7,   // 85: recoverd.v1.CreateSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
-	62,  // 86: recoverd.v1.CreateSnapshotResponse.snapshot:type_name -> recoverd.v1.SnapshotInfo
-	94,  // 87: recoverd.v1.CreateSnapshotResponse.took:type_name -> google.protobuf.Duration
-	32,  // 88: recoverd.v1.CreateSnapshotResponse.repository_requests:type_name -> recoverd.v1.RepositoryRequests
-	7,   // 89: recoverd.v1.ListSnapshotsRequest.shard:type_name -> recoverd.v1.ShardId
-	62,  // 90: recoverd.v1.ListSnapshotsResponse.snapshots:type_name -> recoverd.v1.SnapshotInfo
-	7,   // 91: recoverd.v1.DeleteSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
-	7,   // 92: recoverd.v1.ShardStats.shard:type_name -> recoverd.v1.ShardId
-	12,  // 93: recoverd.v1.ShardStats.seqno:type_name -> recoverd.v1.SeqNoStats
-	6,   // 94: recoverd.v1.ShardStats.state:type_name -> recoverd.v1.ShardState
-	7,   // 95: recoverd.v1.CreateShardRequest.shard:type_name -> recoverd.v1.ShardId
-	69,  // 96: recoverd.v1.CreateShardResponse.stats:type_name -> recoverd.v1.ShardStats
-	69,  // 97: recoverd.v1.ListShardsResponse.shards:type_name -> recoverd.v1.ShardStats
-	7,   // 98: recoverd.v1.IndexRequest.shard:type_name -> recoverd.v1.ShardId
-	70,  // 99: recoverd.v1.IndexRequest.docs:type_name -> recoverd.v1.Doc
-	14,  // 100: recoverd.v1.IndexResponse.ops:type_name -> recoverd.v1.Op
-	7,   // 101: recoverd.v1.DeleteRequest.shard:type_name -> recoverd.v1.ShardId
-	14,  // 102: recoverd.v1.DeleteResponse.ops:type_name -> recoverd.v1.Op
-	7,   // 103: recoverd.v1.ApplyRequest.shard:type_name -> recoverd.v1.ShardId
-	14,  // 104: recoverd.v1.ApplyRequest.ops:type_name -> recoverd.v1.Op
-	12,  // 105: recoverd.v1.ApplyResponse.seqno:type_name -> recoverd.v1.SeqNoStats
-	7,   // 106: recoverd.v1.GetRequest.shard:type_name -> recoverd.v1.ShardId
-	7,   // 107: recoverd.v1.FlushRequest.shard:type_name -> recoverd.v1.ShardId
-	69,  // 108: recoverd.v1.FlushResponse.stats:type_name -> recoverd.v1.ShardStats
-	7,   // 109: recoverd.v1.MergeRequest.shard:type_name -> recoverd.v1.ShardId
-	69,  // 110: recoverd.v1.MergeResponse.stats:type_name -> recoverd.v1.ShardStats
-	7,   // 111: recoverd.v1.StatsRequest.shard:type_name -> recoverd.v1.ShardId
-	69,  // 112: recoverd.v1.StatsResponse.stats:type_name -> recoverd.v1.ShardStats
-	7,   // 113: recoverd.v1.DigestRequest.shard:type_name -> recoverd.v1.ShardId
-	12,  // 114: recoverd.v1.DigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
-	7,   // 115: recoverd.v1.PromoteRequest.shard:type_name -> recoverd.v1.ShardId
-	69,  // 116: recoverd.v1.PromoteResponse.stats:type_name -> recoverd.v1.ShardStats
-	16,  // 117: recoverd.v1.RecoveryService.StartRecovery:input_type -> recoverd.v1.StartRecoveryRequest
-	18,  // 118: recoverd.v1.RecoveryService.GetRecovery:input_type -> recoverd.v1.GetRecoveryRequest
-	20,  // 119: recoverd.v1.RecoveryService.ListRecoveries:input_type -> recoverd.v1.ListRecoveriesRequest
-	22,  // 120: recoverd.v1.RecoveryService.CancelRecovery:input_type -> recoverd.v1.CancelRecoveryRequest
-	24,  // 121: recoverd.v1.RecoveryService.WatchRecovery:input_type -> recoverd.v1.WatchRecoveryRequest
-	26,  // 122: recoverd.v1.RecoveryService.ExplainPlan:input_type -> recoverd.v1.ExplainPlanRequest
-	40,  // 123: recoverd.v1.PeerService.GetShardMetadata:input_type -> recoverd.v1.GetShardMetadataRequest
-	43,  // 124: recoverd.v1.PeerService.GetShardDigest:input_type -> recoverd.v1.GetShardDigestRequest
-	46,  // 125: recoverd.v1.PeerService.PinCommit:input_type -> recoverd.v1.PinCommitRequest
-	48,  // 126: recoverd.v1.PeerService.RenewPin:input_type -> recoverd.v1.RenewPinRequest
-	50,  // 127: recoverd.v1.PeerService.ReleasePin:input_type -> recoverd.v1.ReleasePinRequest
-	52,  // 128: recoverd.v1.PeerService.FetchFile:input_type -> recoverd.v1.FetchFileRequest
-	54,  // 129: recoverd.v1.PeerService.FetchOps:input_type -> recoverd.v1.FetchOpsRequest
-	56,  // 130: recoverd.v1.PeerService.AcquireLease:input_type -> recoverd.v1.AcquireLeaseRequest
-	58,  // 131: recoverd.v1.PeerService.RenewLease:input_type -> recoverd.v1.RenewLeaseRequest
-	60,  // 132: recoverd.v1.PeerService.ReleaseLease:input_type -> recoverd.v1.ReleaseLeaseRequest
-	63,  // 133: recoverd.v1.SnapshotService.CreateSnapshot:input_type -> recoverd.v1.CreateSnapshotRequest
-	65,  // 134: recoverd.v1.SnapshotService.ListSnapshots:input_type -> recoverd.v1.ListSnapshotsRequest
-	67,  // 135: recoverd.v1.SnapshotService.DeleteSnapshot:input_type -> recoverd.v1.DeleteSnapshotRequest
-	71,  // 136: recoverd.v1.ShardService.CreateShard:input_type -> recoverd.v1.CreateShardRequest
-	73,  // 137: recoverd.v1.ShardService.ListShards:input_type -> recoverd.v1.ListShardsRequest
-	75,  // 138: recoverd.v1.ShardService.Index:input_type -> recoverd.v1.IndexRequest
-	77,  // 139: recoverd.v1.ShardService.Delete:input_type -> recoverd.v1.DeleteRequest
-	79,  // 140: recoverd.v1.ShardService.Apply:input_type -> recoverd.v1.ApplyRequest
-	81,  // 141: recoverd.v1.ShardService.Get:input_type -> recoverd.v1.GetRequest
-	83,  // 142: recoverd.v1.ShardService.Flush:input_type -> recoverd.v1.FlushRequest
-	85,  // 143: recoverd.v1.ShardService.Merge:input_type -> recoverd.v1.MergeRequest
-	87,  // 144: recoverd.v1.ShardService.Stats:input_type -> recoverd.v1.StatsRequest
-	89,  // 145: recoverd.v1.ShardService.Digest:input_type -> recoverd.v1.DigestRequest
-	91,  // 146: recoverd.v1.ShardService.Promote:input_type -> recoverd.v1.PromoteRequest
-	17,  // 147: recoverd.v1.RecoveryService.StartRecovery:output_type -> recoverd.v1.StartRecoveryResponse
-	19,  // 148: recoverd.v1.RecoveryService.GetRecovery:output_type -> recoverd.v1.GetRecoveryResponse
-	21,  // 149: recoverd.v1.RecoveryService.ListRecoveries:output_type -> recoverd.v1.ListRecoveriesResponse
-	23,  // 150: recoverd.v1.RecoveryService.CancelRecovery:output_type -> recoverd.v1.CancelRecoveryResponse
-	25,  // 151: recoverd.v1.RecoveryService.WatchRecovery:output_type -> recoverd.v1.WatchRecoveryResponse
-	27,  // 152: recoverd.v1.RecoveryService.ExplainPlan:output_type -> recoverd.v1.ExplainPlanResponse
-	42,  // 153: recoverd.v1.PeerService.GetShardMetadata:output_type -> recoverd.v1.GetShardMetadataResponse
-	44,  // 154: recoverd.v1.PeerService.GetShardDigest:output_type -> recoverd.v1.GetShardDigestResponse
-	47,  // 155: recoverd.v1.PeerService.PinCommit:output_type -> recoverd.v1.PinCommitResponse
-	49,  // 156: recoverd.v1.PeerService.RenewPin:output_type -> recoverd.v1.RenewPinResponse
-	51,  // 157: recoverd.v1.PeerService.ReleasePin:output_type -> recoverd.v1.ReleasePinResponse
-	53,  // 158: recoverd.v1.PeerService.FetchFile:output_type -> recoverd.v1.FileChunk
-	55,  // 159: recoverd.v1.PeerService.FetchOps:output_type -> recoverd.v1.OpBatch
-	57,  // 160: recoverd.v1.PeerService.AcquireLease:output_type -> recoverd.v1.AcquireLeaseResponse
-	59,  // 161: recoverd.v1.PeerService.RenewLease:output_type -> recoverd.v1.RenewLeaseResponse
-	61,  // 162: recoverd.v1.PeerService.ReleaseLease:output_type -> recoverd.v1.ReleaseLeaseResponse
-	64,  // 163: recoverd.v1.SnapshotService.CreateSnapshot:output_type -> recoverd.v1.CreateSnapshotResponse
-	66,  // 164: recoverd.v1.SnapshotService.ListSnapshots:output_type -> recoverd.v1.ListSnapshotsResponse
-	68,  // 165: recoverd.v1.SnapshotService.DeleteSnapshot:output_type -> recoverd.v1.DeleteSnapshotResponse
-	72,  // 166: recoverd.v1.ShardService.CreateShard:output_type -> recoverd.v1.CreateShardResponse
-	74,  // 167: recoverd.v1.ShardService.ListShards:output_type -> recoverd.v1.ListShardsResponse
-	76,  // 168: recoverd.v1.ShardService.Index:output_type -> recoverd.v1.IndexResponse
-	78,  // 169: recoverd.v1.ShardService.Delete:output_type -> recoverd.v1.DeleteResponse
-	80,  // 170: recoverd.v1.ShardService.Apply:output_type -> recoverd.v1.ApplyResponse
-	82,  // 171: recoverd.v1.ShardService.Get:output_type -> recoverd.v1.GetResponse
-	84,  // 172: recoverd.v1.ShardService.Flush:output_type -> recoverd.v1.FlushResponse
-	86,  // 173: recoverd.v1.ShardService.Merge:output_type -> recoverd.v1.MergeResponse
-	88,  // 174: recoverd.v1.ShardService.Stats:output_type -> recoverd.v1.StatsResponse
-	90,  // 175: recoverd.v1.ShardService.Digest:output_type -> recoverd.v1.DigestResponse
-	92,  // 176: recoverd.v1.ShardService.Promote:output_type -> recoverd.v1.PromoteResponse
-	147, // [147:177] is the sub-list for method output_type
-	117, // [117:147] is the sub-list for method input_type
-	117, // [117:117] is the sub-list for extension type_name
-	117, // [117:117] is the sub-list for extension extendee
-	0,   // [0:117] is the sub-list for field type_name
+	53,  // 72: recoverd.v1.FetchFileRequest.more:type_name -> recoverd.v1.FileRange
+	5,   // 73: recoverd.v1.FileChunk.compression:type_name -> recoverd.v1.Compression
+	7,   // 74: recoverd.v1.FetchOpsRequest.shard:type_name -> recoverd.v1.ShardId
+	11,  // 75: recoverd.v1.FetchOpsRequest.range:type_name -> recoverd.v1.SeqNoRange
+	14,  // 76: recoverd.v1.OpBatch.ops:type_name -> recoverd.v1.Op
+	7,   // 77: recoverd.v1.AcquireLeaseRequest.shard:type_name -> recoverd.v1.ShardId
+	13,  // 78: recoverd.v1.AcquireLeaseResponse.lease:type_name -> recoverd.v1.RetentionLease
+	7,   // 79: recoverd.v1.RenewLeaseRequest.shard:type_name -> recoverd.v1.ShardId
+	13,  // 80: recoverd.v1.RenewLeaseResponse.lease:type_name -> recoverd.v1.RetentionLease
+	7,   // 81: recoverd.v1.ReleaseLeaseRequest.shard:type_name -> recoverd.v1.ShardId
+	7,   // 82: recoverd.v1.SnapshotInfo.shard:type_name -> recoverd.v1.ShardId
+	94,  // 83: recoverd.v1.SnapshotInfo.start_time:type_name -> google.protobuf.Timestamp
+	9,   // 84: recoverd.v1.SnapshotInfo.commit:type_name -> recoverd.v1.CommitData
+	8,   // 85: recoverd.v1.SnapshotInfo.files:type_name -> recoverd.v1.FileMeta
+	7,   // 86: recoverd.v1.CreateSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
+	63,  // 87: recoverd.v1.CreateSnapshotResponse.snapshot:type_name -> recoverd.v1.SnapshotInfo
+	95,  // 88: recoverd.v1.CreateSnapshotResponse.took:type_name -> google.protobuf.Duration
+	32,  // 89: recoverd.v1.CreateSnapshotResponse.repository_requests:type_name -> recoverd.v1.RepositoryRequests
+	7,   // 90: recoverd.v1.ListSnapshotsRequest.shard:type_name -> recoverd.v1.ShardId
+	63,  // 91: recoverd.v1.ListSnapshotsResponse.snapshots:type_name -> recoverd.v1.SnapshotInfo
+	7,   // 92: recoverd.v1.DeleteSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
+	7,   // 93: recoverd.v1.ShardStats.shard:type_name -> recoverd.v1.ShardId
+	12,  // 94: recoverd.v1.ShardStats.seqno:type_name -> recoverd.v1.SeqNoStats
+	6,   // 95: recoverd.v1.ShardStats.state:type_name -> recoverd.v1.ShardState
+	7,   // 96: recoverd.v1.CreateShardRequest.shard:type_name -> recoverd.v1.ShardId
+	70,  // 97: recoverd.v1.CreateShardResponse.stats:type_name -> recoverd.v1.ShardStats
+	70,  // 98: recoverd.v1.ListShardsResponse.shards:type_name -> recoverd.v1.ShardStats
+	7,   // 99: recoverd.v1.IndexRequest.shard:type_name -> recoverd.v1.ShardId
+	71,  // 100: recoverd.v1.IndexRequest.docs:type_name -> recoverd.v1.Doc
+	14,  // 101: recoverd.v1.IndexResponse.ops:type_name -> recoverd.v1.Op
+	7,   // 102: recoverd.v1.DeleteRequest.shard:type_name -> recoverd.v1.ShardId
+	14,  // 103: recoverd.v1.DeleteResponse.ops:type_name -> recoverd.v1.Op
+	7,   // 104: recoverd.v1.ApplyRequest.shard:type_name -> recoverd.v1.ShardId
+	14,  // 105: recoverd.v1.ApplyRequest.ops:type_name -> recoverd.v1.Op
+	12,  // 106: recoverd.v1.ApplyResponse.seqno:type_name -> recoverd.v1.SeqNoStats
+	7,   // 107: recoverd.v1.GetRequest.shard:type_name -> recoverd.v1.ShardId
+	7,   // 108: recoverd.v1.FlushRequest.shard:type_name -> recoverd.v1.ShardId
+	70,  // 109: recoverd.v1.FlushResponse.stats:type_name -> recoverd.v1.ShardStats
+	7,   // 110: recoverd.v1.MergeRequest.shard:type_name -> recoverd.v1.ShardId
+	70,  // 111: recoverd.v1.MergeResponse.stats:type_name -> recoverd.v1.ShardStats
+	7,   // 112: recoverd.v1.StatsRequest.shard:type_name -> recoverd.v1.ShardId
+	70,  // 113: recoverd.v1.StatsResponse.stats:type_name -> recoverd.v1.ShardStats
+	7,   // 114: recoverd.v1.DigestRequest.shard:type_name -> recoverd.v1.ShardId
+	12,  // 115: recoverd.v1.DigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
+	7,   // 116: recoverd.v1.PromoteRequest.shard:type_name -> recoverd.v1.ShardId
+	70,  // 117: recoverd.v1.PromoteResponse.stats:type_name -> recoverd.v1.ShardStats
+	16,  // 118: recoverd.v1.RecoveryService.StartRecovery:input_type -> recoverd.v1.StartRecoveryRequest
+	18,  // 119: recoverd.v1.RecoveryService.GetRecovery:input_type -> recoverd.v1.GetRecoveryRequest
+	20,  // 120: recoverd.v1.RecoveryService.ListRecoveries:input_type -> recoverd.v1.ListRecoveriesRequest
+	22,  // 121: recoverd.v1.RecoveryService.CancelRecovery:input_type -> recoverd.v1.CancelRecoveryRequest
+	24,  // 122: recoverd.v1.RecoveryService.WatchRecovery:input_type -> recoverd.v1.WatchRecoveryRequest
+	26,  // 123: recoverd.v1.RecoveryService.ExplainPlan:input_type -> recoverd.v1.ExplainPlanRequest
+	40,  // 124: recoverd.v1.PeerService.GetShardMetadata:input_type -> recoverd.v1.GetShardMetadataRequest
+	43,  // 125: recoverd.v1.PeerService.GetShardDigest:input_type -> recoverd.v1.GetShardDigestRequest
+	46,  // 126: recoverd.v1.PeerService.PinCommit:input_type -> recoverd.v1.PinCommitRequest
+	48,  // 127: recoverd.v1.PeerService.RenewPin:input_type -> recoverd.v1.RenewPinRequest
+	50,  // 128: recoverd.v1.PeerService.ReleasePin:input_type -> recoverd.v1.ReleasePinRequest
+	52,  // 129: recoverd.v1.PeerService.FetchFile:input_type -> recoverd.v1.FetchFileRequest
+	55,  // 130: recoverd.v1.PeerService.FetchOps:input_type -> recoverd.v1.FetchOpsRequest
+	57,  // 131: recoverd.v1.PeerService.AcquireLease:input_type -> recoverd.v1.AcquireLeaseRequest
+	59,  // 132: recoverd.v1.PeerService.RenewLease:input_type -> recoverd.v1.RenewLeaseRequest
+	61,  // 133: recoverd.v1.PeerService.ReleaseLease:input_type -> recoverd.v1.ReleaseLeaseRequest
+	64,  // 134: recoverd.v1.SnapshotService.CreateSnapshot:input_type -> recoverd.v1.CreateSnapshotRequest
+	66,  // 135: recoverd.v1.SnapshotService.ListSnapshots:input_type -> recoverd.v1.ListSnapshotsRequest
+	68,  // 136: recoverd.v1.SnapshotService.DeleteSnapshot:input_type -> recoverd.v1.DeleteSnapshotRequest
+	72,  // 137: recoverd.v1.ShardService.CreateShard:input_type -> recoverd.v1.CreateShardRequest
+	74,  // 138: recoverd.v1.ShardService.ListShards:input_type -> recoverd.v1.ListShardsRequest
+	76,  // 139: recoverd.v1.ShardService.Index:input_type -> recoverd.v1.IndexRequest
+	78,  // 140: recoverd.v1.ShardService.Delete:input_type -> recoverd.v1.DeleteRequest
+	80,  // 141: recoverd.v1.ShardService.Apply:input_type -> recoverd.v1.ApplyRequest
+	82,  // 142: recoverd.v1.ShardService.Get:input_type -> recoverd.v1.GetRequest
+	84,  // 143: recoverd.v1.ShardService.Flush:input_type -> recoverd.v1.FlushRequest
+	86,  // 144: recoverd.v1.ShardService.Merge:input_type -> recoverd.v1.MergeRequest
+	88,  // 145: recoverd.v1.ShardService.Stats:input_type -> recoverd.v1.StatsRequest
+	90,  // 146: recoverd.v1.ShardService.Digest:input_type -> recoverd.v1.DigestRequest
+	92,  // 147: recoverd.v1.ShardService.Promote:input_type -> recoverd.v1.PromoteRequest
+	17,  // 148: recoverd.v1.RecoveryService.StartRecovery:output_type -> recoverd.v1.StartRecoveryResponse
+	19,  // 149: recoverd.v1.RecoveryService.GetRecovery:output_type -> recoverd.v1.GetRecoveryResponse
+	21,  // 150: recoverd.v1.RecoveryService.ListRecoveries:output_type -> recoverd.v1.ListRecoveriesResponse
+	23,  // 151: recoverd.v1.RecoveryService.CancelRecovery:output_type -> recoverd.v1.CancelRecoveryResponse
+	25,  // 152: recoverd.v1.RecoveryService.WatchRecovery:output_type -> recoverd.v1.WatchRecoveryResponse
+	27,  // 153: recoverd.v1.RecoveryService.ExplainPlan:output_type -> recoverd.v1.ExplainPlanResponse
+	42,  // 154: recoverd.v1.PeerService.GetShardMetadata:output_type -> recoverd.v1.GetShardMetadataResponse
+	44,  // 155: recoverd.v1.PeerService.GetShardDigest:output_type -> recoverd.v1.GetShardDigestResponse
+	47,  // 156: recoverd.v1.PeerService.PinCommit:output_type -> recoverd.v1.PinCommitResponse
+	49,  // 157: recoverd.v1.PeerService.RenewPin:output_type -> recoverd.v1.RenewPinResponse
+	51,  // 158: recoverd.v1.PeerService.ReleasePin:output_type -> recoverd.v1.ReleasePinResponse
+	54,  // 159: recoverd.v1.PeerService.FetchFile:output_type -> recoverd.v1.FileChunk
+	56,  // 160: recoverd.v1.PeerService.FetchOps:output_type -> recoverd.v1.OpBatch
+	58,  // 161: recoverd.v1.PeerService.AcquireLease:output_type -> recoverd.v1.AcquireLeaseResponse
+	60,  // 162: recoverd.v1.PeerService.RenewLease:output_type -> recoverd.v1.RenewLeaseResponse
+	62,  // 163: recoverd.v1.PeerService.ReleaseLease:output_type -> recoverd.v1.ReleaseLeaseResponse
+	65,  // 164: recoverd.v1.SnapshotService.CreateSnapshot:output_type -> recoverd.v1.CreateSnapshotResponse
+	67,  // 165: recoverd.v1.SnapshotService.ListSnapshots:output_type -> recoverd.v1.ListSnapshotsResponse
+	69,  // 166: recoverd.v1.SnapshotService.DeleteSnapshot:output_type -> recoverd.v1.DeleteSnapshotResponse
+	73,  // 167: recoverd.v1.ShardService.CreateShard:output_type -> recoverd.v1.CreateShardResponse
+	75,  // 168: recoverd.v1.ShardService.ListShards:output_type -> recoverd.v1.ListShardsResponse
+	77,  // 169: recoverd.v1.ShardService.Index:output_type -> recoverd.v1.IndexResponse
+	79,  // 170: recoverd.v1.ShardService.Delete:output_type -> recoverd.v1.DeleteResponse
+	81,  // 171: recoverd.v1.ShardService.Apply:output_type -> recoverd.v1.ApplyResponse
+	83,  // 172: recoverd.v1.ShardService.Get:output_type -> recoverd.v1.GetResponse
+	85,  // 173: recoverd.v1.ShardService.Flush:output_type -> recoverd.v1.FlushResponse
+	87,  // 174: recoverd.v1.ShardService.Merge:output_type -> recoverd.v1.MergeResponse
+	89,  // 175: recoverd.v1.ShardService.Stats:output_type -> recoverd.v1.StatsResponse
+	91,  // 176: recoverd.v1.ShardService.Digest:output_type -> recoverd.v1.DigestResponse
+	93,  // 177: recoverd.v1.ShardService.Promote:output_type -> recoverd.v1.PromoteResponse
+	148, // [148:178] is the sub-list for method output_type
+	118, // [118:148] is the sub-list for method input_type
+	118, // [118:118] is the sub-list for extension type_name
+	118, // [118:118] is the sub-list for extension extendee
+	0,   // [0:118] is the sub-list for field type_name
 }
 
 func init() { file_recoverd_proto_init() }
@@ -6597,15 +6680,15 @@ func file_recoverd_proto_init() {
 	file_recoverd_proto_msgTypes[8].OneofWrappers = []any{}
 	file_recoverd_proto_msgTypes[36].OneofWrappers = []any{}
 	file_recoverd_proto_msgTypes[37].OneofWrappers = []any{}
-	file_recoverd_proto_msgTypes[51].OneofWrappers = []any{}
-	file_recoverd_proto_msgTypes[76].OneofWrappers = []any{}
+	file_recoverd_proto_msgTypes[52].OneofWrappers = []any{}
+	file_recoverd_proto_msgTypes[77].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recoverd_proto_rawDesc), len(file_recoverd_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   86,
+			NumMessages:   87,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
