@@ -44,12 +44,12 @@ import (
 )
 
 type config struct {
-	work, out, bin, minio string
-	runs                  int
-	scale                 float64
-	cases                 map[int]bool
-	keepData, dropCaches  bool
-	verbose, profile      bool
+	work, out, bin, minio, baseline string
+	runs                            int
+	scale                           float64
+	cases                           map[int]bool
+	keepData, dropCaches            bool
+	verbose, profile                bool
 
 	shardMiB, smallFiles, smallKiB, ops, compressMiB, throttleMB int
 }
@@ -57,6 +57,7 @@ type config struct {
 type bench struct {
 	cfg                  config
 	recoverd, recoverctl string
+	baseline             string // the -baseline recoverd, copied
 	minio                string
 	work, logDir         string
 	log                  io.Writer
@@ -96,6 +97,7 @@ func main() {
 	flag.StringVar(&cfg.work, "dir", envOr("RECOVERD_BENCH_DIR", "/work/bench-data"), "work directory: cached data sets, run directories, logs [RECOVERD_BENCH_DIR]")
 	flag.StringVar(&cfg.out, "out", "bench/results", "where REPORT.md and throughput.png go")
 	flag.StringVar(&cfg.bin, "bin", "bin", "directory holding recoverd and recoverctl")
+	flag.StringVar(&cfg.baseline, "baseline", os.Getenv("BENCH_BASELINE"), "directory holding an older recoverd: cases 1 and 2 run it too, alternating, for a before/after ratio from one run [BENCH_BASELINE]")
 	flag.StringVar(&cfg.minio, "minio", envOr("RECOVERD_MINIO_BIN", "bin/minio"), "MinIO server binary [RECOVERD_MINIO_BIN]")
 	flag.IntVar(&cfg.runs, "runs", envInt("BENCH_RUNS", 3), "runs of each tool per case; the median is reported [BENCH_RUNS]")
 	flag.Float64Var(&cfg.scale, "scale", scale, "multiplies every data size (0.25: a quick run) [BENCH_SCALE]")
@@ -175,6 +177,12 @@ func (b *bench) run(ctx context.Context) error {
 			return err
 		}
 		*p = dst
+	}
+	if b.cfg.baseline != "" {
+		b.baseline = filepath.Join(b.work, "bin", "recoverd-baseline")
+		if err := copyFile(filepath.Join(b.cfg.baseline, "recoverd"), b.baseline); err != nil {
+			return err
+		}
 	}
 	b.logDir = filepath.Join(b.work, "logs")
 	for _, d := range []string{b.logDir, filepath.Join(b.work, "run"), b.cfg.out} {
@@ -327,13 +335,22 @@ func (b *bench) profileRun(ctx context.Context, c *caseResult, tool string, r re
 func (b *bench) fileCopyTools(d *dataset) []tool {
 	noCheck := b.peerRun(d)
 	noCheck.tgtArgs = append(noCheck.tgtArgs, "--verify-digest=false")
-	return []tool{
+	tools := []tool{
 		{"recoverd peer plan", func(ctx context.Context) (sample, error) { return b.runRecoverd(ctx, b.peerRun(d)) }},
 		{"recoverd peer, no digest check", func(ctx context.Context) (sample, error) { return b.runRecoverd(ctx, noCheck) }},
 		{"rsync -a --whole-file", func(ctx context.Context) (sample, error) { return b.runRsync(ctx, d) }},
 		{"cp -r + sync", func(ctx context.Context) (sample, error) { return b.runCp(ctx, d) }},
 	}
+	if b.baseline != "" {
+		old := b.peerRun(d)
+		old.bin = b.baseline
+		tools = append(tools, tool{baselineTool, func(ctx context.Context) (sample, error) { return b.runRecoverd(ctx, old) }})
+	}
+	return tools
 }
+
+// baselineTool is the peer plan run by the -baseline binary.
+const baselineTool = "recoverd peer plan, baseline binary"
 
 // caseFailover runs cases 3 and 4 together: the same failover source, the
 // same snapshot, four contestants alternating.

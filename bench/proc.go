@@ -212,8 +212,9 @@ type node struct {
 
 // startNode starts recoverd on loopback, plaintext, and waits until it
 // serves.
-func (b *bench) startNode(ctx context.Context, name, data string, env []string, args ...string) (*node, error) {
-	rd, err := launch.StartRecoverd(ctx, launch.RecoverdOptions{Bin: b.recoverd, Name: name, Data: data,
+// bin is the recoverd binary (the one built, or the baseline).
+func (b *bench) startNode(ctx context.Context, bin, name, data string, env []string, args ...string) (*node, error) {
+	rd, err := launch.StartRecoverd(ctx, launch.RecoverdOptions{Bin: bin, Name: name, Data: data,
 		LogPath: filepath.Join(b.logDir, name+".log"), Env: cleanEnv(env...), Command: childCommand, ReadyTimeout: 60 * time.Second,
 		Args: append([]string{"--log-level", "warn", "--cleanup-interval", "0"}, args...)})
 	if err != nil {

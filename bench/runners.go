@@ -56,6 +56,8 @@ type recoverdRun struct {
 	// from the start of the recovery.
 	profile     string
 	profileSecs int
+	// bin is the recoverd binary of both daemons; "" is the one built.
+	bin string
 }
 
 // runRecoverd starts a source and a target daemon (fresh processes, so
@@ -75,12 +77,16 @@ func (b *bench) runRecoverd(ctx context.Context, r recoverdRun) (s sample, err e
 		r.srcArgs = append(append([]string(nil), r.srcArgs...), "--pprof")
 		r.tgtArgs = append(append([]string(nil), r.tgtArgs...), "--pprof")
 	}
-	src, err := b.startNode(ctx, "source", r.source.dir, r.env, r.srcArgs...)
+	bin := b.recoverd
+	if r.bin != "" {
+		bin = r.bin
+	}
+	src, err := b.startNode(ctx, bin, "source", r.source.dir, r.env, r.srcArgs...)
 	if err != nil {
 		return s, err
 	}
 	defer src.stop()
-	tgt, err := b.startNode(ctx, "target", tgtDir, r.env, r.tgtArgs...)
+	tgt, err := b.startNode(ctx, bin, "target", tgtDir, r.env, r.tgtArgs...)
 	if err != nil {
 		return s, err
 	}

@@ -97,7 +97,7 @@ func TestCancelLeavesTargetAsItWas(t *testing.T) {
 	}
 	s, _ := r.State()
 	if s.Stage != StageCancelled || len(s.Fallbacks) != 0 {
-		t.Fatalf("after cancel: %s, fallbacks %v", s.Stage, s.Fallbacks)
+		t.Fatalf("after cancel: %s (%s), fallbacks %v", s.Stage, s.Error, s.Fallbacks)
 	}
 	if digest(t, tgt) != before {
 		t.Fatal("a cancelled recovery changed the target")

@@ -374,7 +374,7 @@ func (f *fetcher) streamOnce(ctx context.Context, todo []pending) (int, error) {
 	}
 	req := &pb.FetchFileRequest{
 		Shard: pbconv.ShardID(f.shard), PinId: f.pin.ID, Name: todo[0].meta.Name, Offset: todo[0].off,
-		ChunkSize: uint32(f.opts.ChunkSize), Compression: comp,
+		ChunkSize: uint32(f.chunkSize()), Compression: comp,
 	}
 	for _, p := range todo[1:] {
 		req.More = append(req.More, &pb.FileRange{Name: p.meta.Name, Offset: p.off})
@@ -386,6 +386,22 @@ func (f *fetcher) streamOnce(ctx context.Context, todo []pending) (int, error) {
 		return 0, streamErr(sctx, f.opts.IdleTimeout, err)
 	}
 	return f.receive(ctx, sctx, st, wd, todo)
+}
+
+// chunkSize is the chunk size to ask for (0: the source's default): at
+// most an eighth of a second of this node's budget while it is set, as the
+// source does with its own (throttledMessageBytes), so that progress is
+// seen and a cut loses little under a low budget.
+func (f *fetcher) chunkSize() int {
+	r := f.opts.Throttle.Rate()
+	if r <= 0 {
+		return f.opts.ChunkSize
+	}
+	c := int(min(max(r/8, MinChunkSize), MaxChunkSize))
+	if f.opts.ChunkSize > 0 {
+		c = min(c, f.opts.ChunkSize)
+	}
+	return c
 }
 
 // receive reads chunks from st into the files of todo, in order, until

@@ -45,18 +45,18 @@
 // so backoffs longer than the TTL do not lose it.
 //
 // FetchFile streams [offset, offset+length) of one file in chunks of raw
-// bytes (default 1 MiB, the client may ask for 64 KiB to 4 MiB). While the
+// bytes (default 4 MiB, the client may ask for 64 KiB to 8 MiB). While the
 // source's bandwidth budget is set, chunks (and op batches) are at most an
 // eighth of a second of it (at least 64 KiB): the sender waits for the
 // budget before each message and the receiver hears nothing meanwhile, so
-// whole 1 MiB chunks shared by a few streams under a low budget would keep
+// whole 4 MiB chunks shared by a few streams under a low budget would keep
 // them silent past the target's idle deadline, cut and resumed at the same
 // offset forever. Each chunk
 // carries its offset, its uncompressed length and the CRC32C of its
-// uncompressed bytes. 1 MiB keeps per-message overhead (HTTP/2 framing, a
-// CRC, a zstd frame, a disk write) far below 1%, loses at most 1 MiB of work
-// when a stream is cut, and lets several chunks be in flight in a 4 MiB
-// stream window.
+// uncompressed bytes. 4 MiB makes per-message costs (HTTP/2 framing, a
+// CRC call, a zstd frame, a disk write, the staged file's progress record)
+// negligible, loses at most 4 MiB of work when a stream is cut, and lets
+// two chunks be in flight in an 8 MiB stream window.
 //
 // The client checks every chunk (offset is the one expected, length
 // within the file and the bounds, decompression yields exactly the declared
@@ -95,7 +95,7 @@
 // CPU. Zstd rejects incompressible input quickly (about 4 GB/s here), so the
 // one wasted attempt per stream is cheap. Chunks under 4 KiB are sent raw.
 // The decoder never produces more than a chunk's declared length (at most
-// 4 MiB), so a hostile peer cannot make it allocate without bound.
+// 8 MiB), so a hostile peer cannot make it allocate without bound.
 //
 // Compression trades CPU for bytes: on text-like data it sends about a
 // quarter of the bytes but zstd runs at about 180 MB/s per core on the
@@ -165,19 +165,19 @@
 // # gRPC tuning
 //
 // ServerOptions and DialOptions set static HTTP/2 flow-control windows of
-// 4 MiB per stream and 16 MiB per connection. A stream can have at most its
+// 8 MiB per stream and 32 MiB per connection. A stream can have at most its
 // window in flight, so the window bounds one stream's rate at window/RTT:
-// 4 MiB covers 10 Gbit/s up to about 3 ms round trip, and the connection
+// 8 MiB covers 10 Gbit/s up to about 6 ms round trip, and the connection
 // window covers the default 4 files in flight. gRPC's default (64 KiB
 // grown by BDP estimation up to 16 MiB) gets there only after ramping up,
 // per connection; static windows give full speed from the first chunk and
-// a known memory bound (16 MiB buffered per connection at most). Measured
+// a known memory bound (32 MiB buffered per connection at most). Measured
 // through a proxy adding a 20ms round trip, one file at a time:
 // static 4 MiB 99 MB/s, gRPC defaults 89 MB/s, static 1 MiB 41 MB/s; on
 // loopback all are equal (CPU bound). Messages are bounded to 16 MiB both
-// ways (a 4 MiB chunk plus framing, an op batch, or one large document),
+// ways (an 8 MiB chunk plus framing, an op batch, or one large document),
 // which caps what a peer can make this process allocate. Socket read and
-// write buffers are 1 MiB so a 1 MiB chunk is about one syscall. Keepalive:
+// write buffers are 1 MiB so a chunk is a few syscalls. Keepalive:
 // clients ping a connection silent for 20s and drop it when the ping is
 // not answered in 10s (a dead peer is found in about 30s); servers ping
 // idle clients every 30s and accept client pings every 10s or more.

@@ -75,7 +75,7 @@ func defaultConfig() Config {
 	return Config{
 		NodeID: host, GRPCAddr: "127.0.0.1:7400", PeerAddr: "127.0.0.1:7401", HTTPAddr: "127.0.0.1:7402",
 		S3Timeout: 30 * time.Second, UseSnapshots: true,
-		MaxRecoveries: 2, MaxOutgoing: 2, MaxLeasesPerHolder: 16, MaxSnapshotDownloads: 4, ChunkSize: 1 << 20, ParallelFiles: 4, Compression: true,
+		MaxRecoveries: 2, MaxOutgoing: 2, MaxLeasesPerHolder: 16, MaxSnapshotDownloads: 4, ChunkSize: 4 << 20, ParallelFiles: 4, Compression: true,
 		RetryBudget: 2 * time.Minute, IdleTimeout: 30 * time.Second, LeaseTTL: 5 * time.Minute, PinTTL: 2 * time.Minute, PinWait: 10 * time.Minute, DiskMargin: "5%",
 		RetainOps: 10000, KeepFinished: time.Hour, VerifyDigest: "auto", CleanupInterval: 10 * time.Minute, UploadGrace: 24 * time.Hour, DeletionDelay: time.Hour,
 		LogLevel: "info", LogFormat: "text",
