@@ -349,6 +349,12 @@ func (b *bench) fileCopyTools(d *dataset) []tool {
 	return tools
 }
 
+// linkMB is case 6's slow link: 200 Mbit/s.
+const linkMB = "25"
+
+// slowLinkTool names case 6's runs behind the slow link.
+var slowLinkTool = map[bool]string{true: "text, zstd on, 200 Mbit/s", false: "text, zstd off, 200 Mbit/s"}
+
 // baselineTool is the peer plan run by the -baseline binary.
 const baselineTool = "recoverd peer plan, baseline binary"
 
@@ -441,7 +447,22 @@ func (b *bench) caseCompression(ctx context.Context) error {
 			}})
 		}
 	}
-	return b.runCase(ctx, &caseResult{id: 6, short: "6 compression", title: "Compression on and off (peer plan); " + strings.Join(desc, "; "), unit: "MB/s"}, tools)
+	// The same text behind a 200 Mbit/s link: the source throttled to
+	// 25 MB/s of wire bytes (the budget counts bytes as sent, compressed
+	// or not).
+	text, err := b.compressData(ctx, "text")
+	if err != nil {
+		return err
+	}
+	for _, on := range []bool{true, false} {
+		args := []string{"--repo", "none", "--compression=" + strconv.FormatBool(on)}
+		src := append(append([]string(nil), args...), "--throttle", linkMB+"MB")
+		name := slowLinkTool[on]
+		tools = append(tools, tool{name, func(ctx context.Context) (sample, error) {
+			return b.runRecoverd(ctx, recoverdRun{source: text, srcArgs: src, tgtArgs: args, wantKind: pb.PlanKind_PLAN_KIND_PEER})
+		}})
+	}
+	return b.runCase(ctx, &caseResult{id: 6, short: "6 compression", title: "Compression on (adaptive) and off (peer plan), on loopback and behind a " + linkMB + " MB/s (200 Mbit/s) source; " + strings.Join(desc, "; "), unit: "MB/s"}, tools)
 }
 
 func (b *bench) caseThrottle(ctx context.Context) error {

@@ -41,7 +41,7 @@ type summary struct {
 	rate                 float64 // MB/s (10^6 bytes) or ops/s, from the median wall
 	bytes, ops           int64
 	rssTarget, rssSource int64 // the highest of the runs
-	cpu                  float64
+	cpu, srcCPU          float64
 	srcRead, wire        int64
 	filesStage, after    time.Duration
 	kind                 string
@@ -61,6 +61,7 @@ func (c *caseResult) summarize(tool string) summary {
 	m := median(runs, func(a, b sample) bool { return a.wall < b.wall })
 	s := summary{tool: tool, n: len(runs), wall: m.wall, minW: m.wall, maxW: m.wall, bytes: m.bytes, ops: m.ops, kind: m.kind,
 		cpu:        median(runs, func(a, b sample) bool { return a.cpu < b.cpu }).cpu,
+		srcCPU:     median(runs, func(a, b sample) bool { return a.srcCPU < b.srcCPU }).srcCPU,
 		srcRead:    median(runs, func(a, b sample) bool { return a.srcRead < b.srcRead }).srcRead,
 		wire:       median(runs, func(a, b sample) bool { return a.wire < b.wire }).wire,
 		filesStage: median(runs, func(a, b sample) bool { return a.filesStage < b.filesStage }).filesStage,
@@ -190,7 +191,8 @@ func (b *bench) find(id int) *caseResult {
 	return nil
 }
 
-// targets checks the issue's targets against the medians.
+// targets checks issue 15's targets (and the earlier ones still
+// measured) against the medians.
 func (b *bench) targets() []string {
 	var out []string
 	mark := func(ok bool) string {
@@ -199,40 +201,60 @@ func (b *bench) targets() []string {
 		}
 		return "**missed**"
 	}
-	for _, id := range []int{1, 2} {
-		c := b.find(id)
-		if c == nil {
-			continue
-		}
+	if c := b.find(1); c != nil {
 		r, rs, cp := c.summarize("recoverd peer plan"), c.summarize("rsync -a --whole-file"), c.summarize("cp -r + sync")
+		fs := mbps(r.bytes, r.filesStage)
+		line := fmt.Sprintf("- 1. Case 1, default settings: %.2f× cp -r + sync (target ≥ 0.9×): %s; %.2f× rsync --whole-file (target ≥ 1.0×): %s. The files stage alone: %.0f MB/s, %.2f× cp, %.2f× rsync.",
+			r.rate/cp.rate, mark(r.rate >= 0.9*cp.rate), r.rate/rs.rate, mark(r.rate >= rs.rate), fs, fs/cp.rate, fs/rs.rate)
 		if nc := c.summarize("recoverd peer, no digest check"); nc.n > 0 {
-			out = append(out, fmt.Sprintf("- Case %d with --verify-digest=false: %.2f× cp -r + sync: %s; %.2f× rsync: %s.",
-				id, nc.rate/cp.rate, mark(nc.rate >= 0.9*cp.rate), nc.rate/rs.rate, mark(nc.rate > rs.rate)))
+			line += fmt.Sprintf(" Without the digest check: %.2f× cp, %.2f× rsync.", nc.rate/cp.rate, nc.rate/rs.rate)
 		}
-		fs := mbps(r.bytes, r.filesStage)
-		out = append(out, fmt.Sprintf("- Case %d: peer recovery at %.2f× the throughput of cp -r + sync (target ≥ 0.9×): %s; %.2f× rsync (target > 1×): %s. "+
-			"Its files stage alone ran at %.0f MB/s: %.2f× cp, %.2f× rsync.",
-			id, r.rate/cp.rate, mark(r.rate >= 0.9*cp.rate), r.rate/rs.rate, mark(r.rate > rs.rate), fs, fs/cp.rate, fs/rs.rate))
+		out = append(out, line)
 	}
-	if c := b.find(3); c != nil {
-		r, rc := c.summarize("recoverd snapshot plan"), c.summarize("rclone copy --transfers 4")
-		if nc := c.summarize("recoverd snapshot, no digest check"); nc.n > 0 {
-			out = append(out, fmt.Sprintf("- Case 3 with --verify-digest=false: %.2f× rclone --transfers 4: %s.", nc.rate/rc.rate, mark(nc.rate > rc.rate)))
-		}
+	if c := b.find(2); c != nil {
+		r, rs, cp := c.summarize("recoverd peer plan"), c.summarize("rsync -a --whole-file"), c.summarize("cp -r + sync")
 		fs := mbps(r.bytes, r.filesStage)
-		out = append(out, fmt.Sprintf("- Case 3: snapshot recovery at %.2f× rclone --transfers 4 (target > 1×): %s. Its files stage (the download) alone ran at %.0f MB/s: %.2f× rclone --transfers 4.",
-			r.rate/rc.rate, mark(r.rate > rc.rate), fs, fs/rc.rate))
+		out = append(out, fmt.Sprintf("- 2. Case 2, small files: %.2f× cp -r + sync (target ≥ 0.8×): %s (%.2f× rsync). The files stage alone: %.0f MB/s, %.2f× cp.",
+			r.rate/cp.rate, mark(r.rate >= 0.8*cp.rate), r.rate/rs.rate, fs, fs/cp.rate))
 	}
-	if c := b.find(4); c != nil {
-		if nc := c.summarize("recoverd snapshot, no digest check"); nc.n > 0 {
-			share := float64(nc.srcRead) / float64(nc.bytes)
-			out = append(out, fmt.Sprintf("- Case 4 with --verify-digest=false: the snapshot plan read %s on the source, %.3f%% of the shard (target < 1%%): %s.",
-				human(nc.srcRead), 100*share, mark(share < 0.01)))
+	for _, id := range []int{1, 2} {
+		if c := b.find(id); c != nil {
+			if old := c.summarize(baselineTool); old.n > 0 {
+				r := c.summarize("recoverd peer plan")
+				out = append(out, fmt.Sprintf("- Case %d, this build against the -baseline binary (not a target): %.2f× its throughput, %.2f× its CPU seconds.",
+					id, r.rate/old.rate, r.cpu/old.cpu))
+			}
 		}
-		r := c.summarize("recoverd snapshot plan")
+	}
+	out = append(out, "- 3. Peer recovery with mTLS against rsync over ssh (target ≥ 1.0×): **missed**: not measured, the case is not in the bench yet (bench/README.md, what is left).")
+	if c := b.find(1); c != nil {
+		r := c.summarize("recoverd peer plan")
 		share := float64(r.srcRead) / float64(r.bytes)
-		out = append(out, fmt.Sprintf("- Case 4: the snapshot plan read %s on the source, %.3f%% of the shard's %s (target < 1%%): %s; it sent %s of file bytes.",
-			human(r.srcRead), 100*share, human(r.bytes), mark(share < 0.01), human(r.wire)))
+		out = append(out, fmt.Sprintf("- 4. Case 1, default verification: the source read %s for a %s shard, %.2f× the shard (target: the shard read once, ≤ 1.05×): %s.",
+			human(r.srcRead), human(r.bytes), share, mark(share <= 1.05)))
+	}
+	if c := b.find(6); c != nil {
+		on, off := c.summarize("text, zstd on"), c.summarize("text, zstd off")
+		slowOn, slowOff := c.summarize(slowLinkTool[true]), c.summarize(slowLinkTool[false])
+		if on.n > 0 && off.n > 0 {
+			out = append(out, fmt.Sprintf("- 5a. Case 6, loopback, text: compression on (adaptive) at %.2f× the throughput of off (target ≥ 0.95×): %s; %s on the wire for %s.",
+				on.rate/off.rate, mark(on.rate >= 0.95*off.rate), human(on.wire), human(on.bytes)))
+		}
+		if ron, roff := c.summarize("random, zstd on"), c.summarize("random, zstd off"); ron.n > 0 && roff.n > 0 {
+			out = append(out, fmt.Sprintf("- 5a. Case 6, loopback, random: on at %.2f× off (target ≥ 0.95×): %s.", ron.rate/roff.rate, mark(ron.rate >= 0.95*roff.rate)))
+		}
+		if slowOn.n > 0 && slowOff.n > 0 {
+			out = append(out, fmt.Sprintf("- 5b. Case 6, text behind %s MB/s (200 Mbit/s): on at %.2f× the throughput of off (target ≥ 2×): %s; %s on the wire for %s.",
+				linkMB, slowOn.rate/slowOff.rate, mark(slowOn.rate >= 2*slowOff.rate), human(slowOn.wire), human(slowOn.bytes)))
+		}
+	}
+	if c := b.find(1); c != nil {
+		r, rs := c.summarize("recoverd peer plan"), c.summarize("rsync -a --whole-file")
+		if r.srcCPU > 0 && rs.srcCPU > 0 {
+			per := func(s summary) float64 { return s.srcCPU / float64(s.bytes) * 1e9 }
+			out = append(out, fmt.Sprintf("- 6. Case 1, source CPU: recoverd's source daemon %.2f CPU-s per GB, the rsync daemon %.2f: %.2f× (target ≤ 1.5×): %s.",
+				per(r), per(rs), per(r)/per(rs), mark(per(r) <= 1.5*per(rs))))
+		}
 	}
 	var peak int64
 	var where string
@@ -248,14 +270,27 @@ func (b *bench) targets() []string {
 		}
 	}
 	if peak > 0 {
-		out = append(out, fmt.Sprintf("- Peak RSS of any recoverd process in any run: %s MiB (%s) (target < 256 MiB): %s.", mib(peak), where, mark(peak < 256<<20)))
+		out = append(out, fmt.Sprintf("- 7. Peak RSS of any recoverd process in any run: %s MiB (%s) (target < 256 MiB): %s.", mib(peak), where, mark(peak < 256<<20)))
+	}
+	if c := b.find(5); c != nil {
+		s := c.summarize(c.tools[0])
+		out = append(out, fmt.Sprintf("- 8. Case 5, ops-only recovery: %.0f ops/s (target ≥ 500,000): %s.", s.rate, mark(s.rate >= 500000)))
+	}
+	if c := b.find(3); c != nil {
+		r, rc := c.summarize("recoverd snapshot plan"), c.summarize("rclone copy --transfers 4")
+		out = append(out, fmt.Sprintf("- Earlier target, case 3: snapshot recovery at %.2f× rclone --transfers 4 (target > 1×): %s.", r.rate/rc.rate, mark(r.rate > rc.rate)))
+	}
+	if c := b.find(4); c != nil {
+		r := c.summarize("recoverd snapshot plan")
+		share := float64(r.srcRead) / float64(r.bytes)
+		out = append(out, fmt.Sprintf("- Earlier target, case 4: the snapshot plan read %s on the source, %.3f%% of the shard (target < 1%%): %s.", human(r.srcRead), 100*share, mark(share < 0.01)))
 	}
 	if c := b.find(7); c != nil {
 		s := c.summarize(c.tools[0])
-		dev := s.rate/c.throttle - 1
 		fs := mbps(s.bytes, s.filesStage)
-		out = append(out, fmt.Sprintf("- Case 7: %.1f MB/s measured over the whole recovery with %.0f MB/s set: %+.1f%% (target within ±5%%): %s. The files stage, where the throttle applies, ran at %.1f MB/s (%+.1f%%).",
-			s.rate, c.throttle, 100*dev, mark(dev <= 0.05 && dev >= -0.05), fs, 100*(fs/c.throttle-1)))
+		dev := fs/c.throttle - 1
+		out = append(out, fmt.Sprintf("- Earlier target, case 7: the files stage, where the throttle applies, ran at %.1f MB/s with %.0f MB/s set: %+.1f%% (target within ±5%%): %s; the whole recovery %.1f MB/s.",
+			fs, c.throttle, 100*dev, mark(dev <= 0.05 && dev >= -0.05), s.rate))
 	}
 	return out
 }

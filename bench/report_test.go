@@ -29,7 +29,7 @@ func fakeResults() []*caseResult {
 		mk(3, "3 snapshot vs rclone", "MB/s", []string{"recoverd snapshot plan", "rclone copy --transfers 4", "rclone copy --transfers 16"}, 6, 8, 7),
 		mk(4, "4 failover", "MB/s", []string{"recoverd snapshot plan", "recoverd peer plan"}, 6, 5),
 		mk(5, "5 ops-only", "ops/s", []string{"recoverd ops-only plan"}, 20),
-		mk(6, "6 compression", "MB/s", []string{"text, zstd on", "text, zstd off", "random, zstd on", "random, zstd off"}, 2, 1.5, 1.4, 1.3),
+		mk(6, "6 compression", "MB/s", []string{"text, zstd on", "text, zstd off", "random, zstd on", "random, zstd off", slowLinkTool[true], slowLinkTool[false]}, 2, 1.5, 1.4, 1.3, 4, 20),
 		c7,
 	}
 }
@@ -37,7 +37,7 @@ func fakeResults() []*caseResult {
 func TestReportAndChart(t *testing.T) {
 	b := &bench{cfg: config{runs: 3, scale: 1, out: t.TempDir()}, results: fakeResults(), started: time.Now()}
 	rep := b.report()
-	for _, want := range []string{"### 1. ", "| recoverd peer plan | 5.10 s |", "× rsync", "## Targets", "Case 7: 51.0 MB/s", "**missed**", "ops/s"} {
+	for _, want := range []string{"### 1. ", "| recoverd peer plan | 5.10 s |", "× rsync", "## Targets", "- 1. Case 1, default settings: 0.90× cp -r + sync", "- 8. Case 5", "**missed**", "**met**", "ops/s"} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("report lacks %q:\n%s", want, rep)
 		}

@@ -28,6 +28,9 @@ type sample struct {
 	// other tools the client and, for rsync, the daemon serving the files.
 	rssTarget, rssSource int64
 	cpu                  float64 // CPU seconds of every process of the tool
+	// srcCPU is the CPU seconds of the source side alone (recoverd's
+	// source daemon, the rsync daemon), -1 when not measured.
+	srcCPU float64
 	// srcRead is what the source node read (rchar: every byte read from a
 	// file or socket, page cache or not), -1 when no source node takes part.
 	srcRead int64
@@ -93,7 +96,7 @@ func (b *bench) runRecoverd(ctx context.Context, r recoverdRun) (s sample, err e
 	defer tgt.stop()
 	b.coldCache()
 
-	cpu0 := cpuSeconds(src.PID()) + cpuSeconds(tgt.PID())
+	srcCPU0, tgtCPU0 := cpuSeconds(src.PID()), cpuSeconds(tgt.PID())
 	io0 := readIO(src.PID())
 	wire0, _ := src.metric("recoverd_peer_sent_bytes_total")
 
@@ -147,7 +150,8 @@ func (b *bench) runRecoverd(ctx context.Context, r recoverdRun) (s sample, err e
 	if len(last.Fallbacks) > 0 {
 		return s, fmt.Errorf("the recovery fell back: %v", last.Fallbacks)
 	}
-	s.cpu = cpuSeconds(src.PID()) + cpuSeconds(tgt.PID()) - cpu0
+	s.srcCPU = cpuSeconds(src.PID()) - srcCPU0
+	s.cpu = s.srcCPU + cpuSeconds(tgt.PID()) - tgtCPU0
 	s.srcRead = readIO(src.PID()).rchar - io0.rchar
 	s.rssTarget, s.rssSource = peakRSS(tgt.PID()), peakRSS(src.PID())
 	if w, err := src.metric("recoverd_peer_sent_bytes_total"); err == nil {
@@ -254,7 +258,7 @@ func (b *bench) runRsync(ctx context.Context, d *dataset) (sample, error) {
 		}
 	}
 	daemon.stop(10 * time.Second)
-	s := sample{wall: res.wall, bytes: d.bytes, rssTarget: res.maxRSS, cpu: res.cpu + srvCPU - cpu0, srcRead: srcIO.rchar - io0.rchar}
+	s := sample{wall: res.wall, bytes: d.bytes, rssTarget: res.maxRSS, cpu: res.cpu + srvCPU - cpu0, srcCPU: srvCPU - cpu0, srcRead: srcIO.rchar - io0.rchar}
 	if ru := daemon.rusage(); ru != nil {
 		s.rssSource = ru.Maxrss << 10
 	}

@@ -45,18 +45,18 @@
 // so backoffs longer than the TTL do not lose it.
 //
 // FetchFile streams [offset, offset+length) of one file in chunks of raw
-// bytes (default 4 MiB, the client may ask for 64 KiB to 8 MiB). While the
+// bytes (default 1 MiB, the client may ask for 64 KiB to 4 MiB). While the
 // source's bandwidth budget is set, chunks (and op batches) are at most an
 // eighth of a second of it (at least 64 KiB): the sender waits for the
 // budget before each message and the receiver hears nothing meanwhile, so
-// whole 4 MiB chunks shared by a few streams under a low budget would keep
+// whole 1 MiB chunks shared by a few streams under a low budget would keep
 // them silent past the target's idle deadline, cut and resumed at the same
 // offset forever. Each chunk
 // carries its offset, its uncompressed length and the CRC32C of its
-// uncompressed bytes. 4 MiB makes per-message costs (HTTP/2 framing, a
-// CRC call, a zstd frame, a disk write, the staged file's progress record)
-// negligible, loses at most 4 MiB of work when a stream is cut, and lets
-// two chunks be in flight in an 8 MiB stream window.
+// uncompressed bytes. 1 MiB keeps per-message overhead (HTTP/2 framing, a
+// CRC, a zstd frame, a disk write) far below 1%, loses at most 1 MiB of work
+// when a stream is cut, and lets several chunks be in flight in a 4 MiB
+// stream window.
 //
 // The client checks every chunk (offset is the one expected, length
 // within the file and the bounds, decompression yields exactly the declared
@@ -85,25 +85,27 @@
 //
 // # Compression
 //
-// When the client accepts it, the server compresses each chunk with zstd at
+// When the client accepts it, the server may compress a chunk with zstd at
 // its fastest level (github.com/klauspost/compress/zstd, no frame checksum:
-// the chunk CRC covers it) and sends the compressed form only when it is at
-// most 90% of the raw size. The first chunk that misses switches
-// compression off for the rest of the stream: segment data is homogeneous,
-// so a file whose first chunk does not compress holds random or
-// already-compressed values, and trying again would only burn the source's
-// CPU. Zstd rejects incompressible input quickly (about 4 GB/s here), so the
-// one wasted attempt per stream is cheap. Chunks under 4 KiB are sent raw.
-// The decoder never produces more than a chunk's declared length (at most
-// 8 MiB), so a hostile peer cannot make it allocate without bound.
-//
-// Compression trades CPU for bytes: on text-like data it sends about a
-// quarter of the bytes but zstd runs at about 180 MB/s per core on the
-// benchmark machine. That wins whenever the network or the node's
-// bandwidth budget is the bottleneck (the usual case: recoveries are
-// throttled so they do not starve the node's own traffic), and loses on a
-// fast unthrottled link with few cores; FetchOptions.NoCompression (or
-// PeerServerConfig.DisableCompression) turns it off.
+// the chunk CRC covers it), and sends the compressed form only when it is at
+// most 90% of the raw size. Whether it tries is adaptive (adaptive.go): each
+// pin measures the speed its raw chunks leave at (the budget wait plus
+// Send, which blocks while the socket or the flow-control window is full:
+// the network, the source's throttle or the target's pace) and zstd's
+// speed and ratio on its chunks, and a chunk is compressed when
+// compressing, sending the smaller chunk and decompressing it is quicker
+// than sending it raw: link < zstd·0.75·(1 − ratio). Every 16th chunk of a
+// stream (the first included) does the other thing, to keep both
+// estimates current. On loopback raw wins; behind a 200 Mbit/s link
+// text-like data compresses. A chunk that misses the 90% switches
+// compression off for the rest of its file, and after three such files
+// for the rest of the pin: a file whose first chunk does not compress
+// holds random or already-compressed values. Zstd rejects incompressible
+// input quickly (about 4 GB/s here). Chunks under 4 KiB are sent raw. The
+// decoder never produces more than a chunk's declared length (at most
+// 4 MiB), so a hostile peer cannot make it allocate without bound.
+// FetchOptions.NoCompression (or PeerServerConfig.DisableCompression)
+// turns compression off altogether.
 //
 // # Retries
 //
@@ -165,19 +167,19 @@
 // # gRPC tuning
 //
 // ServerOptions and DialOptions set static HTTP/2 flow-control windows of
-// 8 MiB per stream and 32 MiB per connection. A stream can have at most its
+// 4 MiB per stream and 16 MiB per connection. A stream can have at most its
 // window in flight, so the window bounds one stream's rate at window/RTT:
-// 8 MiB covers 10 Gbit/s up to about 6 ms round trip, and the connection
+// 4 MiB covers 10 Gbit/s up to about 3 ms round trip, and the connection
 // window covers the default 4 files in flight. gRPC's default (64 KiB
 // grown by BDP estimation up to 16 MiB) gets there only after ramping up,
 // per connection; static windows give full speed from the first chunk and
-// a known memory bound (32 MiB buffered per connection at most). Measured
+// a known memory bound (16 MiB buffered per connection at most). Measured
 // through a proxy adding a 20ms round trip, one file at a time:
 // static 4 MiB 99 MB/s, gRPC defaults 89 MB/s, static 1 MiB 41 MB/s; on
 // loopback all are equal (CPU bound). Messages are bounded to 16 MiB both
-// ways (an 8 MiB chunk plus framing, an op batch, or one large document),
+// ways (a 4 MiB chunk plus framing, an op batch, or one large document),
 // which caps what a peer can make this process allocate. Socket read and
-// write buffers are 1 MiB so a chunk is a few syscalls. Keepalive:
+// write buffers are 1 MiB so a 1 MiB chunk is about one syscall. Keepalive:
 // clients ping a connection silent for 20s and drop it when the ping is
 // not answered in 10s (a dead peer is found in about 30s); servers ping
 // idle clients every 30s and accept client pings every 10s or more.

@@ -181,16 +181,21 @@ func TestCompressionOnlyWhenItPays(t *testing.T) {
 		{"text refused by client", false, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 1000, valueSize: 1000, random: tc.random})
-			e := startEnv(t, src, envOpts{})
-			_, res := recoverAll(t, e, FetchOptions{ChunkSize: 256 << 10, NoCompression: tc.noCompress})
+			src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 300, valueSize: 1000, random: tc.random})
+			// A source throttled to 256 KB/s: a link slower than zstd (even
+			// under the race detector), where compression pays
+			// (adaptive.go). Chunks of 64 KiB: an eighth of a second.
+			e := startEnv(t, src, envOpts{cfg: PeerServerConfig{Throttle: NewThrottle(256e3)}})
+			_, res := recoverAll(t, e, FetchOptions{ChunkSize: 64 << 10, NoCompression: tc.noCompress})
 			st := e.srv.Stats()
 			t.Logf("raw %d bytes, wire %d bytes, %d of %d chunks compressed", st.FileBytes, st.FileWireBytes, st.CompressedChunks, st.Chunks)
 			if res.WireBytes != st.FileWireBytes {
 				t.Errorf("client counted %d wire bytes, server %d", res.WireBytes, st.FileWireBytes)
 			}
 			if tc.wantCompress {
-				if st.FileWireBytes*2 > st.FileBytes || st.CompressedChunks == 0 {
+				// The first chunk is compressed (a probe), the second sent
+				// raw (measuring the link), the rest compressed.
+				if st.FileWireBytes*4 > st.FileBytes*3 || st.CompressedChunks < st.Chunks-1 {
 					t.Fatalf("text sent as %d wire bytes for %d raw: not compressed", st.FileWireBytes, st.FileBytes)
 				}
 				return
@@ -209,7 +214,7 @@ func TestIncompressibleFilesStopTheTries(t *testing.T) {
 	e := startEnv(t, src, envOpts{})
 	recoverAll(t, e, FetchOptions{ChunkSize: 1 << 20, Parallel: 1})
 	st := e.srv.Stats()
-	if st.Files != 10 || st.CompressionTries != incompressibleFiles || st.CompressedChunks != 0 {
+	if st.Files != 10 || st.CompressionTries > incompressibleFiles || st.CompressedChunks != 0 {
 		t.Fatalf("%d files sent, compression tried on %d chunks, want %d", st.Files, st.CompressionTries, incompressibleFiles)
 	}
 }

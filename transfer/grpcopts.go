@@ -12,20 +12,20 @@ import (
 const (
 	// StreamWindowSize is the HTTP/2 flow-control window of one stream: the
 	// bytes a sender may have in flight on it before the receiver
-	// acknowledges. 8 MiB keeps two chunks of 4 MiB in flight, enough for
-	// one stream to fill 10 Gbit/s at up to ~6 ms round trip.
-	StreamWindowSize = 8 << 20
+	// acknowledges. 4 MiB keeps 4 chunks of 1 MiB in flight, enough for one
+	// stream to fill 10 Gbit/s at up to ~3 ms round trip.
+	StreamWindowSize = 4 << 20
 	// ConnWindowSize is the window of a whole connection: the default 4
 	// files in flight times StreamWindowSize.
-	ConnWindowSize = 32 << 20
+	ConnWindowSize = 16 << 20
 	// MaxMessageSize bounds any message sent or received: a chunk is at
-	// most MaxChunkSize (8 MiB) plus a few bytes of framing, an op batch
+	// most MaxChunkSize (4 MiB) plus a few bytes of framing, an op batch
 	// about 1 MiB, but one op may hold a larger document; 16 MiB covers
 	// those while bounding what a peer can make this process allocate.
 	MaxMessageSize = 16 << 20
-	// bufferSize of the transport's socket reads and writes: a chunk goes
-	// out in a few writes and comes in in a few reads, rather than 128 of
-	// each at gRPC's default 32 KiB (syscalls were ~40% of both
+	// bufferSize of the transport's socket reads and writes: a 1 MiB chunk
+	// goes out in about one write and comes in in about one read, rather
+	// than 32 of each at gRPC's default 32 KiB (syscalls were ~40% of both
 	// daemons' CPU with 256 KiB; bench/README.md).
 	bufferSize = 1 << 20
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -49,7 +50,7 @@ func (s *PeerServer) FetchFile(req *pb.FetchFileRequest, stream pb.PeerService_F
 	zstdOK := !s.cfg.DisableCompression && req.Compression == pb.Compression_COMPRESSION_ZSTD
 	buf := getChunkBuf(chunk)
 	defer putChunkBuf(buf)
-	fs := fileSend{stream: stream, buf: *buf, chunkSize: chunk, noGain: func() { p.incompressible.Add(1) }}
+	fs := fileSend{stream: stream, buf: *buf, chunkSize: chunk, model: &p.compress, noGain: func() { p.incompressible.Add(1) }}
 	if err := s.sendPinned(stream.Context(), p, id, &fs, req.Name, req.Offset, req.Length, zstdOK); err != nil {
 		return err
 	}
@@ -112,7 +113,9 @@ type fileSend struct {
 	buf       []byte
 	chunkSize int
 	file      uint32
-	sent      bool   // a chunk went out on this stream
+	sent      bool // a chunk went out on this stream
+	chunks    int  // chunks sent on this stream
+	model     *compressModel
 	noGain    func() // the data turned out not to compress
 }
 
@@ -144,12 +147,21 @@ func (s *PeerServer) sendFile(ctx context.Context, fs *fileSend, r io.ReaderAt, 
 			return status.Errorf(codes.Internal, "read %s at %d: %v", name, off, err)
 		}
 		ch := &pb.FileChunk{Offset: off, Crc32C: CRC32C(raw), UncompressedLength: uint32(n), Compression: pb.Compression_COMPRESSION_NONE, File: fs.file}
-		if zstdOK && n >= minCompressLen {
+		probe := fs.chunks%probeEvery == 0 // do what the model does not say
+		fs.chunks++
+		if zstdOK && n >= minCompressLen && probe != fs.model.worthIt() {
 			s.c.compressionTries.Add(1)
-			if c := compressChunk(raw); c != nil {
+			t0 := time.Now()
+			c := compressChunk(raw)
+			out := n // did not compress enough: counted as not at all
+			if c != nil {
+				out = len(c)
+			}
+			fs.model.compressed(n, out, time.Since(t0))
+			if c != nil {
 				ch.Data, ch.Compression = c, pb.Compression_COMPRESSION_ZSTD
 			} else {
-				zstdOK = false // does not compress: stop trying for this stream
+				zstdOK = false // does not compress: stop trying for this file
 				fs.noGain()
 			}
 		}
@@ -159,6 +171,7 @@ func (s *PeerServer) sendFile(ctx context.Context, fs *fileSend, r io.ReaderAt, 
 			// the next chunk once Send is done.
 			ch.Data = raw
 		}
+		t1 := time.Now()
 		wait, err := s.cfg.Throttle.WaitN(ctx, len(ch.Data))
 		s.c.throttleWait.Add(int64(wait))
 		if err != nil {
@@ -166,6 +179,9 @@ func (s *PeerServer) sendFile(ctx context.Context, fs *fileSend, r io.ReaderAt, 
 		}
 		if err := fs.stream.Send(ch); err != nil {
 			return err
+		}
+		if ch.Compression == pb.Compression_COMPRESSION_NONE {
+			fs.model.sent(len(ch.Data), time.Since(t1))
 		}
 		if !sent {
 			sent = true

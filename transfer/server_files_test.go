@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -136,22 +137,37 @@ func TestSendFileCompressionHeuristic(t *testing.T) {
 	random := randomValue(r, 4*MinChunkSize)
 	srv := NewPeerServer(emptyEngine(t), PeerServerConfig{})
 	defer srv.Close()
+	// A link measured at 10 KB/s: compression pays for what compresses
+	// (even at the speed zstd has under the race detector).
+	slow := func() *compressModel {
+		m := &compressModel{}
+		m.sent(10e3, time.Second)
+		return m
+	}
+	// A link measured at 100 GB/s: only the probes compress.
+	fast := func() *compressModel {
+		m := &compressModel{}
+		m.sent(100<<20, time.Millisecond)
+		return m
+	}
 	for _, tc := range []struct {
-		name string
-		data []byte
-		want []pb.Compression
+		name  string
+		data  []byte
+		model *compressModel
+		want  []pb.Compression
 	}{
-		{"text", text, []pb.Compression{2, 2, 2, 2}},
-		{"random", random, []pb.Compression{1, 1, 1, 1}},
+		{"text, slow link", text, slow(), []pb.Compression{2, 2, 2, 2}},
+		{"text, fast link", text, fast(), []pb.Compression{2, 1, 1, 1}},
+		{"random", random, slow(), []pb.Compression{1, 1, 1, 1}},
 		// The first chunk that does not pay switches compression off for
-		// the rest of the stream.
-		{"text then random then text", append(append(text[:MinChunkSize:MinChunkSize], random[:MinChunkSize]...), text[:2*MinChunkSize]...),
+		// the rest of the file.
+		{"text then random then text", append(append(text[:MinChunkSize:MinChunkSize], random[:MinChunkSize]...), text[:2*MinChunkSize]...), slow(),
 			[]pb.Compression{2, 1, 1, 1}},
-		{"tiny tail", text[:MinChunkSize+100], []pb.Compression{2, 1}},
+		{"tiny tail", text[:MinChunkSize+100], slow(), []pb.Compression{2, 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var sink chunkSink
-			fs := &fileSend{stream: &sink, buf: make([]byte, MinChunkSize), chunkSize: MinChunkSize, noGain: func() {}}
+			fs := &fileSend{stream: &sink, buf: make([]byte, MinChunkSize), chunkSize: MinChunkSize, model: tc.model, noGain: func() {}}
 			if err := srv.sendFile(context.Background(), fs, bytes.NewReader(tc.data), "f", 0, int64(len(tc.data)), true); err != nil {
 				t.Fatal(err)
 			}

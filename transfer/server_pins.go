@@ -36,6 +36,9 @@ type pin struct {
 	// raw without trying (a shard of many small files would otherwise pay a
 	// compression attempt per file).
 	incompressible atomic.Int32
+	// compress estimates the link and zstd speeds of this pin's streams
+	// (adaptive.go).
+	compress compressModel
 }
 
 // release ends the engine's pin. The engine's pin outlives the call that

@@ -75,7 +75,7 @@ func defaultConfig() Config {
 	return Config{
 		NodeID: host, GRPCAddr: "127.0.0.1:7400", PeerAddr: "127.0.0.1:7401", HTTPAddr: "127.0.0.1:7402",
 		S3Timeout: 30 * time.Second, UseSnapshots: true,
-		MaxRecoveries: 2, MaxOutgoing: 2, MaxLeasesPerHolder: 16, MaxSnapshotDownloads: 4, ChunkSize: 4 << 20, ParallelFiles: 4, Compression: true,
+		MaxRecoveries: 2, MaxOutgoing: 2, MaxLeasesPerHolder: 16, MaxSnapshotDownloads: 4, ChunkSize: 1 << 20, ParallelFiles: 4, Compression: true,
 		RetryBudget: 2 * time.Minute, IdleTimeout: 30 * time.Second, LeaseTTL: 5 * time.Minute, PinTTL: 2 * time.Minute, PinWait: 10 * time.Minute, DiskMargin: "5%",
 		RetainOps: 10000, KeepFinished: time.Hour, VerifyDigest: "auto", CleanupInterval: 10 * time.Minute, UploadGrace: 24 * time.Hour, DeletionDelay: time.Hour,
 		LogLevel: "info", LogFormat: "text",
@@ -200,7 +200,7 @@ var options = slices.Concat(
 	group(groupTransfers,
 		bytesOpt("chunk-size", "peer file chunk size", func(c *Config) *int64 { return &c.ChunkSize }),
 		intOpt("parallel-files", "files in flight per peer transfer", func(c *Config) *int { return &c.ParallelFiles }),
-		boolOpt("compression", "accept zstd-compressed chunks from peers (switched off per file for data that does not compress)", func(c *Config) *bool { return &c.Compression }),
+		boolOpt("compression", "zstd on peer chunks where it pays: the source compresses when its measured link is slower than compression (adaptive; never for data that does not compress)", func(c *Config) *bool { return &c.Compression }),
 		durOpt("retry-budget", "how long a transfer keeps retrying transient errors without progress", func(c *Config) *time.Duration { return &c.RetryBudget }),
 		durOpt("idle-timeout", "a stream silent this long is resumed on a new one", func(c *Config) *time.Duration { return &c.IdleTimeout }),
 	),
