@@ -413,6 +413,7 @@ func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdo
 			sf.Close()
 		}
 	}()
+	fresh := true // no chunk of todo[i] came in this stream yet
 	for i := 0; i < len(todo); {
 		p := &todo[i]
 		if sf == nil {
@@ -425,7 +426,7 @@ func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdo
 		ch, err := st.Recv()
 		wd.disarm()
 		if err == io.EOF {
-			if i > 0 && p.off == 0 { // a server that sends one file per stream
+			if i > 0 && fresh { // a server that sends one file per stream
 				return i, nil
 			}
 			return i, fmt.Errorf("%w: file %s at offset %d of %d", ErrShortStream, p.meta.Name, p.off, p.meta.Length)
@@ -447,6 +448,7 @@ func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdo
 			return i, fmt.Errorf("transfer: write %s at %d: %w", p.meta.Name, p.off, err)
 		}
 		p.off += int64(len(data))
+		fresh = false
 		sf.MarkGood(p.off)
 		f.bytes.Add(int64(len(data)))
 		f.wire.Add(int64(len(ch.Data)))
@@ -466,7 +468,7 @@ func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdo
 		if f.opts.OnFileDone != nil {
 			f.opts.OnFileDone(p.meta)
 		}
-		i++
+		i, fresh = i+1, true
 	}
 	// Let the stream end cleanly (trailers) rather than cancel it; what
 	// comes after the last byte changes nothing.
