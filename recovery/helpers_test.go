@@ -109,7 +109,27 @@ type faults struct {
 	fail map[string]bool
 	next map[string]int // calls still to fail, then the method works
 	lose map[string]bool
+	hang map[string]bool
 	hits atomic.Int64
+}
+
+// hangOn makes method's calls hang until their caller gives up.
+func (f *faults) hangOn(method string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hang == nil {
+		f.hang = map[string]bool{}
+	}
+	f.hang[method] = true
+}
+
+func (f *faults) hangs(method string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hang[method] {
+		f.hits.Add(1)
+	}
+	return f.hang[method]
 }
 
 func (f *faults) loseAnswers(method string, on bool) {
@@ -190,6 +210,10 @@ func newEnv(t *testing.T, srcOpts shardstore.Options, cfg Config) *env {
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			if err := e.faults.check(info.FullMethod); err != nil {
 				return nil, err
+			}
+			if e.faults.hangs(info.FullMethod) {
+				<-ctx.Done() // the source hangs until the caller gives up
+				return nil, ctx.Err()
 			}
 			resp, err := h(ctx, req)
 			if err == nil {

@@ -404,3 +404,41 @@ func TestDoneRecoveryHasGivenItsShardBack(t *testing.T) {
 		t.Fatalf("recovery %s shows done but still holds its shard", id)
 	}
 }
+
+// TestCancelDuringCatchUpEndsCancelled: a cancel that lands while the
+// recovery asks its source for new ops ends the recovery cancelled, not
+// failed with the call's "context canceled".
+func TestCancelDuringCatchUpEndsCancelled(t *testing.T) {
+	e := newEnv(t, shardstore.Options{}, Config{})
+	write(t, e.source(), 200, 0, 256)
+	flush(t, e.source())
+	r, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr, ID: "cancel-in-catch-up"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
+		s, _ := r.State()
+		if s.Stage == StageFiles || s.Stage == StageVerify || s.Stage == StageFinalize {
+			// The catch-up's ask for new ops hangs: the cancel lands
+			// in the call.
+			e.faults.hangOn("/recoverd.v1.PeerService/GetShardMetadata")
+		}
+		if s.Stage == StageOps {
+			break
+		}
+		if time.Now().After(deadline) || s.Stage.Finished() {
+			t.Fatalf("the recovery did not reach its ops stage: %s %s", s.Stage, s.Error)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); e.faults.hits.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the catch-up did not ask the source")
+		}
+	}
+	if _, err := e.m.Cancel(context.Background(), "cancel-in-catch-up", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if s := waitDone(t, r); s.Stage != StageCancelled {
+		t.Fatalf("cancelled during the catch-up: %s (%s), want cancelled", s.Stage, s.Error)
+	}
+}

@@ -35,8 +35,12 @@ func (m *Manager) runInSlot(ctx context.Context, r *Recovery, req StartRequest, 
 		m.pause(r)
 		return
 	}
-	if err == nil && ctx.Err() != nil && !stopping(ctx) {
-		err = context.Cause(ctx)
+	if ctx.Err() != nil && !stopping(ctx) {
+		// A cancel that lands in a call to the source ends that call with
+		// "context canceled": the recovery ends by the cancel's cause.
+		if cause := context.Cause(ctx); err == nil || errors.Is(cause, ErrCancelled) {
+			err = cause
+		}
 	}
 	m.end(r, req, log, err)
 }
