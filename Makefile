@@ -79,6 +79,8 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
+# The sidecar mode: shardd and recoverd --engine on each of three nodes
+# (recoverctl demo --embedded: one recoverd per node).
 demo: build
 	./bin/recoverctl demo
 

@@ -9,30 +9,29 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
-	"github.com/recoverd/recoverd/internal/launch"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 )
 
 func newDemoCmd(g *globalFlags) *cobra.Command {
-	var dir, recoverd string
-	var keep bool
+	var dir, recoverd, shardd string
+	var keep, embedded bool
 	var docs int
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the main job end to end: three recoverd nodes, a failover, a snapshot recovery and a fallback",
-		Long: `demo starts three recoverd nodes on loopback with a local snapshot
-directory, writes documents on the primary and replicates them to a replica
+		Short: "Run the main job end to end: three nodes, a failover, a snapshot recovery and a fallback",
+		Long: `demo starts three nodes on loopback with a local snapshot directory.
+Each node is shardd (the reference engine: it owns the shards and serves
+their document API) and recoverd beside it as a sidecar (--engine on
+shardd's socket, the same data directory); with --embedded each node is one
+recoverd that holds its shards itself. The demo writes documents on the primary and replicates them to a replica
 that stores them in other files, takes a snapshot on the primary, fails the
 primary over to the replica, builds a new replica with a recovery (the
 snapshot plan: no byte of the files from the new primary), then brings the
@@ -40,6 +39,7 @@ old primary back empty and breaks the snapshot in the middle of its
 recovery to show the fallback to the peer. It ends with a verification
 table and stops every process it started.`,
 		Example: `  recoverctl demo
+  recoverctl demo --embedded
   recoverctl demo --dir /tmp/recoverd-demo --keep --docs 100000`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if recoverd == "" {
@@ -51,6 +51,12 @@ table and stops every process it started.`,
 			}
 			if _, err := os.Stat(recoverd); err != nil {
 				return usagef("recoverd binary not found at %s (build it: make build, or pass --recoverd)", recoverd)
+			}
+			if shardd == "" {
+				shardd = filepath.Join(filepath.Dir(recoverd), "shardd")
+			}
+			if _, err := os.Stat(shardd); err != nil && !embedded {
+				return usagef("shardd binary not found at %s (build it: make build, pass --shardd, or run --embedded)", shardd)
 			}
 			if dir == "" {
 				d, err := os.MkdirTemp("", "recoverd-demo-")
@@ -65,6 +71,9 @@ table and stops every process it started.`,
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			d := &demo{w: cmd.OutOrStdout(), dir: dir, bin: recoverd, g: g, cmd: cmd, docs: docs}
+			if !embedded {
+				d.shardd = shardd
+			}
 			if g.output == "json" { // the story goes to stderr, the verification to stdout
 				d.w = cmd.ErrOrStderr()
 			}
@@ -78,17 +87,10 @@ table and stops every process it started.`,
 	cmd.Flags().StringVar(&dir, "dir", "", "work directory (default: a temporary one, removed at the end)")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the work directory (data, logs, repository)")
 	cmd.Flags().StringVar(&recoverd, "recoverd", "", "recoverd binary (default: next to recoverctl)")
+	cmd.Flags().StringVar(&shardd, "shardd", "", "shardd binary (default: next to recoverd)")
+	cmd.Flags().BoolVar(&embedded, "embedded", false, "run each node as one recoverd holding its shards (no shardd)")
 	cmd.Flags().IntVar(&docs, "docs", 40000, "documents to write (1 KiB each)")
 	return cmd
-}
-
-type demoNode struct {
-	name, data, grpcAddr, peerAddr, httpAddr string
-	proc                                     *launch.Process
-	conn                                     *grpc.ClientConn
-	shard                                    pb.ShardServiceClient
-	rec                                      pb.RecoveryServiceClient
-	snap                                     pb.SnapshotServiceClient
 }
 
 // demoRow is one line of the final verification.
@@ -104,59 +106,22 @@ type demoRow struct {
 }
 
 type demo struct {
-	rows  []demoRow
-	w     io.Writer
-	dir   string
-	bin   string
-	g     *globalFlags
-	cmd   *cobra.Command
-	docs  int
-	nodes []*demoNode
+	rows []demoRow
+	w    io.Writer
+	dir  string
+	bin  string
+	// shardd is the engine binary of the sidecar mode; empty: embedded.
+	shardd string
+	g      *globalFlags
+	cmd    *cobra.Command
+	docs   int
+	nodes  []*demoNode
 }
 
 var demoShard = &pb.ShardId{Index: "demo", Shard: 0}
 
 func (d *demo) step(format string, args ...any) { fmt.Fprintf(d.w, "\n==> "+format+"\n", args...) }
 func (d *demo) say(format string, args ...any)  { fmt.Fprintf(d.w, "    "+format+"\n", args...) }
-
-// start launches a recoverd node and waits until it serves.
-func (d *demo) start(ctx context.Context, n *demoNode, extra ...string) error {
-	rd, err := launch.StartRecoverd(ctx, launch.RecoverdOptions{Bin: d.bin, Name: n.name, Data: n.data,
-		LogPath: filepath.Join(d.dir, n.name+".log"), ReadyTimeout: 15 * time.Second,
-		Args: append([]string{"--repo", "file://" + filepath.Join(d.dir, "repo"), "--retry-budget", "5s", "--idle-timeout", "5s"}, extra...)})
-	if err != nil {
-		return err
-	}
-	n.proc, n.grpcAddr, n.peerAddr, n.httpAddr = rd.Process, rd.GRPC, rd.Peer, rd.HTTP
-	if n.conn, err = grpc.NewClient(n.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
-		return err
-	}
-	n.shard, n.rec, n.snap = pb.NewShardServiceClient(n.conn), pb.NewRecoveryServiceClient(n.conn), pb.NewSnapshotServiceClient(n.conn)
-	d.say("%s up (pid %d): control %s, peer %s, metrics http://%s/metrics", n.name, n.proc.PID(), n.grpcAddr, n.peerAddr, n.httpAddr)
-	return nil
-}
-
-// stop ends a node: SIGTERM, or SIGKILL when kill (a crash).
-func (d *demo) stop(n *demoNode, kill bool) {
-	if n.proc == nil {
-		return
-	}
-	sig := syscall.SIGTERM
-	if kill {
-		sig = syscall.SIGKILL
-	}
-	n.proc.Stop(sig, 15*time.Second)
-	n.proc = nil
-	if n.conn != nil {
-		n.conn.Close()
-	}
-}
-
-func (d *demo) stopAll() {
-	for _, n := range d.nodes {
-		d.stop(n, false)
-	}
-}
 
 // recover runs a recovery onto target from source and prints the plan,
 // the progress and the outcome, as recoverctl recover --wait does.
@@ -221,7 +186,8 @@ func (d *demo) run(ctx context.Context) error {
 		d.nodes = append(d.nodes, &demoNode{name: name, data: filepath.Join(d.dir, name)})
 	}
 	n1, n2, n3 := d.nodes[0], d.nodes[1], d.nodes[2]
-	d.step("starting three recoverd nodes on loopback; snapshot repository file://%s", filepath.Join(d.dir, "repo"))
+	d.step("starting three nodes on loopback; snapshot repository file://%s", filepath.Join(d.dir, "repo"))
+	d.say("%s", d.mode())
 	for _, n := range d.nodes {
 		if err := d.start(ctx, n); err != nil {
 			return err
@@ -260,13 +226,17 @@ func (d *demo) run(ctx context.Context) error {
 	d.say("n1 holds %d segment files, n2 %d after a merge; %d file names in common: same documents, other files", len(f1), len(f2), same)
 
 	d.step("taking a snapshot of the primary's shard")
-	sresp, err := n1.snap.CreateSnapshot(ctx, &pb.CreateSnapshotRequest{Shard: demoShard})
+	sresp, err := d.snapshot(ctx, n1)
 	if err != nil {
 		return err
 	}
 	d.say("snapshot %s: %d files, %s uploaded in %s", sresp.Snapshot.Id, sresp.UploadedFiles, humanBytes(sresp.UploadedBytes), sresp.Took.AsDuration().Round(time.Millisecond))
 
-	d.step("failover: n1 is killed (SIGKILL), n2 is promoted to primary")
+	if n1.proc != nil {
+		d.step("failover: n1 is killed (SIGKILL), n2 is promoted to primary")
+	} else {
+		d.step("failover: n1 is down, n2 is promoted to primary")
+	}
 	d.stop(n1, true)
 	st, err := n2.shard.Promote(ctx, &pb.PromoteRequest{Shard: demoShard})
 	if err != nil {
@@ -329,7 +299,7 @@ func (d *demo) run(ctx context.Context) error {
 	if !ok {
 		return errors.New("a copy differs from the primary")
 	}
-	fmt.Fprintf(d.w, "\nall three copies are equal: same digest, history UUID and checkpoints (%s)\n", time.Since(start).Round(100*time.Millisecond))
+	fmt.Fprintf(d.w, "\nall three copies are equal: same digest, history UUID and checkpoints (%s, %s)\n", d.modeName(), time.Since(start).Round(100*time.Millisecond))
 	d.step("stopping the nodes")
 	d.stopAll()
 	return nil

@@ -35,6 +35,10 @@ func newGenCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "gen",
 		Short: "Write a shard through the engine (for tests, the demo and benchmarks)",
+		Long: `gen writes a shard offline into --data with the reference engine
+(shardstore): the directory is then one shardd (the sidecar mode) or an
+embedded recoverd opens at start. The shard is locked while gen writes:
+stop the process that holds --data first.`,
 		Example: `  # 10,000 docs of 1 KiB, a segment every 1,000 docs
   recoverctl gen --data /tmp/n1 --index logs --shard 0 --docs 10000 --doc-size 1024 --flush-every 1000
 
