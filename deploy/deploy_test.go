@@ -23,11 +23,12 @@ import (
 	"github.com/recoverd/recoverd/internal/testutil"
 )
 
-// The manifest and the Dockerfile are checked against the recoverd binary
-// built from this tree: every flag and RECOVERD_* variable exists, the
-// values parse, the container ports are the listeners' ports, the probes
-// and scrape annotations hit the HTTP listener. No docker engine runs
-// here, so the image itself is not built.
+// The manifest and the Dockerfile are checked against the recoverd and
+// shardd binaries built from this tree: every flag and RECOVERD_* variable
+// exists, the values parse, the container ports are the listeners' ports,
+// the probes and scrape annotations hit the HTTP listener, both containers
+// share the data volume and the engine socket (shardd_test.go). No docker
+// engine runs here, so the image itself is not built.
 
 const manifestPath = "kubernetes/recoverd-sidecar.yaml"
 
@@ -50,6 +51,9 @@ type probe struct {
 		Path string `yaml:"path"`
 		Port any    `yaml:"port"`
 	} `yaml:"httpGet"`
+	GRPC *struct {
+		Port int `yaml:"port"`
+	} `yaml:"grpc"`
 }
 
 type mount struct {
@@ -63,6 +67,7 @@ type volume struct {
 	Secret *struct {
 		SecretName string `yaml:"secretName"`
 	} `yaml:"secret"`
+	EmptyDir *struct{} `yaml:"emptyDir"`
 }
 
 type container struct {
@@ -151,12 +156,13 @@ func readManifest(t *testing.T) []object {
 	}
 }
 
-// helpFlags lists the flags `recoverd --help` documents.
-func helpFlags(t *testing.T, bin string) map[string]bool {
+// helpFlags lists the flags `<bin> --help` documents; required are flags
+// it must find, to tell a parse that went wrong.
+func helpFlags(t *testing.T, bin string, required ...string) map[string]bool {
 	t.Helper()
 	out, err := exec.Command(bin, "--help").CombinedOutput()
 	if err != nil {
-		t.Fatalf("recoverd --help: %v\n%s", err, out)
+		t.Fatalf("%s --help: %v\n%s", filepath.Base(bin), err, out)
 	}
 	flags := map[string]bool{}
 	re := regexp.MustCompile(`^\s+-{1,2}([a-z0-9][a-z0-9-]*)`)
@@ -166,9 +172,9 @@ func helpFlags(t *testing.T, bin string) map[string]bool {
 			flags[m[1]] = true
 		}
 	}
-	for _, f := range []string{"data", "grpc-addr", "peer-addr", "http-addr", "tls-cert", "token-file"} {
+	for _, f := range required {
 		if !flags[f] {
-			t.Fatalf("could not read the flags from recoverd --help (no --%s):\n%s", f, out)
+			t.Fatalf("could not read the flags from %s --help (no --%s):\n%s", filepath.Base(bin), f, out)
 		}
 	}
 	return flags
@@ -209,7 +215,7 @@ func under(p, dir string) bool {
 
 func TestKubernetesManifestMatchesRecoverd(t *testing.T) {
 	bin := testutil.Binary(t, "recoverd")
-	flags := helpFlags(t, bin)
+	flags := helpFlags(t, bin, "data", "engine", "grpc-addr", "peer-addr", "http-addr", "tls-cert", "token-file")
 	objs := readManifest(t)
 
 	var pod *podTemplate
@@ -235,14 +241,17 @@ func TestKubernetesManifestMatchesRecoverd(t *testing.T) {
 	var rd, storage *container
 	all := append(pod.Spec.Containers, pod.Spec.InitContainers...) // a native sidecar is an init container
 	for i := range all {
-		if all[i].Name == "recoverd" {
+		switch all[i].Name {
+		case "recoverd":
 			rd = &all[i]
-		} else if storage == nil {
+		case "shardd":
 			storage = &all[i]
+		default: // no placeholder: every container is one of the two
+			t.Errorf("container %s is neither shardd nor recoverd", all[i].Name)
 		}
 	}
 	if rd == nil || storage == nil {
-		t.Fatal("the pod needs a recoverd container beside a storage container")
+		t.Fatal("the pod needs a recoverd container beside a shardd container")
 	}
 	if len(rd.Command) > 0 {
 		t.Errorf("recoverd container overrides the image's entrypoint with %v", rd.Command)
@@ -369,16 +378,20 @@ func TestKubernetesManifestMatchesRecoverd(t *testing.T) {
 	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != strconv.Itoa(httpPort) || ann["prometheus.io/path"] != "/metrics" {
 		t.Errorf("scrape annotations %v, want scrape true, port %d, path /metrics", ann, httpPort)
 	}
+	sd := checkShardd(t, pod, rd, storage, cfg)
 	for _, s := range svcs {
 		for _, p := range s.Spec.Ports {
+			if sd.targets(p.TargetPort) {
+				continue
+			}
 			if tp := resolve(p.TargetPort); tp != listenPorts["grpc-addr"] && tp != listenPorts["peer-addr"] && tp != httpPort {
-				t.Errorf("service %s port %s targets %v, not a recoverd listener", s.Metadata.Name, p.Name, p.TargetPort)
+				t.Errorf("service %s port %s targets %v, neither a recoverd nor the shardd listener", s.Metadata.Name, p.Name, p.TargetPort)
 			}
 		}
 	}
 
 	// Files: TLS and token from secret volumes, data on the volume the
-	// storage container uses.
+	// shardd container uses.
 	secretVols := map[string]bool{}
 	for _, v := range pod.Spec.Volumes {
 		if v.Secret != nil && v.Secret.SecretName != "" {
@@ -414,7 +427,7 @@ func TestKubernetesManifestMatchesRecoverd(t *testing.T) {
 	if !slices.ContainsFunc(storage.VolumeMounts, func(m mount) bool {
 		return m.Name == dataVol && !m.ReadOnly
 	}) {
-		t.Errorf("the storage container does not share the data volume %s", dataVol)
+		t.Errorf("the shardd container does not share the data volume %s", dataVol)
 	}
 	if sc := pod.Spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
 		t.Error("the pod does not require a non-root user")
@@ -431,12 +444,13 @@ func TestKubernetesManifestMatchesRecoverd(t *testing.T) {
 	if out, err := exec.Command(testutil.Binary(t, "recoverctl"), "certs", "--out", pki, "--nodes", "storage-0").CombinedOutput(); err != nil {
 		t.Fatalf("recoverctl certs: %v\n%s", err, out)
 	}
-	var nodeArgs []string
+	data, socket := startShardd(t, pod, storage, sd)
+	nodeArgs := []string{"--engine=unix://" + socket}
 	for _, a := range args {
 		name, val, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		switch name {
-		case "data", "grpc-addr", "peer-addr", "http-addr", "repo":
-			continue // StartNode's own
+		case "data", "grpc-addr", "peer-addr", "http-addr", "repo", "engine":
+			continue // StartNode's own, and shardd's socket here
 		}
 		for _, m := range rd.VolumeMounts {
 			if secretVols[m.Name] && under(val, m.MountPath) {
@@ -445,7 +459,7 @@ func TestKubernetesManifestMatchesRecoverd(t *testing.T) {
 		}
 		nodeArgs = append(nodeArgs, a)
 	}
-	node := testutil.StartNode(t, testutil.NodeOptions{Name: "storage-0", Secure: true, Args: nodeArgs})
+	node := testutil.StartNode(t, testutil.NodeOptions{Name: "storage-0", Data: data, Secure: true, Args: nodeArgs})
 	for _, p := range []string{rd.LivenessProbe.HTTPGet.Path, rd.ReadinessProbe.HTTPGet.Path, ann["prometheus.io/path"]} {
 		code, body := httpGet(t, "http://"+node.HTTPAddr+p)
 		if code != http.StatusOK {
@@ -457,6 +471,9 @@ func TestKubernetesManifestMatchesRecoverd(t *testing.T) {
 	}
 	if logs := node.LogTail(20); !strings.Contains(logs, "tls=true") && !strings.Contains(logs, `"tls":true`) {
 		t.Errorf("node did not start with TLS:\n%s", node.LogTail(20))
+	}
+	if logs := node.LogTail(40); !strings.Contains(logs, socket) {
+		t.Errorf("recoverd did not connect to shardd's socket %s:\n%s", socket, logs)
 	}
 }
 
@@ -471,87 +488,4 @@ func httpGet(t *testing.T, url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
-}
-
-func TestDockerfile(t *testing.T) {
-	data, err := os.ReadFile("Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	type stage struct {
-		from  string
-		lines []string
-	}
-	var stages []stage
-	for _, l := range strings.Split(string(data), "\n") {
-		l = strings.TrimSpace(l)
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		if strings.HasPrefix(strings.ToUpper(l), "FROM ") {
-			stages = append(stages, stage{from: l})
-			continue
-		}
-		if len(stages) == 0 {
-			t.Fatalf("instruction before FROM: %s", l)
-		}
-		stages[len(stages)-1].lines = append(stages[len(stages)-1].lines, l)
-	}
-	if len(stages) < 2 {
-		t.Fatalf("want a multi-stage build, got %d stage(s)", len(stages))
-	}
-	build, final := stages[0], stages[len(stages)-1]
-	if !strings.Contains(build.from, "golang:1.26") {
-		t.Errorf("build stage %q: want golang:1.26 (go.mod says go 1.26)", build.from)
-	}
-	buildText := strings.Join(build.lines, "\n")
-	if !strings.Contains(buildText, "CGO_ENABLED=0") || !strings.Contains(buildText, "./cmd/recoverd") {
-		t.Errorf("build stage does not build ./cmd/recoverd statically:\n%s", buildText)
-	}
-	if !strings.Contains(final.from, "distroless/static") && !strings.Contains(final.from, "scratch") {
-		t.Errorf("final stage %q: want distroless/static or scratch", final.from)
-	}
-	var user, entry string
-	var expose []string
-	for _, l := range final.lines {
-		f := strings.Fields(l)
-		switch strings.ToUpper(f[0]) {
-		case "USER":
-			user = f[1]
-		case "ENTRYPOINT":
-			entry = l
-		case "EXPOSE":
-			expose = append(expose, f[1:]...)
-		}
-	}
-	if uid, _, _ := strings.Cut(user, ":"); uid != "65532" && uid != "nonroot" {
-		t.Errorf("final stage runs as %q, want a non-root user (65532)", user)
-	}
-	if !strings.Contains(entry, "recoverd") {
-		t.Errorf("ENTRYPOINT %q does not run recoverd", entry)
-	}
-	// The exposed ports are the manifest's container ports.
-	var rdPorts []string
-	for _, o := range readManifest(t) {
-		if o.Spec.Template == nil {
-			continue
-		}
-		for _, c := range o.Spec.Template.Spec.Containers {
-			if c.Name == "recoverd" {
-				for _, p := range c.Ports {
-					rdPorts = append(rdPorts, strconv.Itoa(p.ContainerPort))
-				}
-			}
-		}
-	}
-	slices.Sort(expose)
-	slices.Sort(rdPorts)
-	if !slices.Equal(expose, rdPorts) {
-		t.Errorf("EXPOSE %v, manifest container ports %v", expose, rdPorts)
-	}
-	for _, f := range []string{"../go.mod", "../go.sum", "../cmd/recoverd/main.go"} {
-		if _, err := os.Stat(f); err != nil {
-			t.Errorf("the build copies %s: %v", f, err)
-		}
-	}
 }
