@@ -49,6 +49,7 @@ func (s *Shard) Promote() error {
 		}
 	}
 	s.term = term
+	s.replica = false
 	return s.flushLocked()
 }
 

@@ -117,6 +117,7 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 	s.memBytes = 0
 	s.tracker = seqno.NewCheckpointTracker(data.MaxSeqNo, data.LocalCheckpoint)
 	s.term = data.PrimaryTerm
+	s.replica = true
 	s.loadTermsLocked(next)
 	s.history = data.HistoryUUID
 	s.globalCP = data.GlobalCheckpoint

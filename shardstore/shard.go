@@ -112,6 +112,11 @@ type Shard struct {
 	stagings map[string]*Staging
 	// refused holds the recovery ids refusing primary writes (refuse.go).
 	refused map[string]bool
+	// replica is set once the copy takes a primary's ops (Apply) or a
+	// recovery's publish, and cleared by a primary write or a promotion
+	// (Replica); it is not durable: a copy is taken for a primary after a
+	// restart until it applies a primary's ops.
+	replica bool
 
 	// termSeq maps each primary term of an op the copy holds or held to
 	// the highest seqno of such an op (terms.go).
@@ -262,6 +267,16 @@ func (s *Shard) Closed() bool {
 
 // Path returns the shard's directory.
 func (s *Shard) Path() string { return s.dir }
+
+// Replica reports whether the copy acts as a replica: its last write was a
+// primary's ops applied to it (Apply) or a recovery's publish, not a
+// primary write of its own (Index, Delete) or a promotion. A copy opened
+// since the last of those is taken for a primary (the role is not durable).
+func (s *Shard) Replica() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.replica
+}
 
 // Leases returns the shard's retention leases.
 func (s *Shard) Leases() *seqno.Leases { return s.leases }

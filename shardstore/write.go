@@ -114,6 +114,7 @@ func (s *Shard) write(ctx context.Context, ops []Op, primary bool) ([]Op, error)
 			return nil, err
 		}
 	}
+	s.replica = !primary
 	todo := ops[:0:0]
 	for i := range ops {
 		if primary {
