@@ -140,6 +140,20 @@ func (v *view) notRetained(need seqno.Range) string {
 	return fmt.Sprintf("ops %s are no longer retained (compacted; the source retains %s)", fmtRange(miss[0]), fmtRange(v.retained))
 }
 
+// snapshotLeaseStopped says, when the source's snapshot retention lease
+// retains from above from (the first op a snapshot needs), that the lease
+// stopped at its bound: the snapshot is older than the bound lets the
+// source keep ops for.
+func (v *view) snapshotLeaseStopped(from seqno.SeqNo) string {
+	for _, l := range v.in.Source.Leases {
+		if l.ID == seqno.SnapshotLeaseID && l.RetainingSeqNo > from {
+			return fmt.Sprintf("; the source's snapshot retention lease (%s) retains from seqno %v only: it stopped at its bound (--snapshot-lease-max-ops, --snapshot-lease-max-bytes), so a newer snapshot is needed to build a copy without files off the source",
+				l.ID, l.RetainingSeqNo)
+		}
+	}
+	return ""
+}
+
 // build fills a candidate's plan from its file split and op range.
 func (v *view) build(kind Kind, commit shardstore.CommitData, s fileSplit, ops seqno.Range) Plan {
 	p := Plan{
@@ -308,7 +322,7 @@ func (v *view) snapshot(peer *candidate) (*candidate, string) {
 	equivalent := sc.MaxSeqNo == cc.MaxSeqNo && sc.MaxSeqNo == sc.LocalCheckpoint && cc.MaxSeqNo == cc.LocalCheckpoint
 	need := v.opsRange(sc.LocalCheckpoint)
 	if why := v.notRetained(need); why != "" {
-		return nil, fmt.Sprintf("snapshot %s + ops not possible: the snapshot's checkpoint is %v and %s", id, sc.LocalCheckpoint, why)
+		return nil, fmt.Sprintf("snapshot %s + ops not possible: the snapshot's checkpoint is %v and %s%s", id, sc.LocalCheckpoint, why, v.snapshotLeaseStopped(need.From))
 	}
 	s := splitFiles(v.snap, v.tgt, nil, true)
 	c := &candidate{plan: v.build(KindSnapshot, sc, s, need), label: "the snapshot " + id + " plan"}

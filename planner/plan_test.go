@@ -342,6 +342,17 @@ var refusalCases = []planCase{
 		kind:   KindRefused,
 	},
 	{
+		name: "the snapshot retention lease stopped at its bound: the plan says why the snapshot is not usable",
+		change: func(in *Input) {
+			emptyTarget(in)
+			in.Snapshot.Commit = commitAt("h1", 800, 800)
+			in.Source.Retained = seqno.Range{From: 880, To: 930}
+			in.Source.Leases = []seqno.RetentionLease{{ID: seqno.SnapshotLeaseID, RetainingSeqNo: 880}}
+		},
+		kind:    KindPeer,
+		reasons: []string{"snapshot s-42 + ops not possible", "snapshot retention lease (snapshot-retention) retains from seqno 880 only: it stopped at its bound"},
+	},
+	{
 		name:    "refused when source lost ops above its commit",
 		change:  func(in *Input) { in.Source.Retained = seqno.Range{From: 910, To: 930} },
 		kind:    KindRefused,
