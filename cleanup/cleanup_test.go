@@ -509,7 +509,7 @@ func TestUnfinishedUploadsOnlyAfterGraceAndNeverWhenUnreadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo := &flakyRepo{Repository: local}
-	res, err := snapshot.Create(ctx, repo, sh, snapshot.CreateOptions{})
+	res, err := snapshot.Create(ctx, repo, snapshot.StoreSource(sh), snapshot.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,7 +87,7 @@ func TestSweepVisitsOnlyTheShardsItHolds(t *testing.T) {
 	orphan := map[shardstore.ShardID]string{}
 	for i, id := range append(append([]shardstore.ShardID{}, mine...), theirs...) {
 		sh := openShard(t, t.TempDir(), id, 50, clk)
-		if _, err := snapshot.Create(ctx, repo, sh, snapshot.CreateOptions{}); err != nil {
+		if _, err := snapshot.Create(ctx, repo, snapshot.StoreSource(sh), snapshot.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		orphan[id] = snapshot.BlobPrefix(id) + "orphan-1"

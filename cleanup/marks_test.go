@@ -24,7 +24,7 @@ func TestSweepMarksThenDeletesAfterTheDelay(t *testing.T) {
 	}
 	var snaps []*snapshot.CreateResult
 	for range 2 {
-		res, err := snapshot.Create(ctx, repo, sh, snapshot.CreateOptions{})
+		res, err := snapshot.Create(ctx, repo, snapshot.StoreSource(sh), snapshot.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

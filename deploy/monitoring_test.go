@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,12 +11,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
+	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/internal/testutil"
 )
 
@@ -244,10 +247,29 @@ func TestDashboardQueriesParse(t *testing.T) {
 // families.
 func exported(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
-	node := testutil.StartNode(t, testutil.NodeOptions{Name: "monitored", Repo: "file://" + t.TempDir()})
-	code, body := httpGet(t, "http://"+node.HTTPAddr+"/metrics")
-	if code != 200 {
-		t.Fatalf("/metrics: %d", code)
+	// The snapshot policy runs at a short interval on one shard, so that
+	// the per-shard snapshot age is exported.
+	node := testutil.StartNode(t, testutil.NodeOptions{Name: "monitored", Repo: "file://" + t.TempDir(),
+		Args: []string{"--snapshot-interval", "100ms", "--snapshot-jitter", "0"}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := pb.NewShardServiceClient(node.Dial()).CreateShard(ctx, &pb.CreateShardRequest{Shard: &pb.ShardId{Index: "logs"}}); err != nil {
+		t.Fatal(err)
+	}
+	var code int
+	var body string
+	for {
+		code, body = httpGet(t, "http://"+node.HTTPAddr+"/metrics")
+		if code != 200 {
+			t.Fatalf("/metrics: %d", code)
+		}
+		if strings.Contains(body, "\nrecoverd_snapshot_age_seconds{") {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the snapshot policy took no snapshot within a minute: recoverd_snapshot_age_seconds is not exported")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := parser.TextToMetricFamilies(strings.NewReader(body))

@@ -108,7 +108,7 @@ func TestCorruptBlobIsMarkedAndLaterPlansSkipItsSnapshot(t *testing.T) {
 	}
 
 	// A newer snapshot, which reuses no bad blob, replaces it.
-	if _, err := snapshot.Create(ctx, local, e.source(), snapshot.CreateOptions{}); err != nil {
+	if _, err := snapshot.Create(ctx, local, snapshot.StoreSource(e.source()), snapshot.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	e.tgt.drop(t, shardID)
@@ -141,7 +141,7 @@ func TestSnapshotInputCarriesBadBlobs(t *testing.T) {
 		write(t, s, 20, i*20, 100)
 		flush(t, s)
 	}
-	res, err := snapshot.Create(ctx, repo, s, snapshot.CreateOptions{})
+	res, err := snapshot.Create(ctx, repo, snapshot.StoreSource(s), snapshot.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

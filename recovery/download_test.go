@@ -49,7 +49,7 @@ func TestHybridFetchesAFailedFileWhileDownloadsGoOn(t *testing.T) {
 		write(t, src, docs, i*1000, 1024)
 		flush(t, src)
 	}
-	res, err := snapshot.Create(context.Background(), e.repo, src, snapshot.CreateOptions{})
+	res, err := snapshot.Create(context.Background(), e.repo, snapshot.StoreSource(src), snapshot.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -230,7 +230,7 @@ func failoverSource(t *testing.T, e *env) *snapshot.CreateResult {
 	replica.SetGlobalCheckpoint(cp)
 	flush(t, primary)
 	flush(t, replica)
-	res, err := snapshot.Create(context.Background(), e.repo, primary, snapshot.CreateOptions{})
+	res, err := snapshot.Create(context.Background(), e.repo, snapshot.StoreSource(primary), snapshot.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestHybridFetchesAFailedFileFromThePeer(t *testing.T) {
 		write(t, src, 300, i*300, 1024)
 		flush(t, src)
 	}
-	res, err := snapshot.Create(context.Background(), e.repo, src, snapshot.CreateOptions{})
+	res, err := snapshot.Create(context.Background(), e.repo, snapshot.StoreSource(src), snapshot.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func TestSnapshotInputClassifiesTheRepository(t *testing.T) {
 	defer s.Close()
 	write(t, s, 20, 0, 100)
 	flush(t, s)
-	created, err := snapshot.Create(ctx, withSnapshot, s, snapshot.CreateOptions{})
+	created, err := snapshot.Create(ctx, withSnapshot, snapshot.StoreSource(s), snapshot.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -254,7 +254,7 @@ func BenchmarkCreateCold(b *testing.B) {
 		b.SetBytes(total)
 		for i := range b.N {
 			repo := newS3RepoIn(b, m, bucket, fmt.Sprintf("cold-%d-%d", b.N, i), S3Options{})
-			res, err := Create(context.Background(), repo, s, CreateOptions{Concurrency: envInt("RECOVERD_BENCH_UPLOADS", 4)})
+			res, err := Create(context.Background(), repo, StoreSource(s), CreateOptions{Concurrency: envInt("RECOVERD_BENCH_UPLOADS", 4)})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -275,7 +275,7 @@ func BenchmarkCreateIncremental(b *testing.B) {
 	segDocs := max(1, (mb<<20)/100/(64<<10))
 	b.Run("recoverd", func(b *testing.B) {
 		repo := newS3RepoIn(b, m, bucket, fmt.Sprintf("incr-%d", b.N), S3Options{})
-		if _, err := Create(context.Background(), repo, s, CreateOptions{}); err != nil {
+		if _, err := Create(context.Background(), repo, StoreSource(s), CreateOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		var uploaded, logical int64
@@ -284,7 +284,7 @@ func BenchmarkCreateIncremental(b *testing.B) {
 			b.StopTimer()
 			addSegment(b, s, segDocs, 64<<10)
 			b.StartTimer()
-			res, err := Create(context.Background(), repo, s, CreateOptions{})
+			res, err := Create(context.Background(), repo, StoreSource(s), CreateOptions{})
 			if err != nil {
 				b.Fatal(err)
 			}

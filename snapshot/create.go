@@ -6,16 +6,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/retry"
-	"github.com/recoverd/recoverd/shardstore"
 )
-
-// Source is what Create snapshots: a shard that can pin its current commit
-// (*shardstore.Shard is one).
-type Source interface {
-	ID() shardstore.ShardID
-	AcquireCommit() (*shardstore.CommitRef, error)
-}
 
 // CreateOptions tune Create. The zero value is usable.
 type CreateOptions struct {
@@ -75,11 +68,13 @@ func Create(ctx context.Context, repo Repository, src Source, opts CreateOptions
 	if err := id.Validate(); err != nil {
 		return nil, err
 	}
-	ref, err := src.AcquireCommit()
+	ref, err := src.Pin(ctx, engine.PinOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: pin the commit of %s: %w", id, err)
 	}
-	defer ref.Release()
+	// The pin is released whatever ctx says: a cancelled snapshot must
+	// not keep the commit's files.
+	defer ref.Release(context.WithoutCancel(ctx))
 	meta := ref.Metadata()
 	start := opts.Now().UTC()
 	m := &Manifest{
@@ -189,7 +184,7 @@ const settleTries = 3
 // deletion; the files of those that fail are uploaded again under new
 // keys (uploaded records it) and, once a manifest was written (rewrite is
 // set), the manifest is written again, until all pass.
-func settle(ctx context.Context, repo Repository, ref *shardstore.CommitRef, m *Manifest, uploaded []bool, opts CreateOptions, rewrite func(context.Context) error) error {
+func settle(ctx context.Context, repo Repository, ref engine.Pin, m *Manifest, uploaded []bool, opts CreateOptions, rewrite func(context.Context) error) error {
 	for try := 0; ; try++ {
 		bad, err := unusable(ctx, repo, opts.Retry, m.Shard, m.Files)
 		if err != nil {

@@ -46,7 +46,7 @@ func testConcurrentDeletion(t *testing.T, newRepo func(t *testing.T) Repository)
 		repo := newRepo(t)
 		ctx := ctxTimeout(t, time.Minute)
 		s := newShard(t, t.TempDir(), testShard, 2, 20, 500)
-		s1, err := Create(ctx, repo, s, CreateOptions{})
+		s1, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,7 +56,7 @@ func testConcurrentDeletion(t *testing.T, newRepo func(t *testing.T) Repository)
 		if _, err := mark(ctx, repo, retry.Repository, testShard, blobsOf(s1.Manifest), ReasonGC, time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		s2, err := Create(ctx, repo, s, CreateOptions{})
+		s2, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +78,7 @@ func testConcurrentDeletion(t *testing.T, newRepo func(t *testing.T) Repository)
 		repo := newRepo(t)
 		ctx := ctxTimeout(t, time.Minute)
 		s := newShard(t, t.TempDir(), testShard, 2, 20, 500)
-		s1, err := Create(ctx, repo, s, CreateOptions{})
+		s1, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,7 +108,7 @@ func testConcurrentDeletion(t *testing.T, newRepo func(t *testing.T) Repository)
 		// Files upload one by one; when the third starts, a sweep with no
 		// grace and past every delay deletes the two uploads no manifest
 		// references yet.
-		res, err := Create(ctx, repo, s, CreateOptions{Concurrency: 1, OnBytes: func(file string, n int64) {
+		res, err := Create(ctx, repo, StoreSource(s), CreateOptions{Concurrency: 1, OnBytes: func(file string, n int64) {
 			if !slices.Contains(seen, file) {
 				seen = append(seen, file)
 			}
@@ -135,7 +135,7 @@ func testConcurrentDeletion(t *testing.T, newRepo func(t *testing.T) Repository)
 		repo := newRepo(t)
 		ctx := ctxTimeout(t, time.Minute)
 		s := newShard(t, t.TempDir(), testShard, 2, 20, 500)
-		s1, err := Create(ctx, repo, s, CreateOptions{})
+		s1, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,7 +143,7 @@ func testConcurrentDeletion(t *testing.T, newRepo func(t *testing.T) Repository)
 		var once sync.Once
 		// While the new segment uploads, another deleter removes the
 		// snapshot whose blobs this one reuses, past every delay.
-		res, err := Create(ctx, repo, s, CreateOptions{OnBytes: func(string, int64) {
+		res, err := Create(ctx, repo, StoreSource(s), CreateOptions{OnBytes: func(string, int64) {
 			once.Do(func() {
 				if d, err := Delete(ctx, repo, testShard, s1.Manifest.ID, later); err != nil || d.DeletedBlobs != 2 {
 					t.Errorf("delete during the create = %+v, %v", d, err)
@@ -160,7 +160,7 @@ func testConcurrentDeletion(t *testing.T, newRepo func(t *testing.T) Repository)
 		base := newRepo(t)
 		ctx := ctxTimeout(t, time.Minute)
 		s := newShard(t, t.TempDir(), testShard, 2, 20, 500)
-		s1, err := Create(ctx, base, s, CreateOptions{})
+		s1, err := Create(ctx, base, StoreSource(s), CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,7 +174,7 @@ func testConcurrentDeletion(t *testing.T, newRepo func(t *testing.T) Repository)
 				base.Delete(ctx, victim)
 			}
 		}}
-		res, err := Create(ctx, repo, s, CreateOptions{})
+		res, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

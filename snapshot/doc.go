@@ -131,7 +131,7 @@
 //     result reports uploaded vs reused files and bytes. Files are checked
 //     against their CRC32C as they are uploaded, so a damaged local file
 //     is never stored.
-//   - Create pins the commit (shardstore.Shard.AcquireCommit) for the
+//   - Create pins the commit (Source.Pin, the engine contract) for the
 //     whole upload, so a flush or merge meanwhile cannot delete its files.
 //   - Create, Delete, GC and RemoveUnfinished of one shard may run in
 //     several processes at once (a node's snapshot, every node's cleanup

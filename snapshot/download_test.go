@@ -56,7 +56,7 @@ type snapshotFixture struct {
 func newFixture(t *testing.T, repo Repository, segments, docs, valueSize int) *snapshotFixture {
 	t.Helper()
 	src := newShard(t, t.TempDir(), testShard, segments, docs, valueSize)
-	res, err := Create(ctxTimeout(t, time.Minute), repo, src, CreateOptions{})
+	res, err := Create(ctxTimeout(t, time.Minute), repo, StoreSource(src), CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -179,7 +179,7 @@ func TestS3Paused(t *testing.T) {
 		_, err := Latest(ctx, repo, testShard)
 		checkUnavailable(t, "latest with MinIO paused", err)
 		s := newShard(t, t.TempDir(), testShard, 1, 10, 100)
-		_, err = Create(ctx, repo, s, CreateOptions{})
+		_, err = Create(ctx, repo, StoreSource(s), CreateOptions{})
 		checkUnavailable(t, "create with MinIO paused", err)
 		if d := time.Since(start); d > 20*time.Second {
 			t.Fatalf("calls to a paused server took %v", d)
@@ -241,7 +241,7 @@ func TestS3Throttled(t *testing.T) {
 	repo := newS3Repo(t, m, S3Options{Retry: retry.Options{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond, MaxElapsed: 30 * time.Second}})
 	ctx := ctxTimeout(t, time.Minute)
 	src := newShard(t, t.TempDir(), testShard, 6, 50, 2000)
-	res, err := Create(ctx, repo, src, CreateOptions{Concurrency: 6})
+	res, err := Create(ctx, repo, StoreSource(src), CreateOptions{Concurrency: 6})
 	if err != nil {
 		t.Fatalf("create under throttling: %v", err)
 	}

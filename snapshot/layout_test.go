@@ -58,7 +58,7 @@ func TestNewRepositoryIsHashedAndMarked(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "repo")
 	ctx := ctxTimeout(t, time.Minute)
 	src := newShard(t, t.TempDir(), testShard, 2, 50, 100)
-	res, err := Create(ctx, openURL(t, "file://"+dir), src, CreateOptions{})
+	res, err := Create(ctx, openURL(t, "file://"+dir), StoreSource(src), CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestRepositoryWithoutMarkerStaysFlat(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := newShard(t, t.TempDir(), testShard, 2, 50, 100)
-	old, err := Create(ctx, flat, src, CreateOptions{})
+	old, err := Create(ctx, flat, StoreSource(src), CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestRepositoryWithoutMarkerStaysFlat(t *testing.T) {
 		t.Fatalf("latest of the old repository: %v, %v", got, err)
 	}
 	addSegment(t, src, 20, 100)
-	next, err := Create(ctx, repo, src, CreateOptions{})
+	next, err := Create(ctx, repo, StoreSource(src), CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestUnreadableRepositoryIsNotTakenForEmpty(t *testing.T) {
 	bucket := m.MakeBucket("snap")
 	ctx := ctxTimeout(t, 2*time.Minute)
 	src := newShard(t, t.TempDir(), testShard, 2, 50, 100)
-	old, err := Create(ctx, newS3RepoIn(t, m, bucket, "repo", S3Options{}), src, CreateOptions{})
+	old, err := Create(ctx, newS3RepoIn(t, m, bucket, "repo", S3Options{}), StoreSource(src), CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ func TestS3RequestCounts(t *testing.T) {
 	// manifest; reads and deletes nothing.
 	src := newShard(t, t.TempDir(), testShard, 3, 100, 1000)
 	var snap RequestCounter
-	res, err := Create(CountRequests(ctxTimeout(t, time.Minute), KindSnapshot, &snap), repo, src, CreateOptions{})
+	res, err := Create(CountRequests(ctxTimeout(t, time.Minute), KindSnapshot, &snap), repo, StoreSource(src), CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

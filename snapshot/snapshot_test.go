@@ -70,7 +70,7 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 		}
 		meta := s.Metadata()
 		before := time.Now().UTC().Add(-time.Second)
-		res, err := Create(ctx, repo, s, CreateOptions{})
+		res, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +139,7 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 		repo := newRepo(t)
 		ctx := ctxTimeout(t, time.Minute)
 		s := newShard(t, t.TempDir(), testShard, 5, 40, 1000)
-		first, err := Create(ctx, repo, s, CreateOptions{})
+		first, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +148,7 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 		meta := s.Metadata()
 		var uploadedBytes int64
 		var mu sync.Mutex
-		second, err := Create(ctx, repo, s, CreateOptions{OnBytes: func(_ string, n int64) { mu.Lock(); uploadedBytes += n; mu.Unlock() }})
+		second, err := Create(ctx, repo, StoreSource(s), CreateOptions{OnBytes: func(_ string, n int64) { mu.Lock(); uploadedBytes += n; mu.Unlock() }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +177,7 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 		if err := s.Merge(); err != nil {
 			t.Fatal(err)
 		}
-		third, err := Create(ctx, repo, s, CreateOptions{})
+		third, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +196,7 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 		want := digest(t, s)
 		pinned := s.Metadata()
 		var once sync.Once
-		res, err := Create(ctx, repo, s, CreateOptions{
+		res, err := Create(ctx, repo, StoreSource(s), CreateOptions{
 			Concurrency: 1,
 			Throttle: func(context.Context, int) error {
 				var err error
@@ -235,7 +235,7 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 		s := newShard(t, t.TempDir(), testShard, 2, 20, 1000)
 		victim := s.Metadata().Files[1].Name
 		flipByte(t, filepath.Join(s.Path(), victim), 100)
-		_, err := Create(ctx, repo, s, CreateOptions{})
+		_, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 		if !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), victim) {
 			t.Fatalf("create from a damaged file: %v, want ErrChecksum naming %s", err, victim)
 		}
@@ -271,7 +271,7 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 		repo := newRepo(t)
 		ctx := ctxTimeout(t, time.Minute)
 		s := newShard(t, t.TempDir(), testShard, 2, 20, 500)
-		res, err := Create(ctx, repo, s, CreateOptions{})
+		res, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -335,7 +335,7 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 					t.Fatal(err)
 				}
 			}
-			res, err := Create(ctx, repo, s, CreateOptions{})
+			res, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -409,7 +409,7 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 			if err := s.Merge(); err != nil {
 				t.Fatal(err)
 			}
-			res, err := Create(ctx, repo, s, CreateOptions{})
+			res, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -462,7 +462,7 @@ func testSnapshots(t *testing.T, newRepo func(t *testing.T) Repository) {
 		repo := newRepo(t)
 		ctx := ctxTimeout(t, time.Minute)
 		s := newShard(t, t.TempDir(), testShard, 2, 20, 500)
-		res, err := Create(ctx, repo, s, CreateOptions{})
+		res, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,13 +10,14 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // uploadAll uploads files of the pinned commit to their blob keys.
-func uploadAll(ctx context.Context, repo Repository, ref *shardstore.CommitRef, files []FileEntry, opts CreateOptions) error {
+func uploadAll(ctx context.Context, repo Repository, ref engine.Pin, files []FileEntry, opts CreateOptions) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Concurrency)
 	for _, f := range files {
@@ -30,8 +31,8 @@ func uploadAll(ctx context.Context, repo Repository, ref *shardstore.CommitRef, 
 	return g.Wait()
 }
 
-func upload(ctx context.Context, repo Repository, ref *shardstore.CommitRef, f FileEntry, opts CreateOptions) error {
-	file, _, err := ref.Open(f.Name)
+func upload(ctx context.Context, repo Repository, ref engine.Pin, f FileEntry, opts CreateOptions) error {
+	file, err := openPinned(ref, f.Name)
 	if err != nil {
 		return err
 	}

@@ -54,17 +54,17 @@ func TestVerify(t *testing.T) {
 	repo := newLocalRepo(t)
 	ctx := ctxTimeout(t, time.Minute)
 	s := newShard(t, t.TempDir(), testShard, 5, 40, 500)
-	first, err := Create(ctx, repo, s, CreateOptions{})
+	first, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	addSegment(t, s, 40, 500)
-	second, err := Create(ctx, repo, s, CreateOptions{})
+	second, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	other := shardstore.ShardID{Index: "logs", Shard: 4}
-	if _, err := Create(ctx, repo, newShard(t, t.TempDir(), other, 1, 10, 100), CreateOptions{}); err != nil {
+	if _, err := Create(ctx, repo, StoreSource(newShard(t, t.TempDir(), other, 1, 10, 100)), CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if second.ReusedFiles != 5 {
@@ -180,7 +180,7 @@ func mustLatest(t *testing.T, repo Repository, id shardstore.ShardID) *Manifest 
 func TestVerifyUnavailable(t *testing.T) {
 	repo := newLocalRepo(t)
 	ctx := ctxTimeout(t, time.Minute)
-	res, err := Create(ctx, repo, newShard(t, t.TempDir(), testShard, 2, 10, 100), CreateOptions{})
+	res, err := Create(ctx, repo, StoreSource(newShard(t, t.TempDir(), testShard, 2, 10, 100)), CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +214,7 @@ func TestCreateReuploadsBadBlobs(t *testing.T) {
 	repo := newLocalRepo(t)
 	ctx := ctxTimeout(t, time.Minute)
 	s := newShard(t, t.TempDir(), testShard, 3, 20, 200)
-	first, err := Create(ctx, repo, s, CreateOptions{})
+	first, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestCreateReuploadsBadBlobs(t *testing.T) {
 	if err != nil || !bad[victim.Blob] || len(bad.Files(first.Manifest)) != 1 {
 		t.Fatalf("marks %v, %v", bad, err)
 	}
-	second, err := Create(ctx, repo, s, CreateOptions{})
+	second, err := Create(ctx, repo, StoreSource(s), CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

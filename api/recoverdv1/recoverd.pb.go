@@ -4652,6 +4652,361 @@ func (*DeleteSnapshotResponse) Descriptor() ([]byte, []int) {
 	return file_recoverd_proto_rawDescGZIP(), []int{62}
 }
 
+type GetSnapshotPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// shard, when set, limits the answer to one shard.
+	Shard         *ShardId `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSnapshotPolicyRequest) Reset() {
+	*x = GetSnapshotPolicyRequest{}
+	mi := &file_recoverd_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSnapshotPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSnapshotPolicyRequest) ProtoMessage() {}
+
+func (x *GetSnapshotPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_recoverd_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSnapshotPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetSnapshotPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_recoverd_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *GetSnapshotPolicyRequest) GetShard() *ShardId {
+	if x != nil {
+		return x.Shard
+	}
+	return nil
+}
+
+// SnapshotPolicy is a node's snapshot policy (recoverd --snapshot-*).
+type SnapshotPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// interval between two snapshots of a shard (0: none scheduled), moved
+	// by up to +-jitter/2 of it at random.
+	Interval *durationpb.Duration `protobuf:"bytes,1,opt,name=interval,proto3" json:"interval,omitempty"`
+	Jitter   float64              `protobuf:"fixed64,2,opt,name=jitter,proto3" json:"jitter,omitempty"`
+	// keep (0: no bound) and max_age (0: none): retention after each
+	// successful snapshot.
+	Keep   int32                `protobuf:"varint,3,opt,name=keep,proto3" json:"keep,omitempty"`
+	MaxAge *durationpb.Duration `protobuf:"bytes,4,opt,name=max_age,json=maxAge,proto3" json:"max_age,omitempty"`
+	// scope: primaries or all (every copy).
+	Scope string `protobuf:"bytes,5,opt,name=scope,proto3" json:"scope,omitempty"`
+	// max_uploads: snapshots created at once on the node (0: no bound).
+	MaxUploads int32 `protobuf:"varint,6,opt,name=max_uploads,json=maxUploads,proto3" json:"max_uploads,omitempty"`
+	// lease_max_ops, lease_max_bytes bound the snapshot retention lease.
+	LeaseMaxOps   int64 `protobuf:"varint,7,opt,name=lease_max_ops,json=leaseMaxOps,proto3" json:"lease_max_ops,omitempty"`
+	LeaseMaxBytes int64 `protobuf:"varint,8,opt,name=lease_max_bytes,json=leaseMaxBytes,proto3" json:"lease_max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotPolicy) Reset() {
+	*x = SnapshotPolicy{}
+	mi := &file_recoverd_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotPolicy) ProtoMessage() {}
+
+func (x *SnapshotPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_recoverd_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotPolicy.ProtoReflect.Descriptor instead.
+func (*SnapshotPolicy) Descriptor() ([]byte, []int) {
+	return file_recoverd_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *SnapshotPolicy) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *SnapshotPolicy) GetJitter() float64 {
+	if x != nil {
+		return x.Jitter
+	}
+	return 0
+}
+
+func (x *SnapshotPolicy) GetKeep() int32 {
+	if x != nil {
+		return x.Keep
+	}
+	return 0
+}
+
+func (x *SnapshotPolicy) GetMaxAge() *durationpb.Duration {
+	if x != nil {
+		return x.MaxAge
+	}
+	return nil
+}
+
+func (x *SnapshotPolicy) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *SnapshotPolicy) GetMaxUploads() int32 {
+	if x != nil {
+		return x.MaxUploads
+	}
+	return 0
+}
+
+func (x *SnapshotPolicy) GetLeaseMaxOps() int64 {
+	if x != nil {
+		return x.LeaseMaxOps
+	}
+	return 0
+}
+
+func (x *SnapshotPolicy) GetLeaseMaxBytes() int64 {
+	if x != nil {
+		return x.LeaseMaxBytes
+	}
+	return 0
+}
+
+// ShardSnapshotStatus is what the policy knows of one shard of the node.
+type ShardSnapshotStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard *ShardId               `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// last_snapshot_*: the newest snapshot of the shard the policy knows
+	// (taken here, or read from the repository); empty when none.
+	LastSnapshotId   string                 `protobuf:"bytes,2,opt,name=last_snapshot_id,json=lastSnapshotId,proto3" json:"last_snapshot_id,omitempty"`
+	LastSnapshotTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_snapshot_time,json=lastSnapshotTime,proto3" json:"last_snapshot_time,omitempty"`
+	Age              *durationpb.Duration   `protobuf:"bytes,4,opt,name=age,proto3" json:"age,omitempty"`
+	// next_run: when the policy snapshots the shard next (unset: never).
+	NextRun *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=next_run,json=nextRun,proto3" json:"next_run,omitempty"`
+	Running bool                   `protobuf:"varint,6,opt,name=running,proto3" json:"running,omitempty"`
+	// primary: the copy acts as its shard's primary.
+	Primary bool `protobuf:"varint,7,opt,name=primary,proto3" json:"primary,omitempty"`
+	// failures: failed runs in a row; last_error the last one's error.
+	Failures  int32  `protobuf:"varint,8,opt,name=failures,proto3" json:"failures,omitempty"`
+	LastError string `protobuf:"bytes,9,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// last_result: success, failure, skipped (or empty: no run yet).
+	LastResult string                 `protobuf:"bytes,10,opt,name=last_result,json=lastResult,proto3" json:"last_result,omitempty"`
+	LastRun    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=last_run,json=lastRun,proto3" json:"last_run,omitempty"`
+	// lease_retaining_seqno: where the snapshot retention lease retains
+	// from (-2: no lease); lease_bound, when set, why it stops above the
+	// latest snapshot's checkpoint + 1.
+	LeaseRetainingSeqno int64  `protobuf:"varint,12,opt,name=lease_retaining_seqno,json=leaseRetainingSeqno,proto3" json:"lease_retaining_seqno,omitempty"`
+	LeaseBound          string `protobuf:"bytes,13,opt,name=lease_bound,json=leaseBound,proto3" json:"lease_bound,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *ShardSnapshotStatus) Reset() {
+	*x = ShardSnapshotStatus{}
+	mi := &file_recoverd_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardSnapshotStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardSnapshotStatus) ProtoMessage() {}
+
+func (x *ShardSnapshotStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_recoverd_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardSnapshotStatus.ProtoReflect.Descriptor instead.
+func (*ShardSnapshotStatus) Descriptor() ([]byte, []int) {
+	return file_recoverd_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *ShardSnapshotStatus) GetShard() *ShardId {
+	if x != nil {
+		return x.Shard
+	}
+	return nil
+}
+
+func (x *ShardSnapshotStatus) GetLastSnapshotId() string {
+	if x != nil {
+		return x.LastSnapshotId
+	}
+	return ""
+}
+
+func (x *ShardSnapshotStatus) GetLastSnapshotTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSnapshotTime
+	}
+	return nil
+}
+
+func (x *ShardSnapshotStatus) GetAge() *durationpb.Duration {
+	if x != nil {
+		return x.Age
+	}
+	return nil
+}
+
+func (x *ShardSnapshotStatus) GetNextRun() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextRun
+	}
+	return nil
+}
+
+func (x *ShardSnapshotStatus) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
+}
+
+func (x *ShardSnapshotStatus) GetPrimary() bool {
+	if x != nil {
+		return x.Primary
+	}
+	return false
+}
+
+func (x *ShardSnapshotStatus) GetFailures() int32 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *ShardSnapshotStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *ShardSnapshotStatus) GetLastResult() string {
+	if x != nil {
+		return x.LastResult
+	}
+	return ""
+}
+
+func (x *ShardSnapshotStatus) GetLastRun() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastRun
+	}
+	return nil
+}
+
+func (x *ShardSnapshotStatus) GetLeaseRetainingSeqno() int64 {
+	if x != nil {
+		return x.LeaseRetainingSeqno
+	}
+	return 0
+}
+
+func (x *ShardSnapshotStatus) GetLeaseBound() string {
+	if x != nil {
+		return x.LeaseBound
+	}
+	return ""
+}
+
+type GetSnapshotPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *SnapshotPolicy        `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	Shards        []*ShardSnapshotStatus `protobuf:"bytes,2,rep,name=shards,proto3" json:"shards,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSnapshotPolicyResponse) Reset() {
+	*x = GetSnapshotPolicyResponse{}
+	mi := &file_recoverd_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSnapshotPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSnapshotPolicyResponse) ProtoMessage() {}
+
+func (x *GetSnapshotPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_recoverd_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSnapshotPolicyResponse.ProtoReflect.Descriptor instead.
+func (*GetSnapshotPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_recoverd_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *GetSnapshotPolicyResponse) GetPolicy() *SnapshotPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *GetSnapshotPolicyResponse) GetShards() []*ShardSnapshotStatus {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
 // ShardStats are a shard's live numbers (shardstore.Stats).
 type ShardStats struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -4676,7 +5031,7 @@ type ShardStats struct {
 
 func (x *ShardStats) Reset() {
 	*x = ShardStats{}
-	mi := &file_recoverd_proto_msgTypes[63]
+	mi := &file_recoverd_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4688,7 +5043,7 @@ func (x *ShardStats) String() string {
 func (*ShardStats) ProtoMessage() {}
 
 func (x *ShardStats) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[63]
+	mi := &file_recoverd_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4701,7 +5056,7 @@ func (x *ShardStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardStats.ProtoReflect.Descriptor instead.
 func (*ShardStats) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{63}
+	return file_recoverd_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ShardStats) GetShard() *ShardId {
@@ -4798,7 +5153,7 @@ type Doc struct {
 
 func (x *Doc) Reset() {
 	*x = Doc{}
-	mi := &file_recoverd_proto_msgTypes[64]
+	mi := &file_recoverd_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4810,7 +5165,7 @@ func (x *Doc) String() string {
 func (*Doc) ProtoMessage() {}
 
 func (x *Doc) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[64]
+	mi := &file_recoverd_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4823,7 +5178,7 @@ func (x *Doc) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Doc.ProtoReflect.Descriptor instead.
 func (*Doc) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{64}
+	return file_recoverd_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *Doc) GetKey() string {
@@ -4850,7 +5205,7 @@ type CreateShardRequest struct {
 
 func (x *CreateShardRequest) Reset() {
 	*x = CreateShardRequest{}
-	mi := &file_recoverd_proto_msgTypes[65]
+	mi := &file_recoverd_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4862,7 +5217,7 @@ func (x *CreateShardRequest) String() string {
 func (*CreateShardRequest) ProtoMessage() {}
 
 func (x *CreateShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[65]
+	mi := &file_recoverd_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4875,7 +5230,7 @@ func (x *CreateShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateShardRequest.ProtoReflect.Descriptor instead.
 func (*CreateShardRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{65}
+	return file_recoverd_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CreateShardRequest) GetShard() *ShardId {
@@ -4901,7 +5256,7 @@ type CreateShardResponse struct {
 
 func (x *CreateShardResponse) Reset() {
 	*x = CreateShardResponse{}
-	mi := &file_recoverd_proto_msgTypes[66]
+	mi := &file_recoverd_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4913,7 +5268,7 @@ func (x *CreateShardResponse) String() string {
 func (*CreateShardResponse) ProtoMessage() {}
 
 func (x *CreateShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[66]
+	mi := &file_recoverd_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4926,7 +5281,7 @@ func (x *CreateShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateShardResponse.ProtoReflect.Descriptor instead.
 func (*CreateShardResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{66}
+	return file_recoverd_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *CreateShardResponse) GetStats() *ShardStats {
@@ -4944,7 +5299,7 @@ type ListShardsRequest struct {
 
 func (x *ListShardsRequest) Reset() {
 	*x = ListShardsRequest{}
-	mi := &file_recoverd_proto_msgTypes[67]
+	mi := &file_recoverd_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4956,7 +5311,7 @@ func (x *ListShardsRequest) String() string {
 func (*ListShardsRequest) ProtoMessage() {}
 
 func (x *ListShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[67]
+	mi := &file_recoverd_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4969,7 +5324,7 @@ func (x *ListShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShardsRequest.ProtoReflect.Descriptor instead.
 func (*ListShardsRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{67}
+	return file_recoverd_proto_rawDescGZIP(), []int{71}
 }
 
 type ListShardsResponse struct {
@@ -4981,7 +5336,7 @@ type ListShardsResponse struct {
 
 func (x *ListShardsResponse) Reset() {
 	*x = ListShardsResponse{}
-	mi := &file_recoverd_proto_msgTypes[68]
+	mi := &file_recoverd_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4993,7 +5348,7 @@ func (x *ListShardsResponse) String() string {
 func (*ListShardsResponse) ProtoMessage() {}
 
 func (x *ListShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[68]
+	mi := &file_recoverd_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5006,7 +5361,7 @@ func (x *ListShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShardsResponse.ProtoReflect.Descriptor instead.
 func (*ListShardsResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{68}
+	return file_recoverd_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListShardsResponse) GetShards() []*ShardStats {
@@ -5026,7 +5381,7 @@ type IndexRequest struct {
 
 func (x *IndexRequest) Reset() {
 	*x = IndexRequest{}
-	mi := &file_recoverd_proto_msgTypes[69]
+	mi := &file_recoverd_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5038,7 +5393,7 @@ func (x *IndexRequest) String() string {
 func (*IndexRequest) ProtoMessage() {}
 
 func (x *IndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[69]
+	mi := &file_recoverd_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5051,7 +5406,7 @@ func (x *IndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexRequest.ProtoReflect.Descriptor instead.
 func (*IndexRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{69}
+	return file_recoverd_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *IndexRequest) GetShard() *ShardId {
@@ -5078,7 +5433,7 @@ type IndexResponse struct {
 
 func (x *IndexResponse) Reset() {
 	*x = IndexResponse{}
-	mi := &file_recoverd_proto_msgTypes[70]
+	mi := &file_recoverd_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5090,7 +5445,7 @@ func (x *IndexResponse) String() string {
 func (*IndexResponse) ProtoMessage() {}
 
 func (x *IndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[70]
+	mi := &file_recoverd_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5103,7 +5458,7 @@ func (x *IndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexResponse.ProtoReflect.Descriptor instead.
 func (*IndexResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{70}
+	return file_recoverd_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *IndexResponse) GetOps() []*Op {
@@ -5123,7 +5478,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_recoverd_proto_msgTypes[71]
+	mi := &file_recoverd_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5135,7 +5490,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[71]
+	mi := &file_recoverd_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5148,7 +5503,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{71}
+	return file_recoverd_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *DeleteRequest) GetShard() *ShardId {
@@ -5174,7 +5529,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_recoverd_proto_msgTypes[72]
+	mi := &file_recoverd_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5186,7 +5541,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[72]
+	mi := &file_recoverd_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5199,7 +5554,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{72}
+	return file_recoverd_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *DeleteResponse) GetOps() []*Op {
@@ -5219,7 +5574,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_recoverd_proto_msgTypes[73]
+	mi := &file_recoverd_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5231,7 +5586,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[73]
+	mi := &file_recoverd_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5244,7 +5599,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{73}
+	return file_recoverd_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ApplyRequest) GetShard() *ShardId {
@@ -5270,7 +5625,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_recoverd_proto_msgTypes[74]
+	mi := &file_recoverd_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5282,7 +5637,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[74]
+	mi := &file_recoverd_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5295,7 +5650,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{74}
+	return file_recoverd_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ApplyResponse) GetSeqno() *SeqNoStats {
@@ -5315,7 +5670,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_recoverd_proto_msgTypes[75]
+	mi := &file_recoverd_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5327,7 +5682,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[75]
+	mi := &file_recoverd_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5340,7 +5695,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{75}
+	return file_recoverd_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *GetRequest) GetShard() *ShardId {
@@ -5368,7 +5723,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_recoverd_proto_msgTypes[76]
+	mi := &file_recoverd_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5380,7 +5735,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[76]
+	mi := &file_recoverd_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5393,7 +5748,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{76}
+	return file_recoverd_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *GetResponse) GetFound() bool {
@@ -5430,7 +5785,7 @@ type FlushRequest struct {
 
 func (x *FlushRequest) Reset() {
 	*x = FlushRequest{}
-	mi := &file_recoverd_proto_msgTypes[77]
+	mi := &file_recoverd_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5442,7 +5797,7 @@ func (x *FlushRequest) String() string {
 func (*FlushRequest) ProtoMessage() {}
 
 func (x *FlushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[77]
+	mi := &file_recoverd_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5455,7 +5810,7 @@ func (x *FlushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushRequest.ProtoReflect.Descriptor instead.
 func (*FlushRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{77}
+	return file_recoverd_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *FlushRequest) GetShard() *ShardId {
@@ -5481,7 +5836,7 @@ type FlushResponse struct {
 
 func (x *FlushResponse) Reset() {
 	*x = FlushResponse{}
-	mi := &file_recoverd_proto_msgTypes[78]
+	mi := &file_recoverd_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5493,7 +5848,7 @@ func (x *FlushResponse) String() string {
 func (*FlushResponse) ProtoMessage() {}
 
 func (x *FlushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[78]
+	mi := &file_recoverd_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5506,7 +5861,7 @@ func (x *FlushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushResponse.ProtoReflect.Descriptor instead.
 func (*FlushResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{78}
+	return file_recoverd_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *FlushResponse) GetStats() *ShardStats {
@@ -5525,7 +5880,7 @@ type MergeRequest struct {
 
 func (x *MergeRequest) Reset() {
 	*x = MergeRequest{}
-	mi := &file_recoverd_proto_msgTypes[79]
+	mi := &file_recoverd_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5537,7 +5892,7 @@ func (x *MergeRequest) String() string {
 func (*MergeRequest) ProtoMessage() {}
 
 func (x *MergeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[79]
+	mi := &file_recoverd_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5550,7 +5905,7 @@ func (x *MergeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRequest.ProtoReflect.Descriptor instead.
 func (*MergeRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{79}
+	return file_recoverd_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *MergeRequest) GetShard() *ShardId {
@@ -5569,7 +5924,7 @@ type MergeResponse struct {
 
 func (x *MergeResponse) Reset() {
 	*x = MergeResponse{}
-	mi := &file_recoverd_proto_msgTypes[80]
+	mi := &file_recoverd_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5581,7 +5936,7 @@ func (x *MergeResponse) String() string {
 func (*MergeResponse) ProtoMessage() {}
 
 func (x *MergeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[80]
+	mi := &file_recoverd_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5594,7 +5949,7 @@ func (x *MergeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeResponse.ProtoReflect.Descriptor instead.
 func (*MergeResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{80}
+	return file_recoverd_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *MergeResponse) GetStats() *ShardStats {
@@ -5613,7 +5968,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_recoverd_proto_msgTypes[81]
+	mi := &file_recoverd_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5625,7 +5980,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[81]
+	mi := &file_recoverd_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5638,7 +5993,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{81}
+	return file_recoverd_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *StatsRequest) GetShard() *ShardId {
@@ -5657,7 +6012,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_recoverd_proto_msgTypes[82]
+	mi := &file_recoverd_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5669,7 +6024,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[82]
+	mi := &file_recoverd_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5682,7 +6037,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{82}
+	return file_recoverd_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *StatsResponse) GetStats() *ShardStats {
@@ -5701,7 +6056,7 @@ type DigestRequest struct {
 
 func (x *DigestRequest) Reset() {
 	*x = DigestRequest{}
-	mi := &file_recoverd_proto_msgTypes[83]
+	mi := &file_recoverd_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5713,7 +6068,7 @@ func (x *DigestRequest) String() string {
 func (*DigestRequest) ProtoMessage() {}
 
 func (x *DigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[83]
+	mi := &file_recoverd_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5726,7 +6081,7 @@ func (x *DigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestRequest.ProtoReflect.Descriptor instead.
 func (*DigestRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{83}
+	return file_recoverd_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *DigestRequest) GetShard() *ShardId {
@@ -5747,7 +6102,7 @@ type DigestResponse struct {
 
 func (x *DigestResponse) Reset() {
 	*x = DigestResponse{}
-	mi := &file_recoverd_proto_msgTypes[84]
+	mi := &file_recoverd_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5759,7 +6114,7 @@ func (x *DigestResponse) String() string {
 func (*DigestResponse) ProtoMessage() {}
 
 func (x *DigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[84]
+	mi := &file_recoverd_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5772,7 +6127,7 @@ func (x *DigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestResponse.ProtoReflect.Descriptor instead.
 func (*DigestResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{84}
+	return file_recoverd_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *DigestResponse) GetDigest() string {
@@ -5805,7 +6160,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_recoverd_proto_msgTypes[85]
+	mi := &file_recoverd_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5817,7 +6172,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[85]
+	mi := &file_recoverd_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5830,7 +6185,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{85}
+	return file_recoverd_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *PromoteRequest) GetShard() *ShardId {
@@ -5849,7 +6204,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_recoverd_proto_msgTypes[86]
+	mi := &file_recoverd_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5861,7 +6216,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[86]
+	mi := &file_recoverd_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5874,7 +6229,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{86}
+	return file_recoverd_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *PromoteResponse) GetStats() *ShardStats {
@@ -6198,7 +6553,40 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12\x1f\n" +
 	"\vsnapshot_id\x18\x02 \x01(\tR\n" +
 	"snapshotId\"\x18\n" +
-	"\x16DeleteSnapshotResponse\"\xcb\x03\n" +
+	"\x16DeleteSnapshotResponse\"F\n" +
+	"\x18GetSnapshotPolicyRequest\x12*\n" +
+	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\"\xaa\x02\n" +
+	"\x0eSnapshotPolicy\x125\n" +
+	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12\x16\n" +
+	"\x06jitter\x18\x02 \x01(\x01R\x06jitter\x12\x12\n" +
+	"\x04keep\x18\x03 \x01(\x05R\x04keep\x122\n" +
+	"\amax_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x06maxAge\x12\x14\n" +
+	"\x05scope\x18\x05 \x01(\tR\x05scope\x12\x1f\n" +
+	"\vmax_uploads\x18\x06 \x01(\x05R\n" +
+	"maxUploads\x12\"\n" +
+	"\rlease_max_ops\x18\a \x01(\x03R\vleaseMaxOps\x12&\n" +
+	"\x0flease_max_bytes\x18\b \x01(\x03R\rleaseMaxBytes\"\xb5\x04\n" +
+	"\x13ShardSnapshotStatus\x12*\n" +
+	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12(\n" +
+	"\x10last_snapshot_id\x18\x02 \x01(\tR\x0elastSnapshotId\x12H\n" +
+	"\x12last_snapshot_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x10lastSnapshotTime\x12+\n" +
+	"\x03age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03age\x125\n" +
+	"\bnext_run\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\anextRun\x12\x18\n" +
+	"\arunning\x18\x06 \x01(\bR\arunning\x12\x18\n" +
+	"\aprimary\x18\a \x01(\bR\aprimary\x12\x1a\n" +
+	"\bfailures\x18\b \x01(\x05R\bfailures\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\t \x01(\tR\tlastError\x12\x1f\n" +
+	"\vlast_result\x18\n" +
+	" \x01(\tR\n" +
+	"lastResult\x125\n" +
+	"\blast_run\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\alastRun\x122\n" +
+	"\x15lease_retaining_seqno\x18\f \x01(\x03R\x13leaseRetainingSeqno\x12\x1f\n" +
+	"\vlease_bound\x18\r \x01(\tR\n" +
+	"leaseBound\"\x8a\x01\n" +
+	"\x19GetSnapshotPolicyResponse\x123\n" +
+	"\x06policy\x18\x01 \x01(\v2\x1b.recoverd.v1.SnapshotPolicyR\x06policy\x128\n" +
+	"\x06shards\x18\x02 \x03(\v2 .recoverd.v1.ShardSnapshotStatusR\x06shards\"\xcb\x03\n" +
 	"\n" +
 	"ShardStats\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12!\n" +
@@ -6355,11 +6743,12 @@ const file_recoverd_proto_rawDesc = "" +
 	"\fAcquireLease\x12 .recoverd.v1.AcquireLeaseRequest\x1a!.recoverd.v1.AcquireLeaseResponse\x12M\n" +
 	"\n" +
 	"RenewLease\x12\x1e.recoverd.v1.RenewLeaseRequest\x1a\x1f.recoverd.v1.RenewLeaseResponse\x12S\n" +
-	"\fReleaseLease\x12 .recoverd.v1.ReleaseLeaseRequest\x1a!.recoverd.v1.ReleaseLeaseResponse2\x9f\x02\n" +
+	"\fReleaseLease\x12 .recoverd.v1.ReleaseLeaseRequest\x1a!.recoverd.v1.ReleaseLeaseResponse2\x83\x03\n" +
 	"\x0fSnapshotService\x12Y\n" +
 	"\x0eCreateSnapshot\x12\".recoverd.v1.CreateSnapshotRequest\x1a#.recoverd.v1.CreateSnapshotResponse\x12V\n" +
 	"\rListSnapshots\x12!.recoverd.v1.ListSnapshotsRequest\x1a\".recoverd.v1.ListSnapshotsResponse\x12Y\n" +
-	"\x0eDeleteSnapshot\x12\".recoverd.v1.DeleteSnapshotRequest\x1a#.recoverd.v1.DeleteSnapshotResponse2\xf5\x05\n" +
+	"\x0eDeleteSnapshot\x12\".recoverd.v1.DeleteSnapshotRequest\x1a#.recoverd.v1.DeleteSnapshotResponse\x12b\n" +
+	"\x11GetSnapshotPolicy\x12%.recoverd.v1.GetSnapshotPolicyRequest\x1a&.recoverd.v1.GetSnapshotPolicyResponse2\xf5\x05\n" +
 	"\fShardService\x12P\n" +
 	"\vCreateShard\x12\x1f.recoverd.v1.CreateShardRequest\x1a .recoverd.v1.CreateShardResponse\x12M\n" +
 	"\n" +
@@ -6387,111 +6776,115 @@ func file_recoverd_proto_rawDescGZIP() []byte {
 }
 
 var file_recoverd_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_recoverd_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
+var file_recoverd_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
 var file_recoverd_proto_goTypes = []any{
-	(ErrorReason)(0),                 // 0: recoverd.v1.ErrorReason
-	(OpKind)(0),                      // 1: recoverd.v1.OpKind
-	(Stage)(0),                       // 2: recoverd.v1.Stage
-	(PlanKind)(0),                    // 3: recoverd.v1.PlanKind
-	(FileSource)(0),                  // 4: recoverd.v1.FileSource
-	(Compression)(0),                 // 5: recoverd.v1.Compression
-	(ShardState)(0),                  // 6: recoverd.v1.ShardState
-	(*ShardId)(nil),                  // 7: recoverd.v1.ShardId
-	(*FileMeta)(nil),                 // 8: recoverd.v1.FileMeta
-	(*CommitData)(nil),               // 9: recoverd.v1.CommitData
-	(*ShardMetadata)(nil),            // 10: recoverd.v1.ShardMetadata
-	(*SeqNoRange)(nil),               // 11: recoverd.v1.SeqNoRange
-	(*SeqNoStats)(nil),               // 12: recoverd.v1.SeqNoStats
-	(*RetentionLease)(nil),           // 13: recoverd.v1.RetentionLease
-	(*Op)(nil),                       // 14: recoverd.v1.Op
-	(*RecoveryOptions)(nil),          // 15: recoverd.v1.RecoveryOptions
-	(*StartRecoveryRequest)(nil),     // 16: recoverd.v1.StartRecoveryRequest
-	(*StartRecoveryResponse)(nil),    // 17: recoverd.v1.StartRecoveryResponse
-	(*GetRecoveryRequest)(nil),       // 18: recoverd.v1.GetRecoveryRequest
-	(*GetRecoveryResponse)(nil),      // 19: recoverd.v1.GetRecoveryResponse
-	(*ListRecoveriesRequest)(nil),    // 20: recoverd.v1.ListRecoveriesRequest
-	(*ListRecoveriesResponse)(nil),   // 21: recoverd.v1.ListRecoveriesResponse
-	(*CancelRecoveryRequest)(nil),    // 22: recoverd.v1.CancelRecoveryRequest
-	(*CancelRecoveryResponse)(nil),   // 23: recoverd.v1.CancelRecoveryResponse
-	(*WatchRecoveryRequest)(nil),     // 24: recoverd.v1.WatchRecoveryRequest
-	(*WatchRecoveryResponse)(nil),    // 25: recoverd.v1.WatchRecoveryResponse
-	(*ExplainPlanRequest)(nil),       // 26: recoverd.v1.ExplainPlanRequest
-	(*ExplainPlanResponse)(nil),      // 27: recoverd.v1.ExplainPlanResponse
-	(*Plan)(nil),                     // 28: recoverd.v1.Plan
-	(*PlanLease)(nil),                // 29: recoverd.v1.PlanLease
-	(*PlanEstimate)(nil),             // 30: recoverd.v1.PlanEstimate
-	(*Recovery)(nil),                 // 31: recoverd.v1.Recovery
-	(*RepositoryRequests)(nil),       // 32: recoverd.v1.RepositoryRequests
-	(*FileProgress)(nil),             // 33: recoverd.v1.FileProgress
-	(*Counts)(nil),                   // 34: recoverd.v1.Counts
-	(*RecoveryTotals)(nil),           // 35: recoverd.v1.RecoveryTotals
-	(*OpsProgress)(nil),              // 36: recoverd.v1.OpsProgress
-	(*StageTiming)(nil),              // 37: recoverd.v1.StageTiming
-	(*FallbackEvent)(nil),            // 38: recoverd.v1.FallbackEvent
-	(*ResultCheck)(nil),              // 39: recoverd.v1.ResultCheck
-	(*GetShardMetadataRequest)(nil),  // 40: recoverd.v1.GetShardMetadataRequest
-	(*ShardInfo)(nil),                // 41: recoverd.v1.ShardInfo
-	(*GetShardMetadataResponse)(nil), // 42: recoverd.v1.GetShardMetadataResponse
-	(*GetShardDigestRequest)(nil),    // 43: recoverd.v1.GetShardDigestRequest
-	(*GetShardDigestResponse)(nil),   // 44: recoverd.v1.GetShardDigestResponse
-	(*Pin)(nil),                      // 45: recoverd.v1.Pin
-	(*PinCommitRequest)(nil),         // 46: recoverd.v1.PinCommitRequest
-	(*PinCommitResponse)(nil),        // 47: recoverd.v1.PinCommitResponse
-	(*RenewPinRequest)(nil),          // 48: recoverd.v1.RenewPinRequest
-	(*RenewPinResponse)(nil),         // 49: recoverd.v1.RenewPinResponse
-	(*ReleasePinRequest)(nil),        // 50: recoverd.v1.ReleasePinRequest
-	(*ReleasePinResponse)(nil),       // 51: recoverd.v1.ReleasePinResponse
-	(*FetchFileRequest)(nil),         // 52: recoverd.v1.FetchFileRequest
-	(*FileRange)(nil),                // 53: recoverd.v1.FileRange
-	(*FileChunk)(nil),                // 54: recoverd.v1.FileChunk
-	(*FetchOpsRequest)(nil),          // 55: recoverd.v1.FetchOpsRequest
-	(*OpBatch)(nil),                  // 56: recoverd.v1.OpBatch
-	(*AcquireLeaseRequest)(nil),      // 57: recoverd.v1.AcquireLeaseRequest
-	(*AcquireLeaseResponse)(nil),     // 58: recoverd.v1.AcquireLeaseResponse
-	(*RenewLeaseRequest)(nil),        // 59: recoverd.v1.RenewLeaseRequest
-	(*RenewLeaseResponse)(nil),       // 60: recoverd.v1.RenewLeaseResponse
-	(*ReleaseLeaseRequest)(nil),      // 61: recoverd.v1.ReleaseLeaseRequest
-	(*ReleaseLeaseResponse)(nil),     // 62: recoverd.v1.ReleaseLeaseResponse
-	(*SnapshotInfo)(nil),             // 63: recoverd.v1.SnapshotInfo
-	(*CreateSnapshotRequest)(nil),    // 64: recoverd.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil),   // 65: recoverd.v1.CreateSnapshotResponse
-	(*ListSnapshotsRequest)(nil),     // 66: recoverd.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),    // 67: recoverd.v1.ListSnapshotsResponse
-	(*DeleteSnapshotRequest)(nil),    // 68: recoverd.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil),   // 69: recoverd.v1.DeleteSnapshotResponse
-	(*ShardStats)(nil),               // 70: recoverd.v1.ShardStats
-	(*Doc)(nil),                      // 71: recoverd.v1.Doc
-	(*CreateShardRequest)(nil),       // 72: recoverd.v1.CreateShardRequest
-	(*CreateShardResponse)(nil),      // 73: recoverd.v1.CreateShardResponse
-	(*ListShardsRequest)(nil),        // 74: recoverd.v1.ListShardsRequest
-	(*ListShardsResponse)(nil),       // 75: recoverd.v1.ListShardsResponse
-	(*IndexRequest)(nil),             // 76: recoverd.v1.IndexRequest
-	(*IndexResponse)(nil),            // 77: recoverd.v1.IndexResponse
-	(*DeleteRequest)(nil),            // 78: recoverd.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 79: recoverd.v1.DeleteResponse
-	(*ApplyRequest)(nil),             // 80: recoverd.v1.ApplyRequest
-	(*ApplyResponse)(nil),            // 81: recoverd.v1.ApplyResponse
-	(*GetRequest)(nil),               // 82: recoverd.v1.GetRequest
-	(*GetResponse)(nil),              // 83: recoverd.v1.GetResponse
-	(*FlushRequest)(nil),             // 84: recoverd.v1.FlushRequest
-	(*FlushResponse)(nil),            // 85: recoverd.v1.FlushResponse
-	(*MergeRequest)(nil),             // 86: recoverd.v1.MergeRequest
-	(*MergeResponse)(nil),            // 87: recoverd.v1.MergeResponse
-	(*StatsRequest)(nil),             // 88: recoverd.v1.StatsRequest
-	(*StatsResponse)(nil),            // 89: recoverd.v1.StatsResponse
-	(*DigestRequest)(nil),            // 90: recoverd.v1.DigestRequest
-	(*DigestResponse)(nil),           // 91: recoverd.v1.DigestResponse
-	(*PromoteRequest)(nil),           // 92: recoverd.v1.PromoteRequest
-	(*PromoteResponse)(nil),          // 93: recoverd.v1.PromoteResponse
-	(*timestamppb.Timestamp)(nil),    // 94: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 95: google.protobuf.Duration
+	(ErrorReason)(0),                  // 0: recoverd.v1.ErrorReason
+	(OpKind)(0),                       // 1: recoverd.v1.OpKind
+	(Stage)(0),                        // 2: recoverd.v1.Stage
+	(PlanKind)(0),                     // 3: recoverd.v1.PlanKind
+	(FileSource)(0),                   // 4: recoverd.v1.FileSource
+	(Compression)(0),                  // 5: recoverd.v1.Compression
+	(ShardState)(0),                   // 6: recoverd.v1.ShardState
+	(*ShardId)(nil),                   // 7: recoverd.v1.ShardId
+	(*FileMeta)(nil),                  // 8: recoverd.v1.FileMeta
+	(*CommitData)(nil),                // 9: recoverd.v1.CommitData
+	(*ShardMetadata)(nil),             // 10: recoverd.v1.ShardMetadata
+	(*SeqNoRange)(nil),                // 11: recoverd.v1.SeqNoRange
+	(*SeqNoStats)(nil),                // 12: recoverd.v1.SeqNoStats
+	(*RetentionLease)(nil),            // 13: recoverd.v1.RetentionLease
+	(*Op)(nil),                        // 14: recoverd.v1.Op
+	(*RecoveryOptions)(nil),           // 15: recoverd.v1.RecoveryOptions
+	(*StartRecoveryRequest)(nil),      // 16: recoverd.v1.StartRecoveryRequest
+	(*StartRecoveryResponse)(nil),     // 17: recoverd.v1.StartRecoveryResponse
+	(*GetRecoveryRequest)(nil),        // 18: recoverd.v1.GetRecoveryRequest
+	(*GetRecoveryResponse)(nil),       // 19: recoverd.v1.GetRecoveryResponse
+	(*ListRecoveriesRequest)(nil),     // 20: recoverd.v1.ListRecoveriesRequest
+	(*ListRecoveriesResponse)(nil),    // 21: recoverd.v1.ListRecoveriesResponse
+	(*CancelRecoveryRequest)(nil),     // 22: recoverd.v1.CancelRecoveryRequest
+	(*CancelRecoveryResponse)(nil),    // 23: recoverd.v1.CancelRecoveryResponse
+	(*WatchRecoveryRequest)(nil),      // 24: recoverd.v1.WatchRecoveryRequest
+	(*WatchRecoveryResponse)(nil),     // 25: recoverd.v1.WatchRecoveryResponse
+	(*ExplainPlanRequest)(nil),        // 26: recoverd.v1.ExplainPlanRequest
+	(*ExplainPlanResponse)(nil),       // 27: recoverd.v1.ExplainPlanResponse
+	(*Plan)(nil),                      // 28: recoverd.v1.Plan
+	(*PlanLease)(nil),                 // 29: recoverd.v1.PlanLease
+	(*PlanEstimate)(nil),              // 30: recoverd.v1.PlanEstimate
+	(*Recovery)(nil),                  // 31: recoverd.v1.Recovery
+	(*RepositoryRequests)(nil),        // 32: recoverd.v1.RepositoryRequests
+	(*FileProgress)(nil),              // 33: recoverd.v1.FileProgress
+	(*Counts)(nil),                    // 34: recoverd.v1.Counts
+	(*RecoveryTotals)(nil),            // 35: recoverd.v1.RecoveryTotals
+	(*OpsProgress)(nil),               // 36: recoverd.v1.OpsProgress
+	(*StageTiming)(nil),               // 37: recoverd.v1.StageTiming
+	(*FallbackEvent)(nil),             // 38: recoverd.v1.FallbackEvent
+	(*ResultCheck)(nil),               // 39: recoverd.v1.ResultCheck
+	(*GetShardMetadataRequest)(nil),   // 40: recoverd.v1.GetShardMetadataRequest
+	(*ShardInfo)(nil),                 // 41: recoverd.v1.ShardInfo
+	(*GetShardMetadataResponse)(nil),  // 42: recoverd.v1.GetShardMetadataResponse
+	(*GetShardDigestRequest)(nil),     // 43: recoverd.v1.GetShardDigestRequest
+	(*GetShardDigestResponse)(nil),    // 44: recoverd.v1.GetShardDigestResponse
+	(*Pin)(nil),                       // 45: recoverd.v1.Pin
+	(*PinCommitRequest)(nil),          // 46: recoverd.v1.PinCommitRequest
+	(*PinCommitResponse)(nil),         // 47: recoverd.v1.PinCommitResponse
+	(*RenewPinRequest)(nil),           // 48: recoverd.v1.RenewPinRequest
+	(*RenewPinResponse)(nil),          // 49: recoverd.v1.RenewPinResponse
+	(*ReleasePinRequest)(nil),         // 50: recoverd.v1.ReleasePinRequest
+	(*ReleasePinResponse)(nil),        // 51: recoverd.v1.ReleasePinResponse
+	(*FetchFileRequest)(nil),          // 52: recoverd.v1.FetchFileRequest
+	(*FileRange)(nil),                 // 53: recoverd.v1.FileRange
+	(*FileChunk)(nil),                 // 54: recoverd.v1.FileChunk
+	(*FetchOpsRequest)(nil),           // 55: recoverd.v1.FetchOpsRequest
+	(*OpBatch)(nil),                   // 56: recoverd.v1.OpBatch
+	(*AcquireLeaseRequest)(nil),       // 57: recoverd.v1.AcquireLeaseRequest
+	(*AcquireLeaseResponse)(nil),      // 58: recoverd.v1.AcquireLeaseResponse
+	(*RenewLeaseRequest)(nil),         // 59: recoverd.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),        // 60: recoverd.v1.RenewLeaseResponse
+	(*ReleaseLeaseRequest)(nil),       // 61: recoverd.v1.ReleaseLeaseRequest
+	(*ReleaseLeaseResponse)(nil),      // 62: recoverd.v1.ReleaseLeaseResponse
+	(*SnapshotInfo)(nil),              // 63: recoverd.v1.SnapshotInfo
+	(*CreateSnapshotRequest)(nil),     // 64: recoverd.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),    // 65: recoverd.v1.CreateSnapshotResponse
+	(*ListSnapshotsRequest)(nil),      // 66: recoverd.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),     // 67: recoverd.v1.ListSnapshotsResponse
+	(*DeleteSnapshotRequest)(nil),     // 68: recoverd.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),    // 69: recoverd.v1.DeleteSnapshotResponse
+	(*GetSnapshotPolicyRequest)(nil),  // 70: recoverd.v1.GetSnapshotPolicyRequest
+	(*SnapshotPolicy)(nil),            // 71: recoverd.v1.SnapshotPolicy
+	(*ShardSnapshotStatus)(nil),       // 72: recoverd.v1.ShardSnapshotStatus
+	(*GetSnapshotPolicyResponse)(nil), // 73: recoverd.v1.GetSnapshotPolicyResponse
+	(*ShardStats)(nil),                // 74: recoverd.v1.ShardStats
+	(*Doc)(nil),                       // 75: recoverd.v1.Doc
+	(*CreateShardRequest)(nil),        // 76: recoverd.v1.CreateShardRequest
+	(*CreateShardResponse)(nil),       // 77: recoverd.v1.CreateShardResponse
+	(*ListShardsRequest)(nil),         // 78: recoverd.v1.ListShardsRequest
+	(*ListShardsResponse)(nil),        // 79: recoverd.v1.ListShardsResponse
+	(*IndexRequest)(nil),              // 80: recoverd.v1.IndexRequest
+	(*IndexResponse)(nil),             // 81: recoverd.v1.IndexResponse
+	(*DeleteRequest)(nil),             // 82: recoverd.v1.DeleteRequest
+	(*DeleteResponse)(nil),            // 83: recoverd.v1.DeleteResponse
+	(*ApplyRequest)(nil),              // 84: recoverd.v1.ApplyRequest
+	(*ApplyResponse)(nil),             // 85: recoverd.v1.ApplyResponse
+	(*GetRequest)(nil),                // 86: recoverd.v1.GetRequest
+	(*GetResponse)(nil),               // 87: recoverd.v1.GetResponse
+	(*FlushRequest)(nil),              // 88: recoverd.v1.FlushRequest
+	(*FlushResponse)(nil),             // 89: recoverd.v1.FlushResponse
+	(*MergeRequest)(nil),              // 90: recoverd.v1.MergeRequest
+	(*MergeResponse)(nil),             // 91: recoverd.v1.MergeResponse
+	(*StatsRequest)(nil),              // 92: recoverd.v1.StatsRequest
+	(*StatsResponse)(nil),             // 93: recoverd.v1.StatsResponse
+	(*DigestRequest)(nil),             // 94: recoverd.v1.DigestRequest
+	(*DigestResponse)(nil),            // 95: recoverd.v1.DigestResponse
+	(*PromoteRequest)(nil),            // 96: recoverd.v1.PromoteRequest
+	(*PromoteResponse)(nil),           // 97: recoverd.v1.PromoteResponse
+	(*timestamppb.Timestamp)(nil),     // 98: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 99: google.protobuf.Duration
 }
 var file_recoverd_proto_depIdxs = []int32{
 	8,   // 0: recoverd.v1.ShardMetadata.files:type_name -> recoverd.v1.FileMeta
 	9,   // 1: recoverd.v1.ShardMetadata.commit:type_name -> recoverd.v1.CommitData
-	94,  // 2: recoverd.v1.RetentionLease.timestamp:type_name -> google.protobuf.Timestamp
-	95,  // 3: recoverd.v1.RetentionLease.ttl:type_name -> google.protobuf.Duration
-	94,  // 4: recoverd.v1.RetentionLease.expires_at:type_name -> google.protobuf.Timestamp
+	98,  // 2: recoverd.v1.RetentionLease.timestamp:type_name -> google.protobuf.Timestamp
+	99,  // 3: recoverd.v1.RetentionLease.ttl:type_name -> google.protobuf.Duration
+	98,  // 4: recoverd.v1.RetentionLease.expires_at:type_name -> google.protobuf.Timestamp
 	1,   // 5: recoverd.v1.Op.kind:type_name -> recoverd.v1.OpKind
 	7,   // 6: recoverd.v1.StartRecoveryRequest.shard:type_name -> recoverd.v1.ShardId
 	15,  // 7: recoverd.v1.StartRecoveryRequest.options:type_name -> recoverd.v1.RecoveryOptions
@@ -6501,7 +6894,7 @@ var file_recoverd_proto_depIdxs = []int32{
 	2,   // 11: recoverd.v1.ListRecoveriesRequest.stages:type_name -> recoverd.v1.Stage
 	31,  // 12: recoverd.v1.ListRecoveriesResponse.recoveries:type_name -> recoverd.v1.Recovery
 	31,  // 13: recoverd.v1.CancelRecoveryResponse.recovery:type_name -> recoverd.v1.Recovery
-	95,  // 14: recoverd.v1.WatchRecoveryRequest.min_interval:type_name -> google.protobuf.Duration
+	99,  // 14: recoverd.v1.WatchRecoveryRequest.min_interval:type_name -> google.protobuf.Duration
 	31,  // 15: recoverd.v1.WatchRecoveryResponse.recovery:type_name -> recoverd.v1.Recovery
 	7,   // 16: recoverd.v1.ExplainPlanRequest.shard:type_name -> recoverd.v1.ShardId
 	15,  // 17: recoverd.v1.ExplainPlanRequest.options:type_name -> recoverd.v1.RecoveryOptions
@@ -6522,12 +6915,12 @@ var file_recoverd_proto_depIdxs = []int32{
 	33,  // 32: recoverd.v1.Recovery.files:type_name -> recoverd.v1.FileProgress
 	35,  // 33: recoverd.v1.Recovery.totals:type_name -> recoverd.v1.RecoveryTotals
 	36,  // 34: recoverd.v1.Recovery.ops:type_name -> recoverd.v1.OpsProgress
-	95,  // 35: recoverd.v1.Recovery.throttle_wait:type_name -> google.protobuf.Duration
+	99,  // 35: recoverd.v1.Recovery.throttle_wait:type_name -> google.protobuf.Duration
 	37,  // 36: recoverd.v1.Recovery.stages:type_name -> recoverd.v1.StageTiming
 	38,  // 37: recoverd.v1.Recovery.fallbacks:type_name -> recoverd.v1.FallbackEvent
 	39,  // 38: recoverd.v1.Recovery.result:type_name -> recoverd.v1.ResultCheck
-	94,  // 39: recoverd.v1.Recovery.start_time:type_name -> google.protobuf.Timestamp
-	94,  // 40: recoverd.v1.Recovery.end_time:type_name -> google.protobuf.Timestamp
+	98,  // 39: recoverd.v1.Recovery.start_time:type_name -> google.protobuf.Timestamp
+	98,  // 40: recoverd.v1.Recovery.end_time:type_name -> google.protobuf.Timestamp
 	32,  // 41: recoverd.v1.Recovery.repository_requests:type_name -> recoverd.v1.RepositoryRequests
 	4,   // 42: recoverd.v1.FileProgress.source:type_name -> recoverd.v1.FileSource
 	34,  // 43: recoverd.v1.RecoveryTotals.total:type_name -> recoverd.v1.Counts
@@ -6535,9 +6928,9 @@ var file_recoverd_proto_depIdxs = []int32{
 	34,  // 45: recoverd.v1.RecoveryTotals.from_peer:type_name -> recoverd.v1.Counts
 	34,  // 46: recoverd.v1.RecoveryTotals.from_snapshot:type_name -> recoverd.v1.Counts
 	2,   // 47: recoverd.v1.StageTiming.stage:type_name -> recoverd.v1.Stage
-	94,  // 48: recoverd.v1.StageTiming.start_time:type_name -> google.protobuf.Timestamp
-	94,  // 49: recoverd.v1.StageTiming.end_time:type_name -> google.protobuf.Timestamp
-	94,  // 50: recoverd.v1.FallbackEvent.time:type_name -> google.protobuf.Timestamp
+	98,  // 48: recoverd.v1.StageTiming.start_time:type_name -> google.protobuf.Timestamp
+	98,  // 49: recoverd.v1.StageTiming.end_time:type_name -> google.protobuf.Timestamp
+	98,  // 50: recoverd.v1.FallbackEvent.time:type_name -> google.protobuf.Timestamp
 	3,   // 51: recoverd.v1.FallbackEvent.from_kind:type_name -> recoverd.v1.PlanKind
 	3,   // 52: recoverd.v1.FallbackEvent.to_kind:type_name -> recoverd.v1.PlanKind
 	7,   // 53: recoverd.v1.GetShardMetadataRequest.shard:type_name -> recoverd.v1.ShardId
@@ -6550,10 +6943,10 @@ var file_recoverd_proto_depIdxs = []int32{
 	7,   // 60: recoverd.v1.GetShardDigestRequest.shard:type_name -> recoverd.v1.ShardId
 	12,  // 61: recoverd.v1.GetShardDigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
 	7,   // 62: recoverd.v1.Pin.shard:type_name -> recoverd.v1.ShardId
-	95,  // 63: recoverd.v1.Pin.ttl:type_name -> google.protobuf.Duration
-	94,  // 64: recoverd.v1.Pin.expires_at:type_name -> google.protobuf.Timestamp
+	99,  // 63: recoverd.v1.Pin.ttl:type_name -> google.protobuf.Duration
+	98,  // 64: recoverd.v1.Pin.expires_at:type_name -> google.protobuf.Timestamp
 	7,   // 65: recoverd.v1.PinCommitRequest.shard:type_name -> recoverd.v1.ShardId
-	95,  // 66: recoverd.v1.PinCommitRequest.ttl:type_name -> google.protobuf.Duration
+	99,  // 66: recoverd.v1.PinCommitRequest.ttl:type_name -> google.protobuf.Duration
 	45,  // 67: recoverd.v1.PinCommitResponse.pin:type_name -> recoverd.v1.Pin
 	41,  // 68: recoverd.v1.PinCommitResponse.info:type_name -> recoverd.v1.ShardInfo
 	45,  // 69: recoverd.v1.RenewPinResponse.pin:type_name -> recoverd.v1.Pin
@@ -6570,106 +6963,118 @@ var file_recoverd_proto_depIdxs = []int32{
 	13,  // 80: recoverd.v1.RenewLeaseResponse.lease:type_name -> recoverd.v1.RetentionLease
 	7,   // 81: recoverd.v1.ReleaseLeaseRequest.shard:type_name -> recoverd.v1.ShardId
 	7,   // 82: recoverd.v1.SnapshotInfo.shard:type_name -> recoverd.v1.ShardId
-	94,  // 83: recoverd.v1.SnapshotInfo.start_time:type_name -> google.protobuf.Timestamp
+	98,  // 83: recoverd.v1.SnapshotInfo.start_time:type_name -> google.protobuf.Timestamp
 	9,   // 84: recoverd.v1.SnapshotInfo.commit:type_name -> recoverd.v1.CommitData
 	8,   // 85: recoverd.v1.SnapshotInfo.files:type_name -> recoverd.v1.FileMeta
 	7,   // 86: recoverd.v1.CreateSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
 	63,  // 87: recoverd.v1.CreateSnapshotResponse.snapshot:type_name -> recoverd.v1.SnapshotInfo
-	95,  // 88: recoverd.v1.CreateSnapshotResponse.took:type_name -> google.protobuf.Duration
+	99,  // 88: recoverd.v1.CreateSnapshotResponse.took:type_name -> google.protobuf.Duration
 	32,  // 89: recoverd.v1.CreateSnapshotResponse.repository_requests:type_name -> recoverd.v1.RepositoryRequests
 	7,   // 90: recoverd.v1.ListSnapshotsRequest.shard:type_name -> recoverd.v1.ShardId
 	63,  // 91: recoverd.v1.ListSnapshotsResponse.snapshots:type_name -> recoverd.v1.SnapshotInfo
 	7,   // 92: recoverd.v1.DeleteSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
-	7,   // 93: recoverd.v1.ShardStats.shard:type_name -> recoverd.v1.ShardId
-	12,  // 94: recoverd.v1.ShardStats.seqno:type_name -> recoverd.v1.SeqNoStats
-	6,   // 95: recoverd.v1.ShardStats.state:type_name -> recoverd.v1.ShardState
-	7,   // 96: recoverd.v1.CreateShardRequest.shard:type_name -> recoverd.v1.ShardId
-	70,  // 97: recoverd.v1.CreateShardResponse.stats:type_name -> recoverd.v1.ShardStats
-	70,  // 98: recoverd.v1.ListShardsResponse.shards:type_name -> recoverd.v1.ShardStats
-	7,   // 99: recoverd.v1.IndexRequest.shard:type_name -> recoverd.v1.ShardId
-	71,  // 100: recoverd.v1.IndexRequest.docs:type_name -> recoverd.v1.Doc
-	14,  // 101: recoverd.v1.IndexResponse.ops:type_name -> recoverd.v1.Op
-	7,   // 102: recoverd.v1.DeleteRequest.shard:type_name -> recoverd.v1.ShardId
-	14,  // 103: recoverd.v1.DeleteResponse.ops:type_name -> recoverd.v1.Op
-	7,   // 104: recoverd.v1.ApplyRequest.shard:type_name -> recoverd.v1.ShardId
-	14,  // 105: recoverd.v1.ApplyRequest.ops:type_name -> recoverd.v1.Op
-	12,  // 106: recoverd.v1.ApplyResponse.seqno:type_name -> recoverd.v1.SeqNoStats
-	7,   // 107: recoverd.v1.GetRequest.shard:type_name -> recoverd.v1.ShardId
-	7,   // 108: recoverd.v1.FlushRequest.shard:type_name -> recoverd.v1.ShardId
-	70,  // 109: recoverd.v1.FlushResponse.stats:type_name -> recoverd.v1.ShardStats
-	7,   // 110: recoverd.v1.MergeRequest.shard:type_name -> recoverd.v1.ShardId
-	70,  // 111: recoverd.v1.MergeResponse.stats:type_name -> recoverd.v1.ShardStats
-	7,   // 112: recoverd.v1.StatsRequest.shard:type_name -> recoverd.v1.ShardId
-	70,  // 113: recoverd.v1.StatsResponse.stats:type_name -> recoverd.v1.ShardStats
-	7,   // 114: recoverd.v1.DigestRequest.shard:type_name -> recoverd.v1.ShardId
-	12,  // 115: recoverd.v1.DigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
-	7,   // 116: recoverd.v1.PromoteRequest.shard:type_name -> recoverd.v1.ShardId
-	70,  // 117: recoverd.v1.PromoteResponse.stats:type_name -> recoverd.v1.ShardStats
-	16,  // 118: recoverd.v1.RecoveryService.StartRecovery:input_type -> recoverd.v1.StartRecoveryRequest
-	18,  // 119: recoverd.v1.RecoveryService.GetRecovery:input_type -> recoverd.v1.GetRecoveryRequest
-	20,  // 120: recoverd.v1.RecoveryService.ListRecoveries:input_type -> recoverd.v1.ListRecoveriesRequest
-	22,  // 121: recoverd.v1.RecoveryService.CancelRecovery:input_type -> recoverd.v1.CancelRecoveryRequest
-	24,  // 122: recoverd.v1.RecoveryService.WatchRecovery:input_type -> recoverd.v1.WatchRecoveryRequest
-	26,  // 123: recoverd.v1.RecoveryService.ExplainPlan:input_type -> recoverd.v1.ExplainPlanRequest
-	40,  // 124: recoverd.v1.PeerService.GetShardMetadata:input_type -> recoverd.v1.GetShardMetadataRequest
-	43,  // 125: recoverd.v1.PeerService.GetShardDigest:input_type -> recoverd.v1.GetShardDigestRequest
-	46,  // 126: recoverd.v1.PeerService.PinCommit:input_type -> recoverd.v1.PinCommitRequest
-	48,  // 127: recoverd.v1.PeerService.RenewPin:input_type -> recoverd.v1.RenewPinRequest
-	50,  // 128: recoverd.v1.PeerService.ReleasePin:input_type -> recoverd.v1.ReleasePinRequest
-	52,  // 129: recoverd.v1.PeerService.FetchFile:input_type -> recoverd.v1.FetchFileRequest
-	55,  // 130: recoverd.v1.PeerService.FetchOps:input_type -> recoverd.v1.FetchOpsRequest
-	57,  // 131: recoverd.v1.PeerService.AcquireLease:input_type -> recoverd.v1.AcquireLeaseRequest
-	59,  // 132: recoverd.v1.PeerService.RenewLease:input_type -> recoverd.v1.RenewLeaseRequest
-	61,  // 133: recoverd.v1.PeerService.ReleaseLease:input_type -> recoverd.v1.ReleaseLeaseRequest
-	64,  // 134: recoverd.v1.SnapshotService.CreateSnapshot:input_type -> recoverd.v1.CreateSnapshotRequest
-	66,  // 135: recoverd.v1.SnapshotService.ListSnapshots:input_type -> recoverd.v1.ListSnapshotsRequest
-	68,  // 136: recoverd.v1.SnapshotService.DeleteSnapshot:input_type -> recoverd.v1.DeleteSnapshotRequest
-	72,  // 137: recoverd.v1.ShardService.CreateShard:input_type -> recoverd.v1.CreateShardRequest
-	74,  // 138: recoverd.v1.ShardService.ListShards:input_type -> recoverd.v1.ListShardsRequest
-	76,  // 139: recoverd.v1.ShardService.Index:input_type -> recoverd.v1.IndexRequest
-	78,  // 140: recoverd.v1.ShardService.Delete:input_type -> recoverd.v1.DeleteRequest
-	80,  // 141: recoverd.v1.ShardService.Apply:input_type -> recoverd.v1.ApplyRequest
-	82,  // 142: recoverd.v1.ShardService.Get:input_type -> recoverd.v1.GetRequest
-	84,  // 143: recoverd.v1.ShardService.Flush:input_type -> recoverd.v1.FlushRequest
-	86,  // 144: recoverd.v1.ShardService.Merge:input_type -> recoverd.v1.MergeRequest
-	88,  // 145: recoverd.v1.ShardService.Stats:input_type -> recoverd.v1.StatsRequest
-	90,  // 146: recoverd.v1.ShardService.Digest:input_type -> recoverd.v1.DigestRequest
-	92,  // 147: recoverd.v1.ShardService.Promote:input_type -> recoverd.v1.PromoteRequest
-	17,  // 148: recoverd.v1.RecoveryService.StartRecovery:output_type -> recoverd.v1.StartRecoveryResponse
-	19,  // 149: recoverd.v1.RecoveryService.GetRecovery:output_type -> recoverd.v1.GetRecoveryResponse
-	21,  // 150: recoverd.v1.RecoveryService.ListRecoveries:output_type -> recoverd.v1.ListRecoveriesResponse
-	23,  // 151: recoverd.v1.RecoveryService.CancelRecovery:output_type -> recoverd.v1.CancelRecoveryResponse
-	25,  // 152: recoverd.v1.RecoveryService.WatchRecovery:output_type -> recoverd.v1.WatchRecoveryResponse
-	27,  // 153: recoverd.v1.RecoveryService.ExplainPlan:output_type -> recoverd.v1.ExplainPlanResponse
-	42,  // 154: recoverd.v1.PeerService.GetShardMetadata:output_type -> recoverd.v1.GetShardMetadataResponse
-	44,  // 155: recoverd.v1.PeerService.GetShardDigest:output_type -> recoverd.v1.GetShardDigestResponse
-	47,  // 156: recoverd.v1.PeerService.PinCommit:output_type -> recoverd.v1.PinCommitResponse
-	49,  // 157: recoverd.v1.PeerService.RenewPin:output_type -> recoverd.v1.RenewPinResponse
-	51,  // 158: recoverd.v1.PeerService.ReleasePin:output_type -> recoverd.v1.ReleasePinResponse
-	54,  // 159: recoverd.v1.PeerService.FetchFile:output_type -> recoverd.v1.FileChunk
-	56,  // 160: recoverd.v1.PeerService.FetchOps:output_type -> recoverd.v1.OpBatch
-	58,  // 161: recoverd.v1.PeerService.AcquireLease:output_type -> recoverd.v1.AcquireLeaseResponse
-	60,  // 162: recoverd.v1.PeerService.RenewLease:output_type -> recoverd.v1.RenewLeaseResponse
-	62,  // 163: recoverd.v1.PeerService.ReleaseLease:output_type -> recoverd.v1.ReleaseLeaseResponse
-	65,  // 164: recoverd.v1.SnapshotService.CreateSnapshot:output_type -> recoverd.v1.CreateSnapshotResponse
-	67,  // 165: recoverd.v1.SnapshotService.ListSnapshots:output_type -> recoverd.v1.ListSnapshotsResponse
-	69,  // 166: recoverd.v1.SnapshotService.DeleteSnapshot:output_type -> recoverd.v1.DeleteSnapshotResponse
-	73,  // 167: recoverd.v1.ShardService.CreateShard:output_type -> recoverd.v1.CreateShardResponse
-	75,  // 168: recoverd.v1.ShardService.ListShards:output_type -> recoverd.v1.ListShardsResponse
-	77,  // 169: recoverd.v1.ShardService.Index:output_type -> recoverd.v1.IndexResponse
-	79,  // 170: recoverd.v1.ShardService.Delete:output_type -> recoverd.v1.DeleteResponse
-	81,  // 171: recoverd.v1.ShardService.Apply:output_type -> recoverd.v1.ApplyResponse
-	83,  // 172: recoverd.v1.ShardService.Get:output_type -> recoverd.v1.GetResponse
-	85,  // 173: recoverd.v1.ShardService.Flush:output_type -> recoverd.v1.FlushResponse
-	87,  // 174: recoverd.v1.ShardService.Merge:output_type -> recoverd.v1.MergeResponse
-	89,  // 175: recoverd.v1.ShardService.Stats:output_type -> recoverd.v1.StatsResponse
-	91,  // 176: recoverd.v1.ShardService.Digest:output_type -> recoverd.v1.DigestResponse
-	93,  // 177: recoverd.v1.ShardService.Promote:output_type -> recoverd.v1.PromoteResponse
-	148, // [148:178] is the sub-list for method output_type
-	118, // [118:148] is the sub-list for method input_type
-	118, // [118:118] is the sub-list for extension type_name
-	118, // [118:118] is the sub-list for extension extendee
-	0,   // [0:118] is the sub-list for field type_name
+	7,   // 93: recoverd.v1.GetSnapshotPolicyRequest.shard:type_name -> recoverd.v1.ShardId
+	99,  // 94: recoverd.v1.SnapshotPolicy.interval:type_name -> google.protobuf.Duration
+	99,  // 95: recoverd.v1.SnapshotPolicy.max_age:type_name -> google.protobuf.Duration
+	7,   // 96: recoverd.v1.ShardSnapshotStatus.shard:type_name -> recoverd.v1.ShardId
+	98,  // 97: recoverd.v1.ShardSnapshotStatus.last_snapshot_time:type_name -> google.protobuf.Timestamp
+	99,  // 98: recoverd.v1.ShardSnapshotStatus.age:type_name -> google.protobuf.Duration
+	98,  // 99: recoverd.v1.ShardSnapshotStatus.next_run:type_name -> google.protobuf.Timestamp
+	98,  // 100: recoverd.v1.ShardSnapshotStatus.last_run:type_name -> google.protobuf.Timestamp
+	71,  // 101: recoverd.v1.GetSnapshotPolicyResponse.policy:type_name -> recoverd.v1.SnapshotPolicy
+	72,  // 102: recoverd.v1.GetSnapshotPolicyResponse.shards:type_name -> recoverd.v1.ShardSnapshotStatus
+	7,   // 103: recoverd.v1.ShardStats.shard:type_name -> recoverd.v1.ShardId
+	12,  // 104: recoverd.v1.ShardStats.seqno:type_name -> recoverd.v1.SeqNoStats
+	6,   // 105: recoverd.v1.ShardStats.state:type_name -> recoverd.v1.ShardState
+	7,   // 106: recoverd.v1.CreateShardRequest.shard:type_name -> recoverd.v1.ShardId
+	74,  // 107: recoverd.v1.CreateShardResponse.stats:type_name -> recoverd.v1.ShardStats
+	74,  // 108: recoverd.v1.ListShardsResponse.shards:type_name -> recoverd.v1.ShardStats
+	7,   // 109: recoverd.v1.IndexRequest.shard:type_name -> recoverd.v1.ShardId
+	75,  // 110: recoverd.v1.IndexRequest.docs:type_name -> recoverd.v1.Doc
+	14,  // 111: recoverd.v1.IndexResponse.ops:type_name -> recoverd.v1.Op
+	7,   // 112: recoverd.v1.DeleteRequest.shard:type_name -> recoverd.v1.ShardId
+	14,  // 113: recoverd.v1.DeleteResponse.ops:type_name -> recoverd.v1.Op
+	7,   // 114: recoverd.v1.ApplyRequest.shard:type_name -> recoverd.v1.ShardId
+	14,  // 115: recoverd.v1.ApplyRequest.ops:type_name -> recoverd.v1.Op
+	12,  // 116: recoverd.v1.ApplyResponse.seqno:type_name -> recoverd.v1.SeqNoStats
+	7,   // 117: recoverd.v1.GetRequest.shard:type_name -> recoverd.v1.ShardId
+	7,   // 118: recoverd.v1.FlushRequest.shard:type_name -> recoverd.v1.ShardId
+	74,  // 119: recoverd.v1.FlushResponse.stats:type_name -> recoverd.v1.ShardStats
+	7,   // 120: recoverd.v1.MergeRequest.shard:type_name -> recoverd.v1.ShardId
+	74,  // 121: recoverd.v1.MergeResponse.stats:type_name -> recoverd.v1.ShardStats
+	7,   // 122: recoverd.v1.StatsRequest.shard:type_name -> recoverd.v1.ShardId
+	74,  // 123: recoverd.v1.StatsResponse.stats:type_name -> recoverd.v1.ShardStats
+	7,   // 124: recoverd.v1.DigestRequest.shard:type_name -> recoverd.v1.ShardId
+	12,  // 125: recoverd.v1.DigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
+	7,   // 126: recoverd.v1.PromoteRequest.shard:type_name -> recoverd.v1.ShardId
+	74,  // 127: recoverd.v1.PromoteResponse.stats:type_name -> recoverd.v1.ShardStats
+	16,  // 128: recoverd.v1.RecoveryService.StartRecovery:input_type -> recoverd.v1.StartRecoveryRequest
+	18,  // 129: recoverd.v1.RecoveryService.GetRecovery:input_type -> recoverd.v1.GetRecoveryRequest
+	20,  // 130: recoverd.v1.RecoveryService.ListRecoveries:input_type -> recoverd.v1.ListRecoveriesRequest
+	22,  // 131: recoverd.v1.RecoveryService.CancelRecovery:input_type -> recoverd.v1.CancelRecoveryRequest
+	24,  // 132: recoverd.v1.RecoveryService.WatchRecovery:input_type -> recoverd.v1.WatchRecoveryRequest
+	26,  // 133: recoverd.v1.RecoveryService.ExplainPlan:input_type -> recoverd.v1.ExplainPlanRequest
+	40,  // 134: recoverd.v1.PeerService.GetShardMetadata:input_type -> recoverd.v1.GetShardMetadataRequest
+	43,  // 135: recoverd.v1.PeerService.GetShardDigest:input_type -> recoverd.v1.GetShardDigestRequest
+	46,  // 136: recoverd.v1.PeerService.PinCommit:input_type -> recoverd.v1.PinCommitRequest
+	48,  // 137: recoverd.v1.PeerService.RenewPin:input_type -> recoverd.v1.RenewPinRequest
+	50,  // 138: recoverd.v1.PeerService.ReleasePin:input_type -> recoverd.v1.ReleasePinRequest
+	52,  // 139: recoverd.v1.PeerService.FetchFile:input_type -> recoverd.v1.FetchFileRequest
+	55,  // 140: recoverd.v1.PeerService.FetchOps:input_type -> recoverd.v1.FetchOpsRequest
+	57,  // 141: recoverd.v1.PeerService.AcquireLease:input_type -> recoverd.v1.AcquireLeaseRequest
+	59,  // 142: recoverd.v1.PeerService.RenewLease:input_type -> recoverd.v1.RenewLeaseRequest
+	61,  // 143: recoverd.v1.PeerService.ReleaseLease:input_type -> recoverd.v1.ReleaseLeaseRequest
+	64,  // 144: recoverd.v1.SnapshotService.CreateSnapshot:input_type -> recoverd.v1.CreateSnapshotRequest
+	66,  // 145: recoverd.v1.SnapshotService.ListSnapshots:input_type -> recoverd.v1.ListSnapshotsRequest
+	68,  // 146: recoverd.v1.SnapshotService.DeleteSnapshot:input_type -> recoverd.v1.DeleteSnapshotRequest
+	70,  // 147: recoverd.v1.SnapshotService.GetSnapshotPolicy:input_type -> recoverd.v1.GetSnapshotPolicyRequest
+	76,  // 148: recoverd.v1.ShardService.CreateShard:input_type -> recoverd.v1.CreateShardRequest
+	78,  // 149: recoverd.v1.ShardService.ListShards:input_type -> recoverd.v1.ListShardsRequest
+	80,  // 150: recoverd.v1.ShardService.Index:input_type -> recoverd.v1.IndexRequest
+	82,  // 151: recoverd.v1.ShardService.Delete:input_type -> recoverd.v1.DeleteRequest
+	84,  // 152: recoverd.v1.ShardService.Apply:input_type -> recoverd.v1.ApplyRequest
+	86,  // 153: recoverd.v1.ShardService.Get:input_type -> recoverd.v1.GetRequest
+	88,  // 154: recoverd.v1.ShardService.Flush:input_type -> recoverd.v1.FlushRequest
+	90,  // 155: recoverd.v1.ShardService.Merge:input_type -> recoverd.v1.MergeRequest
+	92,  // 156: recoverd.v1.ShardService.Stats:input_type -> recoverd.v1.StatsRequest
+	94,  // 157: recoverd.v1.ShardService.Digest:input_type -> recoverd.v1.DigestRequest
+	96,  // 158: recoverd.v1.ShardService.Promote:input_type -> recoverd.v1.PromoteRequest
+	17,  // 159: recoverd.v1.RecoveryService.StartRecovery:output_type -> recoverd.v1.StartRecoveryResponse
+	19,  // 160: recoverd.v1.RecoveryService.GetRecovery:output_type -> recoverd.v1.GetRecoveryResponse
+	21,  // 161: recoverd.v1.RecoveryService.ListRecoveries:output_type -> recoverd.v1.ListRecoveriesResponse
+	23,  // 162: recoverd.v1.RecoveryService.CancelRecovery:output_type -> recoverd.v1.CancelRecoveryResponse
+	25,  // 163: recoverd.v1.RecoveryService.WatchRecovery:output_type -> recoverd.v1.WatchRecoveryResponse
+	27,  // 164: recoverd.v1.RecoveryService.ExplainPlan:output_type -> recoverd.v1.ExplainPlanResponse
+	42,  // 165: recoverd.v1.PeerService.GetShardMetadata:output_type -> recoverd.v1.GetShardMetadataResponse
+	44,  // 166: recoverd.v1.PeerService.GetShardDigest:output_type -> recoverd.v1.GetShardDigestResponse
+	47,  // 167: recoverd.v1.PeerService.PinCommit:output_type -> recoverd.v1.PinCommitResponse
+	49,  // 168: recoverd.v1.PeerService.RenewPin:output_type -> recoverd.v1.RenewPinResponse
+	51,  // 169: recoverd.v1.PeerService.ReleasePin:output_type -> recoverd.v1.ReleasePinResponse
+	54,  // 170: recoverd.v1.PeerService.FetchFile:output_type -> recoverd.v1.FileChunk
+	56,  // 171: recoverd.v1.PeerService.FetchOps:output_type -> recoverd.v1.OpBatch
+	58,  // 172: recoverd.v1.PeerService.AcquireLease:output_type -> recoverd.v1.AcquireLeaseResponse
+	60,  // 173: recoverd.v1.PeerService.RenewLease:output_type -> recoverd.v1.RenewLeaseResponse
+	62,  // 174: recoverd.v1.PeerService.ReleaseLease:output_type -> recoverd.v1.ReleaseLeaseResponse
+	65,  // 175: recoverd.v1.SnapshotService.CreateSnapshot:output_type -> recoverd.v1.CreateSnapshotResponse
+	67,  // 176: recoverd.v1.SnapshotService.ListSnapshots:output_type -> recoverd.v1.ListSnapshotsResponse
+	69,  // 177: recoverd.v1.SnapshotService.DeleteSnapshot:output_type -> recoverd.v1.DeleteSnapshotResponse
+	73,  // 178: recoverd.v1.SnapshotService.GetSnapshotPolicy:output_type -> recoverd.v1.GetSnapshotPolicyResponse
+	77,  // 179: recoverd.v1.ShardService.CreateShard:output_type -> recoverd.v1.CreateShardResponse
+	79,  // 180: recoverd.v1.ShardService.ListShards:output_type -> recoverd.v1.ListShardsResponse
+	81,  // 181: recoverd.v1.ShardService.Index:output_type -> recoverd.v1.IndexResponse
+	83,  // 182: recoverd.v1.ShardService.Delete:output_type -> recoverd.v1.DeleteResponse
+	85,  // 183: recoverd.v1.ShardService.Apply:output_type -> recoverd.v1.ApplyResponse
+	87,  // 184: recoverd.v1.ShardService.Get:output_type -> recoverd.v1.GetResponse
+	89,  // 185: recoverd.v1.ShardService.Flush:output_type -> recoverd.v1.FlushResponse
+	91,  // 186: recoverd.v1.ShardService.Merge:output_type -> recoverd.v1.MergeResponse
+	93,  // 187: recoverd.v1.ShardService.Stats:output_type -> recoverd.v1.StatsResponse
+	95,  // 188: recoverd.v1.ShardService.Digest:output_type -> recoverd.v1.DigestResponse
+	97,  // 189: recoverd.v1.ShardService.Promote:output_type -> recoverd.v1.PromoteResponse
+	159, // [159:190] is the sub-list for method output_type
+	128, // [128:159] is the sub-list for method input_type
+	128, // [128:128] is the sub-list for extension type_name
+	128, // [128:128] is the sub-list for extension extendee
+	0,   // [0:128] is the sub-list for field type_name
 }
 
 func init() { file_recoverd_proto_init() }
@@ -6681,14 +7086,14 @@ func file_recoverd_proto_init() {
 	file_recoverd_proto_msgTypes[36].OneofWrappers = []any{}
 	file_recoverd_proto_msgTypes[37].OneofWrappers = []any{}
 	file_recoverd_proto_msgTypes[52].OneofWrappers = []any{}
-	file_recoverd_proto_msgTypes[77].OneofWrappers = []any{}
+	file_recoverd_proto_msgTypes[81].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recoverd_proto_rawDesc), len(file_recoverd_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   87,
+			NumMessages:   91,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

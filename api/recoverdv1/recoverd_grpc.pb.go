@@ -910,9 +910,10 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	SnapshotService_CreateSnapshot_FullMethodName = "/recoverd.v1.SnapshotService/CreateSnapshot"
-	SnapshotService_ListSnapshots_FullMethodName  = "/recoverd.v1.SnapshotService/ListSnapshots"
-	SnapshotService_DeleteSnapshot_FullMethodName = "/recoverd.v1.SnapshotService/DeleteSnapshot"
+	SnapshotService_CreateSnapshot_FullMethodName    = "/recoverd.v1.SnapshotService/CreateSnapshot"
+	SnapshotService_ListSnapshots_FullMethodName     = "/recoverd.v1.SnapshotService/ListSnapshots"
+	SnapshotService_DeleteSnapshot_FullMethodName    = "/recoverd.v1.SnapshotService/DeleteSnapshot"
+	SnapshotService_GetSnapshotPolicy_FullMethodName = "/recoverd.v1.SnapshotService/GetSnapshotPolicy"
 )
 
 // SnapshotServiceClient is the client API for SnapshotService service.
@@ -931,6 +932,10 @@ type SnapshotServiceClient interface {
 	// DeleteSnapshot deletes one snapshot (manifest first); blobs no other
 	// snapshot references are collected.
 	DeleteSnapshot(ctx context.Context, in *DeleteSnapshotRequest, opts ...grpc.CallOption) (*DeleteSnapshotResponse, error)
+	// GetSnapshotPolicy returns the node's snapshot policy and, per shard,
+	// its latest snapshot, its age, the next scheduled run and the snapshot
+	// retention lease (recoverctl snapshot policy).
+	GetSnapshotPolicy(ctx context.Context, in *GetSnapshotPolicyRequest, opts ...grpc.CallOption) (*GetSnapshotPolicyResponse, error)
 }
 
 type snapshotServiceClient struct {
@@ -971,6 +976,16 @@ func (c *snapshotServiceClient) DeleteSnapshot(ctx context.Context, in *DeleteSn
 	return out, nil
 }
 
+func (c *snapshotServiceClient) GetSnapshotPolicy(ctx context.Context, in *GetSnapshotPolicyRequest, opts ...grpc.CallOption) (*GetSnapshotPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSnapshotPolicyResponse)
+	err := c.cc.Invoke(ctx, SnapshotService_GetSnapshotPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SnapshotServiceServer is the server API for SnapshotService service.
 // All implementations must embed UnimplementedSnapshotServiceServer
 // for forward compatibility.
@@ -987,6 +1002,10 @@ type SnapshotServiceServer interface {
 	// DeleteSnapshot deletes one snapshot (manifest first); blobs no other
 	// snapshot references are collected.
 	DeleteSnapshot(context.Context, *DeleteSnapshotRequest) (*DeleteSnapshotResponse, error)
+	// GetSnapshotPolicy returns the node's snapshot policy and, per shard,
+	// its latest snapshot, its age, the next scheduled run and the snapshot
+	// retention lease (recoverctl snapshot policy).
+	GetSnapshotPolicy(context.Context, *GetSnapshotPolicyRequest) (*GetSnapshotPolicyResponse, error)
 	mustEmbedUnimplementedSnapshotServiceServer()
 }
 
@@ -1005,6 +1024,9 @@ func (UnimplementedSnapshotServiceServer) ListSnapshots(context.Context, *ListSn
 }
 func (UnimplementedSnapshotServiceServer) DeleteSnapshot(context.Context, *DeleteSnapshotRequest) (*DeleteSnapshotResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DeleteSnapshot not implemented")
+}
+func (UnimplementedSnapshotServiceServer) GetSnapshotPolicy(context.Context, *GetSnapshotPolicyRequest) (*GetSnapshotPolicyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetSnapshotPolicy not implemented")
 }
 func (UnimplementedSnapshotServiceServer) mustEmbedUnimplementedSnapshotServiceServer() {}
 func (UnimplementedSnapshotServiceServer) testEmbeddedByValue()                         {}
@@ -1081,6 +1103,24 @@ func _SnapshotService_DeleteSnapshot_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SnapshotService_GetSnapshotPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSnapshotPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SnapshotServiceServer).GetSnapshotPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SnapshotService_GetSnapshotPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SnapshotServiceServer).GetSnapshotPolicy(ctx, req.(*GetSnapshotPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SnapshotService_ServiceDesc is the grpc.ServiceDesc for SnapshotService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1099,6 +1139,10 @@ var SnapshotService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteSnapshot",
 			Handler:    _SnapshotService_DeleteSnapshot_Handler,
+		},
+		{
+			MethodName: "GetSnapshotPolicy",
+			Handler:    _SnapshotService_GetSnapshotPolicy_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -189,7 +189,7 @@ the same --deletion-delay everywhere (recoverd's default is 1h).`,
   recoverctl snapshot list   --repo "$R" --index logs --shard 0
   recoverctl snapshot gc     --repo "$R" --index logs --shard 0 --keep 3`,
 	}
-	cmd.AddCommand(newSnapshotCreateCmd(g), newSnapshotListCmd(g), newSnapshotShowCmd(g),
+	cmd.AddCommand(newSnapshotCreateCmd(g), newSnapshotListCmd(g), newSnapshotPolicyCmd(g), newSnapshotShowCmd(g),
 		newSnapshotDeleteCmd(g), newSnapshotGCCmd(g), newSnapshotUnfinishedCmd(g), newSnapshotVerifyCmd(g))
 	return cmd
 }

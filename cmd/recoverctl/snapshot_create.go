@@ -95,7 +95,7 @@ snapshot; --flush writes them into a new commit first.`,
 				}
 			}
 			start := time.Now()
-			res, err := snapshot.Create(ctx, repo, s, snapshot.CreateOptions{Concurrency: concurrency, Retry: rf.retryPolicy()})
+			res, err := snapshot.Create(ctx, repo, snapshot.StoreSource(s), snapshot.CreateOptions{Concurrency: concurrency, Retry: rf.retryPolicy()})
 			if err != nil {
 				return err
 			}

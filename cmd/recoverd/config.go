@@ -59,6 +59,15 @@ type Config struct {
 	UploadGrace          time.Duration
 	DeletionDelay        time.Duration
 
+	SnapshotInterval      time.Duration
+	SnapshotJitter        float64
+	SnapshotKeep          int
+	SnapshotMaxAge        time.Duration
+	SnapshotScope         string
+	MaxSnapshotUploads    int
+	SnapshotLeaseMaxOps   int64
+	SnapshotLeaseMaxBytes int64
+
 	Insecure  bool
 	TLSCert   string
 	TLSKey    string
@@ -78,6 +87,7 @@ func defaultConfig() Config {
 		MaxRecoveries: 2, MaxOutgoing: 2, MaxLeasesPerHolder: 16, MaxSnapshotDownloads: 4, ChunkSize: 1 << 20, ParallelFiles: 4, Compression: true,
 		RetryBudget: 2 * time.Minute, IdleTimeout: 30 * time.Second, LeaseTTL: 5 * time.Minute, PinTTL: 2 * time.Minute, PinWait: 10 * time.Minute, DiskMargin: "5%",
 		RetainOps: 10000, KeepFinished: time.Hour, VerifyDigest: "auto", CleanupInterval: 10 * time.Minute, UploadGrace: 24 * time.Hour, DeletionDelay: time.Hour,
+		SnapshotJitter: 0.1, SnapshotScope: "primaries", MaxSnapshotUploads: 2, SnapshotLeaseMaxOps: 1_000_000, SnapshotLeaseMaxBytes: 1 << 30,
 		LogLevel: "info", LogFormat: "text",
 	}
 }
@@ -136,6 +146,11 @@ func countOpt(name, help string, p func(*Config) *int64) option {
 	return typedOpt(name, help, "int", p, formatInt64, func(v string) (int64, error) { return strconv.ParseInt(v, 10, 64) })
 }
 
+func floatOpt(name, help string, p func(*Config) *float64) option {
+	return typedOpt(name, help, "float", p, func(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) },
+		func(v string) (float64, error) { return strconv.ParseFloat(v, 64) })
+}
+
 func durOpt(name, help string, p func(*Config) *time.Duration) option {
 	return typedOpt(name, help, "duration", p, time.Duration.String, time.ParseDuration)
 }
@@ -151,6 +166,7 @@ const (
 	groupTransfers = "Transfers"
 	groupRecovery  = "Recoveries onto this node"
 	groupSource    = "Op history kept for recoveries from this node"
+	groupPolicy    = "Snapshot policy"
 	groupCleanup   = "Cleanup"
 	groupLogging   = "Logging and debugging"
 	groupConfig    = "Configuration"
@@ -214,6 +230,16 @@ var options = slices.Concat(
 	group(groupSource,
 		durOpt("lease-ttl", "retention lease lifetime without renewal (leases this node grants)", func(c *Config) *time.Duration { return &c.LeaseTTL }),
 		countOpt("retain-ops", "ops kept below the local checkpoint for ops-based recoveries, beyond what leases ask", func(c *Config) *int64 { return &c.RetainOps }),
+	),
+	group(groupPolicy,
+		durOpt("snapshot-interval", "snapshot each shard of this node this often (0 = no scheduled snapshots, and no snapshot retention lease); the repository is --repo", func(c *Config) *time.Duration { return &c.SnapshotInterval }),
+		floatOpt("snapshot-jitter", "move each scheduled snapshot by up to ±jitter/2 of the interval, at random, so a fleet does not snapshot at the same second (0 to 1)", func(c *Config) *float64 { return &c.SnapshotJitter }),
+		intOpt("snapshot-keep", "after a successful scheduled snapshot, keep the shard's newest N snapshots and delete the others (0 = no bound); nothing is deleted when a manifest cannot be read", func(c *Config) *int { return &c.SnapshotKeep }),
+		durOpt("snapshot-max-age", "after a successful scheduled snapshot, delete the shard's snapshots older than this, never the newest (0 = none)", func(c *Config) *time.Duration { return &c.SnapshotMaxAge }),
+		strOpt("snapshot-scope", "which copies the policy snapshots: primaries (copies acting as primary) or all", func(c *Config) *string { return &c.SnapshotScope }),
+		intOpt("max-snapshot-uploads", "snapshots created at once on this node, scheduled or asked for (their bytes share --throttle); 0 = no bound", func(c *Config) *int { return &c.MaxSnapshotUploads }),
+		countOpt("snapshot-lease-max-ops", "the snapshot retention lease keeps every op above the latest snapshot on each copy, but never more than this many ops (0 = no bound by count; 0 with --snapshot-lease-max-bytes 0 = no lease)", func(c *Config) *int64 { return &c.SnapshotLeaseMaxOps }),
+		bytesOpt("snapshot-lease-max-bytes", "nor more than this many bytes of ops, by the copy's mean op size (0 = no bound by size)", func(c *Config) *int64 { return &c.SnapshotLeaseMaxBytes }),
 	),
 	group(groupCleanup,
 		durOpt("cleanup-interval", "period of the cleanup sweep (0 = only at start)", func(c *Config) *time.Duration { return &c.CleanupInterval }),

@@ -27,6 +27,7 @@ import (
 	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/recovery"
 	"github.com/recoverd/recoverd/snapshot"
+	"github.com/recoverd/recoverd/snapshot/lifecycle"
 )
 
 func main() {
@@ -102,6 +103,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "recoverd: --repo:", err)
 		return 2
 	}
+	if err := policyConfig(cfg, nil).Validate(); err != nil {
+		fmt.Fprintln(stderr, "recoverd: --snapshot-*:", err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := serve(ctx, cfg, sec, log); err != nil {
@@ -138,9 +143,17 @@ func openRepo(cfg Config, requests *snapshot.RequestMetrics, policy retry.Option
 		RequestTimeout: cfg.S3Timeout, ReadIdleTimeout: cfg.S3Timeout, Metrics: requests, Retry: policy})
 }
 
+// policyConfig is the snapshot policy --snapshot-* describe.
+func policyConfig(cfg Config, log *slog.Logger) lifecycle.PolicyConfig {
+	return lifecycle.PolicyConfig{Interval: cfg.SnapshotInterval, Jitter: cfg.SnapshotJitter, Keep: cfg.SnapshotKeep, MaxAge: cfg.SnapshotMaxAge,
+		Scope: lifecycle.Scope(cfg.SnapshotScope), LeaseMaxOps: cfg.SnapshotLeaseMaxOps, LeaseMaxBytes: cfg.SnapshotLeaseMaxBytes,
+		DeletionDelay: cfg.DeletionDelay, NodeID: cfg.NodeID, Logger: log}
+}
+
 // serve runs the node until ctx ends or a listener fails: it opens the
 // engine and wires the packages onto it (openNode), sweeps leftovers at
-// start and every --cleanup-interval, and serves the control, peer and
+// start and every --cleanup-interval, runs the snapshot policy
+// (--snapshot-interval), and serves the control, peer and
 // HTTP listeners (listenAndServe).
 func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) error {
 	n, err := openNode(ctx, cfg, sec, log)
@@ -155,5 +168,11 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 		n.sweeper.Run(snapshot.CountRequests(sweepCtx, snapshot.KindCleanup, nil), cfg.CleanupInterval)
 	}()
 	defer func() { stopSweep(); <-sweepDone }()
+	if n.policy != nil {
+		policyCtx, stopPolicy := context.WithCancel(ctx)
+		policyDone := make(chan struct{})
+		go func() { defer close(policyDone); n.policy.Run(policyCtx) }()
+		defer func() { stopPolicy(); <-policyDone }()
+	}
 	return listenAndServe(ctx, cfg, sec, log, n)
 }

@@ -19,12 +19,13 @@ import (
 	"github.com/recoverd/recoverd/recovery"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
+	"github.com/recoverd/recoverd/snapshot/lifecycle"
 	"github.com/recoverd/recoverd/transfer"
 )
 
 // node is the packages of one recoverd wired together: the engine, the
 // repository, the peer server, the recovery manager, the snapshot and
-// document services and the cleanup sweeper, with the metrics registry
+// document services, the snapshot policy and the cleanup sweeper, with the metrics registry
 // they export on.
 type node struct {
 	metrics *prometheus.Registry
@@ -34,7 +35,8 @@ type node struct {
 	peerSrv *transfer.PeerServer
 	dialer  *transfer.Peers
 	mgr     *recovery.Manager
-	snapSvc *snapshotService
+	snapSvc *lifecycle.Service
+	policy  *lifecycle.Policy // nil: no scheduled snapshots
 	sweeper *cleanup.Sweeper
 	closers []func() // run by close, last first
 }
@@ -98,8 +100,16 @@ func openNode(ctx context.Context, cfg Config, sec *security, log *slog.Logger) 
 		return n, err
 	}
 	n.onClose(n.mgr.Close)
-	n.snapSvc = &snapshotService{repo: n.repo, shards: n.shards, throttle: throttle, deletionDelay: cfg.DeletionDelay, recovering: n.mgr.ActiveStagings}
-	n.sweeper, err = cleanup.New(cleanup.Config{Engine: n.eng, Running: n.mgr.ActiveStagings, Uploading: n.snapSvc.isUploading,
+	n.snapSvc = lifecycle.NewService(lifecycle.ServiceConfig{Repo: n.repo, Engine: n.eng, MaxUploads: cfg.MaxSnapshotUploads, DeletionDelay: cfg.DeletionDelay,
+		Recovering: n.mgr.ActiveStagings, Metrics: lifecycle.NewMetrics(n.metrics), Logger: log.With("component", "snapshot"),
+		Throttle: func(ctx context.Context, b int) error { _, err := throttle.WaitN(ctx, b); return err }})
+	if n.repo != nil && cfg.SnapshotInterval > 0 {
+		if n.policy, err = lifecycle.NewPolicy(n.snapSvc, policyConfig(cfg, log.With("component", "snapshot-policy"))); err != nil {
+			return n, err
+		}
+		n.metrics.MustRegister(n.policy)
+	}
+	n.sweeper, err = cleanup.New(cleanup.Config{Engine: n.eng, Running: n.mgr.ActiveStagings, Uploading: n.snapSvc.IsUploading,
 		Repo: n.repo, UploadGrace: cfg.UploadGrace, DeletionDelay: cfg.DeletionDelay, Logger: log.With("component", "cleanup"), Registerer: n.metrics})
 	return n, err
 }
