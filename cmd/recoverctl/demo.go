@@ -26,15 +26,18 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 	var docs int
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the main job end to end: three nodes, a failover, a snapshot recovery and a fallback",
+		Short: "Run the main job end to end: three nodes, a scheduled snapshot, a failover, a snapshot + ops recovery and a fallback",
 		Long: `demo starts three nodes on loopback with a local snapshot directory.
 Each node is shardd (the reference engine: it owns the shards and serves
 their document API) and recoverd beside it as a sidecar (--engine on
 shardd's socket, the same data directory); with --embedded each node is one
-recoverd that holds its shards itself. The demo writes documents on the primary and replicates them to a replica
-that stores them in other files, takes a snapshot on the primary, fails the
-primary over to the replica, builds a new replica with a recovery (the
-snapshot plan: no byte of the files from the new primary), then brings the
+recoverd that holds its shards itself. The demo writes documents on the
+primary and replicates them to a replica that stores them in other files,
+lets the snapshot policy snapshot the primary (every second) while the
+replica's snapshot retention lease follows it, writes more, fails the
+primary over to the replica, writes more on the new primary, builds a new
+replica with a recovery (the snapshot plus the ops the lease kept: no byte
+of the files from the new primary), then brings the
 old primary back empty and breaks the snapshot in the middle of its
 recovery to show the fallback to the peer. It ends with a verification
 table and stops every process it started.`,
@@ -188,8 +191,13 @@ func (d *demo) run(ctx context.Context) error {
 	n1, n2, n3 := d.nodes[0], d.nodes[1], d.nodes[2]
 	d.step("starting three nodes on loopback; snapshot repository file://%s", filepath.Join(d.dir, "repo"))
 	d.say("%s", d.mode())
+	d.say("snapshot policy: n1 every second (a short interval for the demo), n2 and n3 every 10 minutes")
 	for _, n := range d.nodes {
-		if err := d.start(ctx, n); err != nil {
+		interval := "10m"
+		if n == n1 {
+			interval = "1s"
+		}
+		if err := d.start(ctx, n, demoPolicyArgs(interval)...); err != nil {
 			return err
 		}
 	}
@@ -225,24 +233,27 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	d.say("n1 holds %d segment files, n2 %d after a merge; %d file names in common: same documents, other files", len(f1), len(f2), same)
 
-	d.step("taking a snapshot of the primary's shard")
-	sresp, err := d.snapshot(ctx, n1)
-	if err != nil {
+	d.step("the snapshot policy snapshots the primary's shard; the replica's snapshot retention lease follows")
+	if err := d.scheduledSnapshot(ctx, n1, n2); err != nil {
 		return err
 	}
-	d.say("snapshot %s: %d files, %s uploaded in %s", sresp.Snapshot.Id, sresp.UploadedFiles, humanBytes(sresp.UploadedBytes), sresp.Took.AsDuration().Round(time.Millisecond))
 
-	if n1.proc != nil {
-		d.step("failover: n1 is killed (SIGKILL), n2 is promoted to primary")
-	} else {
-		d.step("failover: n1 is down, n2 is promoted to primary")
+	d.step("writes go on after the snapshot: 2000 docs on n1, replicated to n2 (op logs keep 100 ops, and what the lease asks)")
+	if err := d.writeMore(ctx, n1, []*demoNode{n2}, 2000, 3); err != nil {
+		return err
 	}
+
+	d.step("failover: n1 is killed (SIGKILL), n2 is promoted to primary")
 	d.stop(n1, true)
 	st, err := n2.shard.Promote(ctx, &pb.PromoteRequest{Shard: demoShard})
 	if err != nil {
 		return err
 	}
 	d.say("n2 is primary, term %d, max seqno %d", st.Stats.PrimaryTerm, st.Stats.Seqno.MaxSeqno)
+	if err := d.writeMore(ctx, n2, nil, 1000, 4); err != nil {
+		return err
+	}
+	d.say("n2 took 1000 more docs as the new primary")
 
 	d.step("n3 joins as a new replica: recovery from n2")
 	r3, err := d.recover(ctx, n3, n2, nil)
@@ -250,14 +261,18 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	fromPeer := r3.GetTotals().GetFromPeer().GetRecoveredBytes()
-	d.say("bytes read off the new primary n2: %s (files) of %s in the shard", humanBytes(fromPeer), humanBytes(r3.GetTotals().GetTotal().GetBytes()))
+	d.say("bytes read off the new primary n2: %s (files) of %s in the shard; %d ops above the snapshot replayed from n2", humanBytes(fromPeer),
+		humanBytes(r3.GetTotals().GetTotal().GetBytes()), r3.GetOps().GetReplayed())
+	if err := checkSnapshotPlusOps(r3); err != nil {
+		return err
+	}
 
 	d.step("n1 comes back empty; its recovery from n2 starts from the snapshot, which breaks mid-recovery")
 	if err := os.RemoveAll(n1.data); err != nil {
 		return err
 	}
 	// A bandwidth budget keeps the download going long enough to break it.
-	if err := d.start(ctx, n1, "--throttle", "25MB", "--max-snapshot-downloads", "2"); err != nil {
+	if err := d.start(ctx, n1, append(demoPolicyArgs("10m"), "--throttle", "25MB", "--max-snapshot-downloads", "2")...); err != nil {
 		return err
 	}
 	r1, err := d.recover(ctx, n1, n2, func(id string) { d.breakSnapshot(ctx, n1, id) })
@@ -276,7 +291,7 @@ func (d *demo) run(ctx context.Context) error {
 	for _, row := range []struct {
 		n    *demoNode
 		role string
-	}{{n2, "primary"}, {n3, "replica (snapshot plan)"}, {n1, "replica (fallback to peer)"}} {
+	}{{n2, "primary"}, {n3, "replica (snapshot + ops)"}, {n1, "replica (fallback to peer)"}} {
 		dg, err := row.n.shard.Digest(ctx, &pb.DigestRequest{Shard: demoShard})
 		if err != nil {
 			return err

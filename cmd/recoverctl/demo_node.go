@@ -8,12 +8,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/internal/launch"
-	"github.com/recoverd/recoverd/shardstore"
-	"github.com/recoverd/recoverd/snapshot"
 )
 
 // A demo node: in the sidecar mode shardd (the reference engine) and
@@ -56,8 +53,10 @@ func (d *demo) start(ctx context.Context, n *demoNode, extra ...string) error {
 	args := []string{"--repo", "file://" + filepath.Join(d.dir, "repo"), "--retry-budget", "5s", "--idle-timeout", "5s"}
 	var docAddr string
 	if d.shardd != "" {
+		var engineArgs []string
+		engineArgs, extra = splitEngineFlags(extra)
 		sd, err := launch.StartShardd(ctx, launch.SharddOptions{Bin: d.shardd, Name: n.name, Data: n.data,
-			LogPath: filepath.Join(d.dir, n.name+"-shardd.log"), ReadyTimeout: 15 * time.Second})
+			LogPath: filepath.Join(d.dir, n.name+"-shardd.log"), ReadyTimeout: 15 * time.Second, Args: engineArgs})
 		if err != nil {
 			return err
 		}
@@ -114,32 +113,17 @@ func (d *demo) stopAll() {
 	}
 }
 
-// snapshot takes a snapshot of n's copy of the demo shard into the demo's
-// repository. Embedded, recoverd takes it (SnapshotService). recoverd
-// --engine does not create snapshots of an engine's shards yet, so in the
-// sidecar mode n stops (SIGTERM: shardd closes the shard with its ops
-// durable) and the demo snapshots its copy offline, as `recoverctl
-// snapshot create` does; the failover that follows finds n gone.
-func (d *demo) snapshot(ctx context.Context, n *demoNode) (*pb.CreateSnapshotResponse, error) {
-	if n.engine == nil {
-		return n.snap.CreateSnapshot(ctx, &pb.CreateSnapshotRequest{Shard: demoShard})
+// splitEngineFlags takes out of args the flags that, in the sidecar mode,
+// belong to the engine (shardd keeps the ops and grants the leases), each
+// followed by its value.
+func splitEngineFlags(args []string) (engine, rest []string) {
+	for i := 0; i < len(args); i++ {
+		if (args[i] == "--retain-ops" || args[i] == "--lease-ttl") && i+1 < len(args) {
+			engine = append(engine, args[i], args[i+1])
+			i++
+			continue
+		}
+		rest = append(rest, args[i])
 	}
-	d.say("recoverd --engine does not take snapshots yet: %s stops and its copy is snapshotted offline", n.name)
-	d.stop(n, false)
-	repo, err := snapshot.OpenRepository("file://"+filepath.Join(d.dir, "repo"), snapshot.S3Options{})
-	if err != nil {
-		return nil, err
-	}
-	s, err := shardstore.Open(n.data, shardstore.ShardID{Index: demoShard.Index, Shard: int(demoShard.Shard)}, shardstore.Options{})
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	start := time.Now()
-	res, err := snapshot.Create(ctx, repo, s, snapshot.CreateOptions{})
-	if err != nil {
-		return nil, err
-	}
-	return &pb.CreateSnapshotResponse{Snapshot: &pb.SnapshotInfo{Id: res.Manifest.ID}, UploadedFiles: int64(res.UploadedFiles),
-		UploadedBytes: res.UploadedBytes, Took: durationpb.New(time.Since(start))}, nil
+	return engine, rest
 }
