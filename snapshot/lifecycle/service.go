@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -49,8 +50,9 @@ type ServiceConfig struct {
 // and creates the snapshots the policy schedules.
 type Service struct {
 	pb.UnimplementedSnapshotServiceServer
-	cfg   ServiceConfig
-	slots chan struct{} // nil: no bound
+	cfg    ServiceConfig
+	slots  chan struct{} // nil: no bound
+	queued atomic.Int32  // creations waiting for a slot
 
 	mu        sync.Mutex
 	uploading map[shardstore.ShardID]int // snapshots being created, per shard
@@ -85,6 +87,10 @@ func (s *Service) track(id shardstore.ShardID, d int) {
 	}
 }
 
+// Queued is the number of snapshot creations waiting for an upload slot
+// (MaxUploads).
+func (s *Service) Queued() int { return int(s.queued.Load()) }
+
 // ErrRecoveryRunning is the refusal to snapshot a shard a recovery is
 // rebuilding on this node.
 var ErrRecoveryRunning = errors.New("lifecycle: shard being recovered")
@@ -113,10 +119,13 @@ func (s *Service) Create(ctx context.Context, id shardstore.ShardID, trigger str
 		return nil, err
 	}
 	if s.slots != nil {
+		s.queued.Add(1)
 		select {
 		case s.slots <- struct{}{}:
+			s.queued.Add(-1)
 			defer func() { <-s.slots }()
 		case <-ctx.Done():
+			s.queued.Add(-1)
 			return nil, context.Cause(ctx)
 		}
 	}
