@@ -73,6 +73,30 @@ upload-grace: 2h
 	}
 }
 
+// TestSnapshotPolicyConfig: the policy's keys come from the YAML file, the
+// environment and the flags like every other.
+func TestSnapshotPolicyConfig(t *testing.T) {
+	file := writeFile(t, "recoverd.yaml", `
+snapshot-interval: 30m
+snapshot-jitter: 0.25
+snapshot-keep: 5
+snapshot-lease-max-bytes: 2GiB
+`)
+	env := map[string]string{"RECOVERD_SNAPSHOT_SCOPE": "all", "RECOVERD_SNAPSHOT_MAX_AGE": "24h", "RECOVERD_SNAPSHOT_KEEP": "6"}
+	cfg, _, err := loadConfig([]string{"--config", file, "--snapshot-keep", "7", "--max-snapshot-uploads", "3", "--snapshot-lease-max-ops", "5000"}, envOf(env), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := policyConfig(cfg, nil)
+	if p.Interval != 30*time.Minute || p.Jitter != 0.25 || p.Keep != 7 || p.MaxAge != 24*time.Hour || p.Scope != "all" ||
+		p.LeaseMaxOps != 5000 || p.LeaseMaxBytes != 2<<30 || cfg.MaxSnapshotUploads != 3 {
+		t.Fatalf("policy %+v, max uploads %d", p, cfg.MaxSnapshotUploads)
+	}
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestConfigErrorsNameTheirSource(t *testing.T) {
 	for name, c := range map[string]struct {
 		args []string
@@ -161,6 +185,10 @@ func TestRunExitCodes(t *testing.T) {
 		"insecure off loopback": {[]string{"--data", t.TempDir(), "--insecure", "--grpc-addr", "0.0.0.0:7400"}, 2, "refused on 0.0.0.0:7400"},
 		"no TLS":                {[]string{"--data", t.TempDir()}, 2, "TLS is required"},
 		"bad log level":         {[]string{"--data", t.TempDir(), "--insecure", "--log-level", "loud"}, 2, "--log-level"},
+		"bad snapshot scope":    {[]string{"--data", t.TempDir(), "--insecure", "--snapshot-scope", "replicas"}, 2, "--snapshot-*"},
+		"jitter above 1":        {[]string{"--data", t.TempDir(), "--insecure", "--snapshot-jitter", "2"}, 2, "jitter 2 is not between 0 and 1"},
+		"max age below interval": {[]string{"--data", t.TempDir(), "--insecure", "--snapshot-interval", "1h", "--snapshot-max-age", "10m"}, 2,
+			"max age 10m0s is shorter than the interval"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(c.args, envOf(nil), &out, &errb)
