@@ -10,7 +10,6 @@ import (
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
-	"github.com/recoverd/recoverd/shardstore"
 )
 
 // snapshot policy: the one snapshot command that asks a daemon, since the
@@ -30,11 +29,11 @@ func newSnapshotPolicyCmd(g *globalFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req := &pb.GetSnapshotPolicyRequest{}
 			if shard != "" {
-				id, err := shardstore.ParseShardID(shard)
+				id, err := parseShard(shard)
 				if err != nil {
-					return usagef("--shard: %v", err)
+					return err
 				}
-				req.Shard = pbconv.ShardID(id)
+				req.Shard = id
 			}
 			conn, err := cf.dial()
 			if err != nil {
@@ -45,7 +44,7 @@ func newSnapshotPolicyCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return rpcError(err)
 			}
-			return emit(cmd, g, resp, func(w io.Writer) { printPolicy(w, resp, time.Now()) })
+			return emitProto(cmd, g, resp, func(w io.Writer) { printPolicy(w, resp, time.Now()) })
 		},
 	}
 	cf.register(cmd)

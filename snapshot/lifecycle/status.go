@@ -83,7 +83,7 @@ func (s *Service) GetSnapshotPolicy(_ context.Context, req *pb.GetSnapshotPolicy
 	p := s.policy
 	s.mu.Unlock()
 	if p == nil {
-		return nil, rpcerr.Errorf(codes.FailedPrecondition, rpcerr.NoReason, "this node runs no snapshot policy (no repository: --repo none)")
+		return nil, rpcerr.Errorf(codes.FailedPrecondition, rpcerr.NoReason, "this node runs no snapshot policy (--snapshot-interval is 0, or --repo none)")
 	}
 	var only *shardstore.ShardID
 	if req.Shard != nil {
