@@ -218,60 +218,76 @@ func (p *Policy) Tick(ctx context.Context, wg *sync.WaitGroup) {
 		if ctx.Err() != nil {
 			return
 		}
-		st := p.discover(ctx, id)
 		sh, err := p.svc.cfg.Engine.Shard(ctx, id)
 		if err != nil {
 			continue
 		}
 		primary := isPrimary(sh)
 		p.mu.Lock()
+		st, ok := p.shards[id]
+		if !ok {
+			st = &shardState{}
+			p.shards[id] = st
+		}
 		st.primary = primary
-		follow := p.cfg.Scope == ScopePrimaries && !primary && time.Since(st.refreshed) >= followEvery(st.leaseTTL)
 		p.mu.Unlock()
-		if follow {
-			// A replica takes no snapshot: it learns of its primary's
-			// when its lease is due, and its lease follows them.
-			p.refresh(ctx, id)
-		}
+		// The lease asks only the engine: a repository that hangs
+		// delays no renewal (the jobs below do the repository's I/O).
 		p.keepLease(ctx, id, sh, false)
+
 		p.mu.Lock()
-		if st.running {
+		var job func()
+		switch {
+		case st.running:
 			inFlight++
+		case p.cfg.Interval > 0 && !st.discovered:
+			job = func() {
+				if p.discover(ctx, id) {
+					p.run(ctx, id, sh)
+					return
+				}
+				p.idle(id)
+			}
+		case p.cfg.Interval > 0 && !time.Now().Before(st.next):
+			job = func() { p.run(ctx, id, sh) }
+		case p.cfg.Scope == ScopePrimaries && !primary && time.Since(st.refreshed) >= followEvery(st.leaseTTL):
+			// A replica takes no snapshot: it learns of its primary's
+			// as often as its lease is renewed, and its lease follows.
+			job = func() { p.refresh(ctx, id); p.idle(id) }
 		}
-		due := p.cfg.Interval > 0 && !st.running && !time.Now().Before(st.next)
-		if due && inFlight < p.maxInFlight() {
+		if job != nil && inFlight < p.maxInFlight() {
 			st.running = true
 			inFlight++
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				p.run(ctx, id, sh)
+				job()
 			}()
 		}
 		p.mu.Unlock()
 	}
 }
 
-// discover returns the state of a shard, reading its latest snapshot from
-// the repository the first time: the schedule goes on from it, so a
-// restarted node does not snapshot every shard at once.
-func (p *Policy) discover(ctx context.Context, id shardstore.ShardID) *shardState {
+// idle ends a job that did not run a snapshot.
+func (p *Policy) idle(id shardstore.ShardID) {
 	p.mu.Lock()
-	st, ok := p.shards[id]
-	if !ok {
-		st = &shardState{primary: true}
-		p.shards[id] = st
+	defer p.mu.Unlock()
+	if st, ok := p.shards[id]; ok {
+		st.running = false
 	}
-	done := st.discovered || st.running
-	p.mu.Unlock()
-	if done || p.svc.cfg.Repo == nil {
-		return st
-	}
+}
+
+// discover reads a shard's latest snapshot from the repository the first
+// time the policy sees the shard, and says whether a run is due: the
+// schedule goes on from that snapshot, so a restarted node does not
+// snapshot every shard at once.
+func (p *Policy) discover(ctx context.Context, id shardstore.ShardID) (due bool) {
 	m, err := snapshot.Latest(ctx, p.svc.cfg.Repo, id)
 	now := time.Now()
 	spread := time.Duration(p.cfg.Rand() * p.cfg.Jitter * float64(p.cfg.Interval))
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	st := p.shards[id]
 	switch {
 	case err == nil:
 		st.discovered = true
@@ -286,18 +302,15 @@ func (p *Policy) discover(ctx context.Context, id shardstore.ShardID) *shardStat
 		st.discovered = true
 		st.next = now.Add(spread)
 	default:
-		// Unreadable is not empty: ask again at the next tick. A run is
-		// due (it fails, counted, and is retried at the retry policy's
-		// pace) unless one is already scheduled.
-		if st.next.IsZero() {
-			st.next = now
-		}
-		if st.lastErr == "" && ctx.Err() == nil {
+		// Unreadable is not empty: the run is due now; it fails, is
+		// counted, and is retried at the retry policy's pace, and the
+		// next one reads the repository again.
+		if ctx.Err() == nil {
 			p.log.Warn("snapshot policy: cannot read the latest snapshot", "shard", id, "error", err)
 		}
-		st.lastErr = err.Error()
+		return ctx.Err() == nil
 	}
-	return st
+	return !now.Before(st.next)
 }
 
 // run is one scheduled run for a shard: a snapshot, then retention.

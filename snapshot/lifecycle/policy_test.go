@@ -92,7 +92,9 @@ func TestPolicyLeaseStopsAtItsBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.discover(ctx, testShard)
+	var wg sync.WaitGroup
+	p.Tick(ctx, &wg) // learns of the snapshot; the next run is an hour away
+	wg.Wait()
 	sh, err := n.eng.Shard(ctx, testShard)
 	if err != nil {
 		t.Fatal(err)
