@@ -164,8 +164,9 @@ func snapSetup(cmd *cobra.Command, idf *snapIDFlags, rf *snapRepoFlags) (context
 func newSnapshotCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshot",
-		Short: "Create, list, inspect, verify, delete and garbage-collect shard snapshots in a repository (offline)",
-		Long: `snapshot works on a snapshot repository directly, without a daemon: a local
+		Short: "Create, list, inspect, verify, delete and garbage-collect shard snapshots in a repository (offline); a node's snapshot policy",
+		Long: `snapshot works on a snapshot repository directly, without a daemon (but for
+policy, which asks a daemon for its snapshot policy's view of its shards): a local
 directory (file:///abs/path) or S3 / MinIO (s3://bucket/prefix?endpoint=host:port&tls=false,
 or s3://bucket/prefix with --s3-endpoint host:port --s3-insecure, as recoverd
 takes it: the query and the flags name the same settings and must agree).
@@ -187,7 +188,8 @@ the same --deletion-delay everywhere (recoverd's default is 1h).`,
   R='s3://snapshots/prod?endpoint=127.0.0.1:9000&tls=false'
   recoverctl snapshot create --repo "$R" --data /tmp/n1 --index logs --shard 0
   recoverctl snapshot list   --repo "$R" --index logs --shard 0
-  recoverctl snapshot gc     --repo "$R" --index logs --shard 0 --keep 3`,
+  recoverctl snapshot gc     --repo "$R" --index logs --shard 0 --keep 3
+  recoverctl snapshot policy --addr 127.0.0.1:7400 --insecure`,
 	}
 	cmd.AddCommand(newSnapshotCreateCmd(g), newSnapshotListCmd(g), newSnapshotPolicyCmd(g), newSnapshotShowCmd(g),
 		newSnapshotDeleteCmd(g), newSnapshotGCCmd(g), newSnapshotUnfinishedCmd(g), newSnapshotVerifyCmd(g))
