@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -8,11 +9,11 @@ import (
 )
 
 // policyArgs run the snapshot policy on a node: every interval, primaries
-// only, the snapshot retention lease on, op logs trimmed to 10 ops below
-// the checkpoint but for leases.
-func policyArgs(interval string, extra ...string) []string {
-	return append([]string{"--snapshot-interval", interval, "--snapshot-jitter", "0", "--snapshot-scope", "primaries",
-		"--snapshot-lease-max-ops", "100000", "--retain-ops", "10"}, extra...)
+// only, the snapshot retention lease bounded by maxOps ops, op logs
+// trimmed to 10 ops below the checkpoint but for leases.
+func policyArgs(interval, maxOps string) []string {
+	return []string{"--snapshot-interval", interval, "--snapshot-jitter", "0", "--snapshot-scope", "primaries",
+		"--snapshot-lease-max-ops", maxOps, "--snapshot-lease-max-bytes", "0", "--retain-ops", "10"}
 }
 
 // policyOf asks a node for its snapshot policy's view of the test shard.
@@ -25,23 +26,22 @@ func policyOf(t *testing.T, n *node) *pb.ShardSnapshotStatus {
 	return resp.Shards[0]
 }
 
-// TestSnapshotLeaseFailover is the failover case with writes going on
-// after the last snapshot. n1 (primary) is snapshotted by its policy; n2
-// (replica) holds the snapshot retention lease from that snapshot's
-// checkpoint + 1, so its op log keeps every op above it although
-// --retain-ops is 10. Writes go on past the snapshot, n1 dies, n2 is
-// promoted and takes more writes (its own next scheduled snapshot is an
-// hour away). The new replica n3 is built from n1's snapshot plus n2's
-// ops, with no file byte read off n2.
-func TestSnapshotLeaseFailover(t *testing.T) {
+// leaseFailover is the failover case with writes going on after the last
+// snapshot. n1 (primary) is snapshotted by its policy; n2 (replica, its
+// lease bounded by n2MaxOps) holds the snapshot retention lease from that
+// snapshot's checkpoint + 1. 300 ops are written after the snapshot, n1
+// dies, n2 is promoted and takes 200 more (its own next scheduled snapshot
+// is an hour away). It returns n2 and a new node n3.
+func leaseFailover(t *testing.T, n2MaxOps string) (n2, n3 *node) {
+	t.Helper()
 	c := newCluster(t)
-	n1 := c.node("n1", policyArgs("300ms")...)
-	n2 := c.node("n2", policyArgs("1h")...)
-	n3 := c.node("n3")
+	n1 := c.node("n1", policyArgs("300ms", "100000")...)
+	n2 = c.node("n2", policyArgs("1h", n2MaxOps)...)
+	n3 = c.node("n3")
 	inSync(t, n1, n2, 4000, 4, false)
 	gcp := stats(t, n1).Seqno.LocalCheckpoint
 
-	// The policy snapshots n1 at its checkpoint; n2's lease follows.
+	// The policy snapshots n1 at the synced commit; n2's lease follows.
 	var snap *pb.SnapshotInfo
 	eventually(t, time.Minute, "n1's policy snapshots the synced commit", func() bool {
 		list := mustv(n1.snap.ListSnapshots(ctxT(t), &pb.ListSnapshotsRequest{Shard: shardID}))(t).Snapshots
@@ -69,11 +69,19 @@ func TestSnapshotLeaseFailover(t *testing.T) {
 	promote(t, n1, n2)
 	indexFrom(t, n2, 200, 512, 78, 100000)
 	flush(t, n2)
+	return n2, n3
+}
+
+// TestSnapshotLeaseFailover: the new replica n3 is built from n1's
+// snapshot plus n2's ops, with no file byte read off n2, because n2's
+// snapshot retention lease kept every op above the snapshot although
+// --retain-ops is 10.
+func TestSnapshotLeaseFailover(t *testing.T) {
+	n2, n3 := leaseFailover(t, "100000")
 	leaseFrom := policyOf(t, n2).LeaseRetainingSeqno
 	if got := stats(t, n2).MinRetainedSeqno; got > leaseFrom {
 		t.Fatalf("n2 retains ops from %d, above its snapshot lease (%d)", got, leaseFrom)
 	}
-
 	r := recoverOnto(t, n3, n2, nil)
 	requireDone(t, r)
 	requireKind(t, r, pb.PlanKind_PLAN_KIND_SNAPSHOT)
@@ -86,4 +94,24 @@ func TestSnapshotLeaseFailover(t *testing.T) {
 	}
 	requireSameCopy(t, n2, n3)
 	requireNoLeftovers(t, n3)
+}
+
+// TestSnapshotLeaseStopsAtItsBound: with n2's lease bounded to 50 ops, the
+// 500 ops above the snapshot outgrow it: the lease stops at the bound (the
+// policy says why), the ops below are compacted, and the plan reads the
+// files off n2 with a reason that names the lease.
+func TestSnapshotLeaseStopsAtItsBound(t *testing.T) {
+	n2, n3 := leaseFailover(t, "50")
+	eventually(t, time.Minute, "n2's lease at its bound", func() bool { return policyOf(t, n2).LeaseBound != "" })
+	flush(t, n2) // the op log is trimmed up to the lease
+	r := recoverOnto(t, n3, n2, nil)
+	requireDone(t, r)
+	if r.GetPlan().GetKind() == pb.PlanKind_PLAN_KIND_SNAPSHOT {
+		t.Fatalf("a snapshot plan, though n2's lease stopped at its bound: %v", r.GetPlan().GetReasons())
+	}
+	reasons := strings.Join(r.GetPlan().GetReasons(), "\n")
+	if !strings.Contains(reasons, "snapshot retention lease (snapshot-retention) retains from seqno") || !strings.Contains(reasons, "stopped at its bound") {
+		t.Fatalf("the reasons do not say the snapshot retention lease stopped at its bound:\n%s", reasons)
+	}
+	requireSameCopy(t, n2, n3)
 }
