@@ -223,3 +223,45 @@ func TestPolicyConfigRefusesNonsense(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaseFollowsTheLatestSnapshotOfItsHistory: a newer snapshot of the
+// shard moves the lease up; one of another history (a copy that started a
+// new one) cannot be continued by this copy's ops, and its lease goes.
+func TestLeaseFollowsTheLatestSnapshotOfItsHistory(t *testing.T) {
+	repo := localRepo(t)
+	a := newNode(t, repo, 20)
+	p, err := NewPolicy(a.svc, PolicyConfig{Interval: time.Hour, Scope: ScopeAll, LeaseMaxOps: 1000, NodeID: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sh, err := a.eng.Shard(ctx, testShard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		c, err := a.svc.Create(ctx, testShard, TriggerAPI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		p.Tick(ctx, &wg)
+		wg.Wait()
+		p.landed(testShard, c.Manifest)
+		p.keepLease(ctx, testShard, sh, true)
+		if l := snapshotLease(t, a); l == nil || l.RetainingSeqNo != c.Manifest.Commit.LocalCheckpoint+1 {
+			t.Fatalf("lease %+v, want it from seqno %v", l, c.Manifest.Commit.LocalCheckpoint+1)
+		}
+		a.write(t, 10)
+	}
+	b := newNode(t, repo, 5) // the same shard id, a history of its own
+	c, err := b.svc.Create(ctx, testShard, TriggerAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.landed(testShard, c.Manifest)
+	p.keepLease(ctx, testShard, sh, true)
+	if l := snapshotLease(t, a); l != nil {
+		t.Fatalf("lease %+v kept for a snapshot of another history", l)
+	}
+}
