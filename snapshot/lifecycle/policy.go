@@ -240,7 +240,9 @@ func (p *Policy) Tick(ctx context.Context, wg *sync.WaitGroup) {
 		switch {
 		case st.running:
 			inFlight++
-		case p.cfg.Interval > 0 && !st.discovered:
+		case p.cfg.Interval > 0 && !st.discovered && !time.Now().Before(st.next):
+			// First sight (next is zero), or after a failed run that
+			// could not read the repository: at the retry policy's pace.
 			job = func() {
 				if p.discover(ctx, id) {
 					p.run(ctx, id, sh)

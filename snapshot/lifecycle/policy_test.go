@@ -116,8 +116,8 @@ func TestPolicyLeaseStopsAtItsBound(t *testing.T) {
 
 // TestPolicyRepositoryDownDeletesNothing: with MinIO stopped (SIGSTOP) the
 // runs fail, are counted by cause and tried again at the retry policy's
-// pace (the interval is an hour), and nothing is deleted though retention
-// asks to keep one.
+// pace (the interval is an hour) until its retries are spent, and nothing
+// is deleted though retention asks to keep one.
 func TestPolicyRepositoryDownDeletesNothing(t *testing.T) {
 	m := testutil.StartMinIO(t)
 	repo, err := snapshot.NewS3Repository(m.MakeBucket("policy"), "repo", snapshot.S3Options{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey,
@@ -136,7 +136,7 @@ func TestPolicyRepositoryDownDeletesNothing(t *testing.T) {
 		n.write(t, 10)
 	}
 	p, err := NewPolicy(n.svc, PolicyConfig{Interval: time.Hour, Keep: 1, Scope: ScopePrimaries, LeaseMaxOps: 1000, NodeID: "n1",
-		Retry: retry.Options{Initial: 20 * time.Millisecond, Max: 50 * time.Millisecond, MaxElapsed: time.Minute}})
+		Retry: retry.Options{Initial: 20 * time.Millisecond, Max: 50 * time.Millisecond, MaxElapsed: time.Minute, MaxRetries: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,8 +148,20 @@ func TestPolicyRepositoryDownDeletesNothing(t *testing.T) {
 		}
 	})
 	stop := running(t, p)
+	// The run and its two retries fail; then the shard waits for its next
+	// scheduled run, an hour away.
 	eventually(t, "three failed runs", func() bool { return counted(n, "failure") >= 3 })
+	if next := p.Status()[0].Next; time.Until(next) < 30*time.Minute {
+		t.Fatalf("next run at %v after the retries were spent, want the scheduled one, an hour away", next)
+	}
 	stop()
+	// A tick now starts nothing: the shard waits for its scheduled run.
+	var wg sync.WaitGroup
+	p.Tick(context.Background(), &wg)
+	wg.Wait()
+	if got := counted(n, "failure"); got != 3 {
+		t.Fatalf("%v failed runs, want 3: the first and two retries", got)
+	}
 	m.Resume()
 	resumed = true
 	if got := failures(n, "snapshot", CauseRepository); got < 3 {
