@@ -49,19 +49,25 @@ func leaseTarget(snapCheckpoint seqno.SeqNo, info engine.ShardInfo, maxOps, maxB
 	return from, why
 }
 
+// leases says whether the policy holds snapshot retention leases.
+func (p *Policy) leases() bool { return p.cfg.LeaseMaxOps != 0 || p.cfg.LeaseMaxBytes != 0 }
+
+// leaseDueLocked says whether a copy's lease needs the engine: the latest
+// snapshot changed, or a third of the lease TTL passed since the renewal.
+func (p *Policy) leaseDueLocked(st *shardState) bool {
+	return p.leases() && st.latest != nil && (st.leaseFor != st.latest.ID || time.Since(st.leaseRenewed) >= st.leaseTTL/3)
+}
+
 // keepLease takes, advances or renews the snapshot retention lease of a
 // copy when due: the latest snapshot changed, or a third of the lease TTL
 // passed (force: now).
 func (p *Policy) keepLease(ctx context.Context, id shardstore.ShardID, sh engine.Shard, force bool) {
-	if p.cfg.LeaseMaxOps == 0 && p.cfg.LeaseMaxBytes == 0 {
-		return
-	}
 	p.mu.Lock()
 	st := p.shards[id]
 	latest := st.latest
-	due := force || latest != nil && (st.leaseFor != latest.ID || time.Since(st.leaseRenewed) >= st.leaseTTL/3)
+	due := force || p.leaseDueLocked(st)
 	p.mu.Unlock()
-	if latest == nil || !due {
+	if latest == nil || !due || !p.leases() {
 		return
 	}
 	info, err := sh.Info(ctx)

@@ -218,29 +218,43 @@ func (p *Policy) Tick(ctx context.Context, wg *sync.WaitGroup) {
 		if ctx.Err() != nil {
 			return
 		}
+		// The engine is asked only for a shard with something due (its
+		// lease, or a job): an idle shard is not kept open by the policy.
+		p.mu.Lock()
+		st, ok := p.shards[id]
+		if !ok {
+			st = &shardState{primary: true}
+			p.shards[id] = st
+		}
+		now := time.Now()
+		leaseDue := p.leaseDueLocked(st)
+		jobDue := p.cfg.Interval > 0 && !now.Before(st.next)
+		followDue := p.cfg.Scope == ScopePrimaries && !st.primary && now.Sub(st.refreshed) >= followEvery(st.leaseTTL)
+		discovered := st.discovered
+		if st.running {
+			inFlight++
+			jobDue, followDue = false, false
+		}
+		p.mu.Unlock()
+		if !leaseDue && !jobDue && !followDue {
+			continue
+		}
 		sh, err := p.svc.cfg.Engine.Shard(ctx, id)
 		if err != nil {
 			continue
 		}
 		primary := isPrimary(sh)
 		p.mu.Lock()
-		st, ok := p.shards[id]
-		if !ok {
-			st = &shardState{}
-			p.shards[id] = st
-		}
 		st.primary = primary
 		p.mu.Unlock()
 		// The lease asks only the engine: a repository that hangs
 		// delays no renewal (the jobs below do the repository's I/O).
-		p.keepLease(ctx, id, sh, false)
-
-		p.mu.Lock()
+		if leaseDue {
+			p.keepLease(ctx, id, sh, false)
+		}
 		var job func()
 		switch {
-		case st.running:
-			inFlight++
-		case p.cfg.Interval > 0 && !st.discovered && !time.Now().Before(st.next):
+		case jobDue && !discovered:
 			// First sight (next is zero), or after a failed run that
 			// could not read the repository: at the retry policy's pace.
 			job = func() {
@@ -250,23 +264,25 @@ func (p *Policy) Tick(ctx context.Context, wg *sync.WaitGroup) {
 				}
 				p.idle(id)
 			}
-		case p.cfg.Interval > 0 && !time.Now().Before(st.next):
+		case jobDue:
 			job = func() { p.run(ctx, id, sh) }
-		case p.cfg.Scope == ScopePrimaries && !primary && time.Since(st.refreshed) >= followEvery(st.leaseTTL):
+		case followDue && !primary:
 			// A replica takes no snapshot: it learns of its primary's
 			// as often as its lease is renewed, and its lease follows.
 			job = func() { p.refresh(ctx, id); p.idle(id) }
 		}
-		if job != nil && inFlight < p.maxInFlight() {
-			st.running = true
-			inFlight++
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				job()
-			}()
+		if job == nil || inFlight >= p.maxInFlight() {
+			continue
 		}
+		p.mu.Lock()
+		st.running = true
 		p.mu.Unlock()
+		inFlight++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			job()
+		}()
 	}
 }
 
