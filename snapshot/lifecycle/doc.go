@@ -32,6 +32,12 @@
 //     replica, from the latest snapshot's local checkpoint + 1, bounded by
 //     LeaseMaxOps / LeaseMaxBytes.
 //
+// A tick (at most once a second) asks the engine only for the shards with
+// something due (a lease renewal, a run, a replica's look at the
+// repository), so idle shards stay closed, and does no repository I/O
+// itself: repository reads and snapshots run in per-shard jobs, a bounded
+// number at once, so a hung store delays no lease renewal.
+//
 // Metrics: recoverd_snapshot_age_seconds per shard,
 // recoverd_snapshot_duration_seconds, recoverd_snapshot_bytes_total and
 // recoverd_snapshot_files_total (new vs reused), and the failures by cause.
