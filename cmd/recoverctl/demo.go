@@ -209,6 +209,15 @@ func (d *demo) run(ctx context.Context) error {
 	if _, err := d.recover(ctx, n2, n1, nil); err != nil {
 		return err
 	}
+	// The replica's policy takes its snapshot retention lease once it sees
+	// the shard (and n1's first snapshot): from then on its op log keeps
+	// what a snapshot plus ops will need, whatever --retain-ops says.
+	if err := d.until(ctx, "n2's snapshot retention lease is taken", func() (bool, error) {
+		pol, err := n2.snap.GetSnapshotPolicy(ctx, &pb.GetSnapshotPolicyRequest{Shard: demoShard})
+		return err == nil && len(pol.Shards) == 1 && pol.Shards[0].LeaseRetainingSeqno >= 0, err
+	}); err != nil {
+		return err
+	}
 
 	d.step("writing %d docs of 1 KiB on n1 and replicating them to n2 out of order, with other flush points", d.docs)
 	if err := d.writeAndReplicate(ctx, n1, n2); err != nil {

@@ -113,7 +113,12 @@ type shardState struct {
 	lastRun    time.Time
 	lastResult string
 	primary    bool
-	refreshed  time.Time // last read of the latest snapshot, for a replica
+	// roleUnknown: the engine does not say whether the copy acts as
+	// primary (a remote engine); the copy is snapshotted as a primary and
+	// follows the repository's latest snapshot as a replica, so that its
+	// lease follows another node's snapshots in either role.
+	roleUnknown bool
+	refreshed   time.Time // last read of the latest snapshot, for a replica
 
 	lease        *seqno.RetentionLease
 	leaseFor     string // snapshot id the lease was set for
@@ -229,7 +234,8 @@ func (p *Policy) Tick(ctx context.Context, wg *sync.WaitGroup) {
 		now := time.Now()
 		leaseDue := p.leaseDueLocked(st)
 		jobDue := p.cfg.Interval > 0 && !now.Before(st.next)
-		followDue := p.cfg.Scope == ScopePrimaries && !st.primary && now.Sub(st.refreshed) >= followEvery(st.leaseTTL)
+		follows := (p.cfg.Scope == ScopePrimaries && !st.primary) || st.roleUnknown
+		followDue := follows && now.Sub(st.refreshed) >= followEvery(st.leaseTTL)
 		discovered := st.discovered
 		if st.running {
 			inFlight++
@@ -243,9 +249,9 @@ func (p *Policy) Tick(ctx context.Context, wg *sync.WaitGroup) {
 		if err != nil {
 			continue
 		}
-		primary := isPrimary(sh)
+		primary, known := isPrimary(sh)
 		p.mu.Lock()
-		st.primary = primary
+		st.primary, st.roleUnknown = primary, !known
 		p.mu.Unlock()
 		// The lease asks only the engine: a repository that hangs
 		// delays no renewal (the jobs below do the repository's I/O).
@@ -266,7 +272,7 @@ func (p *Policy) Tick(ctx context.Context, wg *sync.WaitGroup) {
 			}
 		case jobDue:
 			job = func() { p.run(ctx, id, sh) }
-		case followDue && !primary:
+		case followDue && (!primary || !known):
 			// A replica takes no snapshot: it learns of its primary's
 			// as often as its lease is renewed, and its lease follows.
 			job = func() { p.refresh(ctx, id); p.idle(id) }
@@ -334,10 +340,10 @@ func (p *Policy) discover(ctx context.Context, id shardstore.ShardID) (due bool)
 // run is one scheduled run for a shard: a snapshot, then retention.
 func (p *Policy) run(ctx context.Context, id shardstore.ShardID, sh engine.Shard) {
 	start := time.Now()
-	primary := isPrimary(sh)
+	primary, known := isPrimary(sh)
 	p.mu.Lock()
 	st := p.shards[id]
-	st.primary = primary
+	st.primary, st.roleUnknown = primary, !known
 	p.mu.Unlock()
 	if p.cfg.Scope == ScopePrimaries && !primary {
 		// A replica follows the primary's snapshots: its lease is set
@@ -416,12 +422,13 @@ func followEvery(leaseTTL time.Duration) time.Duration {
 }
 
 // isPrimary asks an engine that tells (embedded: shardstore's role)
-// whether the copy acts as primary; a copy of one that does not is.
-func isPrimary(sh engine.Shard) bool {
+// whether the copy acts as primary; a copy of one that does not (known
+// false) is taken for one.
+func isPrimary(sh engine.Shard) (primary, known bool) {
 	if r, ok := sh.(interface{ Primary() bool }); ok {
-		return r.Primary()
+		return r.Primary(), true
 	}
-	return true
+	return true, false
 }
 
 // refresh reads the shard's latest snapshot from the repository (one a
