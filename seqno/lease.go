@@ -22,6 +22,10 @@ type RetentionLease struct {
 	// the peer API (a node id); only it may renew or release the lease.
 	// Empty for a lease taken without authentication.
 	Holder string `json:"holder,omitempty"`
+	// TTL, when set, is this lease's own lifetime without renewal, in
+	// place of the set's (a copy's lease, Leases.Replace, lives for the
+	// copy retention period). Zero: the set's TTL.
+	TTL time.Duration `json:"ttl,omitempty"`
 }
 
 var (
@@ -123,7 +127,15 @@ func (l *Leases) listLocked() []RetentionLease {
 }
 
 func (l *Leases) expiredLocked(le RetentionLease) bool {
-	return l.now().Sub(le.Timestamp) > l.ttl
+	return l.now().Sub(le.Timestamp) > l.ttlOf(le)
+}
+
+// ttlOf is the lifetime of le: its own TTL, else the set's.
+func (l *Leases) ttlOf(le RetentionLease) time.Duration {
+	if le.TTL > 0 {
+		return le.TTL
+	}
+	return l.ttl
 }
 
 // Add takes a new lease retaining ops from retaining on. It fails with
@@ -218,7 +230,7 @@ func (l *Leases) renewLocked(id string, retaining SeqNo) (RetentionLease, error)
 	if l.expiredLocked(le) {
 		delete(l.leases, id)
 		err := l.persistLocked()
-		return RetentionLease{}, errors.Join(fmt.Errorf("%w: %s expired at %v", ErrLeaseLost, id, le.Timestamp.Add(l.ttl)), err)
+		return RetentionLease{}, errors.Join(fmt.Errorf("%w: %s expired at %v", ErrLeaseLost, id, le.Timestamp.Add(l.ttlOf(le))), err)
 	}
 	if retaining < le.RetainingSeqNo {
 		return RetentionLease{}, fmt.Errorf("seqno: lease %s cannot move back from %v to %v", id, le.RetainingSeqNo, retaining)

@@ -16,7 +16,7 @@ func (l *Leases) EarliestExpiry() (time.Time, bool) {
 		if l.expiredLocked(le) {
 			continue
 		}
-		if at := le.Timestamp.Add(l.ttl); !found || at.Before(first) {
+		if at := le.Timestamp.Add(l.ttlOf(le)); !found || at.Before(first) {
 			first, found = at, true
 		}
 	}
