@@ -173,6 +173,13 @@
 // atomically under its own lock, outside the shard's. A file that does not
 // parse fails the open: forgetting leases would let retained history go.
 //
+// A copy's lease (copylease.go) also records its own ttl (nanoseconds):
+// HandOff replaces a recovery's lease (minutes, LeaseTTL) by the lease of
+// the recovered copy, id "copy-<node>", held by the copy, in one write of
+// the file; it lives for CopyRetention (default 12 hours) after the last
+// AckCopy, which renews it and raises it to the copy's local
+// checkpoint+1.
+//
 // # Staging
 //
 // A recovery stages what it receives in staging/<recovery-id>/

@@ -60,6 +60,10 @@ type Options struct {
 	// LeaseTTL is how long a retention lease lives without renewal
 	// (default 5 minutes).
 	LeaseTTL time.Duration
+	// CopyRetention is how long a copy's lease (HandOff) lives once the
+	// copy acknowledges nothing (default 12 hours, Elasticsearch's peer
+	// recovery retention lease period).
+	CopyRetention time.Duration
 	// Now is the clock for leases; nil means time.Now.
 	Now func() time.Time
 	// MaxSegmentBytes bounds the segments a merge writes (default 256 MiB).
@@ -219,6 +223,9 @@ func ReadMetadata(dataDir string, id ShardID) (Metadata, error) {
 func (o *Options) defaults() {
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = 5 * time.Minute
+	}
+	if o.CopyRetention <= 0 {
+		o.CopyRetention = 12 * time.Hour
 	}
 	if o.MaxSegmentBytes <= 0 {
 		o.MaxSegmentBytes = 256 << 20

@@ -185,6 +185,9 @@ func StatsFromPB(m *pb.SeqNoStats) seqno.Stats {
 // (0 leaves ttl and expires_at unset).
 func Lease(l seqno.RetentionLease, ttl time.Duration) *pb.RetentionLease {
 	m := &pb.RetentionLease{Id: l.ID, RetainingSeqno: int64(l.RetainingSeqNo), Source: l.Source, Timestamp: Time(l.Timestamp)}
+	if l.TTL > 0 { // a lease of its own lifetime (a copy's)
+		ttl = l.TTL
+	}
 	if ttl > 0 {
 		m.Ttl = durationpb.New(ttl)
 		m.ExpiresAt = Time(l.Timestamp.Add(ttl))

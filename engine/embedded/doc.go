@@ -19,9 +19,14 @@
 // TTL (a timer per pin, stopped by Release or Close), ops read in batches
 // within one history, input checked before it touches a path, and lease
 // expiry folded into Sweep. Paths it hands out are shardstore's, absolute:
-// recoverd and the engine share the process. HandOff answers
-// errors.ErrUnsupported: the reference engine has no replication of its
-// own (tests and the demo replicate by applying a primary's ops).
+// recoverd and the engine share the process. HandOff turns the recovery's
+// lease into the copy's, "copy-<node>", held by the copy and living for
+// shardstore.Options.CopyRetention (default 12 hours) without an
+// acknowledgement. The reference engine's replication is whoever applies
+// a primary's ops to its replicas (tests, the demo: ShardService.Apply on
+// the replica); it acknowledges each replica's local checkpoint to the
+// primary (ShardService.AckReplica, shardstore.Shard.AckCopy), which
+// renews the copy's lease and raises it to checkpoint+1.
 //
 // Registry.RegisterMetrics exports what the registry's shards hold
 // (metrics.go): shards by state, retention leases and how close the first

@@ -21,7 +21,7 @@ import (
 func harness() enginetest.Harness {
 	return enginetest.Harness{
 		Open: func(_ testing.TB, dir string, o enginetest.Options) (engine.Engine, error) {
-			reg := embedded.NewRegistry(dir, shardstore.Options{KeepStaging: true, LeaseTTL: o.LeaseTTL, Failpoint: o.Failpoint},
+			reg := embedded.NewRegistry(dir, shardstore.Options{KeepStaging: true, LeaseTTL: o.LeaseTTL, CopyRetention: o.CopyRetention, Failpoint: o.Failpoint},
 				slog.New(slog.DiscardHandler))
 			if err := reg.OpenAll(); err != nil {
 				reg.CloseAll()

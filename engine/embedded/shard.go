@@ -165,10 +165,13 @@ func (s *shard) ReleaseLease(ctx context.Context, id, holder string) error {
 	return s.s.Leases().RemoveHeld(id, holder)
 }
 
-// HandOff implements engine.Retention: the reference engine has no
-// replication of its own (tests and the demo replicate by applying a
-// primary's ops to its replicas), so it answers errors.ErrUnsupported and
-// recoverd releases the recovery's lease as it ends.
+// HandOff implements engine.Retention: the recovery's lease becomes the
+// copy's (shardstore.Shard.HandOff: id "copy-<copy>", held by the copy,
+// living for shardstore.Options.CopyRetention), in one durable write. The
+// reference engine's replication is whoever applies the primary's ops to
+// the replicas (tests, the demo: ShardService.Apply); it acknowledges what
+// a replica holds with ShardService.AckReplica, which renews that lease
+// and raises it (shardstore.Shard.AckCopy).
 func (s *shard) HandOff(ctx context.Context, req engine.HandOff) (seqno.RetentionLease, error) {
 	if err := s.committed(ctx); err != nil {
 		return seqno.RetentionLease{}, err
@@ -179,8 +182,10 @@ func (s *shard) HandOff(ctx context.Context, req engine.HandOff) (seqno.Retentio
 	if err := engine.ValidateName(req.Copy); err != nil {
 		return seqno.RetentionLease{}, fmt.Errorf("copy: %w", err)
 	}
-	return seqno.RetentionLease{}, fmt.Errorf("embedded engine: hand-off of lease %s to copy %s of %s: %w",
-		req.LeaseID, req.Copy, s.s.ID(), errors.ErrUnsupported)
+	if req.From < 0 {
+		return seqno.RetentionLease{}, fmt.Errorf("%w: hand-off from seqno %d", engine.ErrInvalidArgument, req.From)
+	}
+	return s.s.HandOff(req.LeaseID, req.Holder, req.Copy, req.From)
 }
 
 func (s *shard) Sweep(ctx context.Context, keepStaging map[string]bool) (engine.SweepResult, error) {

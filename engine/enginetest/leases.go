@@ -149,13 +149,57 @@ func testHandOff(t *testing.T, h Harness) {
 		}
 		return
 	}
-	if err != nil || l.RetainingSeqNo != 340 {
+	if err != nil || l.RetainingSeqNo != 340 || l.ID == "rec" {
 		t.Fatalf("HandOff = %+v, %v", l, err)
 	}
 	in := info(t, s)
-	if len(in.Leases) != 1 || in.Leases[0].ID != l.ID {
+	if len(in.Leases) != 1 || in.Leases[0].ID != l.ID || in.Leases[0].RetainingSeqNo != 340 {
 		t.Fatalf("after the hand-off the copy lists %+v, want the copy's lease alone", in.Leases)
 	}
 	_, err = s.HandOff(ctx, engine.HandOff{LeaseID: "rec", Holder: "n1", Copy: "n1", From: 340})
 	want(t, "a hand-off of a lease handed off already", err, engine.ErrLeaseLost)
+}
+
+// testHandOffExpiry: the copy's lease outlives the recovery lease TTL, is
+// renewed by nothing recoverd does, and expires after the copy retention
+// period: a copy that never comes back does not pin history forever.
+func testHandOffExpiry(t *testing.T, h Harness) {
+	e := open(t, h, t.TempDir(), Options{LeaseTTL: 50 * time.Millisecond, CopyRetention: time.Hour})
+	s := source(t, e, sid("src"))
+	from := info(t, s).Retained.From
+	if _, err := s.AcquireLease(ctx, lease("rec", from, "n1")); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.HandOff(ctx, engine.HandOff{LeaseID: "rec", Holder: "n1", Copy: "n1", From: from})
+	if errors.Is(err, errors.ErrUnsupported) {
+		t.Skip("the engine has no replication of its own")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // four recovery lease TTLs
+	if in := info(t, s); len(in.Leases) != 1 || in.Leases[0].ID != l.ID {
+		t.Fatalf("the copy's lease did not outlive the recovery lease TTL: %+v", in.Leases)
+	}
+	if res, err := s.Sweep(ctx, nil); err != nil || len(res.Leases) != 0 {
+		t.Fatalf("a sweep within the copy retention period expired %v (%v)", res.Leases, err)
+	}
+
+	e2 := open(t, h, t.TempDir(), Options{LeaseTTL: time.Hour, CopyRetention: 100 * time.Millisecond})
+	s2 := source(t, e2, sid("src"))
+	from = info(t, s2).Retained.From
+	if _, err := s2.AcquireLease(ctx, lease("rec", from, "n1")); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = s2.HandOff(ctx, engine.HandOff{LeaseID: "rec", Holder: "n1", Copy: "n1", From: from}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the copy's lease expiry", func() bool { return len(info(t, s2).Leases) == 0 })
+	res, err := s2.Sweep(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Leases) != 1 || res.Leases[0] != l.ID {
+		t.Fatalf("Sweep expired leases %v, want the copy's %s", res.Leases, l.ID)
+	}
 }

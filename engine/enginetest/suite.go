@@ -37,6 +37,9 @@ type Options struct {
 	// LeaseTTL is the lifetime of a retention lease without renewal (zero:
 	// the engine's default, long enough for any test).
 	LeaseTTL time.Duration
+	// CopyRetention is how long a copy's lease (Retention.HandOff) lives
+	// once the copy acknowledges nothing (zero: the engine's default).
+	CopyRetention time.Duration
 	// Failpoint, in a crash child only, is called at the engine's named
 	// points (Harness.PublishFailpoints); the child kills itself there.
 	Failpoint func(name string)
@@ -91,6 +94,7 @@ func Run(t *testing.T, h Harness) {
 		{"Leases", testLeases},
 		{"LeaseExpiry", testLeaseExpiry},
 		{"HandOff", testHandOff},
+		{"HandOffExpiry", testHandOffExpiry},
 		{"RefuseWrites", testRefuseWrites},
 		{"Publish", testPublish},
 		{"PublishRefusals", testPublishRefusals},

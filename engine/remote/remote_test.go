@@ -54,7 +54,7 @@ func (s *served) close() error {
 
 // openEmbedded opens the reference engine on dataDir.
 func openEmbedded(dataDir string, o enginetest.Options) (*embedded.Engine, error) {
-	reg := embedded.NewRegistry(dataDir, shardstore.Options{KeepStaging: true, LeaseTTL: o.LeaseTTL, Failpoint: o.Failpoint},
+	reg := embedded.NewRegistry(dataDir, shardstore.Options{KeepStaging: true, LeaseTTL: o.LeaseTTL, CopyRetention: o.CopyRetention, Failpoint: o.Failpoint},
 		slog.New(slog.DiscardHandler))
 	if err := reg.OpenAll(); err != nil {
 		reg.CloseAll()
