@@ -182,11 +182,17 @@ func (a *attempt) pinPlanAndRun(ctx context.Context, req StartRequest, useSnapsh
 	err = a.runPlan(lctx, p, manifest)
 	lost(nil)
 	wg.Wait()
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	if rerr := transfer.ReleaseLease(rctx, a.client, a.shard, lease.ID); rerr != nil {
-		a.log.Warn("could not release the retention lease; it expires on the source", "lease", lease.ID, "error", rerr)
+	// A recovery that succeeded hands its lease over to the copy (its
+	// keeper stopped: the source holds it from now on); otherwise, or
+	// when the source cannot take it, the lease is released.
+	handed := err == nil && context.Cause(lctx) == context.Canceled && a.target != nil && a.handOff(ctx, lease)
+	if !handed {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if rerr := transfer.ReleaseLease(rctx, a.client, a.shard, lease.ID); rerr != nil {
+			a.log.Warn("could not release the retention lease; it expires on the source", "lease", lease.ID, "error", rerr)
+		}
+		cancel()
 	}
-	cancel()
 	if cause := context.Cause(lctx); ctx.Err() == nil && errors.Is(cause, seqno.ErrLeaseLost) {
 		return &replanError{cause: "lease_lost", err: cause}
 	}

@@ -87,6 +87,16 @@
 // files its plan still lists (complete ones as they are, partial ones from
 // the prefix checked chunk by chunk) and fetches its ops afresh.
 //
+// A recovery that succeeded hands its lease over to the copy
+// (handoff.go, transfer.HandOffLease, engine.Retention.HandOff on the
+// source): its keeper stops, and the lease becomes the copy's on the
+// source, retaining from the copy's local checkpoint + 1, held from then
+// on by the source engine's replication (the reference engine: renewed by
+// ShardService.AckReplica, expired after the source's --copy-retention).
+// State.HandOff and the log say so, and from which seqno. A source whose
+// engine has no replication (errors.ErrUnsupported), a failed hand-off,
+// and every recovery that did not succeed release the lease as they end.
+//
 // Before any byte moves (and before the lease is taken) the plan is
 // checked against the free space of Config.DataDir: what it stages (files
 // not staged yet and ops; with a fallback, the larger plan) plus

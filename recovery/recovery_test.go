@@ -43,8 +43,15 @@ func TestPeerRecoveryStagesOpsWithFiles(t *testing.T) {
 	if digest(t, e.target()) != digest(t, src) {
 		t.Fatal("copy differs")
 	}
-	if len(src.Leases().List()) != 0 {
-		t.Fatal("the retention lease was not released")
+	// The recovery's lease became the copy's, retaining from the copy's
+	// checkpoint + 1 (the hand-off to replication).
+	ls := src.Leases().List()
+	cp := e.target().Stats().Seq.LocalCheckpoint
+	if len(ls) != 1 || ls[0].ID != "copy-target" || ls[0].Holder != "target" || ls[0].RetainingSeqNo != cp+1 {
+		t.Fatalf("the source holds leases %+v, want the copy's alone, from %d", ls, cp+1)
+	}
+	if s.HandOff == nil || s.HandOff.Lease != "copy-target" || s.HandOff.From != cp+1 {
+		t.Fatalf("the recovery's state says hand-off %+v", s.HandOff)
 	}
 	noStaging(t, e.target())
 }

@@ -139,8 +139,8 @@ func TestStoppedNodeResumesTheRecovery(t *testing.T) {
 		t.Fatal("copy differs")
 	}
 	noStaging(t, e.target())
-	if st := e.peer.Stats(); st.Pins != 0 || len(src.Leases().List()) != 0 {
-		t.Fatalf("after the recovery the source holds %d pins and leases %v", st.Pins, src.Leases().List())
+	if st, ls := e.peer.Stats(), src.Leases().List(); st.Pins != 0 || len(ls) != 1 || ls[0].ID != "copy-target" { // handed over to the copy
+		t.Fatalf("after the recovery the source holds %d pins and leases %v", st.Pins, ls)
 	}
 }
 

@@ -108,10 +108,13 @@ type State struct {
 	Fallbacks     []Fallback     `json:"fallbacks"`
 	Error         string         `json:"error,omitempty"`
 	Result        *Check         `json:"result,omitempty"`
-	Start         time.Time      `json:"start"`
-	End           time.Time      `json:"end,omitempty"`
-	Resumes       int64          `json:"resumes"`
-	Replans       int            `json:"replans"`
+	// HandOff, once the recovery succeeded, says its lease on the source
+	// became the copy's (nil: released, as the engine has no replication).
+	HandOff *HandOff  `json:"hand_off,omitempty"`
+	Start   time.Time `json:"start"`
+	End     time.Time `json:"end,omitempty"`
+	Resumes int64     `json:"resumes"`
+	Replans int       `json:"replans"`
 	// Restarts counts the times the node restarted during the recovery;
 	// each time it resumed under the same id.
 	Restarts int `json:"restarts,omitempty"`

@@ -2,8 +2,12 @@ package transfer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
@@ -60,4 +64,20 @@ func ReleaseLease(ctx context.Context, c pb.PeerServiceClient, shard engine.Shar
 		return fmt.Errorf("transfer: release lease %s on %s: %w", id, shard, rpcerr.FromStatus(err))
 	}
 	return nil
+}
+
+// HandOffLease turns the recovery's lease id on the source into the lease
+// of the copy on node copy, retaining from on. Errors wrap
+// errors.ErrUnsupported when the source's engine has no replication of its
+// own (or the source predates the rpc): the caller releases the lease;
+// seqno.ErrLeaseLost when the lease is gone.
+func HandOffLease(ctx context.Context, c pb.PeerServiceClient, shard engine.ShardID, id, copy string, from seqno.SeqNo) (Lease, error) {
+	resp, err := c.HandOffLease(ctx, &pb.HandOffLeaseRequest{Shard: pbconv.ShardID(shard), LeaseId: id, Copy: copy, FromSeqno: int64(from)})
+	if status.Code(err) == codes.Unimplemented {
+		return Lease{}, fmt.Errorf("transfer: hand lease %s on %s over to %s: %w: %w", id, shard, copy, errors.ErrUnsupported, rpcerr.FromStatus(err))
+	}
+	if err != nil {
+		return Lease{}, fmt.Errorf("transfer: hand lease %s on %s over to %s: %w", id, shard, copy, rpcerr.FromStatus(err))
+	}
+	return leaseFromPB(resp.Lease)
 }

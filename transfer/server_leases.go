@@ -91,3 +91,31 @@ func (s *PeerServer) ReleaseLease(ctx context.Context, req *pb.ReleaseLeaseReque
 	}
 	return &pb.ReleaseLeaseResponse{}, nil
 }
+
+// HandOffLease implements PeerService: the caller's recovery lease becomes
+// the recovered copy's (engine.Retention.HandOff).
+func (s *PeerServer) HandOffLease(ctx context.Context, req *pb.HandOffLeaseRequest) (*pb.HandOffLeaseResponse, error) {
+	sh, id, err := s.shard(ctx, req.GetShard())
+	if err != nil {
+		return nil, err
+	}
+	if err := engine.ValidateName(req.LeaseId); err != nil {
+		return nil, invalid("lease_id: %v", err)
+	}
+	if err := engine.ValidateName(req.Copy); err != nil {
+		return nil, invalid("copy: %v", err)
+	}
+	if req.FromSeqno < 0 {
+		return nil, invalid("from_seqno %d is negative", req.FromSeqno)
+	}
+	l, err := sh.HandOff(ctx, engine.HandOff{LeaseID: req.LeaseId, Holder: PeerIdentity(ctx), Copy: req.Copy, From: seqno.SeqNo(req.FromSeqno)})
+	if err != nil {
+		return nil, rpcerr.ToStatus(fmt.Errorf("shard %s: hand lease %s over to copy %s: %w", id, req.LeaseId, req.Copy, err))
+	}
+	s.log.Info("retention lease handed over to the copy", "shard", id.String(), "lease", req.LeaseId, "copy_lease", l.ID, "from", l.RetainingSeqNo)
+	resp, err := s.leaseResp(ctx, sh, l)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.HandOffLeaseResponse{Lease: resp}, nil
+}

@@ -4254,6 +4254,123 @@ func (*ReleaseLeaseResponse) Descriptor() ([]byte, []int) {
 	return file_recoverd_proto_rawDescGZIP(), []int{55}
 }
 
+type HandOffLeaseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard *ShardId               `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// lease_id is the recovery's lease, held by the caller.
+	LeaseId string `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// copy names the recovered copy: the node it lives on.
+	Copy string `protobuf:"bytes,3,opt,name=copy,proto3" json:"copy,omitempty"`
+	// from_seqno is the copy's local checkpoint after the last catch-up,
+	// plus one.
+	FromSeqno     int64 `protobuf:"varint,4,opt,name=from_seqno,json=fromSeqno,proto3" json:"from_seqno,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandOffLeaseRequest) Reset() {
+	*x = HandOffLeaseRequest{}
+	mi := &file_recoverd_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandOffLeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandOffLeaseRequest) ProtoMessage() {}
+
+func (x *HandOffLeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_recoverd_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandOffLeaseRequest.ProtoReflect.Descriptor instead.
+func (*HandOffLeaseRequest) Descriptor() ([]byte, []int) {
+	return file_recoverd_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *HandOffLeaseRequest) GetShard() *ShardId {
+	if x != nil {
+		return x.Shard
+	}
+	return nil
+}
+
+func (x *HandOffLeaseRequest) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *HandOffLeaseRequest) GetCopy() string {
+	if x != nil {
+		return x.Copy
+	}
+	return ""
+}
+
+func (x *HandOffLeaseRequest) GetFromSeqno() int64 {
+	if x != nil {
+		return x.FromSeqno
+	}
+	return 0
+}
+
+type HandOffLeaseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// lease is the copy's lease.
+	Lease         *RetentionLease `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandOffLeaseResponse) Reset() {
+	*x = HandOffLeaseResponse{}
+	mi := &file_recoverd_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandOffLeaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandOffLeaseResponse) ProtoMessage() {}
+
+func (x *HandOffLeaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_recoverd_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandOffLeaseResponse.ProtoReflect.Descriptor instead.
+func (*HandOffLeaseResponse) Descriptor() ([]byte, []int) {
+	return file_recoverd_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *HandOffLeaseResponse) GetLease() *RetentionLease {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
 type SnapshotInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -4268,7 +4385,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_recoverd_proto_msgTypes[56]
+	mi := &file_recoverd_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4280,7 +4397,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[56]
+	mi := &file_recoverd_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4293,7 +4410,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{56}
+	return file_recoverd_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *SnapshotInfo) GetId() string {
@@ -4347,7 +4464,7 @@ type CreateSnapshotRequest struct {
 
 func (x *CreateSnapshotRequest) Reset() {
 	*x = CreateSnapshotRequest{}
-	mi := &file_recoverd_proto_msgTypes[57]
+	mi := &file_recoverd_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4359,7 +4476,7 @@ func (x *CreateSnapshotRequest) String() string {
 func (*CreateSnapshotRequest) ProtoMessage() {}
 
 func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[57]
+	mi := &file_recoverd_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4372,7 +4489,7 @@ func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{57}
+	return file_recoverd_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CreateSnapshotRequest) GetShard() *ShardId {
@@ -4399,7 +4516,7 @@ type CreateSnapshotResponse struct {
 
 func (x *CreateSnapshotResponse) Reset() {
 	*x = CreateSnapshotResponse{}
-	mi := &file_recoverd_proto_msgTypes[58]
+	mi := &file_recoverd_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4411,7 +4528,7 @@ func (x *CreateSnapshotResponse) String() string {
 func (*CreateSnapshotResponse) ProtoMessage() {}
 
 func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[58]
+	mi := &file_recoverd_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4424,7 +4541,7 @@ func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{58}
+	return file_recoverd_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CreateSnapshotResponse) GetSnapshot() *SnapshotInfo {
@@ -4485,7 +4602,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_recoverd_proto_msgTypes[59]
+	mi := &file_recoverd_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4497,7 +4614,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[59]
+	mi := &file_recoverd_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4510,7 +4627,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{59}
+	return file_recoverd_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListSnapshotsRequest) GetShard() *ShardId {
@@ -4529,7 +4646,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_recoverd_proto_msgTypes[60]
+	mi := &file_recoverd_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4541,7 +4658,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[60]
+	mi := &file_recoverd_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4554,7 +4671,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{60}
+	return file_recoverd_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*SnapshotInfo {
@@ -4574,7 +4691,7 @@ type DeleteSnapshotRequest struct {
 
 func (x *DeleteSnapshotRequest) Reset() {
 	*x = DeleteSnapshotRequest{}
-	mi := &file_recoverd_proto_msgTypes[61]
+	mi := &file_recoverd_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4586,7 +4703,7 @@ func (x *DeleteSnapshotRequest) String() string {
 func (*DeleteSnapshotRequest) ProtoMessage() {}
 
 func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[61]
+	mi := &file_recoverd_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4599,7 +4716,7 @@ func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{61}
+	return file_recoverd_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *DeleteSnapshotRequest) GetShard() *ShardId {
@@ -4624,7 +4741,7 @@ type DeleteSnapshotResponse struct {
 
 func (x *DeleteSnapshotResponse) Reset() {
 	*x = DeleteSnapshotResponse{}
-	mi := &file_recoverd_proto_msgTypes[62]
+	mi := &file_recoverd_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4636,7 +4753,7 @@ func (x *DeleteSnapshotResponse) String() string {
 func (*DeleteSnapshotResponse) ProtoMessage() {}
 
 func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[62]
+	mi := &file_recoverd_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4649,7 +4766,7 @@ func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{62}
+	return file_recoverd_proto_rawDescGZIP(), []int{64}
 }
 
 type GetSnapshotPolicyRequest struct {
@@ -4662,7 +4779,7 @@ type GetSnapshotPolicyRequest struct {
 
 func (x *GetSnapshotPolicyRequest) Reset() {
 	*x = GetSnapshotPolicyRequest{}
-	mi := &file_recoverd_proto_msgTypes[63]
+	mi := &file_recoverd_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4674,7 +4791,7 @@ func (x *GetSnapshotPolicyRequest) String() string {
 func (*GetSnapshotPolicyRequest) ProtoMessage() {}
 
 func (x *GetSnapshotPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[63]
+	mi := &file_recoverd_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4687,7 +4804,7 @@ func (x *GetSnapshotPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetSnapshotPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{63}
+	return file_recoverd_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *GetSnapshotPolicyRequest) GetShard() *ShardId {
@@ -4721,7 +4838,7 @@ type SnapshotPolicy struct {
 
 func (x *SnapshotPolicy) Reset() {
 	*x = SnapshotPolicy{}
-	mi := &file_recoverd_proto_msgTypes[64]
+	mi := &file_recoverd_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4733,7 +4850,7 @@ func (x *SnapshotPolicy) String() string {
 func (*SnapshotPolicy) ProtoMessage() {}
 
 func (x *SnapshotPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[64]
+	mi := &file_recoverd_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4746,7 +4863,7 @@ func (x *SnapshotPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotPolicy.ProtoReflect.Descriptor instead.
 func (*SnapshotPolicy) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{64}
+	return file_recoverd_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *SnapshotPolicy) GetInterval() *durationpb.Duration {
@@ -4836,7 +4953,7 @@ type ShardSnapshotStatus struct {
 
 func (x *ShardSnapshotStatus) Reset() {
 	*x = ShardSnapshotStatus{}
-	mi := &file_recoverd_proto_msgTypes[65]
+	mi := &file_recoverd_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4848,7 +4965,7 @@ func (x *ShardSnapshotStatus) String() string {
 func (*ShardSnapshotStatus) ProtoMessage() {}
 
 func (x *ShardSnapshotStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[65]
+	mi := &file_recoverd_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4861,7 +4978,7 @@ func (x *ShardSnapshotStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardSnapshotStatus.ProtoReflect.Descriptor instead.
 func (*ShardSnapshotStatus) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{65}
+	return file_recoverd_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ShardSnapshotStatus) GetShard() *ShardId {
@@ -4965,7 +5082,7 @@ type GetSnapshotPolicyResponse struct {
 
 func (x *GetSnapshotPolicyResponse) Reset() {
 	*x = GetSnapshotPolicyResponse{}
-	mi := &file_recoverd_proto_msgTypes[66]
+	mi := &file_recoverd_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4977,7 +5094,7 @@ func (x *GetSnapshotPolicyResponse) String() string {
 func (*GetSnapshotPolicyResponse) ProtoMessage() {}
 
 func (x *GetSnapshotPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[66]
+	mi := &file_recoverd_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4990,7 +5107,7 @@ func (x *GetSnapshotPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetSnapshotPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{66}
+	return file_recoverd_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *GetSnapshotPolicyResponse) GetPolicy() *SnapshotPolicy {
@@ -5031,7 +5148,7 @@ type ShardStats struct {
 
 func (x *ShardStats) Reset() {
 	*x = ShardStats{}
-	mi := &file_recoverd_proto_msgTypes[67]
+	mi := &file_recoverd_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5043,7 +5160,7 @@ func (x *ShardStats) String() string {
 func (*ShardStats) ProtoMessage() {}
 
 func (x *ShardStats) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[67]
+	mi := &file_recoverd_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5056,7 +5173,7 @@ func (x *ShardStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardStats.ProtoReflect.Descriptor instead.
 func (*ShardStats) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{67}
+	return file_recoverd_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ShardStats) GetShard() *ShardId {
@@ -5153,7 +5270,7 @@ type Doc struct {
 
 func (x *Doc) Reset() {
 	*x = Doc{}
-	mi := &file_recoverd_proto_msgTypes[68]
+	mi := &file_recoverd_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5165,7 +5282,7 @@ func (x *Doc) String() string {
 func (*Doc) ProtoMessage() {}
 
 func (x *Doc) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[68]
+	mi := &file_recoverd_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5178,7 +5295,7 @@ func (x *Doc) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Doc.ProtoReflect.Descriptor instead.
 func (*Doc) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{68}
+	return file_recoverd_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *Doc) GetKey() string {
@@ -5205,7 +5322,7 @@ type CreateShardRequest struct {
 
 func (x *CreateShardRequest) Reset() {
 	*x = CreateShardRequest{}
-	mi := &file_recoverd_proto_msgTypes[69]
+	mi := &file_recoverd_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5217,7 +5334,7 @@ func (x *CreateShardRequest) String() string {
 func (*CreateShardRequest) ProtoMessage() {}
 
 func (x *CreateShardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[69]
+	mi := &file_recoverd_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5230,7 +5347,7 @@ func (x *CreateShardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateShardRequest.ProtoReflect.Descriptor instead.
 func (*CreateShardRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{69}
+	return file_recoverd_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *CreateShardRequest) GetShard() *ShardId {
@@ -5256,7 +5373,7 @@ type CreateShardResponse struct {
 
 func (x *CreateShardResponse) Reset() {
 	*x = CreateShardResponse{}
-	mi := &file_recoverd_proto_msgTypes[70]
+	mi := &file_recoverd_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5268,7 +5385,7 @@ func (x *CreateShardResponse) String() string {
 func (*CreateShardResponse) ProtoMessage() {}
 
 func (x *CreateShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[70]
+	mi := &file_recoverd_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5281,7 +5398,7 @@ func (x *CreateShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateShardResponse.ProtoReflect.Descriptor instead.
 func (*CreateShardResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{70}
+	return file_recoverd_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *CreateShardResponse) GetStats() *ShardStats {
@@ -5299,7 +5416,7 @@ type ListShardsRequest struct {
 
 func (x *ListShardsRequest) Reset() {
 	*x = ListShardsRequest{}
-	mi := &file_recoverd_proto_msgTypes[71]
+	mi := &file_recoverd_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5311,7 +5428,7 @@ func (x *ListShardsRequest) String() string {
 func (*ListShardsRequest) ProtoMessage() {}
 
 func (x *ListShardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[71]
+	mi := &file_recoverd_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5324,7 +5441,7 @@ func (x *ListShardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShardsRequest.ProtoReflect.Descriptor instead.
 func (*ListShardsRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{71}
+	return file_recoverd_proto_rawDescGZIP(), []int{73}
 }
 
 type ListShardsResponse struct {
@@ -5336,7 +5453,7 @@ type ListShardsResponse struct {
 
 func (x *ListShardsResponse) Reset() {
 	*x = ListShardsResponse{}
-	mi := &file_recoverd_proto_msgTypes[72]
+	mi := &file_recoverd_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5348,7 +5465,7 @@ func (x *ListShardsResponse) String() string {
 func (*ListShardsResponse) ProtoMessage() {}
 
 func (x *ListShardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[72]
+	mi := &file_recoverd_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5361,7 +5478,7 @@ func (x *ListShardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListShardsResponse.ProtoReflect.Descriptor instead.
 func (*ListShardsResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{72}
+	return file_recoverd_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ListShardsResponse) GetShards() []*ShardStats {
@@ -5381,7 +5498,7 @@ type IndexRequest struct {
 
 func (x *IndexRequest) Reset() {
 	*x = IndexRequest{}
-	mi := &file_recoverd_proto_msgTypes[73]
+	mi := &file_recoverd_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5393,7 +5510,7 @@ func (x *IndexRequest) String() string {
 func (*IndexRequest) ProtoMessage() {}
 
 func (x *IndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[73]
+	mi := &file_recoverd_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5406,7 +5523,7 @@ func (x *IndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexRequest.ProtoReflect.Descriptor instead.
 func (*IndexRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{73}
+	return file_recoverd_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *IndexRequest) GetShard() *ShardId {
@@ -5433,7 +5550,7 @@ type IndexResponse struct {
 
 func (x *IndexResponse) Reset() {
 	*x = IndexResponse{}
-	mi := &file_recoverd_proto_msgTypes[74]
+	mi := &file_recoverd_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5445,7 +5562,7 @@ func (x *IndexResponse) String() string {
 func (*IndexResponse) ProtoMessage() {}
 
 func (x *IndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[74]
+	mi := &file_recoverd_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5458,7 +5575,7 @@ func (x *IndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexResponse.ProtoReflect.Descriptor instead.
 func (*IndexResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{74}
+	return file_recoverd_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *IndexResponse) GetOps() []*Op {
@@ -5478,7 +5595,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_recoverd_proto_msgTypes[75]
+	mi := &file_recoverd_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5490,7 +5607,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[75]
+	mi := &file_recoverd_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5503,7 +5620,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{75}
+	return file_recoverd_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *DeleteRequest) GetShard() *ShardId {
@@ -5529,7 +5646,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_recoverd_proto_msgTypes[76]
+	mi := &file_recoverd_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5541,7 +5658,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[76]
+	mi := &file_recoverd_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5554,7 +5671,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{76}
+	return file_recoverd_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *DeleteResponse) GetOps() []*Op {
@@ -5574,7 +5691,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_recoverd_proto_msgTypes[77]
+	mi := &file_recoverd_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5586,7 +5703,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[77]
+	mi := &file_recoverd_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5599,7 +5716,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{77}
+	return file_recoverd_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ApplyRequest) GetShard() *ShardId {
@@ -5625,7 +5742,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_recoverd_proto_msgTypes[78]
+	mi := &file_recoverd_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5637,7 +5754,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[78]
+	mi := &file_recoverd_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5650,7 +5767,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{78}
+	return file_recoverd_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ApplyResponse) GetSeqno() *SeqNoStats {
@@ -5670,7 +5787,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_recoverd_proto_msgTypes[79]
+	mi := &file_recoverd_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5682,7 +5799,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[79]
+	mi := &file_recoverd_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5695,7 +5812,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{79}
+	return file_recoverd_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *GetRequest) GetShard() *ShardId {
@@ -5723,7 +5840,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_recoverd_proto_msgTypes[80]
+	mi := &file_recoverd_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5735,7 +5852,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[80]
+	mi := &file_recoverd_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5748,7 +5865,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{80}
+	return file_recoverd_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *GetResponse) GetFound() bool {
@@ -5785,7 +5902,7 @@ type FlushRequest struct {
 
 func (x *FlushRequest) Reset() {
 	*x = FlushRequest{}
-	mi := &file_recoverd_proto_msgTypes[81]
+	mi := &file_recoverd_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5797,7 +5914,7 @@ func (x *FlushRequest) String() string {
 func (*FlushRequest) ProtoMessage() {}
 
 func (x *FlushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[81]
+	mi := &file_recoverd_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5810,7 +5927,7 @@ func (x *FlushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushRequest.ProtoReflect.Descriptor instead.
 func (*FlushRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{81}
+	return file_recoverd_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *FlushRequest) GetShard() *ShardId {
@@ -5836,7 +5953,7 @@ type FlushResponse struct {
 
 func (x *FlushResponse) Reset() {
 	*x = FlushResponse{}
-	mi := &file_recoverd_proto_msgTypes[82]
+	mi := &file_recoverd_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5848,7 +5965,7 @@ func (x *FlushResponse) String() string {
 func (*FlushResponse) ProtoMessage() {}
 
 func (x *FlushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[82]
+	mi := &file_recoverd_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5861,7 +5978,7 @@ func (x *FlushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlushResponse.ProtoReflect.Descriptor instead.
 func (*FlushResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{82}
+	return file_recoverd_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *FlushResponse) GetStats() *ShardStats {
@@ -5880,7 +5997,7 @@ type MergeRequest struct {
 
 func (x *MergeRequest) Reset() {
 	*x = MergeRequest{}
-	mi := &file_recoverd_proto_msgTypes[83]
+	mi := &file_recoverd_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5892,7 +6009,7 @@ func (x *MergeRequest) String() string {
 func (*MergeRequest) ProtoMessage() {}
 
 func (x *MergeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[83]
+	mi := &file_recoverd_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5905,7 +6022,7 @@ func (x *MergeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRequest.ProtoReflect.Descriptor instead.
 func (*MergeRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{83}
+	return file_recoverd_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *MergeRequest) GetShard() *ShardId {
@@ -5924,7 +6041,7 @@ type MergeResponse struct {
 
 func (x *MergeResponse) Reset() {
 	*x = MergeResponse{}
-	mi := &file_recoverd_proto_msgTypes[84]
+	mi := &file_recoverd_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5936,7 +6053,7 @@ func (x *MergeResponse) String() string {
 func (*MergeResponse) ProtoMessage() {}
 
 func (x *MergeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[84]
+	mi := &file_recoverd_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5949,7 +6066,7 @@ func (x *MergeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeResponse.ProtoReflect.Descriptor instead.
 func (*MergeResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{84}
+	return file_recoverd_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *MergeResponse) GetStats() *ShardStats {
@@ -5968,7 +6085,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_recoverd_proto_msgTypes[85]
+	mi := &file_recoverd_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5980,7 +6097,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[85]
+	mi := &file_recoverd_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5993,7 +6110,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{85}
+	return file_recoverd_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *StatsRequest) GetShard() *ShardId {
@@ -6012,7 +6129,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_recoverd_proto_msgTypes[86]
+	mi := &file_recoverd_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6024,7 +6141,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[86]
+	mi := &file_recoverd_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6037,7 +6154,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{86}
+	return file_recoverd_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *StatsResponse) GetStats() *ShardStats {
@@ -6056,7 +6173,7 @@ type DigestRequest struct {
 
 func (x *DigestRequest) Reset() {
 	*x = DigestRequest{}
-	mi := &file_recoverd_proto_msgTypes[87]
+	mi := &file_recoverd_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6068,7 +6185,7 @@ func (x *DigestRequest) String() string {
 func (*DigestRequest) ProtoMessage() {}
 
 func (x *DigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[87]
+	mi := &file_recoverd_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6081,7 +6198,7 @@ func (x *DigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestRequest.ProtoReflect.Descriptor instead.
 func (*DigestRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{87}
+	return file_recoverd_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *DigestRequest) GetShard() *ShardId {
@@ -6102,7 +6219,7 @@ type DigestResponse struct {
 
 func (x *DigestResponse) Reset() {
 	*x = DigestResponse{}
-	mi := &file_recoverd_proto_msgTypes[88]
+	mi := &file_recoverd_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6114,7 +6231,7 @@ func (x *DigestResponse) String() string {
 func (*DigestResponse) ProtoMessage() {}
 
 func (x *DigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[88]
+	mi := &file_recoverd_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6127,7 +6244,7 @@ func (x *DigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestResponse.ProtoReflect.Descriptor instead.
 func (*DigestResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{88}
+	return file_recoverd_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *DigestResponse) GetDigest() string {
@@ -6160,7 +6277,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_recoverd_proto_msgTypes[89]
+	mi := &file_recoverd_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6172,7 +6289,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[89]
+	mi := &file_recoverd_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6185,7 +6302,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{89}
+	return file_recoverd_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *PromoteRequest) GetShard() *ShardId {
@@ -6204,7 +6321,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_recoverd_proto_msgTypes[90]
+	mi := &file_recoverd_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6216,7 +6333,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_recoverd_proto_msgTypes[90]
+	mi := &file_recoverd_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6229,12 +6346,118 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_recoverd_proto_rawDescGZIP(), []int{90}
+	return file_recoverd_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *PromoteResponse) GetStats() *ShardStats {
 	if x != nil {
 		return x.Stats
+	}
+	return nil
+}
+
+type AckReplicaRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard *ShardId               `protobuf:"bytes,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// copy names the replica: the node it lives on.
+	Copy string `protobuf:"bytes,2,opt,name=copy,proto3" json:"copy,omitempty"`
+	// local_checkpoint is the replica's: it holds every op up to it.
+	LocalCheckpoint int64 `protobuf:"varint,3,opt,name=local_checkpoint,json=localCheckpoint,proto3" json:"local_checkpoint,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AckReplicaRequest) Reset() {
+	*x = AckReplicaRequest{}
+	mi := &file_recoverd_proto_msgTypes[93]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckReplicaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckReplicaRequest) ProtoMessage() {}
+
+func (x *AckReplicaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_recoverd_proto_msgTypes[93]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckReplicaRequest.ProtoReflect.Descriptor instead.
+func (*AckReplicaRequest) Descriptor() ([]byte, []int) {
+	return file_recoverd_proto_rawDescGZIP(), []int{93}
+}
+
+func (x *AckReplicaRequest) GetShard() *ShardId {
+	if x != nil {
+		return x.Shard
+	}
+	return nil
+}
+
+func (x *AckReplicaRequest) GetCopy() string {
+	if x != nil {
+		return x.Copy
+	}
+	return ""
+}
+
+func (x *AckReplicaRequest) GetLocalCheckpoint() int64 {
+	if x != nil {
+		return x.LocalCheckpoint
+	}
+	return 0
+}
+
+type AckReplicaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lease         *RetentionLease        `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckReplicaResponse) Reset() {
+	*x = AckReplicaResponse{}
+	mi := &file_recoverd_proto_msgTypes[94]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckReplicaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckReplicaResponse) ProtoMessage() {}
+
+func (x *AckReplicaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_recoverd_proto_msgTypes[94]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckReplicaResponse.ProtoReflect.Descriptor instead.
+func (*AckReplicaResponse) Descriptor() ([]byte, []int) {
+	return file_recoverd_proto_rawDescGZIP(), []int{94}
+}
+
+func (x *AckReplicaResponse) GetLease() *RetentionLease {
+	if x != nil {
+		return x.Lease
 	}
 	return nil
 }
@@ -6525,7 +6748,15 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x13ReleaseLeaseRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\"\x16\n" +
-	"\x14ReleaseLeaseResponse\"\x84\x02\n" +
+	"\x14ReleaseLeaseResponse\"\x8f\x01\n" +
+	"\x13HandOffLeaseRequest\x12*\n" +
+	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12\x19\n" +
+	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x12\n" +
+	"\x04copy\x18\x03 \x01(\tR\x04copy\x12\x1d\n" +
+	"\n" +
+	"from_seqno\x18\x04 \x01(\x03R\tfromSeqno\"I\n" +
+	"\x14HandOffLeaseResponse\x121\n" +
+	"\x05lease\x18\x01 \x01(\v2\x1b.recoverd.v1.RetentionLeaseR\x05lease\"\x84\x02\n" +
 	"\fSnapshotInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
 	"\x05shard\x18\x02 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x129\n" +
@@ -6661,7 +6892,13 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x0ePromoteRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\"@\n" +
 	"\x0fPromoteResponse\x12-\n" +
-	"\x05stats\x18\x01 \x01(\v2\x17.recoverd.v1.ShardStatsR\x05stats*\xd4\x02\n" +
+	"\x05stats\x18\x01 \x01(\v2\x17.recoverd.v1.ShardStatsR\x05stats\"~\n" +
+	"\x11AckReplicaRequest\x12*\n" +
+	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12\x12\n" +
+	"\x04copy\x18\x02 \x01(\tR\x04copy\x12)\n" +
+	"\x10local_checkpoint\x18\x03 \x01(\x03R\x0flocalCheckpoint\"G\n" +
+	"\x12AckReplicaResponse\x121\n" +
+	"\x05lease\x18\x01 \x01(\v2\x1b.recoverd.v1.RetentionLeaseR\x05lease*\xd4\x02\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rOPS_COMPACTED\x10\x01\x12\x0e\n" +
@@ -6730,7 +6967,7 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x0eListRecoveries\x12\".recoverd.v1.ListRecoveriesRequest\x1a#.recoverd.v1.ListRecoveriesResponse\x12Y\n" +
 	"\x0eCancelRecovery\x12\".recoverd.v1.CancelRecoveryRequest\x1a#.recoverd.v1.CancelRecoveryResponse\x12X\n" +
 	"\rWatchRecovery\x12!.recoverd.v1.WatchRecoveryRequest\x1a\".recoverd.v1.WatchRecoveryResponse0\x01\x12P\n" +
-	"\vExplainPlan\x12\x1f.recoverd.v1.ExplainPlanRequest\x1a .recoverd.v1.ExplainPlanResponse2\xae\x06\n" +
+	"\vExplainPlan\x12\x1f.recoverd.v1.ExplainPlanRequest\x1a .recoverd.v1.ExplainPlanResponse2\x83\a\n" +
 	"\vPeerService\x12_\n" +
 	"\x10GetShardMetadata\x12$.recoverd.v1.GetShardMetadataRequest\x1a%.recoverd.v1.GetShardMetadataResponse\x12Y\n" +
 	"\x0eGetShardDigest\x12\".recoverd.v1.GetShardDigestRequest\x1a#.recoverd.v1.GetShardDigestResponse\x12J\n" +
@@ -6743,12 +6980,13 @@ const file_recoverd_proto_rawDesc = "" +
 	"\fAcquireLease\x12 .recoverd.v1.AcquireLeaseRequest\x1a!.recoverd.v1.AcquireLeaseResponse\x12M\n" +
 	"\n" +
 	"RenewLease\x12\x1e.recoverd.v1.RenewLeaseRequest\x1a\x1f.recoverd.v1.RenewLeaseResponse\x12S\n" +
-	"\fReleaseLease\x12 .recoverd.v1.ReleaseLeaseRequest\x1a!.recoverd.v1.ReleaseLeaseResponse2\x83\x03\n" +
+	"\fReleaseLease\x12 .recoverd.v1.ReleaseLeaseRequest\x1a!.recoverd.v1.ReleaseLeaseResponse\x12S\n" +
+	"\fHandOffLease\x12 .recoverd.v1.HandOffLeaseRequest\x1a!.recoverd.v1.HandOffLeaseResponse2\x83\x03\n" +
 	"\x0fSnapshotService\x12Y\n" +
 	"\x0eCreateSnapshot\x12\".recoverd.v1.CreateSnapshotRequest\x1a#.recoverd.v1.CreateSnapshotResponse\x12V\n" +
 	"\rListSnapshots\x12!.recoverd.v1.ListSnapshotsRequest\x1a\".recoverd.v1.ListSnapshotsResponse\x12Y\n" +
 	"\x0eDeleteSnapshot\x12\".recoverd.v1.DeleteSnapshotRequest\x1a#.recoverd.v1.DeleteSnapshotResponse\x12b\n" +
-	"\x11GetSnapshotPolicy\x12%.recoverd.v1.GetSnapshotPolicyRequest\x1a&.recoverd.v1.GetSnapshotPolicyResponse2\xf5\x05\n" +
+	"\x11GetSnapshotPolicy\x12%.recoverd.v1.GetSnapshotPolicyRequest\x1a&.recoverd.v1.GetSnapshotPolicyResponse2\xc4\x06\n" +
 	"\fShardService\x12P\n" +
 	"\vCreateShard\x12\x1f.recoverd.v1.CreateShardRequest\x1a .recoverd.v1.CreateShardResponse\x12M\n" +
 	"\n" +
@@ -6761,7 +6999,9 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x05Merge\x12\x19.recoverd.v1.MergeRequest\x1a\x1a.recoverd.v1.MergeResponse\x12>\n" +
 	"\x05Stats\x12\x19.recoverd.v1.StatsRequest\x1a\x1a.recoverd.v1.StatsResponse\x12A\n" +
 	"\x06Digest\x12\x1a.recoverd.v1.DigestRequest\x1a\x1b.recoverd.v1.DigestResponse\x12D\n" +
-	"\aPromote\x12\x1b.recoverd.v1.PromoteRequest\x1a\x1c.recoverd.v1.PromoteResponseB8Z6github.com/recoverd/recoverd/api/recoverdv1;recoverdv1b\x06proto3"
+	"\aPromote\x12\x1b.recoverd.v1.PromoteRequest\x1a\x1c.recoverd.v1.PromoteResponse\x12M\n" +
+	"\n" +
+	"AckReplica\x12\x1e.recoverd.v1.AckReplicaRequest\x1a\x1f.recoverd.v1.AckReplicaResponseB8Z6github.com/recoverd/recoverd/api/recoverdv1;recoverdv1b\x06proto3"
 
 var (
 	file_recoverd_proto_rawDescOnce sync.Once
@@ -6776,7 +7016,7 @@ func file_recoverd_proto_rawDescGZIP() []byte {
 }
 
 var file_recoverd_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_recoverd_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
+var file_recoverd_proto_msgTypes = make([]protoimpl.MessageInfo, 95)
 var file_recoverd_proto_goTypes = []any{
 	(ErrorReason)(0),                  // 0: recoverd.v1.ErrorReason
 	(OpKind)(0),                       // 1: recoverd.v1.OpKind
@@ -6841,50 +7081,54 @@ var file_recoverd_proto_goTypes = []any{
 	(*RenewLeaseResponse)(nil),        // 60: recoverd.v1.RenewLeaseResponse
 	(*ReleaseLeaseRequest)(nil),       // 61: recoverd.v1.ReleaseLeaseRequest
 	(*ReleaseLeaseResponse)(nil),      // 62: recoverd.v1.ReleaseLeaseResponse
-	(*SnapshotInfo)(nil),              // 63: recoverd.v1.SnapshotInfo
-	(*CreateSnapshotRequest)(nil),     // 64: recoverd.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil),    // 65: recoverd.v1.CreateSnapshotResponse
-	(*ListSnapshotsRequest)(nil),      // 66: recoverd.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),     // 67: recoverd.v1.ListSnapshotsResponse
-	(*DeleteSnapshotRequest)(nil),     // 68: recoverd.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil),    // 69: recoverd.v1.DeleteSnapshotResponse
-	(*GetSnapshotPolicyRequest)(nil),  // 70: recoverd.v1.GetSnapshotPolicyRequest
-	(*SnapshotPolicy)(nil),            // 71: recoverd.v1.SnapshotPolicy
-	(*ShardSnapshotStatus)(nil),       // 72: recoverd.v1.ShardSnapshotStatus
-	(*GetSnapshotPolicyResponse)(nil), // 73: recoverd.v1.GetSnapshotPolicyResponse
-	(*ShardStats)(nil),                // 74: recoverd.v1.ShardStats
-	(*Doc)(nil),                       // 75: recoverd.v1.Doc
-	(*CreateShardRequest)(nil),        // 76: recoverd.v1.CreateShardRequest
-	(*CreateShardResponse)(nil),       // 77: recoverd.v1.CreateShardResponse
-	(*ListShardsRequest)(nil),         // 78: recoverd.v1.ListShardsRequest
-	(*ListShardsResponse)(nil),        // 79: recoverd.v1.ListShardsResponse
-	(*IndexRequest)(nil),              // 80: recoverd.v1.IndexRequest
-	(*IndexResponse)(nil),             // 81: recoverd.v1.IndexResponse
-	(*DeleteRequest)(nil),             // 82: recoverd.v1.DeleteRequest
-	(*DeleteResponse)(nil),            // 83: recoverd.v1.DeleteResponse
-	(*ApplyRequest)(nil),              // 84: recoverd.v1.ApplyRequest
-	(*ApplyResponse)(nil),             // 85: recoverd.v1.ApplyResponse
-	(*GetRequest)(nil),                // 86: recoverd.v1.GetRequest
-	(*GetResponse)(nil),               // 87: recoverd.v1.GetResponse
-	(*FlushRequest)(nil),              // 88: recoverd.v1.FlushRequest
-	(*FlushResponse)(nil),             // 89: recoverd.v1.FlushResponse
-	(*MergeRequest)(nil),              // 90: recoverd.v1.MergeRequest
-	(*MergeResponse)(nil),             // 91: recoverd.v1.MergeResponse
-	(*StatsRequest)(nil),              // 92: recoverd.v1.StatsRequest
-	(*StatsResponse)(nil),             // 93: recoverd.v1.StatsResponse
-	(*DigestRequest)(nil),             // 94: recoverd.v1.DigestRequest
-	(*DigestResponse)(nil),            // 95: recoverd.v1.DigestResponse
-	(*PromoteRequest)(nil),            // 96: recoverd.v1.PromoteRequest
-	(*PromoteResponse)(nil),           // 97: recoverd.v1.PromoteResponse
-	(*timestamppb.Timestamp)(nil),     // 98: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 99: google.protobuf.Duration
+	(*HandOffLeaseRequest)(nil),       // 63: recoverd.v1.HandOffLeaseRequest
+	(*HandOffLeaseResponse)(nil),      // 64: recoverd.v1.HandOffLeaseResponse
+	(*SnapshotInfo)(nil),              // 65: recoverd.v1.SnapshotInfo
+	(*CreateSnapshotRequest)(nil),     // 66: recoverd.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),    // 67: recoverd.v1.CreateSnapshotResponse
+	(*ListSnapshotsRequest)(nil),      // 68: recoverd.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),     // 69: recoverd.v1.ListSnapshotsResponse
+	(*DeleteSnapshotRequest)(nil),     // 70: recoverd.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),    // 71: recoverd.v1.DeleteSnapshotResponse
+	(*GetSnapshotPolicyRequest)(nil),  // 72: recoverd.v1.GetSnapshotPolicyRequest
+	(*SnapshotPolicy)(nil),            // 73: recoverd.v1.SnapshotPolicy
+	(*ShardSnapshotStatus)(nil),       // 74: recoverd.v1.ShardSnapshotStatus
+	(*GetSnapshotPolicyResponse)(nil), // 75: recoverd.v1.GetSnapshotPolicyResponse
+	(*ShardStats)(nil),                // 76: recoverd.v1.ShardStats
+	(*Doc)(nil),                       // 77: recoverd.v1.Doc
+	(*CreateShardRequest)(nil),        // 78: recoverd.v1.CreateShardRequest
+	(*CreateShardResponse)(nil),       // 79: recoverd.v1.CreateShardResponse
+	(*ListShardsRequest)(nil),         // 80: recoverd.v1.ListShardsRequest
+	(*ListShardsResponse)(nil),        // 81: recoverd.v1.ListShardsResponse
+	(*IndexRequest)(nil),              // 82: recoverd.v1.IndexRequest
+	(*IndexResponse)(nil),             // 83: recoverd.v1.IndexResponse
+	(*DeleteRequest)(nil),             // 84: recoverd.v1.DeleteRequest
+	(*DeleteResponse)(nil),            // 85: recoverd.v1.DeleteResponse
+	(*ApplyRequest)(nil),              // 86: recoverd.v1.ApplyRequest
+	(*ApplyResponse)(nil),             // 87: recoverd.v1.ApplyResponse
+	(*GetRequest)(nil),                // 88: recoverd.v1.GetRequest
+	(*GetResponse)(nil),               // 89: recoverd.v1.GetResponse
+	(*FlushRequest)(nil),              // 90: recoverd.v1.FlushRequest
+	(*FlushResponse)(nil),             // 91: recoverd.v1.FlushResponse
+	(*MergeRequest)(nil),              // 92: recoverd.v1.MergeRequest
+	(*MergeResponse)(nil),             // 93: recoverd.v1.MergeResponse
+	(*StatsRequest)(nil),              // 94: recoverd.v1.StatsRequest
+	(*StatsResponse)(nil),             // 95: recoverd.v1.StatsResponse
+	(*DigestRequest)(nil),             // 96: recoverd.v1.DigestRequest
+	(*DigestResponse)(nil),            // 97: recoverd.v1.DigestResponse
+	(*PromoteRequest)(nil),            // 98: recoverd.v1.PromoteRequest
+	(*PromoteResponse)(nil),           // 99: recoverd.v1.PromoteResponse
+	(*AckReplicaRequest)(nil),         // 100: recoverd.v1.AckReplicaRequest
+	(*AckReplicaResponse)(nil),        // 101: recoverd.v1.AckReplicaResponse
+	(*timestamppb.Timestamp)(nil),     // 102: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 103: google.protobuf.Duration
 }
 var file_recoverd_proto_depIdxs = []int32{
 	8,   // 0: recoverd.v1.ShardMetadata.files:type_name -> recoverd.v1.FileMeta
 	9,   // 1: recoverd.v1.ShardMetadata.commit:type_name -> recoverd.v1.CommitData
-	98,  // 2: recoverd.v1.RetentionLease.timestamp:type_name -> google.protobuf.Timestamp
-	99,  // 3: recoverd.v1.RetentionLease.ttl:type_name -> google.protobuf.Duration
-	98,  // 4: recoverd.v1.RetentionLease.expires_at:type_name -> google.protobuf.Timestamp
+	102, // 2: recoverd.v1.RetentionLease.timestamp:type_name -> google.protobuf.Timestamp
+	103, // 3: recoverd.v1.RetentionLease.ttl:type_name -> google.protobuf.Duration
+	102, // 4: recoverd.v1.RetentionLease.expires_at:type_name -> google.protobuf.Timestamp
 	1,   // 5: recoverd.v1.Op.kind:type_name -> recoverd.v1.OpKind
 	7,   // 6: recoverd.v1.StartRecoveryRequest.shard:type_name -> recoverd.v1.ShardId
 	15,  // 7: recoverd.v1.StartRecoveryRequest.options:type_name -> recoverd.v1.RecoveryOptions
@@ -6894,7 +7138,7 @@ var file_recoverd_proto_depIdxs = []int32{
 	2,   // 11: recoverd.v1.ListRecoveriesRequest.stages:type_name -> recoverd.v1.Stage
 	31,  // 12: recoverd.v1.ListRecoveriesResponse.recoveries:type_name -> recoverd.v1.Recovery
 	31,  // 13: recoverd.v1.CancelRecoveryResponse.recovery:type_name -> recoverd.v1.Recovery
-	99,  // 14: recoverd.v1.WatchRecoveryRequest.min_interval:type_name -> google.protobuf.Duration
+	103, // 14: recoverd.v1.WatchRecoveryRequest.min_interval:type_name -> google.protobuf.Duration
 	31,  // 15: recoverd.v1.WatchRecoveryResponse.recovery:type_name -> recoverd.v1.Recovery
 	7,   // 16: recoverd.v1.ExplainPlanRequest.shard:type_name -> recoverd.v1.ShardId
 	15,  // 17: recoverd.v1.ExplainPlanRequest.options:type_name -> recoverd.v1.RecoveryOptions
@@ -6915,12 +7159,12 @@ var file_recoverd_proto_depIdxs = []int32{
 	33,  // 32: recoverd.v1.Recovery.files:type_name -> recoverd.v1.FileProgress
 	35,  // 33: recoverd.v1.Recovery.totals:type_name -> recoverd.v1.RecoveryTotals
 	36,  // 34: recoverd.v1.Recovery.ops:type_name -> recoverd.v1.OpsProgress
-	99,  // 35: recoverd.v1.Recovery.throttle_wait:type_name -> google.protobuf.Duration
+	103, // 35: recoverd.v1.Recovery.throttle_wait:type_name -> google.protobuf.Duration
 	37,  // 36: recoverd.v1.Recovery.stages:type_name -> recoverd.v1.StageTiming
 	38,  // 37: recoverd.v1.Recovery.fallbacks:type_name -> recoverd.v1.FallbackEvent
 	39,  // 38: recoverd.v1.Recovery.result:type_name -> recoverd.v1.ResultCheck
-	98,  // 39: recoverd.v1.Recovery.start_time:type_name -> google.protobuf.Timestamp
-	98,  // 40: recoverd.v1.Recovery.end_time:type_name -> google.protobuf.Timestamp
+	102, // 39: recoverd.v1.Recovery.start_time:type_name -> google.protobuf.Timestamp
+	102, // 40: recoverd.v1.Recovery.end_time:type_name -> google.protobuf.Timestamp
 	32,  // 41: recoverd.v1.Recovery.repository_requests:type_name -> recoverd.v1.RepositoryRequests
 	4,   // 42: recoverd.v1.FileProgress.source:type_name -> recoverd.v1.FileSource
 	34,  // 43: recoverd.v1.RecoveryTotals.total:type_name -> recoverd.v1.Counts
@@ -6928,9 +7172,9 @@ var file_recoverd_proto_depIdxs = []int32{
 	34,  // 45: recoverd.v1.RecoveryTotals.from_peer:type_name -> recoverd.v1.Counts
 	34,  // 46: recoverd.v1.RecoveryTotals.from_snapshot:type_name -> recoverd.v1.Counts
 	2,   // 47: recoverd.v1.StageTiming.stage:type_name -> recoverd.v1.Stage
-	98,  // 48: recoverd.v1.StageTiming.start_time:type_name -> google.protobuf.Timestamp
-	98,  // 49: recoverd.v1.StageTiming.end_time:type_name -> google.protobuf.Timestamp
-	98,  // 50: recoverd.v1.FallbackEvent.time:type_name -> google.protobuf.Timestamp
+	102, // 48: recoverd.v1.StageTiming.start_time:type_name -> google.protobuf.Timestamp
+	102, // 49: recoverd.v1.StageTiming.end_time:type_name -> google.protobuf.Timestamp
+	102, // 50: recoverd.v1.FallbackEvent.time:type_name -> google.protobuf.Timestamp
 	3,   // 51: recoverd.v1.FallbackEvent.from_kind:type_name -> recoverd.v1.PlanKind
 	3,   // 52: recoverd.v1.FallbackEvent.to_kind:type_name -> recoverd.v1.PlanKind
 	7,   // 53: recoverd.v1.GetShardMetadataRequest.shard:type_name -> recoverd.v1.ShardId
@@ -6943,10 +7187,10 @@ var file_recoverd_proto_depIdxs = []int32{
 	7,   // 60: recoverd.v1.GetShardDigestRequest.shard:type_name -> recoverd.v1.ShardId
 	12,  // 61: recoverd.v1.GetShardDigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
 	7,   // 62: recoverd.v1.Pin.shard:type_name -> recoverd.v1.ShardId
-	99,  // 63: recoverd.v1.Pin.ttl:type_name -> google.protobuf.Duration
-	98,  // 64: recoverd.v1.Pin.expires_at:type_name -> google.protobuf.Timestamp
+	103, // 63: recoverd.v1.Pin.ttl:type_name -> google.protobuf.Duration
+	102, // 64: recoverd.v1.Pin.expires_at:type_name -> google.protobuf.Timestamp
 	7,   // 65: recoverd.v1.PinCommitRequest.shard:type_name -> recoverd.v1.ShardId
-	99,  // 66: recoverd.v1.PinCommitRequest.ttl:type_name -> google.protobuf.Duration
+	103, // 66: recoverd.v1.PinCommitRequest.ttl:type_name -> google.protobuf.Duration
 	45,  // 67: recoverd.v1.PinCommitResponse.pin:type_name -> recoverd.v1.Pin
 	41,  // 68: recoverd.v1.PinCommitResponse.info:type_name -> recoverd.v1.ShardInfo
 	45,  // 69: recoverd.v1.RenewPinResponse.pin:type_name -> recoverd.v1.Pin
@@ -6962,119 +7206,127 @@ var file_recoverd_proto_depIdxs = []int32{
 	7,   // 79: recoverd.v1.RenewLeaseRequest.shard:type_name -> recoverd.v1.ShardId
 	13,  // 80: recoverd.v1.RenewLeaseResponse.lease:type_name -> recoverd.v1.RetentionLease
 	7,   // 81: recoverd.v1.ReleaseLeaseRequest.shard:type_name -> recoverd.v1.ShardId
-	7,   // 82: recoverd.v1.SnapshotInfo.shard:type_name -> recoverd.v1.ShardId
-	98,  // 83: recoverd.v1.SnapshotInfo.start_time:type_name -> google.protobuf.Timestamp
-	9,   // 84: recoverd.v1.SnapshotInfo.commit:type_name -> recoverd.v1.CommitData
-	8,   // 85: recoverd.v1.SnapshotInfo.files:type_name -> recoverd.v1.FileMeta
-	7,   // 86: recoverd.v1.CreateSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
-	63,  // 87: recoverd.v1.CreateSnapshotResponse.snapshot:type_name -> recoverd.v1.SnapshotInfo
-	99,  // 88: recoverd.v1.CreateSnapshotResponse.took:type_name -> google.protobuf.Duration
-	32,  // 89: recoverd.v1.CreateSnapshotResponse.repository_requests:type_name -> recoverd.v1.RepositoryRequests
-	7,   // 90: recoverd.v1.ListSnapshotsRequest.shard:type_name -> recoverd.v1.ShardId
-	63,  // 91: recoverd.v1.ListSnapshotsResponse.snapshots:type_name -> recoverd.v1.SnapshotInfo
-	7,   // 92: recoverd.v1.DeleteSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
-	7,   // 93: recoverd.v1.GetSnapshotPolicyRequest.shard:type_name -> recoverd.v1.ShardId
-	99,  // 94: recoverd.v1.SnapshotPolicy.interval:type_name -> google.protobuf.Duration
-	99,  // 95: recoverd.v1.SnapshotPolicy.max_age:type_name -> google.protobuf.Duration
-	7,   // 96: recoverd.v1.ShardSnapshotStatus.shard:type_name -> recoverd.v1.ShardId
-	98,  // 97: recoverd.v1.ShardSnapshotStatus.last_snapshot_time:type_name -> google.protobuf.Timestamp
-	99,  // 98: recoverd.v1.ShardSnapshotStatus.age:type_name -> google.protobuf.Duration
-	98,  // 99: recoverd.v1.ShardSnapshotStatus.next_run:type_name -> google.protobuf.Timestamp
-	98,  // 100: recoverd.v1.ShardSnapshotStatus.last_run:type_name -> google.protobuf.Timestamp
-	71,  // 101: recoverd.v1.GetSnapshotPolicyResponse.policy:type_name -> recoverd.v1.SnapshotPolicy
-	72,  // 102: recoverd.v1.GetSnapshotPolicyResponse.shards:type_name -> recoverd.v1.ShardSnapshotStatus
-	7,   // 103: recoverd.v1.ShardStats.shard:type_name -> recoverd.v1.ShardId
-	12,  // 104: recoverd.v1.ShardStats.seqno:type_name -> recoverd.v1.SeqNoStats
-	6,   // 105: recoverd.v1.ShardStats.state:type_name -> recoverd.v1.ShardState
-	7,   // 106: recoverd.v1.CreateShardRequest.shard:type_name -> recoverd.v1.ShardId
-	74,  // 107: recoverd.v1.CreateShardResponse.stats:type_name -> recoverd.v1.ShardStats
-	74,  // 108: recoverd.v1.ListShardsResponse.shards:type_name -> recoverd.v1.ShardStats
-	7,   // 109: recoverd.v1.IndexRequest.shard:type_name -> recoverd.v1.ShardId
-	75,  // 110: recoverd.v1.IndexRequest.docs:type_name -> recoverd.v1.Doc
-	14,  // 111: recoverd.v1.IndexResponse.ops:type_name -> recoverd.v1.Op
-	7,   // 112: recoverd.v1.DeleteRequest.shard:type_name -> recoverd.v1.ShardId
-	14,  // 113: recoverd.v1.DeleteResponse.ops:type_name -> recoverd.v1.Op
-	7,   // 114: recoverd.v1.ApplyRequest.shard:type_name -> recoverd.v1.ShardId
-	14,  // 115: recoverd.v1.ApplyRequest.ops:type_name -> recoverd.v1.Op
-	12,  // 116: recoverd.v1.ApplyResponse.seqno:type_name -> recoverd.v1.SeqNoStats
-	7,   // 117: recoverd.v1.GetRequest.shard:type_name -> recoverd.v1.ShardId
-	7,   // 118: recoverd.v1.FlushRequest.shard:type_name -> recoverd.v1.ShardId
-	74,  // 119: recoverd.v1.FlushResponse.stats:type_name -> recoverd.v1.ShardStats
-	7,   // 120: recoverd.v1.MergeRequest.shard:type_name -> recoverd.v1.ShardId
-	74,  // 121: recoverd.v1.MergeResponse.stats:type_name -> recoverd.v1.ShardStats
-	7,   // 122: recoverd.v1.StatsRequest.shard:type_name -> recoverd.v1.ShardId
-	74,  // 123: recoverd.v1.StatsResponse.stats:type_name -> recoverd.v1.ShardStats
-	7,   // 124: recoverd.v1.DigestRequest.shard:type_name -> recoverd.v1.ShardId
-	12,  // 125: recoverd.v1.DigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
-	7,   // 126: recoverd.v1.PromoteRequest.shard:type_name -> recoverd.v1.ShardId
-	74,  // 127: recoverd.v1.PromoteResponse.stats:type_name -> recoverd.v1.ShardStats
-	16,  // 128: recoverd.v1.RecoveryService.StartRecovery:input_type -> recoverd.v1.StartRecoveryRequest
-	18,  // 129: recoverd.v1.RecoveryService.GetRecovery:input_type -> recoverd.v1.GetRecoveryRequest
-	20,  // 130: recoverd.v1.RecoveryService.ListRecoveries:input_type -> recoverd.v1.ListRecoveriesRequest
-	22,  // 131: recoverd.v1.RecoveryService.CancelRecovery:input_type -> recoverd.v1.CancelRecoveryRequest
-	24,  // 132: recoverd.v1.RecoveryService.WatchRecovery:input_type -> recoverd.v1.WatchRecoveryRequest
-	26,  // 133: recoverd.v1.RecoveryService.ExplainPlan:input_type -> recoverd.v1.ExplainPlanRequest
-	40,  // 134: recoverd.v1.PeerService.GetShardMetadata:input_type -> recoverd.v1.GetShardMetadataRequest
-	43,  // 135: recoverd.v1.PeerService.GetShardDigest:input_type -> recoverd.v1.GetShardDigestRequest
-	46,  // 136: recoverd.v1.PeerService.PinCommit:input_type -> recoverd.v1.PinCommitRequest
-	48,  // 137: recoverd.v1.PeerService.RenewPin:input_type -> recoverd.v1.RenewPinRequest
-	50,  // 138: recoverd.v1.PeerService.ReleasePin:input_type -> recoverd.v1.ReleasePinRequest
-	52,  // 139: recoverd.v1.PeerService.FetchFile:input_type -> recoverd.v1.FetchFileRequest
-	55,  // 140: recoverd.v1.PeerService.FetchOps:input_type -> recoverd.v1.FetchOpsRequest
-	57,  // 141: recoverd.v1.PeerService.AcquireLease:input_type -> recoverd.v1.AcquireLeaseRequest
-	59,  // 142: recoverd.v1.PeerService.RenewLease:input_type -> recoverd.v1.RenewLeaseRequest
-	61,  // 143: recoverd.v1.PeerService.ReleaseLease:input_type -> recoverd.v1.ReleaseLeaseRequest
-	64,  // 144: recoverd.v1.SnapshotService.CreateSnapshot:input_type -> recoverd.v1.CreateSnapshotRequest
-	66,  // 145: recoverd.v1.SnapshotService.ListSnapshots:input_type -> recoverd.v1.ListSnapshotsRequest
-	68,  // 146: recoverd.v1.SnapshotService.DeleteSnapshot:input_type -> recoverd.v1.DeleteSnapshotRequest
-	70,  // 147: recoverd.v1.SnapshotService.GetSnapshotPolicy:input_type -> recoverd.v1.GetSnapshotPolicyRequest
-	76,  // 148: recoverd.v1.ShardService.CreateShard:input_type -> recoverd.v1.CreateShardRequest
-	78,  // 149: recoverd.v1.ShardService.ListShards:input_type -> recoverd.v1.ListShardsRequest
-	80,  // 150: recoverd.v1.ShardService.Index:input_type -> recoverd.v1.IndexRequest
-	82,  // 151: recoverd.v1.ShardService.Delete:input_type -> recoverd.v1.DeleteRequest
-	84,  // 152: recoverd.v1.ShardService.Apply:input_type -> recoverd.v1.ApplyRequest
-	86,  // 153: recoverd.v1.ShardService.Get:input_type -> recoverd.v1.GetRequest
-	88,  // 154: recoverd.v1.ShardService.Flush:input_type -> recoverd.v1.FlushRequest
-	90,  // 155: recoverd.v1.ShardService.Merge:input_type -> recoverd.v1.MergeRequest
-	92,  // 156: recoverd.v1.ShardService.Stats:input_type -> recoverd.v1.StatsRequest
-	94,  // 157: recoverd.v1.ShardService.Digest:input_type -> recoverd.v1.DigestRequest
-	96,  // 158: recoverd.v1.ShardService.Promote:input_type -> recoverd.v1.PromoteRequest
-	17,  // 159: recoverd.v1.RecoveryService.StartRecovery:output_type -> recoverd.v1.StartRecoveryResponse
-	19,  // 160: recoverd.v1.RecoveryService.GetRecovery:output_type -> recoverd.v1.GetRecoveryResponse
-	21,  // 161: recoverd.v1.RecoveryService.ListRecoveries:output_type -> recoverd.v1.ListRecoveriesResponse
-	23,  // 162: recoverd.v1.RecoveryService.CancelRecovery:output_type -> recoverd.v1.CancelRecoveryResponse
-	25,  // 163: recoverd.v1.RecoveryService.WatchRecovery:output_type -> recoverd.v1.WatchRecoveryResponse
-	27,  // 164: recoverd.v1.RecoveryService.ExplainPlan:output_type -> recoverd.v1.ExplainPlanResponse
-	42,  // 165: recoverd.v1.PeerService.GetShardMetadata:output_type -> recoverd.v1.GetShardMetadataResponse
-	44,  // 166: recoverd.v1.PeerService.GetShardDigest:output_type -> recoverd.v1.GetShardDigestResponse
-	47,  // 167: recoverd.v1.PeerService.PinCommit:output_type -> recoverd.v1.PinCommitResponse
-	49,  // 168: recoverd.v1.PeerService.RenewPin:output_type -> recoverd.v1.RenewPinResponse
-	51,  // 169: recoverd.v1.PeerService.ReleasePin:output_type -> recoverd.v1.ReleasePinResponse
-	54,  // 170: recoverd.v1.PeerService.FetchFile:output_type -> recoverd.v1.FileChunk
-	56,  // 171: recoverd.v1.PeerService.FetchOps:output_type -> recoverd.v1.OpBatch
-	58,  // 172: recoverd.v1.PeerService.AcquireLease:output_type -> recoverd.v1.AcquireLeaseResponse
-	60,  // 173: recoverd.v1.PeerService.RenewLease:output_type -> recoverd.v1.RenewLeaseResponse
-	62,  // 174: recoverd.v1.PeerService.ReleaseLease:output_type -> recoverd.v1.ReleaseLeaseResponse
-	65,  // 175: recoverd.v1.SnapshotService.CreateSnapshot:output_type -> recoverd.v1.CreateSnapshotResponse
-	67,  // 176: recoverd.v1.SnapshotService.ListSnapshots:output_type -> recoverd.v1.ListSnapshotsResponse
-	69,  // 177: recoverd.v1.SnapshotService.DeleteSnapshot:output_type -> recoverd.v1.DeleteSnapshotResponse
-	73,  // 178: recoverd.v1.SnapshotService.GetSnapshotPolicy:output_type -> recoverd.v1.GetSnapshotPolicyResponse
-	77,  // 179: recoverd.v1.ShardService.CreateShard:output_type -> recoverd.v1.CreateShardResponse
-	79,  // 180: recoverd.v1.ShardService.ListShards:output_type -> recoverd.v1.ListShardsResponse
-	81,  // 181: recoverd.v1.ShardService.Index:output_type -> recoverd.v1.IndexResponse
-	83,  // 182: recoverd.v1.ShardService.Delete:output_type -> recoverd.v1.DeleteResponse
-	85,  // 183: recoverd.v1.ShardService.Apply:output_type -> recoverd.v1.ApplyResponse
-	87,  // 184: recoverd.v1.ShardService.Get:output_type -> recoverd.v1.GetResponse
-	89,  // 185: recoverd.v1.ShardService.Flush:output_type -> recoverd.v1.FlushResponse
-	91,  // 186: recoverd.v1.ShardService.Merge:output_type -> recoverd.v1.MergeResponse
-	93,  // 187: recoverd.v1.ShardService.Stats:output_type -> recoverd.v1.StatsResponse
-	95,  // 188: recoverd.v1.ShardService.Digest:output_type -> recoverd.v1.DigestResponse
-	97,  // 189: recoverd.v1.ShardService.Promote:output_type -> recoverd.v1.PromoteResponse
-	159, // [159:190] is the sub-list for method output_type
-	128, // [128:159] is the sub-list for method input_type
-	128, // [128:128] is the sub-list for extension type_name
-	128, // [128:128] is the sub-list for extension extendee
-	0,   // [0:128] is the sub-list for field type_name
+	7,   // 82: recoverd.v1.HandOffLeaseRequest.shard:type_name -> recoverd.v1.ShardId
+	13,  // 83: recoverd.v1.HandOffLeaseResponse.lease:type_name -> recoverd.v1.RetentionLease
+	7,   // 84: recoverd.v1.SnapshotInfo.shard:type_name -> recoverd.v1.ShardId
+	102, // 85: recoverd.v1.SnapshotInfo.start_time:type_name -> google.protobuf.Timestamp
+	9,   // 86: recoverd.v1.SnapshotInfo.commit:type_name -> recoverd.v1.CommitData
+	8,   // 87: recoverd.v1.SnapshotInfo.files:type_name -> recoverd.v1.FileMeta
+	7,   // 88: recoverd.v1.CreateSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
+	65,  // 89: recoverd.v1.CreateSnapshotResponse.snapshot:type_name -> recoverd.v1.SnapshotInfo
+	103, // 90: recoverd.v1.CreateSnapshotResponse.took:type_name -> google.protobuf.Duration
+	32,  // 91: recoverd.v1.CreateSnapshotResponse.repository_requests:type_name -> recoverd.v1.RepositoryRequests
+	7,   // 92: recoverd.v1.ListSnapshotsRequest.shard:type_name -> recoverd.v1.ShardId
+	65,  // 93: recoverd.v1.ListSnapshotsResponse.snapshots:type_name -> recoverd.v1.SnapshotInfo
+	7,   // 94: recoverd.v1.DeleteSnapshotRequest.shard:type_name -> recoverd.v1.ShardId
+	7,   // 95: recoverd.v1.GetSnapshotPolicyRequest.shard:type_name -> recoverd.v1.ShardId
+	103, // 96: recoverd.v1.SnapshotPolicy.interval:type_name -> google.protobuf.Duration
+	103, // 97: recoverd.v1.SnapshotPolicy.max_age:type_name -> google.protobuf.Duration
+	7,   // 98: recoverd.v1.ShardSnapshotStatus.shard:type_name -> recoverd.v1.ShardId
+	102, // 99: recoverd.v1.ShardSnapshotStatus.last_snapshot_time:type_name -> google.protobuf.Timestamp
+	103, // 100: recoverd.v1.ShardSnapshotStatus.age:type_name -> google.protobuf.Duration
+	102, // 101: recoverd.v1.ShardSnapshotStatus.next_run:type_name -> google.protobuf.Timestamp
+	102, // 102: recoverd.v1.ShardSnapshotStatus.last_run:type_name -> google.protobuf.Timestamp
+	73,  // 103: recoverd.v1.GetSnapshotPolicyResponse.policy:type_name -> recoverd.v1.SnapshotPolicy
+	74,  // 104: recoverd.v1.GetSnapshotPolicyResponse.shards:type_name -> recoverd.v1.ShardSnapshotStatus
+	7,   // 105: recoverd.v1.ShardStats.shard:type_name -> recoverd.v1.ShardId
+	12,  // 106: recoverd.v1.ShardStats.seqno:type_name -> recoverd.v1.SeqNoStats
+	6,   // 107: recoverd.v1.ShardStats.state:type_name -> recoverd.v1.ShardState
+	7,   // 108: recoverd.v1.CreateShardRequest.shard:type_name -> recoverd.v1.ShardId
+	76,  // 109: recoverd.v1.CreateShardResponse.stats:type_name -> recoverd.v1.ShardStats
+	76,  // 110: recoverd.v1.ListShardsResponse.shards:type_name -> recoverd.v1.ShardStats
+	7,   // 111: recoverd.v1.IndexRequest.shard:type_name -> recoverd.v1.ShardId
+	77,  // 112: recoverd.v1.IndexRequest.docs:type_name -> recoverd.v1.Doc
+	14,  // 113: recoverd.v1.IndexResponse.ops:type_name -> recoverd.v1.Op
+	7,   // 114: recoverd.v1.DeleteRequest.shard:type_name -> recoverd.v1.ShardId
+	14,  // 115: recoverd.v1.DeleteResponse.ops:type_name -> recoverd.v1.Op
+	7,   // 116: recoverd.v1.ApplyRequest.shard:type_name -> recoverd.v1.ShardId
+	14,  // 117: recoverd.v1.ApplyRequest.ops:type_name -> recoverd.v1.Op
+	12,  // 118: recoverd.v1.ApplyResponse.seqno:type_name -> recoverd.v1.SeqNoStats
+	7,   // 119: recoverd.v1.GetRequest.shard:type_name -> recoverd.v1.ShardId
+	7,   // 120: recoverd.v1.FlushRequest.shard:type_name -> recoverd.v1.ShardId
+	76,  // 121: recoverd.v1.FlushResponse.stats:type_name -> recoverd.v1.ShardStats
+	7,   // 122: recoverd.v1.MergeRequest.shard:type_name -> recoverd.v1.ShardId
+	76,  // 123: recoverd.v1.MergeResponse.stats:type_name -> recoverd.v1.ShardStats
+	7,   // 124: recoverd.v1.StatsRequest.shard:type_name -> recoverd.v1.ShardId
+	76,  // 125: recoverd.v1.StatsResponse.stats:type_name -> recoverd.v1.ShardStats
+	7,   // 126: recoverd.v1.DigestRequest.shard:type_name -> recoverd.v1.ShardId
+	12,  // 127: recoverd.v1.DigestResponse.seqno:type_name -> recoverd.v1.SeqNoStats
+	7,   // 128: recoverd.v1.PromoteRequest.shard:type_name -> recoverd.v1.ShardId
+	76,  // 129: recoverd.v1.PromoteResponse.stats:type_name -> recoverd.v1.ShardStats
+	7,   // 130: recoverd.v1.AckReplicaRequest.shard:type_name -> recoverd.v1.ShardId
+	13,  // 131: recoverd.v1.AckReplicaResponse.lease:type_name -> recoverd.v1.RetentionLease
+	16,  // 132: recoverd.v1.RecoveryService.StartRecovery:input_type -> recoverd.v1.StartRecoveryRequest
+	18,  // 133: recoverd.v1.RecoveryService.GetRecovery:input_type -> recoverd.v1.GetRecoveryRequest
+	20,  // 134: recoverd.v1.RecoveryService.ListRecoveries:input_type -> recoverd.v1.ListRecoveriesRequest
+	22,  // 135: recoverd.v1.RecoveryService.CancelRecovery:input_type -> recoverd.v1.CancelRecoveryRequest
+	24,  // 136: recoverd.v1.RecoveryService.WatchRecovery:input_type -> recoverd.v1.WatchRecoveryRequest
+	26,  // 137: recoverd.v1.RecoveryService.ExplainPlan:input_type -> recoverd.v1.ExplainPlanRequest
+	40,  // 138: recoverd.v1.PeerService.GetShardMetadata:input_type -> recoverd.v1.GetShardMetadataRequest
+	43,  // 139: recoverd.v1.PeerService.GetShardDigest:input_type -> recoverd.v1.GetShardDigestRequest
+	46,  // 140: recoverd.v1.PeerService.PinCommit:input_type -> recoverd.v1.PinCommitRequest
+	48,  // 141: recoverd.v1.PeerService.RenewPin:input_type -> recoverd.v1.RenewPinRequest
+	50,  // 142: recoverd.v1.PeerService.ReleasePin:input_type -> recoverd.v1.ReleasePinRequest
+	52,  // 143: recoverd.v1.PeerService.FetchFile:input_type -> recoverd.v1.FetchFileRequest
+	55,  // 144: recoverd.v1.PeerService.FetchOps:input_type -> recoverd.v1.FetchOpsRequest
+	57,  // 145: recoverd.v1.PeerService.AcquireLease:input_type -> recoverd.v1.AcquireLeaseRequest
+	59,  // 146: recoverd.v1.PeerService.RenewLease:input_type -> recoverd.v1.RenewLeaseRequest
+	61,  // 147: recoverd.v1.PeerService.ReleaseLease:input_type -> recoverd.v1.ReleaseLeaseRequest
+	63,  // 148: recoverd.v1.PeerService.HandOffLease:input_type -> recoverd.v1.HandOffLeaseRequest
+	66,  // 149: recoverd.v1.SnapshotService.CreateSnapshot:input_type -> recoverd.v1.CreateSnapshotRequest
+	68,  // 150: recoverd.v1.SnapshotService.ListSnapshots:input_type -> recoverd.v1.ListSnapshotsRequest
+	70,  // 151: recoverd.v1.SnapshotService.DeleteSnapshot:input_type -> recoverd.v1.DeleteSnapshotRequest
+	72,  // 152: recoverd.v1.SnapshotService.GetSnapshotPolicy:input_type -> recoverd.v1.GetSnapshotPolicyRequest
+	78,  // 153: recoverd.v1.ShardService.CreateShard:input_type -> recoverd.v1.CreateShardRequest
+	80,  // 154: recoverd.v1.ShardService.ListShards:input_type -> recoverd.v1.ListShardsRequest
+	82,  // 155: recoverd.v1.ShardService.Index:input_type -> recoverd.v1.IndexRequest
+	84,  // 156: recoverd.v1.ShardService.Delete:input_type -> recoverd.v1.DeleteRequest
+	86,  // 157: recoverd.v1.ShardService.Apply:input_type -> recoverd.v1.ApplyRequest
+	88,  // 158: recoverd.v1.ShardService.Get:input_type -> recoverd.v1.GetRequest
+	90,  // 159: recoverd.v1.ShardService.Flush:input_type -> recoverd.v1.FlushRequest
+	92,  // 160: recoverd.v1.ShardService.Merge:input_type -> recoverd.v1.MergeRequest
+	94,  // 161: recoverd.v1.ShardService.Stats:input_type -> recoverd.v1.StatsRequest
+	96,  // 162: recoverd.v1.ShardService.Digest:input_type -> recoverd.v1.DigestRequest
+	98,  // 163: recoverd.v1.ShardService.Promote:input_type -> recoverd.v1.PromoteRequest
+	100, // 164: recoverd.v1.ShardService.AckReplica:input_type -> recoverd.v1.AckReplicaRequest
+	17,  // 165: recoverd.v1.RecoveryService.StartRecovery:output_type -> recoverd.v1.StartRecoveryResponse
+	19,  // 166: recoverd.v1.RecoveryService.GetRecovery:output_type -> recoverd.v1.GetRecoveryResponse
+	21,  // 167: recoverd.v1.RecoveryService.ListRecoveries:output_type -> recoverd.v1.ListRecoveriesResponse
+	23,  // 168: recoverd.v1.RecoveryService.CancelRecovery:output_type -> recoverd.v1.CancelRecoveryResponse
+	25,  // 169: recoverd.v1.RecoveryService.WatchRecovery:output_type -> recoverd.v1.WatchRecoveryResponse
+	27,  // 170: recoverd.v1.RecoveryService.ExplainPlan:output_type -> recoverd.v1.ExplainPlanResponse
+	42,  // 171: recoverd.v1.PeerService.GetShardMetadata:output_type -> recoverd.v1.GetShardMetadataResponse
+	44,  // 172: recoverd.v1.PeerService.GetShardDigest:output_type -> recoverd.v1.GetShardDigestResponse
+	47,  // 173: recoverd.v1.PeerService.PinCommit:output_type -> recoverd.v1.PinCommitResponse
+	49,  // 174: recoverd.v1.PeerService.RenewPin:output_type -> recoverd.v1.RenewPinResponse
+	51,  // 175: recoverd.v1.PeerService.ReleasePin:output_type -> recoverd.v1.ReleasePinResponse
+	54,  // 176: recoverd.v1.PeerService.FetchFile:output_type -> recoverd.v1.FileChunk
+	56,  // 177: recoverd.v1.PeerService.FetchOps:output_type -> recoverd.v1.OpBatch
+	58,  // 178: recoverd.v1.PeerService.AcquireLease:output_type -> recoverd.v1.AcquireLeaseResponse
+	60,  // 179: recoverd.v1.PeerService.RenewLease:output_type -> recoverd.v1.RenewLeaseResponse
+	62,  // 180: recoverd.v1.PeerService.ReleaseLease:output_type -> recoverd.v1.ReleaseLeaseResponse
+	64,  // 181: recoverd.v1.PeerService.HandOffLease:output_type -> recoverd.v1.HandOffLeaseResponse
+	67,  // 182: recoverd.v1.SnapshotService.CreateSnapshot:output_type -> recoverd.v1.CreateSnapshotResponse
+	69,  // 183: recoverd.v1.SnapshotService.ListSnapshots:output_type -> recoverd.v1.ListSnapshotsResponse
+	71,  // 184: recoverd.v1.SnapshotService.DeleteSnapshot:output_type -> recoverd.v1.DeleteSnapshotResponse
+	75,  // 185: recoverd.v1.SnapshotService.GetSnapshotPolicy:output_type -> recoverd.v1.GetSnapshotPolicyResponse
+	79,  // 186: recoverd.v1.ShardService.CreateShard:output_type -> recoverd.v1.CreateShardResponse
+	81,  // 187: recoverd.v1.ShardService.ListShards:output_type -> recoverd.v1.ListShardsResponse
+	83,  // 188: recoverd.v1.ShardService.Index:output_type -> recoverd.v1.IndexResponse
+	85,  // 189: recoverd.v1.ShardService.Delete:output_type -> recoverd.v1.DeleteResponse
+	87,  // 190: recoverd.v1.ShardService.Apply:output_type -> recoverd.v1.ApplyResponse
+	89,  // 191: recoverd.v1.ShardService.Get:output_type -> recoverd.v1.GetResponse
+	91,  // 192: recoverd.v1.ShardService.Flush:output_type -> recoverd.v1.FlushResponse
+	93,  // 193: recoverd.v1.ShardService.Merge:output_type -> recoverd.v1.MergeResponse
+	95,  // 194: recoverd.v1.ShardService.Stats:output_type -> recoverd.v1.StatsResponse
+	97,  // 195: recoverd.v1.ShardService.Digest:output_type -> recoverd.v1.DigestResponse
+	99,  // 196: recoverd.v1.ShardService.Promote:output_type -> recoverd.v1.PromoteResponse
+	101, // 197: recoverd.v1.ShardService.AckReplica:output_type -> recoverd.v1.AckReplicaResponse
+	165, // [165:198] is the sub-list for method output_type
+	132, // [132:165] is the sub-list for method input_type
+	132, // [132:132] is the sub-list for extension type_name
+	132, // [132:132] is the sub-list for extension extendee
+	0,   // [0:132] is the sub-list for field type_name
 }
 
 func init() { file_recoverd_proto_init() }
@@ -7086,14 +7338,14 @@ func file_recoverd_proto_init() {
 	file_recoverd_proto_msgTypes[36].OneofWrappers = []any{}
 	file_recoverd_proto_msgTypes[37].OneofWrappers = []any{}
 	file_recoverd_proto_msgTypes[52].OneofWrappers = []any{}
-	file_recoverd_proto_msgTypes[81].OneofWrappers = []any{}
+	file_recoverd_proto_msgTypes[83].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_recoverd_proto_rawDesc), len(file_recoverd_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   91,
+			NumMessages:   95,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -397,6 +397,7 @@ const (
 	PeerService_AcquireLease_FullMethodName     = "/recoverd.v1.PeerService/AcquireLease"
 	PeerService_RenewLease_FullMethodName       = "/recoverd.v1.PeerService/RenewLease"
 	PeerService_ReleaseLease_FullMethodName     = "/recoverd.v1.PeerService/ReleaseLease"
+	PeerService_HandOffLease_FullMethodName     = "/recoverd.v1.PeerService/HandOffLease"
 )
 
 // PeerServiceClient is the client API for PeerService service.
@@ -449,6 +450,13 @@ type PeerServiceClient interface {
 	// ReleaseLease releases a lease; releasing an unknown lease is not an
 	// error.
 	ReleaseLease(ctx context.Context, in *ReleaseLeaseRequest, opts ...grpc.CallOption) (*ReleaseLeaseResponse, error)
+	// HandOffLease turns the caller's recovery lease into the recovered
+	// copy's lease, retaining from from_seqno, in one durable step
+	// (engine.Retention.HandOff): the source engine's replication holds it
+	// from then on. NotFound LEASE_LOST when the recovery lease is gone;
+	// Unimplemented when the engine has no replication of its own (the
+	// caller then releases the lease).
+	HandOffLease(ctx context.Context, in *HandOffLeaseRequest, opts ...grpc.CallOption) (*HandOffLeaseResponse, error)
 }
 
 type peerServiceClient struct {
@@ -577,6 +585,16 @@ func (c *peerServiceClient) ReleaseLease(ctx context.Context, in *ReleaseLeaseRe
 	return out, nil
 }
 
+func (c *peerServiceClient) HandOffLease(ctx context.Context, in *HandOffLeaseRequest, opts ...grpc.CallOption) (*HandOffLeaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HandOffLeaseResponse)
+	err := c.cc.Invoke(ctx, PeerService_HandOffLease_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServiceServer is the server API for PeerService service.
 // All implementations must embed UnimplementedPeerServiceServer
 // for forward compatibility.
@@ -627,6 +645,13 @@ type PeerServiceServer interface {
 	// ReleaseLease releases a lease; releasing an unknown lease is not an
 	// error.
 	ReleaseLease(context.Context, *ReleaseLeaseRequest) (*ReleaseLeaseResponse, error)
+	// HandOffLease turns the caller's recovery lease into the recovered
+	// copy's lease, retaining from from_seqno, in one durable step
+	// (engine.Retention.HandOff): the source engine's replication holds it
+	// from then on. NotFound LEASE_LOST when the recovery lease is gone;
+	// Unimplemented when the engine has no replication of its own (the
+	// caller then releases the lease).
+	HandOffLease(context.Context, *HandOffLeaseRequest) (*HandOffLeaseResponse, error)
 	mustEmbedUnimplementedPeerServiceServer()
 }
 
@@ -666,6 +691,9 @@ func (UnimplementedPeerServiceServer) RenewLease(context.Context, *RenewLeaseReq
 }
 func (UnimplementedPeerServiceServer) ReleaseLease(context.Context, *ReleaseLeaseRequest) (*ReleaseLeaseResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReleaseLease not implemented")
+}
+func (UnimplementedPeerServiceServer) HandOffLease(context.Context, *HandOffLeaseRequest) (*HandOffLeaseResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method HandOffLease not implemented")
 }
 func (UnimplementedPeerServiceServer) mustEmbedUnimplementedPeerServiceServer() {}
 func (UnimplementedPeerServiceServer) testEmbeddedByValue()                     {}
@@ -854,6 +882,24 @@ func _PeerService_ReleaseLease_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PeerService_HandOffLease_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HandOffLeaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServiceServer).HandOffLease(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PeerService_HandOffLease_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServiceServer).HandOffLease(ctx, req.(*HandOffLeaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PeerService_ServiceDesc is the grpc.ServiceDesc for PeerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -892,6 +938,10 @@ var PeerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReleaseLease",
 			Handler:    _PeerService_ReleaseLease_Handler,
+		},
+		{
+			MethodName: "HandOffLease",
+			Handler:    _PeerService_HandOffLease_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
@@ -1161,6 +1211,7 @@ const (
 	ShardService_Stats_FullMethodName       = "/recoverd.v1.ShardService/Stats"
 	ShardService_Digest_FullMethodName      = "/recoverd.v1.ShardService/Digest"
 	ShardService_Promote_FullMethodName     = "/recoverd.v1.ShardService/Promote"
+	ShardService_AckReplica_FullMethodName  = "/recoverd.v1.ShardService/AckReplica"
 )
 
 // ShardServiceClient is the client API for ShardService service.
@@ -1198,6 +1249,13 @@ type ShardServiceClient interface {
 	// above every term it knows; every seqno below its max seqno it never
 	// received is filled with a no-op of that term.
 	Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
+	// AckReplica is the replicator's acknowledgement, sent to the primary,
+	// that the copy on node copy holds every op up to local_checkpoint: the
+	// copy's retention lease (taken by a recovery's hand-off) is renewed
+	// and retains from local_checkpoint+1 on (never lower). NotFound
+	// LEASE_LOST when the copy has no lease (never handed over, or expired
+	// after the copy retention period): the copy needs a recovery.
+	AckReplica(ctx context.Context, in *AckReplicaRequest, opts ...grpc.CallOption) (*AckReplicaResponse, error)
 }
 
 type shardServiceClient struct {
@@ -1318,6 +1376,16 @@ func (c *shardServiceClient) Promote(ctx context.Context, in *PromoteRequest, op
 	return out, nil
 }
 
+func (c *shardServiceClient) AckReplica(ctx context.Context, in *AckReplicaRequest, opts ...grpc.CallOption) (*AckReplicaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckReplicaResponse)
+	err := c.cc.Invoke(ctx, ShardService_AckReplica_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ShardServiceServer is the server API for ShardService service.
 // All implementations must embed UnimplementedShardServiceServer
 // for forward compatibility.
@@ -1353,6 +1421,13 @@ type ShardServiceServer interface {
 	// above every term it knows; every seqno below its max seqno it never
 	// received is filled with a no-op of that term.
 	Promote(context.Context, *PromoteRequest) (*PromoteResponse, error)
+	// AckReplica is the replicator's acknowledgement, sent to the primary,
+	// that the copy on node copy holds every op up to local_checkpoint: the
+	// copy's retention lease (taken by a recovery's hand-off) is renewed
+	// and retains from local_checkpoint+1 on (never lower). NotFound
+	// LEASE_LOST when the copy has no lease (never handed over, or expired
+	// after the copy retention period): the copy needs a recovery.
+	AckReplica(context.Context, *AckReplicaRequest) (*AckReplicaResponse, error)
 	mustEmbedUnimplementedShardServiceServer()
 }
 
@@ -1395,6 +1470,9 @@ func (UnimplementedShardServiceServer) Digest(context.Context, *DigestRequest) (
 }
 func (UnimplementedShardServiceServer) Promote(context.Context, *PromoteRequest) (*PromoteResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Promote not implemented")
+}
+func (UnimplementedShardServiceServer) AckReplica(context.Context, *AckReplicaRequest) (*AckReplicaResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AckReplica not implemented")
 }
 func (UnimplementedShardServiceServer) mustEmbedUnimplementedShardServiceServer() {}
 func (UnimplementedShardServiceServer) testEmbeddedByValue()                      {}
@@ -1615,6 +1693,24 @@ func _ShardService_Promote_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ShardService_AckReplica_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckReplicaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ShardServiceServer).AckReplica(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ShardService_AckReplica_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ShardServiceServer).AckReplica(ctx, req.(*AckReplicaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ShardService_ServiceDesc is the grpc.ServiceDesc for ShardService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1665,6 +1761,10 @@ var ShardService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Promote",
 			Handler:    _ShardService_Promote_Handler,
+		},
+		{
+			MethodName: "AckReplica",
+			Handler:    _ShardService_AckReplica_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
