@@ -355,7 +355,7 @@ func (d *demo) writeAndReplicate(ctx context.Context, primary, replica *demoNode
 		}
 		if len(pending) >= 3*batch {
 			r.Shuffle(len(pending), func(a, b int) { pending[a], pending[b] = pending[b], pending[a] })
-			if _, err := replica.shard.Apply(ctx, &pb.ApplyRequest{Shard: demoShard, Ops: pending}); err != nil {
+			if err := replicateTo(ctx, primary, replica, pending); err != nil {
 				return err
 			}
 			pending = pending[:0]
@@ -364,7 +364,7 @@ func (d *demo) writeAndReplicate(ctx context.Context, primary, replica *demoNode
 			}
 		}
 	}
-	if _, err := replica.shard.Apply(ctx, &pb.ApplyRequest{Shard: demoShard, Ops: pending}); err != nil {
+	if err := replicateTo(ctx, primary, replica, pending); err != nil {
 		return err
 	}
 	ps, err := primary.shard.Stats(ctx, &pb.StatsRequest{Shard: demoShard})
@@ -443,4 +443,21 @@ func (d *demo) breakSnapshot(ctx context.Context, target *demoNode, id string) {
 			return
 		}
 	}
+}
+
+// replicateTo is the demo's replication: it applies the primary's ops to
+// the replica, then acknowledges the replica's local checkpoint to the
+// primary (ShardService.AckReplica), which renews the replica's retention
+// lease there (the recovery handed its lease over to it) so that a replica
+// that restarts within --copy-retention recovers by ops alone.
+func replicateTo(ctx context.Context, primary, replica *demoNode, ops []*pb.Op) error {
+	resp, err := replica.shard.Apply(ctx, &pb.ApplyRequest{Shard: demoShard, Ops: ops})
+	if err != nil {
+		return err
+	}
+	_, err = primary.shard.AckReplica(ctx, &pb.AckReplicaRequest{Shard: demoShard, Copy: replica.name, LocalCheckpoint: resp.Seqno.GetLocalCheckpoint()})
+	if err != nil {
+		return fmt.Errorf("acknowledge %s's checkpoint to %s: %w", replica.name, primary.name, err)
+	}
+	return nil
 }

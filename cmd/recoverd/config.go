@@ -49,6 +49,7 @@ type Config struct {
 	RetryBudget          time.Duration
 	IdleTimeout          time.Duration
 	LeaseTTL             time.Duration
+	CopyRetention        time.Duration
 	PinTTL               time.Duration
 	PinWait              time.Duration
 	DiskMargin           string
@@ -85,7 +86,7 @@ func defaultConfig() Config {
 		NodeID: host, GRPCAddr: "127.0.0.1:7400", PeerAddr: "127.0.0.1:7401", HTTPAddr: "127.0.0.1:7402",
 		S3Timeout: 30 * time.Second, UseSnapshots: true,
 		MaxRecoveries: 2, MaxOutgoing: 2, MaxLeasesPerHolder: 16, MaxSnapshotDownloads: 4, ChunkSize: 1 << 20, ParallelFiles: 4, Compression: true,
-		RetryBudget: 2 * time.Minute, IdleTimeout: 30 * time.Second, LeaseTTL: 5 * time.Minute, PinTTL: 2 * time.Minute, PinWait: 10 * time.Minute, DiskMargin: "5%",
+		RetryBudget: 2 * time.Minute, IdleTimeout: 30 * time.Second, LeaseTTL: 5 * time.Minute, CopyRetention: 12 * time.Hour, PinTTL: 2 * time.Minute, PinWait: 10 * time.Minute, DiskMargin: "5%",
 		RetainOps: 10000, KeepFinished: time.Hour, VerifyDigest: "auto", CleanupInterval: 10 * time.Minute, UploadGrace: 24 * time.Hour, DeletionDelay: time.Hour,
 		SnapshotJitter: 0.1, SnapshotScope: "primaries", MaxSnapshotUploads: 2, SnapshotLeaseMaxOps: 1_000_000, SnapshotLeaseMaxBytes: 1 << 30,
 		LogLevel: "info", LogFormat: "text",
@@ -229,6 +230,7 @@ var options = slices.Concat(
 	),
 	group(groupSource,
 		durOpt("lease-ttl", "retention lease lifetime without renewal (leases this node grants)", func(c *Config) *time.Duration { return &c.LeaseTTL }),
+		durOpt("copy-retention", "how long a recovered copy's retention lease (a recovery's lease handed over to replication) keeps the ops the copy lacks once it acknowledges nothing (ShardService.AckReplica); within it a copy that restarts recovers by ops alone", func(c *Config) *time.Duration { return &c.CopyRetention }),
 		countOpt("retain-ops", "ops kept below the local checkpoint for ops-based recoveries, beyond what leases ask", func(c *Config) *int64 { return &c.RetainOps }),
 	),
 	group(groupPolicy,

@@ -136,7 +136,7 @@ func (n *node) openEngine(ctx context.Context, cfg Config, log *slog.Logger) err
 		log.Info("engine", "address", cfg.Engine, "writer_version", v.Writer, "max_format", v.MaxFormat)
 		return nil
 	}
-	n.shards = embedded.NewRegistry(cfg.Data, shardstore.Options{RetainOps: cfg.RetainOps, LeaseTTL: cfg.LeaseTTL, KeepStaging: true, Logger: log}, log)
+	n.shards = embedded.NewRegistry(cfg.Data, shardstore.Options{RetainOps: cfg.RetainOps, LeaseTTL: cfg.LeaseTTL, CopyRetention: cfg.CopyRetention, KeepStaging: true, Logger: log}, log)
 	eng := embedded.New(n.shards)
 	n.eng = eng
 	n.onClose(func() { eng.Close() })

@@ -48,8 +48,10 @@ type config struct {
 	SocketMode string
 	RetainOps  int64
 	LeaseTTL   time.Duration
-	LogLevel   string
-	LogFormat  string
+	// CopyRetention: how long a copy's lease lives unacknowledged.
+	CopyRetention time.Duration
+	LogLevel      string
+	LogFormat     string
 }
 
 const long = `shardd: the reference storage engine, beside recoverd.
@@ -94,6 +96,7 @@ func newCommand(cfg *config, args []string) *cobra.Command {
 	fl.StringVar(&cfg.SocketMode, "socket-mode", "0600", "file mode of the engine socket: 0600 (recoverd runs as shardd's user) or 0660 (as a user of its group)")
 	fl.Int64Var(&cfg.RetainOps, "retain-ops", 10000, "ops kept below the local checkpoint for ops-based recoveries, beyond what leases ask")
 	fl.DurationVar(&cfg.LeaseTTL, "lease-ttl", 5*time.Minute, "retention lease lifetime without renewal")
+	fl.DurationVar(&cfg.CopyRetention, "copy-retention", 12*time.Hour, "how long a recovered copy's retention lease (a recovery's lease handed over to replication) keeps the ops the copy lacks once it acknowledges nothing (ShardService.AckReplica)")
 	fl.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&cfg.LogFormat, "log-format", "text", "text or json")
 	return cmd
@@ -168,7 +171,7 @@ func serve(ctx context.Context, cfg config, mode os.FileMode, log *slog.Logger) 
 	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	reg := embedded.NewRegistry(cfg.Data, shardstore.Options{RetainOps: cfg.RetainOps, LeaseTTL: cfg.LeaseTTL, KeepStaging: true, Logger: log}, log)
+	reg := embedded.NewRegistry(cfg.Data, shardstore.Options{RetainOps: cfg.RetainOps, LeaseTTL: cfg.LeaseTTL, CopyRetention: cfg.CopyRetention, KeepStaging: true, Logger: log}, log)
 	if err := reg.OpenAll(); err != nil {
 		reg.CloseAll()
 		return err
