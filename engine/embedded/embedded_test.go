@@ -20,6 +20,7 @@ import (
 // harness opens the reference engine in process, as recoverd does.
 func harness() enginetest.Harness {
 	return enginetest.Harness{
+		Replicates: true, // HandOff: shardstore's copy leases
 		Open: func(_ testing.TB, dir string, o enginetest.Options) (engine.Engine, error) {
 			reg := embedded.NewRegistry(dir, shardstore.Options{KeepStaging: true, LeaseTTL: o.LeaseTTL, CopyRetention: o.CopyRetention, Failpoint: o.Failpoint},
 				slog.New(slog.DiscardHandler))

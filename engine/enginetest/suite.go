@@ -72,6 +72,9 @@ type Harness struct {
 	// closed: opening it fails with ErrUnavailable) until restore is
 	// called.
 	Unreadable func(t testing.TB, dataDir string, id engine.ShardID) (restore func())
+	// Replicates says the engine has replication of its own: HandOff must
+	// then succeed, not answer errors.ErrUnsupported.
+	Replicates bool
 	// PublishFailpoints are the engine's failpoints across a Publish, in
 	// order; the crash test kills a publish at each.
 	PublishFailpoints []Failpoint

@@ -88,6 +88,7 @@ func serve(emb *embedded.Engine) (*served, error) {
 
 func harness() enginetest.Harness {
 	return enginetest.Harness{
+		Replicates: true, // the reference engine behind the socket
 		Open: func(_ testing.TB, dir string, o enginetest.Options) (engine.Engine, error) {
 			emb, err := openEmbedded(dir, o)
 			if err != nil {
