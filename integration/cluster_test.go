@@ -257,6 +257,7 @@ func inSync(t *testing.T, n1, n2 *node, docs, segments int, distinct bool) {
 		flush(t, n1)
 	}
 	replicate(t, n2, ops)
+	ackReplica(t, n1, n2)
 	gcp := stats(t, n1).Seqno.LocalCheckpoint
 	flush(t, n1, gcp)
 	flush(t, n2, gcp)

@@ -30,8 +30,10 @@ func TestTargetKilledAtRandomPoints(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 42))
 	c := newCluster(t)
 	// The source keeps no op below its commit (beyond leases): a target
-	// behind a flush needs files, one behind unflushed ops only ops.
-	n1 := c.node("n1", "--retain-ops", "0")
+	// behind a flush needs files, one behind unflushed ops only ops. No
+	// replication here: the lease each recovery hands over to the copy
+	// expires at once, as if the copy had left.
+	n1 := c.node("n1", "--retain-ops", "0", "--copy-retention", "1ms")
 	// The retry budget outlasts the moment the source is frozen.
 	n2 := c.node("n2", "--throttle", "4MB", "--pin-ttl", "3s", "--retry-budget", "20s")
 	mustv(n1.shard.CreateShard(ctxT(t), &pb.CreateShardRequest{Shard: shardID}))(t)

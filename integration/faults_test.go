@@ -259,7 +259,10 @@ func TestSourceRestartedMidTransfer(t *testing.T) {
 // target is exactly what it was.
 func TestSourceKilledForGood(t *testing.T) {
 	c := newCluster(t)
-	n1 := c.node("n1", "--retain-ops", "0", "--throttle", "2MB")
+	// No replication: the copy's lease (the first recovery's, handed
+	// over) expires at once, so that the source keeps no op below its
+	// commit and the second recovery copies files.
+	n1 := c.node("n1", "--retain-ops", "0", "--throttle", "2MB", "--copy-retention", "1ms")
 	n2 := c.node("n2")
 	seed(t, n1, 2, 1000, 1024, 0)
 	requireDone(t, recoverOnto(t, n2, n1, nil))
