@@ -20,25 +20,36 @@ import (
 // cluster is a real MinIO and the recoverd nodes of one test.
 type cluster struct {
 	t     *testing.T
+	mode  mode
 	minio *testutil.MinIO
 	repo  string
 	env   []string
 }
 
+// newCluster is a cluster of embedded nodes (recoverd owns the shards).
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	m := testutil.StartMinIO(t)
-	bucket := m.MakeBucket("recoverd")
-	return &cluster{t: t, minio: m,
-		repo: fmt.Sprintf("s3://%s/snapshots?endpoint=%s&tls=false", bucket, m.Endpoint),
-		env:  []string{"RECOVERD_S3_ACCESS_KEY=" + m.AccessKey, "RECOVERD_S3_SECRET_KEY=" + m.SecretKey}}
+	return newClusterIn(t, inProcess)
+}
+
+// newClusterIn is a cluster whose nodes run in mode m (see modes_test.go).
+func newClusterIn(t *testing.T, m mode) *cluster {
+	t.Helper()
+	mi := testutil.StartMinIO(t)
+	bucket := mi.MakeBucket("recoverd")
+	return &cluster{t: t, mode: m, minio: mi,
+		repo: fmt.Sprintf("s3://%s/snapshots?endpoint=%s&tls=false", bucket, mi.Endpoint),
+		env:  []string{"RECOVERD_S3_ACCESS_KEY=" + mi.AccessKey, "RECOVERD_S3_SECRET_KEY=" + mi.SecretKey}}
 }
 
 type node struct {
-	*testutil.Node
-	shard pb.ShardServiceClient
-	rec   pb.RecoveryServiceClient
-	snap  pb.SnapshotServiceClient
+	*testutil.Node // recoverd
+	// engine is the node's shardd in the sidecar mode (nil when embedded);
+	// shard then talks to it, rec and snap to recoverd.
+	engine *sidecarEngine
+	shard  pb.ShardServiceClient
+	rec    pb.RecoveryServiceClient
+	snap   pb.SnapshotServiceClient
 }
 
 // node starts a recoverd node on the cluster's repository. Short retry
@@ -52,6 +63,9 @@ func (c *cluster) node(name string, args ...string) *node {
 func (c *cluster) nodeOn(name, data string, args ...string) *node {
 	c.t.Helper()
 	base := []string{"--retry-budget", "3s", "--idle-timeout", "3s", "--lease-ttl", "10s"}
+	if c.mode == sidecar {
+		return c.sidecarNode(name, data, append(base, args...))
+	}
 	n := testutil.StartNode(c.t, testutil.NodeOptions{Name: name, Data: data, Repo: c.repo, Env: c.env, Args: append(base, args...)})
 	c.t.Cleanup(func() {
 		if c.t.Failed() {

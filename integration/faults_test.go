@@ -219,8 +219,9 @@ func TestRepositoryUnreachableWhenPlanning(t *testing.T) {
 // and comes back within the retry budget. Its pins died with it, so the
 // recovery re-plans, keeps what it verified and completes: the restarted
 // source sends only the bytes the target did not have.
-func TestSourceRestartedMidTransfer(t *testing.T) {
-	c := newCluster(t)
+func TestSourceRestartedMidTransfer(t *testing.T) { bothModes(t, testSourceRestartedMidTransfer) }
+
+func testSourceRestartedMidTransfer(t *testing.T, c *cluster) {
 	// The source's budget paces the transfer: the target cannot hold more
 	// than the source has sent.
 	n1 := c.node("n1", "--throttle", "2MB")
@@ -257,8 +258,9 @@ func TestSourceRestartedMidTransfer(t *testing.T) {
 // TestSourceKilledForGood: the source dies mid-transfer and stays down.
 // The recovery gives up once its retry budget is spent, says why, and the
 // target is exactly what it was.
-func TestSourceKilledForGood(t *testing.T) {
-	c := newCluster(t)
+func TestSourceKilledForGood(t *testing.T) { bothModes(t, testSourceKilledForGood) }
+
+func testSourceKilledForGood(t *testing.T, c *cluster) {
 	// No replication: the copy's lease (the first recovery's, handed
 	// over) expires at once, so that the source keeps no op below its
 	// commit and the second recovery copies files.

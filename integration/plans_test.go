@@ -16,8 +16,9 @@ import (
 // One test per plan kind, each with real recoverd processes and a real
 // MinIO, checking the copy and where its bytes came from.
 
-func TestPeerPlan(t *testing.T) {
-	c := newCluster(t)
+func TestPeerPlan(t *testing.T) { bothModes(t, testPeerPlan) }
+
+func testPeerPlan(t *testing.T, c *cluster) {
 	n1, n2 := c.node("n1"), c.node("n2")
 	mustv(n1.shard.CreateShard(ctxT(t), &pb.CreateShardRequest{Shard: shardID}))(t)
 	for i := 0; i < 3; i++ {
@@ -39,8 +40,9 @@ func TestPeerPlan(t *testing.T) {
 	requireNoLeftovers(t, n2)
 }
 
-func TestOpsOnlyPlan(t *testing.T) {
-	c := newCluster(t)
+func TestOpsOnlyPlan(t *testing.T) { bothModes(t, testOpsOnlyPlan) }
+
+func testOpsOnlyPlan(t *testing.T, c *cluster) {
 	n1, n2 := c.node("n1"), c.node("n2")
 	mustv(n1.shard.CreateShard(ctxT(t), &pb.CreateShardRequest{Shard: shardID}))(t)
 	index(t, n1, 3000, 512, 1)
@@ -178,8 +180,9 @@ func waitFor(t *testing.T, n *node, id string, cond func(*pb.Recovery) bool) *pb
 // TestWritesRefusedWhileRecovering: a shard being rebuilt takes no primary
 // writes (the publish would silently replace them), but the copy is
 // writable again once the recovery is done.
-func TestWritesRefusedWhileRecovering(t *testing.T) {
-	c := newCluster(t)
+func TestWritesRefusedWhileRecovering(t *testing.T) { bothModes(t, testWritesRefusedWhileRecovering) }
+
+func testWritesRefusedWhileRecovering(t *testing.T, c *cluster) {
 	n1, n2 := c.node("n1"), c.node("n2", "--throttle", "2MB")
 	mustv(n1.shard.CreateShard(ctxT(t), &pb.CreateShardRequest{Shard: shardID}))(t)
 	index(t, n1, 4000, 1024, 1)

@@ -22,7 +22,10 @@ import (
 // (its recoverd_peer_sent_bytes_total) exceeds the plan by no more than the
 // files in flight at each kill (--parallel-files of them) and a MiB.
 func TestTargetKilledDuringALargePeerPlanResumes(t *testing.T) {
-	c := newCluster(t)
+	bothModes(t, testTargetKilledDuringALargePeerPlanResumes)
+}
+
+func testTargetKilledDuringALargePeerPlanResumes(t *testing.T, c *cluster) {
 	const parallel = 2
 	// Plain chunks, so that the source's sent bytes are file bytes; its
 	// throttle makes the copy last seconds and keeps little in flight.
