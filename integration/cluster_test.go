@@ -199,6 +199,14 @@ func requireSameCopy(t *testing.T, a, b *node) {
 // in any shard of the node.
 func requireNoLeftovers(t *testing.T, n *node) {
 	t.Helper()
+	for _, l := range leftovers(n) {
+		t.Error(l)
+	}
+}
+
+// leftovers lists the staging entries and temp files in the node's shards.
+func leftovers(n *node) []string {
+	var found []string
 	root := filepath.Join(n.Data, "shards")
 	filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
 		if err != nil {
@@ -208,14 +216,15 @@ func requireNoLeftovers(t *testing.T, n *node) {
 		if base == "staging" && info.IsDir() {
 			entries, _ := os.ReadDir(p)
 			if len(entries) > 0 {
-				t.Errorf("staging left on %s: %s holds %d entries", n.Name, p, len(entries))
+				found = append(found, fmt.Sprintf("staging left on %s: %s holds %d entries", n.Name, p, len(entries)))
 			}
 		}
 		if strings.HasPrefix(base, ".tmp-") {
-			t.Errorf("temp file left on %s: %s", n.Name, p)
+			found = append(found, fmt.Sprintf("temp file left on %s: %s", n.Name, p))
 		}
 		return nil
 	})
+	return found
 }
 
 // replicaOf builds a replica of primary's (empty) shard on target, so both
