@@ -219,9 +219,8 @@ func TestRepositoryUnreachableWhenPlanning(t *testing.T) {
 // and comes back within the retry budget. Its pins died with it, so the
 // recovery re-plans, keeps what it verified and completes: the restarted
 // source sends only the bytes the target did not have.
-func TestSourceRestartedMidTransfer(t *testing.T) { bothModes(t, testSourceRestartedMidTransfer) }
-
-func testSourceRestartedMidTransfer(t *testing.T, c *cluster) {
+func TestSourceRestartedMidTransfer(t *testing.T) {
+	c := newCluster(t)
 	// The source's budget paces the transfer: the target cannot hold more
 	// than the source has sent.
 	n1 := c.node("n1", "--throttle", "2MB")

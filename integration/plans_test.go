@@ -180,9 +180,8 @@ func waitFor(t *testing.T, n *node, id string, cond func(*pb.Recovery) bool) *pb
 // TestWritesRefusedWhileRecovering: a shard being rebuilt takes no primary
 // writes (the publish would silently replace them), but the copy is
 // writable again once the recovery is done.
-func TestWritesRefusedWhileRecovering(t *testing.T) { bothModes(t, testWritesRefusedWhileRecovering) }
-
-func testWritesRefusedWhileRecovering(t *testing.T, c *cluster) {
+func TestWritesRefusedWhileRecovering(t *testing.T) {
+	c := newCluster(t)
 	n1, n2 := c.node("n1"), c.node("n2", "--throttle", "2MB")
 	mustv(n1.shard.CreateShard(ctxT(t), &pb.CreateShardRequest{Shard: shardID}))(t)
 	index(t, n1, 4000, 1024, 1)
