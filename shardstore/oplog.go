@@ -72,10 +72,15 @@ type opLog struct {
 
 	syncMu sync.Mutex // held by the one goroutine running an fsync; taken before mu
 	mu     sync.Mutex
-	gens   []*oplogGen // ascending; the last one is open for appends
-	f      *os.File
-	w      *bufio.Writer
-	buf    []byte
+	gens   []*oplogGen // ascending; the last one takes the appends
+	// f and w are the newest generation's file and write buffer, held
+	// only while records are being written: opened by the first append,
+	// released once every record appended is durable (releaseLocked). An
+	// idle log holds no descriptor and no buffer: a node with thousands
+	// of shards open pays for the ones being written to.
+	f   *os.File
+	w   *bufio.Writer
+	buf []byte
 	// appended counts records written to w; synced counts those made
 	// durable or lost.
 	appended, synced uint64
@@ -167,15 +172,84 @@ func decodeOp(payload []byte, op *Op) error {
 	return nil
 }
 
+// createGen creates generation gen, empty, and makes it the one appends
+// go to (the caller syncs the directory).
 func (l *opLog) createGen(gen uint64) error {
 	path := filepath.Join(l.dir, genFileName(gen))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("shardstore: create op log generation: %w", err)
 	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("shardstore: create op log generation: %w", err)
+	}
 	l.gens = append(l.gens, &oplogGen{gen: gen, path: path})
-	l.f, l.w = f, bufio.NewWriterSize(f, 256<<10)
 	return nil
+}
+
+// oplogWriters are the write buffers of the op logs being written to:
+// one is taken by a log's first append and given back once its records
+// are durable.
+var oplogWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
+
+// maxIdleBuf is the largest record scratch buffer an idle log keeps.
+const maxIdleBuf = 64 << 10
+
+// writerLocked returns the buffer appends go to, opening the newest
+// generation for appending and taking a buffer if the log is idle.
+func (l *opLog) writerLocked() (*bufio.Writer, error) {
+	if l.w != nil {
+		return l.w, nil
+	}
+	if _, err := l.fileLocked(); err != nil {
+		return nil, err
+	}
+	l.w = oplogWriters.Get().(*bufio.Writer)
+	l.w.Reset(l.f)
+	return l.w, nil
+}
+
+// fileLocked returns the newest generation's file, opened for appending.
+func (l *opLog) fileLocked() (*os.File, error) {
+	if l.f == nil {
+		f, err := os.OpenFile(l.current().path, os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("shardstore: open op log: %w", err)
+		}
+		l.f = f
+	}
+	return l.f, nil
+}
+
+// releaseLocked gives back the write buffer and closes the file once
+// every record appended is durable or dropped (syncMu and mu held: no
+// fsync is running on the file, no append is filling the buffer).
+func (l *opLog) releaseLocked() error {
+	if l.appended != l.synced || l.w != nil && l.w.Buffered() > 0 {
+		return nil
+	}
+	if cap(l.buf) > maxIdleBuf {
+		l.buf = nil
+	}
+	if l.w != nil {
+		l.w.Reset(nil)
+		oplogWriters.Put(l.w)
+		l.w = nil
+	}
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	return err
+}
+
+// flushLocked writes what the buffer holds to the file.
+func (l *opLog) flushLocked() error {
+	if l.w == nil {
+		return nil
+	}
+	return l.w.Flush()
 }
 
 func (l *opLog) current() *oplogGen { return l.gens[len(l.gens)-1] }
@@ -202,9 +276,13 @@ func (l *opLog) appendBuffered(ops []Op) (uint64, error) {
 		return 0, l.broken
 	}
 	cur := l.current()
+	w, err := l.writerLocked()
+	if err != nil {
+		return 0, err
+	}
 	for i := range ops {
 		l.buf = appendRecord(l.buf[:0], &ops[i])
-		if _, err := l.w.Write(l.buf); err != nil {
+		if _, err := w.Write(l.buf); err != nil {
 			return 0, fmt.Errorf("shardstore: append op log: %w", err)
 		}
 		cur.add(ops[i].SeqNo, cur.size)
@@ -242,7 +320,9 @@ func (l *opLog) sync(ticket uint64) error {
 		l.mu.Unlock()
 		return l.broken
 	}
-	err := l.w.Flush()
+	// Records are pending (synced < ticket <= appended): the log holds
+	// its file and buffer until they are durable.
+	err := l.flushLocked()
 	target, f, cur, size := l.appended, l.f, l.current(), l.current().size
 	l.mu.Unlock()
 	if err == nil {
@@ -257,6 +337,9 @@ func (l *opLog) sync(ticket uint64) error {
 		return l.cutBackLocked(err)
 	}
 	l.synced, cur.durable = target, size
+	// The records are durable: an error closing the file after its fsync
+	// loses nothing (the next append opens it again).
+	_ = l.releaseLocked()
 	return nil
 }
 
@@ -276,10 +359,18 @@ func (l *opLog) cutBackLocked(cause error) error {
 		l.lost = append(l.lost, lostTickets{from: l.synced + 1, to: l.appended, err: err})
 	}
 	l.synced = l.appended
-	l.w.Reset(l.f)
-	terr := l.f.Truncate(cur.durable)
+	if l.w != nil {
+		l.w.Reset(l.f) // drops what it buffered
+	}
+	f, terr := l.fileLocked()
 	if terr == nil {
-		terr = l.f.Sync()
+		terr = f.Truncate(cur.durable)
+	}
+	if terr == nil {
+		terr = f.Sync()
+	}
+	if terr == nil {
+		terr = l.releaseLocked()
 	}
 	if terr != nil {
 		l.broken = fmt.Errorf("%w; cutting it back to its last fsync failed too (%w): reopen the shard", err, terr)
@@ -316,15 +407,17 @@ func (l *opLog) roll(gen uint64) error {
 	if l.broken != nil {
 		return l.broken
 	}
-	err := l.w.Flush()
-	if err == nil {
-		err = l.fsync(l.f)
+	var err error
+	if l.f != nil {
+		if err = l.flushLocked(); err == nil {
+			err = l.fsync(l.f)
+		}
 	}
 	if err != nil {
 		return l.cutBackLocked(err)
 	}
 	l.synced = l.appended
-	if err := l.f.Close(); err != nil {
+	if err := l.releaseLocked(); err != nil {
 		return err
 	}
 	if err := l.createGen(gen); err != nil {
@@ -396,7 +489,7 @@ func (l *opLog) read(r seqno.Range, fn func(*Op) error) error {
 		seq seqno.SeqNo
 	}
 	l.mu.Lock()
-	if err := l.w.Flush(); err != nil {
+	if err := l.flushLocked(); err != nil {
 		l.mu.Unlock()
 		return fmt.Errorf("shardstore: write op log: %w", err)
 	}
@@ -479,9 +572,19 @@ func (l *opLog) close() error {
 	defer l.syncMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	err := l.w.Flush()
+	if l.f == nil {
+		return nil // idle: everything appended is durable
+	}
+	err := l.flushLocked()
 	if err == nil {
 		err = l.f.Sync()
 	}
-	return errors.Join(err, l.f.Close())
+	if l.w != nil {
+		l.w.Reset(nil)
+		oplogWriters.Put(l.w)
+		l.w = nil
+	}
+	err = errors.Join(err, l.f.Close())
+	l.f = nil
+	return err
 }

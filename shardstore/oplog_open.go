@@ -27,7 +27,8 @@ func openOpLog(dir string, opts *Options, replay func(*Op)) (*opLog, error) {
 	if err := fsutil.MkdirAllSync(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("shardstore: create op log dir: %w", err)
 	}
-	if _, err := fsutil.RemoveTemps(dir); err != nil {
+	temps, err := fsutil.RemoveTemps(dir)
+	if err != nil {
 		return nil, err
 	}
 	entries, err := os.ReadDir(dir)
@@ -55,20 +56,17 @@ func openOpLog(dir string, opts *Options, replay func(*Op)) (*opLog, error) {
 		}
 		l.gens = append(l.gens, og)
 	}
+	if len(l.gens) > 0 && len(temps) == 0 {
+		// Nothing changed in the directory: no fsync, and no descriptor
+		// held (the first append opens the newest generation).
+		return l, nil
+	}
 	if len(l.gens) == 0 {
 		if err := l.createGen(1); err != nil {
 			return nil, err
 		}
-	} else {
-		last := l.gens[len(l.gens)-1]
-		f, err := os.OpenFile(last.path, os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("shardstore: open op log: %w", err)
-		}
-		l.f, l.w = f, bufio.NewWriterSize(f, 256<<10)
 	}
 	if err := fsutil.SyncDir(dir); err != nil {
-		l.f.Close()
 		return nil, err
 	}
 	return l, nil
@@ -90,7 +88,7 @@ func scanGen(path string, gen uint64, newest bool, fault func(point, path string
 	}
 	defer f.Close()
 	og = &oplogGen{gen: gen, path: path}
-	r := bufio.NewReaderSize(faultReader{f, fault, path}, 1<<20)
+	r := bufio.NewReaderSize(faultReader{f, fault, path}, 64<<10)
 	var off int64
 	var op Op
 	for {
