@@ -26,6 +26,7 @@ func (s *Shard) AcquireCommit() (*CommitRef, error) {
 		return nil, s.errUncommitted()
 	}
 	meta := s.commit.metadata()
+	s.refs++
 	for _, f := range meta.Files {
 		s.pins[f.Name]++
 	}
@@ -71,6 +72,7 @@ func (r *CommitRef) Release() error {
 		s := r.s
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		s.refs--
 		for _, f := range r.meta.Files {
 			if s.pins[f.Name]--; s.pins[f.Name] <= 0 {
 				delete(s.pins, f.Name)

@@ -448,6 +448,13 @@ func (l *opLog) hold(from seqno.SeqNo) (release func()) {
 	}
 }
 
+// held reports whether a reader holds ops of the log (hold).
+func (l *opLog) held() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.holds) > 0
+}
+
 // heldLocked reports whether a hold needs an op of g.
 func (l *opLog) heldLocked(g *oplogGen) bool {
 	for h := range l.holds {

@@ -111,8 +111,10 @@ type Shard struct {
 	oplog   *opLog
 	leases  *seqno.Leases
 	// pins counts, per file name, the commit references held by readers
-	// (snapshot uploads, peer transfers) so their files outlive newer commits.
+	// (snapshot uploads, peer transfers) so their files outlive newer
+	// commits; refs counts the references themselves.
 	pins     map[string]int
+	refs     int
 	stagings map[string]*Staging
 	// refused holds the recovery ids refusing primary writes (refuse.go).
 	refused map[string]bool
@@ -289,26 +291,66 @@ func (s *Shard) Replica() bool {
 func (s *Shard) Leases() *seqno.Leases { return s.leases }
 
 // Close flushes the op log and releases the shard; it does not flush the
-// memtable (the op log holds its ops).
+// memtable (the op log holds its ops). The stagings in use end, their
+// directories removed (Suspend keeps one).
 func (s *Shard) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
-	s.closed = true
-	s.settled.Broadcast() // writes waiting for a promotion see it closed
-	for _, st := range s.stagings {
+	stagings, err := s.closeLocked()
+	s.mu.Unlock()
+	// A staging's lock is taken before the shard's (Publish): it is
+	// ended once the shard's lock is released, never under it.
+	for _, st := range stagings {
 		st.mu.Lock()
 		if st.ops != nil {
 			st.ops.close()
+			st.ops = nil
 		}
 		st.done = true
 		st.mu.Unlock()
 		os.RemoveAll(st.dir)
 	}
-	err := s.oplog.close()
 	return errors.Join(err, s.lock.Close())
+}
+
+// closeLocked marks the shard closed, closes its op log and takes its
+// stagings for the caller to end.
+func (s *Shard) closeLocked() ([]*Staging, error) {
+	s.closed = true
+	s.settled.Broadcast() // writes waiting for a promotion see it closed
+	stagings := make([]*Staging, 0, len(s.stagings))
+	for _, st := range s.stagings {
+		stagings = append(stagings, st)
+	}
+	clear(s.stagings)
+	return stagings, s.oplog.close()
+}
+
+// CloseIfIdle closes the shard unless something uses it: a commit pinned
+// (AcquireCommit), a staging, a write or promotion in flight, a digest
+// reading the op log, a live retention lease, a refusal of writes, or no
+// commit yet (a recovery's new target). It reports whether the shard is
+// closed. A registry of many shards calls it to hold only those in use.
+func (s *Shard) CloseIfIdle() (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return true, nil
+	}
+	if s.busyLocked() {
+		return false, nil
+	}
+	_, err := s.closeLocked() // no staging: busy
+	return true, errors.Join(err, s.lock.Close())
+}
+
+// busyLocked reports whether something uses the shard (CloseIfIdle).
+func (s *Shard) busyLocked() bool {
+	return s.commit.Generation == 0 || s.refs > 0 || len(s.stagings) > 0 || s.inflight > 0 ||
+		s.promoting > 0 || len(s.refused) > 0 || s.oplog.held() || len(s.leases.List()) > 0
 }
 
 // Stats are a shard's live numbers.
