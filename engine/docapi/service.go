@@ -90,12 +90,13 @@ func (s *Service) CreateShard(ctx context.Context, req *pb.CreateShardRequest) (
 	return &pb.CreateShardResponse{Stats: pbconv.ShardStats(sh.Stats())}, nil
 }
 
-// ListShards lists the open shards and, with their state and reason, the
-// shards on disk whose last open failed.
+// ListShards lists the shards served (open, or opened on their next
+// access: their numbers as they closed) and, with their state and reason,
+// the shards on disk whose last open failed. It opens none.
 func (s *Service) ListShards(ctx context.Context, req *pb.ListShardsRequest) (*pb.ListShardsResponse, error) {
 	resp := &pb.ListShardsResponse{}
-	for _, sh := range s.shards.List() {
-		resp.Shards = append(resp.Shards, pbconv.ShardStats(sh.Stats()))
+	for _, l := range s.shards.Listing() {
+		resp.Shards = append(resp.Shards, pbconv.ShardStats(l.Stats))
 	}
 	for id, f := range s.shards.NotOpen() {
 		st := pb.ShardState_SHARD_STATE_UNAVAILABLE

@@ -3,8 +3,12 @@
 // (package engine) over a Registry of the node's shards, and passes its
 // acceptance suite (engine/enginetest).
 //
-// The Registry is the node-level half of the reference engine: it opens
-// shards (all at start, then lazily), keeps the state of those that do not
+// The Registry is the node-level half of the reference engine: it learns
+// every shard on disk at start (each opened once, to clean what a crash
+// left, and closed again), opens a shard on its first access and closes it
+// once idle (Limits: at most 512 open by default, fewer under a small
+// descriptor limit, none kept idle past 30 s; a shard in use is never
+// closed), keeps the state of those that do not
 // open (unavailable: a read error, a lock held, retried on the next
 // access; corrupt: proven damage, moved to <data>/quarantine/ by the next
 // recovery onto the node, never deleted), opens a recovery's target
@@ -15,7 +19,10 @@
 // recoverd's ShardService) uses its shards directly.
 //
 // Engine adds what the contract says and shardstore leaves to its caller:
-// handles that answer ErrClosed once their shard is closed, pins with a
+// handles that stay valid while the registry closes their shard idle (each
+// call opens it again and keeps it open until it returns) and answer
+// ErrClosed once the copy is removed, moved aside or the engine closed,
+// pins with a
 // TTL (a timer per pin, stopped by Release or Close), ops read in batches
 // within one history, input checked before it touches a path, and lease
 // expiry folded into Sweep. Paths it hands out are shardstore's, absolute:

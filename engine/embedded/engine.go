@@ -45,15 +45,16 @@ func (e *Engine) Version() engine.Version {
 	return engine.Version{Writer: shardstore.WriterVersion, MaxFormat: shardstore.FormatVersion}
 }
 
-// Shards implements engine.Engine: the committed shards open, and those
-// whose last open failed, unavailable or corrupt.
+// Shards implements engine.Engine: the committed shards served (open
+// now, or opened on their next access), and those whose last open failed,
+// unavailable or corrupt. It opens none.
 func (e *Engine) Shards(ctx context.Context) ([]engine.ShardStatus, error) {
 	if err := e.check(ctx); err != nil {
 		return nil, err
 	}
 	var out []engine.ShardStatus
-	for _, s := range e.reg.List() {
-		out = append(out, engine.ShardStatus{ID: s.ID(), State: engine.StateOpen})
+	for _, l := range e.reg.Listing() {
+		out = append(out, engine.ShardStatus{ID: l.Stats.ID, State: engine.StateOpen})
 	}
 	for id, f := range e.reg.NotOpen() {
 		st := engine.StateUnavailable
@@ -70,11 +71,11 @@ func (e *Engine) Shard(ctx context.Context, id engine.ShardID) (engine.Shard, er
 	if err := e.check(ctx); err != nil {
 		return nil, err
 	}
-	s, err := e.reg.Shard(id)
+	ent, err := e.reg.shardEntry(id)
 	if err != nil {
 		return nil, err
 	}
-	return &shard{e: e, s: s}, nil
+	return &shard{e: e, ent: ent}, nil
 }
 
 // OpenTarget implements engine.Engine.
@@ -82,11 +83,11 @@ func (e *Engine) OpenTarget(ctx context.Context, id engine.ShardID) (engine.Targ
 	if err := e.check(ctx); err != nil {
 		return nil, "", err
 	}
-	s, replaced, err := e.reg.OpenTarget(id)
+	ent, replaced, err := e.reg.openTarget(id)
 	if err != nil {
 		return nil, replaced, err
 	}
-	return &shard{e: e, s: s}, replaced, nil
+	return &shard{e: e, ent: ent}, replaced, nil
 }
 
 // RemoveUncommitted implements engine.Engine.

@@ -16,6 +16,7 @@ import (
 // that ends the pin once it has not been renewed for its TTL.
 type pin struct {
 	e   *Engine
+	ent *entry // the shard's: a pinned shard is not closed idle
 	id  string
 	ref *shardstore.CommitRef
 	ttl time.Duration
@@ -29,17 +30,19 @@ type pin struct {
 var _ engine.Pin = (*pin)(nil)
 
 func (s *shard) Pin(ctx context.Context, opts engine.PinOptions) (engine.Pin, error) {
-	if err := s.check(ctx); err != nil {
-		return nil, err
-	}
-	if opts.TTL < 0 {
-		return nil, fmt.Errorf("%w: pin TTL %v is negative", engine.ErrInvalidArgument, opts.TTL)
-	}
-	ref, err := s.s.AcquireCommit()
+	sh, done, err := s.use(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p := &pin{e: s.e, id: uuid.NewString(), ref: ref, ttl: opts.TTL, renewed: time.Now()}
+	defer done()
+	if opts.TTL < 0 {
+		return nil, fmt.Errorf("%w: pin TTL %v is negative", engine.ErrInvalidArgument, opts.TTL)
+	}
+	ref, err := sh.AcquireCommit()
+	if err != nil {
+		return nil, err
+	}
+	p := &pin{e: s.e, ent: s.ent, id: uuid.NewString(), ref: ref, ttl: opts.TTL, renewed: time.Now()}
 	if !s.e.track(p) {
 		ref.Release()
 		return nil, fmt.Errorf("%w: the engine is closed", engine.ErrClosed)

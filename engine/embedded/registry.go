@@ -16,9 +16,17 @@ import (
 	"github.com/recoverd/recoverd/shardstore"
 )
 
-// Registry holds the shards open on this node: the peer server reads them as
-// a source, recoveries write them as a target, ShardService runs the
+// Registry holds the shards of this node: the peer server reads them as a
+// source, recoveries write them as a target, ShardService runs the
 // reference engine on them.
+//
+// It knows every shard on disk (OpenAll) but holds open only those in use:
+// a shard opens on its first access and closes once it has been idle for
+// Limits.IdleAfter, or sooner when Limits.MaxOpen shards are open and
+// another must open; one that something uses (a pinned commit, a staging,
+// a write, a live lease, a refusal of writes, a call through the engine
+// contract) is never closed. A node of 100,000 shards thus holds the
+// descriptors and memory of the few in use (registry_idle.go).
 //
 // A shard that does not open is kept out of the way by what its error
 // proves. ErrCorrupt (a checksum or format failure) is reported corrupt
@@ -33,12 +41,32 @@ type Registry struct {
 
 	mu     sync.Mutex
 	closed bool
-	open   map[shardstore.ShardID]*shardstore.Shard
+	limits Limits
+	// shards holds an entry per shard known: on disk (open or not) or
+	// being created by a recovery; open holds those open.
+	shards map[shardstore.ShardID]*entry
+	open   map[*entry]struct{}
+	idle   *time.Timer // closes idle shards; armed while any is open
 	// failed holds the shards on disk whose last open failed.
 	failed map[shardstore.ShardID]OpenFailure
 	// refused holds, per shard, the recoveries refusing its primary
 	// writes (RefuseWrites), applied to the shard whenever it opens.
 	refused map[shardstore.ShardID]map[string]bool
+}
+
+// entry is one shard of the registry. Its Shard is nil while closed: the
+// next access opens it again, and the handles of the engine contract
+// (engine.go) stay valid across. gone is set once the copy is removed,
+// moved aside or the registry closed: those handles then answer ErrClosed.
+type entry struct {
+	id      shardstore.ShardID
+	s       *shardstore.Shard
+	users   int       // calls through the engine contract in progress
+	lastUse time.Time // last access
+	gone    bool
+	// stats are the shard's numbers when it last closed (what ListShards
+	// reports of a shard not open).
+	stats shardstore.Stats
 }
 
 // OpenFailure is the last failed open of a shard.
@@ -48,31 +76,33 @@ type OpenFailure struct {
 	Since   time.Time
 }
 
-// NewRegistry returns an empty registry of the shards under dataDir.
+// NewRegistry returns an empty registry of the shards under dataDir, with
+// DefaultLimits.
 func NewRegistry(dataDir string, opts shardstore.Options, log *slog.Logger) *Registry {
-	return &Registry{dataDir: dataDir, opts: opts, log: log,
-		open: map[shardstore.ShardID]*shardstore.Shard{}, failed: map[shardstore.ShardID]OpenFailure{},
+	return &Registry{dataDir: dataDir, opts: opts, log: log, limits: DefaultLimits(),
+		shards: map[shardstore.ShardID]*entry{}, open: map[*entry]struct{}{}, failed: map[shardstore.ShardID]OpenFailure{},
 		refused: map[shardstore.ShardID]map[string]bool{}}
 }
 
-// fdReserve is how many file descriptors OpenAll leaves free for the node
-// itself (listeners, connections, recoveries), so that a node whose shards
-// would take every descriptor still starts, answers and reports the
-// shards it could not open.
-const fdReserve = 64
-
-// OpenAll opens every shard on disk: opening cleans what a crash left
-// (staging of interrupted recoveries, temp files, unreferenced files).
+// OpenAll learns every shard on disk: each is opened once (opening cleans
+// what a crash left: temp files, unreferenced files, the staging of
+// recoveries that do not resume; a shard that does not open is reported
+// unavailable or corrupt) and closed again unless Limits.MaxOpen leaves
+// room to keep it.
 func (r *Registry) OpenAll() error {
 	ids, err := shardstore.List(r.dataDir)
 	if err != nil {
 		return err
 	}
-	release := reserveFDs(fdReserve)
-	defer release()
 	var unavailable, corrupt int
 	for _, id := range ids {
-		if _, err := r.Shard(id); err != nil {
+		r.mu.Lock()
+		e, err := r.openLocked(id, false, false)
+		if err == nil && len(r.open) > r.limits.MaxOpen/2 {
+			r.closeEntryLocked(e)
+		}
+		r.mu.Unlock()
+		if err != nil {
 			if errors.Is(err, shardstore.ErrCorrupt) {
 				corrupt++
 			} else {
@@ -86,39 +116,28 @@ func (r *Registry) OpenAll() error {
 	return nil
 }
 
-// reserveFDs holds up to n descriptors open until release is called.
-func reserveFDs(n int) (release func()) {
-	var held []*os.File
-	for range n {
-		f, err := os.Open(os.DevNull)
-		if err != nil {
-			break
-		}
-		held = append(held, f)
-	}
-	return func() {
-		for _, f := range held {
-			f.Close()
-		}
-	}
-}
-
 // Shard returns an open shard, opening it if it exists on disk (the
 // reference engine's own handle: the document API's; recoverd's goes
-// through Engine). A shard a recovery is creating is none yet: the
-// error wraps shardstore.ErrNotFound (peers are told the node does not
-// hold it) and shardstore.ErrNoCommit.
+// through Engine). The shard stays open while it is used, and for
+// Limits.IdleAfter after its last access: a caller holding it longer
+// without using it (a commit pinned, a staging, a lease) asks again. A
+// shard a recovery is creating is none yet: the error wraps
+// shardstore.ErrNotFound (peers are told the node does not hold it) and
+// shardstore.ErrNoCommit.
 func (r *Registry) Shard(id shardstore.ShardID) (*shardstore.Shard, error) {
 	if err := id.Validate(); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s, err := r.openLocked(id, false, false)
-	if err == nil && !s.Committed() {
+	e, err := r.openLocked(id, false, false)
+	if err != nil {
+		return nil, err
+	}
+	if !e.s.Committed() {
 		return nil, r.errRecoveringLocked(id)
 	}
-	return s, err
+	return e.s, nil
 }
 
 // errRecoveringLocked answers a lookup of a shard a recovery is creating,
@@ -132,14 +151,21 @@ func (r *Registry) errRecoveringLocked(id shardstore.ShardID) error {
 		shardstore.ErrNotFound, shardstore.ErrNoCommit, id, by)
 }
 
-// openLocked opens a shard; create makes a missing one, with its first
-// commit unless uncommitted (a recovery's target).
-func (r *Registry) openLocked(id shardstore.ShardID, create, uncommitted bool) (*shardstore.Shard, error) {
-	if s, ok := r.open[id]; ok {
-		return s, nil
-	}
+// openLocked returns the entry of a shard, open; create makes a missing
+// one, with its first commit unless uncommitted (a recovery's target).
+func (r *Registry) openLocked(id shardstore.ShardID, create, uncommitted bool) (*entry, error) {
 	if r.closed {
 		return nil, fmt.Errorf("%w: the node's shards are closed (it is stopping)", shardstore.ErrClosed)
+	}
+	e := r.shards[id]
+	if e != nil && e.s != nil {
+		e.lastUse = time.Now()
+		return e, nil
+	}
+	if len(r.open) >= r.limits.MaxOpen {
+		// Room for a quarter more, so that a scan of many shards does not
+		// sort the open ones at every step.
+		r.closeIdleLocked(0, r.limits.MaxOpen*3/4)
 	}
 	opts := r.opts
 	opts.Create, opts.Uncommitted = create, uncommitted
@@ -155,8 +181,14 @@ func (r *Registry) openLocked(id shardstore.ShardID, create, uncommitted bool) (
 	for rid := range r.refused[id] {
 		s.RefuseWrites(rid)
 	}
-	r.open[id] = s
-	return s, nil
+	if e == nil {
+		e = &entry{id: id}
+		r.shards[id] = e
+	}
+	e.s, e.lastUse = s, time.Now()
+	r.open[e] = struct{}{}
+	r.armIdleLocked()
+	return e, nil
 }
 
 // noteFailureLocked records a failed open and logs it when the shard's
@@ -197,15 +229,20 @@ func (r *Registry) Create(id shardstore.ShardID, existOK bool) (*shardstore.Shar
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s, ok := r.open[id]; ok && !s.Committed() {
+	e := r.shards[id]
+	if e != nil && e.s != nil && !e.s.Committed() {
 		return nil, r.errRecoveringLocked(id)
 	}
-	if _, ok := r.open[id]; ok || shardstore.Exists(r.dataDir, id) {
+	if e != nil && e.s != nil || shardstore.Exists(r.dataDir, id) {
 		if !existOK {
 			return nil, fmt.Errorf("shard %s already exists", id)
 		}
 	}
-	return r.openLocked(id, true, false)
+	e, err := r.openLocked(id, true, false)
+	if err != nil {
+		return nil, err
+	}
+	return e.s, nil
 }
 
 // OpenTarget opens the shard a recovery writes into. A shard that does not exist is
@@ -216,14 +253,22 @@ func (r *Registry) Create(id shardstore.ShardID, existOK bool) (*shardstore.Shar
 // (shardstore.ErrUnavailable) leaves the shard where it is and fails the
 // call: a recovery must not replace a copy that could not be read now.
 func (r *Registry) OpenTarget(id shardstore.ShardID) (*shardstore.Shard, string, error) {
+	e, replaced, err := r.openTarget(id)
+	if err != nil {
+		return nil, replaced, err
+	}
+	return e.s, replaced, nil
+}
+
+func (r *Registry) openTarget(id shardstore.ShardID) (*entry, string, error) {
 	if err := id.Validate(); err != nil {
 		return nil, "", err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s, err := r.openLocked(id, true, true)
+	e, err := r.openLocked(id, true, true)
 	if err == nil || !errors.Is(err, shardstore.ErrCorrupt) {
-		return s, "", err
+		return e, "", err
 	}
 	unreadable := err.Error()
 	dst := filepath.Join(r.dataDir, "quarantine", id.Index+"."+strconv.Itoa(id.Shard)+"."+time.Now().UTC().Format("20060102T150405.000"))
@@ -235,8 +280,13 @@ func (r *Registry) OpenTarget(id shardstore.ShardID) (*shardstore.Shard, string,
 	}
 	r.log.Warn("moved a damaged shard aside", "shard", id.String(), "to", dst, "cause", unreadable)
 	delete(r.failed, id)
-	s, err = r.openLocked(id, true, true)
-	return s, unreadable, err
+	if old := r.shards[id]; old != nil {
+		old.gone = true
+		delete(r.shards, id)
+		delete(r.open, old) // its open failed: it is not open
+	}
+	e, err = r.openLocked(id, true, true)
+	return e, unreadable, err
 }
 
 // NotOpen lists the shards on disk whose last open failed, and counts
@@ -247,12 +297,19 @@ func (r *Registry) NotOpen() map[shardstore.ShardID]OpenFailure {
 	return maps.Clone(r.failed)
 }
 
-// Count is the number of shards in a state: open, unavailable or corrupt.
+// Count is the number of shards in a state: open (served: open now, or
+// opened on its next access), unavailable or corrupt.
 func (r *Registry) Count(state string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if state == "open" {
-		return len(r.open)
+		n := 0
+		for id, e := range r.shards {
+			if r.servedLocked(id, e) {
+				n++
+			}
+		}
+		return n
 	}
 	n := 0
 	for _, f := range r.failed {
@@ -263,17 +320,32 @@ func (r *Registry) Count(state string) int {
 	return n
 }
 
+// servedLocked reports whether e is a shard of the node that answers:
+// committed, and open now or closed after it opened.
+func (r *Registry) servedLocked(id shardstore.ShardID, e *entry) bool {
+	if _, failed := r.failed[id]; failed {
+		return false
+	}
+	if e.s != nil {
+		return e.s.Committed()
+	}
+	return e.stats.Generation > 0
+}
+
 // RemoveUncommitted closes and deletes the shard if it is open without a
 // commit (a recovery that created it ended without publishing); a shard
 // with a commit is left alone.
 func (r *Registry) RemoveUncommitted(id shardstore.ShardID) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s, ok := r.open[id]
-	if !ok || s.Committed() {
+	e := r.shards[id]
+	if e == nil || e.s == nil || e.s.Committed() {
 		return nil
 	}
-	delete(r.open, id)
+	s := e.s
+	e.gone, e.s = true, nil
+	delete(r.shards, id)
+	delete(r.open, e)
 	err := errors.Join(s.Close(), os.RemoveAll(s.Path()))
 	r.log.Info("removed the shard a recovery created and did not publish", "shard", id.String(), "error", err)
 	return err
@@ -303,10 +375,10 @@ func (r *Registry) SweepUncommitted(keep map[shardstore.ShardID]bool) ([]shardst
 		for _, d := range dirs {
 			n, err := strconv.Atoi(d.Name())
 			id := shardstore.ShardID{Index: ix.Name(), Shard: n}
-			if err != nil || !d.IsDir() || id.Validate() != nil || shardstore.Exists(r.dataDir, id) {
+			if err != nil || !d.IsDir() || id.Validate() != nil {
 				continue
 			}
-			if _, open := r.open[id]; open || keep[id] {
+			if e := r.shards[id]; e != nil && e.s != nil || keep[id] || shardstore.Exists(r.dataDir, id) {
 				continue
 			}
 			if err := os.RemoveAll(shardstore.Dir(r.dataDir, id)); err != nil {
@@ -329,8 +401,8 @@ func (r *Registry) RefuseWrites(id shardstore.ShardID, recoveryID string) {
 		r.refused[id] = map[string]bool{}
 	}
 	r.refused[id][recoveryID] = true
-	if s, ok := r.open[id]; ok {
-		s.RefuseWrites(recoveryID)
+	if e := r.shards[id]; e != nil && e.s != nil {
+		e.s.RefuseWrites(recoveryID)
 	}
 }
 
@@ -341,20 +413,52 @@ func (r *Registry) ResumeWrites(id shardstore.ShardID, recoveryID string) {
 	if delete(r.refused[id], recoveryID); len(r.refused[id]) == 0 {
 		delete(r.refused, id)
 	}
-	if s, ok := r.open[id]; ok {
-		s.ResumeWrites(recoveryID)
+	if e := r.shards[id]; e != nil && e.s != nil {
+		e.s.ResumeWrites(recoveryID)
 	}
 }
 
-// List returns the open shards; one a recovery is creating is none yet.
+// List returns the shards open now (those in use, or used within
+// Limits.IdleAfter); one a recovery is creating is none yet. Listing
+// lists every shard.
 func (r *Registry) List() []*shardstore.Shard {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]*shardstore.Shard, 0, len(r.open))
-	for _, s := range r.open {
-		if s.Committed() {
-			out = append(out, s)
+	for e := range r.open {
+		if e.s.Committed() {
+			out = append(out, e.s)
 		}
+	}
+	return out
+}
+
+// Listed is one shard of Listing: its numbers, live when it is open, as
+// it closed otherwise.
+type Listed struct {
+	Stats shardstore.Stats
+	Open  bool
+}
+
+// Listing returns every committed shard of the node that is served (open
+// now or opened on its next access), without opening any; NotOpen lists
+// the others.
+func (r *Registry) Listing() []Listed {
+	r.mu.Lock()
+	open := make([]*shardstore.Shard, 0, len(r.open))
+	out := make([]Listed, 0, len(r.shards))
+	for id, e := range r.shards {
+		switch {
+		case !r.servedLocked(id, e):
+		case e.s != nil:
+			open = append(open, e.s)
+		default:
+			out = append(out, Listed{Stats: e.stats})
+		}
+	}
+	r.mu.Unlock()
+	for _, s := range open {
+		out = append(out, Listed{Stats: s.Stats(), Open: true})
 	}
 	return out
 }
@@ -364,11 +468,20 @@ func (r *Registry) CloseAll() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closed = true
-	var errs []error
-	for id, s := range r.open {
-		errs = append(errs, s.Close())
-		delete(r.open, id)
+	if r.idle != nil {
+		r.idle.Stop()
+		r.idle = nil
 	}
+	var errs []error
+	for id, e := range r.shards {
+		e.gone = true
+		if e.s != nil {
+			errs = append(errs, e.s.Close())
+			e.s = nil
+		}
+		delete(r.shards, id)
+	}
+	clear(r.open)
 	return errors.Join(errs...)
 }
 

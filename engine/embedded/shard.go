@@ -10,12 +10,15 @@ import (
 	"github.com/recoverd/recoverd/shardstore"
 )
 
-// shard is a *shardstore.Shard through the contract: an engine.Shard, and
-// an engine.Target when OpenTarget returned it. Its calls answer
-// ErrClosed once the registry closed the shard.
+// shard is a shard of the registry through the contract: an engine.Shard,
+// and an engine.Target when OpenTarget returned it. It holds the
+// registry's entry, not an open shard: each call opens the shard again if
+// the registry closed it idle, and keeps it open until it returns. Its
+// calls answer ErrClosed once the copy is removed, moved aside or the
+// engine closed.
 type shard struct {
-	e *Engine
-	s *shardstore.Shard
+	e   *Engine
+	ent *entry
 }
 
 var _ engine.Target = (*shard)(nil)
@@ -26,49 +29,64 @@ const (
 	readBatchBytes = 1 << 20
 )
 
-func (s *shard) check(ctx context.Context) error {
+// use returns the shard for one call, opened again if the registry
+// closed it idle, and kept open until done is called; a copy the engine
+// closed answers ErrClosed.
+func (s *shard) use(ctx context.Context) (*shardstore.Shard, func(), error) {
 	if err := s.e.check(ctx); err != nil {
-		return err
+		return nil, nil, err
 	}
-	if s.s.Closed() {
-		return fmt.Errorf("%w: shard %s was closed (replaced, or the node is stopping); ask for it again", engine.ErrClosed, s.s.ID())
+	sh, err := s.e.reg.acquire(s.ent)
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil
+	done := func() { s.e.reg.release(s.ent) }
+	if sh.Closed() {
+		done()
+		return nil, nil, fmt.Errorf("%w: shard %s was closed (replaced, or the node is stopping); ask for it again", engine.ErrClosed, s.ent.id)
+	}
+	return sh, done, nil
 }
 
-// committed is check, and ErrNoCommit for a target without a commit.
-func (s *shard) committed(ctx context.Context) error {
-	if err := s.check(ctx); err != nil {
-		return err
+// useCommitted is use, and ErrNoCommit for a target without a commit.
+func (s *shard) useCommitted(ctx context.Context) (*shardstore.Shard, func(), error) {
+	sh, done, err := s.use(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
-	if !s.s.Committed() {
-		return fmt.Errorf("%w: shard %s is being created by a recovery and exists once it publishes", engine.ErrNoCommit, s.s.ID())
+	if !sh.Committed() {
+		done()
+		return nil, nil, fmt.Errorf("%w: shard %s is being created by a recovery and exists once it publishes", engine.ErrNoCommit, s.ent.id)
 	}
-	return nil
+	return sh, done, nil
 }
 
-func (s *shard) ID() engine.ShardID { return s.s.ID() }
+func (s *shard) ID() engine.ShardID { return s.ent.id }
 
 func (s *shard) Info(ctx context.Context) (engine.ShardInfo, error) {
-	if err := s.check(ctx); err != nil {
+	sh, done, err := s.use(ctx)
+	if err != nil {
 		return engine.ShardInfo{}, err
 	}
-	st, leases := s.s.Stats(), s.s.Leases()
+	defer done()
+	st, leases := sh.Stats(), sh.Leases()
 	return engine.ShardInfo{
-		ID: s.s.ID(), Committed: s.s.Committed(), Meta: s.s.Metadata(), Seq: st.Seq, PrimaryTerm: st.PrimaryTerm,
-		Retained: s.s.RetainedOps(), AvgOpBytes: s.s.AvgOpBytes(), Leases: leases.List(), LeaseTTL: leases.TTL(),
+		ID: sh.ID(), Committed: sh.Committed(), Meta: sh.Metadata(), Seq: st.Seq, PrimaryTerm: st.PrimaryTerm,
+		Retained: sh.RetainedOps(), AvgOpBytes: sh.AvgOpBytes(), Leases: leases.List(), LeaseTTL: leases.TTL(),
 	}, nil
 }
 
 func (s *shard) ReadOps(ctx context.Context, req engine.OpsRequest, fn func([]engine.Op) error) error {
-	if err := s.committed(ctx); err != nil {
+	sh, done, err := s.useCommitted(ctx)
+	if err != nil {
 		return err
 	}
+	defer done()
 	var (
 		batch []engine.Op
 		bytes int
 	)
-	err := s.s.ReadOpsOf(req.History, req.Range, func(op engine.Op) error {
+	err = sh.ReadOpsOf(req.History, req.Range, func(op engine.Op) error {
 		batch = append(batch, op)
 		if bytes += len(op.Key) + len(op.Value) + 32; len(batch) < readBatchOps && bytes < readBatchBytes {
 			return nil
@@ -90,30 +108,34 @@ func (s *shard) ReadOps(ctx context.Context, req engine.OpsRequest, fn func([]en
 }
 
 func (s *shard) DigestAt(ctx context.Context, base engine.Pin, upTo seqno.SeqNo) (string, seqno.SeqNo, error) {
-	if err := s.committed(ctx); err != nil {
+	sh, done, err := s.useCommitted(ctx)
+	if err != nil {
 		return "", upTo, err
 	}
+	defer done()
 	if upTo < seqno.Unassigned {
 		return "", upTo, fmt.Errorf("%w: digest up to seqno %d", engine.ErrInvalidArgument, upTo)
 	}
 	var ref *shardstore.CommitRef
 	if base != nil {
 		p, ok := base.(*pin)
-		if !ok || p.ref.Shard() != s.s {
-			return "", upTo, fmt.Errorf("%w: the base of a digest of %s must be a pin of it", engine.ErrInvalidArgument, s.s.ID())
+		if !ok || p.ent != s.ent {
+			return "", upTo, fmt.Errorf("%w: the base of a digest of %s must be a pin of it", engine.ErrInvalidArgument, sh.ID())
 		}
 		if !p.live() {
 			return "", upTo, p.lost()
 		}
 		ref = p.ref
 	}
-	return s.s.DigestAt(ctx, ref, upTo)
+	return sh.DigestAt(ctx, ref, upTo)
 }
 
 func (s *shard) AcquireLease(ctx context.Context, req engine.LeaseRequest) (seqno.RetentionLease, error) {
-	if err := s.committed(ctx); err != nil {
+	sh, done, err := s.useCommitted(ctx)
+	if err != nil {
 		return seqno.RetentionLease{}, err
 	}
+	defer done()
 	if err := engine.ValidateName(req.ID); err != nil {
 		return seqno.RetentionLease{}, fmt.Errorf("lease id: %w", err)
 	}
@@ -125,17 +147,19 @@ func (s *shard) AcquireLease(ctx context.Context, req engine.LeaseRequest) (seqn
 	case req.MaxPerHolder < 0:
 		return seqno.RetentionLease{}, fmt.Errorf("%w: a bound of %d leases per holder", engine.ErrInvalidArgument, req.MaxPerHolder)
 	}
-	return s.s.Leases().AddHeld(req.ID, req.RetainingSeqNo, req.Source, req.Holder, req.MaxPerHolder)
+	return sh.Leases().AddHeld(req.ID, req.RetainingSeqNo, req.Source, req.Holder, req.MaxPerHolder)
 }
 
 func (s *shard) RenewLease(ctx context.Context, id, holder string, retaining seqno.SeqNo) (seqno.RetentionLease, error) {
-	if err := s.committed(ctx); err != nil {
+	sh, done, err := s.useCommitted(ctx)
+	if err != nil {
 		return seqno.RetentionLease{}, err
 	}
+	defer done()
 	if err := engine.ValidateName(id); err != nil {
 		return seqno.RetentionLease{}, fmt.Errorf("lease id: %w", err)
 	}
-	leases := s.s.Leases()
+	leases := sh.Leases()
 	var cur seqno.RetentionLease
 	held := false
 	for _, l := range leases.List() {
@@ -156,13 +180,15 @@ func (s *shard) RenewLease(ctx context.Context, id, holder string, retaining seq
 }
 
 func (s *shard) ReleaseLease(ctx context.Context, id, holder string) error {
-	if err := s.check(ctx); err != nil {
+	sh, done, err := s.use(ctx)
+	if err != nil {
 		return err
 	}
+	defer done()
 	if err := engine.ValidateName(id); err != nil {
 		return fmt.Errorf("lease id: %w", err)
 	}
-	return s.s.Leases().RemoveHeld(id, holder)
+	return sh.Leases().RemoveHeld(id, holder)
 }
 
 // HandOff implements engine.Retention: the recovery's lease becomes the
@@ -173,9 +199,11 @@ func (s *shard) ReleaseLease(ctx context.Context, id, holder string) error {
 // a replica holds with ShardService.AckReplica, which renews that lease
 // and raises it (shardstore.Shard.AckCopy).
 func (s *shard) HandOff(ctx context.Context, req engine.HandOff) (seqno.RetentionLease, error) {
-	if err := s.committed(ctx); err != nil {
+	sh, done, err := s.useCommitted(ctx)
+	if err != nil {
 		return seqno.RetentionLease{}, err
 	}
+	defer done()
 	if err := engine.ValidateName(req.LeaseID); err != nil {
 		return seqno.RetentionLease{}, fmt.Errorf("lease id: %w", err)
 	}
@@ -185,33 +213,37 @@ func (s *shard) HandOff(ctx context.Context, req engine.HandOff) (seqno.Retentio
 	if req.From < 0 {
 		return seqno.RetentionLease{}, fmt.Errorf("%w: hand-off from seqno %d", engine.ErrInvalidArgument, req.From)
 	}
-	return s.s.HandOff(req.LeaseID, req.Holder, req.Copy, req.From)
+	return sh.HandOff(req.LeaseID, req.Holder, req.Copy, req.From)
 }
 
 func (s *shard) Sweep(ctx context.Context, keepStaging map[string]bool) (engine.SweepResult, error) {
-	if err := s.check(ctx); err != nil {
+	sh, done, err := s.use(ctx)
+	if err != nil {
 		return engine.SweepResult{}, err
 	}
-	res, err := s.s.Sweep(keepStaging)
+	defer done()
+	res, err := sh.Sweep(keepStaging)
 	out := engine.SweepResult{Staging: res.Staging, Temps: res.Temps, Unreferenced: res.Unreferenced}
 	if errors.Is(err, shardstore.ErrClosed) {
 		return out, err
 	}
-	expired, lerr := s.s.Leases().Expire()
+	expired, lerr := sh.Leases().Expire()
 	for _, l := range expired {
 		out.Leases = append(out.Leases, l.ID)
 	}
 	if lerr != nil {
-		lerr = fmt.Errorf("expire the leases of %s: %w", s.s.ID(), lerr)
+		lerr = fmt.Errorf("expire the leases of %s: %w", sh.ID(), lerr)
 	}
 	return out, errors.Join(err, lerr)
 }
 
 func (s *shard) StartStaging(ctx context.Context, recoveryID string) (engine.Staging, error) {
-	if err := s.check(ctx); err != nil {
+	sh, done, err := s.use(ctx)
+	if err != nil {
 		return nil, err
 	}
-	st, err := s.s.StartStaging(recoveryID)
+	defer done()
+	st, err := sh.StartStaging(recoveryID)
 	if err != nil {
 		return nil, err
 	}
@@ -219,23 +251,29 @@ func (s *shard) StartStaging(ctx context.Context, recoveryID string) (engine.Sta
 }
 
 func (s *shard) Apply(ctx context.Context, ops []engine.Op) error {
-	if err := s.committed(ctx); err != nil {
+	sh, done, err := s.useCommitted(ctx)
+	if err != nil {
 		return err
 	}
-	return s.s.Apply(ctx, ops)
+	defer done()
+	return sh.Apply(ctx, ops)
 }
 
 func (s *shard) AdoptTerm(ctx context.Context, term uint64) error {
-	if err := s.committed(ctx); err != nil {
+	sh, done, err := s.useCommitted(ctx)
+	if err != nil {
 		return err
 	}
-	s.s.AdoptTerm(term)
+	defer done()
+	sh.AdoptTerm(term)
 	return nil
 }
 
 func (s *shard) Flush(ctx context.Context) error {
-	if err := s.committed(ctx); err != nil {
+	sh, done, err := s.useCommitted(ctx)
+	if err != nil {
 		return err
 	}
-	return s.s.Flush()
+	defer done()
+	return sh.Flush()
 }
