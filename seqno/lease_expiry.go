@@ -22,3 +22,12 @@ func (l *Leases) EarliestExpiry() (time.Time, bool) {
 	}
 	return first, found
 }
+
+// Held is how many leases are recorded, live or expired but not yet
+// removed (Expire): a shard holding any stays open for the sweep that
+// expires them.
+func (l *Leases) Held() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.leases)
+}

@@ -331,8 +331,9 @@ func (s *Shard) closeLocked() ([]*Staging, error) {
 
 // CloseIfIdle closes the shard unless something uses it: a commit pinned
 // (AcquireCommit), a staging, a write or promotion in flight, a digest
-// reading the op log, a live retention lease, a refusal of writes, or no
-// commit yet (a recovery's new target). It reports whether the shard is
+// reading the op log, a retention lease (live, or expired and left for the
+// sweep that removes it), a refusal of writes, or no commit yet (a
+// recovery's new target). It reports whether the shard is
 // closed. A registry of many shards calls it to hold only those in use.
 func (s *Shard) CloseIfIdle() (bool, error) {
 	s.mu.Lock()
@@ -350,7 +351,7 @@ func (s *Shard) CloseIfIdle() (bool, error) {
 // busyLocked reports whether something uses the shard (CloseIfIdle).
 func (s *Shard) busyLocked() bool {
 	return s.commit.Generation == 0 || s.refs > 0 || len(s.stagings) > 0 || s.inflight > 0 ||
-		s.promoting > 0 || len(s.refused) > 0 || s.oplog.held() || len(s.leases.List()) > 0
+		s.promoting > 0 || len(s.refused) > 0 || s.oplog.held() || s.leases.Held() > 0
 }
 
 // Stats are a shard's live numbers.

@@ -4,8 +4,10 @@
 // acceptance suite (engine/enginetest).
 //
 // The Registry is the node-level half of the reference engine: it learns
-// every shard on disk at start (each opened once, to clean what a crash
-// left, and closed again), opens a shard on its first access and closes it
+// every shard on disk at start from its directory (Discover; each is then
+// opened once in the background, to clean what a crash left and find those
+// that do not open, and closed again), opens a shard on its first access
+// and closes it
 // once idle (Limits: at most 512 open by default, fewer under a small
 // descriptor limit, none kept idle past 30 s; a shard in use is never
 // closed), keeps the state of those that do not

@@ -20,7 +20,8 @@ import (
 // source, recoveries write them as a target, ShardService runs the
 // reference engine on them.
 //
-// It knows every shard on disk (OpenAll) but holds open only those in use:
+// It knows every shard on disk (Discover, OpenAll) but holds open only
+// those in use:
 // a shard opens on its first access and closes once it has been idle for
 // Limits.IdleAfter, or sooner when Limits.MaxOpen shards are open and
 // another must open; one that something uses (a pinned commit, a staging,
@@ -47,6 +48,12 @@ type Registry struct {
 	shards map[shardstore.ShardID]*entry
 	open   map[*entry]struct{}
 	idle   *time.Timer // closes idle shards; armed while any is open
+	// opening counts the shards being opened (the lock released);
+	// opened is signalled whenever one is done.
+	opening int
+	opened  sync.Cond
+	// scanDone is closed when the scan Discover started ends.
+	scanDone chan struct{}
 	// failed holds the shards on disk whose last open failed.
 	failed map[shardstore.ShardID]OpenFailure
 	// refused holds, per shard, the recoveries refusing its primary
@@ -64,6 +71,14 @@ type entry struct {
 	users   int       // calls through the engine contract in progress
 	lastUse time.Time // last access
 	gone    bool
+	// scanned is set once the shard was opened, or its open failed, in
+	// this process: until then it is a directory on disk that the scan
+	// (registry_scan.go) will open.
+	scanned bool
+	opening bool // being opened, the registry's lock released
+	// listed is set once stats hold the shard's commit, read for a
+	// listing before the scan opened it.
+	listed bool
 	// stats are the shard's numbers when it last closed (what ListShards
 	// reports of a shard not open).
 	stats shardstore.Stats
@@ -79,41 +94,11 @@ type OpenFailure struct {
 // NewRegistry returns an empty registry of the shards under dataDir, with
 // DefaultLimits.
 func NewRegistry(dataDir string, opts shardstore.Options, log *slog.Logger) *Registry {
-	return &Registry{dataDir: dataDir, opts: opts, log: log, limits: DefaultLimits(),
+	r := &Registry{dataDir: dataDir, opts: opts, log: log, limits: DefaultLimits(),
 		shards: map[shardstore.ShardID]*entry{}, open: map[*entry]struct{}{}, failed: map[shardstore.ShardID]OpenFailure{},
 		refused: map[shardstore.ShardID]map[string]bool{}}
-}
-
-// OpenAll learns every shard on disk: each is opened once (opening cleans
-// what a crash left: temp files, unreferenced files, the staging of
-// recoveries that do not resume; a shard that does not open is reported
-// unavailable or corrupt) and closed again unless Limits.MaxOpen leaves
-// room to keep it.
-func (r *Registry) OpenAll() error {
-	ids, err := shardstore.List(r.dataDir)
-	if err != nil {
-		return err
-	}
-	var unavailable, corrupt int
-	for _, id := range ids {
-		r.mu.Lock()
-		e, err := r.openLocked(id, false, false)
-		if err == nil && len(r.open) > r.limits.MaxOpen/2 {
-			r.closeEntryLocked(e)
-		}
-		r.mu.Unlock()
-		if err != nil {
-			if errors.Is(err, shardstore.ErrCorrupt) {
-				corrupt++
-			} else {
-				unavailable++
-			}
-		}
-	}
-	if unavailable+corrupt > 0 {
-		r.log.Warn("some shards did not open", "shards", len(ids), "unavailable", unavailable, "corrupt", corrupt)
-	}
-	return nil
+	r.opened.L = &r.mu
+	return r
 }
 
 // Shard returns an open shard, opening it if it exists on disk (the
@@ -152,26 +137,51 @@ func (r *Registry) errRecoveringLocked(id shardstore.ShardID) error {
 }
 
 // openLocked returns the entry of a shard, open; create makes a missing
-// one, with its first commit unless uncommitted (a recovery's target).
+// one, with its first commit unless uncommitted (a recovery's target). The
+// registry's lock is released while the shard opens (other shards are
+// served meanwhile); a second caller for the same shard waits for the
+// first.
 func (r *Registry) openLocked(id shardstore.ShardID, create, uncommitted bool) (*entry, error) {
+	e := r.shards[id]
+	for e != nil && e.opening {
+		r.opened.Wait()
+		e = r.shards[id]
+	}
 	if r.closed {
 		return nil, fmt.Errorf("%w: the node's shards are closed (it is stopping)", shardstore.ErrClosed)
 	}
-	e := r.shards[id]
 	if e != nil && e.s != nil {
 		e.lastUse = time.Now()
 		return e, nil
 	}
 	if len(r.open) >= r.limits.MaxOpen {
-		// Room for a quarter more, so that a scan of many shards does not
-		// sort the open ones at every step.
+		// Room for a quarter more, so that opening many shards in turn
+		// does not sort the open ones at every step.
 		r.closeIdleLocked(0, r.limits.MaxOpen*3/4)
+	}
+	if e == nil {
+		e = &entry{id: id}
+		r.shards[id] = e
 	}
 	opts := r.opts
 	opts.Create, opts.Uncommitted = create, uncommitted
+	e.opening = true
+	r.opening++
+	r.mu.Unlock()
 	s, err := shardstore.Open(r.dataDir, id, opts)
+	r.mu.Lock()
+	e.opening = false
+	r.opening--
+	r.opened.Broadcast()
+	if err == nil && (r.closed || e.gone) {
+		err = errors.Join(fmt.Errorf("%w: the node's shards are closed (it is stopping)", shardstore.ErrClosed), s.Close())
+	}
 	if err != nil {
 		r.noteFailureLocked(id, err)
+		e.scanned = true
+		if errors.Is(err, shardstore.ErrNotFound) && r.shards[id] == e && e.s == nil {
+			delete(r.shards, id) // no commit on disk: not a shard
+		}
 		return nil, err
 	}
 	if f, ok := r.failed[id]; ok {
@@ -181,11 +191,7 @@ func (r *Registry) openLocked(id shardstore.ShardID, create, uncommitted bool) (
 	for rid := range r.refused[id] {
 		s.RefuseWrites(rid)
 	}
-	if e == nil {
-		e = &entry{id: id}
-		r.shards[id] = e
-	}
-	e.s, e.lastUse = s, time.Now()
+	e.s, e.lastUse, e.scanned = s, time.Now(), true
 	r.open[e] = struct{}{}
 	r.armIdleLocked()
 	return e, nil
@@ -297,41 +303,6 @@ func (r *Registry) NotOpen() map[shardstore.ShardID]OpenFailure {
 	return maps.Clone(r.failed)
 }
 
-// Count is the number of shards in a state: open (served: open now, or
-// opened on its next access), unavailable or corrupt.
-func (r *Registry) Count(state string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if state == "open" {
-		n := 0
-		for id, e := range r.shards {
-			if r.servedLocked(id, e) {
-				n++
-			}
-		}
-		return n
-	}
-	n := 0
-	for _, f := range r.failed {
-		if f.State() == state {
-			n++
-		}
-	}
-	return n
-}
-
-// servedLocked reports whether e is a shard of the node that answers:
-// committed, and open now or closed after it opened.
-func (r *Registry) servedLocked(id shardstore.ShardID, e *entry) bool {
-	if _, failed := r.failed[id]; failed {
-		return false
-	}
-	if e.s != nil {
-		return e.s.Committed()
-	}
-	return e.stats.Generation > 0
-}
-
 // RemoveUncommitted closes and deletes the shard if it is open without a
 // commit (a recovery that created it ended without publishing); a shard
 // with a commit is left alone.
@@ -354,39 +325,44 @@ func (r *Registry) RemoveUncommitted(id shardstore.ShardID) error {
 // SweepUncommitted deletes the shard directories without a commit that
 // no open shard owns and keep does not name (the targets of recoveries
 // that resume): what recoveries that never published left when the node
-// stopped. Nothing in them was a shard. It returns the ids removed.
+// stopped. Nothing in them was a shard. It returns the ids removed. The
+// directories are read without the registry's lock (the shards are served
+// meanwhile); each is checked again under it before it goes.
 func (r *Registry) SweepUncommitted(keep map[shardstore.ShardID]bool) ([]shardstore.ShardID, error) {
-	root := filepath.Join(r.dataDir, "shards")
-	indices, err := os.ReadDir(root)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	ids, err := shardDirs(r.dataDir)
 	if err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	candidates := ids[:0]
+	for _, id := range ids {
+		if e := r.shards[id]; keep[id] || e != nil && (e.s != nil || e.opening || e.stats.Generation > 0) {
+			continue // in use, kept, or known to hold a commit
+		}
+		candidates = append(candidates, id)
+	}
+	r.mu.Unlock()
 	var removed []shardstore.ShardID
-	for _, ix := range indices {
-		dirs, err := os.ReadDir(filepath.Join(root, ix.Name()))
-		if err != nil || shardstore.ValidateName(ix.Name()) != nil {
+	for _, id := range candidates {
+		if shardstore.Exists(r.dataDir, id) {
 			continue
 		}
-		for _, d := range dirs {
-			n, err := strconv.Atoi(d.Name())
-			id := shardstore.ShardID{Index: ix.Name(), Shard: n}
-			if err != nil || !d.IsDir() || id.Validate() != nil {
-				continue
-			}
-			if e := r.shards[id]; e != nil && e.s != nil || keep[id] || shardstore.Exists(r.dataDir, id) {
-				continue
-			}
-			if err := os.RemoveAll(shardstore.Dir(r.dataDir, id)); err != nil {
-				return removed, err
-			}
-			removed = append(removed, id)
-			r.log.Info("removed a shard directory without a commit: a recovery created it and never published", "shard", id.String())
+		r.mu.Lock()
+		if e := r.shards[id]; e != nil && (e.s != nil || e.opening) || shardstore.Exists(r.dataDir, id) {
+			r.mu.Unlock()
+			continue
 		}
+		if err := os.RemoveAll(shardstore.Dir(r.dataDir, id)); err != nil {
+			r.mu.Unlock()
+			return removed, err
+		}
+		if e := r.shards[id]; e != nil {
+			e.gone = true
+			delete(r.shards, id)
+		}
+		r.mu.Unlock()
+		removed = append(removed, id)
+		r.log.Info("removed a shard directory without a commit: a recovery created it and never published", "shard", id.String())
 	}
 	return removed, nil
 }
@@ -418,56 +394,23 @@ func (r *Registry) ResumeWrites(id shardstore.ShardID, recoveryID string) {
 	}
 }
 
-// List returns the shards open now (those in use, or used within
-// Limits.IdleAfter); one a recovery is creating is none yet. Listing
-// lists every shard.
-func (r *Registry) List() []*shardstore.Shard {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]*shardstore.Shard, 0, len(r.open))
-	for e := range r.open {
-		if e.s.Committed() {
-			out = append(out, e.s)
-		}
-	}
-	return out
-}
-
-// Listed is one shard of Listing: its numbers, live when it is open, as
-// it closed otherwise.
-type Listed struct {
-	Stats shardstore.Stats
-	Open  bool
-}
-
-// Listing returns every committed shard of the node that is served (open
-// now or opened on its next access), without opening any; NotOpen lists
-// the others.
-func (r *Registry) Listing() []Listed {
-	r.mu.Lock()
-	open := make([]*shardstore.Shard, 0, len(r.open))
-	out := make([]Listed, 0, len(r.shards))
-	for id, e := range r.shards {
-		switch {
-		case !r.servedLocked(id, e):
-		case e.s != nil:
-			open = append(open, e.s)
-		default:
-			out = append(out, Listed{Stats: e.stats})
-		}
-	}
-	r.mu.Unlock()
-	for _, s := range open {
-		out = append(out, Listed{Stats: s.Stats(), Open: true})
-	}
-	return out
-}
-
-// CloseAll closes every open shard; the registry opens none after it.
+// CloseAll closes every open shard and stops the scan; the registry opens
+// none after it.
 func (r *Registry) CloseAll() error {
+	r.mu.Lock()
+	scan := r.scanDone
+	r.mu.Unlock()
+	defer func() {
+		if scan != nil {
+			<-scan
+		}
+	}()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closed = true
+	for r.opening > 0 {
+		r.opened.Wait() // each closes what it opened, seeing r.closed
+	}
 	if r.idle != nil {
 		r.idle.Stop()
 		r.idle = nil

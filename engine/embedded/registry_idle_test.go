@@ -271,3 +271,56 @@ func TestIdleCloseRacesCalls(t *testing.T) {
 		s.Close()
 	}
 }
+
+// Discover serves at once: while the scan opens every shard in the
+// background, callers open the same shards (the scan and a caller never
+// both open one: that would fail on the shard's lock and report it
+// unavailable), list them, and nothing is reported unavailable.
+func TestScanRacesAccess(t *testing.T) {
+	dir := t.TempDir()
+	ids := shardsOnDisk(t, dir, 60, 2)
+	reg := NewRegistry(dir, shardstore.Options{KeepStaging: true}, slog.New(slog.DiscardHandler))
+	reg.SetLimits(Limits{MaxOpen: 8})
+	e := New(reg)
+	defer e.Close()
+	if err := reg.Discover(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Go(func() {
+			for i := w; i < len(ids); i += 2 {
+				h, err := e.Shard(ctx, ids[i])
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if info, err := h.Info(ctx); err != nil || info.Seq.MaxSeqNo != 1 {
+					t.Errorf("Info of %s during the scan: %+v, %v", ids[i], info.Seq, err)
+				}
+				if _, err := reg.Shard(ids[len(ids)-1-i]); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 5 {
+			if l := reg.Listing(); len(l) != len(ids) {
+				t.Errorf("Listing during the scan: %d shards, want %d", len(l), len(ids))
+			}
+		}
+	})
+	wg.Wait()
+	<-reg.ScanDone()
+	if n := reg.Unscanned(); n != 0 {
+		t.Fatalf("%d shards unscanned after the scan", n)
+	}
+	if f := reg.NotOpen(); len(f) != 0 {
+		t.Fatalf("shards reported not open: %v", f)
+	}
+	if n := reg.OpenNow(); n > 8 {
+		t.Fatalf("%d shards open after the scan, MaxOpen 8", n)
+	}
+}
