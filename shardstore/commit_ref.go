@@ -17,6 +17,7 @@ type CommitRef struct {
 
 // AcquireCommit flushes nothing and pins the current commit.
 func (s *Shard) AcquireCommit() (*CommitRef, error) {
+	s.touch()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

@@ -37,6 +37,7 @@ func (s *Shard) Digest(ctx context.Context) (string, error) {
 // upTo is gone from this copy and the error is seqno.ErrCompacted. It
 // returns the digest and the seqno it covers.
 func (s *Shard) DigestAt(ctx context.Context, base *CommitRef, upTo seqno.SeqNo) (digest string, at seqno.SeqNo, err error) {
+	s.touch()
 	if base != nil && base.s != s {
 		return "", upTo, fmt.Errorf("shardstore: digest of %s with a commit of %s", s.id, base.s.id)
 	}

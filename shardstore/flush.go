@@ -17,6 +17,7 @@ import (
 // Flush writes the memtable into a new segment and publishes a commit point
 // holding the file list and the seqno user data.
 func (s *Shard) Flush() error {
+	s.touch()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.flushLocked()

@@ -154,14 +154,14 @@ func TestCloseIfIdle(t *testing.T) {
 		{"a refusal of writes", func() error { s.ResumeWrites("rec-2"); return nil }},
 	}
 	for _, b := range busy {
-		if closed, err := s.CloseIfIdle(); closed || err != nil {
+		if closed, err := s.CloseIfIdle(0); closed || err != nil {
 			t.Fatalf("CloseIfIdle with %s in use: closed %v, %v", b.what, closed, err)
 		}
 		if err := b.end(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if closed, err := s.CloseIfIdle(); !closed || err != nil {
+	if closed, err := s.CloseIfIdle(0); !closed || err != nil {
 		t.Fatalf("CloseIfIdle of an idle shard: closed %v, %v", closed, err)
 	}
 	if _, err := s.Index(ctx, "k", nil); !errors.Is(err, ErrClosed) {
@@ -171,16 +171,20 @@ func TestCloseIfIdle(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reopen after CloseIfIdle: %v", err)
 	}
+	mustIndex(t, r, 1, 10)
+	if closed, _ := r.CloseIfIdle(time.Hour); closed {
+		t.Fatal("CloseIfIdle closed a shard written to less than its minIdle ago")
+	}
 	defer r.Close()
-	if got := r.Stats().Seq.MaxSeqNo; got != 9 {
-		t.Fatalf("reopened with max seqno %d, want 9", got)
+	if got := r.Stats().Seq.MaxSeqNo; got != 10 {
+		t.Fatalf("reopened with max seqno %d, want 10", got)
 	}
 	u, err := Open(dir, ShardID{Index: "idx", Shard: 1}, Options{Create: true, Uncommitted: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	if closed, _ := u.CloseIfIdle(); closed {
+	if closed, _ := u.CloseIfIdle(0); closed {
 		t.Fatal("CloseIfIdle closed a shard without a commit (a recovery's new target)")
 	}
 }

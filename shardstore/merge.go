@@ -12,6 +12,7 @@ import (
 // same logical content: the newest version of each key, tombstones dropped
 // when no older version can still arrive (at or below the local checkpoint).
 func (s *Shard) Merge() error {
+	s.touch()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.refusedLocked("merge"); err != nil {

@@ -43,6 +43,7 @@ func Open(dataDir string, id ShardID, opts Options) (*Shard, error) {
 	s := &Shard{id: id, dir: dir, opts: opts, lock: lock, log: opts.Logger.With("shard", id.String()),
 		memtable: map[string]*Op{}, pins: map[string]int{}, stagings: map[string]*Staging{}}
 	s.settled.L = &s.mu
+	s.touch()
 	if err := s.open(); err != nil {
 		lock.Close()
 		return nil, unavailable(id, err)

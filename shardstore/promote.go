@@ -17,6 +17,7 @@ const noOpBatch = 4096
 // every open would replay all history since the hole. The new term and
 // the checkpoint are persisted with a commit.
 func (s *Shard) Promote() error {
+	s.touch()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

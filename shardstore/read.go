@@ -12,6 +12,7 @@ import (
 
 // Get returns the live value of key.
 func (s *Shard) Get(key string) (value []byte, seq seqno.SeqNo, found bool, err error) {
+	s.touch()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var best *Op
@@ -38,6 +39,7 @@ func (s *Shard) Get(key string) (value []byte, seq seqno.SeqNo, found bool, err 
 // (looked at every scanCheckEvery documents), and its error is then the
 // context's.
 func (s *Shard) Scan(ctx context.Context, fn func(key string, value []byte, seq seqno.SeqNo) error) error {
+	s.touch()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.scanLocked(cancellable(ctx, fn))
@@ -240,6 +242,7 @@ func (s *Shard) ReadOpsOf(history string, r seqno.Range, fn func(Op) error) erro
 }
 
 func (s *Shard) readOps(history string, r seqno.Range, fn func(Op) error) error {
+	s.touch()
 	if err := r.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", engine.ErrInvalidArgument, err)
 	}

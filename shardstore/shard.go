@@ -139,6 +139,11 @@ type Shard struct {
 	// local checkpoint.
 	replayed int
 
+	// touched is when a caller last used the shard (UnixNano): a write,
+	// read, flush, pin or staging; CloseIfIdle leaves a shard touched
+	// recently open.
+	touched atomic.Int64
+
 	// contentVersion changes with every op applied and every publish; the
 	// digest cached for a version (at digestUpTo) is valid while it holds.
 	contentVersion atomic.Uint64
@@ -329,19 +334,27 @@ func (s *Shard) closeLocked() ([]*Staging, error) {
 	return stagings, s.oplog.close()
 }
 
-// CloseIfIdle closes the shard unless something uses it: a commit pinned
+// touch records a use of the shard (CloseIfIdle).
+func (s *Shard) touch() { s.touched.Store(time.Now().UnixNano()) }
+
+// Touched is when a caller last wrote, read, flushed, pinned or staged
+// into the shard (its open, if none since).
+func (s *Shard) Touched() time.Time { return time.Unix(0, s.touched.Load()) }
+
+// CloseIfIdle closes the shard unless something uses it, or used it less
+// than minIdle ago (Touched): a commit pinned
 // (AcquireCommit), a staging, a write or promotion in flight, a digest
 // reading the op log, a retention lease (live, or expired and left for the
 // sweep that removes it), a refusal of writes, or no commit yet (a
 // recovery's new target). It reports whether the shard is
 // closed. A registry of many shards calls it to hold only those in use.
-func (s *Shard) CloseIfIdle() (bool, error) {
+func (s *Shard) CloseIfIdle(minIdle time.Duration) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return true, nil
 	}
-	if s.busyLocked() {
+	if s.busyLocked() || time.Since(s.Touched()) < minIdle {
 		return false, nil
 	}
 	_, err := s.closeLocked() // no staging: busy

@@ -40,6 +40,7 @@ type Staging struct {
 // this node, which kept it: Options.KeepStaging, or Suspend), it is handed
 // back as it is, files and all, for the recovery to check what it finds.
 func (s *Shard) StartStaging(recoveryID string) (*Staging, error) {
+	s.touch()
 	if err := ValidateName(recoveryID); err != nil {
 		return nil, fmt.Errorf("recovery id: %w", err)
 	}

@@ -94,6 +94,7 @@ func (s *Shard) loadTermsLocked(c *commitPoint) {
 // source's history: the term of a copy changes only by Promote or by a
 // recovery from a source of a newer term, never by the ops it receives.
 func (s *Shard) AdoptTerm(term uint64) {
+	s.touch()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.term = max(s.term, term)

@@ -93,6 +93,7 @@ func validateKey(k string) error {
 }
 
 func (s *Shard) write(ctx context.Context, ops []Op, primary bool) ([]Op, error) {
+	s.touch()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -43,6 +43,8 @@ type Registry struct {
 	mu     sync.Mutex
 	closed bool
 	limits Limits
+	// roomIdle: see defaultRoomIdle.
+	roomIdle time.Duration
 	// shards holds an entry per shard known: on disk (open or not) or
 	// being created by a recovery; open holds those open.
 	shards map[shardstore.ShardID]*entry
@@ -76,6 +78,7 @@ type entry struct {
 	// (registry_scan.go) will open.
 	scanned bool
 	opening bool // being opened, the registry's lock released
+	target  bool // handed to a recovery (OpenTarget)
 	// listed is set once stats hold the shard's commit, read for a
 	// listing before the scan opened it.
 	listed bool
@@ -94,7 +97,7 @@ type OpenFailure struct {
 // NewRegistry returns an empty registry of the shards under dataDir, with
 // DefaultLimits.
 func NewRegistry(dataDir string, opts shardstore.Options, log *slog.Logger) *Registry {
-	r := &Registry{dataDir: dataDir, opts: opts, log: log, limits: DefaultLimits(),
+	r := &Registry{dataDir: dataDir, opts: opts, log: log, limits: DefaultLimits(), roomIdle: defaultRoomIdle,
 		shards: map[shardstore.ShardID]*entry{}, open: map[*entry]struct{}{}, failed: map[shardstore.ShardID]OpenFailure{},
 		refused: map[shardstore.ShardID]map[string]bool{}}
 	r.opened.L = &r.mu
@@ -157,7 +160,7 @@ func (r *Registry) openLocked(id shardstore.ShardID, create, uncommitted bool) (
 	if len(r.open) >= r.limits.MaxOpen {
 		// Room for a quarter more, so that opening many shards in turn
 		// does not sort the open ones at every step.
-		r.closeIdleLocked(0, r.limits.MaxOpen*3/4)
+		r.closeIdleLocked(r.roomIdle, r.limits.MaxOpen*3/4)
 	}
 	if e == nil {
 		e = &entry{id: id}
@@ -273,6 +276,9 @@ func (r *Registry) openTarget(id shardstore.ShardID) (*entry, string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, err := r.openLocked(id, true, true)
+	if err == nil {
+		e.target = true
+	}
 	if err == nil || !errors.Is(err, shardstore.ErrCorrupt) {
 		return e, "", err
 	}
@@ -292,6 +298,9 @@ func (r *Registry) openTarget(id shardstore.ShardID) (*entry, string, error) {
 		delete(r.open, old) // its open failed: it is not open
 	}
 	e, err = r.openLocked(id, true, true)
+	if err == nil {
+		e.target = true
+	}
 	return e, unreadable, err
 }
 

@@ -32,6 +32,12 @@ const (
 	// its op log while written, a file or two read for a peer.
 	fdsPerShard    = 4
 	defaultIdleFor = 30 * time.Second
+	// defaultRoomIdle is how long a shard must have been left alone
+	// before it is closed to make room for another (MaxOpen is reached):
+	// longer than a caller holding a shard from the registry (Shard) takes
+	// to use it; MaxOpen is exceeded while every open shard is that busy.
+	// A recovery's target (OpenTarget) is left alone for IdleAfter.
+	defaultRoomIdle = 100 * time.Millisecond
 )
 
 // DefaultLimits keeps at most 512 shards open, fewer under a small
@@ -90,33 +96,52 @@ func (r *Registry) closeIdle() {
 }
 
 // closeIdleLocked closes the least recently used shards that nothing uses
-// and that were not accessed for minIdle, until at most keep are open.
+// and that were neither accessed nor used for minIdle, until at most keep
+// are open.
 func (r *Registry) closeIdleLocked(minIdle time.Duration, keep int) {
 	if len(r.open) <= keep {
 		return
 	}
-	now := time.Now()
-	var idle []*entry
+	type idleShard struct {
+		e    *entry
+		used time.Time
+	}
+	var idle []idleShard
 	for e := range r.open {
-		if e.users == 0 && now.Sub(e.lastUse) >= minIdle {
-			idle = append(idle, e)
+		used := e.lastUse
+		if t := e.s.Touched(); t.After(used) {
+			used = t
+		}
+		if e.users == 0 && time.Since(used) >= r.minIdleLocked(e, minIdle) {
+			idle = append(idle, idleShard{e, used})
 		}
 	}
-	slices.SortFunc(idle, func(a, b *entry) int { return a.lastUse.Compare(b.lastUse) })
-	for _, e := range idle {
+	slices.SortFunc(idle, func(a, b idleShard) int { return a.used.Compare(b.used) })
+	for _, i := range idle {
 		if len(r.open) <= keep {
 			return
 		}
-		r.closeEntryLocked(e)
+		r.closeEntryLocked(i.e, r.minIdleLocked(i.e, minIdle))
 	}
 }
 
-// closeEntryLocked closes e's shard unless something uses it.
-func (r *Registry) closeEntryLocked(e *entry) {
-	if e.users > 0 {
+// minIdleLocked is how long e must have been left alone to be closed: a
+// recovery's target, which the recovery holds between its calls, at
+// least IdleAfter.
+func (r *Registry) minIdleLocked(e *entry, minIdle time.Duration) time.Duration {
+	if e.target {
+		return max(minIdle, r.limits.IdleAfter)
+	}
+	return minIdle
+}
+
+// closeEntryLocked closes e's shard unless something uses it or used it
+// less than minIdle ago.
+func (r *Registry) closeEntryLocked(e *entry, minIdle time.Duration) {
+	if e.users > 0 || time.Since(e.lastUse) < minIdle {
 		return
 	}
-	closed, err := e.s.CloseIfIdle()
+	closed, err := e.s.CloseIfIdle(minIdle)
 	if err != nil {
 		r.log.Warn("closing an idle shard", "shard", e.id.String(), "error", err)
 	}

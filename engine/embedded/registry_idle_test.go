@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/seqno"
@@ -55,6 +56,7 @@ func newTestEngine(t testing.TB, dir string, l Limits) *Engine {
 	t.Helper()
 	reg := NewRegistry(dir, shardstore.Options{KeepStaging: true}, slog.New(slog.DiscardHandler))
 	reg.SetLimits(l)
+	reg.roomIdle = 0 // shards used one after another make room at once
 	if err := reg.OpenAll(); err != nil {
 		t.Fatal(err)
 	}
@@ -183,6 +185,14 @@ func TestHandleSurvivesIdleClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	closeAllIdle()
+	if reg.OpenNow() != 1 {
+		t.Fatal("a recovery's target used less than IdleAfter ago was closed")
+	}
+	reg.SetLimits(Limits{IdleAfter: time.Nanosecond})
+	closeAllIdle()
+	if reg.OpenNow() != 0 {
+		t.Fatal("a recovery's target left alone for IdleAfter stayed open")
+	}
 	if err := tg.Apply(ctx, []engine.Op{{Key: "k", SeqNo: 5, PrimaryTerm: 1, Value: []byte("v")}}); err != nil {
 		t.Fatalf("Apply through a target closed idle: %v", err)
 	}
@@ -281,6 +291,7 @@ func TestScanRacesAccess(t *testing.T) {
 	ids := shardsOnDisk(t, dir, 60, 2)
 	reg := NewRegistry(dir, shardstore.Options{KeepStaging: true}, slog.New(slog.DiscardHandler))
 	reg.SetLimits(Limits{MaxOpen: 8})
+	reg.roomIdle = 0
 	e := New(reg)
 	defer e.Close()
 	if err := reg.Discover(); err != nil {

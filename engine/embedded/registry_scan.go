@@ -91,7 +91,7 @@ func (r *Registry) scan(ids []shardstore.ShardID) {
 		got, err := r.openLocked(id, false, false)
 		switch {
 		case err == nil:
-			r.closeEntryLocked(got) // unless in use
+			r.closeEntryLocked(got, 0) // unless in use
 		case errors.Is(err, shardstore.ErrNotFound):
 			delete(r.shards, id) // no commit: not a shard
 		case errors.Is(err, shardstore.ErrCorrupt):
