@@ -132,7 +132,11 @@
 //
 // the payload an op record with no byte after it. Every write appends its
 // ops to the newest generation before it is acknowledged (see Durability of
-// writes). A flush starts a new generation (the current one is fsynced and
+// writes). The log opens that file and takes a write buffer (256 KiB, from
+// a pool) at an append, and gives both back once every record appended is
+// durable: an idle shard holds one descriptor (its LOCK) and no buffer, and
+// CloseIfIdle closes a shard nothing uses (a registry of many shards holds
+// only those in use). A flush starts a new generation (the current one is fsynced and
 // closed, the next created and the directory fsynced) so that old ones can
 // be dropped whole: after a commit, a generation other than the newest that
 // no reader holds (a digest in progress) is deleted when it holds no op, or
@@ -277,8 +281,10 @@
 // reads. Below it, the op log has a mutex for its buffer and generations,
 // and a second one, taken first, held by the one goroutine running an
 // fsync; the cached digest has its own. A Staging's mutex guards its staged
-// ops: Publish holds it and then the shard's; Close holds the shard's and
-// then each open staging's. A CommitRef (AcquireCommit) keeps its commit's
+// ops: Publish holds it and then the shard's; Close marks the shard closed
+// under the shard's, releases it, and then ends each open staging under
+// the staging's (a Publish waiting for the shard's lock then answers
+// ErrClosed). A CommitRef (AcquireCommit) keeps its commit's
 // files from deletion until Release: the counts are kept under the shard's
 // lock, and every deletion of unreferenced files consults them.
 //
