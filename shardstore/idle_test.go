@@ -3,6 +3,7 @@ package shardstore
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -186,5 +187,36 @@ func TestCloseIfIdle(t *testing.T) {
 	defer u.Close()
 	if closed, _ := u.CloseIfIdle(0); closed {
 		t.Fatal("CloseIfIdle closed a shard without a commit (a recovery's new target)")
+	}
+}
+
+// A staging an earlier process kept (Options.KeepStaging) keeps the
+// shard open until a Sweep removes it: the node's cleanup sweeps only the
+// shards open.
+func TestCloseIfIdleLeavesKeptStagingForSweep(t *testing.T) {
+	dir := t.TempDir()
+	s := openNew(t, dir, Options{KeepStaging: true})
+	if _, err := s.StartStaging("rec-gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil { // a crash would leave it too
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(s.Path(), stagingDir, "rec-gone"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(dir, s.ID(), Options{KeepStaging: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if closed, _ := r.CloseIfIdle(0); closed {
+		t.Fatal("CloseIfIdle closed a shard holding a staging left for the sweep")
+	}
+	if res, err := r.Sweep(nil); err != nil || len(res.Staging) != 1 {
+		t.Fatalf("Sweep = %+v, %v", res, err)
+	}
+	if closed, _ := r.CloseIfIdle(0); !closed {
+		t.Fatal("CloseIfIdle left the shard open after the sweep")
 	}
 }

@@ -77,6 +77,8 @@ func (s *Shard) open() error {
 		if err := os.RemoveAll(filepath.Join(s.dir, stagingDir)); err != nil {
 			return fmt.Errorf("shardstore: remove staging left by a crash: %w", err)
 		}
+	} else if left, err := os.ReadDir(filepath.Join(s.dir, stagingDir)); err == nil && len(left) > 0 {
+		s.leftStaging = true // for a recovery that resumes, or Sweep
 	}
 	if removed, err := fsutil.RemoveTemps(s.dir); err != nil {
 		return err

@@ -113,9 +113,14 @@ type Shard struct {
 	// pins counts, per file name, the commit references held by readers
 	// (snapshot uploads, peer transfers) so their files outlive newer
 	// commits; refs counts the references themselves.
-	pins     map[string]int
-	refs     int
-	stagings map[string]*Staging
+	pins map[string]int
+	refs int
+	// leftStaging is set while staging directories an earlier process
+	// kept (Options.KeepStaging) are there, neither in use nor swept: the
+	// shard stays open (CloseIfIdle) for the recovery that resumes from one
+	// or the Sweep that removes them.
+	leftStaging bool
+	stagings    map[string]*Staging
 	// refused holds the recovery ids refusing primary writes (refuse.go).
 	refused map[string]bool
 	// replica is set once the copy takes a primary's ops (Apply) or a
@@ -342,12 +347,13 @@ func (s *Shard) touch() { s.touched.Store(time.Now().UnixNano()) }
 func (s *Shard) Touched() time.Time { return time.Unix(0, s.touched.Load()) }
 
 // CloseIfIdle closes the shard unless something uses it, or used it less
-// than minIdle ago (Touched): a commit pinned
-// (AcquireCommit), a staging, a write or promotion in flight, a digest
-// reading the op log, a retention lease (live, or expired and left for the
-// sweep that removes it), a refusal of writes, or no commit yet (a
-// recovery's new target). It reports whether the shard is
-// closed. A registry of many shards calls it to hold only those in use.
+// than minIdle ago (Touched). Uses are: a commit pinned (AcquireCommit), a
+// staging (or one an earlier process kept, until Sweep), a write or
+// promotion in flight, a digest reading the op log, a retention lease
+// (live, or expired and left for the Sweep that removes it), a refusal of
+// writes, or no commit yet (a recovery's new target). It reports whether
+// the shard is closed. A registry of many shards calls it to hold only
+// those in use.
 func (s *Shard) CloseIfIdle(minIdle time.Duration) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -363,7 +369,7 @@ func (s *Shard) CloseIfIdle(minIdle time.Duration) (bool, error) {
 
 // busyLocked reports whether something uses the shard (CloseIfIdle).
 func (s *Shard) busyLocked() bool {
-	return s.commit.Generation == 0 || s.refs > 0 || len(s.stagings) > 0 || s.inflight > 0 ||
+	return s.commit.Generation == 0 || s.refs > 0 || len(s.stagings) > 0 || s.leftStaging || s.inflight > 0 ||
 		s.promoting > 0 || len(s.refused) > 0 || s.oplog.held() || s.leases.Held() > 0
 }
 

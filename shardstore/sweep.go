@@ -48,9 +48,14 @@ func (s *Shard) Sweep(keepStaging map[string]bool) (SweepResult, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return res, fmt.Errorf("shardstore: list staging: %w", err)
 	}
+	s.leftStaging = false
 	for _, e := range entries {
 		id := e.Name()
-		if _, open := s.stagings[id]; open || keepStaging[id] {
+		if _, open := s.stagings[id]; open {
+			continue
+		}
+		if keepStaging[id] {
+			s.leftStaging = true // a recovery that resumes takes it up
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(root, id)); err != nil {
