@@ -24,7 +24,7 @@ export RECOVERD_BIN := $(CURDIR)/bin/recoverd
 export RECOVERCTL_BIN := $(CURDIR)/bin/recoverctl
 export RECOVERD_SHARDD_BIN := $(CURDIR)/bin/shardd
 
-.PHONY: all build test unit integration soak cluster lint demo bench minio proto clean sim promtool
+.PHONY: all build test unit integration soak cluster lint demo bench scale minio proto clean sim promtool
 
 all: build
 
@@ -103,6 +103,19 @@ bench: build minio
 	@mkdir -p bench/results
 	if [ "$(BENCH_MICRO)" = 1 ]; then set -o pipefail; env $(BENCH_MICRO_ENV) $(GO) test -run '^$$' -bench . -benchmem -timeout 60m $(BENCH_MICRO_PKGS) | tee bench/results/micro.txt; fi
 	./bin/recoverd-bench $(BENCH_ARGS)
+
+# make scale: one node holding 10,000 and 100,000 small shards (issue 16):
+# time to ready, idle RSS and descriptors, ListShards latency, a recovery
+# onto the node vs onto an empty one (bench/scale/). Writes
+# bench/results/scale.md and scale.json (REPORT.md's Scale section). Data
+# sets are cached under $(RECOVERD_BENCH_DIR) (default /work/bench-data).
+# SCALE_SHARDS=10000 for a quick run; SCALE_ARGS for more flags.
+SCALE_SHARDS ?= 10000,100000
+SCALE_ARGS ?=
+scale: build
+	$(GO) build -o bin/recoverd-scale ./bench/scale
+	@mkdir -p bench/results
+	./bin/recoverd-scale -shards $(SCALE_SHARDS) $(SCALE_ARGS)
 
 # make sim: the fleet simulations of SCALE.md, one command per table, in
 # the page's order (sim/: deterministic, no I/O; about 10 minutes here).

@@ -333,6 +333,11 @@ func (b *bench) report() string {
 		sb.WriteString(t + "\n")
 	}
 	sb.WriteString("\n")
+	if scale, err := os.ReadFile(filepath.Join(b.cfg.out, "scale.md")); err == nil {
+		sb.WriteString("## Scale\n\nOne node holding many small shards (issue 16), from bench/results/scale.md (`make scale`, run apart from `make bench`):\n\n")
+		sb.Write(scale)
+		sb.WriteString("\n")
+	}
 	if len(b.profiles) > 0 {
 		sb.WriteString("## CPU profiles\n\nOne more run of each, with `recoverd --pprof`; top functions by flat CPU time (full listings in bench/results/profiles/):\n\n")
 		for _, name := range b.profiles {
