@@ -106,10 +106,11 @@ func NewRegistry(dataDir string, opts shardstore.Options, log *slog.Logger) *Reg
 
 // Shard returns an open shard, opening it if it exists on disk (the
 // reference engine's own handle: the document API's; recoverd's goes
-// through Engine). The shard stays open while it is used, and for
-// Limits.IdleAfter after its last access: a caller holding it longer
-// without using it (a commit pinned, a staging, a lease) asks again. A
-// shard a recovery is creating is none yet: the error wraps
+// through Engine). The shard stays open while something uses it (a
+// pinned commit, a staging, a lease, a write in flight) and after its last
+// use for Limits.IdleAfter, or 100 ms once Limits.MaxOpen shards are open:
+// a caller that holds it longer unused may find it closed (ErrClosed) and
+// asks again. A shard a recovery is creating is none yet: the error wraps
 // shardstore.ErrNotFound (peers are told the node does not hold it) and
 // shardstore.ErrNoCommit.
 func (r *Registry) Shard(id shardstore.ShardID) (*shardstore.Shard, error) {
@@ -180,7 +181,9 @@ func (r *Registry) openLocked(id shardstore.ShardID, create, uncommitted bool) (
 		err = errors.Join(fmt.Errorf("%w: the node's shards are closed (it is stopping)", shardstore.ErrClosed), s.Close())
 	}
 	if err != nil {
-		r.noteFailureLocked(id, err)
+		if !errors.Is(err, shardstore.ErrClosed) {
+			r.noteFailureLocked(id, err)
+		}
 		e.scanned = true
 		if errors.Is(err, shardstore.ErrNotFound) && r.shards[id] == e && e.s == nil {
 			delete(r.shards, id) // no commit on disk: not a shard
