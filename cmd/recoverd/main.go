@@ -165,6 +165,13 @@ func serve(ctx context.Context, cfg Config, sec *security, log *slog.Logger) err
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
+		if n.shards != nil { // the first sweep once every shard was opened once
+			select {
+			case <-n.shards.ScanDone():
+			case <-sweepCtx.Done():
+				return
+			}
+		}
 		n.sweeper.Run(snapshot.CountRequests(sweepCtx, snapshot.KindCleanup, nil), cfg.CleanupInterval)
 	}()
 	defer func() { stopSweep(); <-sweepDone }()

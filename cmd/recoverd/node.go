@@ -140,7 +140,7 @@ func (n *node) openEngine(ctx context.Context, cfg Config, log *slog.Logger) err
 	eng := embedded.New(n.shards)
 	n.eng = eng
 	n.onClose(func() { eng.Close() })
-	if err := n.shards.OpenAll(); err != nil {
+	if err := n.shards.Discover(); err != nil { // each shard is opened once in the background
 		return err
 	}
 	n.shards.RegisterMetrics(n.metrics)

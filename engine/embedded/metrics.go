@@ -28,6 +28,9 @@ func (r *Registry) RegisterMetrics(reg prometheus.Registerer) {
 			ConstLabels: prometheus.Labels{"state": state}},
 			func() float64 { return float64(r.Count(state)) }))
 	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_shards_unscanned",
+		Help: "Shards on disk not opened yet since the node started: it opens each once in the background, and any on its first access."},
+		func() float64 { return float64(r.Unscanned()) }))
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverd_retention_leases",
 			Help: "Retention leases held on this node's shards."},
