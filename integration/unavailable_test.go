@@ -21,7 +21,7 @@ import (
 // with a normal limit opens them all with their content.
 func TestDescriptorLimitLeavesShardsInPlace(t *testing.T) {
 	data := t.TempDir()
-	const count = 150 // open at once, 150 shards would take more than 128 descriptors
+	const count = 200 // open at once, 200 shards would take more than 256 descriptors
 	want := map[string]string{}
 	for i := range count {
 		id := shardstore.ShardID{Index: fmt.Sprintf("ix%03d", i), Shard: 0}
@@ -43,7 +43,7 @@ func TestDescriptorLimitLeavesShardsInPlace(t *testing.T) {
 		}
 	}
 
-	n := wrap(testutil.StartNode(t, testutil.NodeOptions{Name: "fdlimit", Data: data, MaxOpenFiles: 128}))
+	n := wrap(testutil.StartNode(t, testutil.NodeOptions{Name: "fdlimit", Data: data, MaxOpenFiles: 256}))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("log tail:\n%s", n.LogTail(40))

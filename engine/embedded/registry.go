@@ -162,6 +162,10 @@ func (r *Registry) openLocked(id shardstore.ShardID, create, uncommitted bool) (
 		// Room for a quarter more, so that opening many shards in turn
 		// does not sort the open ones at every step.
 		r.closeIdleLocked(r.roomIdle, r.limits.MaxOpen*3/4)
+		if len(r.open) >= 2*r.limits.MaxOpen {
+			// Twice the bound: the grace goes, only shards in use stay.
+			r.closeIdleLocked(0, r.limits.MaxOpen)
+		}
 	}
 	if e == nil {
 		e = &entry{id: id}
