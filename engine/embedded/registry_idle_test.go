@@ -331,7 +331,11 @@ func TestScanRacesAccess(t *testing.T) {
 	if f := reg.NotOpen(); len(f) != 0 {
 		t.Fatalf("shards reported not open: %v", f)
 	}
-	if n := reg.OpenNow(); n > 8 {
+	// MaxOpen is kept at each open by closing shards not in use; opens
+	// that race (the lock is not held over an open) or shards in use at
+	// that moment may leave a few more, never past twice the bound, where
+	// every shard not in use is closed.
+	if n := reg.OpenNow(); n > 2*8 {
 		t.Fatalf("%d shards open after the scan, MaxOpen 8", n)
 	}
 }
