@@ -32,13 +32,13 @@ const (
 
 // bothModes runs body as two subtests, <test>/embedded and <test>/sidecar,
 // each on a cluster of its own. The suite's time is bounded, so only some
-// tests run in both modes: the peer and ops-only plans, the source killed
-// for good and the target killed and resumed (with sidecar_test.go's
-// faults, which only a sidecar has). The snapshot and hybrid plans and the
-// repository faults run embedded only: recoverd --engine does not create
-// snapshots yet, so no snapshot plan can be set up in that mode. Writes
-// refused while recovering are checked in the sidecar mode across a
-// recoverd restart (TestSidecarRecoverdKilledWhileEngineWrites).
+// tests run in both modes: the four plans (peer, ops-only, snapshot after a
+// failover, hybrid), the source killed for good and the target killed and
+// resumed (with sidecar_test.go's faults, which only a sidecar has). The
+// repository faults run embedded only: the repository side is the same
+// code in both modes. Writes refused while recovering are checked in the
+// sidecar mode across a recoverd restart
+// (TestSidecarRecoverdKilledWhileEngineWrites).
 func bothModes(t *testing.T, body func(t *testing.T, c *cluster)) {
 	t.Helper()
 	for _, m := range []mode{inProcess, sidecar} {

@@ -63,8 +63,9 @@ func testOpsOnlyPlan(t *testing.T, c *cluster) {
 	requireSameCopy(t, n1, n2)
 }
 
-func TestSnapshotPlanAfterFailover(t *testing.T) {
-	c := newCluster(t)
+func TestSnapshotPlanAfterFailover(t *testing.T) { bothModes(t, testSnapshotPlanAfterFailover) }
+
+func testSnapshotPlanAfterFailover(t *testing.T, c *cluster) {
 	n1, n2, n3 := c.node("n1"), c.node("n2"), c.node("n3")
 	snapID := failover(t, n1, n2, 8000)
 	r := recoverOnto(t, n3, n2, nil)
@@ -110,8 +111,9 @@ func TestOlderSnapshotPlusOps(t *testing.T) {
 	requireSameCopy(t, n1, n2)
 }
 
-func TestHybridPlan(t *testing.T) {
-	c := newCluster(t)
+func TestHybridPlan(t *testing.T) { bothModes(t, testHybridPlan) }
+
+func testHybridPlan(t *testing.T, c *cluster) {
 	// No op history kept beyond the checkpoint: an older snapshot cannot be
 	// brought up to date with ops, so the newer files come from the peer.
 	n1, n2 := c.node("n1", "--retain-ops", "0"), c.node("n2")
