@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
@@ -49,6 +51,16 @@ func (s *clientSession) alive() bool {
 	}
 }
 
+// reconnect is how soon the connection to a restarted engine is made
+// again. gRPC's default backs off up to 2 minutes between attempts, and a
+// call meanwhile fails at once: an engine down for a few seconds left
+// recoverd failing its calls for a while after the engine was back. A
+// local socket is cheap to try: at most every half second.
+var reconnect = grpc.ConnectParams{
+	Backoff:           grpcbackoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond},
+	MinConnectTimeout: 5 * time.Second,
+}
+
 // Dial connects to the engine at target, "unix:///path/engine.sock" (a
 // gRPC target: unix:relative/path and unix-abstract:name work too), opens
 // a session and reads the engine's version. It fails at once when nothing
@@ -58,7 +70,8 @@ func Dial(ctx context.Context, target string) (*Client, error) {
 		return nil, fmt.Errorf("engine address %q: want unix:///path/to/engine.sock", target)
 	}
 	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
+		grpc.WithConnectParams(reconnect))
 	if err != nil {
 		return nil, fmt.Errorf("engine %s: %w", target, err)
 	}
