@@ -1,0 +1,149 @@
+package shardstore
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/recoverd/recoverd/seqno"
+)
+
+// Reading the op log: records decoded one by one, ops by seqno range.
+
+// readRecord decodes one record. io.EOF means a clean end; an ErrCorrupt
+// error a damaged or incomplete record; any other error is the reader's
+// (an I/O error, not damage).
+func readRecord(r *bufio.Reader, op *Op) (int, error) {
+	var hdr [recHeaderLen]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if err == io.EOF {
+			return 0, io.EOF
+		}
+		if err == io.ErrUnexpectedEOF {
+			return 0, fmt.Errorf("%w: incomplete record header", ErrCorrupt)
+		}
+		return 0, err
+	}
+	n := binary.LittleEndian.Uint32(hdr[0:])
+	if n == 0 || n > maxRecordSize {
+		return 0, fmt.Errorf("%w: record length %d", ErrCorrupt, n)
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return 0, fmt.Errorf("%w: incomplete record", ErrCorrupt)
+		}
+		return 0, err
+	}
+	if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(hdr[4:]) {
+		return 0, fmt.Errorf("%w: record checksum", ErrCorrupt)
+	}
+	if err := decodeOp(payload, op); err != nil {
+		return 0, err
+	}
+	return recHeaderLen + int(n), nil
+}
+
+func decodeOp(payload []byte, op *Op) error {
+	br := bufio.NewReaderSize(bytes.NewReader(payload), 16)
+	if err := readEntry(br, op); err != nil {
+		return fmt.Errorf("%w: record payload: %v", ErrCorrupt, err)
+	}
+	if br.Buffered() != 0 {
+		return fmt.Errorf("%w: record payload has trailing bytes", ErrCorrupt)
+	}
+	return nil
+}
+
+// read calls fn for every logged op with a seqno in r, in seqno order, each
+// seqno once.
+func (l *opLog) read(r seqno.Range, fn func(*Op) error) error {
+	type loc struct {
+		gen int32
+		off int64
+		seq seqno.SeqNo
+	}
+	l.mu.Lock()
+	if err := l.flushLocked(); err != nil {
+		l.mu.Unlock()
+		return fmt.Errorf("shardstore: write op log: %w", err)
+	}
+	var (
+		paths []string
+		locs  []loc
+	)
+	for _, g := range l.gens {
+		if len(g.locs) == 0 || g.maxSeq < r.From || g.minSeq > r.To {
+			continue
+		}
+		paths = append(paths, g.path)
+		for _, lc := range g.locs {
+			if r.Contains(lc.seq) {
+				locs = append(locs, loc{int32(len(paths) - 1), lc.off, lc.seq})
+			}
+		}
+	}
+	l.mu.Unlock()
+	sort.SliceStable(locs, func(i, j int) bool { return locs[i].seq < locs[j].seq })
+	files := make([]*os.File, len(paths))
+	defer func() {
+		for _, f := range files {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}()
+	// Records in seqno order are mostly contiguous in one file: one
+	// buffered reader follows them and seeks only where they are not.
+	br := bufio.NewReaderSize(nil, 256<<10)
+	curGen, curNext := int32(-1), int64(-1)
+	var op Op
+	last := seqno.Unassigned
+	for _, lc := range locs {
+		if lc.seq == last {
+			continue
+		}
+		if lc.gen != curGen || lc.off != curNext {
+			if files[lc.gen] == nil {
+				f, err := os.Open(paths[lc.gen])
+				if err != nil {
+					return fmt.Errorf("shardstore: read op log: %w", err)
+				}
+				files[lc.gen] = f
+			}
+			br.Reset(io.NewSectionReader(files[lc.gen], lc.off, 1<<62))
+			curGen = lc.gen
+		}
+		n, err := readRecord(br, &op)
+		if err != nil {
+			return fmt.Errorf("op log %s at %d: %w", filepath.Base(paths[lc.gen]), lc.off, err)
+		}
+		curNext = lc.off + int64(n)
+		last = lc.seq
+		if err := fn(&op); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// avgOpBytes is the mean size of a logged op record (0 with none logged).
+func (l *opLog) avgOpBytes() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var bytes, ops int64
+	for _, g := range l.gens {
+		bytes += g.size
+		ops += int64(len(g.locs))
+	}
+	if ops == 0 {
+		return 0
+	}
+	return bytes / ops
+}
