@@ -136,7 +136,7 @@ func TestSidecarRecoverdKilledWhileEngineWrites(t *testing.T) {
 	requireDone(t, r)
 	finalChecks(t, r, n1, n2, src, shardState{})
 	requireNothingHeld(t, n1, 1) // the copy's
-	mustv(0, write(shardID))(t) // writable again once done
+	mustv(0, write(shardID))(t)  // writable again once done
 	if got := mustv(n2.shard.Stats(ctxT(t), &pb.StatsRequest{Shard: other}))(t).Stats.Seqno.MaxSeqno; got != int64(written)-1 {
 		t.Fatalf("the other shard acknowledged %d writes, holds up to seqno %d", written, got)
 	}
