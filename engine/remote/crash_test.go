@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/recoverd/recoverd/engine"
+	"github.com/recoverd/recoverd/engine/embedded/embeddedtest"
 	"github.com/recoverd/recoverd/engine/enginetest"
 	"github.com/recoverd/recoverd/engine/remote"
 	"github.com/recoverd/recoverd/seqno"
@@ -22,7 +23,7 @@ import (
 // business); sweeping leaves nothing; and the dead engine's socket
 // file is replaced by the next one.
 func TestPublishKilledEngineProcess(t *testing.T) {
-	for _, fp := range failpoints {
+	for _, fp := range embeddedtest.Failpoints {
 		t.Run(fp.Name, func(t *testing.T) {
 			dir := t.TempDir()
 			oldDigest, newDigest := setup(t, dir)

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/recoverd/recoverd/engine"
+	"github.com/recoverd/recoverd/engine/embedded/embeddedtest"
 	"github.com/recoverd/recoverd/engine/enginetest"
 	"github.com/recoverd/recoverd/engine/remote"
 	"github.com/recoverd/recoverd/seqno"
@@ -55,7 +56,7 @@ func runProcessChild() {
 // engineChild serves the reference engine on dir at sock, as shardd does,
 // and kills itself at failpoint point.
 func engineChild(dir, sock, point string) error {
-	emb, err := openEmbedded(dir, enginetest.Options{Failpoint: func(name string) {
+	emb, err := embeddedtest.Open(dir, enginetest.Options{Failpoint: func(name string) {
 		if name == point {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		}
@@ -210,7 +211,7 @@ func setup(t *testing.T, dir string) (oldDigest, newDigest string) {
 
 func open(t *testing.T, dir string, o enginetest.Options) *served {
 	t.Helper()
-	emb, err := openEmbedded(dir, o)
+	emb, err := embeddedtest.Open(dir, o)
 	if err != nil {
 		t.Fatal(err)
 	}

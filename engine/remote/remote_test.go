@@ -2,11 +2,9 @@ package remote_test
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -15,9 +13,9 @@ import (
 
 	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/engine/embedded"
+	"github.com/recoverd/recoverd/engine/embedded/embeddedtest"
 	"github.com/recoverd/recoverd/engine/enginetest"
 	"github.com/recoverd/recoverd/engine/remote"
-	"github.com/recoverd/recoverd/shardstore"
 )
 
 // served is the reference engine behind a socket, as shardd serves it,
@@ -52,17 +50,6 @@ func (s *served) close() error {
 	return err
 }
 
-// openEmbedded opens the reference engine on dataDir.
-func openEmbedded(dataDir string, o enginetest.Options) (*embedded.Engine, error) {
-	reg := embedded.NewRegistry(dataDir, shardstore.Options{KeepStaging: true, LeaseTTL: o.LeaseTTL, CopyRetention: o.CopyRetention, Failpoint: o.Failpoint},
-		slog.New(slog.DiscardHandler))
-	if err := reg.OpenAll(); err != nil {
-		reg.CloseAll()
-		return nil, err
-	}
-	return embedded.New(reg), nil
-}
-
 // serve serves emb on a new socket (short path: a Unix socket's is
 // bounded) and dials it.
 func serve(emb *embedded.Engine) (*served, error) {
@@ -87,10 +74,9 @@ func serve(emb *embedded.Engine) (*served, error) {
 }
 
 func harness() enginetest.Harness {
-	return enginetest.Harness{
-		Replicates: true, // the reference engine behind the socket
-		Open: func(_ testing.TB, dir string, o enginetest.Options) (engine.Engine, error) {
-			emb, err := openEmbedded(dir, o)
+	return embeddedtest.Harness(
+		func(dir string, o enginetest.Options) (engine.Engine, error) {
+			emb, err := embeddedtest.Open(dir, o)
 			if err != nil {
 				return nil, err
 			}
@@ -101,64 +87,7 @@ func harness() enginetest.Harness {
 			}
 			return s, nil
 		},
-		Index: func(ctx context.Context, e engine.Engine, id engine.ShardID, n int) error {
-			s, err := e.(*served).emb.Registry().Shard(id)
-			if err != nil {
-				return err
-			}
-			docs := make([]shardstore.Doc, n)
-			for i := range docs {
-				docs[i] = shardstore.Doc{Key: fmt.Sprintf("primary-%d", i), Value: []byte("v")}
-			}
-			_, err = s.IndexBatch(ctx, docs)
-			return err
-		},
-		Damage: func(t testing.TB, dir string, id engine.ShardID) {
-			commit := newestCommit(t, dir, id)
-			b, err := os.ReadFile(commit)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b[len(b)/2] ^= 0xff
-			if err := os.WriteFile(commit, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		},
-		Unreadable: func(t testing.TB, dir string, id engine.ShardID) func() {
-			commit := newestCommit(t, dir, id)
-			if err := os.Rename(commit, commit+".aside"); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Mkdir(commit, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			return func() {
-				if err := os.Remove(commit); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.Rename(commit+".aside", commit); err != nil {
-					t.Fatal(err)
-				}
-			}
-		},
-		PublishFailpoints: failpoints,
-	}
-}
-
-// failpoints are the reference engine's across a Publish.
-var failpoints = []enginetest.Failpoint{
-	{Name: "publish.before-rename"}, {Name: "publish.files-moved"}, {Name: "publish.before-commit"},
-	{Name: "publish.after-commit", Committed: true},
-}
-
-func newestCommit(t testing.TB, dir string, id engine.ShardID) string {
-	t.Helper()
-	commits, err := filepath.Glob(filepath.Join(shardstore.Dir(dir, id), "commit_*"))
-	if err != nil || len(commits) == 0 {
-		t.Fatalf("no commit point of %s: %v", id, err)
-	}
-	slices.Sort(commits)
-	return commits[len(commits)-1]
+		func(e engine.Engine) *embedded.Engine { return e.(*served).emb })
 }
 
 func TestMain(m *testing.M) {

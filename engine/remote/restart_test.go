@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/recoverd/recoverd/engine"
+	"github.com/recoverd/recoverd/engine/embedded/embeddedtest"
 	"github.com/recoverd/recoverd/engine/enginetest"
 	"github.com/recoverd/recoverd/engine/remote"
 )
@@ -25,7 +26,7 @@ func TestEngineRestart(t *testing.T) {
 	defer os.RemoveAll(sockDir)
 	sock := filepath.Join(sockDir, "engine.sock")
 	start := func() (stop func()) {
-		emb, err := openEmbedded(data, enginetest.Options{})
+		emb, err := embeddedtest.Open(data, enginetest.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/engine"
+	"github.com/recoverd/recoverd/engine/embedded/embeddedtest"
 	"github.com/recoverd/recoverd/engine/enginetest"
 	"github.com/recoverd/recoverd/engine/remote"
 )
@@ -24,7 +25,7 @@ import (
 // not know. Each is refused with the contract's error, and the engine
 // serves on.
 func TestWireBadInput(t *testing.T) {
-	emb, err := openEmbedded(t.TempDir(), enginetest.Options{})
+	emb, err := embeddedtest.Open(t.TempDir(), enginetest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
