@@ -75,30 +75,14 @@ func TestSecondRecoveryOfShardIsRefused(t *testing.T) {
 }
 
 func TestCancelLeavesTargetAsItWas(t *testing.T) {
-	e := newEnv(t, shardstore.Options{}, Config{Throttle: transfer.NewThrottle(512 << 10)})
-	src := e.source()
-	write(t, src, 2000, 0, 1024)
-	flush(t, src)
-	tgt, err := e.tgt.get(shardID, true, false) // a copy with content of its own
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, tgt, 10, 90000, 64)
-	flush(t, tgt)
+	e := envWithOwnCopy(t, Config{})
+	src, tgt := e.source(), e.target()
 	before := digest(t, tgt)
 	r, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr, ID: "to-cancel"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		s, _ := r.State()
-		if s.Totals.FromPeer.RecoveredBytes > 0 {
-			break
-		}
-		if time.Now().After(deadline) || s.Stage.Finished() {
-			t.Fatalf("no bytes moved: %s %s", s.Stage, s.Error)
-		}
-	}
+	waitBytes(t, r)
 	if _, err := e.m.Cancel(context.Background(), "to-cancel", "test"); err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,24 @@ func primaryWrite(t *testing.T, e *env) error {
 	return err
 }
 
+// envWithOwnCopy is a source of 2,000 1 KiB docs behind a 512 KiB/s
+// throttle (a recovery of it lasts seconds) and a target copy with
+// content of its own, which a recovery replaces.
+func envWithOwnCopy(t *testing.T, cfg Config) *env {
+	t.Helper()
+	cfg.Throttle = transfer.NewThrottle(512 << 10)
+	e := newEnv(t, shardstore.Options{}, cfg)
+	write(t, e.source(), 2000, 0, 1024)
+	flush(t, e.source())
+	tgt, err := e.tgt.get(shardID, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, tgt, 10, 90000, 64)
+	flush(t, tgt)
+	return e
+}
+
 // waitBytes waits until r received file bytes.
 func waitBytes(t *testing.T, r *Recovery) {
 	t.Helper()
@@ -43,16 +61,7 @@ func waitBytes(t *testing.T, r *Recovery) {
 // (Engine.RefuseWrites, naming the recovery); once it is done the copy
 // takes them again.
 func TestEngineRefusesWritesWhileARecoveryReplacesTheCopy(t *testing.T) {
-	e := newEnv(t, shardstore.Options{}, Config{Throttle: transfer.NewThrottle(512 << 10)})
-	src := e.source()
-	write(t, src, 2000, 0, 1024)
-	flush(t, src)
-	tgt, err := e.tgt.get(shardID, true, false) // a copy with content of its own
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, tgt, 10, 90000, 64)
-	flush(t, tgt)
+	e := envWithOwnCopy(t, Config{})
 	r, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr, ID: "r-refuses"})
 	if err != nil {
 		t.Fatal(err)
@@ -75,16 +84,7 @@ func TestEngineRefusesWritesWhileARecoveryReplacesTheCopy(t *testing.T) {
 // again for the recovery it resumes, before it writes, and lifts the
 // refusal when it ends.
 func TestResumedRecoveryRefusesWritesAgain(t *testing.T) {
-	e := newEnv(t, shardstore.Options{}, Config{StateDir: t.TempDir(), Throttle: transfer.NewThrottle(512 << 10)})
-	src := e.source()
-	write(t, src, 2000, 0, 1024)
-	flush(t, src)
-	tgt, err := e.tgt.get(shardID, true, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, tgt, 10, 90000, 64)
-	flush(t, tgt)
+	e := envWithOwnCopy(t, Config{StateDir: t.TempDir()})
 	r, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr, ID: "r-resumes"})
 	if err != nil {
 		t.Fatal(err)
@@ -121,16 +121,7 @@ func TestResumedRecoveryRefusesWritesAgain(t *testing.T) {
 // recoverd was running. One that cannot resume at the next start (here:
 // the node dials no source any more) fails, and its refusal is lifted.
 func TestUnresumableRecoveryLiftsItsRefusal(t *testing.T) {
-	e := newEnv(t, shardstore.Options{}, Config{StateDir: t.TempDir(), Throttle: transfer.NewThrottle(512 << 10)})
-	src := e.source()
-	write(t, src, 2000, 0, 1024)
-	flush(t, src)
-	tgt, err := e.tgt.get(shardID, true, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, tgt, 10, 90000, 64)
-	flush(t, tgt)
+	e := envWithOwnCopy(t, Config{StateDir: t.TempDir()})
 	r, err := e.m.Start(StartRequest{Shard: shardID, Source: e.addr, ID: "r-stuck"})
 	if err != nil {
 		t.Fatal(err)
