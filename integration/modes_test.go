@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -45,10 +44,6 @@ func bothModes(t *testing.T, body func(t *testing.T, c *cluster)) {
 		t.Run(string(m), func(t *testing.T) { body(t, newClusterIn(t, m)) })
 	}
 }
-
-// engineFlags are the recoverd flags that, in the sidecar mode, belong to
-// the engine: shardd keeps the op history and the leases.
-var engineFlags = []string{"--retain-ops", "--lease-ttl", "--copy-retention"}
 
 // sidecarEngine is a node's shardd: restarted on the same data directory,
 // document API address and socket.
@@ -93,16 +88,9 @@ func (c *cluster) sidecarNode(name, data string, args []string) *node {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { os.RemoveAll(sockDir) })
-	var sdArgs []string
-	for i, a := range args {
-		for _, f := range engineFlags {
-			if a == f && i+1 < len(args) {
-				sdArgs = append(sdArgs, a, args[i+1])
-			} else if strings.HasPrefix(a, f+"=") {
-				sdArgs = append(sdArgs, a)
-			}
-		}
-	}
+	// The engine's flags go to shardd; recoverd takes them too (unused
+	// with --engine), so args stay as the embedded mode's.
+	sdArgs, _ := launch.SplitEngineArgs(args)
 	e := &sidecarEngine{t: c.t, opts: launch.SharddOptions{Bin: testutil.Binary(c.t, "shardd"), Name: name, Data: data,
 		Socket: filepath.Join(sockDir, "engine.sock"), LogPath: filepath.Join(c.t.TempDir(), name+"-shardd.log"), Args: sdArgs}}
 	e.start()

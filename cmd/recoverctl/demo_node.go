@@ -54,7 +54,7 @@ func (d *demo) start(ctx context.Context, n *demoNode, extra ...string) error {
 	var docAddr string
 	if d.shardd != "" {
 		var engineArgs []string
-		engineArgs, extra = splitEngineFlags(extra)
+		engineArgs, extra = launch.SplitEngineArgs(extra)
 		sd, err := launch.StartShardd(ctx, launch.SharddOptions{Bin: d.shardd, Name: n.name, Data: n.data,
 			LogPath: filepath.Join(d.dir, n.name+"-shardd.log"), ReadyTimeout: 15 * time.Second, Args: engineArgs})
 		if err != nil {
@@ -111,19 +111,4 @@ func (d *demo) stopAll() {
 	for _, n := range d.nodes {
 		d.stop(n, false)
 	}
-}
-
-// splitEngineFlags takes out of args the flags that, in the sidecar mode,
-// belong to the engine (shardd keeps the ops and grants the leases), each
-// followed by its value.
-func splitEngineFlags(args []string) (engine, rest []string) {
-	for i := 0; i < len(args); i++ {
-		if (args[i] == "--retain-ops" || args[i] == "--lease-ttl") && i+1 < len(args) {
-			engine = append(engine, args[i], args[i+1])
-			i++
-			continue
-		}
-		rest = append(rest, args[i])
-	}
-	return engine, rest
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,5 +73,15 @@ func TestStartRecoverd(t *testing.T) {
 		LogPath: filepath.Join(dir, "n2.log"), Args: []string{"--log-level", "loud"}})
 	if err == nil || !strings.Contains(err.Error(), "recoverd n2 exited at start") || !strings.Contains(err.Error(), "--log-level") {
 		t.Fatalf("StartRecoverd with a bad flag value: %v", err)
+	}
+}
+
+func TestSplitEngineArgs(t *testing.T) {
+	engine, rest := launch.SplitEngineArgs([]string{"--throttle", "2MB", "--retain-ops", "0", "--lease-ttl=6s", "--copy-retention", "1ms", "--pin-ttl", "1s"})
+	if want := []string{"--retain-ops", "0", "--lease-ttl=6s", "--copy-retention", "1ms"}; !slices.Equal(engine, want) {
+		t.Errorf("engine %q, want %q", engine, want)
+	}
+	if want := []string{"--throttle", "2MB", "--pin-ttl", "1s"}; !slices.Equal(rest, want) {
+		t.Errorf("rest %q, want %q", rest, want)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -109,4 +110,27 @@ func startShardd(ctx context.Context, o SharddOptions, listen string) (*Shardd, 
 		return nil, err
 	}
 	return &Shardd{Process: p, Listen: listen, Socket: o.Socket}, nil
+}
+
+// engineFlags are the flags that, in the sidecar mode, belong to the
+// engine: shardd keeps the op history and grants the leases.
+var engineFlags = []string{"--retain-ops", "--lease-ttl", "--copy-retention"}
+
+// SplitEngineArgs splits a node's arguments, written for an embedded
+// recoverd, into those of its shardd (the engine's flags, each with its
+// value: "--f v" or "--f=v") and the rest, for recoverd --engine.
+func SplitEngineArgs(args []string) (engine, rest []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case slices.Contains(engineFlags, a) && i+1 < len(args):
+			engine = append(engine, a, args[i+1])
+			i++
+		case slices.ContainsFunc(engineFlags, func(f string) bool { return strings.HasPrefix(a, f+"=") }):
+			engine = append(engine, a)
+		default:
+			rest = append(rest, a)
+		}
+	}
+	return engine, rest
 }
