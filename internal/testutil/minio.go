@@ -280,7 +280,9 @@ func (m *MinIO) PID() int {
 // URL is the server's base URL, http://127.0.0.1:port.
 func (m *MinIO) URL() string { return "http://" + m.Endpoint }
 
-func (m *MinIO) signal(sig syscall.Signal) {
+// running returns the server's process; a test asking for one that is
+// not running fails.
+func (m *MinIO) running() *os.Process {
 	m.t.Helper()
 	m.mu.Lock()
 	cmd := m.cmd
@@ -288,7 +290,12 @@ func (m *MinIO) signal(sig syscall.Signal) {
 	if cmd == nil {
 		m.t.Fatalf("testutil: MinIO is not running")
 	}
-	if err := cmd.Process.Signal(sig); err != nil {
+	return cmd.Process
+}
+
+func (m *MinIO) signal(sig syscall.Signal) {
+	m.t.Helper()
+	if err := m.running().Signal(sig); err != nil {
 		m.t.Fatalf("testutil: signal MinIO: %v", err)
 	}
 }
@@ -297,13 +304,7 @@ func (m *MinIO) signal(sig syscall.Signal) {
 // it is stopped: connections stay open, nothing answers.
 func (m *MinIO) Pause() {
 	m.t.Helper()
-	m.mu.Lock()
-	cmd := m.cmd
-	m.mu.Unlock()
-	if cmd == nil {
-		m.t.Fatalf("testutil: MinIO is not running")
-	}
-	if err := stopProcess(cmd.Process.Pid); err != nil {
+	if err := stopProcess(m.running().Pid); err != nil {
 		m.t.Fatalf("testutil: pause MinIO: %v", err)
 	}
 }
