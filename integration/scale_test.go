@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,7 +44,9 @@ func TestThousandsOfShardsUnderASmallDescriptorLimit(t *testing.T) {
 	// Copies of one shard's tree, written without fsync: thousands of
 	// shards in a second.
 	for i := range count {
-		copyTree(t, src, shardstore.Dir(data, shardstore.ShardID{Index: fmt.Sprintf("ix%02d", i%50), Shard: i / 50}))
+		if err := testutil.CopyTree(src, shardstore.Dir(data, shardstore.ShardID{Index: fmt.Sprintf("ix%02d", i%50), Shard: i / 50})); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	n := wrap(testutil.StartNode(t, testutil.NodeOptions{Name: "many", Data: data, MaxOpenFiles: 256}))
@@ -97,38 +98,5 @@ func TestThousandsOfShardsUnderASmallDescriptorLimit(t *testing.T) {
 	}
 	if logs := n.LogTail(100000); strings.Contains(logs, "too many open files") || strings.Contains(logs, "cannot be read now") {
 		t.Fatalf("the node ran short of descriptors:\n%s", n.LogTail(20))
-	}
-}
-
-// copyTree copies the directory tree src to dst (regular files and
-// directories).
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		to := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(to, 0o755)
-		}
-		in, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.Create(to)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }

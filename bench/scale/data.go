@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/recoverd/recoverd/internal/testutil"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
@@ -50,7 +50,7 @@ func generate(data string, n int) error {
 	}
 	start := time.Now()
 	for i := range n {
-		if err := copyTree(src, shardstore.Dir(data, shardID(i))); err != nil {
+		if err := testutil.CopyTree(src, shardstore.Dir(data, shardID(i))); err != nil {
 			return err
 		}
 	}
@@ -63,33 +63,6 @@ func generate(data string, n int) error {
 
 func shardID(i int) shardstore.ShardID {
 	return shardstore.ShardID{Index: fmt.Sprintf("ix%03d", i/100), Shard: i % 100}
-}
-
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		to := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(to, 0o755)
-		}
-		in, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.Create(to)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	})
 }
 
 func duSize(dir string) float64 {
