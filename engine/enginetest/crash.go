@@ -1,6 +1,7 @@
 package enginetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -142,22 +143,7 @@ func testPublishKilled(t *testing.T, h Harness) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !fp.Committed {
-				// The recovery resumes: its staging is there to be checked.
-				st, err := tgt.StartStaging(ctx, crashID)
-				if err != nil {
-					t.Fatalf("the staging of the killed publish: %v", err)
-				}
-				if err := st.Abandon(ctx); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if _, err := tgt.Sweep(ctx, nil); err != nil {
-				t.Fatal(err)
-			}
-			if res, err := tgt.Sweep(ctx, nil); err != nil || len(res.Staging)+len(res.Temps)+len(res.Unreferenced) > 0 {
-				t.Fatalf("a second sweep still removed %+v (%v)", res, err)
-			}
+			CheckAfterKilledPublish(ctx, t, tgt, crashID, fp.Committed)
 			if d := digest(t, tgt, seqno.Unassigned); d != got {
 				t.Fatal("sweeping changed the copy")
 			}
@@ -214,4 +200,27 @@ func stageErr(src engine.Shard, st engine.Staging) (engine.Metadata, error) {
 		return md, err
 	}
 	return md, st.AppendOps(ctx, ops)
+}
+
+// CheckAfterKilledPublish checks a copy whose publish of staging
+// stagingID was killed, once its engine is open again: before the commit
+// the recovery resumes (its staging is handed back, then abandoned here);
+// then one sweep removes what the crash left, and a second finds nothing.
+func CheckAfterKilledPublish(ctx context.Context, t testing.TB, tgt engine.Target, stagingID string, committed bool) {
+	t.Helper()
+	if !committed {
+		st, err := tgt.StartStaging(ctx, stagingID)
+		if err != nil {
+			t.Fatalf("the staging of the killed publish: %v", err)
+		}
+		if err := st.Abandon(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tgt.Sweep(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := tgt.Sweep(ctx, nil); err != nil || len(res.Staging)+len(res.Temps)+len(res.Unreferenced) > 0 {
+		t.Fatalf("a second sweep still removed %+v (%v)", res, err)
+	}
 }

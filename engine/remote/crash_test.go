@@ -60,21 +60,7 @@ func TestPublishKilledEngineProcess(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !fp.Committed {
-				st, err := tgt.StartStaging(ctx, crashID)
-				if err != nil {
-					t.Fatalf("the staging of the killed publish: %v", err)
-				}
-				if err := st.Abandon(ctx); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if _, err := tgt.Sweep(ctx, nil); err != nil {
-				t.Fatal(err)
-			}
-			if res, err := tgt.Sweep(ctx, nil); err != nil || len(res.Staging)+len(res.Temps)+len(res.Unreferenced) > 0 {
-				t.Fatalf("a second sweep still removed %+v (%v)", res, err)
-			}
+			enginetest.CheckAfterKilledPublish(ctx, t, tgt, crashID, fp.Committed)
 			lis, err := remote.Listen(sock, 0o600)
 			if err != nil {
 				t.Fatalf("listen where the killed engine's socket is left: %v", err)
