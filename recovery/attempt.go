@@ -53,6 +53,9 @@ type attempt struct {
 	// stagedOps counts the ops staged since the staging's ops were last
 	// discarded.
 	stagedOps int64
+	// moved is what the plan being run moved, as hashed while it streamed
+	// (the streamed check).
+	moved *moved
 }
 
 // startStaging opens the recovery's staging on the target, and the area
@@ -270,6 +273,7 @@ func (a *attempt) acquireLease(ctx context.Context, retaining seqno.SeqNo) (tran
 // runPlan runs a plan, falling back to its peer plan when a snapshot
 // download fails.
 func (a *attempt) runPlan(ctx context.Context, p planner.Plan, manifest *snapshot.Manifest) error {
+	a.moved = newMoved(p.Ops.From)
 	if p.Kind == planner.KindOpsOnly {
 		a.r.setStage(StageOps)
 		return a.catchUp(ctx, p.Commit.HistoryUUID, p.Ops.From-1, p.Ops.To)
@@ -287,6 +291,7 @@ func (a *attempt) runPlan(ctx context.Context, p planner.Plan, manifest *snapsho
 		}
 		p = *p.Fallback
 		a.r.setPlan(p)
+		a.moved = newMoved(p.Ops.From)
 		err = a.fetchVerifyPublish(ctx, p, nil)
 	}
 	if err != nil {

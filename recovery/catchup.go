@@ -18,6 +18,7 @@ func (a *attempt) stageOps(ctx context.Context, p planner.Plan) error {
 		if err := a.st.AppendOps(ctx, ops); err != nil {
 			return err
 		}
+		a.moved.addOps(ops)
 		a.stagedOps += int64(len(ops))
 		a.r.addOps(0, int64(len(ops)))
 		return nil
@@ -72,6 +73,7 @@ func (a *attempt) catchUp(ctx context.Context, history string, done, counted seq
 			if err := a.target.Apply(ctx, ops); err != nil {
 				return err
 			}
+			a.moved.addOps(ops)
 			a.r.addOps(0, int64(len(ops)))
 			a.m.cfg.Metrics.opsReplayed.Add(float64(len(ops)))
 			return nil

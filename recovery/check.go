@@ -10,21 +10,38 @@ import (
 	"github.com/recoverd/recoverd/transfer"
 )
 
-// check compares the recovered copy with the source: history UUID, local
-// checkpoint and max seqno, and per Config.VerifyDigest the content digest
-// (which reads the whole shard once on both nodes; without it the files
-// stand verified by their checksums and the ops by seqno, and nothing of
-// the source's shard is read). The digests are of the content at the
-// seqno the copy reached (engine.Reader.DigestAt): the source digests its
-// pinned commit and ops up to that seqno while it goes on indexing, so a
-// source that indexed more meanwhile is compared all the same. A source
-// that cannot (its history at that seqno compacted, or an older version)
-// is compared by seqnos, and a source that indexed more is said so; a
-// difference at the same seqnos fails the recovery.
+// check compares the recovered copy with the source, per
+// Config.VerifyDigest. By default (DigestAuto) it compares what moved, as
+// both nodes hashed it while it streamed (checkStreamed), and reads
+// nothing of either shard again; when that cannot be made, it compares
+// contents as DigestAlways does, but after a snapshot plan, whose point is
+// to spare the source, it compares seqnos as DigestNever does.
 func (a *attempt) check(ctx context.Context) error {
+	if a.m.cfg.VerifyDigest != DigestAuto {
+		return a.checkContent(ctx, a.m.cfg.VerifyDigest == DigestAlways, "")
+	}
+	why, err := a.checkStreamed(ctx)
+	if err != nil || why == "" {
+		return err
+	}
+	a.log.Info("the streamed check cannot be made; comparing contents", "why", why)
 	snap, _ := a.r.State()
-	digests := a.m.cfg.VerifyDigest == DigestAlways ||
-		a.m.cfg.VerifyDigest == DigestAuto && (snap.Plan == nil || snap.Plan.Kind != planner.KindSnapshot)
+	return a.checkContent(ctx, snap.Plan == nil || snap.Plan.Kind != planner.KindSnapshot, why)
+}
+
+// checkContent compares history UUID, local checkpoint and max seqno and,
+// with digests, the content digests (which read the whole shard once on
+// both nodes; without them the files stand verified by their checksums
+// and the ops by seqno, and nothing of the source's shard is read). The
+// digests are of the content at the seqno the copy reached
+// (engine.Reader.DigestAt): the source digests its pinned commit and ops
+// up to that seqno while it goes on indexing, so a source that indexed
+// more meanwhile is compared all the same. A source that cannot (its
+// history at that seqno compacted, or an older version) is compared by
+// seqnos, and a source that indexed more is said so; a difference at the
+// same seqnos fails the recovery. notStreamed says why the streamed check
+// could not be made, if it was tried.
+func (a *attempt) checkContent(ctx context.Context, digests bool, notStreamed string) error {
 	var (
 		srcHistory string
 		srcSeq     seqno.Stats
@@ -104,7 +121,7 @@ func (a *attempt) check(ctx context.Context) error {
 		case notAt != "":
 			why = "the source no longer holds its content at seqno " + fmt.Sprint(upTo) + ": " + notAt
 		case a.m.cfg.VerifyDigest == DigestAuto:
-			why = "a snapshot plan reads nothing of the source's shard; verify-digest=always compares them"
+			why = "a snapshot plan reads nothing of the source's shard, and " + notStreamed + "; verify-digest=always compares them"
 		}
 		c.Detail = fmt.Sprintf("history %s, local checkpoint %d and max seqno %d equal the source's; files verified by checksum (content digests not compared: %s)",
 			tgtHistory, ti.Seq.LocalCheckpoint, ti.Seq.MaxSeqNo, why)
@@ -119,6 +136,13 @@ func (a *attempt) check(ctx context.Context) error {
 	default:
 		c.Detail = fmt.Sprintf("the copy differs from the source: digest %.12s vs %.12s, history %s vs %s, checkpoint %d vs %d, max seqno %d vs %d",
 			c.TargetDigest, c.SourceDigest, c.TargetHistoryUUID, c.SourceHistoryUUID, c.TargetCheckpoint, c.SourceCheckpoint, ti.Seq.MaxSeqNo, srcSeq.MaxSeqNo)
+	}
+	c.Method = CheckSeqNos
+	if digests {
+		c.Method = CheckContent
+	}
+	if notStreamed != "" && c.Match {
+		c.Detail += " (not the streamed check: " + notStreamed + ")"
 	}
 	a.r.update(func(s *State) { s.Result = c })
 	if !c.Match && !moving {

@@ -41,8 +41,12 @@
 //     unpublished (Engine.RemoveUncommitted).
 //     After it the target is a complete copy of the source as of the plan.
 //   - ops: ops the source indexed while files moved are replayed live and
-//     flushed, then source and target digests are compared at the seqno
-//     the copy reached: the source digests its pinned commit and the ops
+//     flushed, then the copy is checked against the source at the seqno
+//     it reached (check.go). By default (streamcheck.go) what moved is
+//     compared as both nodes hashed it while it streamed: each file's
+//     SHA-256 (compared as it was staged) and the digest of the ops, which
+//     the source computes from its op log. With --verify-digest always,
+//     content digests: the source digests its pinned commit and the ops
 //     above it up to that seqno (engine.Reader.DigestAt) without stopping
 //     its writes, so a source that indexed more meanwhile is compared all
 //     the same. A source that no longer holds that history is compared by

@@ -93,10 +93,11 @@ func (a *attempt) fetch(ctx context.Context, files []engine.FileMeta, area *stag
 	}
 	opts.OnThrottle = a.throttled
 	opts.PinKept = true // holdPin keeps it for the whole attempt
-	_, err := transfer.FetchFiles(ctx, a.client, a.shard, a.pin, files, area, opts)
+	res, err := transfer.FetchFiles(ctx, a.client, a.shard, a.pin, files, area, opts)
 	if err != nil {
 		return fmt.Errorf("copy files from the source: %w", err)
 	}
+	a.moved.files(files, res)
 	return nil
 }
 

@@ -111,6 +111,30 @@ type faults struct {
 	lose map[string]bool
 	hang map[string]bool
 	hits atomic.Int64
+	// change, when set, may change each message a stream of method sends.
+	change func(method string, m any)
+}
+
+// changed passes a message a stream sends through change.
+func (f *faults) changed(method string, m any) {
+	f.mu.Lock()
+	change := f.change
+	f.mu.Unlock()
+	if change != nil {
+		change(method, m)
+	}
+}
+
+// changeStream is a server stream whose messages go through faults.change.
+type changeStream struct {
+	grpc.ServerStream
+	method string
+	f      *faults
+}
+
+func (s *changeStream) SendMsg(m any) error {
+	s.f.changed(s.method, m)
+	return s.ServerStream.SendMsg(m)
 }
 
 // hangOn makes method's calls hang until their caller gives up.
@@ -225,7 +249,7 @@ func newEnv(t *testing.T, srcOpts shardstore.Options, cfg Config) *env {
 			if err := e.faults.check(info.FullMethod); err != nil {
 				return err
 			}
-			return h(s, ss)
+			return h(s, &changeStream{ServerStream: ss, method: info.FullMethod, f: e.faults})
 		}))
 	pb.RegisterPeerServiceServer(srv, peer)
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -90,13 +90,14 @@ type Config struct {
 	// KeepFinished is how long finished recoveries stay readable
 	// (default 1 hour).
 	KeepFinished time.Duration
-	// VerifyDigest says when the end-of-recovery check compares content
-	// digests with the source, which reads the whole shard once on both
-	// nodes (cached until the content changes). The default, DigestAuto,
-	// compares them except after a snapshot plan, whose point is to read
-	// nothing of the source's shard; without digests the check compares
-	// history UUID and seqnos, the files standing verified by their
-	// checksums and the ops by seqno.
+	// VerifyDigest says which digests the end-of-recovery check compares
+	// with the source (check.go). The default, DigestAuto, is the streamed
+	// check: the SHA-256 of each file moved from the peer and the digest of
+	// the ops moved, both computed on both nodes as they streamed, reading
+	// nothing again. DigestAlways compares content digests, which read the
+	// whole shard once on both nodes (cached until the content changes);
+	// DigestNever compares history UUID and seqnos, the files standing
+	// verified by their checksums and the ops by seqno.
 	VerifyDigest DigestCheck
 	// StateDir holds the journal of recoveries (journal.go): running ones
 	// resume after a restart, finished ones stay readable for
@@ -149,7 +150,7 @@ func (c *Config) defaults() {
 type DigestCheck string
 
 const (
-	DigestAuto   DigestCheck = "auto" // always but after a snapshot plan
+	DigestAuto   DigestCheck = "auto" // the streamed check (content digests when it cannot be made, but after a snapshot plan)
 	DigestAlways DigestCheck = "always"
 	DigestNever  DigestCheck = "never"
 )

@@ -293,7 +293,7 @@ func ToPB(s State, detailed bool) *pb.Recovery {
 	if c := s.Result; c != nil {
 		out.Result = &pb.ResultCheck{SourceDigest: c.SourceDigest, TargetDigest: c.TargetDigest, SourceHistoryUuid: c.SourceHistoryUUID,
 			TargetHistoryUuid: c.TargetHistoryUUID, SourceLocalCheckpoint: c.SourceCheckpoint, TargetLocalCheckpoint: c.TargetCheckpoint,
-			Match: c.Match, Detail: c.Detail}
+			Match: c.Match, Detail: c.Detail, Method: string(c.Method)}
 	}
 	return out
 }

@@ -84,7 +84,24 @@ type Check struct {
 	SourceCheckpoint, TargetCheckpoint   int64
 	Match                                bool
 	Detail                               string
+	// Method is what the digests are of.
+	Method CheckMethod
 }
+
+// CheckMethod is what the final check's digests are of.
+type CheckMethod string
+
+const (
+	// CheckStreamed: the SHA-256 of every file moved from the peer and the
+	// digest of the ops moved, computed on both nodes from the bytes as
+	// they streamed (nothing read a second time).
+	CheckStreamed CheckMethod = "streamed"
+	// CheckContent: the content at the seqno the copy reached, read whole
+	// on both nodes (engine.Reader.DigestAt).
+	CheckContent CheckMethod = "content"
+	// CheckSeqNos: no digest; history, checkpoints and max seqnos.
+	CheckSeqNos CheckMethod = "seqnos"
+)
 
 // State is a consistent copy of a recovery's state.
 type State struct {

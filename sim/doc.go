@@ -45,8 +45,9 @@
 // peer, hybrid, snapshot or ops-only; peer files --parallel-files at a
 // time, largest first; snapshot files through a node-wide FIFO of
 // --max-snapshot-downloads places, each a HEAD then 16 MiB ranged GETs, 4
-// at once; the op stream alongside; publish; the digest check reading the
-// shard on both nodes (--verify-digest auto: not after a snapshot plan).
+// at once; the op stream alongside; publish; the check (one call: by
+// default what moved was hashed as it streamed; --verify-digest always
+// reads the shard on both nodes).
 // One --throttle bucket per node carries every byte the node sends and
 // receives, peer (times -peer-wire-ratio for compression) and snapshot
 // alike; NIC each way and disk (reads and writes) bound it too.

@@ -16,8 +16,8 @@ import (
 // with the real planner, takes its lease, and moves files: peer files
 // --parallel-files at a time, largest first; snapshot files through the
 // node-wide --max-snapshot-downloads queue; ops alongside. Then it
-// publishes, catches up, and checks (content digests on both nodes unless
-// --verify-digest says otherwise). The pin and the slot are held to the
+// publishes, catches up, and checks (one call; content digests on both
+// nodes with --verify-digest always). The pin and the slot are held to the
 // end. A recovery that fails is started again by the orchestrator after
 // -reissue.
 
@@ -337,13 +337,13 @@ func (e *engine) maybeFilesDone(id int32, t float64) {
 	}
 }
 
-// check ends the recovery with the source comparison: content digests
-// read the whole shard on both nodes (--verify-digest: auto skips them
-// after a snapshot plan), else one call.
+// check ends the recovery with the source comparison: with
+// --verify-digest always, content digests read the whole shard on both
+// nodes; auto (the streamed check: what moved was hashed as it streamed)
+// and never take one call.
 func (e *engine) check(id int32, t float64) {
 	r := &e.recs[id]
-	digest := e.cfg.VerifyDigest == "always" || e.cfg.VerifyDigest == "auto" && r.plan.kind != planner.KindSnapshot
-	if !digest {
+	if e.cfg.VerifyDigest != "always" {
 		e.at(t+e.cfg.RPCLatency, evCheckDone, id, 0, r.attempt)
 		return
 	}

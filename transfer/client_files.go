@@ -3,6 +3,7 @@ package transfer
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -102,6 +103,11 @@ type FetchResult struct {
 	// Resumes counts streams resumed after a transient error.
 	Resumes      int64
 	ThrottleWait time.Duration
+	// Summed holds the SHA-256 of each file the source and this node
+	// hashed from the bytes as they streamed, and found equal (the
+	// streamed check). A file missing from it was not compared so: staged
+	// by an earlier process, or sent by a source that does not hash.
+	Summed map[string][sha256.Size]byte
 }
 
 type fetcher struct {
@@ -113,13 +119,27 @@ type fetcher struct {
 
 	files, staged                            atomic.Int64
 	bytes, wire, resumes, throttled, resumed atomic.Int64
+
+	mu     sync.Mutex
+	summed map[string][sha256.Size]byte
+}
+
+// summedFile records a file whose SHA-256 matched the source's.
+func (f *fetcher) summedFile(sf *staging.File) {
+	if sum, ok := sf.Matched(); ok {
+		f.mu.Lock()
+		f.summed[sf.Meta().Name] = sum
+		f.mu.Unlock()
+	}
 }
 
 // FetchFiles copies files of a commit pinned on a source (pin) into
 // staging, several files at once (opts.Parallel), largest first. Each file
 // is streamed in chunks; each chunk's offset, length and CRC32C are checked
 // before it is written at its offset, and the whole file's CRC32C is
-// verified (staging.File.Verify) before it counts as received.
+// verified (staging.File.Verify), and its SHA-256 compared with the one the
+// source computed as it sent it (staging.File.MatchSum), before it counts
+// as received.
 //
 // A stream broken by a transient error (retry.IsTransient), a corrupt chunk or a
 // silent peer (opts.IdleTimeout) is resumed from the last verified offset
@@ -133,7 +153,7 @@ type fetcher struct {
 func FetchFiles(ctx context.Context, c FileClient, shard engine.ShardID, pin Pin, files []engine.FileMeta,
 	area *staging.Area, opts FetchOptions) (FetchResult, error) {
 	opts.defaults()
-	f := &fetcher{c: c, shard: shard, pin: pin, area: area, opts: opts}
+	f := &fetcher{c: c, shard: shard, pin: pin, area: area, opts: opts, summed: map[string][sha256.Size]byte{}}
 	if pin.ID == "" {
 		return FetchResult{}, errors.New("transfer: FetchFiles needs a commit pin")
 	}
@@ -186,7 +206,7 @@ func FetchFiles(ctx context.Context, c FileClient, shard engine.ShardID, pin Pin
 func (f *fetcher) result() FetchResult {
 	return FetchResult{
 		Files: int(f.files.Load()), AlreadyStaged: int(f.staged.Load()), ResumedBytes: f.resumed.Load(), Bytes: f.bytes.Load(), WireBytes: f.wire.Load(),
-		Resumes: f.resumes.Load(), ThrottleWait: time.Duration(f.throttled.Load()),
+		Resumes: f.resumes.Load(), ThrottleWait: time.Duration(f.throttled.Load()), Summed: f.summed,
 	}
 }
 
@@ -327,6 +347,7 @@ func (f *fetcher) prepare(meta engine.FileMeta) (off int64, done bool, err error
 	defer sf.Close()
 	if size, err := sf.Size(); err == nil && size == meta.Length && sf.Verify() == nil {
 		f.staged.Add(1)
+		f.summedFile(sf)
 		if f.opts.OnBytes != nil {
 			f.opts.OnBytes(meta.Name, meta.Length)
 		}
@@ -374,7 +395,7 @@ func (f *fetcher) streamOnce(ctx context.Context, todo []pending) (int, error) {
 	}
 	req := &pb.FetchFileRequest{
 		Shard: pbconv.ShardID(f.shard), PinId: f.pin.ID, Name: todo[0].meta.Name, Offset: todo[0].off,
-		ChunkSize: uint32(f.chunkSize()), Compression: comp,
+		ChunkSize: uint32(f.chunkSize()), Compression: comp, Sha256: true,
 	}
 	for _, p := range todo[1:] {
 		req.More = append(req.More, &pb.FileRange{Name: p.meta.Name, Offset: p.off})
@@ -459,6 +480,10 @@ func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdo
 			continue
 		}
 		err = sf.Verify()
+		if err == nil && len(ch.Sha256) > 0 {
+			_, err = sf.MatchSum(ch.Sha256)
+			f.summedFile(sf)
+		}
 		sf.Close()
 		sf = nil
 		if err != nil {

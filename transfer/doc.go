@@ -53,7 +53,14 @@
 // them silent past the target's idle deadline, cut and resumed at the same
 // offset forever. Each chunk
 // carries its offset, its uncompressed length and the CRC32C of its
-// uncompressed bytes. 1 MiB keeps per-message overhead (HTTP/2 framing, a
+// uncompressed bytes; asked (FetchFileRequest.sha256, as FetchFiles does),
+// the chunk that ends a file carries the SHA-256 of the whole file, which
+// the source computed from the bytes as it read them to send (a file sent
+// from an offset has its prefix read and hashed first), and the target
+// compares it with its own running sum of what it wrote
+// (FetchResult.Summed). GetShardDigest with ops_from answers the digest
+// of a range of ops as FetchOps sends them (OpsSum), read from the op log:
+// the two sides of recovery's streamed check. 1 MiB keeps per-message overhead (HTTP/2 framing, a
 // CRC, a zstd frame, a disk write) far below 1%, loses at most 1 MiB of work
 // when a stream is cut, and lets several chunks be in flight in a 4 MiB
 // stream window.

@@ -248,7 +248,8 @@ func (s *PeerServer) GetShardMetadata(ctx context.Context, req *pb.GetShardMetad
 
 // GetShardDigest implements PeerService: the digest of the content at
 // up_to_seqno (engine.Reader.DigestAt), from the current commit or, when
-// that holds ops past up_to_seqno, from the caller's pinned commit. The
+// that holds ops past up_to_seqno, from the caller's pinned commit; with
+// ops_from, the digest of the ops from it to up_to_seqno (opsDigest). The
 // shard takes writes while it runs; the call's context cancels it.
 func (s *PeerServer) GetShardDigest(ctx context.Context, req *pb.GetShardDigestRequest) (*pb.GetShardDigestResponse, error) {
 	sh, id, err := s.shard(ctx, req.GetShard())
@@ -260,6 +261,9 @@ func (s *PeerServer) GetShardDigest(ctx context.Context, req *pb.GetShardDigestR
 		if upTo = seqno.SeqNo(req.GetUpToSeqno()); upTo < seqno.NoOpsPerformed {
 			return nil, invalid("up_to_seqno %d is below %d", upTo, seqno.NoOpsPerformed)
 		}
+	}
+	if req.OpsFrom != nil {
+		return s.opsDigest(ctx, sh, id, req.GetOpsFrom(), upTo)
 	}
 	var base engine.Pin
 	if req.PinId != "" {

@@ -2,7 +2,9 @@ package transfer
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"time"
@@ -50,7 +52,7 @@ func (s *PeerServer) FetchFile(req *pb.FetchFileRequest, stream pb.PeerService_F
 	zstdOK := !s.cfg.DisableCompression && req.Compression == pb.Compression_COMPRESSION_ZSTD
 	buf := getChunkBuf(chunk)
 	defer putChunkBuf(buf)
-	fs := fileSend{stream: stream, buf: *buf, chunkSize: chunk, model: &p.compress, noGain: func() { p.incompressible.Add(1) }}
+	fs := fileSend{stream: stream, buf: *buf, chunkSize: chunk, model: &p.compress, noGain: func() { p.incompressible.Add(1) }, sum: req.Sha256}
 	if err := s.sendPinned(stream.Context(), p, id, &fs, req.Name, req.Offset, req.Length, zstdOK); err != nil {
 		return err
 	}
@@ -98,7 +100,26 @@ func (s *PeerServer) sendPinned(ctx context.Context, p *pin, id engine.ShardID, 
 		end = offset + length
 	}
 	zstdOK = zstdOK && p.incompressible.Load() < incompressibleFiles
-	return s.sendFile(ctx, fs, f, fm.Name, offset, end, zstdOK)
+	var sum hash.Hash
+	if fs.sum && end == fm.Length {
+		if sum, err = hashPrefix(f, offset, fs.buf); err != nil {
+			return status.Errorf(codes.Internal, "read %s before offset %d: %v", fm.Name, offset, err)
+		}
+	}
+	return s.sendFile(ctx, fs, f, fm.Name, offset, end, zstdOK, sum)
+}
+
+// hashPrefix starts the SHA-256 of a file sent from offset: the bytes
+// before it are read and hashed first (only a resumed transfer asks from
+// inside a file).
+func hashPrefix(r io.ReaderAt, offset int64, buf []byte) (hash.Hash, error) {
+	h := sha256.New()
+	if offset > 0 {
+		if _, err := io.CopyBuffer(h, io.NewSectionReader(r, 0, offset), buf); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
 }
 
 // chunkSender is the part of the FetchFile server stream sendFile uses.
@@ -117,6 +138,7 @@ type fileSend struct {
 	chunks    int  // chunks sent on this stream
 	model     *compressModel
 	noGain    func() // the data turned out not to compress
+	sum       bool   // the client asked for each file's SHA-256
 }
 
 // throttledMessageBytes bounds a chunk or an op batch while the node's
@@ -137,8 +159,10 @@ func (s *PeerServer) throttledMessageBytes(want int) int {
 }
 
 // sendFile sends [off, end) of r in chunks of fs.chunkSize raw bytes
-// (fewer while the node's budget is low: throttledMessageBytes).
-func (s *PeerServer) sendFile(ctx context.Context, fs *fileSend, r io.ReaderAt, name string, off, end int64, zstdOK bool) error {
+// (fewer while the node's budget is low: throttledMessageBytes). With sum
+// (the file's SHA-256 up to off) it hashes what it sends and puts the sum
+// on the last chunk.
+func (s *PeerServer) sendFile(ctx context.Context, fs *fileSend, r io.ReaderAt, name string, off, end int64, zstdOK bool, sum hash.Hash) error {
 	sent := false
 	for off < end {
 		n := int(min(int64(s.throttledMessageBytes(fs.chunkSize)), end-off))
@@ -147,6 +171,12 @@ func (s *PeerServer) sendFile(ctx context.Context, fs *fileSend, r io.ReaderAt, 
 			return status.Errorf(codes.Internal, "read %s at %d: %v", name, off, err)
 		}
 		ch := &pb.FileChunk{Offset: off, Crc32C: CRC32C(raw), UncompressedLength: uint32(n), Compression: pb.Compression_COMPRESSION_NONE, File: fs.file}
+		if sum != nil {
+			sum.Write(raw)
+			if off+int64(n) == end {
+				ch.Sha256 = sum.Sum(nil)
+			}
+		}
 		probe := fs.chunks%probeEvery == 0 // do what the model does not say
 		fs.chunks++
 		if zstdOK && n >= minCompressLen && probe != fs.model.worthIt() {

@@ -168,7 +168,7 @@ func TestSendFileCompressionHeuristic(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var sink chunkSink
 			fs := &fileSend{stream: &sink, buf: make([]byte, MinChunkSize), chunkSize: MinChunkSize, model: tc.model, noGain: func() {}}
-			if err := srv.sendFile(context.Background(), fs, bytes.NewReader(tc.data), "f", 0, int64(len(tc.data)), true); err != nil {
+			if err := srv.sendFile(context.Background(), fs, bytes.NewReader(tc.data), "f", 0, int64(len(tc.data)), true, nil); err != nil {
 				t.Fatal(err)
 			}
 			var got []pb.Compression

@@ -2767,7 +2767,13 @@ type ResultCheck struct {
 	// match: same history, same checkpoint and same digest.
 	Match bool `protobuf:"varint,7,opt,name=match,proto3" json:"match,omitempty"`
 	// detail says what differs, or why the check could not be made.
-	Detail        string `protobuf:"bytes,8,opt,name=detail,proto3" json:"detail,omitempty"`
+	Detail string `protobuf:"bytes,8,opt,name=detail,proto3" json:"detail,omitempty"`
+	// method is what the digests are of: "streamed" (the SHA-256 of every
+	// file moved from the peer and the digest of the ops moved, both
+	// computed on both nodes from the bytes as they streamed), "content"
+	// (the content at the seqno the copy reached: a read of the whole shard
+	// on both nodes) or "seqnos" (no digest: history and seqnos only).
+	Method        string `protobuf:"bytes,9,opt,name=method,proto3" json:"method,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2854,6 +2860,13 @@ func (x *ResultCheck) GetMatch() bool {
 func (x *ResultCheck) GetDetail() string {
 	if x != nil {
 		return x.Detail
+	}
+	return ""
+}
+
+func (x *ResultCheck) GetMethod() string {
+	if x != nil {
+		return x.Method
 	}
 	return ""
 }
@@ -3071,7 +3084,11 @@ type GetShardDigestRequest struct {
 	// pin_id: a commit pin of the caller's. When the current commit already
 	// holds ops past up_to_seqno, the digest starts from the pinned commit
 	// (and the op log above it) instead.
-	PinId         string `protobuf:"bytes,3,opt,name=pin_id,json=pinId,proto3" json:"pin_id,omitempty"`
+	PinId string `protobuf:"bytes,3,opt,name=pin_id,json=pinId,proto3" json:"pin_id,omitempty"`
+	// ops_from, when set, asks for the digest of the ops from ops_from to
+	// up_to_seqno as this node sends them (FetchOps), not of the content:
+	// the streamed check, which reads only that part of the op log.
+	OpsFrom       *int64 `protobuf:"varint,4,opt,name=ops_from,json=opsFrom,proto3,oneof" json:"ops_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3127,6 +3144,13 @@ func (x *GetShardDigestRequest) GetPinId() string {
 	return ""
 }
 
+func (x *GetShardDigestRequest) GetOpsFrom() int64 {
+	if x != nil && x.OpsFrom != nil {
+		return *x.OpsFrom
+	}
+	return 0
+}
+
 type GetShardDigestResponse struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Digest      string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
@@ -3134,7 +3158,10 @@ type GetShardDigestResponse struct {
 	Seqno       *SeqNoStats            `protobuf:"bytes,3,opt,name=seqno,proto3" json:"seqno,omitempty"`
 	// up_to_seqno: the seqno the digest covers (unset from a source that
 	// digests only its whole content).
-	UpToSeqno     *int64 `protobuf:"varint,4,opt,name=up_to_seqno,json=upToSeqno,proto3,oneof" json:"up_to_seqno,omitempty"`
+	UpToSeqno *int64 `protobuf:"varint,4,opt,name=up_to_seqno,json=upToSeqno,proto3,oneof" json:"up_to_seqno,omitempty"`
+	// ops_from echoes the request's: the digest is of the ops from it to
+	// up_to_seqno. Unset from a source that digests only content.
+	OpsFrom       *int64 `protobuf:"varint,5,opt,name=ops_from,json=opsFrom,proto3,oneof" json:"ops_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3193,6 +3220,13 @@ func (x *GetShardDigestResponse) GetSeqno() *SeqNoStats {
 func (x *GetShardDigestResponse) GetUpToSeqno() int64 {
 	if x != nil && x.UpToSeqno != nil {
 		return *x.UpToSeqno
+	}
+	return 0
+}
+
+func (x *GetShardDigestResponse) GetOpsFrom() int64 {
+	if x != nil && x.OpsFrom != nil {
+		return *x.OpsFrom
 	}
 	return 0
 }
@@ -3595,7 +3629,13 @@ type FetchFileRequest struct {
 	// for several, not one per file). FileChunk.file says which file a chunk
 	// belongs to. A server that ignores it ends the stream after the first
 	// file; the client then asks again for the rest.
-	More          []*FileRange `protobuf:"bytes,8,rep,name=more,proto3" json:"more,omitempty"`
+	More []*FileRange `protobuf:"bytes,8,rep,name=more,proto3" json:"more,omitempty"`
+	// sha256 asks the source for the SHA-256 of every file it sends to its
+	// end (FileChunk.sha256): the streamed check of what moved
+	// (recovery's --verify-digest auto). The source hashes the bytes as it
+	// sends them; a file asked from an offset has the part before it read
+	// and hashed first.
+	Sha256        bool `protobuf:"varint,9,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3686,6 +3726,13 @@ func (x *FetchFileRequest) GetMore() []*FileRange {
 	return nil
 }
 
+func (x *FetchFileRequest) GetSha256() bool {
+	if x != nil {
+		return x.Sha256
+	}
+	return false
+}
+
 // FileRange is a file of a pinned commit from offset to its end.
 type FileRange struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3753,7 +3800,10 @@ type FileChunk struct {
 	UncompressedLength uint32 `protobuf:"varint,5,opt,name=uncompressed_length,json=uncompressedLength,proto3" json:"uncompressed_length,omitempty"`
 	// file the chunk belongs to: 0 for FetchFileRequest.name, i for
 	// FetchFileRequest.more[i-1].
-	File          uint32 `protobuf:"varint,6,opt,name=file,proto3" json:"file,omitempty"`
+	File uint32 `protobuf:"varint,6,opt,name=file,proto3" json:"file,omitempty"`
+	// sha256 of the whole file, as the source read it: on the chunk that
+	// ends a file, when FetchFileRequest.sha256 asked for it.
+	Sha256        []byte `protobuf:"bytes,7,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3828,6 +3878,13 @@ func (x *FileChunk) GetFile() uint32 {
 		return x.File
 	}
 	return 0
+}
+
+func (x *FileChunk) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
 }
 
 type FetchOpsRequest struct {
@@ -6642,7 +6699,7 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
 	"\x05cause\x18\x02 \x01(\tR\x05cause\x122\n" +
 	"\tfrom_kind\x18\x03 \x01(\x0e2\x15.recoverd.v1.PlanKindR\bfromKind\x12.\n" +
-	"\ato_kind\x18\x04 \x01(\x0e2\x15.recoverd.v1.PlanKindR\x06toKind\"\xd5\x02\n" +
+	"\ato_kind\x18\x04 \x01(\x0e2\x15.recoverd.v1.PlanKindR\x06toKind\"\xed\x02\n" +
 	"\vResultCheck\x12#\n" +
 	"\rsource_digest\x18\x01 \x01(\tR\fsourceDigest\x12#\n" +
 	"\rtarget_digest\x18\x02 \x01(\tR\ftargetDigest\x12.\n" +
@@ -6651,7 +6708,8 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x17source_local_checkpoint\x18\x05 \x01(\x03R\x15sourceLocalCheckpoint\x126\n" +
 	"\x17target_local_checkpoint\x18\x06 \x01(\x03R\x15targetLocalCheckpoint\x12\x14\n" +
 	"\x05match\x18\a \x01(\bR\x05match\x12\x16\n" +
-	"\x06detail\x18\b \x01(\tR\x06detail\"E\n" +
+	"\x06detail\x18\b \x01(\tR\x06detail\x12\x16\n" +
+	"\x06method\x18\t \x01(\tR\x06method\"E\n" +
 	"\x17GetShardMetadataRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\"\x9a\x03\n" +
 	"\tShardInfo\x12*\n" +
@@ -6667,18 +6725,22 @@ const file_recoverd_proto_rawDesc = "" +
 	"avgOpBytes\x12!\n" +
 	"\fprimary_term\x18\t \x01(\x04R\vprimaryTerm\"F\n" +
 	"\x18GetShardMetadataResponse\x12*\n" +
-	"\x04info\x18\x01 \x01(\v2\x16.recoverd.v1.ShardInfoR\x04info\"\x8f\x01\n" +
+	"\x04info\x18\x01 \x01(\v2\x16.recoverd.v1.ShardInfoR\x04info\"\xbc\x01\n" +
 	"\x15GetShardDigestRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12#\n" +
 	"\vup_to_seqno\x18\x02 \x01(\x03H\x00R\tupToSeqno\x88\x01\x01\x12\x15\n" +
-	"\x06pin_id\x18\x03 \x01(\tR\x05pinIdB\x0e\n" +
-	"\f_up_to_seqno\"\xb7\x01\n" +
+	"\x06pin_id\x18\x03 \x01(\tR\x05pinId\x12\x1e\n" +
+	"\bops_from\x18\x04 \x01(\x03H\x01R\aopsFrom\x88\x01\x01B\x0e\n" +
+	"\f_up_to_seqnoB\v\n" +
+	"\t_ops_from\"\xe4\x01\n" +
 	"\x16GetShardDigestResponse\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12!\n" +
 	"\fhistory_uuid\x18\x02 \x01(\tR\vhistoryUuid\x12-\n" +
 	"\x05seqno\x18\x03 \x01(\v2\x17.recoverd.v1.SeqNoStatsR\x05seqno\x12#\n" +
-	"\vup_to_seqno\x18\x04 \x01(\x03H\x00R\tupToSeqno\x88\x01\x01B\x0e\n" +
-	"\f_up_to_seqno\"\xc9\x01\n" +
+	"\vup_to_seqno\x18\x04 \x01(\x03H\x00R\tupToSeqno\x88\x01\x01\x12\x1e\n" +
+	"\bops_from\x18\x05 \x01(\x03H\x01R\aopsFrom\x88\x01\x01B\x0e\n" +
+	"\f_up_to_seqnoB\v\n" +
+	"\t_ops_from\"\xc9\x01\n" +
 	"\x03Pin\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
 	"\x05shard\x18\x02 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12\x1e\n" +
@@ -6702,7 +6764,7 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x03pin\x18\x01 \x01(\v2\x10.recoverd.v1.PinR\x03pin\"*\n" +
 	"\x11ReleasePinRequest\x12\x15\n" +
 	"\x06pin_id\x18\x01 \x01(\tR\x05pinId\"\x14\n" +
-	"\x12ReleasePinResponse\"\xa0\x02\n" +
+	"\x12ReleasePinResponse\"\xb8\x02\n" +
 	"\x10FetchFileRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12\x15\n" +
 	"\x06pin_id\x18\x02 \x01(\tR\x05pinId\x12\x12\n" +
@@ -6712,17 +6774,19 @@ const file_recoverd_proto_rawDesc = "" +
 	"\n" +
 	"chunk_size\x18\x06 \x01(\rR\tchunkSize\x12:\n" +
 	"\vcompression\x18\a \x01(\x0e2\x18.recoverd.v1.CompressionR\vcompression\x12*\n" +
-	"\x04more\x18\b \x03(\v2\x16.recoverd.v1.FileRangeR\x04more\"7\n" +
+	"\x04more\x18\b \x03(\v2\x16.recoverd.v1.FileRangeR\x04more\x12\x16\n" +
+	"\x06sha256\x18\t \x01(\bR\x06sha256\"7\n" +
 	"\tFileRange\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xd0\x01\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xe8\x01\n" +
 	"\tFileChunk\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
 	"\x06crc32c\x18\x03 \x01(\aR\x06crc32c\x12:\n" +
 	"\vcompression\x18\x04 \x01(\x0e2\x18.recoverd.v1.CompressionR\vcompression\x12/\n" +
 	"\x13uncompressed_length\x18\x05 \x01(\rR\x12uncompressedLength\x12\x12\n" +
-	"\x04file\x18\x06 \x01(\rR\x04file\"\xbf\x01\n" +
+	"\x04file\x18\x06 \x01(\rR\x04file\x12\x16\n" +
+	"\x06sha256\x18\a \x01(\fR\x06sha256\"\xbf\x01\n" +
 	"\x0fFetchOpsRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12-\n" +
 	"\x05range\x18\x02 \x01(\v2\x17.recoverd.v1.SeqNoRangeR\x05range\x12\x1d\n" +

@@ -283,7 +283,11 @@ func printSummary(w io.Writer, r *pb.Recovery) {
 		fmt.Fprintf(w, "fallback %s -> %s: %s\n", kindName(f.FromKind), kindName(f.ToKind), f.Cause)
 	}
 	if c := r.Result; c != nil {
-		fmt.Fprintf(w, "check: %s\n", c.Detail)
+		if c.Method != "" {
+			fmt.Fprintf(w, "check (%s): %s\n", c.Method, c.Detail)
+		} else {
+			fmt.Fprintf(w, "check: %s\n", c.Detail)
+		}
 	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "error: %s\n", r.Error)

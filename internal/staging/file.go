@@ -1,12 +1,16 @@
 package staging
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/recoverd/recoverd/engine"
 )
@@ -27,6 +31,48 @@ type fileState struct {
 	crc    uint32
 	crcOff int64
 	tail   [4]byte
+	// sum is the SHA-256 of the same bytes in order (the footer too): the
+	// streamed check compares it with the sender's (SetSourceSum).
+	sum *runningSum
+	// matched is the sender's SHA-256 of the whole file once it equalled
+	// sum: a re-plan that finds the file staged still knows it.
+	matched   [sha256.Size]byte
+	isMatched bool
+}
+
+// runningSum is a SHA-256 of a file's bytes written in order. It has a
+// lock of its own: hashing a chunk must not hold the area's, which every
+// stream of the recovery takes.
+type runningSum struct {
+	mu  sync.Mutex
+	h   hash.Hash
+	off int64
+}
+
+func newRunningSum() *runningSum { return &runningSum{h: sha256.New()} }
+
+// add extends the sum with p written at off, when it continues the bytes
+// already summed.
+func (r *runningSum) add(p []byte, off int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if off != r.off || len(p) == 0 {
+		return
+	}
+	r.h.Write(p)
+	r.off += int64(len(p))
+}
+
+// whole returns the SHA-256 when the sum covers the first n bytes.
+func (r *runningSum) whole(n int64) ([sha256.Size]byte, bool) {
+	var out [sha256.Size]byte
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.off != n {
+		return out, false
+	}
+	r.h.Sum(out[:0])
+	return out, true
 }
 
 // track extends the running checksum with p written at off, when it
@@ -77,11 +123,12 @@ func (a *Area) CreateFile(meta engine.FileMeta) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("staging: create file: %w", err)
 	}
-	state := &fileState{meta: meta}
+	state := &fileState{meta: meta, sum: newRunningSum()}
 	if ok {
-		// What an earlier attempt checked, and its running checksum if it
+		// What an earlier attempt checked, and its running checksums if it
 		// stopped in order (a resume continues from there).
 		state.good, state.recorded, state.crc, state.crcOff, state.tail = old.good, old.recorded, old.crc, old.crcOff, old.tail
+		state.sum, state.matched, state.isMatched = old.sum, old.matched, old.isMatched
 	}
 	a.files[meta.Name] = state
 	return &File{a: a, f: f, meta: meta}, nil
@@ -131,10 +178,16 @@ func (sf *File) WriteAt(p []byte, off int64) (int, error) {
 	n, err := sf.f.WriteAt(p, off)
 	if err == nil {
 		sf.a.mu.Lock()
-		if s, ok := sf.a.files[sf.meta.Name]; ok {
+		s, ok := sf.a.files[sf.meta.Name]
+		var sum *runningSum
+		if ok {
 			s.track(p, off)
+			sum = s.sum
 		}
 		sf.a.mu.Unlock()
+		if sum != nil {
+			sum.add(p, off)
+		}
 	}
 	return n, err
 }
@@ -159,6 +212,12 @@ func (sf *File) Truncate(n int64) error {
 		s.verified = s.verified && n >= sf.meta.Length
 		if n < s.crcOff { // the running checksum covers bytes now gone
 			s.crc, s.crcOff = 0, 0
+		}
+		if _, whole := s.sum.whole(n); !whole { // so does the SHA-256
+			s.sum = newRunningSum()
+		}
+		if n < sf.meta.Length {
+			s.isMatched = false
 		}
 	}
 	sf.a.mu.Unlock()
@@ -194,6 +253,43 @@ func (sf *File) Verify() error {
 		s.verified = true
 	}
 	return nil
+}
+
+// MatchSum compares the SHA-256 of the file, as it was written in order,
+// with the sender's (want): the streamed check of a file that moved. It
+// returns false when the file was not written whole in order by this
+// process (nothing to compare: the caller falls back to another check),
+// and an error wrapping engine.ErrCorrupt when the sums differ. A match is
+// remembered (Matched).
+func (sf *File) MatchSum(want []byte) (bool, error) {
+	sf.a.mu.Lock()
+	s, ok := sf.a.files[sf.meta.Name]
+	sf.a.mu.Unlock()
+	if !ok || len(want) != sha256.Size {
+		return false, nil
+	}
+	got, whole := s.sum.whole(sf.meta.Length)
+	if !whole {
+		return false, nil
+	}
+	if !bytes.Equal(got[:], want) {
+		return false, fmt.Errorf("%w: file %s SHA-256 %x as written, %x as the sender read it", engine.ErrCorrupt, sf.meta.Name, got[:8], want[:min(len(want), 8)])
+	}
+	sf.a.mu.Lock()
+	s.matched, s.isMatched = got, true
+	sf.a.mu.Unlock()
+	return true, nil
+}
+
+// Matched returns the SHA-256 MatchSum found equal to the sender's, if
+// it did (in this process).
+func (sf *File) Matched() ([sha256.Size]byte, bool) {
+	sf.a.mu.Lock()
+	defer sf.a.mu.Unlock()
+	if s, ok := sf.a.files[sf.meta.Name]; ok {
+		return s.matched, s.isMatched
+	}
+	return [sha256.Size]byte{}, false
 }
 
 // Close closes the file; it stays staged.

@@ -1,0 +1,140 @@
+package transfer
+
+import (
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/engine"
+	"github.com/recoverd/recoverd/internal/retry"
+	"github.com/recoverd/recoverd/seqno"
+	"github.com/recoverd/recoverd/shardstore"
+)
+
+// requireSummed checks that every file of src came with the SHA-256 of
+// its bytes on disk, compared on both ends.
+func requireSummed(t *testing.T, src *shardstore.Shard, res FetchResult) {
+	t.Helper()
+	for _, f := range src.Metadata().Files {
+		b, err := os.ReadFile(filepath.Join(src.Path(), f.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := res.Summed[f.Name]
+		if !ok || got != sha256.Sum256(b) {
+			t.Fatalf("file %s: summed %v (%x), want the SHA-256 of its bytes", f.Name, ok, got[:4])
+		}
+	}
+}
+
+// TestFetchFilesComparesSHA256OnBothEnds: every file, large or batched
+// with small ones, is hashed by the source as it sends it and by the
+// target as it writes it.
+func TestFetchFilesComparesSHA256OnBothEnds(t *testing.T) {
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 3000, valueSize: 700, flushes: 5})
+	e := startEnv(t, src, envOpts{tcp: true})
+	_, res := recoverAll(t, e, FetchOptions{})
+	requireSummed(t, src, res)
+}
+
+// TestResumedFileIsSummedWhole: a stream cut inside a file resumes from
+// the last verified offset; the source hashes the part before it and the
+// target's running sum goes on, so the file is still compared whole.
+func TestResumedFileIsSummedWhole(t *testing.T) {
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 1500, valueSize: 700, random: true})
+	cut := hookSends("FetchFile", func(call, n int, _ any) error {
+		if call == 1 && n > 3 {
+			return status.Error(codes.Unavailable, "test: stream cut")
+		}
+		return nil
+	})
+	e := startEnv(t, src, envOpts{server: []grpc.ServerOption{cut}})
+	_, res := recoverAll(t, e, FetchOptions{ChunkSize: MinChunkSize, Retry: retry.Options{Initial: time.Millisecond}})
+	if res.Resumes != 1 {
+		t.Fatalf("resumes %d, want 1", res.Resumes)
+	}
+	requireSummed(t, src, res)
+}
+
+// TestFileWhoseSHA256DiffersFails: a file whose bytes pass every CRC32C
+// but whose SHA-256 differs from the source's (here the source's sum is
+// changed on the wire) fails the transfer at once, as corrupt, and is not
+// fetched again and again.
+func TestFileWhoseSHA256DiffersFails(t *testing.T) {
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 1500, valueSize: 700, random: true})
+	mangle := hookSends("FetchFile", func(_, _ int, m any) error {
+		if ch := m.(*pb.FileChunk); len(ch.Sha256) > 0 {
+			ch.Sha256[0] ^= 1
+		}
+		return nil
+	})
+	e := startEnv(t, src, envOpts{server: []grpc.ServerOption{mangle}})
+	ctx := ctxT(t)
+	pin, info, err := PinCommit(ctx, e.client, testShard, 0, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ReleasePin(ctx, e.client, pin.ID)
+	_, st := newTarget(t, "rec-sum")
+	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st.Area, FetchOptions{Retry: retry.Options{Initial: time.Millisecond}})
+	if !errors.Is(err, engine.ErrCorrupt) || !strings.Contains(err.Error(), "SHA-256") {
+		t.Fatalf("FetchFiles with a changed SHA-256: %v", err)
+	}
+	if res.Resumes != 0 || len(res.Summed) != 0 {
+		t.Fatalf("result %+v: the file was fetched again or counted as summed", res)
+	}
+}
+
+// TestOpsDigestOnBothEnds: the ops a target received have the digest the
+// source computes over its op log, and an op changed in flight (FetchOps
+// has no per-op checksum on the wire) makes them differ.
+func TestOpsDigestOnBothEnds(t *testing.T) {
+	src := opsSource(t)
+	var changed atomic.Bool
+	mangle := hookSends("FetchOps", func(call, n int, m any) error {
+		if b := m.(*pb.OpBatch); call == 2 && n == 1 {
+			for _, op := range b.Ops {
+				if len(op.Value) > 0 {
+					op.Value[0] ^= 1
+					changed.Store(true)
+					break
+				}
+			}
+		}
+		return nil
+	})
+	e := startEnv(t, src, envOpts{server: []grpc.ServerOption{mangle}})
+	r := seqno.Range{From: 250, To: 999}
+	src2, err := GetOpsDigest(ctxT(t), e.client, testShard, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for call := 1; call <= 2; call++ {
+		sum := NewOpsSum(r.From)
+		if _, err := FetchOps(ctxT(t), e.client, testShard, r, src.Stats().HistoryUUID, func(ops []shardstore.Op) error {
+			sum.Add(ops)
+			return nil
+		}, OpsOptions{BatchSize: 64}); err != nil {
+			t.Fatal(err)
+		}
+		if sum.Ops() != r.Len() {
+			t.Fatalf("summed %d ops, want %d", sum.Ops(), r.Len())
+		}
+		if same := sum.Sum() == src2.Digest; same == (call == 2) {
+			t.Fatalf("stream %d (an op changed in flight: %v): digests equal = %v", call, call == 2 && changed.Load(), same)
+		}
+	}
+	if _, err := GetOpsDigest(ctxT(t), e.client, testShard, seqno.Range{From: 0, To: 5000}); status.Code(errors.Unwrap(err)) != codes.OutOfRange && !strings.Contains(err.Error(), "has seen ops up to") {
+		t.Fatalf("digest of ops past the max seqno: %v", err)
+	}
+}
