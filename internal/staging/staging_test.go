@@ -312,3 +312,44 @@ func TestSyncFsyncsEachFileAndReportsItsError(t *testing.T) {
 		t.Fatalf("Sync with a failing fsync = %v, want EIO", err)
 	}
 }
+
+// TestSyncOfManyFilesIsOneSyncfs: from syncfsFrom staged files on, Sync is
+// one syncfs of the staging filesystem, not an fsync per file, and its
+// error is returned.
+func TestSyncOfManyFilesIsOneSyncfs(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		calls []string
+		fail  bool
+	)
+	a, err := Open("rec", t.TempDir(), Options{Fault: func(point, path string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, point)
+		if fail {
+			return &os.PathError{Op: "syncfs", Path: path, Err: syscall.EIO}
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []engine.FileMeta
+	for i := range syncfsFrom {
+		f, data := file(fmt.Sprintf("seg_%03d", i), 1000, byte(i))
+		stage(t, a, f, data, f.Length)
+		files = append(files, f)
+	}
+	if err := a.Sync(files); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if !slices.Equal(calls, []string{"staging.syncfs"}) {
+		t.Fatalf("synced by %v, want one syncfs", calls)
+	}
+	fail = true
+	mu.Unlock()
+	if err := a.Sync(files); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Sync with a failing syncfs = %v, want EIO", err)
+	}
+}
