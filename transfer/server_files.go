@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -88,6 +89,8 @@ func (s *PeerServer) sendPinned(ctx context.Context, p *pin, id engine.ShardID, 
 		return rpcerr.ToStatus(fmt.Errorf("open %s of pinned commit %d of %s: %w", name, meta.Generation, id, err))
 	}
 	defer f.Close()
+	// Read ahead as cp does: the file is read once, start to end.
+	_ = unix.Fadvise(int(f.Fd()), offset, 0, unix.FADV_SEQUENTIAL)
 	if offset < 0 || offset > fm.Length {
 		return status.Errorf(codes.OutOfRange, "offset %d is outside file %s of %d bytes", offset, fm.Name, fm.Length)
 	}
