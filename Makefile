@@ -99,6 +99,7 @@ BENCH_MICRO_ENV ?= RECOVERD_BENCH_BIG_MB=256 RECOVERD_BENCH_MANY=16 RECOVERD_BEN
 bench: build minio
 	command -v rsync >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y rsync)
 	command -v rclone >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y rclone)
+	test -x /usr/sbin/sshd && command -v ssh >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y openssh-server openssh-client)
 	$(GO) build -o bin/recoverd-bench ./bench
 	@mkdir -p bench/results
 	if [ "$(BENCH_MICRO)" = 1 ]; then set -o pipefail; env $(BENCH_MICRO_ENV) $(GO) test -run '^$$' -bench . -benchmem -timeout 60m $(BENCH_MICRO_PKGS) | tee bench/results/micro.txt; fi

@@ -115,7 +115,7 @@ func barColor(c *caseResult, tool string) color.RGBA {
 		}
 		return colors["recoverd"]
 	}
-	if (c.id == 4 && strings.Contains(tool, "peer")) || strings.Contains(tool, "no digest") {
+	if (c.id == 4 && strings.Contains(tool, "peer")) || strings.Contains(tool, "no digest") || strings.HasSuffix(tool, "--insecure") {
 		return altBlue
 	}
 	if col, ok := colors[first]; ok {

@@ -19,6 +19,7 @@
 //  5. ops-only recovery of 1,000,000 ops
 //  6. compression on and off, on text-like and random data
 //  7. a 50 MB/s throttle, and how close the recovery keeps to it
+//  8. peer recovery with mutual TLS (case 1's shard) vs rsync over ssh
 //
 // Every process it starts is stopped by PID when it ends, fails or is
 // interrupted. Only loopback addresses are used.
@@ -101,7 +102,7 @@ func main() {
 	flag.StringVar(&cfg.minio, "minio", envOr("RECOVERD_MINIO_BIN", "bin/minio"), "MinIO server binary [RECOVERD_MINIO_BIN]")
 	flag.IntVar(&cfg.runs, "runs", envInt("BENCH_RUNS", 3), "runs of each tool per case; the median is reported [BENCH_RUNS]")
 	flag.Float64Var(&cfg.scale, "scale", scale, "multiplies every data size (0.25: a quick run) [BENCH_SCALE]")
-	flag.StringVar(&cases, "cases", envOr("BENCH_CASES", "1,2,3,4,5,6,7"), "cases to run, e.g. 1,3 (3 and 4 run together) [BENCH_CASES]")
+	flag.StringVar(&cases, "cases", envOr("BENCH_CASES", "1,2,3,4,5,6,7,8"), "cases to run, e.g. 1,3 (3 and 4 run together) [BENCH_CASES]")
 	flag.BoolVar(&cfg.keepData, "keep-data", envBool("BENCH_KEEP_DATA", false), "keep the generated data sets for the next run (default: removed at the end) [BENCH_KEEP_DATA]")
 	flag.BoolVar(&cfg.dropCaches, "drop-caches", envBool("BENCH_DROP_CACHES", true), "empty the page cache before every run (needs root) [BENCH_DROP_CACHES]")
 	flag.IntVar(&cfg.shardMiB, "shard-mib", envInt("BENCH_SHARD_MIB", 2048), "size of the shard of 32 MiB files (cases 1, 3, 4) [BENCH_SHARD_MIB]")
@@ -120,8 +121,8 @@ func main() {
 	cfg.cases = map[int]bool{}
 	for _, c := range strings.Split(cases, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
-		if err != nil || n < 1 || n > 7 {
-			fmt.Fprintf(os.Stderr, "recoverd-bench: bad case %q (1 to 7)\n", c)
+		if err != nil || n < 1 || n > 8 {
+			fmt.Fprintf(os.Stderr, "recoverd-bench: bad case %q (1 to 8)\n", c)
 			os.Exit(2)
 		}
 		cfg.cases[n] = true
@@ -203,7 +204,7 @@ func (b *bench) run(ctx context.Context) error {
 	steps := []struct {
 		n   int
 		run func(context.Context) error
-	}{{1, b.casePeer}, {2, b.caseSmall}, {3, b.caseFailover}, {5, b.caseOps}, {6, b.caseCompression}, {7, b.caseThrottle}}
+	}{{1, b.casePeer}, {2, b.caseSmall}, {3, b.caseFailover}, {5, b.caseOps}, {6, b.caseCompression}, {7, b.caseThrottle}, {8, b.caseTLS}}
 	for _, s := range steps {
 		if !b.cfg.cases[s.n] {
 			continue

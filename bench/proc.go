@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/internal/launch"
@@ -210,18 +209,18 @@ type node struct {
 	rec                          pb.RecoveryServiceClient
 }
 
-// startNode starts recoverd on loopback, plaintext, and waits until it
-// serves.
+// startNode starts recoverd on loopback, plaintext (sec nil) or with the
+// production TLS flags of sec, and waits until it serves.
 // bin is the recoverd binary (the one built, or the baseline).
-func (b *bench) startNode(ctx context.Context, bin, name, data string, env []string, args ...string) (*node, error) {
-	rd, err := launch.StartRecoverd(ctx, launch.RecoverdOptions{Bin: bin, Name: name, Data: data,
+func (b *bench) startNode(ctx context.Context, bin, name, data string, sec *pki, env []string, args ...string) (*node, error) {
+	rd, err := launch.StartRecoverd(ctx, launch.RecoverdOptions{Bin: bin, Name: name, Data: data, Secure: sec != nil,
 		LogPath: filepath.Join(b.logDir, name+".log"), Env: cleanEnv(env...), Command: childCommand, ReadyTimeout: 60 * time.Second,
-		Args: append([]string{"--log-level", "warn", "--cleanup-interval", "0"}, args...)})
+		Args: append(append([]string{"--log-level", "warn", "--cleanup-interval", "0"}, sec.nodeArgs(name)...), args...)})
 	if err != nil {
 		return nil, err
 	}
 	n := &node{proc: register(rd.Process), name: name, data: data, grpcAddr: rd.GRPC, peerAddr: rd.Peer, httpAddr: rd.HTTP}
-	if n.conn, err = grpc.NewClient(n.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+	if n.conn, err = grpc.NewClient(n.grpcAddr, sec.dialOptions()...); err != nil {
 		n.stop()
 		return nil, err
 	}

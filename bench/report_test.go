@@ -31,13 +31,14 @@ func fakeResults() []*caseResult {
 		mk(5, "5 ops-only", "ops/s", []string{"recoverd ops-only plan"}, 20),
 		mk(6, "6 compression", "MB/s", []string{"text, zstd on", "text, zstd off", "random, zstd on", "random, zstd off", slowLinkTool[true], slowLinkTool[false]}, 2, 1.5, 1.4, 1.3, 4, 20),
 		c7,
+		mk(8, "8 peer mTLS vs ssh", "MB/s", []string{tlsTool, rsyncSSHTool, plainTool}, 5, 6, 4),
 	}
 }
 
 func TestReportAndChart(t *testing.T) {
 	b := &bench{cfg: config{runs: 3, scale: 1, out: t.TempDir()}, results: fakeResults(), started: time.Now()}
 	rep := b.report()
-	for _, want := range []string{"### 1. ", "| recoverd peer plan | 5.10 s |", "× rsync", "## Targets", "- 1. Case 1, default settings: 0.90× cp -r + sync", "- 8. Case 5", "**missed**", "**met**", "ops/s"} {
+	for _, want := range []string{"### 1. ", "| recoverd peer plan | 5.10 s |", "× rsync", "## Targets", "- 1. Case 1, default settings: 0.90× cp -r + sync", "- 8. Case 5", "- 3. Peer recovery with mTLS against rsync over ssh: 1.20× (target ≥ 1.0×): **met**. mTLS at 0.80× the plaintext", "**missed**", "**met**", "ops/s"} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("report lacks %q:\n%s", want, rep)
 		}
@@ -60,6 +61,14 @@ func TestReportAndChart(t *testing.T) {
 	}
 	if img.Bounds().Dx() < 800 || img.Bounds().Dy() < 600 {
 		t.Fatalf("chart is %v", img.Bounds())
+	}
+}
+
+// Without case 8 the target says it was not measured, and is not met.
+func TestTLSTargetNotMeasured(t *testing.T) {
+	b := &bench{cfg: config{runs: 3, scale: 1, out: t.TempDir()}, results: fakeResults()[:7], started: time.Now()}
+	if rep := b.report(); !strings.Contains(rep, "- 3. Peer recovery with mTLS against rsync over ssh (target ≥ 1.0×): **missed**: not measured") {
+		t.Errorf("report lacks the unmeasured target 3:\n%s", rep)
 	}
 }
 

@@ -61,6 +61,9 @@ type recoverdRun struct {
 	profileSecs int
 	// bin is the recoverd binary of both daemons; "" is the one built.
 	bin string
+	// pki, when set, starts both daemons with mutual TLS and a token
+	// (case 8) instead of --insecure.
+	pki *pki
 }
 
 // runRecoverd starts a source and a target daemon (fresh processes, so
@@ -84,12 +87,12 @@ func (b *bench) runRecoverd(ctx context.Context, r recoverdRun) (s sample, err e
 	if r.bin != "" {
 		bin = r.bin
 	}
-	src, err := b.startNode(ctx, bin, "source", r.source.dir, r.env, r.srcArgs...)
+	src, err := b.startNode(ctx, bin, "source", r.source.dir, r.pki, r.env, r.srcArgs...)
 	if err != nil {
 		return s, err
 	}
 	defer src.stop()
-	tgt, err := b.startNode(ctx, bin, "target", tgtDir, r.env, r.tgtArgs...)
+	tgt, err := b.startNode(ctx, bin, "target", tgtDir, r.pki, r.env, r.tgtArgs...)
 	if err != nil {
 		return s, err
 	}
