@@ -86,7 +86,8 @@ demo: build
 
 # make bench: the Go microbenchmarks (planner, chunk path, CRC32C, zstd,
 # shardstore, snapshot against MinIO) into bench/results/micro.txt, then
-# recoverd side by side with rsync, rclone and cp -r (bench/), which writes
+# recoverd side by side with rsync (daemon and over ssh), rclone and cp -r
+# (bench/; openssh-server is installed for case 8's own sshd), which writes
 # bench/results/REPORT.md and throughput.png. Knobs (bench/README.md):
 # BENCH_SCALE=0.25 for a quick run, BENCH_RUNS, BENCH_CASES=1,3,
 # RECOVERD_BENCH_DIR (data, default /work/bench-data),

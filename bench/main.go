@@ -59,6 +59,7 @@ type bench struct {
 	cfg                  config
 	recoverd, recoverctl string
 	baseline             string // the -baseline recoverd, copied
+	shardd               string // bin/shardd, copied at its first use (the sidecar contestant)
 	minio                string
 	work, logDir         string
 	log                  io.Writer
@@ -341,6 +342,9 @@ func (b *bench) fileCopyTools(d *dataset) []tool {
 		{"recoverd peer, no digest check", func(ctx context.Context) (sample, error) { return b.runRecoverd(ctx, noCheck) }},
 		{"rsync -a --whole-file", func(ctx context.Context) (sample, error) { return b.runRsync(ctx, d) }},
 		{"cp -r + sync", func(ctx context.Context) (sample, error) { return b.runCp(ctx, d) }},
+	}
+	if d.name == "big" {
+		tools = append(tools, b.sidecarTool(d))
 	}
 	if b.baseline != "" {
 		old := b.peerRun(d)

@@ -150,7 +150,7 @@ func (c *caseResult) table() string {
 			}
 		}
 		row = append(row, mib(s.rssTarget)+" / "+mib(s.rssSource), fmt.Sprintf("%.1f", s.cpu), human(s.srcRead))
-		if strings.HasPrefix(s.tool, "recoverd") || c.id >= 5 {
+		if strings.HasPrefix(s.tool, "recoverd") || c.id >= 5 && c.id <= 7 {
 			row = append(row, fmt.Sprintf("%.2f / %.2f", s.filesStage.Seconds(), s.after.Seconds()))
 		} else {
 			row = append(row, "")
@@ -226,6 +226,7 @@ func (b *bench) targets() []string {
 			}
 		}
 	}
+	out = append(out, b.sidecarLine()...)
 	out = append(out, b.tlsTarget(mark))
 	if c := b.find(1); c != nil {
 		r := c.summarize("recoverd peer plan")

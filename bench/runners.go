@@ -61,6 +61,9 @@ type recoverdRun struct {
 	profileSecs int
 	// bin is the recoverd binary of both daemons; "" is the one built.
 	bin string
+	// sidecar runs each node as shardd and recoverd --engine beside it
+	// (CPU and source reads count both; peak RSS is recoverd's).
+	sidecar bool
 	// pki, when set, starts both daemons with mutual TLS and a token
 	// (case 8) instead of --insecure.
 	pki *pki
@@ -87,6 +90,14 @@ func (b *bench) runRecoverd(ctx context.Context, r recoverdRun) (s sample, err e
 	if r.bin != "" {
 		bin = r.bin
 	}
+	if err := os.MkdirAll(tgtDir, 0o755); err != nil {
+		return s, err
+	}
+	eng, err := b.startEngines(ctx, &r, tgtDir)
+	if err != nil {
+		return s, err
+	}
+	defer eng.stop()
 	src, err := b.startNode(ctx, bin, "source", r.source.dir, r.pki, r.env, r.srcArgs...)
 	if err != nil {
 		return s, err
@@ -101,6 +112,8 @@ func (b *bench) runRecoverd(ctx context.Context, r recoverdRun) (s sample, err e
 
 	srcCPU0, tgtCPU0 := cpuSeconds(src.PID()), cpuSeconds(tgt.PID())
 	io0 := readIO(src.PID())
+	engSrc0, engTgt0 := eng.cpu()
+	engRead0 := eng.read()
 	wire0, _ := src.metric("recoverd_peer_sent_bytes_total")
 
 	var profiles chan error
@@ -153,9 +166,10 @@ func (b *bench) runRecoverd(ctx context.Context, r recoverdRun) (s sample, err e
 	if len(last.Fallbacks) > 0 {
 		return s, fmt.Errorf("the recovery fell back: %v", last.Fallbacks)
 	}
-	s.srcCPU = cpuSeconds(src.PID()) - srcCPU0
-	s.cpu = s.srcCPU + cpuSeconds(tgt.PID()) - tgtCPU0
-	s.srcRead = readIO(src.PID()).rchar - io0.rchar
+	engSrc, engTgt := eng.cpu()
+	s.srcCPU = cpuSeconds(src.PID()) - srcCPU0 + engSrc - engSrc0
+	s.cpu = s.srcCPU + cpuSeconds(tgt.PID()) - tgtCPU0 + engTgt - engTgt0
+	s.srcRead = readIO(src.PID()).rchar - io0.rchar + eng.read() - engRead0
 	s.rssTarget, s.rssSource = peakRSS(tgt.PID()), peakRSS(src.PID())
 	if w, err := src.metric("recoverd_peer_sent_bytes_total"); err == nil {
 		s.wire = int64(w - wire0)
