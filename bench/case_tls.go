@@ -34,11 +34,14 @@ func (b *bench) caseTLS(ctx context.Context) error {
 	secure.pki = sec
 	c := &caseResult{id: 8, short: "8 peer mTLS vs ssh", unit: "MB/s",
 		title: fmt.Sprintf("Peer recovery with mTLS (recoverctl certs, --tls-* and --token-file) vs rsync over ssh (%s), %s", sshCipher, big.describe())}
-	return b.runCase(ctx, c, []tool{
+	if err := b.runCase(ctx, c, []tool{
 		{tlsTool, func(ctx context.Context) (sample, error) { return b.runRecoverd(ctx, secure) }},
 		{rsyncSSHTool, func(ctx context.Context) (sample, error) { return b.runRsyncSSH(ctx, keys, big) }},
 		{plainTool, func(ctx context.Context) (sample, error) { return b.runRecoverd(ctx, b.peerRun(big)) }},
-	})
+	}); err != nil {
+		return err
+	}
+	return b.profileRun(ctx, c, tlsTool, secure)
 }
 
 // tlsTarget is issue 15's target 3, from case 8's medians.

@@ -113,7 +113,7 @@ func main() {
 	flag.IntVar(&cfg.compressMiB, "compress-mib", envInt("BENCH_COMPRESS_MIB", 512), "shard size for the compression and throttle cases (6, 7) [BENCH_COMPRESS_MIB]")
 	flag.IntVar(&cfg.throttleMB, "throttle-mb", envInt("BENCH_THROTTLE_MB", 50), "throttle of case 7 in MB/s (10^6 bytes) [BENCH_THROTTLE_MB]")
 	flag.BoolVar(&cfg.verbose, "v", false, "log the stage times of every recoverd run")
-	flag.BoolVar(&cfg.profile, "profile", envBool("BENCH_PROFILE", true), "after cases 1, 2 and 3, one more recoverd run with CPU profiles of both daemons (bench/results/profiles/) [BENCH_PROFILE]")
+	flag.BoolVar(&cfg.profile, "profile", envBool("BENCH_PROFILE", true), "after cases 1, 2, 3 and 8, one more recoverd run with CPU profiles of both daemons (bench/results/profiles/) [BENCH_PROFILE]")
 	flag.Parse()
 	if cfg.runs < 1 || cfg.scale <= 0 {
 		fmt.Fprintln(os.Stderr, "recoverd-bench: -runs must be >= 1 and -scale > 0")
