@@ -3,8 +3,8 @@
 // alternating, and writes bench/results/REPORT.md (tables) and
 // bench/results/throughput.png (throughput by case and tool).
 //
-// `make bench` builds everything, installs rsync and rclone (Debian) and
-// MinIO (make minio), runs the Go microbenchmarks into
+// `make bench` builds everything, installs rsync, rclone and openssh-server
+// (Debian) and MinIO (make minio), runs the Go microbenchmarks into
 // bench/results/micro.txt, then runs this program. Data sets come from
 // `recoverctl gen` and are cached under the work directory
 // ($RECOVERD_BENCH_DIR, default /work/bench-data) until their parameters
@@ -13,6 +13,7 @@
 // Cases (sizes are flags; BENCH_SCALE multiplies them):
 //
 //  1. peer recovery of a 2 GiB shard of 64 x 32 MiB files vs rsync and cp
+//     (recoverd embedded, and as a sidecar beside shardd)
 //  2. the same bytes as 20,000 files of 100 KiB
 //  3. snapshot recovery from MinIO vs rclone --transfers 4 and 16
 //  4. the failover case: snapshot plan vs peer plan, wall and source bytes
