@@ -44,7 +44,7 @@
 //     flushed, then the copy is checked against the source at the seqno
 //     it reached (check.go). By default (streamcheck.go) what moved is
 //     compared as both nodes hashed it while it streamed: each file's
-//     SHA-256 (compared as it was staged) and the digest of the ops, which
+//     BLAKE3 sum (compared as it was staged) and the digest of the ops, which
 //     the source computes from its op log. With --verify-digest always,
 //     content digests: the source digests its pinned commit and the ops
 //     above it up to that seqno (engine.Reader.DigestAt) without stopping

@@ -92,7 +92,7 @@ type Config struct {
 	KeepFinished time.Duration
 	// VerifyDigest says which digests the end-of-recovery check compares
 	// with the source (check.go). The default, DigestAuto, is the streamed
-	// check: the SHA-256 of each file moved from the peer and the digest of
+	// check: the BLAKE3 sum of each file moved from the peer and the digest of
 	// the ops moved, both computed on both nodes as they streamed, reading
 	// nothing again. DigestAlways compares content digests, which read the
 	// whole shard once on both nodes (cached until the content changes);

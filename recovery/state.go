@@ -92,7 +92,7 @@ type Check struct {
 type CheckMethod string
 
 const (
-	// CheckStreamed: the SHA-256 of every file moved from the peer and the
+	// CheckStreamed: the BLAKE3 sum of every file moved from the peer and the
 	// digest of the ops moved, computed on both nodes from the bytes as
 	// they streamed (nothing read a second time).
 	CheckStreamed CheckMethod = "streamed"

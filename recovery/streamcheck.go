@@ -2,7 +2,6 @@ package recovery
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -10,25 +9,28 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/zeebo/blake3"
+
 	"github.com/recoverd/recoverd/engine"
+	"github.com/recoverd/recoverd/internal/staging"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/transfer"
 )
 
 // moved is what a plan moved from the source, as the target hashed it
-// while it streamed in: the files fetched from the peer with the SHA-256
+// while it streamed in: the files fetched from the peer with the BLAKE3 sum
 // each matched (the source hashed the same bytes as it sent them), and
 // the digest of the ops received. It starts anew with every plan run (a
 // fallback drops what the snapshot plan staged).
 type moved struct {
 	mu      sync.Mutex
 	fetched map[string]bool
-	summed  map[string][sha256.Size]byte
+	summed  map[string]staging.Sum
 	ops     *transfer.OpsSum
 }
 
 func newMoved(opsFrom seqno.SeqNo) *moved {
-	return &moved{fetched: map[string]bool{}, summed: map[string][sha256.Size]byte{}, ops: transfer.NewOpsSum(opsFrom)}
+	return &moved{fetched: map[string]bool{}, summed: map[string]staging.Sum{}, ops: transfer.NewOpsSum(opsFrom)}
 }
 
 // files records files fetched from the peer and the sums that matched.
@@ -57,7 +59,7 @@ func (m *moved) addOps(ops []engine.Op) {
 	m.ops.Add(ops)
 }
 
-// unsummed lists the files fetched from the peer whose SHA-256 was not
+// unsummed lists the files fetched from the peer whose sum was not
 // compared on both ends (staged by an earlier process, or sent by a
 // source that does not hash).
 func (m *moved) unsummed() []string {
@@ -83,7 +85,7 @@ func (m *moved) digest(ops string) string {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	h := sha256.New()
+	h := blake3.New()
 	var n [binary.MaxVarintLen64]byte
 	for _, name := range names {
 		sum := m.summed[name]
@@ -97,7 +99,7 @@ func (m *moved) digest(ops string) string {
 
 // checkStreamed is the default final check (DigestAuto): it compares what
 // moved, hashed on both nodes as it streamed, and reads nothing of either
-// shard again. Every file fetched from the peer already had its SHA-256
+// shard again. Every file fetched from the peer already had its BLAKE3 sum
 // compared with the source's when it was staged (a difference failed the
 // transfer); here the source digests the ops from the first seqno this
 // plan fetched up to the seqno the copy reached, from its op log (the part
@@ -148,7 +150,7 @@ func (a *attempt) checkStreamed(ctx context.Context) (fallback string, err error
 	if c.Match {
 		what := "no file from the peer"
 		if files > 0 {
-			what = fmt.Sprintf("%d files from the peer had the same SHA-256 on both nodes", files)
+			what = fmt.Sprintf("%d files from the peer had the same BLAKE3 sum on both nodes", files)
 		}
 		if n := a.moved.ops.Ops(); n > 0 {
 			what += fmt.Sprintf(" and the %d ops %v the same digest", n, r)

@@ -19,7 +19,7 @@ func countScans(n *atomic.Int64) shardstore.Options {
 }
 
 // TestStreamedCheckReadsNoShardAgain: by default a peer plan and an
-// ops-only plan end with the streamed check: the files' SHA-256 and the
+// ops-only plan end with the streamed check: the files' BLAKE3 sums and the
 // ops' digest computed on both nodes as they streamed, and no content
 // digest, which would read the whole shard again on the source.
 func TestStreamedCheckReadsNoShardAgain(t *testing.T) {
@@ -34,7 +34,7 @@ func TestStreamedCheckReadsNoShardAgain(t *testing.T) {
 	s := e.run(StartRequest{})
 	requireDone(t, s)
 	if s.Plan.Kind != planner.KindPeer || s.Result.Method != CheckStreamed ||
-		!contains(s.Result.Detail, "files from the peer had the same SHA-256") || !contains(s.Result.Detail, "100 ops") {
+		!contains(s.Result.Detail, "files from the peer had the same BLAKE3 sum") || !contains(s.Result.Detail, "100 ops") {
 		t.Fatalf("plan %s, check %+v", s.Plan.Kind, s.Result)
 	}
 

@@ -3,7 +3,6 @@ package transfer
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -103,11 +102,11 @@ type FetchResult struct {
 	// Resumes counts streams resumed after a transient error.
 	Resumes      int64
 	ThrottleWait time.Duration
-	// Summed holds the SHA-256 of each file the source and this node
+	// Summed holds the BLAKE3 sum of each file the source and this node
 	// hashed from the bytes as they streamed, and found equal (the
 	// streamed check). A file missing from it was not compared so: staged
 	// by an earlier process, or sent by a source that does not hash.
-	Summed map[string][sha256.Size]byte
+	Summed map[string]staging.Sum
 }
 
 type fetcher struct {
@@ -121,10 +120,10 @@ type fetcher struct {
 	bytes, wire, resumes, throttled, resumed atomic.Int64
 
 	mu     sync.Mutex
-	summed map[string][sha256.Size]byte
+	summed map[string]staging.Sum
 }
 
-// summedFile records a file whose SHA-256 matched the source's.
+// summedFile records a file whose sum matched the source's.
 func (f *fetcher) summedFile(sf *staging.File) {
 	if sum, ok := sf.Matched(); ok {
 		f.mu.Lock()
@@ -137,7 +136,7 @@ func (f *fetcher) summedFile(sf *staging.File) {
 // staging, several files at once (opts.Parallel), largest first. Each file
 // is streamed in chunks; each chunk's offset, length and CRC32C are checked
 // before it is written at its offset, and the whole file's CRC32C is
-// verified (staging.File.Verify), and its SHA-256 compared with the one the
+// verified (staging.File.Verify), and its BLAKE3 sum compared with the one the
 // source computed as it sent it (staging.File.MatchSum), before it counts
 // as received.
 //
@@ -153,7 +152,7 @@ func (f *fetcher) summedFile(sf *staging.File) {
 func FetchFiles(ctx context.Context, c FileClient, shard engine.ShardID, pin Pin, files []engine.FileMeta,
 	area *staging.Area, opts FetchOptions) (FetchResult, error) {
 	opts.defaults()
-	f := &fetcher{c: c, shard: shard, pin: pin, area: area, opts: opts, summed: map[string][sha256.Size]byte{}}
+	f := &fetcher{c: c, shard: shard, pin: pin, area: area, opts: opts, summed: map[string]staging.Sum{}}
 	if pin.ID == "" {
 		return FetchResult{}, errors.New("transfer: FetchFiles needs a commit pin")
 	}
@@ -395,7 +394,7 @@ func (f *fetcher) streamOnce(ctx context.Context, todo []pending) (int, error) {
 	}
 	req := &pb.FetchFileRequest{
 		Shard: pbconv.ShardID(f.shard), PinId: f.pin.ID, Name: todo[0].meta.Name, Offset: todo[0].off,
-		ChunkSize: uint32(f.chunkSize()), Compression: comp, Sha256: true,
+		ChunkSize: uint32(f.chunkSize()), Compression: comp, FileSums: true,
 	}
 	for _, p := range todo[1:] {
 		req.More = append(req.More, &pb.FileRange{Name: p.meta.Name, Offset: p.off})
@@ -480,8 +479,8 @@ func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdo
 			continue
 		}
 		err = sf.Verify()
-		if err == nil && len(ch.Sha256) > 0 {
-			_, err = sf.MatchSum(ch.Sha256)
+		if err == nil && len(ch.FileSum) > 0 {
+			_, err = sf.MatchSum(ch.FileSum)
 			f.summedFile(sf)
 		}
 		sf.Close()

@@ -53,8 +53,8 @@
 // them silent past the target's idle deadline, cut and resumed at the same
 // offset forever. Each chunk
 // carries its offset, its uncompressed length and the CRC32C of its
-// uncompressed bytes; asked (FetchFileRequest.sha256, as FetchFiles does),
-// the chunk that ends a file carries the SHA-256 of the whole file, which
+// uncompressed bytes; asked (FetchFileRequest.file_sums, as FetchFiles does),
+// the chunk that ends a file carries the BLAKE3 sum of the whole file, which
 // the source computed from the bytes as it read them to send (a file sent
 // from an offset has its prefix read and hashed first), and the target
 // compares it with its own running sum of what it wrote

@@ -2,13 +2,13 @@ package transfer
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 
+	"github.com/zeebo/blake3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -20,7 +20,7 @@ import (
 	"github.com/recoverd/recoverd/seqno"
 )
 
-// OpsSum is the digest of a run of ops as FetchOps moves them: a SHA-256
+// OpsSum is the digest of a run of ops as FetchOps moves them: a BLAKE3 sum
 // over each op's seqno, primary term, kind, key and value, in seqno order.
 // The source computes it over its op log (GetOpsDigest), the target over
 // the ops it received as they streamed in; equal sums say the target
@@ -35,7 +35,7 @@ type OpsSum struct {
 
 // NewOpsSum starts the sum of the ops from seqno from on.
 func NewOpsSum(from seqno.SeqNo) *OpsSum {
-	return &OpsSum{h: sha256.New(), from: from}
+	return &OpsSum{h: blake3.New(), from: from}
 }
 
 // From is the first seqno the sum covers.

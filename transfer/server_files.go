@@ -2,13 +2,13 @@ package transfer
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"hash"
 	"io"
 	"os"
 	"time"
 
+	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -53,7 +53,7 @@ func (s *PeerServer) FetchFile(req *pb.FetchFileRequest, stream pb.PeerService_F
 	zstdOK := !s.cfg.DisableCompression && req.Compression == pb.Compression_COMPRESSION_ZSTD
 	buf := getChunkBuf(chunk)
 	defer putChunkBuf(buf)
-	fs := fileSend{stream: stream, buf: *buf, chunkSize: chunk, model: &p.compress, noGain: func() { p.incompressible.Add(1) }, sum: req.Sha256}
+	fs := fileSend{stream: stream, buf: *buf, chunkSize: chunk, model: &p.compress, noGain: func() { p.incompressible.Add(1) }, sum: req.FileSums}
 	if err := s.sendPinned(stream.Context(), p, id, &fs, req.Name, req.Offset, req.Length, zstdOK); err != nil {
 		return err
 	}
@@ -112,11 +112,11 @@ func (s *PeerServer) sendPinned(ctx context.Context, p *pin, id engine.ShardID, 
 	return s.sendFile(ctx, fs, f, fm.Name, offset, end, zstdOK, sum)
 }
 
-// hashPrefix starts the SHA-256 of a file sent from offset: the bytes
+// hashPrefix starts the BLAKE3 sum of a file sent from offset: the bytes
 // before it are read and hashed first (only a resumed transfer asks from
 // inside a file).
 func hashPrefix(r io.ReaderAt, offset int64, buf []byte) (hash.Hash, error) {
-	h := sha256.New()
+	h := blake3.New()
 	if offset > 0 {
 		if _, err := io.CopyBuffer(h, io.NewSectionReader(r, 0, offset), buf); err != nil {
 			return nil, err
@@ -141,7 +141,7 @@ type fileSend struct {
 	chunks    int  // chunks sent on this stream
 	model     *compressModel
 	noGain    func() // the data turned out not to compress
-	sum       bool   // the client asked for each file's SHA-256
+	sum       bool   // the client asked for each file's BLAKE3 sum
 }
 
 // throttledMessageBytes bounds a chunk or an op batch while the node's
@@ -163,7 +163,7 @@ func (s *PeerServer) throttledMessageBytes(want int) int {
 
 // sendFile sends [off, end) of r in chunks of fs.chunkSize raw bytes
 // (fewer while the node's budget is low: throttledMessageBytes). With sum
-// (the file's SHA-256 up to off) it hashes what it sends and puts the sum
+// (the file's BLAKE3 sum up to off) it hashes what it sends and puts the sum
 // on the last chunk.
 func (s *PeerServer) sendFile(ctx context.Context, fs *fileSend, r io.ReaderAt, name string, off, end int64, zstdOK bool, sum hash.Hash) error {
 	sent := false
@@ -177,7 +177,7 @@ func (s *PeerServer) sendFile(ctx context.Context, fs *fileSend, r io.ReaderAt, 
 		if sum != nil {
 			sum.Write(raw)
 			if off+int64(n) == end {
-				ch.Sha256 = sum.Sum(nil)
+				ch.FileSum = sum.Sum(nil)
 			}
 		}
 		probe := fs.chunks%probeEvery == 0 // do what the model does not say

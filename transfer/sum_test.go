@@ -1,7 +1,6 @@
 package transfer
 
 import (
-	"crypto/sha256"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zeebo/blake3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -17,11 +17,12 @@ import (
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/retry"
+	"github.com/recoverd/recoverd/internal/staging"
 	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
 )
 
-// requireSummed checks that every file of src came with the SHA-256 of
+// requireSummed checks that every file of src came with the BLAKE3 sum of
 // its bytes on disk, compared on both ends.
 func requireSummed(t *testing.T, src *shardstore.Shard, res FetchResult) {
 	t.Helper()
@@ -31,8 +32,8 @@ func requireSummed(t *testing.T, src *shardstore.Shard, res FetchResult) {
 			t.Fatal(err)
 		}
 		got, ok := res.Summed[f.Name]
-		if !ok || got != sha256.Sum256(b) {
-			t.Fatalf("file %s: summed %v (%x), want the SHA-256 of its bytes", f.Name, ok, got[:4])
+		if !ok || got != staging.Sum(blake3.Sum256(b)) {
+			t.Fatalf("file %s: summed %v (%x), want the BLAKE3 sum of its bytes", f.Name, ok, got[:4])
 		}
 	}
 }
@@ -40,7 +41,7 @@ func requireSummed(t *testing.T, src *shardstore.Shard, res FetchResult) {
 // TestFetchFilesComparesSHA256OnBothEnds: every file, large or batched
 // with small ones, is hashed by the source as it sends it and by the
 // target as it writes it.
-func TestFetchFilesComparesSHA256OnBothEnds(t *testing.T) {
+func TestFetchFilesComparesSumsOnBothEnds(t *testing.T) {
 	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 3000, valueSize: 700, flushes: 5})
 	e := startEnv(t, src, envOpts{tcp: true})
 	_, res := recoverAll(t, e, FetchOptions{})
@@ -67,14 +68,14 @@ func TestResumedFileIsSummedWhole(t *testing.T) {
 }
 
 // TestFileWhoseSHA256DiffersFails: a file whose bytes pass every CRC32C
-// but whose SHA-256 differs from the source's (here the source's sum is
+// but whose BLAKE3 sum differs from the source's (here the source's sum is
 // changed on the wire) fails the transfer at once, as corrupt, and is not
 // fetched again and again.
-func TestFileWhoseSHA256DiffersFails(t *testing.T) {
+func TestFileWhoseSumDiffersFails(t *testing.T) {
 	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 1500, valueSize: 700, random: true})
 	mangle := hookSends("FetchFile", func(_, _ int, m any) error {
-		if ch := m.(*pb.FileChunk); len(ch.Sha256) > 0 {
-			ch.Sha256[0] ^= 1
+		if ch := m.(*pb.FileChunk); len(ch.FileSum) > 0 {
+			ch.FileSum[0] ^= 1
 		}
 		return nil
 	})
@@ -87,8 +88,8 @@ func TestFileWhoseSHA256DiffersFails(t *testing.T) {
 	defer ReleasePin(ctx, e.client, pin.ID)
 	_, st := newTarget(t, "rec-sum")
 	res, err := FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st.Area, FetchOptions{Retry: retry.Options{Initial: time.Millisecond}})
-	if !errors.Is(err, engine.ErrCorrupt) || !strings.Contains(err.Error(), "SHA-256") {
-		t.Fatalf("FetchFiles with a changed SHA-256: %v", err)
+	if !errors.Is(err, engine.ErrCorrupt) || !strings.Contains(err.Error(), "BLAKE3") {
+		t.Fatalf("FetchFiles with a changed BLAKE3 sum: %v", err)
 	}
 	if res.Resumes != 0 || len(res.Summed) != 0 {
 		t.Fatalf("result %+v: the file was fetched again or counted as summed", res)

@@ -2768,7 +2768,7 @@ type ResultCheck struct {
 	Match bool `protobuf:"varint,7,opt,name=match,proto3" json:"match,omitempty"`
 	// detail says what differs, or why the check could not be made.
 	Detail string `protobuf:"bytes,8,opt,name=detail,proto3" json:"detail,omitempty"`
-	// method is what the digests are of: "streamed" (the SHA-256 of every
+	// method is what the digests are of: "streamed" (the BLAKE3 sum of every
 	// file moved from the peer and the digest of the ops moved, both
 	// computed on both nodes from the bytes as they streamed), "content"
 	// (the content at the seqno the copy reached: a read of the whole shard
@@ -3630,12 +3630,12 @@ type FetchFileRequest struct {
 	// belongs to. A server that ignores it ends the stream after the first
 	// file; the client then asks again for the rest.
 	More []*FileRange `protobuf:"bytes,8,rep,name=more,proto3" json:"more,omitempty"`
-	// sha256 asks the source for the SHA-256 of every file it sends to its
-	// end (FileChunk.sha256): the streamed check of what moved
+	// file_sums asks the source for the BLAKE3 sum of every file it sends
+	// to its end (FileChunk.file_sum): the streamed check of what moved
 	// (recovery's --verify-digest auto). The source hashes the bytes as it
 	// sends them; a file asked from an offset has the part before it read
 	// and hashed first.
-	Sha256        bool `protobuf:"varint,9,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	FileSums      bool `protobuf:"varint,9,opt,name=file_sums,json=fileSums,proto3" json:"file_sums,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3726,9 +3726,9 @@ func (x *FetchFileRequest) GetMore() []*FileRange {
 	return nil
 }
 
-func (x *FetchFileRequest) GetSha256() bool {
+func (x *FetchFileRequest) GetFileSums() bool {
 	if x != nil {
-		return x.Sha256
+		return x.FileSums
 	}
 	return false
 }
@@ -3801,9 +3801,10 @@ type FileChunk struct {
 	// file the chunk belongs to: 0 for FetchFileRequest.name, i for
 	// FetchFileRequest.more[i-1].
 	File uint32 `protobuf:"varint,6,opt,name=file,proto3" json:"file,omitempty"`
-	// sha256 of the whole file, as the source read it: on the chunk that
-	// ends a file, when FetchFileRequest.sha256 asked for it.
-	Sha256        []byte `protobuf:"bytes,7,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// file_sum is the BLAKE3 sum (32 bytes) of the whole file, as the
+	// source read it: on the chunk that ends a file, when
+	// FetchFileRequest.file_sums asked for it.
+	FileSum       []byte `protobuf:"bytes,7,opt,name=file_sum,json=fileSum,proto3" json:"file_sum,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3880,9 +3881,9 @@ func (x *FileChunk) GetFile() uint32 {
 	return 0
 }
 
-func (x *FileChunk) GetSha256() []byte {
+func (x *FileChunk) GetFileSum() []byte {
 	if x != nil {
-		return x.Sha256
+		return x.FileSum
 	}
 	return nil
 }
@@ -6764,7 +6765,7 @@ const file_recoverd_proto_rawDesc = "" +
 	"\x03pin\x18\x01 \x01(\v2\x10.recoverd.v1.PinR\x03pin\"*\n" +
 	"\x11ReleasePinRequest\x12\x15\n" +
 	"\x06pin_id\x18\x01 \x01(\tR\x05pinId\"\x14\n" +
-	"\x12ReleasePinResponse\"\xb8\x02\n" +
+	"\x12ReleasePinResponse\"\xbd\x02\n" +
 	"\x10FetchFileRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12\x15\n" +
 	"\x06pin_id\x18\x02 \x01(\tR\x05pinId\x12\x12\n" +
@@ -6774,19 +6775,19 @@ const file_recoverd_proto_rawDesc = "" +
 	"\n" +
 	"chunk_size\x18\x06 \x01(\rR\tchunkSize\x12:\n" +
 	"\vcompression\x18\a \x01(\x0e2\x18.recoverd.v1.CompressionR\vcompression\x12*\n" +
-	"\x04more\x18\b \x03(\v2\x16.recoverd.v1.FileRangeR\x04more\x12\x16\n" +
-	"\x06sha256\x18\t \x01(\bR\x06sha256\"7\n" +
+	"\x04more\x18\b \x03(\v2\x16.recoverd.v1.FileRangeR\x04more\x12\x1b\n" +
+	"\tfile_sums\x18\t \x01(\bR\bfileSums\"7\n" +
 	"\tFileRange\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xe8\x01\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xeb\x01\n" +
 	"\tFileChunk\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x16\n" +
 	"\x06crc32c\x18\x03 \x01(\aR\x06crc32c\x12:\n" +
 	"\vcompression\x18\x04 \x01(\x0e2\x18.recoverd.v1.CompressionR\vcompression\x12/\n" +
 	"\x13uncompressed_length\x18\x05 \x01(\rR\x12uncompressedLength\x12\x12\n" +
-	"\x04file\x18\x06 \x01(\rR\x04file\x12\x16\n" +
-	"\x06sha256\x18\a \x01(\fR\x06sha256\"\xbf\x01\n" +
+	"\x04file\x18\x06 \x01(\rR\x04file\x12\x19\n" +
+	"\bfile_sum\x18\a \x01(\fR\afileSum\"\xbf\x01\n" +
 	"\x0fFetchOpsRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12-\n" +
 	"\x05range\x18\x02 \x01(\v2\x17.recoverd.v1.SeqNoRangeR\x05range\x12\x1d\n" +

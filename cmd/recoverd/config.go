@@ -225,7 +225,7 @@ var options = slices.Concat(
 		boolOpt("use-snapshots", "let plans use snapshots (per recovery it can be overridden)", func(c *Config) *bool { return &c.UseSnapshots }),
 		durOpt("pin-ttl", "commit pin lifetime asked of sources (a recovery renews its pin for as long as it runs)", func(c *Config) *time.Duration { return &c.PinTTL }),
 		durOpt("pin-wait", "how long a recovery waits, queued and without holding a --max-recoveries slot, for a source at its --max-outgoing limit (its refused asks and the backoff between them; time queued for a slot does not count); then it fails", func(c *Config) *time.Duration { return &c.PinWait }),
-		strOpt("verify-digest", "what a recovery's final check compares with the source: auto (the SHA-256 of every file moved and the digest of the ops moved, computed on both nodes as they streamed: nothing is read again), always (content digests: a read of the whole shard on both nodes), never (history and seqnos only)", func(c *Config) *string { return &c.VerifyDigest }),
+		strOpt("verify-digest", "what a recovery's final check compares with the source: auto (the BLAKE3 sum of every file moved and the digest of the ops moved, computed on both nodes as they streamed: nothing is read again), always (content digests: a read of the whole shard on both nodes), never (history and seqnos only)", func(c *Config) *string { return &c.VerifyDigest }),
 		durOpt("keep-finished", "how long finished recoveries stay readable, restarts included (they are journaled)", func(c *Config) *time.Duration { return &c.KeepFinished }),
 	),
 	group(groupSource,

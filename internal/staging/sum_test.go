@@ -1,14 +1,15 @@
 package staging
 
 import (
-	"crypto/sha256"
 	"errors"
 	"testing"
+
+	"github.com/zeebo/blake3"
 
 	"github.com/recoverd/recoverd/engine"
 )
 
-// TestMatchSumAcrossAResume: the running SHA-256 follows bytes written in
+// TestMatchSumAcrossAResume: the running BLAKE3 sum follows bytes written in
 // order, across a transfer that stops and resumes (another CreateFile of
 // the same recovery); a wrong sum is corrupt; a match is remembered for a
 // re-plan that finds the file staged; bytes written out of order, or cut
@@ -17,7 +18,7 @@ func TestMatchSumAcrossAResume(t *testing.T) {
 	a := open(t, t.TempDir())
 	defer a.Close()
 	f, data := file("seg_1", 3<<20+77, 1)
-	want := sha256.Sum256(data)
+	want := blake3.Sum256(data)
 	stage(t, a, f, data, 1<<20) // a cut stream: 1 MiB staged
 	stage(t, a, f, data, f.Length)
 	sf, err := a.CreateFile(f)
@@ -37,7 +38,7 @@ func TestMatchSumAcrossAResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, ok := again.Matched(); !ok || got != want {
+	if got, ok := again.Matched(); !ok || got != Sum(want) {
 		t.Fatal("a re-plan lost the matched sum")
 	}
 	// Cut back: the sum no longer covers the file, nor is it matched.
@@ -62,7 +63,7 @@ func TestMatchSumAcrossAResume(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	gsum := sha256.Sum256(gdata)
+	gsum := blake3.Sum256(gdata)
 	if ok, err := sg.MatchSum(gsum[:]); ok || err != nil {
 		t.Fatalf("a file written out of order has no running sum to compare: %v %v", ok, err)
 	}
