@@ -374,9 +374,10 @@ func (f *fetcher) prepare(meta engine.FileMeta) (off int64, done bool, err error
 	return verified, false, nil
 }
 
-// chunkStream is the part of the FetchFile client stream streamOnce reads.
+// chunkStream is the part of the FetchFile client stream streamOnce reads:
+// RecvMsg with a *recvChunk (chunkCodec).
 type chunkStream interface {
-	Recv() (*pb.FileChunk, error)
+	RecvMsg(m any) error
 }
 
 // streamOnce runs one FetchFile stream for the files of todo, each from
@@ -400,7 +401,7 @@ func (f *fetcher) streamOnce(ctx context.Context, todo []pending) (int, error) {
 		req.More = append(req.More, &pb.FileRange{Name: p.meta.Name, Offset: p.off})
 	}
 	wd.arm()
-	st, err := f.c.FetchFile(sctx, req)
+	st, err := f.c.FetchFile(sctx, req, grpc.ForceCodecV2(chunkCodec{}))
 	wd.disarm()
 	if err != nil {
 		return 0, streamErr(sctx, f.opts.IdleTimeout, err)
@@ -427,11 +428,15 @@ func (f *fetcher) chunkSize() int {
 // receive reads chunks from st into the files of todo, in order, until
 // they are complete or the stream ends.
 func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdog, todo []pending) (int, error) {
-	var sf *staging.File
+	var (
+		sf *staging.File
+		rc recvChunk
+	)
 	defer func() {
 		if sf != nil {
 			sf.Close()
 		}
+		rc.release()
 	}()
 	fresh := true // no chunk of todo[i] came in this stream yet
 	for i := 0; i < len(todo); {
@@ -443,8 +448,10 @@ func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdo
 			}
 		}
 		wd.arm()
-		ch, err := st.Recv()
+		rc.release() // the last chunk is written: its buffer goes back
+		err := st.RecvMsg(&rc)
 		wd.disarm()
+		ch := rc.ch
 		if err == io.EOF {
 			if i > 0 && fresh { // a server that sends one file per stream
 				return i, nil
@@ -497,7 +504,7 @@ func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdo
 	// Let the stream end cleanly (trailers) rather than cancel it; what
 	// comes after the last byte changes nothing.
 	wd.arm()
-	_, _ = st.Recv()
+	_ = st.RecvMsg(&rc)
 	wd.disarm()
 	return len(todo), nil
 }

@@ -52,6 +52,15 @@ type fakeStream struct {
 	sent  int
 }
 
+// RecvMsg is Recv for the client's chunkCodec.
+func (s *fakeStream) RecvMsg(m any) error {
+	ch, err := s.Recv()
+	if err == nil {
+		m.(*recvChunk).ch = ch
+	}
+	return err
+}
+
 func (s *fakeStream) Recv() (*pb.FileChunk, error) {
 	if s.stall && s.sent == 1 {
 		<-s.ctx.Done() // a blackholed connection: nothing, ever
