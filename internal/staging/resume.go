@@ -52,8 +52,11 @@ func (a *Area) progressPath(name string) string { return filepath.Join(a.dir, pr
 func (a *Area) writeProgress(name string, rec *progressRecord) {
 	b, _ := json.Marshal(rec)
 	dir := filepath.Join(a.dir, progressDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return
+	if !a.progressDirMade.Load() {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return
+		}
+		a.progressDirMade.Store(true)
 	}
 	tmp := filepath.Join(dir, fsutil.TempPrefix+name)
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/recoverd/recoverd/engine"
 )
@@ -39,6 +40,9 @@ type Area struct {
 	// found lists the files an earlier process of this recovery left in
 	// the directory: none counts until Keep has checked it.
 	found map[string]bool
+	// progressDirMade: the directory of progress records exists (a
+	// record is written every MiB of every file: no mkdir each time).
+	progressDirMade atomic.Bool
 }
 
 // Open returns the area of recovery id in dir (an engine's Staging.Dir),
