@@ -255,6 +255,10 @@ func groupFiles(files []engine.FileMeta) [][]engine.FileMeta {
 	return groups
 }
 
+// writebackEvery: the disk starts writing a file being received every
+// this many bytes (staging.File.StartWriteback), and once it is whole.
+const writebackEvery = 8 << 20
+
 // pending is a file of a group not yet staged whole: off is the prefix
 // already written and verified.
 type pending struct {
@@ -483,12 +487,18 @@ func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdo
 			f.opts.OnBytes(p.meta.Name, int64(len(data)))
 		}
 		if p.off < p.meta.Length {
+			if (p.off-int64(len(data)))/writebackEvery != p.off/writebackEvery {
+				sf.StartWriteback()
+			}
 			continue
 		}
 		err = sf.Verify()
 		if err == nil && len(ch.FileSum) > 0 {
 			_, err = sf.MatchSum(ch.FileSum)
 			f.summedFile(sf)
+		}
+		if err == nil {
+			sf.StartWriteback()
 		}
 		sf.Close()
 		sf = nil
