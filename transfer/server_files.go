@@ -3,7 +3,6 @@ package transfer
 import (
 	"context"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"time"
@@ -17,6 +16,7 @@ import (
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/engine"
+	"github.com/recoverd/recoverd/internal/staging"
 )
 
 const incompressibleFiles = 3
@@ -103,7 +103,7 @@ func (s *PeerServer) sendPinned(ctx context.Context, p *pin, id engine.ShardID, 
 		end = offset + length
 	}
 	zstdOK = zstdOK && p.incompressible.Load() < incompressibleFiles
-	var sum hash.Hash
+	var sum *blake3.Hasher
 	if fs.sum && end == fm.Length {
 		if sum, err = hashPrefix(f, offset, fs.buf); err != nil {
 			return status.Errorf(codes.Internal, "read %s before offset %d: %v", fm.Name, offset, err)
@@ -114,11 +114,13 @@ func (s *PeerServer) sendPinned(ctx context.Context, p *pin, id engine.ShardID, 
 
 // hashPrefix starts the BLAKE3 sum of a file sent from offset: the bytes
 // before it are read and hashed first (only a resumed transfer asks from
-// inside a file).
-func hashPrefix(r io.ReaderAt, offset int64, buf []byte) (hash.Hash, error) {
-	h := blake3.New()
+// inside a file). The hasher is the pool's (staging.NewHasher): sendFile
+// gives it back.
+func hashPrefix(r io.ReaderAt, offset int64, buf []byte) (*blake3.Hasher, error) {
+	h := staging.NewHasher()
 	if offset > 0 {
 		if _, err := io.CopyBuffer(h, io.NewSectionReader(r, 0, offset), buf); err != nil {
+			staging.PutHasher(h)
 			return nil, err
 		}
 	}
@@ -165,7 +167,10 @@ func (s *PeerServer) throttledMessageBytes(want int) int {
 // (fewer while the node's budget is low: throttledMessageBytes). With sum
 // (the file's BLAKE3 sum up to off) it hashes what it sends and puts the sum
 // on the last chunk.
-func (s *PeerServer) sendFile(ctx context.Context, fs *fileSend, r io.ReaderAt, name string, off, end int64, zstdOK bool, sum hash.Hash) error {
+func (s *PeerServer) sendFile(ctx context.Context, fs *fileSend, r io.ReaderAt, name string, off, end int64, zstdOK bool, sum *blake3.Hasher) error {
+	if sum != nil {
+		defer staging.PutHasher(sum)
+	}
 	sent := false
 	for off < end {
 		n := int(min(int64(s.throttledMessageBytes(fs.chunkSize)), end-off))

@@ -130,7 +130,7 @@ func (a *Area) Keep(files []engine.FileMeta) (kept int, keptBytes int64, err err
 // for meta, cutting the file to it.
 func (a *Area) check(meta engine.FileMeta) (*fileState, error) {
 	path := filepath.Join(a.dir, meta.Name)
-	s := &fileState{meta: meta, sum: newRunningSum()} // an earlier process's bytes: not summed here
+	s := &fileState{meta: meta, sum: newRunningSum(meta.Length)} // an earlier process's bytes: not summed here
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("staging: %s: %w", meta.Name, err)
