@@ -32,7 +32,7 @@ func (chunkCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return protoCodec.Unmarshal(data, v)
 	}
-	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	buf := data.MaterializeToBuffer(bufferPool)
 	ch, err := parseFileChunk(buf.ReadOnlyData())
 	if err != nil {
 		buf.Free()

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 )
 
@@ -52,6 +53,7 @@ func ServerOptions() []grpc.ServerOption {
 		grpc.WriteBufferSize(bufferSize),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: serverPingTime, Timeout: pingTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: minClientPingTime, PermitWithoutStream: true}),
+		experimental.BufferPool(bufferPool),
 	}
 }
 
@@ -65,5 +67,6 @@ func DialOptions() []grpc.DialOption {
 		grpc.WithReadBufferSize(bufferSize),
 		grpc.WithWriteBufferSize(bufferSize),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: clientPingTime, Timeout: pingTimeout, PermitWithoutStream: true}),
+		experimental.WithBufferPool(bufferPool),
 	}
 }
