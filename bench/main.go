@@ -100,7 +100,7 @@ func main() {
 	flag.StringVar(&cfg.work, "dir", envOr("RECOVERD_BENCH_DIR", "/work/bench-data"), "work directory: cached data sets, run directories, logs [RECOVERD_BENCH_DIR]")
 	flag.StringVar(&cfg.out, "out", "bench/results", "where REPORT.md and throughput.png go")
 	flag.StringVar(&cfg.bin, "bin", "bin", "directory holding recoverd and recoverctl")
-	flag.StringVar(&cfg.baseline, "baseline", os.Getenv("BENCH_BASELINE"), "directory holding an older recoverd: cases 1 and 2 run it too, alternating, for a before/after ratio from one run [BENCH_BASELINE]")
+	flag.StringVar(&cfg.baseline, "baseline", os.Getenv("BENCH_BASELINE"), "directory holding an older recoverd: cases 1, 2 and 5 run it too, alternating, for a before/after ratio from one run [BENCH_BASELINE]")
 	flag.StringVar(&cfg.minio, "minio", envOr("RECOVERD_MINIO_BIN", "bin/minio"), "MinIO server binary [RECOVERD_MINIO_BIN]")
 	flag.IntVar(&cfg.runs, "runs", envInt("BENCH_RUNS", 3), "runs of each tool per case; the median is reported [BENCH_RUNS]")
 	flag.Float64Var(&cfg.scale, "scale", scale, "multiplies every data size (0.25: a quick run) [BENCH_SCALE]")
@@ -114,7 +114,7 @@ func main() {
 	flag.IntVar(&cfg.compressMiB, "compress-mib", envInt("BENCH_COMPRESS_MIB", 512), "shard size for the compression and throttle cases (6, 7) [BENCH_COMPRESS_MIB]")
 	flag.IntVar(&cfg.throttleMB, "throttle-mb", envInt("BENCH_THROTTLE_MB", 50), "throttle of case 7 in MB/s (10^6 bytes) [BENCH_THROTTLE_MB]")
 	flag.BoolVar(&cfg.verbose, "v", false, "log the stage times of every recoverd run")
-	flag.BoolVar(&cfg.profile, "profile", envBool("BENCH_PROFILE", true), "after cases 1, 2, 3 and 8, one more recoverd run with CPU profiles of both daemons (bench/results/profiles/) [BENCH_PROFILE]")
+	flag.BoolVar(&cfg.profile, "profile", envBool("BENCH_PROFILE", true), "after cases 1, 2, 3, 5 and 8, one more recoverd run with CPU profiles of both daemons (bench/results/profiles/) [BENCH_PROFILE]")
 	flag.Parse()
 	if cfg.runs < 1 || cfg.scale <= 0 {
 		fmt.Fprintln(os.Stderr, "recoverd-bench: -runs must be >= 1 and -scale > 0")
@@ -429,12 +429,32 @@ func (b *bench) caseOps(ctx context.Context) error {
 	}
 	retain := strconv.FormatInt(b.retainOps(), 10)
 	args := []string{"--repo", "none", "--retain-ops", retain}
-	return b.runCase(ctx, &caseResult{id: 5, short: "5 ops-only", title: fmt.Sprintf("Ops-only recovery of %d ops (100-byte docs)", b.cfg.ops), unit: "ops/s"}, []tool{
-		{"recoverd ops-only plan", func(ctx context.Context) (sample, error) {
-			return b.runRecoverd(ctx, recoverdRun{source: src, template: tgt.dir, srcArgs: args, tgtArgs: args, wantKind: pb.PlanKind_PLAN_KIND_OPS_ONLY})
-		}},
-	})
+	run := recoverdRun{source: src, template: tgt.dir, srcArgs: args, tgtArgs: args, wantKind: pb.PlanKind_PLAN_KIND_OPS_ONLY}
+	// Without the final digest check: the replay (and its commit) alone.
+	noCheck := run
+	noCheck.tgtArgs = append(append([]string(nil), args...), "--verify-digest=false")
+	tools := []tool{
+		{"recoverd ops-only plan", func(ctx context.Context) (sample, error) { return b.runRecoverd(ctx, run) }},
+		{opsNoCheckTool, func(ctx context.Context) (sample, error) { return b.runRecoverd(ctx, noCheck) }},
+	}
+	if b.baseline != "" {
+		old := run
+		old.bin = b.baseline
+		tools = append(tools, tool{opsBaselineTool, func(ctx context.Context) (sample, error) { return b.runRecoverd(ctx, old) }})
+	}
+	c := &caseResult{id: 5, short: "5 ops-only", title: fmt.Sprintf("Ops-only recovery of %d ops (100-byte docs)", b.cfg.ops), unit: "ops/s"}
+	if err := b.runCase(ctx, c, tools); err != nil {
+		return err
+	}
+	return b.profileRun(ctx, c, "recoverd ops-only plan", run)
 }
+
+// Case 5's other contestants: the replay without the final digest check,
+// and the ops-only plan run by the -baseline binary.
+const (
+	opsNoCheckTool  = "recoverd ops-only, no digest check"
+	opsBaselineTool = "recoverd ops-only plan, baseline binary"
+)
 
 func (b *bench) caseCompression(ctx context.Context) error {
 	var tools []tool

@@ -276,6 +276,12 @@ func (b *bench) targets() []string {
 	if c := b.find(5); c != nil {
 		s := c.summarize(c.tools[0])
 		out = append(out, fmt.Sprintf("- 8. Case 5, ops-only recovery: %.0f ops/s (target ≥ 500,000): %s.", s.rate, mark(s.rate >= 500000)))
+		if nc := c.summarize(opsNoCheckTool); nc.n > 0 {
+			out = append(out, fmt.Sprintf("- Case 5 without the final digest check (the replay and its commit alone): %.0f ops/s.", nc.rate))
+		}
+		if old := c.summarize(opsBaselineTool); old.n > 0 {
+			out = append(out, fmt.Sprintf("- Case 5, this build against the -baseline binary (not a target): %.2f× its ops/s, %.2f× its CPU seconds.", s.rate/old.rate, s.cpu/old.cpu))
+		}
 	}
 	if c := b.find(3); c != nil {
 		r, rc := c.summarize("recoverd snapshot plan"), c.summarize("rclone copy --transfers 4")
