@@ -150,7 +150,8 @@ func (s *Shard) openEpoch(c *commitPoint) (*opLog, error) {
 	l, err := openOpLog(epochDir(s.dir, c.OplogEpoch), &s.opts, func(op *Op) {
 		s.noteTermLocked(op.PrimaryTerm, op.SeqNo)
 		if op.SeqNo > c.Data.LocalCheckpoint {
-			s.applyMemLocked(op)
+			cp := *op // op is the reader's, reused for the next record
+			s.applyMemLocked(&cp)
 			s.tracker.MarkProcessed(op.SeqNo)
 			s.replayed++
 		} else {

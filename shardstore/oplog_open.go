@@ -90,9 +90,12 @@ func scanGen(path string, gen uint64, newest bool, fault func(point, path string
 	og = &oplogGen{gen: gen, path: path}
 	r := bufio.NewReaderSize(faultReader{f, fault, path}, 64<<10)
 	var off int64
-	var op Op
+	var (
+		op Op
+		rr recordReader
+	)
 	for {
-		n, err := readRecord(r, &op)
+		n, err := rr.read(r, &op)
 		if err == io.EOF {
 			break
 		}

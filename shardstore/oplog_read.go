@@ -2,7 +2,6 @@ package shardstore
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -16,12 +15,20 @@ import (
 
 // Reading the op log: records decoded one by one, ops by seqno range.
 
-// readRecord decodes one record. io.EOF means a clean end; an ErrCorrupt
-// error a damaged or incomplete record; any other error is the reader's
-// (an I/O error, not damage).
-func readRecord(r *bufio.Reader, op *Op) (int, error) {
-	var hdr [recHeaderLen]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+// recordReader decodes op log records one by one without an allocation
+// per record: each record's payload is read into a shared arena chunk and
+// the decoded op's key and value point into it (arena.go), so an op stays
+// valid after the next record is read, as long as anyone holds it.
+type recordReader struct {
+	hdr   [recHeaderLen]byte
+	arena arena
+}
+
+// read decodes one record. io.EOF means a clean end; an ErrCorrupt error
+// a damaged or incomplete record; any other error is the reader's (an I/O
+// error, not damage).
+func (d *recordReader) read(r *bufio.Reader, op *Op) (int, error) {
+	if _, err := io.ReadFull(r, d.hdr[:]); err != nil {
 		if err == io.EOF {
 			return 0, io.EOF
 		}
@@ -30,18 +37,18 @@ func readRecord(r *bufio.Reader, op *Op) (int, error) {
 		}
 		return 0, err
 	}
-	n := binary.LittleEndian.Uint32(hdr[0:])
+	n := binary.LittleEndian.Uint32(d.hdr[0:])
 	if n == 0 || n > maxRecordSize {
 		return 0, fmt.Errorf("%w: record length %d", ErrCorrupt, n)
 	}
-	payload := make([]byte, n)
+	payload := d.arena.alloc(int(n))
 	if _, err := io.ReadFull(r, payload); err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return 0, fmt.Errorf("%w: incomplete record", ErrCorrupt)
 		}
 		return 0, err
 	}
-	if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(hdr[4:]) {
+	if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(d.hdr[4:]) {
 		return 0, fmt.Errorf("%w: record checksum", ErrCorrupt)
 	}
 	if err := decodeOp(payload, op); err != nil {
@@ -50,13 +57,12 @@ func readRecord(r *bufio.Reader, op *Op) (int, error) {
 	return recHeaderLen + int(n), nil
 }
 
+// decodeOp decodes a record's payload (appendEntry's encoding) into op,
+// whose key and value then point into payload: the caller never changes
+// payload afterwards.
 func decodeOp(payload []byte, op *Op) error {
-	br := bufio.NewReaderSize(bytes.NewReader(payload), 16)
-	if err := readEntry(br, op); err != nil {
+	if err := decodeEntry(payload, op); err != nil {
 		return fmt.Errorf("%w: record payload: %v", ErrCorrupt, err)
-	}
-	if br.Buffered() != 0 {
-		return fmt.Errorf("%w: record payload has trailing bytes", ErrCorrupt)
 	}
 	return nil
 }
@@ -103,8 +109,11 @@ func (l *opLog) read(r seqno.Range, fn func(*Op) error) error {
 	// buffered reader follows them and seeks only where they are not.
 	br := bufio.NewReaderSize(nil, 256<<10)
 	curGen, curNext := int32(-1), int64(-1)
-	var op Op
-	last := seqno.Unassigned
+	var (
+		op   Op
+		rr   recordReader
+		last = seqno.Unassigned
+	)
 	for _, lc := range locs {
 		if lc.seq == last {
 			continue
@@ -120,7 +129,7 @@ func (l *opLog) read(r seqno.Range, fn func(*Op) error) error {
 			br.Reset(io.NewSectionReader(files[lc.gen], lc.off, 1<<62))
 			curGen = lc.gen
 		}
-		n, err := readRecord(br, &op)
+		n, err := rr.read(br, &op)
 		if err != nil {
 			return fmt.Errorf("op log %s at %d: %w", filepath.Base(paths[lc.gen]), lc.off, err)
 		}

@@ -12,7 +12,9 @@ import (
 func memEntryBytes(op *Op) int64 { return int64(len(op.Key)+len(op.Value)) + 128 }
 
 // applyMemLocked puts op into the memtable unless it holds a newer version;
-// a no-op changes no document.
+// a no-op changes no document. The memtable keeps op itself: the caller
+// hands it over and never changes it again (write passes the elements of
+// its batch's own copy, so a batch costs no allocation per op).
 func (s *Shard) applyMemLocked(op *Op) {
 	if op.Kind == OpNoOp {
 		return
@@ -23,8 +25,7 @@ func (s *Shard) applyMemLocked(op *Op) {
 		}
 		s.memBytes -= memEntryBytes(cur)
 	}
-	cp := *op
-	s.memtable[op.Key] = &cp
+	s.memtable[op.Key] = op
 	s.memBytes += memEntryBytes(op)
 }
 
@@ -116,7 +117,9 @@ func (s *Shard) write(ctx context.Context, ops []Op, primary bool) ([]Op, error)
 		}
 	}
 	s.replica = !primary
-	todo := ops[:0:0]
+	// todo is the batch's own copy of the ops to write: the memtable keeps
+	// pointers into it (applyMemLocked).
+	todo := make([]Op, 0, len(ops))
 	for i := range ops {
 		if primary {
 			ops[i].SeqNo = s.tracker.Generate()
@@ -133,12 +136,7 @@ func (s *Shard) write(ctx context.Context, ops []Op, primary bool) ([]Op, error)
 		return nil, err
 	}
 	s.inflight++
-	for i := range todo {
-		s.noteTermLocked(todo[i].PrimaryTerm, todo[i].SeqNo)
-		if !primary {
-			s.tracker.AdvanceMaxSeqNo(todo[i].SeqNo)
-		}
-	}
+	s.noteBatchLocked(todo, !primary)
 	s.mu.Unlock()
 	// The ops reach the memtable (become visible, and part of the next
 	// commit) only once their fsync returned: after an fsync error they
@@ -168,4 +166,28 @@ func (s *Shard) write(ctx context.Context, ops []Op, primary bool) ([]Op, error)
 		}
 	}
 	return ops, nil
+}
+
+// noteBatchLocked records the terms of a batch's ops (once per run of one
+// term, not once per op) and, for a replica, raises the max seqno to the
+// batch's highest.
+func (s *Shard) noteBatchLocked(ops []Op, replica bool) {
+	if len(ops) == 0 {
+		return
+	}
+	term, last, top := ops[0].PrimaryTerm, ops[0].SeqNo, ops[0].SeqNo
+	for i := 1; i < len(ops); i++ {
+		op := &ops[i]
+		top = max(top, op.SeqNo)
+		if op.PrimaryTerm == term {
+			last = max(last, op.SeqNo)
+			continue
+		}
+		s.noteTermLocked(term, last)
+		term, last = op.PrimaryTerm, op.SeqNo
+	}
+	s.noteTermLocked(term, last)
+	if replica {
+		s.tracker.AdvanceMaxSeqNo(top)
+	}
 }

@@ -52,7 +52,8 @@ type PeerServerConfig struct {
 	// time, plus leases of attempts cut short until they expire.
 	MaxLeasesPerHolder int
 	// OpBatchSize is the ops per batch when the client asks for none
-	// (default 1000); OpBatchBytes ends a batch early (default 1 MiB).
+	// (default 10000); OpBatchBytes ends a batch early (default 1 MiB:
+	// small ops end a batch by bytes, one fsync per batch on the target).
 	OpBatchSize, OpBatchBytes int
 	// WriterVersion and MaxFormat are what this node reports (default
 	// the engine's Version).
@@ -66,7 +67,7 @@ const (
 	defaultMaxPinTTL    = 10 * time.Minute
 	defaultMaxPins      = 256
 	defaultMaxLeases    = 16
-	defaultOpBatchSize  = 1000
+	defaultOpBatchSize  = 10000
 	defaultOpBatchBytes = 1 << 20
 	maxOpBatchSize      = 100000
 )

@@ -65,8 +65,14 @@ func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh engine.Shard,
 	if r.To > st.MaxSeqNo {
 		return status.Errorf(codes.OutOfRange, "ops up to %v asked, shard %s has seen ops up to %v only", r.To, id, st.MaxSeqNo)
 	}
+	// The messages of a batch come from slabs of opSlab ops (an allocation
+	// per slab, not per op); a batch sent is never touched again (gRPC may
+	// still read a message after Send, for stats), so each batch takes new
+	// ones.
+	const opSlab = 1024
 	var (
 		ops   = make([]*pb.Op, 0, min(batchSize, 1024))
+		slab  []pb.Op
 		bytes int
 	)
 	flush := func() error {
@@ -83,14 +89,21 @@ func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh engine.Shard,
 		s.c.ops.Add(int64(len(ops)))
 		s.c.opBatches.Add(1)
 		s.c.opWireBytes.Add(int64(size))
-		ops, bytes = make([]*pb.Op, 0, cap(ops)), 0
+		ops, slab, bytes = make([]*pb.Op, 0, cap(ops)), nil, 0
 		return nil
 	}
 	errSend := errors.New("send")
 	var sendErr error
 	err = sh.ReadOps(ctx, engine.OpsRequest{Range: r, History: history}, func(batch []engine.Op) error {
-		for _, op := range batch {
-			ops = append(ops, pbconv.Op(op))
+		for i := range batch {
+			op := &batch[i]
+			if len(slab) == cap(slab) {
+				slab = make([]pb.Op, 0, min(opSlab, batchSize))
+			}
+			slab = slab[:len(slab)+1]
+			m := &slab[len(slab)-1]
+			pbconv.SetOp(m, op)
+			ops = append(ops, m)
 			bytes += len(op.Key) + len(op.Value) + 32
 			if len(ops) >= batchSize || bytes >= s.throttledMessageBytes(s.cfg.OpBatchBytes) {
 				if sendErr = flush(); sendErr != nil {

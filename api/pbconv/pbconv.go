@@ -232,7 +232,15 @@ func OpKindFromPB(k pb.OpKind) (shardstore.OpKind, error) {
 
 // Op converts an op to the wire.
 func Op(op shardstore.Op) *pb.Op {
-	return &pb.Op{Key: op.Key, Seqno: int64(op.SeqNo), PrimaryTerm: op.PrimaryTerm, Kind: OpKind(op.Kind), Value: op.Value}
+	m := &pb.Op{}
+	SetOp(m, &op)
+	return m
+}
+
+// SetOp fills m, a zero message, with op (for callers that allocate
+// messages in slabs).
+func SetOp(m *pb.Op, op *shardstore.Op) {
+	m.Key, m.Seqno, m.PrimaryTerm, m.Kind, m.Value = op.Key, int64(op.SeqNo), op.PrimaryTerm, OpKind(op.Kind), op.Value
 }
 
 // OpFromPB converts an op.

@@ -23,9 +23,10 @@ type shard struct {
 
 var _ engine.Target = (*shard)(nil)
 
-// Batches of ReadOps: at most readBatchOps ops or about readBatchBytes.
+// Batches of ReadOps: at most readBatchOps ops or about readBatchBytes
+// (small ops end a batch by count, large ones by bytes).
 const (
-	readBatchOps   = 1000
+	readBatchOps   = 10000
 	readBatchBytes = 1 << 20
 )
 
@@ -87,6 +88,9 @@ func (s *shard) ReadOps(ctx context.Context, req engine.OpsRequest, fn func([]en
 		bytes int
 	)
 	err = sh.ReadOpsOf(req.History, req.Range, func(op engine.Op) error {
+		if batch == nil {
+			batch = make([]engine.Op, 0, min(int64(readBatchOps), req.Range.Len()))
+		}
 		batch = append(batch, op)
 		if bytes += len(op.Key) + len(op.Value) + 32; len(batch) < readBatchOps && bytes < readBatchBytes {
 			return nil
