@@ -110,6 +110,20 @@ func FetchOps(ctx context.Context, c OpsClient, shard engine.ShardID, r seqno.Ra
 	return res, nil
 }
 
+// opsAhead is how many decoded batches the receiver may hold ahead of fn:
+// the next batch crosses the network and is decoded while fn applies (and
+// fsyncs) the previous one.
+const opsAhead = 2
+
+// received is one batch decoded ahead of fn, or the error that ended the
+// stream (after every batch received before it).
+type received struct {
+	ops  []engine.Op
+	size int
+	wait time.Duration // throttle wait before it
+	err  error
+}
+
 func fetchOpsOnce(ctx context.Context, c OpsClient, shard engine.ShardID, r seqno.Range, history string,
 	fn func([]engine.Op) error, opts *OpsOptions, res *OpsResult) error {
 	sctx, cancel := context.WithCancelCause(ctx)
@@ -124,48 +138,88 @@ func fetchOpsOnce(ctx context.Context, c OpsClient, shard engine.ShardID, r seqn
 	if err != nil {
 		return streamErr(sctx, opts.IdleTimeout, err)
 	}
+	ch := make(chan received, opsAhead)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(ch)
+		receiveOps(sctx, st, wd, r, opts, ch, quit)
+	}()
+	defer func() {
+		close(quit) // the receiver stops if fn ended the call
+		cancel(nil)
+		<-done
+	}()
+	for b := range ch {
+		if b.wait > 0 {
+			res.ThrottleWait += b.wait
+			if opts.OnThrottle != nil {
+				opts.OnThrottle(b.wait)
+			}
+		}
+		if b.err != nil {
+			return b.err
+		}
+		if len(b.ops) == 0 {
+			continue
+		}
+		if err := fn(b.ops); err != nil {
+			return fnError{err}
+		}
+		res.Ops += int64(len(b.ops))
+		res.Batches++
+		res.WireBytes += int64(b.size)
+		res.Last = b.ops[len(b.ops)-1].SeqNo
+	}
+	return nil
+}
+
+// receiveOps receives, decodes, checks and throttles the batches of st
+// into ch, ahead of fn, until the stream ends (its error last in ch) or
+// the consumer quits.
+func receiveOps(sctx context.Context, st grpc.ServerStreamingClient[pb.OpBatch], wd *watchdog, r seqno.Range, opts *OpsOptions,
+	ch chan<- received, quit <-chan struct{}) {
+	put := func(b received) bool {
+		select {
+		case ch <- b:
+			return true
+		case <-quit:
+			return false
+		}
+	}
 	next := r.From
 	for {
 		wd.arm()
 		b, err := st.Recv()
 		wd.disarm()
 		if err == io.EOF {
-			return nil
+			return
 		}
 		if err != nil {
-			return streamErr(sctx, opts.IdleTimeout, err)
+			put(received{err: streamErr(sctx, opts.IdleTimeout, err)})
+			return
 		}
 		ops, err := pbconv.OpsFromPB(b.Ops)
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrProtocol, err)
+			put(received{err: fmt.Errorf("%w: %v", ErrProtocol, err)})
+			return
 		}
 		for _, op := range ops {
 			if op.SeqNo < next || op.SeqNo > r.To {
-				return fmt.Errorf("%w: op %v arrived when %v..%v was expected (ops must come in increasing seqno order within the range)",
-					ErrProtocol, op.SeqNo, next, r.To)
+				put(received{err: fmt.Errorf("%w: op %v arrived when %v..%v was expected (ops must come in increasing seqno order within the range)",
+					ErrProtocol, op.SeqNo, next, r.To)})
+				return
 			}
 			next = op.SeqNo + 1
 		}
 		size := proto.Size(b)
-		d, err := opts.Throttle.WaitN(ctx, size)
-		if d > 0 {
-			res.ThrottleWait += d
-			if opts.OnThrottle != nil {
-				opts.OnThrottle(d)
-			}
-		}
+		d, err := opts.Throttle.WaitN(sctx, size)
 		if err != nil {
-			return err
+			put(received{wait: d, err: err})
+			return
 		}
-		if len(ops) == 0 {
-			continue
+		if !put(received{ops: ops, size: size, wait: d}) {
+			return
 		}
-		if err := fn(ops); err != nil {
-			return fnError{err}
-		}
-		res.Ops += int64(len(ops))
-		res.Batches++
-		res.WireBytes += int64(size)
-		res.Last = ops[len(ops)-1].SeqNo
 	}
 }

@@ -143,9 +143,16 @@
 //
 // # Ops, leases and errors
 //
-// FetchOps streams a seqno range in seqno order, in batches (default 1000
+// FetchOps streams a seqno range in seqno order, in batches (default 10,000
 // ops or about 1 MiB). The client checks that ops come in increasing order
-// within the range. A range below what the source retains answers
+// within the range. It receives and decodes up to two batches ahead of the
+// caller's function (the next batch crosses the network while the caller
+// applies and fsyncs the previous one); the function still sees every
+// batch in order, one call at a time, and a broken stream resumes after
+// the last op it accepted. No part of the path allocates per op but the
+// protobuf decode of each pb.Op on the client: the source's op log reader
+// decodes records in place from 64 KiB chunks and its pb.Ops come from
+// slabs. A range below what the source retains answers
 // FailedPrecondition with reason OPS_COMPACTED (a file copy is needed); a
 // history UUID other than the one expected answers FailedPrecondition,
 // HISTORY_MISMATCH; a range past the source's max seqno OutOfRange, an
