@@ -36,6 +36,9 @@ type OpsOptions struct {
 	OnResume func(next seqno.SeqNo, cause error)
 	// OnThrottle is called with each wait for the bandwidth budget.
 	OnThrottle func(d time.Duration)
+	// Unpacked asks for a message per op (as older sources send) rather
+	// than packed batches: for tests of the older format.
+	Unpacked bool
 }
 
 // OpsResult sums up a FetchOps call (also when it failed).
@@ -133,6 +136,7 @@ func fetchOpsOnce(ctx context.Context, c OpsClient, shard engine.ShardID, r seqn
 	wd.arm()
 	st, err := c.FetchOps(sctx, &pb.FetchOpsRequest{
 		Shard: pbconv.ShardID(shard), Range: pbconv.Range(r), BatchSize: uint32(max(opts.BatchSize, 0)), ExpectedHistoryUuid: history,
+		Packed: !opts.Unpacked,
 	})
 	wd.disarm()
 	if err != nil {
@@ -199,7 +203,7 @@ func receiveOps(sctx context.Context, st grpc.ServerStreamingClient[pb.OpBatch],
 			put(received{err: streamErr(sctx, opts.IdleTimeout, err)})
 			return
 		}
-		ops, err := pbconv.OpsFromPB(b.Ops)
+		ops, err := opsOf(b)
 		if err != nil {
 			put(received{err: fmt.Errorf("%w: %v", ErrProtocol, err)})
 			return
@@ -222,4 +226,21 @@ func receiveOps(sctx context.Context, st grpc.ServerStreamingClient[pb.OpBatch],
 			return
 		}
 	}
+}
+
+// opsOf decodes a batch: the ops of an older source (a message per op),
+// then the packed ones. The packed ops' keys and values point into the
+// message's buffer, which nothing else holds or changes.
+func opsOf(b *pb.OpBatch) ([]engine.Op, error) {
+	var ops []engine.Op
+	if len(b.Ops) > 0 {
+		var err error
+		if ops, err = pbconv.OpsFromPB(b.Ops); err != nil {
+			return nil, err
+		}
+	}
+	if len(b.PackedOps) > 0 {
+		return pbconv.OpsFromPacked(ops, b.PackedOps)
+	}
+	return ops, nil
 }

@@ -71,11 +71,19 @@ func sameOps(t *testing.T, got, want []shardstore.Op) {
 	}
 }
 
+// TestFetchOpsInOrder runs with packed batches (the default) and with a
+// message per op, the format of sources that do not know packed_ops.
 func TestFetchOpsInOrder(t *testing.T) {
+	for _, unpacked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unpacked=%v", unpacked), func(t *testing.T) { testFetchOpsInOrder(t, unpacked) })
+	}
+}
+
+func testFetchOpsInOrder(t *testing.T, unpacked bool) {
 	src := opsSource(t)
 	e := startEnv(t, src, envOpts{})
 	for _, r := range []seqno.Range{{From: 0, To: 999}, {From: 250, To: 700}, {From: 999, To: 999}, {From: 5, To: 4}} {
-		got, res, err := collectOps(t, e, r, OpsOptions{BatchSize: 64})
+		got, res, err := collectOps(t, e, r, OpsOptions{BatchSize: 64, Unpacked: unpacked})
 		if err != nil {
 			t.Fatalf("%v: %v", r, err)
 		}

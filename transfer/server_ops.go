@@ -33,7 +33,7 @@ func (s *PeerServer) FetchOps(req *pb.FetchOpsRequest, stream pb.PeerService_Fet
 	if req.BatchSize > 0 {
 		batch = min(int(req.BatchSize), maxOpBatchSize)
 	}
-	return s.sendOps(stream.Context(), stream, sh, id, r, req.ExpectedHistoryUuid, batch)
+	return s.sendOps(stream.Context(), stream, sh, id, r, req.ExpectedHistoryUuid, batch, req.Packed)
 }
 
 // opSender is the part of the FetchOps server stream sendOps uses.
@@ -43,8 +43,9 @@ type opSender interface {
 
 // sendOps streams the ops of r: one Info (to answer a history, range or
 // compaction mismatch in words), then the engine's ReadOps batches,
-// re-batched to what the client asked for.
-func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh engine.Shard, id engine.ShardID, r seqno.Range, history string, batchSize int) error {
+// re-batched to what the client asked for, packed (OpBatch.packed_ops)
+// when it asked for that.
+func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh engine.Shard, id engine.ShardID, r seqno.Range, history string, batchSize int, packed bool) error {
 	in, err := sh.Info(ctx)
 	if err != nil {
 		return rpcerr.ToStatus(err)
@@ -65,18 +66,45 @@ func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh engine.Shard,
 	if r.To > st.MaxSeqNo {
 		return status.Errorf(codes.OutOfRange, "ops up to %v asked, shard %s has seen ops up to %v only", r.To, id, st.MaxSeqNo)
 	}
-	// The messages of a batch come from slabs of opSlab ops (an allocation
-	// per slab, not per op); a batch sent is never touched again (gRPC may
-	// still read a message after Send, for stats), so each batch takes new
-	// ones.
+	// Unpacked, the messages of a batch come from slabs of opSlab ops (an
+	// allocation per slab, not per op). Packed, a batch is one buffer. A
+	// batch sent is never touched again (gRPC may still read a message
+	// after Send, for stats): each batch takes new ones.
 	const opSlab = 1024
 	var (
-		ops   = make([]*pb.Op, 0, min(batchSize, 1024))
-		slab  []pb.Op
-		bytes int
+		n      int // ops in the batch
+		ops    []*pb.Op
+		slab   []pb.Op
+		buf    []byte
+		bytes  int
+		limit  = s.throttledMessageBytes(s.cfg.OpBatchBytes)
+		add    func(op *engine.Op)
+		encode func() *pb.OpBatch
 	)
+	if packed {
+		add = func(op *engine.Op) {
+			if buf == nil {
+				buf = make([]byte, 0, limit+4<<10)
+			}
+			buf = pbconv.AppendPacked(buf, op)
+			bytes = len(buf)
+		}
+		encode = func() *pb.OpBatch { return &pb.OpBatch{PackedOps: buf} }
+	} else {
+		add = func(op *engine.Op) {
+			if len(slab) == cap(slab) {
+				slab = make([]pb.Op, 0, min(opSlab, batchSize))
+			}
+			slab = slab[:len(slab)+1]
+			m := &slab[len(slab)-1]
+			pbconv.SetOp(m, op)
+			ops = append(ops, m)
+			bytes += len(op.Key) + len(op.Value) + 32
+		}
+		encode = func() *pb.OpBatch { return &pb.OpBatch{Ops: ops} }
+	}
 	flush := func() error {
-		b := &pb.OpBatch{Ops: ops}
+		b := encode()
 		size := proto.Size(b)
 		wait, err := s.cfg.Throttle.WaitN(ctx, size)
 		s.c.throttleWait.Add(int64(wait))
@@ -86,26 +114,19 @@ func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh engine.Shard,
 		if err := out.Send(b); err != nil {
 			return err
 		}
-		s.c.ops.Add(int64(len(ops)))
+		s.c.ops.Add(int64(n))
 		s.c.opBatches.Add(1)
 		s.c.opWireBytes.Add(int64(size))
-		ops, slab, bytes = make([]*pb.Op, 0, cap(ops)), nil, 0
+		n, ops, slab, buf, bytes = 0, nil, nil, nil, 0
+		limit = s.throttledMessageBytes(s.cfg.OpBatchBytes) // the budget may have changed
 		return nil
 	}
 	errSend := errors.New("send")
 	var sendErr error
 	err = sh.ReadOps(ctx, engine.OpsRequest{Range: r, History: history}, func(batch []engine.Op) error {
 		for i := range batch {
-			op := &batch[i]
-			if len(slab) == cap(slab) {
-				slab = make([]pb.Op, 0, min(opSlab, batchSize))
-			}
-			slab = slab[:len(slab)+1]
-			m := &slab[len(slab)-1]
-			pbconv.SetOp(m, op)
-			ops = append(ops, m)
-			bytes += len(op.Key) + len(op.Value) + 32
-			if len(ops) >= batchSize || bytes >= s.throttledMessageBytes(s.cfg.OpBatchBytes) {
+			add(&batch[i])
+			if n++; n >= batchSize || bytes >= limit {
 				if sendErr = flush(); sendErr != nil {
 					return errSend
 				}
@@ -122,7 +143,7 @@ func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh engine.Shard,
 	if err != nil {
 		return rpcerr.ToStatus(fmt.Errorf("read ops %v of %s: %w", r, id, err))
 	}
-	if len(ops) > 0 {
+	if n > 0 {
 		if err := flush(); err != nil {
 			if ce := ctx.Err(); ce != nil {
 				return status.FromContextError(ce).Err()

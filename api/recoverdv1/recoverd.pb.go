@@ -3894,12 +3894,16 @@ type FetchOpsRequest struct {
 	// range of seqnos wanted, inclusive; from == to + 1 is empty.
 	Range *SeqNoRange `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
 	// batch_size: at most this many ops per batch; 0 means the server's
-	// default (1000). A batch also ends at about 1 MiB of ops.
+	// default (10000). A batch also ends at about 1 MiB of ops.
 	BatchSize uint32 `protobuf:"varint,3,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
 	// expected_history_uuid must be the source's history UUID (required).
 	ExpectedHistoryUuid string `protobuf:"bytes,4,opt,name=expected_history_uuid,json=expectedHistoryUuid,proto3" json:"expected_history_uuid,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// packed asks for the ops in OpBatch.packed_ops rather than ops: the
+	// client decodes a batch without a message per op. A server that does
+	// not know the field sends ops; a client that sets it reads both.
+	Packed        bool `protobuf:"varint,5,opt,name=packed,proto3" json:"packed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FetchOpsRequest) Reset() {
@@ -3960,10 +3964,22 @@ func (x *FetchOpsRequest) GetExpectedHistoryUuid() string {
 	return ""
 }
 
+func (x *FetchOpsRequest) GetPacked() bool {
+	if x != nil {
+		return x.Packed
+	}
+	return false
+}
+
 type OpBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ops in strictly increasing seqno order.
-	Ops           []*Op `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	Ops []*Op `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	// packed_ops holds the batch's ops (when the request asked for packed),
+	// in strictly increasing seqno order, one after the other, each:
+	// uvarint key length, key, zigzag varint seqno, uvarint primary term,
+	// one byte OpKind, uvarint value length, value (varints as protobuf's).
+	PackedOps     []byte `protobuf:"bytes,2,opt,name=packed_ops,json=packedOps,proto3" json:"packed_ops,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4001,6 +4017,13 @@ func (*OpBatch) Descriptor() ([]byte, []int) {
 func (x *OpBatch) GetOps() []*Op {
 	if x != nil {
 		return x.Ops
+	}
+	return nil
+}
+
+func (x *OpBatch) GetPackedOps() []byte {
+	if x != nil {
+		return x.PackedOps
 	}
 	return nil
 }
@@ -6787,15 +6810,18 @@ const file_recoverd_proto_rawDesc = "" +
 	"\vcompression\x18\x04 \x01(\x0e2\x18.recoverd.v1.CompressionR\vcompression\x12/\n" +
 	"\x13uncompressed_length\x18\x05 \x01(\rR\x12uncompressedLength\x12\x12\n" +
 	"\x04file\x18\x06 \x01(\rR\x04file\x12\x19\n" +
-	"\bfile_sum\x18\a \x01(\fR\afileSum\"\xbf\x01\n" +
+	"\bfile_sum\x18\a \x01(\fR\afileSum\"\xd7\x01\n" +
 	"\x0fFetchOpsRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12-\n" +
 	"\x05range\x18\x02 \x01(\v2\x17.recoverd.v1.SeqNoRangeR\x05range\x12\x1d\n" +
 	"\n" +
 	"batch_size\x18\x03 \x01(\rR\tbatchSize\x122\n" +
-	"\x15expected_history_uuid\x18\x04 \x01(\tR\x13expectedHistoryUuid\",\n" +
+	"\x15expected_history_uuid\x18\x04 \x01(\tR\x13expectedHistoryUuid\x12\x16\n" +
+	"\x06packed\x18\x05 \x01(\bR\x06packed\"K\n" +
 	"\aOpBatch\x12!\n" +
-	"\x03ops\x18\x01 \x03(\v2\x0f.recoverd.v1.OpR\x03ops\"\x9d\x01\n" +
+	"\x03ops\x18\x01 \x03(\v2\x0f.recoverd.v1.OpR\x03ops\x12\x1d\n" +
+	"\n" +
+	"packed_ops\x18\x02 \x01(\fR\tpackedOps\"\x9d\x01\n" +
 	"\x13AcquireLeaseRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12'\n" +
