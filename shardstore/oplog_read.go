@@ -83,7 +83,14 @@ func (l *opLog) read(r seqno.Range, fn func(*Op) error) error {
 	var (
 		paths []string
 		locs  []loc
+		n     int
 	)
+	for _, g := range l.gens {
+		if len(g.locs) > 0 && g.maxSeq >= r.From && g.minSeq <= r.To {
+			n += len(g.locs)
+		}
+	}
+	locs = make([]loc, 0, min(int64(n), r.Len()))
 	for _, g := range l.gens {
 		if len(g.locs) == 0 || g.maxSeq < r.From || g.minSeq > r.To {
 			continue
@@ -96,7 +103,11 @@ func (l *opLog) read(r seqno.Range, fn func(*Op) error) error {
 		}
 	}
 	l.mu.Unlock()
-	sort.SliceStable(locs, func(i, j int) bool { return locs[i].seq < locs[j].seq })
+	// A primary's ops, and a replica's applied in order, are logged in
+	// seqno order already: sort only when they are not.
+	if !sort.SliceIsSorted(locs, func(i, j int) bool { return locs[i].seq < locs[j].seq }) {
+		sort.SliceStable(locs, func(i, j int) bool { return locs[i].seq < locs[j].seq })
+	}
 	files := make([]*os.File, len(paths))
 	defer func() {
 		for _, f := range files {

@@ -191,7 +191,7 @@ func receiveOps(sctx context.Context, st grpc.ServerStreamingClient[pb.OpBatch],
 			return false
 		}
 	}
-	next := r.From
+	next, hint := r.From, 0
 	for {
 		wd.arm()
 		b, err := st.Recv()
@@ -203,7 +203,7 @@ func receiveOps(sctx context.Context, st grpc.ServerStreamingClient[pb.OpBatch],
 			put(received{err: streamErr(sctx, opts.IdleTimeout, err)})
 			return
 		}
-		ops, err := opsOf(b)
+		ops, err := opsOf(b, hint)
 		if err != nil {
 			put(received{err: fmt.Errorf("%w: %v", ErrProtocol, err)})
 			return
@@ -216,6 +216,7 @@ func receiveOps(sctx context.Context, st grpc.ServerStreamingClient[pb.OpBatch],
 			}
 			next = op.SeqNo + 1
 		}
+		hint = len(ops) + len(ops)/8
 		size := proto.Size(b)
 		d, err := opts.Throttle.WaitN(sctx, size)
 		if err != nil {
@@ -231,7 +232,7 @@ func receiveOps(sctx context.Context, st grpc.ServerStreamingClient[pb.OpBatch],
 // opsOf decodes a batch: the ops of an older source (a message per op),
 // then the packed ones. The packed ops' keys and values point into the
 // message's buffer, which nothing else holds or changes.
-func opsOf(b *pb.OpBatch) ([]engine.Op, error) {
+func opsOf(b *pb.OpBatch, hint int) ([]engine.Op, error) {
 	var ops []engine.Op
 	if len(b.Ops) > 0 {
 		var err error
@@ -240,7 +241,7 @@ func opsOf(b *pb.OpBatch) ([]engine.Op, error) {
 		}
 	}
 	if len(b.PackedOps) > 0 {
-		return pbconv.OpsFromPacked(ops, b.PackedOps)
+		return pbconv.OpsFromPacked(ops, b.PackedOps, hint)
 	}
 	return ops, nil
 }

@@ -30,10 +30,11 @@ var errShortPacked = errors.New("packed ops end in the middle of an op")
 
 // OpsFromPacked appends to out the ops packed in p, checked as OpFromPB
 // checks one. The ops' keys and values point into p, not copies: p (a
-// received message's bytes) must never change afterwards.
-func OpsFromPacked(out []shardstore.Op, p []byte) ([]shardstore.Op, error) {
+// received message's bytes) must never change afterwards. A nil out is
+// allocated for hint ops (the previous batch's count is a good one).
+func OpsFromPacked(out []shardstore.Op, p []byte, hint int) ([]shardstore.Op, error) {
 	if out == nil {
-		out = make([]shardstore.Op, 0, 256)
+		out = make([]shardstore.Op, 0, max(hint, 16))
 	}
 	for len(p) > 0 {
 		kl, n := binary.Uvarint(p)

@@ -20,7 +20,7 @@ func TestPackedRoundTrip(t *testing.T) {
 	for i := range ops {
 		p = AppendPacked(p, &ops[i])
 	}
-	got, err := OpsFromPacked(nil, p)
+	got, err := OpsFromPacked(nil, p, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestPackedRoundTrip(t *testing.T) {
 		bounds[end] = true
 	}
 	for n := 1; n < len(p); n++ {
-		if _, err := OpsFromPacked(nil, p[:n]); (err == nil) != bounds[n] {
+		if _, err := OpsFromPacked(nil, p[:n], 0); (err == nil) != bounds[n] {
 			t.Fatalf("cut at %d of %d: %v", n, len(p), err)
 		}
 	}
@@ -66,7 +66,7 @@ func TestPackedRefusesBadOps(t *testing.T) {
 	bad["index without a key"] = AppendPacked(nil, &shardstore.Op{SeqNo: 1, Kind: shardstore.OpIndex})
 	bad["key longer than the batch"] = []byte{50, 'k'}
 	for name, p := range bad {
-		if _, err := OpsFromPacked(nil, p); err == nil {
+		if _, err := OpsFromPacked(nil, p, 0); err == nil {
 			t.Errorf("%s: decoded", name)
 		}
 	}
