@@ -151,6 +151,14 @@
 // logged), the others only raise the max seqno; after a promotion and a
 // flush it replays only the ops written since.
 //
+// Reading the log (Open's replay, ReadOps) allocates per 64 KiB, not per
+// op (arena.go): each record's payload is read into a chunk that is never
+// written again, and the op decoded from it keeps its key and value there
+// (the memtable, or a reader's batch, then holds the chunk). A write's
+// batch costs one allocation too: the memtable keeps pointers into the
+// write's own copy of the ops, and the terms of a batch are noted once
+// per run of one term.
+//
 // An epoch is the op log of one content: Publish moves the staged ops into
 // a new epoch oplog/<epoch+1>/ and switches to it with its commit, so that
 // the ops of the old and the new content never mix, whenever a crash

@@ -56,11 +56,11 @@ func (s *Shard) flushLocked() error {
 	files := append([]FileMeta(nil), s.commit.Files...)
 	var newSeg *segment
 	if len(s.memtable) > 0 {
-		keys := make([]string, 0, len(s.memtable))
-		for k := range s.memtable {
-			keys = append(keys, k)
+		keys := s.memKeys // every key once, in the order they came
+		if s.memUnsorted {
+			slices.Sort(keys)
+			s.memUnsorted = false
 		}
-		slices.Sort(keys)
 		path, err := s.segmentPath()
 		if err != nil {
 			return err
@@ -108,8 +108,7 @@ func (s *Shard) flushLocked() error {
 	if newSeg != nil {
 		s.segments = append(s.segments, newSeg)
 	}
-	clear(s.memtable)
-	s.memBytes = 0
+	s.clearMemLocked()
 	return s.afterCommitLocked()
 }
 

@@ -113,8 +113,7 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 	s.commit = next
 	s.segments = segs
 	s.contentVersion.Add(1)
-	clear(s.memtable)
-	s.memBytes = 0
+	s.clearMemLocked()
 	s.tracker = seqno.NewCheckpointTracker(data.MaxSeqNo, data.LocalCheckpoint)
 	s.term = data.PrimaryTerm
 	s.replica = true

@@ -100,6 +100,8 @@ type Shard struct {
 	segments    []*segment
 	memtable    map[string]*Op
 	memBytes    int64
+	memKeys     []string // the memtable's keys in the order they came (applyMemLocked)
+	memUnsorted bool     // memKeys are not in key order: a flush sorts them
 	tracker     *seqno.CheckpointTracker
 	term        uint64
 	history     string

@@ -8,13 +8,16 @@ import (
 )
 
 // memEntryBytes estimates the memory one memtable entry takes: its key and
-// value plus the map slot and the Op around them.
+// value plus the map slot, the Op around them and its place in memKeys.
 func memEntryBytes(op *Op) int64 { return int64(len(op.Key)+len(op.Value)) + 128 }
 
 // applyMemLocked puts op into the memtable unless it holds a newer version;
 // a no-op changes no document. The memtable keeps op itself: the caller
 // hands it over and never changes it again (write passes the elements of
-// its batch's own copy, so a batch costs no allocation per op).
+// its batch's own copy, so a batch costs no allocation per op). A new key
+// also goes to memKeys, which keeps the memtable's keys in the order they
+// came: a flush of documents written in key order (time-ordered ids, or
+// a replay of them) needs no sort.
 func (s *Shard) applyMemLocked(op *Op) {
 	if op.Kind == OpNoOp {
 		return
@@ -24,6 +27,11 @@ func (s *Shard) applyMemLocked(op *Op) {
 			return
 		}
 		s.memBytes -= memEntryBytes(cur)
+	} else {
+		if n := len(s.memKeys); n > 0 && op.Key < s.memKeys[n-1] {
+			s.memUnsorted = true
+		}
+		s.memKeys = append(s.memKeys, op.Key)
 	}
 	s.memtable[op.Key] = op
 	s.memBytes += memEntryBytes(op)
@@ -190,4 +198,10 @@ func (s *Shard) noteBatchLocked(ops []Op, replica bool) {
 	if replica {
 		s.tracker.AdvanceMaxSeqNo(top)
 	}
+}
+
+// clearMemLocked empties the memtable (its content is in a commit now).
+func (s *Shard) clearMemLocked() {
+	clear(s.memtable)
+	s.memBytes, s.memKeys, s.memUnsorted = 0, nil, false
 }
