@@ -102,6 +102,7 @@ type Shard struct {
 	memBytes    int64
 	memKeys     []string // the memtable's keys in the order they came (applyMemLocked)
 	memUnsorted bool     // memKeys are not in key order: a flush sorts them
+	memKeysHint int      // the last memtable's key count (clearMemLocked)
 	tracker     *seqno.CheckpointTracker
 	term        uint64
 	history     string

@@ -30,6 +30,8 @@ func (s *Shard) applyMemLocked(op *Op) {
 	} else {
 		if n := len(s.memKeys); n > 0 && op.Key < s.memKeys[n-1] {
 			s.memUnsorted = true
+		} else if n == 0 && s.memKeysHint > 0 {
+			s.memKeys = make([]string, 0, s.memKeysHint)
 		}
 		s.memKeys = append(s.memKeys, op.Key)
 	}
@@ -203,5 +205,8 @@ func (s *Shard) noteBatchLocked(ops []Op, replica bool) {
 // clearMemLocked empties the memtable (its content is in a commit now).
 func (s *Shard) clearMemLocked() {
 	clear(s.memtable)
+	// The next memtable is likely as large: its key list starts that big
+	// (growing it by copies is what costs).
+	s.memKeysHint = min(len(s.memKeys), maxSizeHint)
 	s.memBytes, s.memKeys, s.memUnsorted = 0, nil, false
 }
