@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/retry"
@@ -109,6 +110,15 @@ func TestOpsDigestOnBothEnds(t *testing.T) {
 					op.Value[0] ^= 1
 					changed.Store(true)
 					break
+				}
+			}
+			// Packed batches (the default): the decoded values point
+			// into the message's bytes.
+			packed, _ := pbconv.OpsFromPacked(nil, b.PackedOps, 0)
+			for _, op := range packed {
+				if len(op.Value) > 0 && !changed.Load() {
+					op.Value[0] ^= 1
+					changed.Store(true)
 				}
 			}
 		}
