@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/recoverd/recoverd/api/pbconv"
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/shardstore"
@@ -68,8 +69,17 @@ func TestStreamedCheckCatchesAnOpChangedInFlight(t *testing.T) {
 			var changed atomic.Bool
 			e.faults.mu.Lock()
 			e.faults.change = func(method string, m any) {
-				if b, ok := m.(*pb.OpBatch); ok && len(b.Ops) > 0 && changed.CompareAndSwap(false, true) {
+				b, ok := m.(*pb.OpBatch)
+				if !ok {
+					return
+				}
+				if len(b.Ops) > 0 && changed.CompareAndSwap(false, true) {
 					b.Ops[0].Value[0] ^= 1
+				}
+				// Packed batches (the default): the decoded values point
+				// into the message's bytes.
+				if ops, _ := pbconv.OpsFromPacked(nil, b.PackedOps, 0); len(ops) > 0 && len(ops[0].Value) > 0 && changed.CompareAndSwap(false, true) {
+					ops[0].Value[0] ^= 1
 				}
 			}
 			e.faults.mu.Unlock()
