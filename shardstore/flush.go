@@ -56,9 +56,9 @@ func (s *Shard) flushLocked() error {
 	files := append([]FileMeta(nil), s.commit.Files...)
 	var newSeg *segment
 	if len(s.memtable) > 0 {
-		keys := s.memKeys // every key once, in the order they came
+		ops := s.memOps // every key once, in the order they came
 		if s.memUnsorted {
-			slices.Sort(keys)
+			slices.SortFunc(ops, func(a, b *Op) int { return strings.Compare(a.Key, b.Key) })
 			s.memUnsorted = false
 		}
 		path, err := s.segmentPath()
@@ -69,8 +69,11 @@ func (s *Shard) flushLocked() error {
 		if err != nil {
 			return err
 		}
-		for _, k := range keys {
-			if err := sw.add(s.memtable[k]); err != nil {
+		for _, op := range ops {
+			if s.memUpdated {
+				op = s.memtable[op.Key] // the key's newest op
+			}
+			if err := sw.add(op); err != nil {
 				sw.abort()
 				return err
 			}

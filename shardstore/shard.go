@@ -100,9 +100,10 @@ type Shard struct {
 	segments    []*segment
 	memtable    map[string]*Op
 	memBytes    int64
-	memKeys     []string // the memtable's keys in the order they came (applyMemLocked)
-	memUnsorted bool     // memKeys are not in key order: a flush sorts them
-	memKeysHint int      // the last memtable's key count (clearMemLocked)
+	memOps      []*Op // the memtable's first op of each key, in the order they came (applyMemLocked)
+	memUnsorted bool  // memOps are not in key order: a flush sorts them
+	memUpdated  bool  // a key of memOps has a newer op in the memtable
+	memOpsHint  int   // the last memtable's key count (clearMemLocked)
 	tracker     *seqno.CheckpointTracker
 	term        uint64
 	history     string

@@ -393,11 +393,24 @@ func TestFlushKeysInAnyOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustIndex(t, s, 20, 300) // the same keys again, in order
+	if _, err := s.Index(ctx, "doc-000310", []byte("newest")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(ctx, "doc-000311"); err != nil {
+		t.Fatal(err)
+	}
 	flush()
 	for _, k := range []string{"doc-000000", "doc-000149", "doc-000209", "doc-000305", "doc-000319"} {
 		if _, _, ok, err := s.Get(k); err != nil || !ok {
 			t.Fatalf("get %s: found %v, %v", k, ok, err)
 		}
+	}
+	// The segment holds each key's newest op, not the first one written.
+	if v, _, ok, err := s.Get("doc-000310"); err != nil || !ok || string(v) != "newest" {
+		t.Fatalf("get doc-000310: %q, found %v, %v", v, ok, err)
+	}
+	if _, _, ok, err := s.Get("doc-000311"); err != nil || ok {
+		t.Fatalf("get doc-000311 (deleted): found %v, %v", ok, err)
 	}
 	want := digest(t, s)
 	s = reopen(t, s, Options{})

@@ -8,16 +8,17 @@ import (
 )
 
 // memEntryBytes estimates the memory one memtable entry takes: its key and
-// value plus the map slot, the Op around them and its place in memKeys.
+// value plus the map slot, the Op around them and its place in memOps.
 func memEntryBytes(op *Op) int64 { return int64(len(op.Key)+len(op.Value)) + 128 }
 
 // applyMemLocked puts op into the memtable unless it holds a newer version;
 // a no-op changes no document. The memtable keeps op itself: the caller
 // hands it over and never changes it again (write passes the elements of
-// its batch's own copy, so a batch costs no allocation per op). A new key
-// also goes to memKeys, which keeps the memtable's keys in the order they
-// came: a flush of documents written in key order (time-ordered ids, or
-// a replay of them) needs no sort.
+// its batch's own copy, so a batch costs no allocation per op). The op of
+// a new key also goes to memOps, which keeps the memtable's keys in the
+// order they came: a flush of documents written in key order (time-ordered
+// ids, or a replay of them) needs no sort, and, while no key was written
+// twice, no map lookup either (memOps then holds the memtable's ops).
 func (s *Shard) applyMemLocked(op *Op) {
 	if op.Kind == OpNoOp {
 		return
@@ -27,13 +28,14 @@ func (s *Shard) applyMemLocked(op *Op) {
 			return
 		}
 		s.memBytes -= memEntryBytes(cur)
+		s.memUpdated = true
 	} else {
-		if n := len(s.memKeys); n > 0 && op.Key < s.memKeys[n-1] {
+		if n := len(s.memOps); n > 0 && op.Key < s.memOps[n-1].Key {
 			s.memUnsorted = true
-		} else if n == 0 && s.memKeysHint > 0 {
-			s.memKeys = make([]string, 0, s.memKeysHint)
+		} else if n == 0 && s.memOpsHint > 0 {
+			s.memOps = make([]*Op, 0, s.memOpsHint)
 		}
-		s.memKeys = append(s.memKeys, op.Key)
+		s.memOps = append(s.memOps, op)
 	}
 	s.memtable[op.Key] = op
 	s.memBytes += memEntryBytes(op)
@@ -207,6 +209,6 @@ func (s *Shard) clearMemLocked() {
 	clear(s.memtable)
 	// The next memtable is likely as large: its key list starts that big
 	// (growing it by copies is what costs).
-	s.memKeysHint = min(len(s.memKeys), maxSizeHint)
-	s.memBytes, s.memKeys, s.memUnsorted = 0, nil, false
+	s.memOpsHint = min(len(s.memOps), maxSizeHint)
+	s.memBytes, s.memOps, s.memUnsorted, s.memUpdated = 0, nil, false, false
 }
