@@ -2,7 +2,6 @@ package transfer
 
 import (
 	"context"
-	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -56,7 +55,7 @@ func BenchmarkOpsReplay(b *testing.B) {
 		alloced += ms1.TotalAlloc - ms0.TotalAlloc
 		ops += res.Ops
 		if got := tgt.Stats().Seq.LocalCheckpoint; got != n-1 {
-			b.Fatal(fmt.Sprintf("run %d: target checkpoint %v, want %d", i, got, n-1))
+			b.Fatalf("run %d: target checkpoint %v, want %d", i, got, n-1)
 		}
 		if err := tgt.Close(); err != nil {
 			b.Fatal(err)
