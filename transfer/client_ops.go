@@ -230,8 +230,11 @@ func receiveOps(sctx context.Context, st grpc.ServerStreamingClient[pb.OpBatch],
 }
 
 // opsOf decodes a batch: the ops of an older source (a message per op),
-// then the packed ones. The packed ops' keys and values point into the
-// message's buffer, which nothing else holds or changes.
+// then the packed ones. The packed ops' keys and values point into
+// b.PackedOps, which the proto codec copied out of gRPC's buffer and
+// nothing else holds or changes: the target's memtable keeps pointers
+// into it, so FetchOps must never use a codec that aliases gRPC's pooled
+// buffer (as chunkCodec does for FetchFile).
 func opsOf(b *pb.OpBatch, hint int) ([]engine.Op, error) {
 	var ops []engine.Op
 	if len(b.Ops) > 0 {
