@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -36,5 +37,39 @@ func TestCompressModel(t *testing.T) {
 				t.Fatalf("worthIt = %v with link %.0f B/s, zstd %.0f B/s, ratio %.2f; want %v", got, link, zstd, ratio, tc.want)
 			}
 		})
+	}
+}
+
+// TestProbesBackOffWhileTheDecisionHolds: the pin's first chunk probes,
+// then every probeEvery-th; each probe that confirms the decision doubles
+// the interval up to maxProbeEvery, and one that changes it brings it back.
+func TestProbesBackOffWhileTheDecisionHolds(t *testing.T) {
+	m := &compressModel{}
+	m.sent(100<<20, time.Millisecond) // a fast link: raw
+	m.compressed(1<<20, 300<<10, 5*time.Millisecond)
+	var probes []int64
+	run := func(chunks int) {
+		for range chunks {
+			decided := m.worthIt()
+			if m.probeNow() {
+				probes = append(probes, m.chunks-1)
+				m.probed(decided)
+			}
+		}
+	}
+	run(1000)
+	want := []int64{0, 16, 48, 112, 240, 496, 752}
+	if fmt.Sprint(probes) != fmt.Sprint(want) {
+		t.Fatalf("probes at %v, want %v", probes, want)
+	}
+	// The link slows down: the next probe's sample changes the decision,
+	// and probing is frequent again.
+	for range 20 {
+		m.sent(10e3, time.Second)
+	}
+	probes = nil
+	run(300)
+	if len(probes) < 2 || probes[1]-probes[0] != probeEvery {
+		t.Fatalf("after a change of decision, probes at %v: want the interval back at %d", probes, probeEvery)
 	}
 }

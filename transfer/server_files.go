@@ -140,7 +140,6 @@ type fileSend struct {
 	chunkSize int
 	file      uint32
 	sent      bool // a chunk went out on this stream
-	chunks    int  // chunks sent on this stream
 	model     *compressModel
 	noGain    func() // the data turned out not to compress
 	sum       bool   // the client asked for each file's BLAKE3 sum
@@ -185,9 +184,9 @@ func (s *PeerServer) sendFile(ctx context.Context, fs *fileSend, r io.ReaderAt, 
 				ch.FileSum = sum.Sum(nil)
 			}
 		}
-		probe := fs.chunks%probeEvery == 0 // do what the model does not say
-		fs.chunks++
-		if zstdOK && n >= minCompressLen && probe != fs.model.worthIt() {
+		decided := fs.model.worthIt()
+		probe := fs.model.probeNow() // do what the model does not say
+		if zstdOK && n >= minCompressLen && probe != decided {
 			s.c.compressionTries.Add(1)
 			t0 := time.Now()
 			c := compressChunk(raw)
@@ -220,6 +219,9 @@ func (s *PeerServer) sendFile(ctx context.Context, fs *fileSend, r io.ReaderAt, 
 		}
 		if ch.Compression == pb.Compression_COMPRESSION_NONE {
 			fs.model.sent(len(ch.Data), time.Since(t1))
+		}
+		if probe {
+			fs.model.probed(decided)
 		}
 		if !sent {
 			sent = true
