@@ -60,10 +60,13 @@
 // compares it with its own running sum of what it wrote
 // (FetchResult.Summed). GetShardDigest with ops_from answers the digest
 // of a range of ops as FetchOps sends them (OpsSum), read from the op log:
-// the two sides of recovery's streamed check. 1 MiB keeps per-message overhead (HTTP/2 framing, a
-// CRC, a zstd frame, a disk write) far below 1%, loses at most 1 MiB of work
-// when a stream is cut, and lets several chunks be in flight in a 4 MiB
-// stream window.
+// the two sides of recovery's streamed check. 1 MiB keeps per-message
+// overhead (HTTP/2 framing, a CRC, a zstd frame, a disk write) far below
+// 1%, loses at most 1 MiB of work when a stream is cut, and lets several
+// chunks be in flight in a 4 MiB stream window. The target parses each
+// chunk with a codec of its own (codec.go) whose data stays in gRPC's
+// buffer until the chunk is written, and both sides take message buffers
+// from a pool whose tiers follow the chunk sizes (bufpool.go).
 //
 // The client checks every chunk (offset is the one expected, length
 // within the file and the bounds, decompression yields exactly the declared
@@ -71,7 +74,10 @@
 // file (internal/staging: recoverd writes the files into the directory
 // the target's engine hands out); the file counts as received only once
 // staging.File.Verify has checked its length and whole-file CRC32C (the
-// footer); the recovery fsyncs every staged file before it publishes.
+// footer) and its BLAKE3 sum matched the source's; the disk starts
+// writing a file every 8 MiB and when it is whole
+// (staging.File.StartWriteback), and the recovery fsyncs every staged file
+// (one syncfs from 64 files on) before it publishes.
 // Several files are in flight at once (default 4, errgroup.SetLimit),
 // largest first so the last one to finish is a small one. Files up to
 // 1 MiB go several per stream (at most 64 files and 8 MiB per stream:
@@ -101,9 +107,10 @@
 // the network, the source's throttle or the target's pace) and zstd's
 // speed and ratio on its chunks, and a chunk is compressed when
 // compressing, sending the smaller chunk and decompressing it is quicker
-// than sending it raw: link < zstd·0.75·(1 − ratio). Every 16th chunk of a
-// stream (the first included) does the other thing, to keep both
-// estimates current. On loopback raw wins; behind a 200 Mbit/s link
+// than sending it raw: link < zstd·0.75·(1 − ratio). The pin's first
+// chunk and then one in 16 of its chunks do the other thing, to keep both
+// estimates current, the interval doubling up to one in 256 while the
+// decision holds. On loopback raw wins; behind a 200 Mbit/s link
 // text-like data compresses. A chunk that misses the 90% switches
 // compression off for the rest of its file, and after three such files
 // for the rest of the pin: a file whose first chunk does not compress
