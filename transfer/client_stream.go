@@ -15,10 +15,6 @@ import (
 // One FetchFile stream of FetchFiles: the request for a group's files,
 // and the chunks received, checked and written.
 
-// writebackEvery: the disk starts writing a file being received every
-// this many bytes (staging.File.StartWriteback), and once it is whole.
-const writebackEvery = 8 << 20
-
 // chunkStream is the part of the FetchFile client stream streamOnce reads:
 // RecvMsg with a *recvChunk (chunkCodec).
 type chunkStream interface {
@@ -128,18 +124,12 @@ func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdo
 			f.opts.OnBytes(p.meta.Name, int64(len(data)))
 		}
 		if p.off < p.meta.Length {
-			if (p.off-int64(len(data)))/writebackEvery != p.off/writebackEvery {
-				sf.StartWriteback()
-			}
 			continue
 		}
 		err = sf.Verify()
 		if err == nil && len(ch.FileSum) > 0 {
 			_, err = sf.MatchSum(ch.FileSum)
 			f.summedFile(sf)
-		}
-		if err == nil {
-			sf.StartWriteback()
 		}
 		sf.Close()
 		sf = nil

@@ -74,10 +74,8 @@
 // file (internal/staging: recoverd writes the files into the directory
 // the target's engine hands out); the file counts as received only once
 // staging.File.Verify has checked its length and whole-file CRC32C (the
-// footer) and its BLAKE3 sum matched the source's; the disk starts
-// writing a file every 8 MiB and when it is whole
-// (staging.File.StartWriteback), and the recovery fsyncs every staged file
-// (one syncfs from 64 files on) before it publishes.
+// footer) and its BLAKE3 sum matched the source's; the recovery fsyncs
+// every staged file (one syncfs from 64 files on) before it publishes.
 // Several files are in flight at once (default 4, errgroup.SetLimit),
 // largest first so the last one to finish is a small one. Files up to
 // 1 MiB go several per stream (at most 64 files and 8 MiB per stream:

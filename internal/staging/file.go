@@ -9,8 +9,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/recoverd/recoverd/engine"
 )
 
@@ -257,15 +255,6 @@ func (sf *File) Matched() (Sum, bool) {
 		return s.matched, s.isMatched
 	}
 	return Sum{}, false
-}
-
-// StartWriteback asks the kernel to start writing the file's dirty pages
-// to disk now (sync_file_range, SYNC_FILE_RANGE_WRITE), while the other
-// files still stream in, so that Area.Sync at the end waits for little
-// (it was 20% of a 1 GiB peer recovery, after its files stage). It makes
-// nothing durable and its error is not returned: Area.Sync does both.
-func (sf *File) StartWriteback() {
-	_ = unix.SyncFileRange(int(sf.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 }
 
 // Close closes the file; it stays staged.
