@@ -257,15 +257,22 @@ func (b *bench) runRsync(ctx context.Context, d *dataset) (sample, error) {
 	if err := waitListening(ctx, addr, daemon); err != nil {
 		return sample{}, err
 	}
+	return b.rsyncFrom(ctx, daemon, d, dst, "rsync.log",
+		`rsync -a --whole-file "rsync://127.0.0.1:$1/shard/" "$2/"`+"\nsync", port, dst)
+}
+
+// rsyncFrom times an rsync client script (args as $1...) pulling d into
+// dst from daemon (an rsync daemon or sshd: the source side), cache
+// emptied first, and stops daemon. The daemon forks a child per
+// connection; once reaped, the child's CPU and I/O are counted in the
+// daemon's: it waits for that.
+func (b *bench) rsyncFrom(ctx context.Context, daemon *proc, d *dataset, dst, logName, script string, args ...string) (sample, error) {
 	b.coldCache()
 	cpu0, io0 := cpuWithChildren(daemon.PID()), readIO(daemon.PID())
-	res, err := runTimed(ctx, cleanEnv(), filepath.Join(b.logDir, "rsync.log"),
-		`rsync -a --whole-file "rsync://127.0.0.1:$1/shard/" "$2/"`+"\nsync", port, dst)
+	res, err := runTimed(ctx, cleanEnv(), filepath.Join(b.logDir, logName), script, args...)
 	if err != nil {
 		return sample{}, err
 	}
-	// The daemon forks a child per connection; once reaped, the child's
-	// CPU and I/O are counted in the daemon's. Wait for that.
 	var srcIO ioCounters
 	var srvCPU float64
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {

@@ -114,25 +114,6 @@ func (b *bench) runRsyncSSH(ctx context.Context, k *sshKeys, d *dataset) (sample
 		return sample{}, err
 	}
 	defer daemon.stop(10 * time.Second)
-	b.coldCache()
-	cpu0, io0 := cpuWithChildren(daemon.PID()), readIO(daemon.PID())
-	res, err := runTimed(ctx, cleanEnv(), filepath.Join(b.logDir, "rsync-ssh.log"),
+	return b.rsyncFrom(ctx, daemon, d, dst, "rsync-ssh.log",
 		`rsync -a --whole-file -e "$1" "127.0.0.1:$2/" "$3/"`+"\nsync", k.sshCommand(port), d.shardDir(), dst)
-	if err != nil {
-		return sample{}, err
-	}
-	var srcIO ioCounters
-	var srvCPU float64
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		srcIO, srvCPU = readIO(daemon.PID()), cpuWithChildren(daemon.PID())
-		if srcIO.rchar-io0.rchar >= d.bytes {
-			break
-		}
-	}
-	daemon.stop(10 * time.Second)
-	s := sample{wall: res.wall, bytes: d.bytes, rssTarget: res.maxRSS, cpu: res.cpu + srvCPU - cpu0, srcCPU: srvCPU - cpu0, srcRead: srcIO.rchar - io0.rchar}
-	if ru := daemon.rusage(); ru != nil {
-		s.rssSource = ru.Maxrss << 10
-	}
-	return s, checkCopy(dst, d)
 }
