@@ -274,10 +274,14 @@ func TestSecurityRefusalsAndMutualTLSRecovery(t *testing.T) {
 				}
 			}
 			requireCode(t, "FetchOps", err, codes.Unauthenticated, codes.PermissionDenied)
+			code, chunks := dataFetch(t, n1.PeerAddr, c.tc, &pb.FetchFileRequest{Shard: shard, PinId: "any", Name: "seg_1"})
+			if chunks != 0 || (code != codes.Unauthenticated && code != codes.PermissionDenied) {
+				t.Fatalf("FetchFile on a data connection: %d chunks, then %v; want Unauthenticated or PermissionDenied", chunks, code)
+			}
 		})
 	}
 	t.Run("nothing read or held for refused peers", func(t *testing.T) {
-		for _, s := range []string{"recoverd_peer_sent_bytes_total", "recoverd_peer_sent_ops_total", "recoverd_commit_pins", "recoverd_retention_leases"} {
+		for _, s := range []string{"recoverd_peer_sent_bytes_total", "recoverd_peer_sent_ops_total", "recoverd_commit_pins", "recoverd_retention_leases", "recoverd_peer_data_streams_total"} {
 			if v := secMetric(t, n1, s); v != 0 {
 				t.Errorf("%s = %v after refused peers, want 0", s, v)
 			}
@@ -322,6 +326,9 @@ func TestSecurityRefusalsAndMutualTLSRecovery(t *testing.T) {
 		}
 		if v := secMetric(t, n1, "recoverd_peer_sent_bytes_total"); v <= 0 {
 			t.Fatalf("the source sent %v bytes", v)
+		}
+		if v := secMetric(t, n1, "recoverd_peer_data_streams_total"); v <= 0 {
+			t.Fatalf("the files went on %v data connections: want them there, over mutual TLS", v)
 		}
 	})
 }

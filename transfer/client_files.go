@@ -119,6 +119,9 @@ type fetcher struct {
 
 	mu     sync.Mutex
 	summed map[string]staging.Sum
+
+	data   *dataDialer // nil: over gRPC only
+	noData atomic.Bool // the source does not serve data connections
 }
 
 // summedFile records a file whose sum matched the source's.
@@ -151,6 +154,9 @@ func FetchFiles(ctx context.Context, c FileClient, shard engine.ShardID, pin Pin
 	area *staging.Area, opts FetchOptions) (FetchResult, error) {
 	opts.defaults()
 	f := &fetcher{c: c, shard: shard, pin: pin, area: area, opts: opts, summed: map[string]staging.Sum{}}
+	if dc, ok := c.(interface{ dataDialer() *dataDialer }); ok {
+		f.data = dc.dataDialer()
+	}
 	if pin.ID == "" {
 		return FetchResult{}, errors.New("transfer: FetchFiles needs a commit pin")
 	}

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -42,12 +43,31 @@ func (f *fetcher) streamOnce(ctx context.Context, todo []pending) (int, error) {
 		req.More = append(req.More, &pb.FileRange{Name: p.meta.Name, Offset: p.off})
 	}
 	wd.arm()
-	st, err := f.c.FetchFile(sctx, req, grpc.ForceCodecV2(chunkCodec{}))
+	st, closeStream, err := f.open(sctx, req)
 	wd.disarm()
 	if err != nil {
 		return 0, streamErr(sctx, f.opts.IdleTimeout, err)
 	}
+	defer closeStream()
 	return f.receive(ctx, sctx, st, wd, todo)
+}
+
+// open starts a FetchFile: on a data connection when the client can open
+// them (Peers.EnableData) and the source serves them, else over gRPC.
+// closeStream ends it (cancelling sctx ends either too).
+func (f *fetcher) open(sctx context.Context, req *pb.FetchFileRequest) (st chunkStream, closeStream func(), err error) {
+	if f.data != nil && !f.noData.Load() {
+		ds, err := f.data.fetch(sctx, req)
+		if err == nil {
+			return ds, ds.close, nil
+		}
+		if !errors.Is(err, errNoDataConn) {
+			return nil, nil, err
+		}
+		f.noData.Store(true) // for the rest of this call
+	}
+	gs, err := f.c.FetchFile(sctx, req, grpc.ForceCodecV2(chunkCodec{}))
+	return gs, func() {}, err
 }
 
 // chunkSize is the chunk size to ask for (0: the source's default): at

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 
@@ -137,6 +139,12 @@ type envOpts struct {
 	server []grpc.ServerOption
 	// grpcDefaults leaves out ServerOptions and DialOptions (benchmarks).
 	grpcDefaults bool
+	// data serves data connections on the listener (tcp only), with
+	// dataAuth, and gives the client a data dialer (dataconn.go).
+	data     bool
+	dataAuth func(ctx context.Context, method string) (context.Context, error)
+	// serverTLS and clientTLS secure both gRPC and data connections.
+	serverTLS, clientTLS *tls.Config
 }
 
 // startEnv serves src through a PeerServer on a bufconn (or, with tcp, on
@@ -147,6 +155,9 @@ func startEnv(t testing.TB, src *shardstore.Shard, o envOpts) *env {
 	sopts, dopts := ServerOptions(), DialOptions()
 	if o.grpcDefaults {
 		sopts, dopts = nil, nil
+	}
+	if o.serverTLS != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(o.serverTLS)))
 	}
 	gs := grpc.NewServer(append(sopts, o.server...)...)
 	pb.RegisterPeerServiceServer(gs, srv)
@@ -166,8 +177,15 @@ func startEnv(t testing.TB, src *shardstore.Shard, o envOpts) *env {
 		lis, addr = bl, "passthrough:///bufconn"
 		dial = append(dial, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return bl.DialContext(ctx) }))
 	}
+	if o.data {
+		lis = srv.DataListener(lis, DataConfig{TLS: o.serverTLS, Authorize: o.dataAuth})
+	}
 	go gs.Serve(lis)
-	dial = append(append(dial, dopts...), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if o.clientTLS != nil {
+		creds = credentials.NewTLS(o.clientTLS)
+	}
+	dial = append(append(dial, dopts...), grpc.WithTransportCredentials(creds))
 	conn, err := grpc.NewClient(addr, dial...)
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +197,11 @@ func startEnv(t testing.TB, src *shardstore.Shard, o envOpts) *env {
 			t.Errorf("close peer server: %v", err)
 		}
 	})
-	return &env{src: src, srv: srv, client: pb.NewPeerServiceClient(conn), addr: addr}
+	e := &env{src: src, srv: srv, client: pb.NewPeerServiceClient(conn), addr: addr}
+	if o.data {
+		e.client = peerClient{PeerServiceClient: e.client, data: &dataDialer{addr: addr, tls: o.clientTLS}}
+	}
+	return e
 }
 
 // newTarget opens an empty shard to recover into and starts a staging.

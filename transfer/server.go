@@ -115,6 +115,9 @@ type PeerServerStats struct {
 	// FileStreams counts FetchFile streams that sent at least one chunk;
 	// Files the files they sent (several small ones go per stream).
 	FileStreams, Files int64
+	// DataStreams counts FetchFile requests that came on a data
+	// connection (dataconn.go) rather than gRPC.
+	DataStreams int64
 	// Chunks counts file chunks sent; CompressedChunks those sent as zstd;
 	// CompressionTries the chunks compression was tried on.
 	Chunks, CompressedChunks, CompressionTries int64
@@ -135,6 +138,7 @@ type PeerServerStats struct {
 
 type serverCounters struct {
 	fileStreams, files, chunks, compressedChunks, fileBytes, fileWireBytes atomic.Int64
+	dataStreams                                                            atomic.Int64
 	compressionTries                                                       atomic.Int64
 	ops, opBatches, opWireBytes, throttleWait, pinsExpired                 atomic.Int64
 }
@@ -171,7 +175,7 @@ func (s *PeerServer) Stats() PeerServerStats {
 		FileBytes: s.c.fileBytes.Load(), FileWireBytes: s.c.fileWireBytes.Load(),
 		Ops: s.c.ops.Load(), OpBatches: s.c.opBatches.Load(), OpWireBytes: s.c.opWireBytes.Load(),
 		ThrottleWait: time.Duration(s.c.throttleWait.Load()), Pins: n, PeakPins: peak, PinsExpired: s.c.pinsExpired.Load(),
-		CompressionTries: s.c.compressionTries.Load(),
+		CompressionTries: s.c.compressionTries.Load(), DataStreams: s.c.dataStreams.Load(),
 	}
 }
 

@@ -23,6 +23,12 @@ const incompressibleFiles = 3
 
 // FetchFile implements PeerService.
 func (s *PeerServer) FetchFile(req *pb.FetchFileRequest, stream pb.PeerService_FetchFileServer) error {
+	return s.fetchFile(stream.Context(), req, stream)
+}
+
+// fetchFile serves a FetchFile request on a gRPC stream or a data
+// connection (dataconn.go): stream is where its chunks go.
+func (s *PeerServer) fetchFile(ctx context.Context, req *pb.FetchFileRequest, stream chunkSender) error {
 	id, err := pbconv.ShardIDFromPB(req.GetShard())
 	if err != nil {
 		return invalid("%v", err)
@@ -41,7 +47,7 @@ func (s *PeerServer) FetchFile(req *pb.FetchFileRequest, stream pb.PeerService_F
 			return invalid("file name: %v", err)
 		}
 	}
-	p, done, err := s.usePin(stream.Context(), req.PinId, id)
+	p, done, err := s.usePin(ctx, req.PinId, id)
 	if err != nil {
 		return err
 	}
@@ -54,12 +60,12 @@ func (s *PeerServer) FetchFile(req *pb.FetchFileRequest, stream pb.PeerService_F
 	buf := getChunkBuf(chunk)
 	defer putChunkBuf(buf)
 	fs := fileSend{stream: stream, buf: *buf, chunkSize: chunk, model: &p.compress, noGain: func() { p.incompressible.Add(1) }, sum: req.FileSums}
-	if err := s.sendPinned(stream.Context(), p, id, &fs, req.Name, req.Offset, req.Length, zstdOK); err != nil {
+	if err := s.sendPinned(ctx, p, id, &fs, req.Name, req.Offset, req.Length, zstdOK); err != nil {
 		return err
 	}
 	for i, m := range req.More {
 		fs.file = uint32(i + 1)
-		if err := s.sendPinned(stream.Context(), p, id, &fs, m.Name, m.Offset, 0, zstdOK); err != nil {
+		if err := s.sendPinned(ctx, p, id, &fs, m.Name, m.Offset, 0, zstdOK); err != nil {
 			return err
 		}
 	}
@@ -203,9 +209,10 @@ func (s *PeerServer) sendFile(ctx context.Context, fs *fileSend, r io.ReaderAt, 
 			}
 		}
 		if ch.Data == nil {
-			// Send marshals the message into gRPC's own buffers before it
-			// returns (no stats handler holds it lazily): raw is free for
-			// the next chunk once Send is done.
+			// Send marshals the message into gRPC's own buffers (or writes
+			// it to the data connection) before it returns (no stats
+			// handler holds it lazily): raw is free for the next chunk once
+			// Send is done.
 			ch.Data = raw
 		}
 		t1 := time.Now()

@@ -46,6 +46,7 @@ type Config struct {
 	ChunkSize            int64
 	ParallelFiles        int
 	Compression          bool
+	DataConns            bool
 	RetryBudget          time.Duration
 	IdleTimeout          time.Duration
 	LeaseTTL             time.Duration
@@ -85,7 +86,7 @@ func defaultConfig() Config {
 	return Config{
 		NodeID: host, GRPCAddr: "127.0.0.1:7400", PeerAddr: "127.0.0.1:7401", HTTPAddr: "127.0.0.1:7402",
 		S3Timeout: 30 * time.Second, UseSnapshots: true,
-		MaxRecoveries: 2, MaxOutgoing: 2, MaxLeasesPerHolder: 16, MaxSnapshotDownloads: 4, ChunkSize: 1 << 20, ParallelFiles: 4, Compression: true,
+		MaxRecoveries: 2, MaxOutgoing: 2, MaxLeasesPerHolder: 16, MaxSnapshotDownloads: 4, ChunkSize: 1 << 20, ParallelFiles: 4, Compression: true, DataConns: true,
 		RetryBudget: 2 * time.Minute, IdleTimeout: 30 * time.Second, LeaseTTL: 5 * time.Minute, CopyRetention: 12 * time.Hour, PinTTL: 2 * time.Minute, PinWait: 10 * time.Minute, DiskMargin: "5%",
 		RetainOps: 10000, KeepFinished: time.Hour, VerifyDigest: "auto", CleanupInterval: 10 * time.Minute, UploadGrace: 24 * time.Hour, DeletionDelay: time.Hour,
 		SnapshotJitter: 0.1, SnapshotScope: "primaries", MaxSnapshotUploads: 2, SnapshotLeaseMaxOps: 1_000_000, SnapshotLeaseMaxBytes: 1 << 30,
@@ -218,6 +219,7 @@ var options = slices.Concat(
 		bytesOpt("chunk-size", "peer file chunk size", func(c *Config) *int64 { return &c.ChunkSize }),
 		intOpt("parallel-files", "files in flight per peer transfer", func(c *Config) *int { return &c.ParallelFiles }),
 		boolOpt("compression", "zstd on peer chunks where it pays: the source compresses when its measured link is slower than compression (adaptive; never for data that does not compress)", func(c *Config) *bool { return &c.Compression }),
+		boolOpt("data-conns", "fetch peer files on data connections to the peer listener (gRPC framing spared, every check kept); off: over gRPC. A source always serves both", func(c *Config) *bool { return &c.DataConns }),
 		durOpt("retry-budget", "how long a transfer keeps retrying transient errors without progress", func(c *Config) *time.Duration { return &c.RetryBudget }),
 		durOpt("idle-timeout", "a stream silent this long is resumed on a new one", func(c *Config) *time.Duration { return &c.IdleTimeout }),
 	),

@@ -84,7 +84,8 @@ func listenAndServe(ctx context.Context, cfg Config, sec *security, log *slog.Lo
 	}
 	errc := make(chan error, 3)
 	go func() { errc <- control.Serve(listeners["grpc"]) }()
-	go func() { errc <- peer.Serve(listeners["peer"]) }()
+	peerLis := n.peerSrv.DataListener(listeners["peer"], transfer.DataConfig{TLS: sec.peer, Authorize: sec.verifyPeer})
+	go func() { errc <- peer.Serve(peerLis) }()
 	go func() {
 		if err := httpSrv.Serve(listeners["http"]); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err

@@ -82,6 +82,9 @@ func openNode(ctx context.Context, cfg Config, sec *security, log *slog.Logger) 
 		return n, fmt.Errorf("--disk-margin: %w", err)
 	}
 	n.dialer = transfer.NewPeers(append(transfer.DialOptions(), sec.dialCreds())...)
+	if cfg.DataConns {
+		n.dialer.EnableData(sec.dial)
+	}
 	n.onClose(n.dialer.Close)
 	n.mgr = recovery.NewManager(recovery.Config{
 		NodeID: cfg.NodeID, Engine: n.eng, Dial: n.dialer.Dial, Repo: n.repo, UseSnapshots: cfg.UseSnapshots,

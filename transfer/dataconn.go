@@ -1,0 +1,231 @@
+package transfer
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/recoverd/recoverd/api/recoverdv1"
+)
+
+// The data connection: FetchFile outside gRPC.
+//
+// Over gRPC every byte of a file is copied into a message, then into
+// HTTP/2 frames of 16 KiB, on the source, and out of the frames on the
+// target (bench/README.md, Issue 15 item 12). A data connection carries
+// the same request and the same FileChunks, with every check (per-chunk
+// CRC32C, the file's CRC32C and BLAKE3 sum, resume from the last verified
+// offset, both throttles, compression, cancel), in frames of its own: the
+// source writes a chunk's bytes to the socket from the buffer it read them
+// into (writev), and the target reads them into the buffer it writes to
+// the file from. No library frames this: it is a request and a run of
+// length-prefixed messages.
+//
+// A data connection goes to the peer listener, like gRPC: it opens with
+// dataMagic, in plaintext, which neither a TLS ClientHello nor the HTTP/2
+// preface begins with, and the listener (DataListener) hands it to the
+// data server while every other connection goes to gRPC. The source
+// answers dataAck. Then comes TLS, with the peer listener's config and the
+// same check of the client's certificate as the gRPC interceptor makes,
+// then one request frame (a FetchFileRequest) and its answer: chunk frames,
+// then one end frame. A frame is
+//
+//	kind (1 byte) | payload length (4 bytes, big-endian) | payload
+//
+// A chunk frame's payload is a FileChunk in protobuf wire format; an end
+// frame's a google.rpc.Status, OK when every file asked for was sent, else
+// the error the gRPC stream would have ended with. One request per
+// connection. A source that does not serve data connections closes the
+// connection without dataAck; the target then fetches over gRPC.
+var (
+	dataMagic = [8]byte{'R', 'C', 'V', 'D', 'D', 'A', 'T', '1'}
+	dataAck   = [8]byte{'R', 'C', 'V', 'D', 'O', 'K', '0', '1'}
+)
+
+const (
+	frameRequest byte = 1
+	frameChunk   byte = 2
+	frameEnd     byte = 3
+
+	frameHeadLen = 5
+	// dataHandshakeTimeout bounds the exchange before the first chunk:
+	// magic, TLS and the request.
+	dataHandshakeTimeout = 10 * time.Second
+)
+
+// errNoDataConn: the source does not serve data connections.
+var errNoDataConn = errors.New("transfer: the source does not serve data connections")
+
+// putFrameHead writes a frame's kind and payload length into b[:frameHeadLen].
+func putFrameHead(b []byte, kind byte, n int) {
+	b[0] = kind
+	binary.BigEndian.PutUint32(b[1:frameHeadLen], uint32(n))
+}
+
+// writeMessageFrame writes a frame whose payload is m.
+func writeMessageFrame(w io.Writer, kind byte, m proto.Message) error {
+	b := make([]byte, frameHeadLen, frameHeadLen+proto.Size(m))
+	b, err := proto.MarshalOptions{}.MarshalAppend(b, m)
+	if err != nil {
+		return err
+	}
+	putFrameHead(b, kind, len(b)-frameHeadLen)
+	_, err = w.Write(b)
+	return err
+}
+
+// readFrame reads one frame; its payload is in a buffer of bufferPool,
+// which the caller frees. A payload larger than MaxMessageSize is refused.
+func readFrame(r io.Reader) (byte, mem.Buffer, error) {
+	var head [frameHeadLen]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(head[1:])
+	if n > MaxMessageSize {
+		return 0, nil, fmt.Errorf("frame of %d bytes, at most %d", n, MaxMessageSize)
+	}
+	b := bufferPool.Get(int(n))
+	if _, err := io.ReadFull(r, *b); err != nil {
+		bufferPool.Put(b)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, err
+	}
+	return head[0], mem.NewBuffer(b, bufferPool), nil
+}
+
+// dataDialer opens data connections to a peer: the address of its peer
+// listener and the TLS config of the node's gRPC connections (nil: plaintext).
+type dataDialer struct {
+	addr string
+	tls  *tls.Config
+}
+
+// fetch opens a data connection and sends req on it. It returns
+// errNoDataConn when the source answers without dataAck; other errors are
+// the statuses the gRPC call would have met (Unavailable).
+func (d *dataDialer) fetch(ctx context.Context, req *pb.FetchFileRequest) (*dataStream, error) {
+	var nd net.Dialer
+	c, err := nd.DialContext(ctx, "tcp", d.addr)
+	if err != nil {
+		return nil, connStatus(ctx, d.addr, err)
+	}
+	ds := &dataStream{ctx: ctx, addr: d.addr, conn: c}
+	ds.stop = context.AfterFunc(ctx, func() { c.Close() })
+	if err := ds.open(ctx, d.tls, req); err != nil {
+		ds.close()
+		return nil, err
+	}
+	return ds, nil
+}
+
+// dataStream is the answer to a FetchFile request on a data connection,
+// read as a gRPC stream is (chunkStream).
+type dataStream struct {
+	ctx  context.Context
+	addr string
+	conn net.Conn
+	r    *bufio.Reader
+	stop func() bool
+}
+
+func (ds *dataStream) open(ctx context.Context, cfg *tls.Config, req *pb.FetchFileRequest) error {
+	raw := ds.conn
+	raw.SetDeadline(time.Now().Add(dataHandshakeTimeout))
+	if _, err := raw.Write(dataMagic[:]); err != nil {
+		return connStatus(ctx, ds.addr, err)
+	}
+	var ack [len(dataAck)]byte
+	if _, err := io.ReadFull(raw, ack[:]); err != nil || ack != dataAck {
+		if ctx.Err() != nil {
+			return connStatus(ctx, ds.addr, ctx.Err())
+		}
+		return errNoDataConn
+	}
+	if cfg != nil {
+		cfg = cfg.Clone()
+		if cfg.ServerName == "" {
+			host, _, _ := net.SplitHostPort(ds.addr)
+			cfg.ServerName = host
+		}
+		tc := tls.Client(raw, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return connStatus(ctx, ds.addr, fmt.Errorf("TLS handshake: %w", err))
+		}
+		ds.conn = tc
+	}
+	if err := writeMessageFrame(ds.conn, frameRequest, req); err != nil {
+		return connStatus(ctx, ds.addr, err)
+	}
+	raw.SetDeadline(time.Time{})
+	// Big reads (a chunk) bypass the buffer: it only gathers frame heads.
+	ds.r = bufio.NewReaderSize(ds.conn, 64<<10)
+	return nil
+}
+
+// RecvMsg reads the next chunk into m (a *recvChunk), io.EOF after an OK
+// end frame, or the end frame's error.
+func (ds *dataStream) RecvMsg(m any) error {
+	rc := m.(*recvChunk)
+	kind, buf, err := readFrame(ds.r)
+	if err != nil {
+		return connStatus(ds.ctx, ds.addr, err)
+	}
+	switch kind {
+	case frameChunk:
+		ch, err := parseFileChunk(buf.ReadOnlyData())
+		if err != nil {
+			buf.Free()
+			return status.Errorf(codes.Internal, "data connection to %s: %v", ds.addr, err)
+		}
+		rc.release()
+		rc.ch, rc.buf = ch, buf
+		return nil
+	case frameEnd:
+		var st spb.Status
+		err := proto.Unmarshal(buf.ReadOnlyData(), &st)
+		buf.Free()
+		if err != nil {
+			return status.Errorf(codes.Internal, "data connection to %s: end frame: %v", ds.addr, err)
+		}
+		if err := status.ErrorProto(&st); err != nil {
+			return err
+		}
+		return io.EOF
+	default:
+		buf.Free()
+		return status.Errorf(codes.Internal, "data connection to %s: frame of unknown kind %d", ds.addr, kind)
+	}
+}
+
+func (ds *dataStream) close() {
+	ds.stop()
+	ds.conn.Close()
+}
+
+// connStatus is the status of a broken data connection, as gRPC would
+// give it: Unavailable (transient: the stream resumes), or the context's
+// when it ended.
+func connStatus(ctx context.Context, addr string, err error) error {
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return status.Errorf(codes.Unavailable, "data connection to %s: %v", addr, err)
+}

@@ -1,0 +1,315 @@
+package transfer
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/recoverd/recoverd/api/recoverdv1"
+	"github.com/recoverd/recoverd/internal/retry"
+)
+
+func TestDataConnCarriesTheFiles(t *testing.T) {
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 3000, valueSize: 700, flushes: 3})
+	e := startEnv(t, src, envOpts{tcp: true, data: true})
+	_, res := recoverAll(t, e, FetchOptions{})
+	st := e.srv.Stats()
+	if st.DataStreams == 0 || st.DataStreams != st.FileStreams {
+		t.Fatalf("%d of %d streams on data connections, want all", st.DataStreams, st.FileStreams)
+	}
+	if st.FileBytes != res.Bytes || st.FileWireBytes != res.WireBytes {
+		t.Errorf("server sent %d raw / %d wire bytes, client got %d / %d", st.FileBytes, st.FileWireBytes, res.Bytes, res.WireBytes)
+	}
+	if len(res.Summed) != res.Files {
+		t.Errorf("%d of %d files compared by their streamed sums", len(res.Summed), res.Files)
+	}
+}
+
+// A source that does not serve data connections (an older one) closes
+// the connection at the magic: the target fetches over gRPC.
+func TestDataConnFallsBackToGRPC(t *testing.T) {
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 2000, valueSize: 700, flushes: 2})
+	e := startEnv(t, src, envOpts{tcp: true})
+	e.client = peerClient{PeerServiceClient: e.client, data: &dataDialer{addr: e.addr}}
+	recoverAll(t, e, FetchOptions{})
+	if st := e.srv.Stats(); st.DataStreams != 0 || st.FileStreams == 0 {
+		t.Fatalf("%d data streams, %d gRPC streams: want the files over gRPC", st.DataStreams, st.FileStreams)
+	}
+}
+
+func TestDataConnResumesAfterACut(t *testing.T) {
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 8000, valueSize: 1000, random: true, flushes: 2})
+	e := startEnv(t, src, envOpts{tcp: true, data: true})
+	// Connection 0 is gRPC's (the pin); 1 is the first data connection,
+	// reset in its third chunk of 1 MiB.
+	px := startFaultProxy(t, e.addr, 1, 5<<19, false)
+	e.client = px.client(t, nil)
+	var resumedAt int64 = -1
+	_, res := recoverAll(t, e, FetchOptions{Retry: retry.Options{Initial: 10 * time.Millisecond},
+		OnResume: func(_ string, off int64, _ error) { atomic.CompareAndSwapInt64(&resumedAt, -1, off) }})
+	if res.Resumes == 0 || resumedAt != 2<<20 {
+		t.Fatalf("resumes %d (first at %d) after a data connection was reset mid-file", res.Resumes, resumedAt)
+	}
+	if st := e.srv.Stats(); st.DataStreams < 2 {
+		t.Fatalf("%d data streams: the resume did not use a data connection", st.DataStreams)
+	}
+}
+
+func TestDataConnCorruptByteRefetched(t *testing.T) {
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 400, valueSize: 700, random: true})
+	e := startEnv(t, src, envOpts{tcp: true, data: true})
+	// A byte of the first chunk's data flips on the way.
+	px := startFaultProxy(t, e.addr, 1, 3*MinChunkSize/2, true)
+	e.client = px.client(t, nil)
+	_, res := recoverAll(t, e, FetchOptions{ChunkSize: MinChunkSize, Retry: retry.Options{Initial: time.Millisecond}})
+	if res.Resumes != 1 {
+		t.Fatalf("resumes %d after a flipped byte, want 1", res.Resumes)
+	}
+	if !px.faulted.Load() {
+		t.Fatal("the proxy flipped nothing")
+	}
+}
+
+func TestDataConnRefusedCaller(t *testing.T) {
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 500, valueSize: 700})
+	refuse := func(ctx context.Context, method string) (context.Context, error) {
+		if method != pb.PeerService_FetchFile_FullMethodName {
+			t.Errorf("authorized %q", method)
+		}
+		return ctx, status.Error(codes.PermissionDenied, "test: not a node")
+	}
+	e := startEnv(t, src, envOpts{tcp: true, data: true, dataAuth: refuse})
+	ctx := ctxT(t)
+	pin, info, err := PinCommit(ctx, e.client, testShard, 0, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, st := newTarget(t, "rec-1")
+	_, err = FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st.Area, FetchOptions{Retry: retry.Options{Initial: time.Millisecond}})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("FetchFiles by a refused caller: %v, want PermissionDenied", err)
+	}
+	if s := e.srv.Stats(); s.FileBytes != 0 || s.DataStreams != 0 {
+		t.Fatalf("a refused caller was sent %d bytes in %d streams", s.FileBytes, s.DataStreams)
+	}
+}
+
+// Cancelling a fetch closes its data connections: the source stops
+// sending and lets go of the pin's use at once.
+func TestDataConnCancelStopsTheSource(t *testing.T) {
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 3000, valueSize: 1000, random: true})
+	e := startEnv(t, src, envOpts{tcp: true, data: true, cfg: PeerServerConfig{Throttle: NewThrottle(1 << 20)}})
+	ctx, cancel := context.WithCancel(ctxT(t))
+	pin, info, err := PinCommit(ctx, e.client, testShard, 0, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, st := newTarget(t, "rec-1")
+	var once sync.Once
+	t0 := time.Now()
+	_, err = FetchFiles(ctx, e.client, testShard, pin, info.Meta.Files, st.Area, FetchOptions{ChunkSize: MinChunkSize,
+		OnBytes: func(string, int64) { once.Do(cancel) }})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled fetch: %v", err)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Fatalf("cancel took %v", d)
+	}
+	sent := e.srv.Stats().FileBytes
+	time.Sleep(500 * time.Millisecond)
+	if s := e.srv.Stats(); s.FileBytes != sent {
+		t.Fatalf("the source went on sending after the cancel: %d bytes, then %d", sent, s.FileBytes)
+	}
+	// The pin's use is over: it can be released.
+	if err := ReleasePin(ctxT(t), e.client, pin.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDataConnOverMutualTLS(t *testing.T) {
+	ca := newTLSTestCA(t)
+	serverTLS := &tls.Config{Certificates: []tls.Certificate{ca.leaf(t, "source")}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS13}
+	clientTLS := &tls.Config{Certificates: []tls.Certificate{ca.leaf(t, "target")}, RootCAs: ca.pool, MinVersion: tls.VersionTLS13}
+	var seen atomic.Value
+	auth := func(ctx context.Context, _ string) (context.Context, error) {
+		if p, ok := peer.FromContext(ctx); ok {
+			if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+				seen.Store(ti.State.PeerCertificates[0].Subject.CommonName)
+				return ctx, nil
+			}
+		}
+		return ctx, status.Error(codes.Unauthenticated, "test: no client certificate")
+	}
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 2000, valueSize: 700, flushes: 2})
+	e := startEnv(t, src, envOpts{tcp: true, data: true, dataAuth: auth, serverTLS: serverTLS, clientTLS: clientTLS})
+	recoverAll(t, e, FetchOptions{})
+	if st := e.srv.Stats(); st.DataStreams == 0 {
+		t.Fatal("no data stream over TLS")
+	}
+	if cn, _ := seen.Load().(string); cn != "target" {
+		t.Fatalf("the source saw client certificate %q, want target's", cn)
+	}
+}
+
+// faultProxy forwards TCP connections to upstream. Connection nth (from
+// 0, in the order accepted) has its upstream-to-client bytes cut after
+// at bytes (the upstream end reset, the client's closed after what came
+// before), or, with flip, its byte at flipped.
+type faultProxy struct {
+	lis     net.Listener
+	faulted atomic.Bool
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   []net.Conn
+}
+
+func startFaultProxy(t *testing.T, upstream string, nth int, at int64, flip bool) *faultProxy {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &faultProxy{lis: lis}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for i := 0; ; i++ {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			fault := int64(-1)
+			if i == nth {
+				fault = at
+			}
+			p.wg.Add(2)
+			go func() { defer p.wg.Done(); io.Copy(u, c); u.Close() }()
+			go func() { defer p.wg.Done(); p.pipe(c, u, fault, flip) }()
+		}
+	}()
+	t.Cleanup(func() {
+		lis.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *faultProxy) pipe(dst, src net.Conn, at int64, flip bool) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	var n int64
+	for {
+		m, err := src.Read(buf)
+		if m > 0 {
+			if at >= n && at < n+int64(m) {
+				p.faulted.Store(true)
+				if !flip {
+					// The client reads what came before the cut, then
+					// the end of its connection.
+					dst.Write(buf[:at-n])
+					src.(*net.TCPConn).SetLinger(0)
+					src.Close()
+					return
+				}
+				buf[at-n] ^= 0x40
+			}
+			if _, err := dst.Write(buf[:m]); err != nil {
+				return
+			}
+			n += int64(m)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// client returns a PeerService client whose gRPC and data connections
+// both go through the proxy.
+func (p *faultProxy) client(t *testing.T, cfg *tls.Config) pb.PeerServiceClient {
+	creds := insecure.NewCredentials()
+	if cfg != nil {
+		creds = credentials.NewTLS(cfg)
+	}
+	conn, err := grpc.NewClient(p.lis.Addr().String(), append(DialOptions(), grpc.WithTransportCredentials(creds))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return peerClient{PeerServiceClient: pb.NewPeerServiceClient(conn), data: &dataDialer{addr: p.lis.Addr().String(), tls: cfg}}
+}
+
+// tlsTestCA issues certificates for loopback.
+type tlsTestCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+func newTLSTestCA(t *testing.T) *tlsTestCA {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tlsTestCA{cert: cert, key: key, pool: pool}
+}
+
+// leaf is a certificate for cn, valid as server and client on 127.0.0.1.
+func (ca *tlsTestCA) leaf(t *testing.T, cn string) tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
