@@ -29,8 +29,8 @@
 // progress record, progress.staged/<name>, is JSON {length, crc32c, good,
 // prefix_crc32c}: the file it belongs to, the length of its checked
 // prefix, and that prefix's CRC32C. It is written, without fsync, as the
-// prefix grows (every 1 MiB newly checked) and for every partial file
-// when the area is suspended, so a process crash loses at most 1 MiB per
+// prefix grows (every 8 MiB newly checked) and for every partial file
+// when the area is suspended, so a process crash loses at most 8 MiB per
 // file in flight, and a power loss that took written bytes with it shows
 // as a checksum that differs, and the file starts over. A prefix is only
 // recorded for a file written in order, whose running checksum covers it.

@@ -19,8 +19,11 @@ const (
 	// never one of a file recoverd stages (doc.go, "The directory").
 	progressDir = "progress.staged"
 	// progressEvery is how many newly checked bytes of a file make its
-	// progress record be written again.
-	progressEvery = 1 << 20
+	// progress record be written again. A record costs a create, a write
+	// and a rename: at every 1 MiB that was 13% of the target's CPU in
+	// bench case 1 (bench/README.md, Issue 15 item 12). A crash re-fetches
+	// at most this much of each file in flight.
+	progressEvery = 8 << 20
 )
 
 // progressRecord is the content of progress.staged/<name>.

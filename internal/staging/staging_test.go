@@ -128,16 +128,16 @@ func TestCheckedPrefixAcrossAttempts(t *testing.T) {
 // prefix was damaged starts over, a file the plan does not list goes, and
 // the engine's own entries stay.
 func TestResumeAfterARestart(t *testing.T) {
-	whole, wd := file("seg_whole", 3<<20, 1)
-	partial, pd := file("seg_partial", 3<<20, 2)
-	damaged, dd := file("seg_damaged", 3<<20, 3)
+	whole, wd := file("seg_whole", 3*progressEvery, 1)
+	partial, pd := file("seg_partial", 3*progressEvery, 2)
+	damaged, dd := file("seg_damaged", 3*progressEvery, 3)
 	files := []engine.FileMeta{whole, partial, damaged}
 	data := map[string][]byte{whole.Name: wd, partial.Name: pd, damaged.Name: dd}
 	dir := t.TempDir()
 	a := open(t, dir)
 	stage(t, a, whole, wd, whole.Length)
-	stage(t, a, partial, pd, 2<<20+512<<10) // recorded at 2 MiB
-	stage(t, a, damaged, dd, 2<<20)
+	stage(t, a, partial, pd, 2*progressEvery+progressEvery/2) // recorded at 2*progressEvery
+	stage(t, a, damaged, dd, 2*progressEvery)
 	// The process dies here: no Suspend. Then what a power loss can do to
 	// the recorded prefix of one file, a file the next plan does not
 	// list, a temp file, and the engine's staged ops.
@@ -163,7 +163,7 @@ func TestResumeAfterARestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := whole.Length + 2<<20; kept != 2 || keptBytes != want {
+	if want := whole.Length + 2*progressEvery; kept != 2 || keptBytes != want {
 		t.Fatalf("Keep kept %d files, %d bytes; want 2 files, %d bytes (the whole file and the recorded prefix)", kept, keptBytes, want)
 	}
 	if !a.Verified(whole) {
@@ -178,7 +178,7 @@ func TestResumeAfterARestart(t *testing.T) {
 	for _, c := range []struct {
 		f    engine.FileMeta
 		good int64
-	}{{whole, whole.Length}, {partial, 2 << 20}, {damaged, 0}} {
+	}{{whole, whole.Length}, {partial, 2 * progressEvery}, {damaged, 0}} {
 		sf, err := a.CreateFile(c.f)
 		if err != nil {
 			t.Fatal(err)
