@@ -193,6 +193,7 @@ func (d *Downloader) downloadFile(ctx context.Context, repo Repository, f FileEn
 	if err := sf.Verify(); err != nil {
 		return fmt.Errorf("%w: file %s: %w", ErrChecksum, f.Name, err)
 	}
+	sf.SyncBehind()
 	d.files.Add(1)
 	return nil
 }

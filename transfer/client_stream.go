@@ -151,6 +151,9 @@ func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdo
 			_, err = sf.MatchSum(ch.FileSum)
 			f.summedFile(sf)
 		}
+		if err == nil {
+			sf.SyncBehind()
+		}
 		sf.Close()
 		sf = nil
 		if err != nil {

@@ -40,10 +40,12 @@
 // A file written whole in order is verified against the checksum computed
 // as it was written, as Lucene checks a file while it is copied; any other
 // (written out of order, resumed after a restart) is read back. Verify
-// does not fsync: Sync fsyncs the staged files, each on a descriptor of
-// its own with its error checked, at most 16 at once, once all are
-// written (a syncfs would not report a writeback error another descriptor
-// has seen, nor any before Linux 5.8; one fsync after each file, in the
-// copy's path, cost a recovery of many small files more than the copy
-// itself).
+// does not fsync. A verified file of 4 MiB or more is fsynced at once in
+// the background (SyncBehind, two at a time), so its writeback overlaps
+// the transfer of the files still coming; Sync, once all are written,
+// waits for those, fails if one failed, and fsyncs every other staged
+// file, each on a descriptor of its own with its error checked, at most
+// 16 at once, or from 64 files on with one syncfs (one fsync after each
+// small file, in the copy's path, cost a recovery of many small files
+// more than the copy itself).
 package staging

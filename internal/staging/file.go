@@ -35,6 +35,13 @@ type fileState struct {
 	// a re-plan that finds the file staged still knows it.
 	matched   Sum
 	isMatched bool
+	// writes counts writes and truncations: an fsync of SyncBehind makes
+	// the file durable only if none came while it ran.
+	writes uint64
+	// durable: an fsync of SyncBehind made the verified file durable;
+	// syncErr: one failed (Sync returns it).
+	durable bool
+	syncErr error
 }
 
 // track extends the running checksum with p written at off, when it
@@ -146,6 +153,7 @@ func (sf *File) WriteAt(p []byte, off int64) (int, error) {
 		var sum *runningSum
 		if ok {
 			s.track(p, off)
+			s.writes++
 			sum = s.sum
 		}
 		sf.a.mu.Unlock()
@@ -171,6 +179,8 @@ func (sf *File) Size() (int64, error) {
 func (sf *File) Truncate(n int64) error {
 	sf.a.mu.Lock()
 	if s, ok := sf.a.files[sf.meta.Name]; ok {
+		s.writes++
+		s.durable = false
 		s.good = min(s.good, max(n, 0))
 		s.recorded = min(s.recorded, max(n, 0))
 		s.verified = s.verified && n >= sf.meta.Length

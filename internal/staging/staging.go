@@ -41,8 +41,12 @@ type Area struct {
 	// the directory: none counts until Keep has checked it.
 	found map[string]bool
 	// progressDirMade: the directory of progress records exists (a
-	// record is written every MiB of every file: no mkdir each time).
+	// record is written every 8 MiB of every file: no mkdir each time).
 	progressDirMade atomic.Bool
+	// behind counts the fsyncs SyncBehind started and that have not
+	// ended; behindSlots bounds those running at once.
+	behind      sync.WaitGroup
+	behindSlots chan struct{}
 }
 
 // Open returns the area of recovery id in dir (an engine's Staging.Dir),
@@ -52,7 +56,7 @@ func Open(id, dir string, opts Options) (*Area, error) {
 	if opts.Fault == nil {
 		opts.Fault = func(string, string) error { return nil }
 	}
-	a := &Area{id: id, dir: dir, opts: opts, files: map[string]*fileState{}}
+	a := &Area{id: id, dir: dir, opts: opts, files: map[string]*fileState{}, behindSlots: make(chan struct{}, syncBehindParallel)}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("staging: list %s: %w", id, err)
@@ -114,9 +118,11 @@ func (a *Area) Verified(meta engine.FileMeta) bool {
 }
 
 // Close ends the area's use (the staging was published or abandoned):
-// files are no longer created in it.
+// files are no longer created in it. It waits for the fsyncs SyncBehind
+// started.
 func (a *Area) Close() {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	a.done = true
+	a.mu.Unlock()
+	a.behind.Wait()
 }
