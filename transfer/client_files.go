@@ -343,6 +343,9 @@ func (e wholeErr) Unwrap() error { return e.error }
 // file: done when it is there whole and verified, else the verified
 // prefix to resume after (the rest is cut off).
 func (f *fetcher) prepare(meta engine.FileMeta) (off int64, done bool, err error) {
+	if f.area.Untouched(meta.Name) {
+		return 0, false, nil // an open and a truncate per file were 19% of the target's CPU in bench case 2
+	}
 	sf, err := f.area.CreateFile(meta)
 	if err != nil {
 		return 0, false, fmt.Errorf("transfer: stage file %s: %w", meta.Name, err)

@@ -117,6 +117,16 @@ func (a *Area) Verified(meta engine.FileMeta) bool {
 	return ok && s.verified && s.meta == meta
 }
 
+// Untouched says no file name was staged in the area, by this process or
+// an earlier one: a transfer of it starts from nothing, with nothing to
+// look at first.
+func (a *Area) Untouched(name string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, staged := a.files[name]
+	return !staged && !a.found[name]
+}
+
 // Close ends the area's use (the staging was published or abandoned):
 // files are no longer created in it. It waits for the fsyncs SyncBehind
 // started.

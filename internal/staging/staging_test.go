@@ -353,3 +353,28 @@ func TestSyncOfManyFilesIsOneSyncfs(t *testing.T) {
 		t.Fatalf("Sync with a failing syncfs = %v, want EIO", err)
 	}
 }
+
+// Untouched tells a file nobody staged (a transfer starts it without
+// looking) from one staged here or left by an earlier process.
+func TestUntouched(t *testing.T) {
+	dir := t.TempDir()
+	left, ld := file("seg_left", 10_000, 1)
+	a := open(t, dir)
+	if !a.Untouched(left.Name) {
+		t.Fatal("a file never staged is not untouched")
+	}
+	stage(t, a, left, ld, 5_000)
+	if a.Untouched(left.Name) {
+		t.Fatal("a file staged here is untouched")
+	}
+	a = open(t, dir) // a restart: the file is an earlier process's
+	if a.Untouched(left.Name) {
+		t.Fatal("a file an earlier process left is untouched before Keep")
+	}
+	if _, _, err := a.Keep(nil); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Untouched(left.Name) {
+		t.Fatal("a file Keep removed is not untouched")
+	}
+}
