@@ -47,6 +47,12 @@ type Area struct {
 	// ended; behindSlots bounds those running at once.
 	behind      sync.WaitGroup
 	behindSlots chan struct{}
+	// smallBehind counts bytes of small files verified since the last
+	// syncfs behind; syncfsRunning says one runs; behindErr is the error
+	// of one that failed.
+	smallBehind   int64
+	syncfsRunning bool
+	behindErr     error
 }
 
 // Open returns the area of recovery id in dir (an engine's Staging.Dir),

@@ -24,6 +24,9 @@ const (
 	// they are verified (SyncBehind); syncBehindParallel of those at once.
 	syncBehindFrom     = 4 << 20
 	syncBehindParallel = 2
+	// syncfsBehindEvery: each time smaller files of this many bytes were
+	// verified, SyncBehind starts a syncfs (one at a time).
+	syncfsBehindEvery = 32 << 20
 )
 
 // Sync makes every file of files staged in the area durable, and returns
@@ -41,7 +44,7 @@ func (a *Area) Sync(files []engine.FileMeta) error {
 	a.behind.Wait()
 	a.mu.Lock()
 	var paths []string
-	var behindErr error
+	behindErr := a.behindErr
 	for _, f := range files {
 		s, ok := a.files[f.Name]
 		switch {
@@ -76,6 +79,7 @@ func (a *Area) Sync(files []engine.FileMeta) error {
 func (sf *File) SyncBehind() {
 	a := sf.a
 	if sf.meta.Length < syncBehindFrom {
+		a.syncfsBehind(sf.meta.Length)
 		return
 	}
 	a.mu.Lock()
@@ -103,6 +107,33 @@ func (sf *File) SyncBehind() {
 		} else {
 			s.durable = true
 		}
+	}()
+}
+
+// syncfsBehind counts n more bytes of small files verified and starts a
+// syncfs of the staging filesystem every syncfsBehindEvery bytes, when none
+// runs: the small files' writeback overlaps the transfer too. Sync still
+// syncs them all (little is left to write by then); a syncfs behind that
+// fails fails it.
+func (a *Area) syncfsBehind(n int64) {
+	a.mu.Lock()
+	a.smallBehind += n
+	start := a.smallBehind >= syncfsBehindEvery && !a.syncfsRunning && !a.done
+	if start {
+		a.smallBehind, a.syncfsRunning = 0, true
+		a.behind.Add(1)
+	}
+	a.mu.Unlock()
+	if !start {
+		return
+	}
+	go func() {
+		defer a.behind.Done()
+		err := a.syncfs()
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.syncfsRunning = false
+		a.behindErr = cmp.Or(a.behindErr, err)
 	}()
 }
 

@@ -2,6 +2,7 @@ package staging
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -25,7 +26,7 @@ func (c *fsyncCounter) hook(point, path string) error {
 	name := filepath.Base(path)
 	c.count[point+" "+name]++
 	if c.fail[name] {
-		return &os.PathError{Op: "fsync", Path: path, Err: syscall.EIO}
+		return &os.PathError{Op: point, Path: path, Err: syscall.EIO}
 	}
 	return nil
 }
@@ -123,5 +124,32 @@ func TestFileRewrittenAfterSyncBehindIsSyncedAgain(t *testing.T) {
 	}
 	if c.of(big.Name) != 2 {
 		t.Fatalf("%d fsyncs of a file rewritten after its fsync behind, want 2", c.of(big.Name))
+	}
+}
+
+// Small files verified behind the transfer start a syncfs every
+// syncfsBehindEvery bytes; one that fails fails Sync.
+func TestSmallFilesSyncfsBehind(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		a, c := openCounted(t)
+		c.fail[filepath.Base(a.Dir())] = fail // the syncfs's path is the staging directory
+		const size = 4_000_000
+		var files []engine.FileMeta
+		for i := range syncfsBehindEvery/size + 1 {
+			f, data := file(fmt.Sprintf("seg_%02d", i), size, byte(i))
+			stageBehind(t, a, f, data)
+			files = append(files, f)
+		}
+		a.behind.Wait()
+		c.mu.Lock()
+		n := c.count["staging.syncfs "+filepath.Base(a.Dir())]
+		c.mu.Unlock()
+		if n != 1 {
+			t.Fatalf("%d syncfs behind after %d bytes of small files, want 1", n, len(files)*size)
+		}
+		err := a.Sync(files)
+		if fail != errors.Is(err, syscall.EIO) {
+			t.Fatalf("Sync after a syncfs behind (failing: %v) = %v", fail, err)
+		}
 	}
 }
