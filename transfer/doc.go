@@ -61,12 +61,25 @@
 // (FetchResult.Summed). GetShardDigest with ops_from answers the digest
 // of a range of ops as FetchOps sends them (OpsSum), read from the op log:
 // the two sides of recovery's streamed check. 1 MiB keeps per-message
-// overhead (HTTP/2 framing, a CRC, a zstd frame, a disk write) far below
-// 1%, loses at most 1 MiB of work when a stream is cut, and lets several
-// chunks be in flight in a 4 MiB stream window. The target parses each
+// overhead (framing, a CRC, a zstd frame, a disk write) far below 1%,
+// loses at most 1 MiB of work when a stream is cut, and lets several
+// chunks be in flight in a 4 MiB stream window.
+//
+// A client from Peers with EnableData (the daemon's, unless
+// --data-conns=false) sends the same FetchFile request on a data
+// connection instead (dataconn.go, server_data.go): a TCP connection to
+// the peer listener, told from gRPC's by a plaintext magic, then TLS with
+// the peer listener's config and its certificate check, one request, and
+// FileChunks framed by a 5-byte head. The source writes a chunk's bytes
+// from the buffer it read them into (writev), the target reads them into
+// the buffer it writes from: gRPC copied them into messages and HTTP/2
+// frames on the way. Everything else is the same code: the checks, the
+// resume, the throttles, compression, cancel (which closes the
+// connection). A source that does not answer the magic is fetched from
+// over gRPC for the rest of the call. Over gRPC the target parses each
 // chunk with a codec of its own (codec.go) whose data stays in gRPC's
-// buffer until the chunk is written, and both sides take message buffers
-// from a pool whose tiers follow the chunk sizes (bufpool.go).
+// buffer until the chunk is written, and both paths take buffers from a
+// pool whose tiers follow the chunk sizes (bufpool.go).
 //
 // The client checks every chunk (offset is the one expected, length
 // within the file and the bounds, decompression yields exactly the declared
@@ -74,8 +87,9 @@
 // file (internal/staging: recoverd writes the files into the directory
 // the target's engine hands out); the file counts as received only once
 // staging.File.Verify has checked its length and whole-file CRC32C (the
-// footer) and its BLAKE3 sum matched the source's; the recovery fsyncs
-// every staged file (one syncfs from 64 files on) before it publishes.
+// footer) and its BLAKE3 sum matched the source's; a verified file is
+// then synced behind the transfer (staging.File.SyncBehind), and the
+// recovery makes every staged file durable before it publishes.
 // Several files are in flight at once (default 4, errgroup.SetLimit),
 // largest first so the last one to finish is a small one. Files up to
 // 1 MiB go several per stream (at most 64 files and 8 MiB per stream:
@@ -85,10 +99,11 @@
 // staged whole, from that file's last verified offset. A source that
 // ignores more ends the stream after the first file and the client asks
 // again for the rest. The source reads chunks into pooled buffers (gRPC
-// has marshalled a chunk by the time Send returns). A file that a
+// has marshalled a chunk, or the data connection written it, by the time
+// Send returns). A file that a
 // previous attempt of the same recovery left complete and verified is not
 // fetched again, and one it left partly staged resumes after the prefix it
-// checked (staging.File.MarkGood; the area records it on disk every MiB,
+// checked (staging.File.MarkGood; the area records it on disk every 8 MiB,
 // so a target that restarted resumes there too, once the prefix checks
 // again): a recovery that re-plans after the source restarted (its pins
 // died with it), or resumes after its own node restarted, asks only for
