@@ -60,6 +60,9 @@ const (
 	frameEnd     byte = 3
 
 	frameHeadLen = 5
+	// maxRequestFrame bounds the request the source reads before it knows
+	// who asks: a FetchFileRequest names at most 1025 files.
+	maxRequestFrame = 1 << 20
 	// dataHandshakeTimeout bounds the exchange before the first chunk:
 	// magic, TLS and the request.
 	dataHandshakeTimeout = 10 * time.Second
@@ -87,15 +90,15 @@ func writeMessageFrame(w io.Writer, kind byte, m proto.Message) error {
 }
 
 // readFrame reads one frame; its payload is in a buffer of bufferPool,
-// which the caller frees. A payload larger than MaxMessageSize is refused.
-func readFrame(r io.Reader) (byte, mem.Buffer, error) {
+// which the caller frees. A payload larger than limit is refused.
+func readFrame(r io.Reader, limit uint32) (byte, mem.Buffer, error) {
 	var head [frameHeadLen]byte
 	if _, err := io.ReadFull(r, head[:]); err != nil {
 		return 0, nil, err
 	}
 	n := binary.BigEndian.Uint32(head[1:])
-	if n > MaxMessageSize {
-		return 0, nil, fmt.Errorf("frame of %d bytes, at most %d", n, MaxMessageSize)
+	if n > limit {
+		return 0, nil, fmt.Errorf("frame of %d bytes, at most %d", n, limit)
 	}
 	b := bufferPool.Get(int(n))
 	if _, err := io.ReadFull(r, *b); err != nil {
@@ -181,7 +184,7 @@ func (ds *dataStream) open(ctx context.Context, cfg *tls.Config, req *pb.FetchFi
 // end frame, or the end frame's error.
 func (ds *dataStream) RecvMsg(m any) error {
 	rc := m.(*recvChunk)
-	kind, buf, err := readFrame(ds.r)
+	kind, buf, err := readFrame(ds.r, MaxMessageSize)
 	if err != nil {
 		return connStatus(ds.ctx, ds.addr, err)
 	}

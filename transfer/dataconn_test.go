@@ -313,3 +313,30 @@ func (ca *tlsTestCA) leaf(t *testing.T, cn string) tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// The source reads no more than maxRequestFrame of a request before it
+// knows who asks: a larger one ends the connection.
+func TestDataConnRefusesAnOversizedRequest(t *testing.T) {
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 10, valueSize: 100})
+	e := startEnv(t, src, envOpts{tcp: true, data: true})
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write(dataMagic[:])
+	var ack [len(dataAck)]byte
+	if _, err := io.ReadFull(c, ack[:]); err != nil || ack != dataAck {
+		t.Fatalf("ack %q, %v", ack, err)
+	}
+	head := make([]byte, frameHeadLen)
+	putFrameHead(head, frameRequest, maxRequestFrame+1)
+	c.Write(head)
+	c.SetDeadline(time.Now().Add(3 * time.Second)) // the source's own deadline is 10s
+	n, err := c.Read(make([]byte, 64))
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the source answered %d bytes (%v) to a request of %d bytes, want the connection closed", n, err, maxRequestFrame+1)
+	}
+}

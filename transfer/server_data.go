@@ -187,7 +187,7 @@ func (s *PeerServer) serveData(ctx context.Context, raw net.Conn, cfg DataConfig
 		p.AuthInfo = credentials.TLSInfo{State: tc.ConnectionState(),
 			CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}
 	}
-	kind, buf, err := readFrame(conn)
+	kind, buf, err := readFrame(conn, maxRequestFrame)
 	if err != nil {
 		return
 	}
