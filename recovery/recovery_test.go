@@ -13,6 +13,7 @@ import (
 	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/retry"
 	"github.com/recoverd/recoverd/planner"
+	"github.com/recoverd/recoverd/seqno"
 	"github.com/recoverd/recoverd/shardstore"
 	"github.com/recoverd/recoverd/snapshot"
 	"github.com/recoverd/recoverd/transfer"
@@ -435,5 +436,18 @@ func TestCancelDuringCatchUpEndsCancelled(t *testing.T) {
 	}
 	if s := waitDone(t, r); s.Stage != StageCancelled {
 		t.Fatalf("cancelled during the catch-up: %s (%s), want cancelled", s.Stage, s.Error)
+	}
+}
+
+// A new plan (a fallback, a re-plan) stages its ops anew: the ops an
+// earlier plan staged do not count as replayed (the demo showed 3,000 ops
+// replayed after a fallback whose peer plan moved none).
+func TestNewPlanCountsItsOwnOps(t *testing.T) {
+	r := newRecovery(State{ID: "r", Shard: shardID})
+	r.setPlan(planner.Plan{Kind: planner.KindSnapshot, Ops: seqno.Range{From: 0, To: 2999}})
+	r.addOps(0, 3000)
+	r.setPlan(planner.Plan{Kind: planner.KindPeer, Ops: seqno.EmptyRange})
+	if s, _ := r.State(); s.OpsReplayed != 0 || s.OpsTotal != 0 {
+		t.Fatalf("after the fallback to a plan without ops: %d of %d ops replayed, want 0 of 0", s.OpsReplayed, s.OpsTotal)
 	}
 }

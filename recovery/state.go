@@ -269,7 +269,9 @@ func (r *Recovery) setPlan(p planner.Plan) {
 		add(p.FromSnapshot, FromSnapshot, &s.Totals.FromSnapshot)
 		add(p.FromPeer, FromPeer, &s.Totals.FromPeer)
 		s.Totals.Total = sumCounts(s.Totals.Reused, s.Totals.FromPeer, s.Totals.FromSnapshot)
-		s.OpsTotal = p.Ops.Len()
+		// The plan's ops are staged anew (prepareStaging discards what an
+		// earlier plan staged): the count starts again with them.
+		s.OpsTotal, s.OpsReplayed = p.Ops.Len(), 0
 	})
 }
 
