@@ -60,14 +60,14 @@ func TestDataConnResumesAfterACut(t *testing.T) {
 	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 8000, valueSize: 1000, random: true, flushes: 2})
 	e := startEnv(t, src, envOpts{tcp: true, data: true})
 	// Connection 0 is gRPC's (the pin); 1 is the first data connection,
-	// reset in its third chunk of 1 MiB.
-	px := startFaultProxy(t, e.addr, 1, 5<<19, false)
+	// cut in its third chunk of 1 MiB.
+	px := startProxy(t, e.addr, 0, &proxyFault{conn: 1, at: 5 << 19, kind: faultCut})
 	e.client = px.client(t, nil)
 	var resumedAt int64 = -1
 	_, res := recoverAll(t, e, FetchOptions{Retry: retry.Options{Initial: 10 * time.Millisecond},
 		OnResume: func(_ string, off int64, _ error) { atomic.CompareAndSwapInt64(&resumedAt, -1, off) }})
 	if res.Resumes == 0 || resumedAt != 2<<20 {
-		t.Fatalf("resumes %d (first at %d) after a data connection was reset mid-file", res.Resumes, resumedAt)
+		t.Fatalf("resumes %d (first at %d) after a data connection was cut mid-file", res.Resumes, resumedAt)
 	}
 	if st := e.srv.Stats(); st.DataStreams < 2 {
 		t.Fatalf("%d data streams: the resume did not use a data connection", st.DataStreams)
@@ -78,7 +78,7 @@ func TestDataConnCorruptByteRefetched(t *testing.T) {
 	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 400, valueSize: 700, random: true})
 	e := startEnv(t, src, envOpts{tcp: true, data: true})
 	// A byte of the first chunk's data flips on the way.
-	px := startFaultProxy(t, e.addr, 1, 3*MinChunkSize/2, true)
+	px := startProxy(t, e.addr, 0, &proxyFault{conn: 1, at: 3 * MinChunkSize / 2, kind: faultFlip})
 	e.client = px.client(t, nil)
 	_, res := recoverAll(t, e, FetchOptions{ChunkSize: MinChunkSize, Retry: retry.Options{Initial: time.Millisecond}})
 	if res.Resumes != 1 {
@@ -170,104 +170,19 @@ func TestDataConnOverMutualTLS(t *testing.T) {
 	}
 }
 
-// faultProxy forwards TCP connections to upstream. Connection nth (from
-// 0, in the order accepted) has its upstream-to-client bytes cut after
-// at bytes (the upstream end reset, the client's closed after what came
-// before), or, with flip, its byte at flipped.
-type faultProxy struct {
-	lis     net.Listener
-	faulted atomic.Bool
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	conns   []net.Conn
-}
-
-func startFaultProxy(t *testing.T, upstream string, nth int, at int64, flip bool) *faultProxy {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &faultProxy{lis: lis}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for i := 0; ; i++ {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", upstream)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			fault := int64(-1)
-			if i == nth {
-				fault = at
-			}
-			p.wg.Add(2)
-			go func() { defer p.wg.Done(); io.Copy(u, c); u.Close() }()
-			go func() { defer p.wg.Done(); p.pipe(c, u, fault, flip) }()
-		}
-	}()
-	t.Cleanup(func() {
-		lis.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *faultProxy) pipe(dst, src net.Conn, at int64, flip bool) {
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	var n int64
-	for {
-		m, err := src.Read(buf)
-		if m > 0 {
-			if at >= n && at < n+int64(m) {
-				p.faulted.Store(true)
-				if !flip {
-					// The client reads what came before the cut, then
-					// the end of its connection.
-					dst.Write(buf[:at-n])
-					src.(*net.TCPConn).SetLinger(0)
-					src.Close()
-					return
-				}
-				buf[at-n] ^= 0x40
-			}
-			if _, err := dst.Write(buf[:m]); err != nil {
-				return
-			}
-			n += int64(m)
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
 // client returns a PeerService client whose gRPC and data connections
 // both go through the proxy.
-func (p *faultProxy) client(t *testing.T, cfg *tls.Config) pb.PeerServiceClient {
+func (p *latencyProxy) client(t *testing.T, cfg *tls.Config) pb.PeerServiceClient {
 	creds := insecure.NewCredentials()
 	if cfg != nil {
 		creds = credentials.NewTLS(cfg)
 	}
-	conn, err := grpc.NewClient(p.lis.Addr().String(), append(DialOptions(), grpc.WithTransportCredentials(creds))...)
+	conn, err := grpc.NewClient(p.addr(), append(DialOptions(), grpc.WithTransportCredentials(creds))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return peerClient{PeerServiceClient: pb.NewPeerServiceClient(conn), data: &dataDialer{addr: p.lis.Addr().String(), tls: cfg}}
+	return peerClient{PeerServiceClient: pb.NewPeerServiceClient(conn), data: &dataDialer{addr: p.addr(), tls: cfg}}
 }
 
 // tlsTestCA issues certificates for loopback.

@@ -103,7 +103,7 @@ func TestResumeAfterConnectionReset(t *testing.T) {
 	e := startEnv(t, src, envOpts{tcp: true})
 	// The first TCP connection is reset after about 1 MiB: every stream on
 	// it fails, the client reconnects and each file resumes.
-	px := startProxy(t, e.addr, 0, 1<<20)
+	px := startProxy(t, e.addr, 0, &proxyFault{at: 1 << 20})
 	conn, err := grpc.NewClient(px.addr(), append(DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)

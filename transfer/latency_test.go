@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -11,32 +12,55 @@ import (
 // latencyProxy forwards TCP connections on 127.0.0.1 to target, delivering
 // every piece of data delay after it was read, in each direction, without
 // limiting bandwidth: a stand-in for a network with a round trip of
-// 2*delay, to see what the flow-control windows do.
+// 2*delay, to see what the flow-control windows do. A fault, when set,
+// breaks one connection's server-to-client bytes.
 type latencyProxy struct {
-	lis   net.Listener
-	delay time.Duration
-	// cutAfter, when set, resets the first connection once that many bytes
-	// went from the server to the client.
-	cutAfter int64
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	conns    []net.Conn
+	lis     net.Listener
+	delay   time.Duration
+	fault   *proxyFault
+	faulted atomic.Bool // the fault happened
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   []net.Conn
 }
+
+// proxyFault breaks connection conn (from 0, in the order accepted) at
+// byte at of what goes from the server to the client.
+type proxyFault struct {
+	conn int
+	at   int64
+	kind faultKind
+}
+
+type faultKind int
+
+const (
+	// faultReset resets both ends, the byte at and those after it unsent,
+	// as a crashed middlebox would: the client may lose what it had not
+	// read yet.
+	faultReset faultKind = iota
+	// faultCut resets the server's end and closes the client's after the
+	// bytes before at: the client reads them, then the end of its
+	// connection.
+	faultCut
+	// faultFlip flips a bit of byte at and passes everything on.
+	faultFlip
+)
 
 func startLatencyProxy(t testing.TB, target string, delay time.Duration) *latencyProxy {
-	return startProxy(t, target, delay, 0)
+	return startProxy(t, target, delay, nil)
 }
 
-func startProxy(t testing.TB, target string, delay time.Duration, cutAfter int64) *latencyProxy {
+func startProxy(t testing.TB, target string, delay time.Duration, fault *proxyFault) *latencyProxy {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &latencyProxy{lis: lis, delay: delay, cutAfter: cutAfter}
+	p := &latencyProxy{lis: lis, delay: delay, fault: fault}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		for first := true; ; first = false {
+		for i := 0; ; i++ {
 			c, err := lis.Accept()
 			if err != nil {
 				return
@@ -49,13 +73,13 @@ func startProxy(t testing.TB, target string, delay time.Duration, cutAfter int64
 			p.mu.Lock()
 			p.conns = append(p.conns, c, u)
 			p.mu.Unlock()
-			limit := int64(-1)
-			if first && p.cutAfter > 0 {
-				limit = p.cutAfter
+			var f *proxyFault
+			if p.fault != nil && p.fault.conn == i {
+				f = p.fault
 			}
 			p.wg.Add(2)
-			go p.pipe(u, c, -1)
-			go p.pipe(c, u, limit)
+			go p.pipe(u, c, nil)
+			go p.pipe(c, u, f)
 		}
 	}()
 	t.Cleanup(p.close)
@@ -69,9 +93,8 @@ type piece struct {
 	data []byte
 }
 
-// pipe copies src to dst; once more than limit bytes passed (limit >= 0)
-// it resets both connections.
-func (p *latencyProxy) pipe(dst, src net.Conn, limit int64) {
+// pipe copies src to dst, breaking it as f says (nil: never).
+func (p *latencyProxy) pipe(dst, src net.Conn, f *proxyFault) {
 	defer p.wg.Done()
 	q := make(chan piece, 1<<16)
 	done := make(chan struct{})
@@ -86,22 +109,31 @@ func (p *latencyProxy) pipe(dst, src net.Conn, limit int64) {
 			}
 		}
 	}()
+	var passed int64
 	for {
 		buf := make([]byte, 64<<10)
 		n, err := src.Read(buf)
-		if limit >= 0 && n > 0 {
-			if limit -= int64(n); limit < 0 {
+		if f != nil && n > 0 && f.at < passed+int64(n) {
+			p.faulted.Store(true)
+			switch f.kind {
+			case faultReset:
 				for _, c := range []net.Conn{src, dst} {
-					if tc, ok := c.(*net.TCPConn); ok {
-						tc.SetLinger(0) // RST, as a crashed middlebox would
-					}
+					resetOnClose(c)
 					c.Close()
 				}
 				n = 0
+			case faultCut:
+				resetOnClose(src)
+				src.Close()
+				n, err = int(f.at-passed), io.EOF
+			case faultFlip:
+				buf[f.at-passed] ^= 0x40
 			}
+			f = nil
 		}
 		if n > 0 {
 			q <- piece{at: time.Now().Add(p.delay), data: buf[:n]}
+			passed += int64(n)
 		}
 		if err != nil {
 			close(q)
@@ -113,6 +145,13 @@ func (p *latencyProxy) pipe(dst, src net.Conn, limit int64) {
 			}
 			return
 		}
+	}
+}
+
+// resetOnClose makes closing c send a reset rather than a FIN.
+func resetOnClose(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
 	}
 }
 
