@@ -194,18 +194,25 @@ func (s *PeerServer) sendFile(ctx context.Context, fs *fileSend, r io.ReaderAt, 
 		probe := fs.model.probeNow() // do what the model does not say
 		if zstdOK && n >= minCompressLen && probe != decided {
 			s.c.compressionTries.Add(1)
+			// A probe while the model says raw measures zstd on a sample
+			// and sends the chunk raw all the same.
+			in := raw
+			if probe {
+				in = raw[:min(n, probeSampleLen)]
+			}
 			t0 := time.Now()
-			c := compressChunk(raw)
-			out := n // did not compress enough: counted as not at all
+			c := compressChunk(in)
+			out := len(in) // did not compress enough: counted as not at all
 			if c != nil {
 				out = len(c)
 			}
-			fs.model.compressed(n, out, time.Since(t0))
-			if c != nil {
-				ch.Data, ch.Compression = c, pb.Compression_COMPRESSION_ZSTD
-			} else {
+			fs.model.compressed(len(in), out, time.Since(t0))
+			switch {
+			case c == nil:
 				zstdOK = false // does not compress: stop trying for this file
 				fs.noGain()
+			case !probe:
+				ch.Data, ch.Compression = c, pb.Compression_COMPRESSION_ZSTD
 			}
 		}
 		if ch.Data == nil {

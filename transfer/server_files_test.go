@@ -156,14 +156,16 @@ func TestSendFileCompressionHeuristic(t *testing.T) {
 		model *compressModel
 		want  []pb.Compression
 	}{
-		{"text, slow link", text, slow(), []pb.Compression{2, 2, 2, 2}},
-		{"text, fast link", text, fast(), []pb.Compression{2, 1, 1, 1}},
+		// The first chunk is a probe: a sample of it is compressed to
+		// measure zstd, and it goes raw.
+		{"text, slow link", text, slow(), []pb.Compression{1, 2, 2, 2}},
+		{"text, fast link", text, fast(), []pb.Compression{1, 1, 1, 1}},
 		{"random", random, slow(), []pb.Compression{1, 1, 1, 1}},
 		// The first chunk that does not pay switches compression off for
 		// the rest of the file.
-		{"text then random then text", append(append(text[:MinChunkSize:MinChunkSize], random[:MinChunkSize]...), text[:2*MinChunkSize]...), slow(),
-			[]pb.Compression{2, 1, 1, 1}},
-		{"tiny tail", text[:MinChunkSize+100], slow(), []pb.Compression{2, 1}},
+		{"text then random then text", append(append(text[:2*MinChunkSize:2*MinChunkSize], random[:MinChunkSize]...), text[:2*MinChunkSize]...), slow(),
+			[]pb.Compression{1, 2, 1, 1, 1}},
+		{"tiny tail", text[:MinChunkSize+100], slow(), []pb.Compression{1, 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var sink chunkSink
@@ -185,5 +187,30 @@ func TestSendFileCompressionHeuristic(t *testing.T) {
 				t.Fatalf("compression %v, want %v; round trip equal: %v", got, tc.want, bytes.Equal(back, tc.data))
 			}
 		})
+	}
+}
+
+// TestProbeCompressesASample: on a fast link a probe compresses only the
+// first probeSampleLen bytes of its chunk, to measure zstd, and the chunk
+// goes raw: the target has nothing to decompress.
+func TestProbeCompressesASample(t *testing.T) {
+	text := textValue(rand.New(rand.NewPCG(3, 4)), 4*probeSampleLen)
+	srv := NewPeerServer(emptyEngine(t), PeerServerConfig{})
+	defer srv.Close()
+	m := &compressModel{}
+	m.sent(100<<20, time.Millisecond)
+	var sink chunkSink
+	fs := &fileSend{stream: &sink, buf: make([]byte, len(text)), chunkSize: len(text), model: m, noGain: func() {}}
+	if err := srv.sendFile(context.Background(), fs, bytes.NewReader(text), "f", 0, int64(len(text)), true, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.chunks) != 1 || sink.chunks[0].Compression != pb.Compression_COMPRESSION_NONE || !bytes.Equal(sink.chunks[0].Data, text) {
+		t.Fatalf("sent %d chunks, the first %v: want the chunk raw", len(sink.chunks), sink.chunks[0].GetCompression())
+	}
+	if m.zstdRaw != probeSampleLen || m.zstdOut <= 0 || m.zstdOut >= probeSampleLen/2 {
+		t.Fatalf("zstd measured on %.0f raw bytes into %.0f: want the %d-byte sample, compressed", m.zstdRaw, m.zstdOut, probeSampleLen)
+	}
+	if got := srv.Stats().CompressionTries; got != 1 {
+		t.Fatalf("%d compression tries, want the probe's", got)
 	}
 }
