@@ -14,7 +14,7 @@ import (
 // files.
 func (a *attempt) stageOps(ctx context.Context, p planner.Plan) error {
 	opts := a.opsOptions()
-	_, err := transfer.FetchOps(ctx, a.client, a.shard, p.Ops, p.Commit.HistoryUUID, func(ops []engine.Op) error {
+	res, err := transfer.FetchOps(ctx, a.client, a.shard, p.Ops, p.Commit.HistoryUUID, func(ops []engine.Op) error {
 		if err := a.st.AppendOps(ctx, ops); err != nil {
 			return err
 		}
@@ -26,11 +26,13 @@ func (a *attempt) stageOps(ctx context.Context, p planner.Plan) error {
 	if err != nil {
 		return fmt.Errorf("fetch ops %v from the source: %w", p.Ops, err)
 	}
+	a.moved.opsFetched(p.Ops, res)
 	return nil
 }
 
 func (a *attempt) opsOptions() transfer.OpsOptions {
 	opts := a.m.cfg.Ops
+	opts.Sum = a.m.cfg.VerifyDigest == DigestAuto // for checkStreamed
 	opts.Throttle = a.m.cfg.Throttle
 	opts.OnThrottle = a.throttled
 	opts.OnResume = func(next seqno.SeqNo, cause error) {
@@ -69,7 +71,7 @@ func (a *attempt) catchUp(ctx context.Context, history string, done, counted seq
 			counted = to
 		}
 		rng := seqno.Range{From: done + 1, To: to}
-		_, err = transfer.FetchOps(ctx, a.client, a.shard, rng, history, func(ops []engine.Op) error {
+		res, err := transfer.FetchOps(ctx, a.client, a.shard, rng, history, func(ops []engine.Op) error {
 			if err := a.target.Apply(ctx, ops); err != nil {
 				return err
 			}
@@ -81,6 +83,7 @@ func (a *attempt) catchUp(ctx context.Context, history string, done, counted seq
 		if err != nil {
 			return fmt.Errorf("replay ops %v from the source: %w", rng, err)
 		}
+		a.moved.opsFetched(rng, res)
 		done = to
 	}
 	// The copy now holds the source's history: it takes the source's term

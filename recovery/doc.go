@@ -45,7 +45,8 @@
 //     it reached (check.go). By default (streamcheck.go) what moved is
 //     compared as both nodes hashed it while it streamed: each file's
 //     BLAKE3 sum (compared as it was staged) and the digest of the ops, which
-//     the source computes from its op log. With --verify-digest always,
+//     the source computes as it sends them (or, for ops that came without
+//     it, from its op log at the end). With --verify-digest always,
 //     content digests: the source digests its pinned commit and the ops
 //     above it up to that seqno (engine.Reader.DigestAt) without stopping
 //     its writes, so a source that indexed more meanwhile is compared all

@@ -27,10 +27,16 @@ type moved struct {
 	fetched map[string]bool
 	summed  map[string]staging.Sum
 	ops     *transfer.OpsSum
+	// opsSummedTo: every op from ops.From() up to it came on streams whose
+	// sum the source sent and matched (transfer.OpsResult.Summed);
+	// opsUnsummed: some op came without; opsDiff: a stream's sum differed.
+	opsSummedTo seqno.SeqNo
+	opsUnsummed bool
+	opsDiff     string
 }
 
 func newMoved(opsFrom seqno.SeqNo) *moved {
-	return &moved{fetched: map[string]bool{}, summed: map[string]staging.Sum{}, ops: transfer.NewOpsSum(opsFrom)}
+	return &moved{fetched: map[string]bool{}, summed: map[string]staging.Sum{}, ops: transfer.NewOpsSum(opsFrom), opsSummedTo: opsFrom - 1}
 }
 
 // files records files fetched from the peer and the sums that matched.
@@ -57,6 +63,29 @@ func (m *moved) addOps(ops []engine.Op) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.ops.Add(ops)
+}
+
+// opsFetched records how the sums of a FetchOps call of the ops r went.
+func (m *moved) opsFetched(r seqno.Range, res transfer.OpsResult) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if res.SumDiff != "" && m.opsDiff == "" {
+		m.opsDiff = res.SumDiff
+	}
+	switch {
+	case !res.Summed:
+		m.opsUnsummed = true
+	case r.From <= m.opsSummedTo+1:
+		m.opsSummedTo = max(m.opsSummedTo, r.To)
+	}
+}
+
+// opsStreamed says whether every op up to upTo was compared with the
+// source's sum as it streamed, and if so whether one differed (diff).
+func (m *moved) opsStreamed(upTo seqno.SeqNo) (ok bool, diff string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !m.opsUnsummed && m.opsSummedTo >= upTo, m.opsDiff
 }
 
 // unsummed lists the files fetched from the peer whose sum was not
@@ -101,10 +130,11 @@ func (m *moved) digest(ops string) string {
 // moved, hashed on both nodes as it streamed, and reads nothing of either
 // shard again. Every file fetched from the peer already had its BLAKE3 sum
 // compared with the source's when it was staged (a difference failed the
-// transfer); here the source digests the ops from the first seqno this
-// plan fetched up to the seqno the copy reached, from its op log (the part
-// it has just sent), and the copy's digest of the ops it received must
-// equal it. The files the copy kept (reused) are its own at the same
+// transfer). The ops from the first seqno this plan fetched up to the seqno
+// the copy reached were compared the same way, stream by stream, when the
+// source sent their sums (sourceOpsDigest); otherwise the source digests
+// them here from its op log (the part it has just sent), and the copy's
+// digest of the ops it received must equal it. The files the copy kept (reused) are its own at the same
 // history, and those of a snapshot were checked against the snapshot's
 // checksums. It returns a reason, and no error, when it cannot be made
 // (a file hashed on one side only, a source that digests only content, ops
@@ -123,17 +153,9 @@ func (a *attempt) checkStreamed(ctx context.Context) (fallback string, err error
 	if r.To < r.From-1 { // the copy holds less than the plan started from
 		return fmt.Sprintf("the copy's max seqno %d is below the first op of the plan %d", upTo, r.From), nil
 	}
-	var src transfer.Digest
-	err = a.callSourceWithin(ctx, "ask the source for the digest of the ops it sent", 0, func(ctx context.Context) error {
-		var err error
-		src, err = transfer.GetOpsDigest(ctx, a.client, a.shard, r)
-		return err
-	})
-	if errors.Is(err, transfer.ErrNoOpsDigest) || errors.Is(err, seqno.ErrCompacted) {
-		return err.Error(), nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("ask the source for the digest of its ops: %w", err)
+	src, diff, why, err := a.sourceOpsDigest(ctx, r)
+	if why != "" || err != nil {
+		return why, err
 	}
 	ti, err := a.target.Info(ctx)
 	if err != nil {
@@ -162,6 +184,8 @@ func (a *attempt) checkStreamed(ctx context.Context) (fallback string, err error
 		if src.Seq.MaxSeqNo > upTo {
 			c.Detail += fmt.Sprintf(" (the source indexed up to %d meanwhile; those ops reach the copy by replication)", src.Seq.MaxSeqNo)
 		}
+	} else if diff != "" {
+		c.Detail = fmt.Sprintf("the copy differs from the source at seqno %d: %s", upTo, diff)
 	} else {
 		c.Detail = fmt.Sprintf("the copy differs from the source at seqno %d: the digest of the ops %v is %.12s on the copy (%d ops received), %.12s on the source; history %s vs %s",
 			upTo, r, a.moved.ops.Sum(), a.moved.ops.Ops(), src.Digest, c.TargetHistoryUUID, c.SourceHistoryUUID)
@@ -171,4 +195,39 @@ func (a *attempt) checkStreamed(ctx context.Context) (fallback string, err error
 		return "", errors.New(c.Detail)
 	}
 	return "", nil
+}
+
+// sourceOpsDigest is the source's digest of the ops r and its state. When
+// every op of r was compared with the source's sum as it streamed
+// (OpsOptions.Sum), the source is only asked for its state: the digest is
+// the copy's own, or none and diff says which stream's sum differed.
+// Otherwise the source digests r from its op log (GetOpsDigest), reading
+// the ops again; why says why that cannot be made either.
+func (a *attempt) sourceOpsDigest(ctx context.Context, r seqno.Range) (src transfer.Digest, diff, why string, err error) {
+	if streamed, diff := a.moved.opsStreamed(r.To); streamed {
+		err := a.callSourceWithin(ctx, "ask the source for its state", 0, func(ctx context.Context) error {
+			info, err := transfer.GetShardInfo(ctx, a.client, a.shard)
+			src = transfer.Digest{HistoryUUID: info.Meta.Commit.HistoryUUID, Seq: info.Seq, UpTo: r.To}
+			return err
+		})
+		if err != nil {
+			return src, "", "", fmt.Errorf("ask the source for its state: %w", err)
+		}
+		if diff == "" {
+			src.Digest = a.moved.ops.Sum()
+		}
+		return src, diff, "", nil
+	}
+	err = a.callSourceWithin(ctx, "ask the source for the digest of the ops it sent", 0, func(ctx context.Context) error {
+		var err error
+		src, err = transfer.GetOpsDigest(ctx, a.client, a.shard, r)
+		return err
+	})
+	if errors.Is(err, transfer.ErrNoOpsDigest) || errors.Is(err, seqno.ErrCompacted) {
+		return src, "", err.Error(), nil
+	}
+	if err != nil {
+		return src, "", "", fmt.Errorf("ask the source for the digest of its ops: %w", err)
+	}
+	return src, "", "", nil
 }

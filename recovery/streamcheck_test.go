@@ -22,10 +22,14 @@ func countScans(n *atomic.Int64) shardstore.Options {
 // TestStreamedCheckReadsNoShardAgain: by default a peer plan and an
 // ops-only plan end with the streamed check: the files' BLAKE3 sums and the
 // ops' digest computed on both nodes as they streamed, and no content
-// digest, which would read the whole shard again on the source.
+// digest, which would read the whole shard again on the source. The
+// source's ops are complete (nothing above its local checkpoint): their
+// sums come with the ops, and the source is never asked to read them again
+// for a digest (GetShardDigest).
 func TestStreamedCheckReadsNoShardAgain(t *testing.T) {
 	var scans atomic.Int64
 	e := newEnv(t, countScans(&scans), Config{VerifyDigest: DigestAuto})
+	e.faults.failNext("/recoverd.v1.PeerService/GetShardDigest", 1) // counted in hits, then answered
 	src := e.source()
 	write(t, src, 500, 0, 512)
 	src.SetGlobalCheckpoint(499)
@@ -47,6 +51,9 @@ func TestStreamedCheckReadsNoShardAgain(t *testing.T) {
 	}
 	if n := scans.Load(); n != 0 {
 		t.Fatalf("the source read its whole shard for %d content digests", n)
+	}
+	if e.faults.hits.Load() != 0 {
+		t.Fatal("the source was asked to digest the ops it had sent")
 	}
 	if digest(t, e.target()) != digest(t, src) {
 		t.Fatal("copy differs")

@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,9 @@ type OpsOptions struct {
 	// Unpacked asks for a message per op (as older sources send) rather
 	// than packed batches: for tests of the older format.
 	Unpacked bool
+	// Sum asks the source for the OpsSum of each stream's ops and compares
+	// it with the sum of the ops received (OpsResult.Summed, SumDiff).
+	Sum bool
 }
 
 // OpsResult sums up a FetchOps call (also when it failed).
@@ -48,6 +52,16 @@ type OpsResult struct {
 	// Last is the seqno of the last op handed to fn (seqno.Unassigned when
 	// none was).
 	Last seqno.SeqNo
+	// Summed (with OpsOptions.Sum) says every op handed to fn came on a
+	// stream whose OpsSum the source sent and this node's sum of the ops
+	// received matched: fn got all the source's ops of the range, none
+	// changed. A source sends no sum for a range it has not completely
+	// processed, and an older source none at all; a stream cut before its
+	// end has none either.
+	Summed bool
+	// SumDiff, when not empty, says which stream's ops had another OpsSum
+	// on the source than the ops fn got: they are not the source's.
+	SumDiff string
 }
 
 // fnError marks an error returned by the caller's fn: never retried.
@@ -64,7 +78,7 @@ func (e fnError) Unwrap() error { return e.err }
 // needed) and ErrHistoryMismatch come back wrapped (errors.Is).
 func FetchOps(ctx context.Context, c OpsClient, shard engine.ShardID, r seqno.Range, historyUUID string,
 	fn func([]engine.Op) error, opts OpsOptions) (OpsResult, error) {
-	res := OpsResult{Last: seqno.Unassigned}
+	res := OpsResult{Last: seqno.Unassigned, Summed: opts.Sum}
 	if err := r.Validate(); err != nil {
 		return res, fmt.Errorf("transfer: %w", err)
 	}
@@ -125,6 +139,10 @@ type received struct {
 	size int
 	wait time.Duration // throttle wait before it
 	err  error
+	// summed: the batch carried the source's OpsSum of the stream, which
+	// differed from the ops received as sumDiff says (empty: it matched).
+	summed  bool
+	sumDiff string
 }
 
 func fetchOpsOnce(ctx context.Context, c OpsClient, shard engine.ShardID, r seqno.Range, history string,
@@ -136,7 +154,7 @@ func fetchOpsOnce(ctx context.Context, c OpsClient, shard engine.ShardID, r seqn
 	wd.arm()
 	st, err := c.FetchOps(sctx, &pb.FetchOpsRequest{
 		Shard: pbconv.ShardID(shard), Range: pbconv.Range(r), BatchSize: uint32(max(opts.BatchSize, 0)), ExpectedHistoryUuid: history,
-		Packed: !opts.Unpacked,
+		Packed: !opts.Unpacked, OpsSum: opts.Sum,
 	})
 	wd.disarm()
 	if err != nil {
@@ -154,6 +172,14 @@ func fetchOpsOnce(ctx context.Context, c OpsClient, shard engine.ShardID, r seqn
 		cancel(nil)
 		<-done
 	}()
+	// matched: the stream's ops so far had the source's sum.
+	var streamOps int64
+	matched := false
+	defer func() {
+		if streamOps > 0 && !matched {
+			res.Summed = false
+		}
+	}()
 	for b := range ch {
 		if b.wait > 0 {
 			res.ThrottleWait += b.wait
@@ -164,16 +190,23 @@ func fetchOpsOnce(ctx context.Context, c OpsClient, shard engine.ShardID, r seqn
 		if b.err != nil {
 			return b.err
 		}
-		if len(b.ops) == 0 {
-			continue
+		if len(b.ops) > 0 {
+			if err := fn(b.ops); err != nil {
+				return fnError{err}
+			}
+			streamOps += int64(len(b.ops))
+			matched = false
+			res.Ops += int64(len(b.ops))
+			res.Batches++
+			res.WireBytes += int64(b.size)
+			res.Last = b.ops[len(b.ops)-1].SeqNo
 		}
-		if err := fn(b.ops); err != nil {
-			return fnError{err}
+		if b.summed {
+			matched = b.sumDiff == ""
+			if !matched && res.SumDiff == "" {
+				res.SumDiff = b.sumDiff
+			}
 		}
-		res.Ops += int64(len(b.ops))
-		res.Batches++
-		res.WireBytes += int64(b.size)
-		res.Last = b.ops[len(b.ops)-1].SeqNo
 	}
 	return nil
 }
@@ -192,6 +225,10 @@ func receiveOps(sctx context.Context, st grpc.ServerStreamingClient[pb.OpBatch],
 		}
 	}
 	next, hint := r.From, 0
+	var sum *OpsSum
+	if opts.Sum {
+		sum = NewOpsSum(r.From)
+	}
 	for {
 		wd.arm()
 		b, err := st.Recv()
@@ -217,13 +254,23 @@ func receiveOps(sctx context.Context, st grpc.ServerStreamingClient[pb.OpBatch],
 			next = op.SeqNo + 1
 		}
 		hint = len(ops) + len(ops)/8
-		size := proto.Size(b)
-		d, err := opts.Throttle.WaitN(sctx, size)
-		if err != nil {
-			put(received{wait: d, err: err})
+		rb := received{ops: ops}
+		if sum != nil {
+			sum.Add(ops)
+			if len(b.OpsSum) > 0 {
+				rb.summed = true
+				if mine := sum.raw(); !bytes.Equal(mine, b.OpsSum) {
+					rb.sumDiff = fmt.Sprintf("the %d ops of the stream from seqno %v had the digest %.6x on this node, %.6x on the source",
+						sum.Ops(), r.From, mine, b.OpsSum)
+				}
+			}
+		}
+		rb.size = proto.Size(b)
+		if rb.wait, err = opts.Throttle.WaitN(sctx, rb.size); err != nil {
+			put(received{wait: rb.wait, err: err})
 			return
 		}
-		if !put(received{ops: ops, size: size, wait: d}) {
+		if !put(rb) {
 			return
 		}
 	}

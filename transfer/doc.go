@@ -58,9 +58,13 @@
 // the source computed from the bytes as it read them to send (a file sent
 // from an offset has its prefix read and hashed first), and the target
 // compares it with its own running sum of what it wrote
-// (FetchResult.Summed). GetShardDigest with ops_from answers the digest
-// of a range of ops as FetchOps sends them (OpsSum), read from the op log:
-// the two sides of recovery's streamed check. 1 MiB keeps per-message
+// (FetchResult.Summed). Ops are summed the same way (OpsSum): asked
+// (FetchOpsRequest.ops_sum), the source hashes the ops as it sends them and
+// puts the sum on the stream's last batch if it holds every op of the
+// range (its end at most the local checkpoint), and FetchOps compares it
+// with its sum of what it received (OpsResult.Summed). GetShardDigest with
+// ops_from answers the same digest of a range read from the op log, for
+// ops that came without a sum: recovery's streamed check uses either. 1 MiB keeps per-message
 // overhead (framing, a CRC, a zstd frame, a disk write) far below 1%,
 // loses at most 1 MiB of work when a stream is cut, and lets several
 // chunks be in flight in a 4 MiB stream window.

@@ -64,7 +64,10 @@ func (s *OpsSum) Add(ops []engine.Op) {
 }
 
 // Sum is the digest so far, in hex.
-func (s *OpsSum) Sum() string { return hex.EncodeToString(s.h.Sum(nil)) }
+func (s *OpsSum) Sum() string { return hex.EncodeToString(s.raw()) }
+
+// raw is the digest so far, as FetchOps sends it (OpBatch.ops_sum).
+func (s *OpsSum) raw() []byte { return s.h.Sum(nil) }
 
 // ErrNoOpsDigest: the source digests only content (an older version).
 var ErrNoOpsDigest = errors.New("transfer: the source does not digest ops")

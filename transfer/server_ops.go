@@ -33,7 +33,15 @@ func (s *PeerServer) FetchOps(req *pb.FetchOpsRequest, stream pb.PeerService_Fet
 	if req.BatchSize > 0 {
 		batch = min(int(req.BatchSize), maxOpBatchSize)
 	}
-	return s.sendOps(stream.Context(), stream, sh, id, r, req.ExpectedHistoryUuid, batch, req.Packed)
+	return s.sendOps(stream.Context(), stream, sh, id, r, opsAsk{history: req.ExpectedHistoryUuid, batchSize: batch, packed: req.Packed, sum: req.OpsSum})
+}
+
+// opsAsk is what a FetchOps request asks besides the range.
+type opsAsk struct {
+	history   string // the history the ops must belong to
+	batchSize int    // ops per batch at most
+	packed    bool   // OpBatch.packed_ops rather than a message per op
+	sum       bool   // the OpsSum on the last batch, if the range is complete
 }
 
 // opSender is the part of the FetchOps server stream sendOps uses.
@@ -44,8 +52,13 @@ type opSender interface {
 // sendOps streams the ops of r: one Info (to answer a history, range or
 // compaction mismatch in words), then the engine's ReadOps batches,
 // re-batched to what the client asked for, packed (OpBatch.packed_ops)
-// when it asked for that.
-func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh engine.Shard, id engine.ShardID, r seqno.Range, history string, batchSize int, packed bool) error {
+// when it asked for that. With ask.sum it hashes the ops as it sends them
+// and puts their OpsSum on the last batch, when every op of r had been
+// processed before they were read (r.To at most the local checkpoint):
+// then the sum covers all the ops of r, not only those sent, and the
+// target need not ask for GetOpsDigest, which reads them again.
+func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh engine.Shard, id engine.ShardID, r seqno.Range, ask opsAsk) error {
+	history, batchSize, packed := ask.history, ask.batchSize, ask.packed
 	in, err := sh.Info(ctx)
 	if err != nil {
 		return rpcerr.ToStatus(err)
@@ -71,6 +84,10 @@ func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh engine.Shard,
 	// batch sent is never touched again (gRPC may still read a message
 	// after Send, for stats): each batch takes new ones.
 	const opSlab = 1024
+	var sum *OpsSum
+	if ask.sum && r.To <= st.LocalCheckpoint {
+		sum = NewOpsSum(r.From)
+	}
 	var (
 		n      int // ops in the batch
 		ops    []*pb.Op
@@ -124,6 +141,9 @@ func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh engine.Shard,
 	errSend := errors.New("send")
 	var sendErr error
 	err = sh.ReadOps(ctx, engine.OpsRequest{Range: r, History: history}, func(batch []engine.Op) error {
+		if sum != nil {
+			sum.Add(batch)
+		}
 		for i := range batch {
 			add(&batch[i])
 			if n++; n >= batchSize || bytes >= limit {
@@ -143,7 +163,11 @@ func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh engine.Shard,
 	if err != nil {
 		return rpcerr.ToStatus(fmt.Errorf("read ops %v of %s: %w", r, id, err))
 	}
-	if n > 0 {
+	if n > 0 || sum != nil {
+		if sum != nil {
+			last := encode
+			encode = func() *pb.OpBatch { b := last(); b.OpsSum = sum.raw(); return b }
+		}
 		if err := flush(); err != nil {
 			if ce := ctx.Err(); ce != nil {
 				return status.FromContextError(ce).Err()

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,5 +148,101 @@ func TestOpsDigestOnBothEnds(t *testing.T) {
 	}
 	if _, err := GetOpsDigest(ctxT(t), e.client, testShard, seqno.Range{From: 0, To: 5000}); status.Code(errors.Unwrap(err)) != codes.OutOfRange && !strings.Contains(err.Error(), "has seen ops up to") {
 		t.Fatalf("digest of ops past the max seqno: %v", err)
+	}
+}
+
+// TestOpsSumOnTheLastBatch: asked for it, the source hashes the ops it
+// sends and puts their sum on the stream's last batch (on a batch of its
+// own when the last op filled one); FetchOps compares it with the sum of
+// the ops it handed on. An op changed in flight makes it differ; a stream
+// cut and resumed, or a call that did not ask, leaves the ops unsummed.
+func TestOpsSumOnTheLastBatch(t *testing.T) {
+	src := opsSource(t)
+	r := seqno.Range{From: 250, To: 999}
+	var mangle, cut atomic.Bool
+	var lastSum atomic.Int64 // batches that carried a sum
+	hook := hookSends("FetchOps", func(call, n int, m any) error {
+		b := m.(*pb.OpBatch)
+		if len(b.OpsSum) > 0 {
+			lastSum.Add(1)
+		}
+		if mangle.Load() && n == 2 {
+			packed, _ := pbconv.OpsFromPacked(nil, b.PackedOps, 0)
+			packed[0].Value[0] ^= 1
+		}
+		if cut.Load() && n == 3 {
+			cut.Store(false)
+			return status.Error(codes.Unavailable, "stream cut by the test")
+		}
+		return nil
+	})
+	e := startEnv(t, src, envOpts{server: []grpc.ServerOption{hook}})
+	want, err := GetOpsDigest(ctxT(t), e.client, testShard, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetch := func(opts OpsOptions) (OpsResult, string) {
+		t.Helper()
+		sum := NewOpsSum(r.From)
+		opts.Retry = retry.Options{Initial: time.Millisecond}
+		res, err := FetchOps(ctxT(t), e.client, testShard, r, src.Stats().HistoryUUID, func(ops []shardstore.Op) error {
+			sum.Add(ops)
+			return nil
+		}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, sum.Sum()
+	}
+	// 750 ops in batches of 150: the sum comes alone after the fifth.
+	for _, batch := range []int{64, 150} {
+		lastSum.Store(0)
+		res, got := fetch(OpsOptions{BatchSize: batch, Sum: true})
+		if !res.Summed || res.SumDiff != "" || got != want.Digest || lastSum.Load() != 1 {
+			t.Fatalf("batches of %d: summed %v (%q), %d sums sent, digest equal %v", batch, res.Summed, res.SumDiff, lastSum.Load(), got == want.Digest)
+		}
+	}
+	if res, _ := fetch(OpsOptions{BatchSize: 64}); res.Summed || lastSum.Load() != 1 {
+		t.Fatalf("not asked: summed %v, %d sums sent", res.Summed, lastSum.Load())
+	}
+	mangle.Store(true)
+	res, got := fetch(OpsOptions{BatchSize: 64, Sum: true})
+	mangle.Store(false)
+	if res.Summed || !strings.Contains(res.SumDiff, "on the source") || got == want.Digest {
+		t.Fatalf("an op changed in flight: summed %v, diff %q, digest equal %v", res.Summed, res.SumDiff, got == want.Digest)
+	}
+	cut.Store(true)
+	res, got = fetch(OpsOptions{BatchSize: 64, Sum: true})
+	if res.Resumes != 1 || res.Summed || res.SumDiff != "" || got != want.Digest {
+		t.Fatalf("a stream cut: %d resumes, summed %v, diff %q, digest equal %v", res.Resumes, res.Summed, res.SumDiff, got == want.Digest)
+	}
+}
+
+// TestNoOpsSumAboveTheLocalCheckpoint: a source missing an op below the
+// end of the range (a gap its local checkpoint stops at) sends no sum: the
+// ops it sent are not all the range may hold.
+func TestNoOpsSumAboveTheLocalCheckpoint(t *testing.T) {
+	src := newSourceShard(t, t.TempDir(), sourceSpec{opts: shardstore.Options{RetainOps: 1 << 20}})
+	var ops []shardstore.Op
+	for s := range seqno.SeqNo(100) {
+		if s != 60 {
+			ops = append(ops, shardstore.Op{Key: fmt.Sprintf("doc-%d", s), SeqNo: s, PrimaryTerm: 1, Kind: engine.OpIndex, Value: []byte("v")})
+		}
+	}
+	if err := src.Apply(ctxT(t), ops); err != nil {
+		t.Fatal(err)
+	}
+	if st := src.Stats().Seq; st.LocalCheckpoint != 59 || st.MaxSeqNo != 99 {
+		t.Fatalf("source at %+v, want a gap at 60", st)
+	}
+	e := startEnv(t, src, envOpts{})
+	for _, tc := range []struct {
+		r          seqno.Range
+		wantSummed bool
+	}{{seqno.Range{From: 0, To: 59}, true}, {seqno.Range{From: 0, To: 99}, false}} {
+		res, err := FetchOps(ctxT(t), e.client, testShard, tc.r, src.Stats().HistoryUUID, func([]shardstore.Op) error { return nil }, OpsOptions{Sum: true})
+		if err != nil || res.Summed != tc.wantSummed {
+			t.Fatalf("ops %v: summed %v, want %v (err %v)", tc.r, res.Summed, tc.wantSummed, err)
+		}
 	}
 }

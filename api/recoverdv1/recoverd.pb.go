@@ -3901,7 +3901,13 @@ type FetchOpsRequest struct {
 	// packed asks for the ops in OpBatch.packed_ops rather than ops: the
 	// client decodes a batch without a message per op. A server that does
 	// not know the field sends ops; a client that sets it reads both.
-	Packed        bool `protobuf:"varint,5,opt,name=packed,proto3" json:"packed,omitempty"`
+	Packed bool `protobuf:"varint,5,opt,name=packed,proto3" json:"packed,omitempty"`
+	// ops_sum asks the source to hash the ops it sends (transfer.OpsSum:
+	// BLAKE3 over each op's seqno, primary term, kind, key and value) and to
+	// put the sum on the stream's last batch, when the range is complete on
+	// the source: every op up to range.to processed (range.to at most its
+	// local checkpoint) when it read them. Otherwise no sum is sent.
+	OpsSum        bool `protobuf:"varint,6,opt,name=ops_sum,json=opsSum,proto3" json:"ops_sum,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3971,6 +3977,13 @@ func (x *FetchOpsRequest) GetPacked() bool {
 	return false
 }
 
+func (x *FetchOpsRequest) GetOpsSum() bool {
+	if x != nil {
+		return x.OpsSum
+	}
+	return false
+}
+
 type OpBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ops in strictly increasing seqno order.
@@ -3979,7 +3992,10 @@ type OpBatch struct {
 	// in strictly increasing seqno order, one after the other, each:
 	// uvarint key length, key, zigzag varint seqno, uvarint primary term,
 	// one byte OpKind, uvarint value length, value (varints as protobuf's).
-	PackedOps     []byte `protobuf:"bytes,2,opt,name=packed_ops,json=packedOps,proto3" json:"packed_ops,omitempty"`
+	PackedOps []byte `protobuf:"bytes,2,opt,name=packed_ops,json=packedOps,proto3" json:"packed_ops,omitempty"`
+	// ops_sum, on the last batch of a stream that asked for it, is the
+	// OpsSum of every op of the stream (a batch may carry it and no op).
+	OpsSum        []byte `protobuf:"bytes,3,opt,name=ops_sum,json=opsSum,proto3" json:"ops_sum,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4024,6 +4040,13 @@ func (x *OpBatch) GetOps() []*Op {
 func (x *OpBatch) GetPackedOps() []byte {
 	if x != nil {
 		return x.PackedOps
+	}
+	return nil
+}
+
+func (x *OpBatch) GetOpsSum() []byte {
+	if x != nil {
+		return x.OpsSum
 	}
 	return nil
 }
@@ -6810,18 +6833,20 @@ const file_recoverd_proto_rawDesc = "" +
 	"\vcompression\x18\x04 \x01(\x0e2\x18.recoverd.v1.CompressionR\vcompression\x12/\n" +
 	"\x13uncompressed_length\x18\x05 \x01(\rR\x12uncompressedLength\x12\x12\n" +
 	"\x04file\x18\x06 \x01(\rR\x04file\x12\x19\n" +
-	"\bfile_sum\x18\a \x01(\fR\afileSum\"\xd7\x01\n" +
+	"\bfile_sum\x18\a \x01(\fR\afileSum\"\xf0\x01\n" +
 	"\x0fFetchOpsRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12-\n" +
 	"\x05range\x18\x02 \x01(\v2\x17.recoverd.v1.SeqNoRangeR\x05range\x12\x1d\n" +
 	"\n" +
 	"batch_size\x18\x03 \x01(\rR\tbatchSize\x122\n" +
 	"\x15expected_history_uuid\x18\x04 \x01(\tR\x13expectedHistoryUuid\x12\x16\n" +
-	"\x06packed\x18\x05 \x01(\bR\x06packed\"K\n" +
+	"\x06packed\x18\x05 \x01(\bR\x06packed\x12\x17\n" +
+	"\aops_sum\x18\x06 \x01(\bR\x06opsSum\"d\n" +
 	"\aOpBatch\x12!\n" +
 	"\x03ops\x18\x01 \x03(\v2\x0f.recoverd.v1.OpR\x03ops\x12\x1d\n" +
 	"\n" +
-	"packed_ops\x18\x02 \x01(\fR\tpackedOps\"\x9d\x01\n" +
+	"packed_ops\x18\x02 \x01(\fR\tpackedOps\x12\x17\n" +
+	"\aops_sum\x18\x03 \x01(\fR\x06opsSum\"\x9d\x01\n" +
 	"\x13AcquireLeaseRequest\x12*\n" +
 	"\x05shard\x18\x01 \x01(\v2\x14.recoverd.v1.ShardIdR\x05shard\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12'\n" +
