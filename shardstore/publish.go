@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 
 	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/fsutil"
@@ -44,19 +46,23 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 	var moves []FileMeta
 	checked := map[string]*segment{} // staged files, their footers read
 	seen := map[string]bool{}
+	var toCheck []FileMeta
 	for _, f := range files {
 		if seen[f.Name] {
 			return fmt.Errorf("%w: publish lists %s twice", engine.ErrInvalidArgument, f.Name)
 		}
 		seen[f.Name] = true
-		old, ok := cur.Lookup(f.Name)
-		if ok && old.SameAs(f) {
-			continue
+		if old, ok := cur.Lookup(f.Name); !ok || !old.SameAs(f) {
+			toCheck = append(toCheck, f)
 		}
-		// Written into the staging directory by its caller, who verified
-		// and fsynced it (recoverd, through the engine contract): what is
-		// cheap to check here is checked, the length and the footer.
-		if seg, err := st.checkWritten(f); err != nil {
+	}
+	// Written into the staging directory by its caller, who verified and
+	// fsynced them (recoverd, through the engine contract): what is cheap
+	// to check here is checked, the length and the footer.
+	staged, checkErrs := st.checkAllWritten(toCheck)
+	for i, f := range toCheck {
+		_, ok := cur.Lookup(f.Name)
+		if seg, err := staged[i], checkErrs[i]; err != nil {
 			return err
 		} else if seg != nil {
 			if ok {
@@ -138,6 +144,27 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 // its footer (magic, bounds, checksum, index) and, when f names one, its
 // writer UUID. It reads the footer and index, not the whole file: the
 // writer verified the content.
+// checkAllWritten runs checkWritten on files, several at once: a publish
+// of 20,000 small files spent 0.3 s opening them one after the other
+// (bench case 2), each an open, a stat and two reads of the page cache.
+func (st *Staging) checkAllWritten(files []FileMeta) ([]*segment, []error) {
+	segs, errs := make([]*segment, len(files)), make([]error, len(files))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(checkWorkers, len(files)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(files); i = int(next.Add(1) - 1) {
+				segs[i], errs[i] = st.checkWritten(files[i])
+			}
+		})
+	}
+	wg.Wait()
+	return segs, errs
+}
+
+// checkWorkers is how many staged files checkAllWritten checks at once.
+const checkWorkers = 4
+
 func (st *Staging) checkWritten(f FileMeta) (*segment, error) {
 	path := filepath.Join(st.dir, f.Name)
 	fi, err := os.Lstat(path)
