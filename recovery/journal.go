@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/recoverd/recoverd/engine"
 	"github.com/recoverd/recoverd/internal/fsutil"
+	"github.com/recoverd/recoverd/planner"
 	"github.com/recoverd/recoverd/transfer"
 )
 
@@ -36,11 +38,28 @@ import (
 
 type journalEntry struct {
 	State
+	// Plan is State.Plan, marshalled once per plan (planJSON).
+	Plan json.RawMessage `json:"plan,omitempty"`
 	// Pin is the commit pin asked for or held on the source, PinSeq its
 	// number; Lease the retention lease id on the source.
 	Pin    string `json:"pin,omitempty"`
 	PinSeq int    `json:"pin_seq,omitempty"`
 	Lease  string `json:"lease,omitempty"`
+}
+
+// planJSON is a plan's JSON, made at its first journal: a plan never
+// changes once set (setPlan sets a new one with a new planJSON), and
+// marshalling a plan of 20,000 files at each of a recovery's stages took
+// a fifth of the time from the last file to the end (bench case 2).
+type planJSON struct {
+	once sync.Once
+	b    json.RawMessage
+	err  error
+}
+
+func (c *planJSON) of(p *planner.Plan) (json.RawMessage, error) {
+	c.once.Do(func() { c.b, c.err = json.Marshal(p) })
+	return c.b, c.err
 }
 
 const journalSuffix = ".recovery"
@@ -56,7 +75,18 @@ func (m *Manager) journal(s State) {
 	if m.cfg.StateDir == "" || s.DryRun {
 		return
 	}
-	b, err := json.Marshal(journalEntry{State: s, Pin: s.pinID, PinSeq: s.pinSeq, Lease: leaseID(m.cfg.NodeID, s.ID)})
+	e := journalEntry{State: s, Pin: s.pinID, PinSeq: s.pinSeq, Lease: leaseID(m.cfg.NodeID, s.ID)}
+	var err error
+	if s.Plan != nil {
+		if s.planJSON == nil { // a state not from setPlan
+			s.planJSON = &planJSON{}
+		}
+		e.Plan, err = s.planJSON.of(s.Plan)
+	}
+	var b []byte
+	if err == nil {
+		b, err = json.Marshal(e)
+	}
 	if err == nil {
 		err = fsutil.WriteFileAtomic(m.journalPath(s.ID), b, 0o644)
 	}
@@ -122,6 +152,9 @@ func (m *Manager) openJournal() error {
 		var je journalEntry
 		if err == nil {
 			err = json.Unmarshal(b, &je)
+		}
+		if err == nil && len(je.Plan) > 0 {
+			err = json.Unmarshal(je.Plan, &je.State.Plan)
 		}
 		if err == nil && je.ID+journalSuffix != e.Name() {
 			err = fmt.Errorf("it names recovery %q", je.ID)

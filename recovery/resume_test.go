@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -206,6 +207,10 @@ func TestFinishedRecoveriesOutliveARestart(t *testing.T) {
 		!s.End.Equal(done.End) || s.Totals != done.Totals || len(s.Files) != len(done.Files) {
 		t.Fatalf("after the restart: %+v\nbefore: %+v", s, done)
 	}
+	// The journal marshals a plan once (planJSON): it comes back whole.
+	if got, want := mustJSON(t, s.Plan), mustJSON(t, done.Plan); got != want || len(done.Plan.FromPeer) == 0 {
+		t.Fatalf("plan after the restart:\n%s\nbefore:\n%s", got, want)
+	}
 	select {
 	case <-r.Done():
 	default:
@@ -232,4 +237,13 @@ func TestFinishedRecoveriesOutliveARestart(t *testing.T) {
 	if _, err := restartManager(t, e).Get("r-done"); err == nil {
 		t.Fatal("an expired recovery is listed after a restart")
 	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

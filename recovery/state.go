@@ -143,6 +143,8 @@ type State struct {
 	// a restart after a crash can release it).
 	pinID  string
 	pinSeq int
+	// planJSON caches Plan's JSON for the journal.
+	planJSON *planJSON
 }
 
 // Recovery is one recovery's live state. Its methods are safe for
@@ -247,7 +249,7 @@ func (r *Recovery) setStage(st Stage) {
 // setPlan records the plan being run and resets the file progress to it.
 func (r *Recovery) setPlan(p planner.Plan) {
 	r.update(func(s *State) {
-		s.Plan = &p
+		s.Plan, s.planJSON = &p, &planJSON{}
 		s.Files = s.Files[:0]
 		s.Totals = Totals{}
 		clear(r.fileIdx)
