@@ -14,6 +14,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,7 +98,7 @@ func TestDataConnRefusedCaller(t *testing.T) {
 		}
 		return ctx, status.Error(codes.PermissionDenied, "test: not a node")
 	}
-	e := startEnv(t, src, envOpts{tcp: true, data: true, dataAuth: refuse})
+	e := startEnv(t, src, envOpts{tcp: true, data: true, dataCfg: DataConfig{Authorize: refuse}})
 	ctx := ctxT(t)
 	pin, info, err := PinCommit(ctx, e.client, testShard, 0, "test")
 	if err != nil {
@@ -163,7 +164,7 @@ func TestDataConnOverMutualTLS(t *testing.T) {
 		return ctx, status.Error(codes.Unauthenticated, "test: no client certificate")
 	}
 	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 2000, valueSize: 700, flushes: 2})
-	e := startEnv(t, src, envOpts{tcp: true, data: true, dataAuth: auth, serverTLS: serverTLS, clientTLS: clientTLS})
+	e := startEnv(t, src, envOpts{tcp: true, data: true, dataCfg: DataConfig{Authorize: auth}, serverTLS: serverTLS, clientTLS: clientTLS})
 	recoverAll(t, e, FetchOptions{})
 	if st := e.srv.Stats(); st.DataStreams == 0 {
 		t.Fatal("no data stream over TLS")
@@ -256,5 +257,105 @@ func TestDataConnRefusesAnOversizedRequest(t *testing.T) {
 	var ne net.Error
 	if err == nil || errors.As(err, &ne) && ne.Timeout() {
 		t.Fatalf("the source answered %d bytes (%v) to a request of %d bytes, want the connection closed", n, err, maxRequestFrame+1)
+	}
+}
+
+// dialData opens a data connection by hand: the magic, then the ack.
+func dialData(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write(dataMagic[:])
+	var ack [len(dataAck)]byte
+	if _, err := io.ReadFull(c, ack[:]); err != nil || ack != dataAck {
+		t.Fatalf("ack %q, %v", ack, err)
+	}
+	c.SetDeadline(time.Time{})
+	return c
+}
+
+// pinStreams is how many calls are using the pin on srv.
+func pinStreams(srv *PeerServer, id string) int {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if p := srv.pins[id]; p != nil {
+		return p.streams
+	}
+	return -1
+}
+
+// TestDataConnDropsATargetThatStopsReading: a target that stops reading
+// without closing its connection (hung, or its network gone) holds the
+// source's send only until the write deadline: then the source drops the
+// connection and the pin's use ends.
+func TestDataConnDropsATargetThatStopsReading(t *testing.T) {
+	// One file of about 20 MB: more than the sockets' buffers hold.
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 2000, valueSize: 10000, random: true})
+	const writeTimeout = 300 * time.Millisecond
+	e := startEnv(t, src, envOpts{tcp: true, data: true, dataCfg: DataConfig{WriteTimeout: writeTimeout}})
+	pin, info, err := PinCommit(ctxT(t), e.client, testShard, 0, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := info.Meta.Files[0]
+	c := dialData(t, e.addr)
+	if err := writeMessageFrame(c, frameRequest, &pb.FetchFileRequest{Shard: &pb.ShardId{Index: testShard.Index, Shard: uint32(testShard.Shard)},
+		PinId: pin.ID, Name: f.Name}); err != nil {
+		t.Fatal(err)
+	}
+	// Read nothing: the source's writes block once the buffers are full.
+	waitFor := func(what string, cond func() bool) time.Time {
+		t.Helper()
+		for t0 := time.Now(); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Since(t0) > 10*time.Second {
+				t.Fatalf("%s: not after %v", what, time.Since(t0))
+			}
+		}
+		return time.Now()
+	}
+	waitFor("the source sends", func() bool { return e.srv.Stats().FileBytes > 0 })
+	var sent int64
+	stuck := waitFor("the source's sends block", func() bool {
+		n := e.srv.Stats().FileBytes
+		same := n == sent
+		sent = n
+		return same && pinStreams(e.srv, pin.ID) == 1
+	})
+	dropped := waitFor("the source drops the target", func() bool { return pinStreams(e.srv, pin.ID) == 0 })
+	if sent >= f.Length || dropped.Sub(stuck) > writeTimeout+2*time.Second {
+		t.Fatalf("sent %d of %d bytes; dropped %v after the sends stopped", sent, f.Length, dropped.Sub(stuck))
+	}
+	// The connection is closed: the target reads what was buffered, then
+	// its end.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("reading the dropped connection: %v", err)
+	}
+}
+
+// TestDataConnSilentConnectionGoesToGRPC: a connection that sends nothing
+// is handed to gRPC after the sniff timeout (which greets it with its
+// HTTP/2 settings and applies its own handshake deadline), not held.
+func TestDataConnSilentConnectionGoesToGRPC(t *testing.T) {
+	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 10, valueSize: 100})
+	const sniff = 300 * time.Millisecond
+	e := startEnv(t, src, envOpts{tcp: true, data: true, dataCfg: DataConfig{SniffTimeout: sniff}})
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	t0 := time.Now()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	head := make([]byte, 9) // an HTTP/2 frame header
+	if _, err := io.ReadFull(c, head); err != nil {
+		t.Fatalf("a silent connection got no answer: %v", err)
+	}
+	if d := time.Since(t0); d < sniff || head[3] != 0x4 { // 0x4: SETTINGS
+		t.Fatalf("after %v: frame header %x, want gRPC's SETTINGS after the %v sniff timeout", d, head, sniff)
 	}
 }

@@ -140,9 +140,10 @@ type envOpts struct {
 	// grpcDefaults leaves out ServerOptions and DialOptions (benchmarks).
 	grpcDefaults bool
 	// data serves data connections on the listener (tcp only), with
-	// dataAuth, and gives the client a data dialer (dataconn.go).
-	data     bool
-	dataAuth func(ctx context.Context, method string) (context.Context, error)
+	// dataCfg (its TLS is serverTLS), and gives the client a data dialer
+	// (dataconn.go).
+	data    bool
+	dataCfg DataConfig
 	// serverTLS and clientTLS secure both gRPC and data connections.
 	serverTLS, clientTLS *tls.Config
 }
@@ -178,7 +179,9 @@ func startEnv(t testing.TB, src *shardstore.Shard, o envOpts) *env {
 		dial = append(dial, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return bl.DialContext(ctx) }))
 	}
 	if o.data {
-		lis = srv.DataListener(lis, DataConfig{TLS: o.serverTLS, Authorize: o.dataAuth})
+		cfg := o.dataCfg
+		cfg.TLS = o.serverTLS
+		lis = srv.DataListener(lis, cfg)
 	}
 	go gs.Serve(lis)
 	creds := insecure.NewCredentials()

@@ -31,21 +31,30 @@ type DataConfig struct {
 	// method, and returns the context the handler runs with (carrying the
 	// caller's identity: WithPeerIdentity). Nil lets everyone in.
 	Authorize func(ctx context.Context, method string) (context.Context, error)
+	// SniffTimeout bounds the wait for a new connection's first bytes;
+	// then it goes to gRPC, with its own handshake deadline (0: 10s).
+	SniffTimeout time.Duration
+	// WriteTimeout fails a data connection whose reader took no chunk for
+	// this long (a dead target: gRPC's keepalive does this for its
+	// streams), which ends the pin's use (0: 2 minutes).
+	WriteTimeout time.Duration
 }
 
 const (
-	// dataSniffTimeout bounds the wait for a new connection's first bytes.
-	dataSniffTimeout = 10 * time.Second
-	// dataWriteTimeout fails a data connection whose reader took no chunk
-	// for this long (a dead target: gRPC's keepalive does this for its
-	// streams), releasing the pin's use.
-	dataWriteTimeout = 2 * time.Minute
+	defaultDataSniffTimeout = 10 * time.Second
+	defaultDataWriteTimeout = 2 * time.Minute
 )
 
 // DataListener returns the listener to serve the peer API's gRPC server
 // on: lis, less the data connections, which s serves itself. Closing it
 // (the gRPC server does on Stop) closes lis and the data connections.
 func (s *PeerServer) DataListener(lis net.Listener, cfg DataConfig) net.Listener {
+	if cfg.SniffTimeout <= 0 {
+		cfg.SniffTimeout = defaultDataSniffTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = defaultDataWriteTimeout
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &dataListener{Listener: lis, srv: s, cfg: cfg, ctx: ctx, cancel: cancel,
 		grpc: make(chan net.Conn), conns: map[net.Conn]struct{}{}}
@@ -88,7 +97,7 @@ func (l *dataListener) acceptLoop() {
 // route reads a connection's first bytes: a data connection is served
 // here, any other goes to gRPC with those bytes put back.
 func (l *dataListener) route(c net.Conn) {
-	c.SetReadDeadline(time.Now().Add(dataSniffTimeout))
+	c.SetReadDeadline(time.Now().Add(l.cfg.SniffTimeout))
 	var first [len(dataMagic)]byte
 	n, _ := io.ReadFull(c, first[:])
 	c.SetReadDeadline(time.Time{})
@@ -213,7 +222,7 @@ func (s *PeerServer) serveData(ctx context.Context, raw net.Conn, cfg DataConfig
 	}
 	if err == nil {
 		s.c.dataStreams.Add(1)
-		err = s.fetchFile(ctx, req, &dataSender{conn: conn})
+		err = s.fetchFile(ctx, req, &dataSender{conn: conn, timeout: cfg.WriteTimeout})
 	}
 	st, _ := status.FromError(err)
 	if err != nil && st.Code() == codes.Unknown {
@@ -232,8 +241,9 @@ func (s *PeerServer) serveData(ctx context.Context, raw net.Conn, cfg DataConfig
 // fields, then its data straight from the caller's buffer (one writev on a
 // plaintext connection).
 type dataSender struct {
-	conn net.Conn
-	head []byte
+	conn    net.Conn
+	timeout time.Duration // for each chunk's write (DataConfig.WriteTimeout)
+	head    []byte
 }
 
 func (d *dataSender) Send(ch *pb.FileChunk) error {
@@ -248,7 +258,7 @@ func (d *dataSender) Send(ch *pb.FileChunk) error {
 	head = protowire.AppendVarint(head, uint64(len(data)))
 	putFrameHead(head, frameChunk, len(head)-frameHeadLen+len(data))
 	d.head = head
-	d.conn.SetWriteDeadline(time.Now().Add(dataWriteTimeout))
+	d.conn.SetWriteDeadline(time.Now().Add(d.timeout))
 	bufs := net.Buffers{head, data}
 	if _, err := bufs.WriteTo(d.conn); err != nil {
 		return status.Errorf(codes.Unavailable, "data connection: %v", err)
