@@ -19,8 +19,9 @@ import (
 var bufferPool mem.BufferPool = newTieredPool(4<<10, 16<<10, 32<<10, MinChunkSize+chunkSlack, 128<<10+chunkSlack,
 	256<<10+chunkSlack, 512<<10+chunkSlack, 1<<20+chunkSlack, 2<<20+chunkSlack, MaxChunkSize+chunkSlack)
 
-// chunkSlack is room for a FileChunk's fields besides its data.
-const chunkSlack = 4 << 10
+// chunkSlack is room for a FileChunk's fields besides its data, and for
+// the shift that aligns the data (readAlignedChunk).
+const chunkSlack = 8 << 10
 
 type tieredPool struct {
 	sizes []int

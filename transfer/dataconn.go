@@ -10,11 +10,13 @@ import (
 	"io"
 	"net"
 	"time"
+	"unsafe"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
@@ -96,20 +98,100 @@ func readFrame(r io.Reader, limit uint32) (byte, mem.Buffer, error) {
 	if _, err := io.ReadFull(r, head[:]); err != nil {
 		return 0, nil, err
 	}
-	n := binary.BigEndian.Uint32(head[1:])
-	if n > limit {
+	n := int(binary.BigEndian.Uint32(head[1:]))
+	if n > int(limit) {
 		return 0, nil, fmt.Errorf("frame of %d bytes, at most %d", n, limit)
 	}
-	b := bufferPool.Get(int(n))
+	if head[0] == frameChunk && n >= alignedFrameMin {
+		buf, err := readAlignedChunk(r, n)
+		return head[0], buf, err
+	}
+	b := bufferPool.Get(n)
 	if _, err := io.ReadFull(r, *b); err != nil {
 		bufferPool.Put(b)
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return 0, nil, err
+		return 0, nil, unexpectedEOF(err)
 	}
 	return head[0], mem.NewBuffer(b, bufferPool), nil
 }
+
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// A chunk's data is read to a 4096-aligned address, so that staging writes
+// it to the file with O_DIRECT (internal/staging/direct.go). The source
+// puts the data field last in the frame, after the chunk's other fields
+// (dataSender): readAlignedChunk reads the first bytes, finds where the
+// data starts, and reads the rest so that it lands aligned. Buffers of
+// bufferPool's large tiers are Go large objects, which start on a page.
+const (
+	alignedFrameMin = 64 << 10 // smaller chunks are written through the page cache anyway
+	frameAlign      = 4096
+	// chunkHeadPeek is how much of a frame is read to find its data field:
+	// the fields before it take some 50 bytes (80 with the file's sum).
+	chunkHeadPeek = 256
+)
+
+// readAlignedChunk reads a chunk frame's n-byte payload into a buffer of
+// bufferPool at an offset that puts the data field's first byte on a
+// frameAlign boundary (anywhere, should the field not be found early).
+func readAlignedChunk(r io.Reader, n int) (mem.Buffer, error) {
+	var peek [chunkHeadPeek]byte
+	k := min(n, len(peek))
+	if _, err := io.ReadFull(r, peek[:k]); err != nil {
+		return nil, unexpectedEOF(err)
+	}
+	shift := 0
+	if d := dataFieldOffset(peek[:k]); d > 0 {
+		shift = (frameAlign - d%frameAlign) % frameAlign
+	}
+	slab := bufferPool.Get(n + frameAlign)
+	if base := uintptr(unsafe.Pointer(unsafe.SliceData(*slab))); base%frameAlign != 0 {
+		shift = 0 // not page-aligned after all: read it as it comes
+	}
+	view := (*slab)[shift : shift+n]
+	copy(view, peek[:k])
+	if _, err := io.ReadFull(r, view[k:]); err != nil {
+		bufferPool.Put(slab)
+		return nil, unexpectedEOF(err)
+	}
+	return mem.NewBuffer(&view, slabPool{slab}), nil
+}
+
+// dataFieldOffset is the offset in a FileChunk's encoding b (its start) at
+// which the data field's bytes begin, 0 if b does not reach them.
+func dataFieldOffset(b []byte) int {
+	for off := 0; off < len(b); {
+		num, typ, n := protowire.ConsumeTag(b[off:])
+		if n < 0 {
+			return 0
+		}
+		off += n
+		if num == fcData && typ == protowire.BytesType {
+			_, m := protowire.ConsumeVarint(b[off:])
+			if m < 0 {
+				return 0
+			}
+			return off + m
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[off:])
+		if m < 0 {
+			return 0
+		}
+		off += m
+	}
+	return 0
+}
+
+// slabPool gives a chunk's whole buffer back to bufferPool when the
+// chunk, a view into it, is freed.
+type slabPool struct{ slab *[]byte }
+
+func (p slabPool) Get(n int) *[]byte { return bufferPool.Get(n) }
+func (p slabPool) Put(*[]byte)       { bufferPool.Put(p.slab) }
 
 // dataDialer opens data connections to a peer: the address of its peer
 // listener and the TLS config of the node's gRPC connections (nil: plaintext).

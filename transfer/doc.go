@@ -76,8 +76,9 @@
 // the peer listener's config and its certificate check, one request, and
 // FileChunks framed by a 5-byte head. The source writes a chunk's bytes
 // from the buffer it read them into (writev), the target reads them into
-// the buffer it writes from: gRPC copied them into messages and HTTP/2
-// frames on the way. Everything else is the same code: the checks, the
+// the buffer it writes from, at a 4096-aligned address (readAlignedChunk),
+// so that staging writes a large file's chunks past the page cache
+// (O_DIRECT): gRPC copied them into messages and HTTP/2 frames on the way. Everything else is the same code: the checks, the
 // resume, the throttles, compression, cancel (which closes the
 // connection). A source that does not answer the magic is fetched from
 // over gRPC for the rest of the call. Over gRPC the target parses each

@@ -35,6 +35,15 @@
 // as a checksum that differs, and the file starts over. A prefix is only
 // recorded for a file written in order, whose running checksum covers it.
 //
+// # Writes past the page cache
+//
+// A file of 4 MiB or more is written with O_DIRECT where a write allows it
+// (a buffer, an offset and a length aligned to 4096 bytes, of 64 KiB or
+// more: the data connection's chunks are read to such buffers), its tail
+// and every other write through the page cache (direct.go). The bytes are
+// copied once, from the receive buffer to the disk, and a recovery does
+// not fill the node's page cache; the fsync makes both kinds durable.
+//
 // # Verify and fsync
 //
 // A file written whole in order is verified against the checksum computed

@@ -67,6 +67,10 @@ type File struct {
 	a    *Area
 	f    *os.File
 	meta engine.FileMeta
+	// direct is f opened with O_DIRECT, at the first write that can use it;
+	// noDirect: the file system refused it (direct.go).
+	direct   *os.File
+	noDirect bool
 }
 
 // CreateFile opens a staged file for meta, creating it or, when a previous
@@ -146,7 +150,7 @@ func (sf *File) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > sf.meta.Length {
 		return 0, fmt.Errorf("staging: write of %d bytes at %d is outside %s (%d bytes)", len(p), off, sf.meta.Name, sf.meta.Length)
 	}
-	n, err := sf.f.WriteAt(p, off)
+	n, err := sf.writeAt(p, off)
 	if err == nil {
 		sf.a.mu.Lock()
 		s, ok := sf.a.files[sf.meta.Name]
@@ -268,7 +272,12 @@ func (sf *File) Matched() (Sum, bool) {
 }
 
 // Close closes the file; it stays staged.
-func (sf *File) Close() error { return sf.f.Close() }
+func (sf *File) Close() error {
+	if sf.direct != nil {
+		sf.direct.Close()
+	}
+	return sf.f.Close()
+}
 
 // verifyFile reads the file at path back and checks its length and CRC32C
 // (of every byte but the last four, which must hold it) against want.

@@ -22,9 +22,11 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Options tune an Area.
 type Options struct {
 	// Fault, when set, is asked before each fsync of a staged file (point
-	// "staging.fsync", with its path); an error it returns is handled as
-	// if the fsync had failed. Tests use it: a real disk cannot be made to
-	// fail on demand.
+	// "staging.fsync", with its path), each syncfs ("staging.syncfs") and
+	// each open of a file for O_DIRECT ("staging.open-direct"); an error
+	// it returns is handled as if the call had failed. Tests use it: a
+	// real disk cannot be made to fail on demand, nor a file system to
+	// refuse O_DIRECT (tmpfs takes it since Linux 6.6).
 	Fault func(point, path string) error
 }
 
