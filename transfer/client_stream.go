@@ -132,7 +132,7 @@ func (f *fetcher) receive(ctx, sctx context.Context, st chunkStream, wd *watchdo
 		if err := f.throttle(ctx, len(ch.Data)); err != nil {
 			return i, err
 		}
-		if _, err := sf.WriteAt(data, p.off); err != nil {
+		if _, err := sf.WriteAtDirect(data, p.off); err != nil {
 			return i, fmt.Errorf("transfer: write %s at %d: %w", p.meta.Name, p.off, err)
 		}
 		p.off += int64(len(data))

@@ -42,7 +42,7 @@ func writeChunks(t *testing.T, a *Area, f engine.FileMeta, data []byte, chunk in
 		} else {
 			p = misalignedCopy(p)
 		}
-		if _, err := sf.WriteAt(p, int64(off)); err != nil {
+		if _, err := sf.WriteAtDirect(p, int64(off)); err != nil {
 			t.Fatal(err)
 		}
 		sf.MarkGood(int64(off + len(p)))
@@ -97,8 +97,8 @@ func TestDirectWrites(t *testing.T) {
 }
 
 // TestDirectWriteAfterAResume: a transfer that wrote through the page
-// cache (bytes past its verified prefix among them) and resumes with
-// direct writes after truncating to that prefix, as FetchFiles does,
+// cache (WriteAt; bytes past its verified prefix among them) and resumes
+// with direct writes after truncating to that prefix, as FetchFiles does,
 // leaves the file's bytes right.
 func TestDirectWriteAfterAResume(t *testing.T) {
 	a := open(t, t.TempDir())
@@ -111,13 +111,13 @@ func TestDirectWriteAfterAResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := DirectBytes.Load()
-	if _, err := sf.WriteAt(misalignedCopy(wrong[:2<<20]), 0); err != nil {
+	if _, err := sf.WriteAt(alignedCopy(wrong[:2<<20]), 0); err != nil { // WriteAt: through the page cache
 		t.Fatal(err)
 	}
 	sf.MarkGood(1 << 20)
 	sf.Close()
 	if DirectBytes.Load() != before {
-		t.Fatal("a misaligned write went direct")
+		t.Fatal("WriteAt went direct")
 	}
 	sf, err = a.CreateFile(big)
 	if err != nil {
@@ -130,7 +130,7 @@ func TestDirectWriteAfterAResume(t *testing.T) {
 	}
 	for off := good; off < big.Length; off += 1 << 20 {
 		p := alignedCopy(data[off:min(off+1<<20, big.Length)])
-		if _, err := sf.WriteAt(p, off); err != nil {
+		if _, err := sf.WriteAtDirect(p, off); err != nil {
 			t.Fatal(err)
 		}
 		sf.MarkGood(off + int64(len(p)))

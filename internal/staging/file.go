@@ -145,12 +145,29 @@ func (sf *File) MarkGood(n int64) {
 // Meta is the metadata the file must match.
 func (sf *File) Meta() engine.FileMeta { return sf.meta }
 
-// WriteAt writes p at off; writes beyond the expected length are refused.
+// WriteAt writes p at off, through the page cache; writes beyond the
+// expected length are refused.
 func (sf *File) WriteAt(p []byte, off int64) (int, error) {
+	return sf.write(p, off, false)
+}
+
+// WriteAtDirect is WriteAt, with the part of p that O_DIRECT takes written
+// past the page cache (direct.go) when the file is large.
+func (sf *File) WriteAtDirect(p []byte, off int64) (int, error) {
+	return sf.write(p, off, true)
+}
+
+func (sf *File) write(p []byte, off int64, direct bool) (int, error) {
 	if off < 0 || off+int64(len(p)) > sf.meta.Length {
 		return 0, fmt.Errorf("staging: write of %d bytes at %d is outside %s (%d bytes)", len(p), off, sf.meta.Name, sf.meta.Length)
 	}
-	n, err := sf.writeAt(p, off)
+	var n int
+	var err error
+	if direct {
+		n, err = sf.writeAtDirect(p, off)
+	} else {
+		n, err = sf.f.WriteAt(p, off)
+	}
 	if err == nil {
 		sf.a.mu.Lock()
 		s, ok := sf.a.files[sf.meta.Name]
