@@ -44,8 +44,10 @@ const (
 	probeEvery    = 16
 	maxProbeEvery = 256
 	// probeSampleLen is how much of a probe chunk is compressed to measure
-	// zstd's speed and ratio: enough for its tables to warm up.
-	probeSampleLen = 128 << 10
+	// zstd's speed and ratio. A compression has a fixed cost besides its
+	// bytes (its state's reset, an output buffer): a smaller sample makes
+	// zstd look slower than on a whole chunk.
+	probeSampleLen = 256 << 10
 	// decay weighs the past against a new sample: the sums below keep
 	// about the last 1/(1−decay) = 8 samples.
 	decay = 0.875

@@ -59,44 +59,68 @@ func putChunkBuf(b *[]byte) { chunkBufs.Put(b) }
 // arm64), the checksum of chunks and of files.
 func CRC32C(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
+// The process-wide zstd encoder and decoder, made at their first use. Both
+// are used only through EncodeAll / DecodeAll, which are safe for
+// concurrent use and start no goroutines. The encoder runs at SpeedFastest
+// (several hundred MB/s per core: compression must not become the
+// bottleneck on a busy primary) without zstd's own frame checksum (every
+// chunk has a CRC32C). The decoder never produces more than the chunk's
+// declared length.
 var (
-	zstdOnce sync.Once
-	zstdEnc  *zstd.Encoder
-	zstdDec  *zstd.Decoder
-	zstdErr  error
-)
-
-// codecs returns the process-wide zstd encoder and decoder. Both are used
-// only through EncodeAll / DecodeAll, which are safe for concurrent use and
-// start no goroutines. The encoder runs at SpeedFastest (several hundred
-// MB/s per core: compression must not become the bottleneck on a busy
-// primary) without zstd's own frame checksum (every chunk has a CRC32C).
-// The decoder never produces more than the chunk's declared length.
-func codecs() (*zstd.Encoder, *zstd.Decoder, error) {
-	zstdOnce.Do(func() {
-		zstdEnc, zstdErr = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false),
-			zstd.WithEncoderConcurrency(4), zstd.WithZeroFrames(true))
-		if zstdErr != nil {
-			return
+	encoder = sync.OnceValues(func() (*zstd.Encoder, error) {
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false),
+			zstd.WithEncoderConcurrency(encoderStates), zstd.WithZeroFrames(true))
+		if err == nil {
+			warmUp(enc)
 		}
-		zstdDec, zstdErr = zstd.NewReader(nil, zstd.WithDecoderConcurrency(4), zstd.WithDecodeAllCapLimit(true),
+		return enc, err
+	})
+	decoder = sync.OnceValues(func() (*zstd.Decoder, error) {
+		return zstd.NewReader(nil, zstd.WithDecoderConcurrency(4), zstd.WithDecodeAllCapLimit(true),
 			zstd.WithDecoderMaxMemory(MaxChunkSize))
 	})
-	return zstdEnc, zstdDec, zstdErr
+)
+
+// encoderStates is how many chunks may be compressed at once.
+const encoderStates = 4
+
+// warmUp has each of the encoder's states compress a chunk once. The first
+// EncodeAll of a state builds its tables and history (36 ms for 128 KiB
+// here, against under 1 ms once built), and the adaptive model would take
+// that for zstd's speed: with the probes' samples (adaptive.go) the first
+// one kept compression off behind a 25 MB/s link for half the transfer
+// (bench case 6).
+func warmUp(enc *zstd.Encoder) {
+	chunk := make([]byte, DefaultChunkSize)
+	var wg sync.WaitGroup
+	for range encoderStates {
+		wg.Go(func() { enc.EncodeAll(chunk, make([]byte, 0, len(chunk))) })
+	}
+	wg.Wait()
 }
 
 // compressChunk returns raw compressed with zstd when that saves enough,
 // or nil.
 func compressChunk(raw []byte) []byte {
+	return compressInto(raw, nil)
+}
+
+// compressInto is compressChunk with the output in dst when it has room
+// (a pooled buffer: a fresh one per chunk cost page faults, which made
+// zstd look slow to the adaptive model, and a zeroed allocation).
+func compressInto(raw, dst []byte) []byte {
 	if len(raw) < minCompressLen {
 		return nil
 	}
-	enc, _, err := codecs()
+	enc, err := encoder()
 	if err != nil {
 		return nil
 	}
 	limit := len(raw) * compressRatioNum / compressRatioDen
-	out := enc.EncodeAll(raw, make([]byte, 0, limit+64))
+	if cap(dst) < limit+64 {
+		dst = make([]byte, 0, limit+64)
+	}
+	out := enc.EncodeAll(raw, dst[:0])
 	if len(out) > limit {
 		return nil
 	}
@@ -119,7 +143,7 @@ func chunkData(ch *pb.FileChunk, wantOff, remaining int64) ([]byte, error) {
 	case pb.Compression_COMPRESSION_NONE, pb.Compression_COMPRESSION_UNSPECIFIED:
 		data = ch.Data
 	case pb.Compression_COMPRESSION_ZSTD:
-		_, dec, err := codecs()
+		dec, err := decoder()
 		if err != nil {
 			return nil, err
 		}

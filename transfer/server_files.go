@@ -60,6 +60,12 @@ func (s *PeerServer) fetchFile(ctx context.Context, req *pb.FetchFileRequest, st
 	buf := getChunkBuf(chunk)
 	defer putChunkBuf(buf)
 	fs := fileSend{stream: stream, buf: *buf, chunkSize: chunk, model: &p.compress, noGain: func() { p.incompressible.Add(1) }, sum: req.FileSums}
+	if zstdOK {
+		encoder() // made (and warmed up) here, not inside a probe's timing
+		zbuf := getChunkBuf(chunk)
+		defer putChunkBuf(zbuf)
+		fs.zbuf = *zbuf
+	}
 	if err := s.sendPinned(ctx, p, id, &fs, req.Name, req.Offset, req.Length, zstdOK); err != nil {
 		return err
 	}
@@ -143,6 +149,7 @@ type chunkSender interface {
 type fileSend struct {
 	stream    chunkSender
 	buf       []byte
+	zbuf      []byte // compressed chunks go here (Send is done with them when it returns)
 	chunkSize int
 	file      uint32
 	sent      bool // a chunk went out on this stream
@@ -201,7 +208,7 @@ func (s *PeerServer) sendFile(ctx context.Context, fs *fileSend, r io.ReaderAt, 
 				in = raw[:min(n, probeSampleLen)]
 			}
 			t0 := time.Now()
-			c := compressChunk(in)
+			c := compressInto(in, fs.zbuf)
 			out := len(in) // did not compress enough: counted as not at all
 			if c != nil {
 				out = len(c)
