@@ -134,9 +134,9 @@ func (m *moved) digest(ops string) string {
 // the copy reached were compared the same way, stream by stream, when the
 // source sent their sums (sourceOpsDigest); otherwise the source digests
 // them here from its op log (the part it has just sent), and the copy's
-// digest of the ops it received must equal it. The files the copy kept (reused) are its own at the same
-// history, and those of a snapshot were checked against the snapshot's
-// checksums. It returns a reason, and no error, when it cannot be made
+// digest of the ops it received must equal it. The files the copy kept
+// (reused) are its own at the same history, and those of a snapshot were
+// checked against the snapshot's checksums. It returns a reason, and no error, when it cannot be made
 // (a file hashed on one side only, a source that digests only content, ops
 // no longer retained): the caller then compares contents.
 func (a *attempt) checkStreamed(ctx context.Context) (fallback string, err error) {

@@ -139,14 +139,10 @@ func (st *Staging) Publish(files []FileMeta, data CommitData) error {
 	return errors.Join(closeErr, err, removeOtherEpochs(s.dir, epoch), os.RemoveAll(st.dir))
 }
 
-// checkWritten returns the segment of f when f was written into the
-// staging directory (nil when it was not), checked against f: its length,
-// its footer (magic, bounds, checksum, index) and, when f names one, its
-// writer UUID. It reads the footer and index, not the whole file: the
-// writer verified the content.
 // checkAllWritten runs checkWritten on files, several at once: a publish
-// of 20,000 small files spent 0.3 s opening them one after the other
-// (bench case 2), each an open, a stat and two reads of the page cache.
+// of 10,000 small files spent 0.24 s opening them one after the other
+// (bench case 2 at half scale), each an open, a stat and two page-cache
+// reads.
 func (st *Staging) checkAllWritten(files []FileMeta) ([]*segment, []error) {
 	segs, errs := make([]*segment, len(files)), make([]error, len(files))
 	var next atomic.Int64
@@ -165,6 +161,11 @@ func (st *Staging) checkAllWritten(files []FileMeta) ([]*segment, []error) {
 // checkWorkers is how many staged files checkAllWritten checks at once.
 const checkWorkers = 4
 
+// checkWritten returns the segment of f when f was written into the
+// staging directory (nil when it was not), checked against f: its length,
+// its footer (magic, bounds, checksum, index) and, when f names one, its
+// writer UUID. It reads the footer and index, not the whole file: the
+// writer verified the content.
 func (st *Staging) checkWritten(f FileMeta) (*segment, error) {
 	path := filepath.Join(st.dir, f.Name)
 	fi, err := os.Lstat(path)

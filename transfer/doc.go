@@ -64,7 +64,8 @@
 // range (its end at most the local checkpoint), and FetchOps compares it
 // with its sum of what it received (OpsResult.Summed). GetShardDigest with
 // ops_from answers the same digest of a range read from the op log, for
-// ops that came without a sum: recovery's streamed check uses either. 1 MiB keeps per-message
+// ops that came without a sum: recovery's streamed check uses either.
+// 1 MiB keeps per-message
 // overhead (framing, a CRC, a zstd frame, a disk write) far below 1%,
 // loses at most 1 MiB of work when a stream is cut, and lets several
 // chunks be in flight in a 4 MiB stream window.
@@ -78,7 +79,8 @@
 // from the buffer it read them into (writev), the target reads them into
 // the buffer it writes from, at a 4096-aligned address (readAlignedChunk),
 // so that staging writes a large file's chunks past the page cache
-// (O_DIRECT): gRPC copied them into messages and HTTP/2 frames on the way. Everything else is the same code: the checks, the
+// (O_DIRECT): gRPC copied them into messages and HTTP/2 frames on the
+// way. Everything else is the same code: the checks, the
 // resume, the throttles, compression, cancel (which closes the
 // connection). A source that does not answer the magic is fetched from
 // over gRPC for the rest of the call. Over gRPC the target parses each

@@ -11,9 +11,9 @@ import (
 
 // Direct writes (File.WriteAtDirect, which peer transfers use). A staged
 // file's bytes are written past the page cache (O_DIRECT) where a write
-// allows it: the data is copied once, from the
-// receive buffer to the disk, rather than into page-cache pages that the
-// fsync then writes and that stay cached. Allocating those pages was most
+// allows it: the data is copied once, from the receive buffer to the
+// disk, rather than into page-cache pages that the fsync then writes and
+// that stay cached. Allocating those pages was most
 // of a target's CPU in bench case 1 (pwrite at 3 s per GiB on the
 // benchmark's VM, whose free memory goes back to the host; 0.2 s with
 // O_DIRECT, in a program that writes 2 GiB with four writers), and a
