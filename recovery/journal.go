@@ -38,7 +38,9 @@ import (
 
 type journalEntry struct {
 	State
-	// Plan is State.Plan, marshalled once per plan (planJSON).
+	// Plan is State.Plan, marshalled once per plan (planJSON). The
+	// journal leaves it empty and appends it to the marshalled entry
+	// (appendPlan); reading back fills it.
 	Plan json.RawMessage `json:"plan,omitempty"`
 	// Pin is the commit pin asked for or held on the source, PinSeq its
 	// number; Lease the retention lease id on the source.
@@ -62,6 +64,23 @@ func (c *planJSON) of(p *planner.Plan) (json.RawMessage, error) {
 	return c.b, c.err
 }
 
+// appendPlan adds the field "plan" to obj, a JSON object, as plan, which
+// is valid JSON already (json.Marshal made it). Set in journalEntry.Plan,
+// json.Marshal would check and compact the whole plan again at every
+// journal: 0.47 s of the target's CPU for 8 journals of a 20,000-file plan
+// (bench case 2).
+func appendPlan(obj, plan []byte) []byte {
+	end := len(obj) - 1 // obj ends with its closing brace
+	out := make([]byte, 0, len(obj)+len(plan)+len(`,"plan":`))
+	out = append(out, obj[:end]...)
+	if end > 1 {
+		out = append(out, ',')
+	}
+	out = append(out, `"plan":`...)
+	out = append(out, plan...)
+	return append(out, '}')
+}
+
 const journalSuffix = ".recovery"
 
 func (m *Manager) journalPath(id string) string {
@@ -76,16 +95,15 @@ func (m *Manager) journal(s State) {
 		return
 	}
 	e := journalEntry{State: s, Pin: s.pinID, PinSeq: s.pinSeq, Lease: leaseID(m.cfg.NodeID, s.ID)}
-	var err error
-	if s.Plan != nil {
+	b, err := json.Marshal(e)
+	if err == nil && s.Plan != nil {
 		if s.planJSON == nil { // a state not from setPlan
 			s.planJSON = &planJSON{}
 		}
-		e.Plan, err = s.planJSON.of(s.Plan)
-	}
-	var b []byte
-	if err == nil {
-		b, err = json.Marshal(e)
+		var plan json.RawMessage
+		if plan, err = s.planJSON.of(s.Plan); err == nil {
+			b = appendPlan(b, plan)
+		}
 	}
 	if err == nil {
 		err = fsutil.WriteFileAtomic(m.journalPath(s.ID), b, 0o644)
