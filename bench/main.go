@@ -59,6 +59,7 @@ type bench struct {
 	cfg                  config
 	recoverd, recoverctl string
 	baseline             string // the -baseline recoverd, copied
+	variants             []variant
 	shardd               string // bin/shardd, copied at its first use (the sidecar contestant)
 	minio                string
 	work, logDir         string
@@ -94,7 +95,7 @@ func envBool(name string, def bool) bool {
 
 func main() {
 	var cfg config
-	var cases string
+	var cases, variants string
 	scale, _ := strconv.ParseFloat(envOr("BENCH_SCALE", "1"), 64)
 	flag.StringVar(&cfg.work, "dir", envOr("RECOVERD_BENCH_DIR", "/work/bench-data"), "work directory: cached data sets, run directories, logs [RECOVERD_BENCH_DIR]")
 	flag.StringVar(&cfg.out, "out", "bench/results", "where REPORT.md and throughput.png go")
@@ -112,6 +113,7 @@ func main() {
 	flag.IntVar(&cfg.ops, "ops", envInt("BENCH_OPS", 1000000), "ops replayed by the ops-only recovery (case 5) [BENCH_OPS]")
 	flag.IntVar(&cfg.compressMiB, "compress-mib", envInt("BENCH_COMPRESS_MIB", 512), "shard size for the compression and throttle cases (6, 7) [BENCH_COMPRESS_MIB]")
 	flag.IntVar(&cfg.throttleMB, "throttle-mb", envInt("BENCH_THROTTLE_MB", 50), "throttle of case 7 in MB/s (10^6 bytes) [BENCH_THROTTLE_MB]")
+	flag.StringVar(&variants, "variants", os.Getenv("BENCH_VARIANTS"), "more contestants in cases 1 and 2, for an A/B from one run: \"label: flags; label: bin=DIR\" (flags go to both daemons; bin=DIR runs the recoverd in DIR) [BENCH_VARIANTS]")
 	flag.BoolVar(&cfg.verbose, "v", false, "log the stage times of every recoverd run")
 	flag.BoolVar(&cfg.profile, "profile", envBool("BENCH_PROFILE", true), "after cases 1, 2, 3, 5 and 8, one more recoverd run with CPU profiles of both daemons (bench/results/profiles/) [BENCH_PROFILE]")
 	flag.Parse()
@@ -134,10 +136,16 @@ func main() {
 	sc := func(v int) int { return max(1, int(float64(v)*cfg.scale+0.5)) }
 	cfg.shardMiB, cfg.smallFiles, cfg.ops, cfg.compressMiB = sc(cfg.shardMiB), sc(cfg.smallFiles), sc(cfg.ops), sc(cfg.compressMiB)
 
+	vs, err := parseVariants(variants)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "recoverd-bench: -variants: %v\n", err)
+		os.Exit(2)
+	}
+
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	b := &bench{cfg: cfg, log: os.Stderr, started: time.Now()}
-	err := b.run(ctx)
+	b := &bench{cfg: cfg, log: os.Stderr, started: time.Now(), variants: vs}
+	err = b.run(ctx)
 	stopAll()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "recoverd-bench: %v\n", err)
@@ -185,6 +193,9 @@ func (b *bench) run(ctx context.Context) error {
 		if err := copyFile(filepath.Join(b.cfg.baseline, "recoverd"), b.baseline); err != nil {
 			return err
 		}
+	}
+	if err := b.copyVariantBins(); err != nil {
+		return err
 	}
 	b.logDir = filepath.Join(b.work, "logs")
 	for _, d := range []string{b.logDir, filepath.Join(b.work, "run"), b.cfg.out} {
@@ -351,7 +362,7 @@ func (b *bench) fileCopyTools(d *dataset) []tool {
 		old.bin = b.baseline
 		tools = append(tools, tool{baselineTool, func(ctx context.Context) (sample, error) { return b.runRecoverd(ctx, old) }})
 	}
-	return tools
+	return append(tools, b.variantTools(d)...)
 }
 
 // linkMB is case 6's slow link: 200 Mbit/s.
