@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/recoverd/recoverd/engine"
+	"github.com/recoverd/recoverd/internal/fsutil"
 )
 
 // Segment file layout (all integers little-endian or varints):
@@ -197,7 +198,7 @@ func parseFooter(b []byte, length int64) (segmentFooter, error) {
 // openSegment reads a segment's footer and sparse index and checks them
 // against the metadata the commit recorded.
 func openSegment(path string, meta FileMeta) (*segment, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("shardstore: open segment %s: %w", meta.Name, err)
 	}

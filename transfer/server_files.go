@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/zeebo/blake3"
@@ -16,6 +15,7 @@ import (
 	pb "github.com/recoverd/recoverd/api/recoverdv1"
 	"github.com/recoverd/recoverd/api/rpcerr"
 	"github.com/recoverd/recoverd/engine"
+	"github.com/recoverd/recoverd/internal/fsutil"
 	"github.com/recoverd/recoverd/internal/staging"
 )
 
@@ -96,7 +96,7 @@ func (s *PeerServer) sendPinned(ctx context.Context, p *pin, id engine.ShardID, 
 	if err != nil {
 		return rpcerr.ToStatus(err)
 	}
-	f, err := os.Open(path)
+	f, err := fsutil.Open(path)
 	if err != nil {
 		return rpcerr.ToStatus(fmt.Errorf("open %s of pinned commit %d of %s: %w", name, meta.Generation, id, err))
 	}

@@ -5,7 +5,8 @@
 //
 // Temporary files carry TempPrefix so that a startup sweep can recognise and
 // remove what a crash left behind. IsNoSpace tells a full disk or quota
-// from other write errors.
+// from other write errors. OpenFile opens a regular file without the
+// network poller's system calls (open.go).
 package fsutil
 
 import (

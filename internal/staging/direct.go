@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/recoverd/recoverd/internal/fsutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -57,7 +58,7 @@ func (sf *File) openDirect() (*os.File, error) {
 	if err := sf.a.opts.Fault("staging.open-direct", sf.f.Name()); err != nil {
 		return nil, err
 	}
-	return os.OpenFile(sf.f.Name(), os.O_WRONLY|unix.O_DIRECT, 0)
+	return fsutil.OpenFile(sf.f.Name(), os.O_WRONLY|unix.O_DIRECT, 0)
 }
 
 // writeAtDirect writes p at off, its aligned part with O_DIRECT when the file

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/recoverd/recoverd/engine"
+	"github.com/recoverd/recoverd/internal/fsutil"
 )
 
 type fileState struct {
@@ -92,7 +93,7 @@ func (a *Area) CreateFile(meta engine.FileMeta) (*File, error) {
 	if ok && old.meta != meta {
 		return nil, fmt.Errorf("staging: file %s already exists with other metadata", meta.Name)
 	}
-	f, err := os.OpenFile(filepath.Join(a.dir, meta.Name), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := fsutil.OpenFile(filepath.Join(a.dir, meta.Name), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("staging: create file: %w", err)
 	}
