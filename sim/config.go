@@ -68,7 +68,7 @@ func defaultConfig() Config {
 		ShardSize: Dist{Kind: "lognormal", A: 2 << 30, B: 1}, MaxShardSize: 50 << 30, FilesPerShard: 40, FileRatio: 0.8, Seed: 1,
 
 		NIC: 1.25e9, Disk: 1e9,
-		MaxRecoveries: 2, MaxOutgoing: 2, MaxSnapshotDownloads: 4, ParallelFiles: 4,
+		MaxRecoveries: 2, MaxOutgoing: 2, MaxSnapshotDownloads: 4, ParallelFiles: 8,
 		PartSize: 16 << 20, PartConcurrency: 4, PinWait: 600, VerifyDigest: "auto", PeerWireRatio: 1,
 		UseSnapshots: true, Overhead: 0.5, RPCLatency: 0.001,
 

@@ -27,7 +27,7 @@ type FileClient interface {
 
 // FetchOptions tune FetchFiles; the zero value is usable.
 type FetchOptions struct {
-	// Parallel is the number of files in flight (default 4).
+	// Parallel is the number of files in flight (default 8).
 	Parallel int
 	// ChunkSize asked of the source; 0 means the source's default.
 	ChunkSize int
@@ -65,7 +65,7 @@ type FetchOptions struct {
 }
 
 const (
-	defaultParallel          = 4
+	defaultParallel          = 8
 	defaultIdleTimeout       = 30 * time.Second
 	defaultMaxCorruptRepeats = 3
 )

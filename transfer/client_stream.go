@@ -43,7 +43,7 @@ func (f *fetcher) streamOnce(ctx context.Context, todo []pending) (int, error) {
 		req.More = append(req.More, &pb.FileRange{Name: p.meta.Name, Offset: p.off})
 	}
 	wd.arm()
-	st, closeStream, err := f.open(sctx, req)
+	st, closeStream, err := f.open(sctx, req, wd)
 	wd.disarm()
 	if err != nil {
 		return 0, streamErr(sctx, f.opts.IdleTimeout, err)
@@ -54,10 +54,13 @@ func (f *fetcher) streamOnce(ctx context.Context, todo []pending) (int, error) {
 
 // open starts a FetchFile: on a data connection when the client can open
 // them (Peers.EnableData) and the source serves them, else over gRPC.
-// closeStream ends it (cancelling sctx ends either too).
-func (f *fetcher) open(sctx context.Context, req *pb.FetchFileRequest) (st chunkStream, closeStream func(), err error) {
+// closeStream ends it (cancelling sctx ends either too). On a data
+// connection every read that brings bytes re-arms wd: a 4 MiB chunk
+// behind a slow link is progress, not silence (gRPC's chunks are 1 MiB
+// at most, and its watchdog is re-armed by message).
+func (f *fetcher) open(sctx context.Context, req *pb.FetchFileRequest, wd *watchdog) (st chunkStream, closeStream func(), err error) {
 	if f.data != nil && !f.noData.Load() {
-		ds, err := f.data.fetch(sctx, req)
+		ds, err := f.data.fetch(sctx, req, wd.arm)
 		if err == nil {
 			return ds, ds.close, nil
 		}
@@ -65,6 +68,9 @@ func (f *fetcher) open(sctx context.Context, req *pb.FetchFileRequest) (st chunk
 			return nil, nil, err
 		}
 		f.noData.Store(true) // for the rest of this call
+	}
+	if req.ChunkSize == 0 || req.ChunkSize > grpcChunkSize {
+		req.ChunkSize = grpcChunkSize // what the source would send on gRPC anyway (an older one sends what it is asked)
 	}
 	gs, err := f.c.FetchFile(sctx, req, grpc.ForceCodecV2(chunkCodec{}))
 	return gs, func() {}, err

@@ -200,10 +200,11 @@ type dataDialer struct {
 	tls  *tls.Config
 }
 
-// fetch opens a data connection and sends req on it. It returns
+// fetch opens a data connection and sends req on it; onRead is called
+// after each read of the answer that brings bytes. It returns
 // errNoDataConn when the source answers without dataAck; other errors are
 // the statuses the gRPC call would have met (Unavailable).
-func (d *dataDialer) fetch(ctx context.Context, req *pb.FetchFileRequest) (*dataStream, error) {
+func (d *dataDialer) fetch(ctx context.Context, req *pb.FetchFileRequest, onRead func()) (*dataStream, error) {
 	var nd net.Dialer
 	c, err := nd.DialContext(ctx, "tcp", d.addr)
 	if err != nil {
@@ -211,7 +212,7 @@ func (d *dataDialer) fetch(ctx context.Context, req *pb.FetchFileRequest) (*data
 	}
 	ds := &dataStream{ctx: ctx, addr: d.addr, conn: c}
 	ds.stop = context.AfterFunc(ctx, func() { c.Close() })
-	if err := ds.open(ctx, d.tls, req); err != nil {
+	if err := ds.open(ctx, d.tls, req, onRead); err != nil {
 		ds.close()
 		return nil, err
 	}
@@ -228,7 +229,7 @@ type dataStream struct {
 	stop func() bool
 }
 
-func (ds *dataStream) open(ctx context.Context, cfg *tls.Config, req *pb.FetchFileRequest) error {
+func (ds *dataStream) open(ctx context.Context, cfg *tls.Config, req *pb.FetchFileRequest, onRead func()) error {
 	raw := ds.conn
 	raw.SetDeadline(time.Now().Add(dataHandshakeTimeout))
 	if _, err := raw.Write(dataMagic[:]); err != nil {
@@ -258,8 +259,22 @@ func (ds *dataStream) open(ctx context.Context, cfg *tls.Config, req *pb.FetchFi
 	}
 	raw.SetDeadline(time.Time{})
 	// Big reads (a chunk) bypass the buffer: it only gathers frame heads.
-	ds.r = bufio.NewReaderSize(ds.conn, 64<<10)
+	ds.r = bufio.NewReaderSize(progressReader{ds.conn, onRead}, 64<<10)
 	return nil
+}
+
+// progressReader calls onRead after each read that brings bytes.
+type progressReader struct {
+	r      io.Reader
+	onRead func()
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.onRead()
+	}
+	return n, err
 }
 
 // RecvMsg reads the next chunk into m (a *recvChunk), io.EOF after an OK

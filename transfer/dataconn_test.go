@@ -102,7 +102,7 @@ func TestDataConnResumesAfterACut(t *testing.T) {
 	px := startProxy(t, e.addr, 0, &proxyFault{conn: 1, at: 5 << 19, kind: faultCut})
 	e.client = px.client(t, nil)
 	var resumedAt int64 = -1
-	_, res := recoverAll(t, e, FetchOptions{Retry: retry.Options{Initial: 10 * time.Millisecond},
+	_, res := recoverAll(t, e, FetchOptions{ChunkSize: 1 << 20, Retry: retry.Options{Initial: 10 * time.Millisecond},
 		OnResume: func(_ string, off int64, _ error) { atomic.CompareAndSwapInt64(&resumedAt, -1, off) }})
 	if res.Resumes == 0 || resumedAt != 2<<20 {
 		t.Fatalf("resumes %d (first at %d) after a data connection was cut mid-file", res.Resumes, resumedAt)
@@ -341,7 +341,7 @@ func TestDataConnDropsATargetThatStopsReading(t *testing.T) {
 	f := info.Meta.Files[0]
 	c := dialData(t, e.addr)
 	if err := writeMessageFrame(c, frameRequest, &pb.FetchFileRequest{Shard: &pb.ShardId{Index: testShard.Index, Shard: uint32(testShard.Shard)},
-		PinId: pin.ID, Name: f.Name}); err != nil {
+		PinId: pin.ID, Name: f.Name, ChunkSize: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	// Read nothing: the source's writes block once the buffers are full.

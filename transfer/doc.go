@@ -45,7 +45,9 @@
 // so backoffs longer than the TTL do not lose it.
 //
 // FetchFile streams [offset, offset+length) of one file in chunks of raw
-// bytes (default 1 MiB, the client may ask for 64 KiB to 4 MiB). While the
+// bytes (default 4 MiB, the client may ask for 64 KiB to 4 MiB; at most
+// 1 MiB on a gRPC stream, whose per-message buffers grow with the
+// message). While the
 // source's bandwidth budget is set, chunks (and op batches) are at most an
 // eighth of a second of it (at least 64 KiB): the sender waits for the
 // budget before each message and the receiver hears nothing meanwhile, so
@@ -65,10 +67,13 @@
 // with its sum of what it received (OpsResult.Summed). GetShardDigest with
 // ops_from answers the same digest of a range read from the op log, for
 // ops that came without a sum: recovery's streamed check uses either.
-// 1 MiB keeps per-message
-// overhead (framing, a CRC, a zstd frame, a disk write) far below 1%,
-// loses at most 1 MiB of work when a stream is cut, and lets several
-// chunks be in flight in a 4 MiB stream window.
+// 4 MiB keeps per-message overhead (framing, a CRC, a zstd frame, a disk
+// write) negligible and gives staging's O_DIRECT writes their size; a cut
+// stream loses at most a chunk of work. The deadlines meant for silence
+// count bytes, not chunks: the target's idle watchdog is re-armed by
+// every read of a data connection that brings bytes, and the source's
+// write deadline bounds each 1 MiB piece of a chunk, so a 4 MiB chunk
+// behind a slow link is not taken for a dead peer.
 //
 // A client from Peers with EnableData (the daemon's, unless
 // --data-conns=false) sends the same FetchFile request on a data
@@ -97,7 +102,7 @@
 // footer) and its BLAKE3 sum matched the source's; a verified file is
 // then synced behind the transfer (staging.File.SyncBehind), and the
 // recovery makes every staged file durable before it publishes.
-// Several files are in flight at once (default 4, errgroup.SetLimit),
+// Several files are in flight at once (default 8, errgroup.SetLimit),
 // largest first so the last one to finish is a small one. Files up to
 // 1 MiB go several per stream (at most 64 files and 8 MiB per stream:
 // FetchFileRequest.more, each chunk naming its file by FileChunk.file),
@@ -211,7 +216,8 @@
 // 4 MiB per stream and 16 MiB per connection. A stream can have at most its
 // window in flight, so the window bounds one stream's rate at window/RTT:
 // 4 MiB covers 10 Gbit/s up to about 3 ms round trip, and the connection
-// window covers the default 4 files in flight. gRPC's default (64 KiB
+// window covers four of the files in flight (8 by default; gRPC carries
+// them only from a source without data connections). gRPC's default (64 KiB
 // grown by BDP estimation up to 16 MiB) gets there only after ramping up,
 // per connection; static windows give full speed from the first chunk and
 // a known memory bound (16 MiB buffered per connection at most). Measured

@@ -16,8 +16,9 @@ const (
 	// acknowledges. 4 MiB keeps 4 chunks of 1 MiB in flight, enough for one
 	// stream to fill 10 Gbit/s at up to ~3 ms round trip.
 	StreamWindowSize = 4 << 20
-	// ConnWindowSize is the window of a whole connection: the default 4
-	// files in flight times StreamWindowSize.
+	// ConnWindowSize is the window of a whole connection: four files in
+	// flight times StreamWindowSize (files go on data connections, unless
+	// the source serves none).
 	ConnWindowSize = 16 << 20
 	// MaxMessageSize bounds any message sent or received: a chunk is at
 	// most MaxChunkSize (4 MiB) plus a few bytes of framing, an op batch

@@ -11,12 +11,13 @@ import (
 
 // latencyProxy forwards TCP connections on 127.0.0.1 to target, delivering
 // every piece of data delay after it was read, in each direction, without
-// limiting bandwidth: a stand-in for a network with a round trip of
-// 2*delay, to see what the flow-control windows do. A fault, when set,
-// breaks one connection's server-to-client bytes.
+// limiting bandwidth (unless rate is set): a stand-in for a network with a
+// round trip of 2*delay, to see what the flow-control windows do. A fault,
+// when set, breaks one connection's server-to-client bytes.
 type latencyProxy struct {
 	lis     net.Listener
 	delay   time.Duration
+	rate    int // bytes per second each way, per connection (0: unlimited)
 	fault   *proxyFault
 	faulted atomic.Bool // the fault happened
 	wg      sync.WaitGroup
@@ -51,12 +52,21 @@ func startLatencyProxy(t testing.TB, target string, delay time.Duration) *latenc
 	return startProxy(t, target, delay, nil)
 }
 
+// startSlowProxy forwards to target at rate bytes per second.
+func startSlowProxy(t testing.TB, target string, rate int) *latencyProxy {
+	return newProxy(t, target, &latencyProxy{rate: rate})
+}
+
 func startProxy(t testing.TB, target string, delay time.Duration, fault *proxyFault) *latencyProxy {
+	return newProxy(t, target, &latencyProxy{delay: delay, fault: fault})
+}
+
+func newProxy(t testing.TB, target string, p *latencyProxy) *latencyProxy {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &latencyProxy{lis: lis, delay: delay, fault: fault}
+	p.lis = lis
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -106,6 +116,9 @@ func (p *latencyProxy) pipe(dst, src net.Conn, f *proxyFault) {
 				for range q {
 				}
 				return
+			}
+			if p.rate > 0 {
+				time.Sleep(time.Duration(len(pc.data)) * time.Second / time.Duration(p.rate))
 			}
 		}
 	}()

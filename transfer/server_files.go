@@ -23,12 +23,13 @@ const incompressibleFiles = 3
 
 // FetchFile implements PeerService.
 func (s *PeerServer) FetchFile(req *pb.FetchFileRequest, stream pb.PeerService_FetchFileServer) error {
-	return s.fetchFile(stream.Context(), req, stream)
+	return s.fetchFile(stream.Context(), req, stream, grpcChunkSize)
 }
 
 // fetchFile serves a FetchFile request on a gRPC stream or a data
-// connection (dataconn.go): stream is where its chunks go.
-func (s *PeerServer) fetchFile(ctx context.Context, req *pb.FetchFileRequest, stream chunkSender) error {
+// connection (dataconn.go): stream is where its chunks go, in chunks of
+// at most maxChunk bytes.
+func (s *PeerServer) fetchFile(ctx context.Context, req *pb.FetchFileRequest, stream chunkSender, maxChunk int) error {
 	id, err := pbconv.ShardIDFromPB(req.GetShard())
 	if err != nil {
 		return invalid("%v", err)
@@ -54,8 +55,9 @@ func (s *PeerServer) fetchFile(ctx context.Context, req *pb.FetchFileRequest, st
 	defer done()
 	chunk := s.cfg.ChunkSize
 	if req.ChunkSize > 0 {
-		chunk = min(max(int(req.ChunkSize), MinChunkSize), MaxChunkSize)
+		chunk = max(int(req.ChunkSize), MinChunkSize)
 	}
+	chunk = min(chunk, maxChunk)
 	zstdOK := !s.cfg.DisableCompression && req.Compression == pb.Compression_COMPRESSION_ZSTD
 	buf := getChunkBuf(chunk)
 	defer putChunkBuf(buf)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
+	"github.com/recoverd/recoverd/transfer"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
@@ -86,7 +87,7 @@ func defaultConfig() Config {
 	return Config{
 		NodeID: host, GRPCAddr: "127.0.0.1:7400", PeerAddr: "127.0.0.1:7401", HTTPAddr: "127.0.0.1:7402",
 		S3Timeout: 30 * time.Second, UseSnapshots: true,
-		MaxRecoveries: 2, MaxOutgoing: 2, MaxLeasesPerHolder: 16, MaxSnapshotDownloads: 4, ChunkSize: 1 << 20, ParallelFiles: 4, Compression: true, DataConns: true,
+		MaxRecoveries: 2, MaxOutgoing: 2, MaxLeasesPerHolder: 16, MaxSnapshotDownloads: 4, ChunkSize: transfer.DefaultChunkSize, ParallelFiles: 8, Compression: true, DataConns: true,
 		RetryBudget: 2 * time.Minute, IdleTimeout: 30 * time.Second, LeaseTTL: 5 * time.Minute, CopyRetention: 12 * time.Hour, PinTTL: 2 * time.Minute, PinWait: 10 * time.Minute, DiskMargin: "5%",
 		RetainOps: 10000, KeepFinished: time.Hour, VerifyDigest: "auto", CleanupInterval: 10 * time.Minute, UploadGrace: 24 * time.Hour, DeletionDelay: time.Hour,
 		SnapshotJitter: 0.1, SnapshotScope: "primaries", MaxSnapshotUploads: 2, SnapshotLeaseMaxOps: 1_000_000, SnapshotLeaseMaxBytes: 1 << 30,
