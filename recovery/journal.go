@@ -64,6 +64,13 @@ func (c *planJSON) of(p *planner.Plan) (json.RawMessage, error) {
 	return c.b, c.err
 }
 
+// knownPlanJSON is the planJSON of a plan read back from the journal as b.
+func knownPlanJSON(b json.RawMessage) *planJSON {
+	c := &planJSON{}
+	c.once.Do(func() { c.b = b })
+	return c
+}
+
 // appendPlan adds the field "plan" to obj, a JSON object, as plan, which
 // is valid JSON already (json.Marshal made it). Set in journalEntry.Plan,
 // json.Marshal would check and compact the whole plan again at every
@@ -97,7 +104,7 @@ func (m *Manager) journal(s State) {
 	e := journalEntry{State: s, Pin: s.pinID, PinSeq: s.pinSeq, Lease: leaseID(m.cfg.NodeID, s.ID)}
 	b, err := json.Marshal(e)
 	if err == nil && s.Plan != nil {
-		if s.planJSON == nil { // a state not from setPlan
+		if s.planJSON == nil { // a plan neither set by setPlan nor read back
 			s.planJSON = &planJSON{}
 		}
 		var plan json.RawMessage
@@ -173,6 +180,7 @@ func (m *Manager) openJournal() error {
 		}
 		if err == nil && len(je.Plan) > 0 {
 			err = json.Unmarshal(je.Plan, &je.State.Plan)
+			je.State.planJSON = knownPlanJSON(je.Plan)
 		}
 		if err == nil && je.ID+journalSuffix != e.Name() {
 			err = fmt.Errorf("it names recovery %q", je.ID)

@@ -28,3 +28,13 @@ func TestAppendPlan(t *testing.T) {
 		}
 	}
 }
+
+// A plan read back from the journal is journaled again as it was read,
+// without being marshalled again.
+func TestKnownPlanJSON(t *testing.T) {
+	b := json.RawMessage(`{"kind":"peer"}`)
+	got, err := knownPlanJSON(b).of(nil)
+	if err != nil || string(got) != string(b) {
+		t.Fatalf("of = %s, %v; want the bytes read back, %s", got, err, b)
+	}
+}

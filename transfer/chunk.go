@@ -96,9 +96,10 @@ const encoderStates = 4
 // here, against under 1 ms once built), and the adaptive model would take
 // that for zstd's speed: with the probes' samples (adaptive.go) the first
 // one kept compression off behind a 25 MB/s link for half the transfer
-// (bench case 6).
+// (bench case 6). 1 MiB each builds them; a whole 4 MiB chunk would only
+// quadruple the wait.
 func warmUp(enc *zstd.Encoder) {
-	chunk := make([]byte, DefaultChunkSize)
+	chunk := make([]byte, 1<<20)
 	var wg sync.WaitGroup
 	for range encoderStates {
 		wg.Go(func() { enc.EncodeAll(chunk, make([]byte, 0, len(chunk))) })
@@ -106,15 +107,10 @@ func warmUp(enc *zstd.Encoder) {
 	wg.Wait()
 }
 
-// compressChunk returns raw compressed with zstd when that saves enough,
-// or nil.
-func compressChunk(raw []byte) []byte {
-	return compressInto(raw, nil)
-}
-
-// compressInto is compressChunk with the output in dst when it has room
-// (a pooled buffer: a fresh one per chunk cost page faults, which made
-// zstd look slow to the adaptive model, and a zeroed allocation).
+// compressInto returns raw compressed with zstd when that saves enough,
+// or nil. The output goes into dst when it has room (a pooled buffer: a
+// fresh one per chunk cost page faults, which made zstd look slow to the
+// adaptive model, and a zeroed allocation), else into a new buffer.
 func compressInto(raw, dst []byte) []byte {
 	if len(raw) < minCompressLen {
 		return nil

@@ -120,8 +120,10 @@ func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh engine.Shard,
 		}
 		encode = func() *pb.OpBatch { return &pb.OpBatch{Ops: ops} }
 	}
-	flush := func() error {
+	// flush sends the batch; the stream's last one carries opsSum.
+	flush := func(opsSum []byte) error {
 		b := encode()
+		b.OpsSum = opsSum
 		size := proto.Size(b)
 		wait, err := s.cfg.Throttle.WaitN(ctx, size)
 		s.c.throttleWait.Add(int64(wait))
@@ -147,7 +149,7 @@ func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh engine.Shard,
 		for i := range batch {
 			add(&batch[i])
 			if n++; n >= batchSize || bytes >= limit {
-				if sendErr = flush(); sendErr != nil {
+				if sendErr = flush(nil); sendErr != nil {
 					return errSend
 				}
 			}
@@ -164,11 +166,11 @@ func (s *PeerServer) sendOps(ctx context.Context, out opSender, sh engine.Shard,
 		return rpcerr.ToStatus(fmt.Errorf("read ops %v of %s: %w", r, id, err))
 	}
 	if n > 0 || sum != nil {
+		var opsSum []byte
 		if sum != nil {
-			last := encode
-			encode = func() *pb.OpBatch { b := last(); b.OpsSum = sum.raw(); return b }
+			opsSum = sum.raw()
 		}
-		if err := flush(); err != nil {
+		if err := flush(opsSum); err != nil {
 			if ce := ctx.Err(); ce != nil {
 				return status.FromContextError(ce).Err()
 			}
