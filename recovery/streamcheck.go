@@ -136,9 +136,10 @@ func (m *moved) digest(ops string) string {
 // them here from its op log (the part it has just sent), and the copy's
 // digest of the ops it received must equal it. The files the copy kept
 // (reused) are its own at the same history, and those of a snapshot were
-// checked against the snapshot's checksums. It returns a reason, and no error, when it cannot be made
-// (a file hashed on one side only, a source that digests only content, ops
-// no longer retained): the caller then compares contents.
+// checked against the snapshot's checksums. It returns a reason, and no
+// error, when it cannot be made (a file hashed on one side only, a source
+// that digests only content, ops no longer retained): the caller then
+// compares contents.
 func (a *attempt) checkStreamed(ctx context.Context) (fallback string, err error) {
 	if gap := a.moved.unsummed(); len(gap) > 0 {
 		return fmt.Sprintf("%d files from the peer were not hashed on both nodes as they streamed (%s: staged before a restart, or by a source that does not hash)",

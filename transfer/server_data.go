@@ -245,7 +245,7 @@ func (s *PeerServer) serveData(ctx context.Context, raw net.Conn, cfg DataConfig
 // deadline.
 type dataSender struct {
 	conn    net.Conn
-	timeout time.Duration // for each chunk's write (DataConfig.WriteTimeout)
+	timeout time.Duration // for each dataWritePiece's write (DataConfig.WriteTimeout)
 	head    []byte
 }
 
