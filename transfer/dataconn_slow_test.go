@@ -108,20 +108,27 @@ func (s *slowReader) Read(b []byte) (int, error) {
 
 // TestChunkSizeByTransport: chunks are 4 MiB by default on a data
 // connection, and at most 1 MiB on a gRPC stream even when 4 MiB is asked
-// for (by the client, and by an older client asking the source directly).
+// for: FetchFiles asks for 1 MiB on gRPC (an older source sends what it is
+// asked), and the source clamps what an older client asks for.
 func TestChunkSizeByTransport(t *testing.T) {
 	src := newSourceShard(t, t.TempDir(), sourceSpec{docs: 1200, valueSize: 10000, random: true})
-	var biggest atomic.Int64
+	var biggest, asked atomic.Int64
 	hook := hookSends("FetchFile", func(_, _ int, m any) error {
 		n := int64(m.(*pb.FileChunk).UncompressedLength)
 		for old := biggest.Load(); n > old && !biggest.CompareAndSwap(old, n); old = biggest.Load() {
 		}
 		return nil
 	})
-	e := startEnv(t, src, envOpts{tcp: true, server: []grpc.ServerOption{hook}})
+	askedFor := grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, &recordAsk{ServerStream: ss, asked: &asked})
+	})
+	e := startEnv(t, src, envOpts{tcp: true, server: []grpc.ServerOption{hook, askedFor}})
 	recoverAll(t, e, FetchOptions{ChunkSize: MaxChunkSize})
 	if got := biggest.Load(); got != grpcChunkSize {
 		t.Errorf("FetchFiles over gRPC asking %d: chunks of up to %d bytes, want %d", MaxChunkSize, got, grpcChunkSize)
+	}
+	if got := asked.Load(); got != grpcChunkSize {
+		t.Errorf("FetchFiles over gRPC, configured for %d: asked the source for chunks of %d, want %d", MaxChunkSize, got, grpcChunkSize)
 	}
 
 	biggest.Store(0)
@@ -150,4 +157,18 @@ func TestChunkSizeByTransport(t *testing.T) {
 	if s := d.srv.Stats(); s.DataStreams == 0 || s.Chunks == 0 || s.FileBytes/s.Chunks < 2<<20 {
 		t.Errorf("data connections with the default chunk size: %d bytes in %d chunks, want chunks of %d", s.FileBytes, s.Chunks, DefaultChunkSize)
 	}
+}
+
+// recordAsk keeps the chunk size of the last FetchFileRequest received.
+type recordAsk struct {
+	grpc.ServerStream
+	asked *atomic.Int64
+}
+
+func (r *recordAsk) RecvMsg(m any) error {
+	err := r.ServerStream.RecvMsg(m)
+	if req, ok := m.(*pb.FetchFileRequest); ok && err == nil {
+		r.asked.Store(int64(req.ChunkSize))
+	}
+	return err
 }
